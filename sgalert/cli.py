@@ -1,0 +1,490 @@
+"""The ``sgalert`` command.
+
+Every error the core raises on purpose prints as one line on stderr and exits non-zero (2 when
+the person is not entitled); ``--debug`` adds the traceback. Output shown to a terminal passes
+through :func:`sgalert.text.printable`, so hostile text in a case cannot drive the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import Any
+
+from sgalert import __version__, audit
+from sgalert.clock import iso, parse_iso
+from sgalert.config import load_config, render_template
+from sgalert.errors import InvalidInput, SgalertError, WorkspaceError
+from sgalert.keyring import Identity, add_person, approve_member, remove_person
+from sgalert.model import CaseState, CaseSummary, Role, Source
+from sgalert.service import CaseService, CaseView
+from sgalert.store import Store
+from sgalert.text import printable
+from sgalert.workspace import Workspace, resolve_workspace
+
+ENV_PASSPHRASE = "SGALERT_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
+
+
+def _read_passphrase(prompt: str, *, confirm: bool = False) -> str:
+    """The passphrase from SGALERT_PASSPHRASE, else from the terminal (never from a pipe)."""
+    from_env = os.environ.get(ENV_PASSPHRASE)
+    if from_env is not None:
+        return from_env
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"no terminal to ask for the passphrase; set {ENV_PASSPHRASE}")
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("Repeat the passphrase: ") != first:
+        raise InvalidInput("the two passphrases differ; nothing was changed")
+    return first
+
+
+def _when(moment: datetime | None) -> str | None:
+    return iso(moment) if moment else None
+
+
+def _summary_json(summary: CaseSummary) -> dict[str, Any]:
+    return {
+        "id": summary.id,
+        "ref": summary.ref,
+        "source": summary.source.value,
+        "state": summary.state.value,
+        "received_at": iso(summary.received_at),
+        "updated_at": iso(summary.updated_at),
+        "flags": list(summary.flags),
+        "assignee": summary.assignee,
+        "acknowledged_at": _when(summary.acknowledged_at),
+        "acknowledged_by": summary.acknowledged_by,
+        "closed_at": _when(summary.closed_at),
+        "next_deadline": _when(summary.next_deadline),
+    }
+
+
+def _view_json(view: CaseView) -> dict[str, Any]:
+    data = _summary_json(view.summary)
+    data.update(
+        {
+            "fields": view.facts,
+            "body_text": view.body_text,
+            "attachments": [
+                {"filename": a.filename, "content_type": a.content_type, "size": a.size}
+                for a in view.attachments
+            ],
+            "chronology": [
+                {
+                    "id": entry.id,
+                    "at": iso(entry.at),
+                    "author": entry.author.email,
+                    "kind": entry.kind.value,
+                    "text": entry.text,
+                    "reason": entry.reason,
+                    "corrects": entry.corrects,
+                    "signature_valid": entry.signature_valid,
+                }
+                for entry in view.chronology
+            ],
+            "clocks": [
+                {"kind": c.kind, "due_at": iso(c.due_at), "met_at": _when(c.met_at)}
+                for c in view.clocks
+            ],
+        }
+    )
+    if view.reporter is not None:
+        data["reporter"] = view.reporter
+    return data
+
+
+def _print_view(view: CaseView) -> None:
+    s = view.summary
+    lines = [
+        f"{s.ref}  {s.source.value}  {s.state.value}  received {iso(s.received_at)}",
+        f"flags: {', '.join(s.flags) or '-'}   assignee: {s.assignee or '-'}",
+        "",
+        "Facts:",
+    ]
+    lines += [f"  {key}: {value}" for key, value in view.facts.items()] or ["  (none extracted)"]
+    if view.reporter is not None:
+        lines += ["", "Reporter (confidential):"]
+        lines += [f"  {key}: {value}" for key, value in view.reporter.items()]
+    lines += ["", "Message:", view.body_text or "(empty)", ""]
+    if view.attachments:
+        lines.append("Attachments:")
+        lines += [f"  {a.filename} ({a.content_type}, {a.size} bytes)" for a in view.attachments]
+        lines.append("")
+    lines.append("Chronology:")
+    for entry in view.chronology:
+        mark = "signed" if entry.signature_valid else "SIGNATURE INVALID"
+        lines.append(f"  {iso(entry.at)}  {entry.author.email}  {entry.kind.value}  [{mark}]")
+        lines.append(f"    {entry.text}")
+        if entry.reason:
+            lines.append(f"    reason: {entry.reason}")
+    if not view.chronology:
+        lines.append("  (no entries)")
+    print(printable("\n".join(lines)))
+
+
+class Runner:
+    """Holds the parsed arguments and the workspace for one command."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.workspace: Workspace = resolve_workspace(args.workspace)
+
+    async def service(self) -> CaseService:
+        if not self.workspace.config_path.is_file():
+            raise WorkspaceError(
+                f"no workspace at {self.workspace.root}; run `sgalert init` "
+                "(or pass --workspace / set SGALERT_WORKSPACE)"
+            )
+        return await CaseService.open(self.workspace)
+
+    async def unlocked(self, service: CaseService) -> Identity:
+        passphrase = _read_passphrase(f"Passphrase for {self.args.as_email}: ")
+        return await service.unlock(self.args.as_email, passphrase)
+
+    # ----- commands -----------------------------------------------------------------------
+
+    async def init(self) -> int:
+        ws = self.workspace
+        if ws.config_path.exists() or ws.store_path.exists():
+            raise WorkspaceError(f"{ws.root} already holds an sgalert workspace; nothing changed")
+        ws.config_path.parent.mkdir(parents=True, exist_ok=True)
+        ws.store_path.parent.mkdir(parents=True, exist_ok=True)
+        ws.config_path.write_text(render_template(self.args.school_name), encoding="utf-8")
+        load_config(ws.config_path)  # the template must always be valid
+        for sub in ("cur", "new", "tmp"):
+            (ws.root / "inbox" / "encompass" / sub).mkdir(parents=True, exist_ok=True)
+        store = await Store.open(ws.store_path, create=True)
+        async with store, store.write() as db:
+            await audit.append(db, [audit.AuditEvent(audit.SYSTEM, "store-created")])
+        os.chmod(ws.store_path, 0o600)
+        print(f"Created workspace: config {ws.config_path}, store {ws.store_path}")
+        print("Next: add people with `sgalert user add --name NAME --email EMAIL --role dsl`")
+        return 0
+
+    async def config_check(self) -> int:
+        config = load_config(self.workspace.config_path)
+        print(f"{config.path}: valid ({len(config.sources)} source(s))")
+        return 0
+
+    async def user_add(self) -> int:
+        role = Role(self.args.role)
+        passphrase = _read_passphrase(f"New passphrase for {self.args.email}: ", confirm=True)
+        async with await self.service() as service:
+            person, groups = await add_person(
+                service.store,
+                name=self.args.name,
+                email=self.args.email,
+                role=role,
+                passphrase=passphrase,
+            )
+        print(f"Added {printable(person.name)} <{person.email}> as {role.value}")
+        pending = [group for group, state in groups.items() if state == "pending"]
+        if pending:
+            print(
+                f"Access to {', '.join(pending)} is pending: a current member must run "
+                f"`sgalert user approve {person.email} --as THEIR_EMAIL`"
+            )
+        return 0
+
+    async def user_list(self) -> int:
+        async with await self.service() as service:
+            people = await service.people()
+        if self.args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "id": p.id,
+                            "name": p.name,
+                            "email": p.email,
+                            "role": p.role.value,
+                            "groups": groups,
+                            "removed": p.removed,
+                        }
+                        for p, groups in people
+                    ],
+                    indent=2,
+                )
+            )
+            return 0
+        if not people:
+            print("No people yet: add one with `sgalert user add`.")
+        for p, groups in people:
+            access = ", ".join(
+                f"{g}" + ("" if s == "active" else " (pending)") for g, s in sorted(groups.items())
+            )
+            gone = "  [removed]" if p.removed else ""
+            print(printable(f"{p.email:32}  {p.role.value:18}  {p.name}  [{access}]{gone}"))
+        return 0
+
+    async def user_approve(self) -> int:
+        async with await self.service() as service:
+            approver = await self.unlocked(service)
+            groups = await approve_member(service.store, approver, self.args.email)
+        print(f"{self.args.email} now holds the keys of {', '.join(groups)}")
+        return 0
+
+    async def user_remove(self) -> int:
+        async with await self.service() as service:
+            remover = await self.unlocked(service)
+            rotated = await remove_person(service.store, remover, self.args.email)
+        print(f"Removed {self.args.email}; rotated keys of {', '.join(rotated) or 'no group'}")
+        return 0
+
+    async def cases_list(self) -> int:
+        state = CaseState(self.args.state) if self.args.state else None
+        source = Source(self.args.source) if self.args.source else None
+        async with await self.service() as service:
+            cases = await service.list_cases(state=state, source=source)
+        if self.args.json:
+            print(json.dumps([_summary_json(c) for c in cases], indent=2))
+            return 0
+        if not cases:
+            print("No cases.")
+        for c in cases:
+            flags = ",".join(c.flags) or "-"
+            print(
+                f"{c.ref:14} {c.source.value:10} {c.state.value:13} {iso(c.received_at)}  "
+                f"{c.assignee or '-':24} {flags}"
+            )
+        return 0
+
+    async def case_show(self) -> int:
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            view = await service.open_case(identity, self.args.ref)
+        if self.args.json:
+            print(json.dumps(_view_json(view), indent=2, ensure_ascii=False))
+        else:
+            _print_view(view)
+        return 0
+
+    async def case_new(self) -> int:
+        facts: dict[str, str] = {}
+        for item in self.args.field or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise InvalidInput(f"--field {item!r}: write it as NAME=VALUE")
+            facts[key.strip()] = value
+        reporter = None
+        if self.args.reporter_name or self.args.reporter_contact:
+            reporter = {
+                "name": self.args.reporter_name or "",
+                "contact": self.args.reporter_contact or "",
+            }
+        received = parse_iso(self.args.received_at) if self.args.received_at else None
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            stored = await service.record_manual_case(
+                identity,
+                Source(self.args.source),
+                facts=facts,
+                body_text=self.args.text or "",
+                caller=self.args.caller,
+                received_at=received,
+                reporter=reporter,
+            )
+        print(f"Recorded {stored.ref}")
+        return 0
+
+    async def ack(self) -> int:
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            summary = await service.acknowledge(identity, self.args.ref)
+        print(f"{summary.ref} acknowledged by {identity.email}")
+        return 0
+
+    async def note(self) -> int:
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            entry = await service.add_note(
+                identity, self.args.ref, self.args.text, corrects=self.args.corrects
+            )
+        print(f"Note {entry} added to {self.args.ref}")
+        return 0
+
+    async def decide(self) -> int:
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            entry = await service.record_decision(
+                identity, self.args.ref, self.args.decision, self.args.reason
+            )
+        print(f"Decision {entry} recorded on {self.args.ref}")
+        return 0
+
+    async def assign(self) -> int:
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            summary = await service.assign(identity, self.args.ref, self.args.to)
+        print(f"{summary.ref} assigned to {summary.assignee}")
+        return 0
+
+    async def grant(self) -> int:
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            await service.grant(identity, self.args.ref, self.args.to)
+        print(f"{self.args.to} may now read {self.args.ref}")
+        return 0
+
+    async def close(self) -> int:
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            summary = await service.close_case(
+                identity, self.args.ref, self.args.outcome, self.args.reason
+            )
+        print(f"{summary.ref} closed")
+        return 0
+
+    async def audit_verify(self) -> int:
+        async with await self.service() as service:
+            count = await service.verify_audit()
+            async with service.store.read() as db:
+                seq, digest = await audit.head(db)
+        print(f"audit chain intact: {count} entries checked; head {seq} {digest}")
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sgalert", description="Safeguarding alert router for schools."
+    )
+    parser.add_argument("--version", action="version", version=f"sgalert {__version__}")
+    parser.add_argument(
+        "--workspace",
+        metavar="DIR",
+        help="workspace directory (default: $SGALERT_WORKSPACE, "
+        "else the platform's config and data directories)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        group: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        handler: Callable[[Runner], Coroutine[Any, Any, int]],
+        help_text: str,
+    ) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def as_email(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--as",
+            dest="as_email",
+            required=True,
+            metavar="EMAIL",
+            help="who you are; the passphrase comes from $SGALERT_PASSPHRASE or the terminal",
+        )
+
+    init = command(commands, "init", Runner.init, "create a workspace: config and store")
+    init.add_argument("--school-name", default="Example School", help="the school's name")
+
+    config = commands.add_parser("config", help="check the configuration")
+    config_cmds = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    command(config_cmds, "check", Runner.config_check, "validate sgalert.toml")
+
+    user = commands.add_parser("user", help="people and their keys")
+    user_cmds = user.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
+    add = command(user_cmds, "add", Runner.user_add, "add a person with new keys")
+    add.add_argument("--name", required=True)
+    add.add_argument("--email", required=True)
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    listing = command(user_cmds, "list", Runner.user_list, "list people and their access")
+    listing.add_argument("--json", action="store_true")
+    approve = command(
+        user_cmds,
+        "approve",
+        Runner.user_approve,
+        "seal your group keys to a person whose access is pending",
+    )
+    approve.add_argument("email")
+    as_email(approve)
+    remove = command(
+        user_cmds, "remove", Runner.user_remove, "remove a person and rotate their groups' keys"
+    )
+    remove.add_argument("email")
+    as_email(remove)
+
+    cases = commands.add_parser("cases", help="list cases (metadata only)")
+    cases_cmds = cases.add_subparsers(dest="cases_command", required=True, metavar="COMMAND")
+    cases_list = command(cases_cmds, "list", Runner.cases_list, "list cases, newest first")
+    cases_list.add_argument("--json", action="store_true")
+    cases_list.add_argument("--state", choices=[s.value for s in CaseState])
+    cases_list.add_argument("--source", choices=[s.value for s in Source])
+
+    case = commands.add_parser("case", help="one case")
+    case_cmds = case.add_subparsers(dest="case_command", required=True, metavar="COMMAND")
+    show = command(case_cmds, "show", Runner.case_show, "decrypt and show a case")
+    show.add_argument("ref", help="case id or reference such as SG-2026-0042")
+    show.add_argument("--json", action="store_true")
+    as_email(show)
+    new = command(case_cmds, "new", Runner.case_new, "record a notification received by phone")
+    new.add_argument("--source", required=True, choices=[s.value for s in Source])
+    new.add_argument("--caller", required=True, help="who phoned, e.g. 'PC 1234, Example Police'")
+    new.add_argument(
+        "--field",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an extracted fact, e.g. child_name=Ada Example (repeatable)",
+    )
+    new.add_argument("--text", help="what was said, verbatim where possible")
+    new.add_argument("--received-at", help="when the call came, ISO 8601 (default: now)")
+    new.add_argument("--reporter-name", help="whistleblowing: the reporter (sealed apart)")
+    new.add_argument("--reporter-contact", help="whistleblowing: their preferred contact")
+    as_email(new)
+
+    ack = command(commands, "ack", Runner.ack, "acknowledge a case")
+    ack.add_argument("ref")
+    as_email(ack)
+    note = command(commands, "note", Runner.note, "add a signed note to a case's record")
+    note.add_argument("ref")
+    note.add_argument("--text", required=True)
+    note.add_argument("--corrects", metavar="ENTRY", help="the id of the entry this corrects")
+    as_email(note)
+    decide = command(commands, "decide", Runner.decide, "record a decision and its reason")
+    decide.add_argument("ref")
+    decide.add_argument("--decision", required=True)
+    decide.add_argument("--reason", required=True)
+    as_email(decide)
+    assign = command(commands, "assign", Runner.assign, "assign a case to an entitled person")
+    assign.add_argument("ref")
+    assign.add_argument("--to", required=True, metavar="EMAIL")
+    as_email(assign)
+    grant = command(commands, "grant", Runner.grant, "let one more person read a case")
+    grant.add_argument("ref")
+    grant.add_argument("--to", required=True, metavar="EMAIL")
+    as_email(grant)
+    close = command(commands, "close", Runner.close, "close a case with its outcome")
+    close.add_argument("ref")
+    close.add_argument("--outcome", required=True)
+    close.add_argument("--reason", required=True)
+    as_email(close)
+
+    audit_cmd = commands.add_parser("audit", help="the audit log")
+    audit_cmds = audit_cmd.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    command(audit_cmds, "verify", Runner.audit_verify, "check the audit log's hash chain")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        runner = Runner(args)
+        handler: Callable[[Runner], Coroutine[Any, Any, int]] = args.handler
+        return asyncio.run(handler(runner))
+    except SgalertError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"sgalert: {printable(str(exc), keep_newlines=False)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sgalert: interrupted", file=sys.stderr)
+        return 130

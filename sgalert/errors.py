@@ -1,0 +1,87 @@
+"""The one exception tree of sgalert.
+
+Every error the core raises on purpose derives from :class:`SgalertError`; the CLI prints its
+message on one line and exits with its ``exit_code``. Messages name the thing that went wrong
+(a file and key, a case reference, an email) and never carry case content or passphrases.
+
+    SgalertError
+    ├── InvalidInput           a value given on the command line or through the API is unusable
+    ├── ConfigError            bad or missing sgalert.toml; names the file, the key and the fix
+    ├── WorkspaceError         workspace missing, not initialised, or already initialised
+    ├── StoreError             the database could not be opened or migrated
+    ├── NotFound               no such case, person or group
+    ├── AlreadyExists          a person with that email already exists
+    ├── WrongPassphrase        the passphrase does not unlock that person's keys
+    ├── NotEntitled            the person may not read or act on that case (exit code 2)
+    ├── IllegalTransition      the case is not in a state that allows the action
+    ├── IntegrityError         a sealed blob failed authentication (tampered or moved)
+    ├── NoEntitledReaders      nobody holding a key may read a new case, so it cannot be sealed
+    ├── MembershipError        a group change that would lock everyone out, or is not allowed
+    └── AuditChainBroken       an audit entry's hash does not match (names the entry)
+"""
+
+from __future__ import annotations
+
+
+class SgalertError(Exception):
+    """Base of every error sgalert raises on purpose."""
+
+    exit_code = 1
+
+
+class InvalidInput(SgalertError):
+    """A value the caller gave cannot be used (empty text, malformed email, short passphrase)."""
+
+
+class ConfigError(SgalertError):
+    """The configuration file is missing, malformed or holds an invalid value."""
+
+
+class WorkspaceError(SgalertError):
+    """The workspace directory is missing, unusable, or not initialised."""
+
+
+class StoreError(SgalertError):
+    """The case store could not be opened, migrated or written."""
+
+
+class NotFound(SgalertError):
+    """No case, person or group matches what was asked for."""
+
+
+class AlreadyExists(SgalertError):
+    """Something with the same identity already exists."""
+
+
+class WrongPassphrase(SgalertError):
+    """The passphrase does not unlock the person's private keys."""
+
+
+class NotEntitled(SgalertError):
+    """The person may not read or act on this case; the refusal is audited."""
+
+    exit_code = 2
+
+
+class IllegalTransition(SgalertError):
+    """The case's current state does not allow the requested action."""
+
+
+class IntegrityError(SgalertError):
+    """A sealed blob failed authentication: it was altered or copied from elsewhere."""
+
+
+class NoEntitledReaders(SgalertError):
+    """No reader group for the case has a key yet, so sealing it would make it unreadable."""
+
+
+class MembershipError(SgalertError):
+    """A change to a group's members that is not allowed (for example removing the last one)."""
+
+
+class AuditChainBroken(SgalertError):
+    """An audit entry's stored hash does not match its recomputed hash."""
+
+    def __init__(self, seq: int, message: str) -> None:
+        super().__init__(message)
+        self.seq = seq

@@ -1,0 +1,147 @@
+"""Numbered schema migrations. Append new ones; never edit one that has shipped.
+
+``PRAGMA user_version`` records the last applied number. Each migration runs in its own
+transaction, so a crash leaves the store at a whole version.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE people (
+            id            TEXT PRIMARY KEY,
+            name          TEXT NOT NULL,
+            email         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            role          TEXT NOT NULL,
+            x25519_public BLOB NOT NULL,
+            ed25519_public BLOB NOT NULL,
+            -- AES-256-GCM of the two raw private keys under an Argon2id-derived key
+            wrapped_private BLOB NOT NULL,
+            kdf           TEXT NOT NULL,
+            created_at    TEXT NOT NULL,
+            removed_at    TEXT
+        );
+
+        -- A role or compartment; its key pairs are versioned so removing a member rotates it.
+        CREATE TABLE groups (
+            name            TEXT PRIMARY KEY,
+            kind            TEXT NOT NULL CHECK (kind IN ('role', 'compartment')),
+            current_version INTEGER NOT NULL
+        );
+        CREATE TABLE group_keys (
+            group_name TEXT NOT NULL REFERENCES groups(name),
+            version    INTEGER NOT NULL,
+            public_key BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (group_name, version)
+        );
+        CREATE TABLE group_members (
+            group_name TEXT NOT NULL REFERENCES groups(name),
+            person_id  TEXT NOT NULL REFERENCES people(id),
+            state      TEXT NOT NULL CHECK (state IN ('active', 'pending')),
+            added_at   TEXT NOT NULL,
+            PRIMARY KEY (group_name, person_id)
+        );
+        -- The private half of each group key version, sealed (HPKE) to each member.
+        CREATE TABLE group_key_seals (
+            group_name TEXT NOT NULL,
+            version    INTEGER NOT NULL,
+            person_id  TEXT NOT NULL REFERENCES people(id),
+            sealed     BLOB NOT NULL,
+            PRIMARY KEY (group_name, version, person_id),
+            FOREIGN KEY (group_name, version) REFERENCES group_keys(group_name, version)
+        );
+
+        CREATE TABLE ref_counters (
+            year INTEGER PRIMARY KEY,
+            last INTEGER NOT NULL
+        );
+
+        -- Plaintext metadata only: nothing here may identify a child, a reporter or a concern.
+        CREATE TABLE cases (
+            id              TEXT PRIMARY KEY,
+            ref             TEXT NOT NULL UNIQUE,
+            source          TEXT NOT NULL,
+            origin          TEXT NOT NULL,
+            received_at     TEXT NOT NULL,
+            created_at      TEXT NOT NULL,
+            updated_at      TEXT NOT NULL,
+            state           TEXT NOT NULL CHECK (state IN ('new', 'acknowledged', 'closed')),
+            flags           TEXT NOT NULL DEFAULT '[]',
+            assignee_id     TEXT REFERENCES people(id),
+            acknowledged_at TEXT,
+            acknowledged_by TEXT REFERENCES people(id),
+            closed_at       TEXT,
+            closed_by       TEXT REFERENCES people(id)
+        );
+        CREATE INDEX cases_by_state ON cases(state, received_at);
+        CREATE INDEX cases_by_received ON cases(received_at);
+
+        -- Each data key of a case, wrapped (HPKE) to a group key version or to one person.
+        CREATE TABLE key_wraps (
+            case_id        TEXT NOT NULL REFERENCES cases(id),
+            key_name       TEXT NOT NULL,
+            recipient_kind TEXT NOT NULL CHECK (recipient_kind IN ('group', 'person')),
+            recipient      TEXT NOT NULL,
+            version        INTEGER NOT NULL,
+            wrapped        BLOB NOT NULL,
+            PRIMARY KEY (case_id, key_name, recipient_kind, recipient, version)
+        );
+        CREATE INDEX key_wraps_by_recipient ON key_wraps(recipient_kind, recipient);
+
+        -- Sealed content: AES-256-GCM, associated data binding case id and field name.
+        CREATE TABLE sealed_fields (
+            case_id  TEXT NOT NULL REFERENCES cases(id),
+            field    TEXT NOT NULL,
+            key_name TEXT NOT NULL,
+            blob     BLOB NOT NULL,
+            PRIMARY KEY (case_id, field)
+        );
+
+        -- The record: entries are signed by their author, sealed, and never edited;
+        -- a correction is a new entry that names the one it corrects.
+        CREATE TABLE chronology (
+            id        TEXT PRIMARY KEY,
+            case_id   TEXT NOT NULL REFERENCES cases(id),
+            at        TEXT NOT NULL,
+            author_id TEXT NOT NULL REFERENCES people(id),
+            kind      TEXT NOT NULL,
+            corrects  TEXT REFERENCES chronology(id),
+            blob      BLOB NOT NULL
+        );
+        CREATE INDEX chronology_by_case ON chronology(case_id, at);
+        CREATE TRIGGER chronology_no_update BEFORE UPDATE ON chronology
+        BEGIN SELECT RAISE(ABORT, 'chronology entries are never edited; add a correction'); END;
+
+        -- Statutory and review clocks; the engine escalates on them.
+        CREATE TABLE clocks (
+            case_id TEXT NOT NULL REFERENCES cases(id),
+            kind    TEXT NOT NULL,
+            due_at  TEXT NOT NULL,
+            met_at  TEXT,
+            PRIMARY KEY (case_id, kind)
+        );
+        CREATE INDEX clocks_open_by_due ON clocks(due_at) WHERE met_at IS NULL;
+
+        -- Append-only, hash-chained audit log. It never holds case content.
+        CREATE TABLE audit (
+            seq       INTEGER PRIMARY KEY,
+            at        TEXT NOT NULL,
+            actor     TEXT NOT NULL,
+            action    TEXT NOT NULL,
+            case_id   TEXT,
+            detail    TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash      TEXT NOT NULL
+        );
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        """,
+    ),
+)
+
+HEAD_VERSION = MIGRATIONS[-1][0]

@@ -1,0 +1,112 @@
+"""The domain's vocabulary: roles, case sources, states and flags.
+
+Everything here is plaintext metadata that may appear in queues, logs and digests, so none of it
+carries personal data.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class Role(enum.StrEnum):
+    """A person's role in the school's safeguarding arrangements."""
+
+    DSL = "dsl"
+    DEPUTY = "deputy"
+    HEAD = "head"
+    MONITORING_OFFICER = "monitoring-officer"
+    CHAIR = "chair"
+    STAFF = "staff"
+
+
+class Source(enum.StrEnum):
+    """Which kind of notification a case came from; each has its own readers and clocks."""
+
+    ENCOMPASS = "encompass"
+    WHISTLE = "whistle"
+    LESSON = "lesson"
+
+
+class CaseState(enum.StrEnum):
+    """Where a case is in its life. Transitions live in :mod:`sgalert.service`."""
+
+    NEW = "new"
+    ACKNOWLEDGED = "acknowledged"
+    CLOSED = "closed"
+
+
+class Flag(enum.StrEnum):
+    """Plaintext markers that drive routing and tell the DSL what needs a second look."""
+
+    UNVERIFIED_SENDER = "unverified-sender"
+    NEEDS_TRIAGE = "needs-triage"
+    MALFORMED = "malformed"
+    ABOUT_HEAD = "about-head"
+    POSSIBLE_DUPLICATE = "possible-duplicate"
+    MANUAL_ENTRY = "manual-entry"
+
+
+class KeyName(enum.StrEnum):
+    """A case's data keys: content for the record, identity for a whistleblower's name."""
+
+    CONTENT = "content"
+    IDENTITY = "identity"
+
+
+# Compartments are key-holding groups that are not roles. A whistleblower's identity is sealed to
+# this one, whose members are the monitoring officers and the deputies they nominate [HMS].
+WHISTLE_IDENTITY = "whistle-identity"
+
+# Which compartments a role joins automatically when a person is added with it.
+ROLE_COMPARTMENTS: dict[Role, tuple[str, ...]] = {
+    Role.MONITORING_OFFICER: (WHISTLE_IDENTITY,),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Readers:
+    """Which groups may read each data key of a case."""
+
+    content: tuple[str, ...]
+    identity: tuple[str, ...] = ()
+
+
+DEFAULT_READERS: dict[Source, Readers] = {
+    Source.ENCOMPASS: Readers(content=(Role.DSL, Role.DEPUTY, Role.HEAD)),
+    Source.LESSON: Readers(content=(Role.DSL, Role.DEPUTY, Role.HEAD)),
+    Source.WHISTLE: Readers(content=(Role.MONITORING_OFFICER,), identity=(WHISTLE_IDENTITY,)),
+}
+
+# An allegation about the headteacher goes to the chair and the monitoring officer, never the head.
+ABOUT_HEAD_READERS = Readers(
+    content=(Role.CHAIR, Role.MONITORING_OFFICER), identity=(WHISTLE_IDENTITY,)
+)
+
+
+def readers_for(source: Source, flags: frozenset[str], configured: Readers | None) -> Readers:
+    """The groups entitled to a new case, honouring the about-head rule over any configuration."""
+    if Flag.ABOUT_HEAD in flags:
+        return ABOUT_HEAD_READERS
+    return configured if configured is not None else DEFAULT_READERS[source]
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSummary:
+    """A case's plaintext metadata: safe for queues before unlock, digests and logs."""
+
+    id: str
+    ref: str
+    source: Source
+    state: CaseState
+    received_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    flags: tuple[str, ...]
+    assignee: str | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    closed_at: datetime | None
+    next_deadline: datetime | None

@@ -1,0 +1,578 @@
+"""The one door to the core for the TUI and the CLI.
+
+Every state change is one write transaction that re-reads the case, checks the transition and the
+person's entitlement, records the change, and appends the audit entry. Reading a case needs an
+unlocked :class:`~sgalert.keyring.Identity`; listing cases needs nothing, because the metadata it
+returns carries no personal data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from sgalert import audit, keyring
+from sgalert.cases import (
+    FIELD_ATTACHMENTS,
+    FIELD_BODY,
+    FIELD_FACTS,
+    NewCase,
+    StoredCase,
+    data_key_info,
+    insert_sealed,
+    open_fields,
+    seal_case,
+    unwrap_data_keys,
+)
+from sgalert.chronology import INSERT_ENTRY, ChronologyEntry, EntryKind, read_entries, seal_entry
+from sgalert.clock import Clock, iso, parse_iso, utcnow
+from sgalert.config import Config, load_config
+from sgalert.crypto import wrap_to_public_key
+from sgalert.errors import IllegalTransition, InvalidInput, NotEntitled, NotFound
+from sgalert.keyring import Identity, Person
+from sgalert.model import CaseState, CaseSummary, Flag, KeyName, Readers, Source
+from sgalert.store import Store
+from sgalert.workspace import Workspace
+
+_SUMMARY_SQL = """
+SELECT c.id, c.ref, c.source, c.state, c.received_at, c.created_at, c.updated_at, c.flags,
+       a.email AS assignee, c.acknowledged_at, k.email AS acknowledged_by, c.closed_at,
+       (SELECT MIN(due_at) FROM clocks WHERE case_id = c.id AND met_at IS NULL) AS next_deadline
+FROM cases c
+LEFT JOIN people a ON a.id = c.assignee_id
+LEFT JOIN people k ON k.id = c.acknowledged_by
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaseClock:
+    kind: str
+    due_at: datetime
+    met_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    """What an entitled person sees of a case once it is decrypted."""
+
+    summary: CaseSummary
+    facts: dict[str, Any]
+    body_text: str
+    attachments: tuple[Attachment, ...]
+    reporter: dict[str, Any] | None
+    chronology: tuple[ChronologyEntry, ...]
+    clocks: tuple[CaseClock, ...]
+
+
+class _Refused(Exception):
+    """Raised inside a transaction so it rolls back; turned into an audited NotEntitled."""
+
+    def __init__(self, case_id: str, ref: str) -> None:
+        self.case_id = case_id
+        self.ref = ref
+
+
+def _summary(row: aiosqlite.Row) -> CaseSummary:
+    def when(value: str | None) -> datetime | None:
+        return parse_iso(value) if value else None
+
+    return CaseSummary(
+        id=row["id"],
+        ref=row["ref"],
+        source=Source(row["source"]),
+        state=CaseState(row["state"]),
+        received_at=parse_iso(row["received_at"]),
+        created_at=parse_iso(row["created_at"]),
+        updated_at=parse_iso(row["updated_at"]),
+        flags=tuple(json.loads(row["flags"])),
+        assignee=row["assignee"],
+        acknowledged_at=when(row["acknowledged_at"]),
+        acknowledged_by=row["acknowledged_by"],
+        closed_at=when(row["closed_at"]),
+        next_deadline=when(row["next_deadline"]),
+    )
+
+
+class CaseService:
+    """Case operations over one store. Build with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, store: Store, config: Config | None, clock: Clock = utcnow) -> None:
+        self.store = store
+        self.config = config
+        self._clock = clock
+
+    @classmethod
+    async def open(cls, workspace: Workspace, clock: Clock = utcnow) -> CaseService:
+        config = load_config(workspace.config_path)
+        store = await Store.open(workspace.store_path)
+        return cls(store, config, clock)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def __aenter__(self) -> CaseService:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def _readers(self) -> Mapping[Source, Readers] | None:
+        return self.config.readers if self.config else None
+
+    # ----- people -------------------------------------------------------------------------
+
+    async def unlock(self, email: str, passphrase: str) -> Identity:
+        return await keyring.unlock(self.store, email, passphrase)
+
+    async def people(self) -> list[tuple[Person, dict[str, str]]]:
+        return await keyring.list_people(self.store)
+
+    # ----- metadata (no unlock needed) ----------------------------------------------------
+
+    async def list_cases(
+        self,
+        *,
+        state: CaseState | None = None,
+        source: Source | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[CaseSummary]:
+        """Metadata only, newest first."""
+        where: list[str] = []
+        params: list[object] = []
+        if state is not None:
+            where.append("c.state = ?")
+            params.append(state.value)
+        if source is not None:
+            where.append("c.source = ?")
+            params.append(source.value)
+        sql = _SUMMARY_SQL + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY c.received_at DESC, c.ref DESC LIMIT ? OFFSET ?"
+        params += [limit if limit is not None else -1, offset]
+        return [_summary(row) for row in await self.store.fetchall(sql, params)]
+
+    async def summary(self, ref: str) -> CaseSummary:
+        async with self.store.read() as db:
+            return await self._summary(db, ref)
+
+    async def _summary(self, db: aiosqlite.Connection, ref: str) -> CaseSummary:
+        cursor = await db.execute(
+            _SUMMARY_SQL + " WHERE c.id = ? OR c.ref = ? COLLATE NOCASE", (ref.strip(), ref.strip())
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            raise NotFound(f"no case {ref.strip()}")
+        return _summary(row)
+
+    # ----- creating -----------------------------------------------------------------------
+
+    async def create_cases(
+        self, cases: Sequence[NewCase], actor: str = audit.ENGINE
+    ) -> list[StoredCase]:
+        """Seal and store cases in one transaction using public keys only (the engine's path)."""
+        async with self.store.read() as db:
+            ring = await keyring.load_public_keyring(db)
+        sealed = [seal_case(case, ring, self._readers) for case in cases]
+        async with self.store.write() as db:
+            return await insert_sealed(db, sealed, actor)
+
+    async def record_manual_case(
+        self,
+        identity: Identity,
+        source: Source,
+        *,
+        facts: Mapping[str, str],
+        body_text: str,
+        caller: str,
+        received_at: datetime | None = None,
+        reporter: Mapping[str, str] | None = None,
+        flags: frozenset[str] = frozenset(),
+    ) -> StoredCase:
+        """Record a notification taken by phone: sealed as any other, with a signed first entry."""
+        received = received_at or self._clock()
+        content = {
+            FIELD_FACTS: json.dumps(dict(facts), ensure_ascii=False).encode(),
+            FIELD_BODY: body_text.encode(),
+            FIELD_ATTACHMENTS: b"[]",
+        }
+        identity_fields = {"reporter": json.dumps(dict(reporter)).encode()} if reporter else {}
+        new = NewCase(
+            source=source,
+            received_at=received,
+            origin="manual",
+            content=content,
+            identity=identity_fields,
+            flags=frozenset(flags | {Flag.MANUAL_ENTRY}),
+        )
+        async with self.store.read() as db:
+            ring = await keyring.load_public_keyring(db)
+        sealed = seal_case(new, ring, self._readers)
+        entry_text = f"Notification taken by phone from {caller}."
+        _, entry_row = seal_entry(
+            identity,
+            sealed.data_keys[KeyName.CONTENT],
+            new.id,
+            EntryKind.CASE_RECORDED,
+            entry_text,
+            at=self._clock(),
+        )
+        async with self.store.write() as db:
+            (stored,) = await insert_sealed(db, [sealed], identity.email)
+            await db.execute(INSERT_ENTRY, entry_row)
+            await audit.append(
+                db,
+                [audit.AuditEvent(identity.email, "note-added", new.id, {"kind": "case-recorded"})],
+            )
+        return stored
+
+    # ----- reading ------------------------------------------------------------------------
+
+    async def open_case(self, identity: Identity, ref: str) -> CaseView:
+        """Decrypt what this person may see of one case. Audited, refusals included."""
+        try:
+            async with self.store.write() as db:
+                summary = await self._summary(db, ref)
+                views = await self._open(db, identity, [summary])
+                if summary.id not in views:
+                    raise _Refused(summary.id, summary.ref)
+                view = views[summary.id]
+                await audit.append(
+                    db,
+                    [
+                        audit.AuditEvent(
+                            identity.email,
+                            "case-read",
+                            summary.id,
+                            {"identity": view.reporter is not None},
+                        )
+                    ],
+                )
+                return view
+        except _Refused as refused:
+            await self._refuse(identity, refused, "read")
+            raise AssertionError("unreachable") from None
+
+    async def open_cases(self, identity: Identity, refs: Sequence[str]) -> list[CaseView]:
+        """Decrypt many cases in one transaction (child-file matching, bulk review).
+
+        Cases the person may not read are left out, not refused: a search over a queue is not an
+        attempt on one case. Each case read is audited.
+        """
+        async with self.store.write() as db:
+            marks = ",".join("?" * len(refs))
+            cursor = await db.execute(
+                _SUMMARY_SQL + f" WHERE c.id IN ({marks}) OR c.ref IN ({marks})", [*refs, *refs]
+            )
+            summaries = [_summary(row) for row in await cursor.fetchall()]
+            views = await self._open(db, identity, summaries)
+            await audit.append(
+                db,
+                [
+                    audit.AuditEvent(
+                        identity.email,
+                        "case-read",
+                        case_id,
+                        {"identity": view.reporter is not None},
+                    )
+                    for case_id, view in views.items()
+                ],
+            )
+        order = {s.id: i for i, s in enumerate(summaries)}
+        return sorted(views.values(), key=lambda v: order[v.summary.id])
+
+    async def _open(
+        self, db: aiosqlite.Connection, identity: Identity, summaries: Sequence[CaseSummary]
+    ) -> dict[str, CaseView]:
+        ids = [s.id for s in summaries]
+        keys = await unwrap_data_keys(db, identity, ids)
+        readable = [s for s in summaries if (s.id, KeyName.CONTENT.value) in keys]
+        opened = await open_fields(db, keys, [s.id for s in readable])
+        views: dict[str, CaseView] = {}
+        for summary in readable:
+            fields = opened[summary.id]
+            content_key = keys[(summary.id, KeyName.CONTENT.value)]
+            chronology = await read_entries(db, summary.id, content_key)
+            cursor = await db.execute(
+                "SELECT kind, due_at, met_at FROM clocks WHERE case_id = ? ORDER BY due_at",
+                (summary.id,),
+            )
+            clocks = tuple(
+                CaseClock(
+                    row["kind"],
+                    parse_iso(row["due_at"]),
+                    parse_iso(row["met_at"]) if row["met_at"] else None,
+                )
+                for row in await cursor.fetchall()
+            )
+            reporter = None
+            if "reporter" in fields:
+                reporter = json.loads(fields["reporter"])
+            attachments = tuple(
+                Attachment(a["filename"], a["content_type"], int(a["size"]))
+                for a in json.loads(fields.get(FIELD_ATTACHMENTS, b"[]"))
+            )
+            views[summary.id] = CaseView(
+                summary=summary,
+                facts=json.loads(fields.get(FIELD_FACTS, b"{}")),
+                body_text=fields.get(FIELD_BODY, b"").decode("utf-8", "replace"),
+                attachments=attachments,
+                reporter=reporter,
+                chronology=tuple(chronology),
+                clocks=clocks,
+            )
+        return views
+
+    # ----- acting -------------------------------------------------------------------------
+
+    async def _refuse(self, identity: Identity, refused: _Refused, action: str) -> None:
+        async with self.store.write() as db:
+            await audit.append(
+                db,
+                [audit.AuditEvent(identity.email, "refused", refused.case_id, {"action": action})],
+            )
+        raise NotEntitled(f"{identity.email} is not entitled to case {refused.ref}")
+
+    async def _content_key(
+        self, db: aiosqlite.Connection, identity: Identity, summary: CaseSummary
+    ) -> bytes:
+        keys = await unwrap_data_keys(db, identity, [summary.id])
+        key = keys.get((summary.id, KeyName.CONTENT.value))
+        if key is None:
+            raise _Refused(summary.id, summary.ref)
+        return key
+
+    async def _add_entry(
+        self,
+        identity: Identity,
+        ref: str,
+        kind: EntryKind,
+        text: str,
+        *,
+        action: str,
+        reason: str | None = None,
+        corrects: str | None = None,
+    ) -> str:
+        if not text.strip():
+            raise InvalidInput("the entry's text is empty")
+        try:
+            async with self.store.write() as db:
+                summary = await self._summary(db, ref)
+                key = await self._content_key(db, identity, summary)
+                if corrects is not None:
+                    cursor = await db.execute(
+                        "SELECT 1 FROM chronology WHERE id = ? AND case_id = ?",
+                        (corrects, summary.id),
+                    )
+                    if await cursor.fetchone() is None:
+                        raise NotFound(f"case {summary.ref} has no entry {corrects} to correct")
+                entry_id, row = seal_entry(
+                    identity,
+                    key,
+                    summary.id,
+                    kind,
+                    text,
+                    at=self._clock(),
+                    reason=reason,
+                    corrects=corrects,
+                )
+                await db.execute(INSERT_ENTRY, row)
+                await self._touch(db, summary.id)
+                detail: dict[str, object] = {"entry": entry_id, "kind": kind.value}
+                if corrects:
+                    detail["corrects"] = corrects
+                await audit.append(
+                    db, [audit.AuditEvent(identity.email, action, summary.id, detail)]
+                )
+                return entry_id
+        except _Refused as refused:
+            await self._refuse(identity, refused, action)
+            raise AssertionError("unreachable") from None
+
+    async def _touch(self, db: aiosqlite.Connection, case_id: str) -> None:
+        await db.execute(
+            "UPDATE cases SET updated_at = ? WHERE id = ?", (iso(self._clock()), case_id)
+        )
+
+    async def add_note(
+        self, identity: Identity, ref: str, text: str, *, corrects: str | None = None
+    ) -> str:
+        """Add a signed note; a correction names the entry it corrects, which stays as it was."""
+        return await self._add_entry(
+            identity, ref, EntryKind.NOTE, text, action="note-added", corrects=corrects
+        )
+
+    async def record_decision(
+        self, identity: Identity, ref: str, decision: str, reason: str
+    ) -> str:
+        if not reason.strip():
+            raise InvalidInput("a decision needs its reason")
+        summary = await self.summary(ref)
+        if summary.state is CaseState.CLOSED:
+            raise IllegalTransition(f"case {summary.ref} is closed; reopen it to record a decision")
+        return await self._add_entry(
+            identity, ref, EntryKind.DECISION, decision, action="decision-recorded", reason=reason
+        )
+
+    async def acknowledge(self, identity: Identity, ref: str) -> CaseSummary:
+        """NEW -> ACKNOWLEDGED, decided in one transaction so no escalation can follow it."""
+        try:
+            async with self.store.write() as db:
+                summary = await self._summary(db, ref)
+                await self._content_key(db, identity, summary)
+                if summary.state is CaseState.ACKNOWLEDGED:
+                    raise IllegalTransition(
+                        f"case {summary.ref} was already acknowledged by {summary.acknowledged_by}"
+                    )
+                if summary.state is CaseState.CLOSED:
+                    raise IllegalTransition(f"case {summary.ref} is closed")
+                now = iso(self._clock())
+                await db.execute(
+                    "UPDATE cases SET state = 'acknowledged', acknowledged_at = ?,"
+                    " acknowledged_by = ?, updated_at = ? WHERE id = ? AND state = 'new'",
+                    (now, identity.id, now, summary.id),
+                )
+                await audit.append(
+                    db,
+                    [
+                        audit.AuditEvent(
+                            identity.email, "acknowledged", summary.id, {"via": "direct"}
+                        )
+                    ],
+                )
+                return await self._summary(db, summary.id)
+        except _Refused as refused:
+            await self._refuse(identity, refused, "acknowledge")
+            raise AssertionError("unreachable") from None
+
+    async def assign(self, identity: Identity, ref: str, assignee_email: str) -> CaseSummary:
+        """Give the case to an entitled person; someone who cannot read it is refused."""
+        try:
+            async with self.store.write() as db:
+                summary = await self._summary(db, ref)
+                await self._content_key(db, identity, summary)
+                if summary.state is CaseState.CLOSED:
+                    raise IllegalTransition(f"case {summary.ref} is closed")
+                assignee = await keyring.find_person(db, assignee_email)
+                if assignee.removed or not await self._may_read(db, assignee.id, summary.id):
+                    raise NotEntitled(
+                        f"{assignee.email} is not entitled to case {summary.ref}; "
+                        "grant access first"
+                    )
+                await db.execute(
+                    "UPDATE cases SET assignee_id = ?, updated_at = ? WHERE id = ?",
+                    (assignee.id, iso(self._clock()), summary.id),
+                )
+                await audit.append(
+                    db,
+                    [
+                        audit.AuditEvent(
+                            identity.email, "assigned", summary.id, {"assignee": assignee.id}
+                        )
+                    ],
+                )
+                return await self._summary(db, summary.id)
+        except _Refused as refused:
+            await self._refuse(identity, refused, "assign")
+            raise AssertionError("unreachable") from None
+
+    async def _may_read(self, db: aiosqlite.Connection, person_id: str, case_id: str) -> bool:
+        cursor = await db.execute(
+            "SELECT 1 FROM key_wraps w WHERE w.case_id = ? AND w.key_name = 'content' AND ("
+            " (w.recipient_kind = 'person' AND w.recipient = ?) OR"
+            " (w.recipient_kind = 'group' AND EXISTS (SELECT 1 FROM group_key_seals s"
+            "   JOIN group_members m ON m.group_name = s.group_name AND m.person_id = s.person_id"
+            "   WHERE s.group_name = w.recipient AND s.version = w.version AND s.person_id = ?"
+            "   AND m.state = 'active'))) LIMIT 1",
+            (case_id, person_id, person_id),
+        )
+        return await cursor.fetchone() is not None
+
+    async def close_case(
+        self, identity: Identity, ref: str, outcome: str, reason: str
+    ) -> CaseSummary:
+        """Close with an outcome and its reason, as a signed entry. Closing also acknowledges."""
+        if not outcome.strip() or not reason.strip():
+            raise InvalidInput("closing needs both an outcome and its reason")
+        try:
+            async with self.store.write() as db:
+                summary = await self._summary(db, ref)
+                key = await self._content_key(db, identity, summary)
+                if summary.state is CaseState.CLOSED:
+                    raise IllegalTransition(f"case {summary.ref} is already closed")
+                now_dt = self._clock()
+                now = iso(now_dt)
+                entry_id, row = seal_entry(
+                    identity, key, summary.id, EntryKind.OUTCOME, outcome, at=now_dt, reason=reason
+                )
+                await db.execute(INSERT_ENTRY, row)
+                await db.execute(
+                    "UPDATE cases SET state = 'closed', closed_at = ?, closed_by = ?,"
+                    " updated_at = ?,"
+                    " acknowledged_at = COALESCE(acknowledged_at, ?),"
+                    " acknowledged_by = COALESCE(acknowledged_by, ?) WHERE id = ?",
+                    (now, identity.id, now, now, identity.id, summary.id),
+                )
+                await audit.append(
+                    db,
+                    [audit.AuditEvent(identity.email, "closed", summary.id, {"entry": entry_id})],
+                )
+                return await self._summary(db, summary.id)
+        except _Refused as refused:
+            await self._refuse(identity, refused, "close")
+            raise AssertionError("unreachable") from None
+
+    async def grant(self, identity: Identity, ref: str, grantee_email: str) -> None:
+        """Wrap the case's content key to one more person (an investigator, a newcomer).
+
+        The whistleblower's identity key is never granted this way: it stays with its compartment.
+        """
+        try:
+            async with self.store.write() as db:
+                summary = await self._summary(db, ref)
+                key = await self._content_key(db, identity, summary)
+                grantee = await keyring.find_person(db, grantee_email)
+                if grantee.removed:
+                    raise NotEntitled(f"{grantee.email} has been removed")
+                info = data_key_info(summary.id, KeyName.CONTENT, "person", grantee.id, 0)
+                await db.execute(
+                    "INSERT OR REPLACE INTO key_wraps (case_id, key_name, recipient_kind,"
+                    " recipient, version, wrapped) VALUES (?, 'content', 'person', ?, 0, ?)",
+                    (summary.id, grantee.id, wrap_to_public_key(key, grantee.x25519_public, info)),
+                )
+                await audit.append(
+                    db,
+                    [
+                        audit.AuditEvent(
+                            identity.email, "access-granted", summary.id, {"grantee": grantee.id}
+                        )
+                    ],
+                )
+        except _Refused as refused:
+            await self._refuse(identity, refused, "grant")
+
+    # ----- audit --------------------------------------------------------------------------
+
+    async def verify_audit(self) -> int:
+        async with self.store.read() as db:
+            return await audit.verify(db)
+
+
+async def open_service(workspace: Workspace, clock: Clock = utcnow) -> CaseService:
+    """Open the workspace's store with its validated config."""
+    return await CaseService.open(workspace, clock)
+
+
+__all__ = ["Attachment", "CaseService", "CaseView", "load_config", "open_service"]

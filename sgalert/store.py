@@ -1,0 +1,143 @@
+"""The SQLite store: one file, WAL mode, durable commits, numbered migrations.
+
+Two kinds of process share the file (``sgalert serve`` and any number of ``sgalert tui``), so every
+write is a ``BEGIN IMMEDIATE`` transaction that re-reads what it decides on, and SQLite's busy
+timeout makes a writer wait for another rather than fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from sgalert.errors import StoreError
+from sgalert.migrations import HEAD_VERSION, MIGRATIONS
+
+BUSY_TIMEOUT_MS = 15_000
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a migration into single statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise StoreError("a migration ends with an incomplete SQL statement")
+    return statements
+
+
+class Store:
+    """An open store. Use :meth:`open`; close with :meth:`close` or ``async with``."""
+
+    def __init__(self, path: Path, connection: aiosqlite.Connection) -> None:
+        self.path = path
+        self._db = connection
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, *, create: bool = False) -> Store:
+        """Open (and with ``create``, make) the store, then migrate it to the head version."""
+        if not create and not path.is_file():
+            raise StoreError(f"{path}: no store here; run `sgalert init` first")
+        try:
+            connection = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the store ({exc})") from None
+        connection.row_factory = sqlite3.Row
+        store = cls(path, connection)
+        try:
+            await store._configure()
+            await store.migrate()
+        except BaseException:
+            await connection.close()
+            raise
+        return store
+
+    async def _configure(self) -> None:
+        try:
+            await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor = await self._db.execute("PRAGMA journal_mode = WAL")
+            row = await cursor.fetchone()
+            if row is None or str(row[0]).lower() != "wal":
+                raise StoreError(f"{self.path}: the store could not switch to WAL mode")
+            await self._db.execute("PRAGMA synchronous = FULL")
+            await self._db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not an sgalert store ({exc})") from None
+
+    async def schema_version(self) -> int:
+        cursor = await self._db.execute("PRAGMA user_version")
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def migrate(self, target: int = HEAD_VERSION) -> None:
+        """Apply pending migrations up to ``target``, each in its own transaction."""
+        current = await self.schema_version()
+        if current > HEAD_VERSION:
+            raise StoreError(
+                f"{self.path}: store schema {current} is newer than this sgalert "
+                f"({HEAD_VERSION}); upgrade sgalert"
+            )
+        for number, script in MIGRATIONS:
+            if number > target:
+                break
+            async with self.write() as db:
+                cursor = await db.execute("PRAGMA user_version")
+                row = await cursor.fetchone()
+                if row is not None and int(row[0]) >= number:
+                    continue  # another process applied it while we waited
+                for statement in split_statements(script):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {int(number)}")
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error."""
+        async with self._write_lock:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"{self.path}: the store is busy ({exc}); try again") from None
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            else:
+                await self._db.execute("COMMIT")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A consistent snapshot for several reads (a deferred transaction)."""
+        async with self._write_lock:
+            await self._db.execute("BEGIN")
+            try:
+                yield self._db
+            finally:
+                await self._db.execute("COMMIT")
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """A single read outside any explicit transaction."""
+        async with self._write_lock:
+            cursor = await self._db.execute(sql, tuple(params))
+            return list(await cursor.fetchall())
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,32 @@
+"""Making untrusted text safe to show: no terminal control, no bidi tricks.
+
+Subjects, bodies and names come from strangers. Before they reach a terminal, every control
+character except newline and tab, every C1 control, and every bidi control becomes a visible
+escape such as ``\\x1b`` or ``\\u202e``, so a hostile subject shows as what it is. (Rich/Textual
+markup is a separate matter: the TUI renders this text with markup off.)
+"""
+
+from __future__ import annotations
+
+import re
+
+BIDI_CONTROLS = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f" + BIDI_CONTROLS + "]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, *, keep_newlines: bool = True) -> str:
+    """Replace control and bidi characters with visible escapes."""
+    escaped = _UNSAFE.sub(_escape, text)
+    if not keep_newlines:
+        escaped = escaped.replace("\n", "\\n").replace("\t", "\\t")
+    return escaped
+
+
+def has_unsafe(text: str) -> bool:
+    return _UNSAFE.search(text) is not None

@@ -1,0 +1,56 @@
+"""Where a workspace lives: its config file and its store.
+
+A workspace is either one directory (``--workspace DIR`` or ``SGALERT_WORKSPACE``) holding
+``sgalert.toml`` and ``sgalert.db``, or, by default, the platform's own places: on Linux the XDG
+config and data directories, on macOS Application Support, on Windows %APPDATA%.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_NAME = "sgalert.toml"
+STORE_NAME = "sgalert.db"
+ENV_WORKSPACE = "SGALERT_WORKSPACE"
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """The two files an sgalert installation consists of."""
+
+    config_path: Path
+    store_path: Path
+
+    @property
+    def root(self) -> Path:
+        """The directory relative paths in the config (mailbox folders, say) are resolved from."""
+        return self.config_path.parent
+
+    def is_initialised(self) -> bool:
+        return self.config_path.is_file() and self.store_path.is_file()
+
+
+def _platform_dirs() -> tuple[Path, Path]:
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming") / "sgalert"
+        return base, base
+    if sys.platform == "darwin":
+        base = home / "Library" / "Application Support" / "sgalert"
+        return base, base
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return config_home / "sgalert", data_home / "sgalert"
+
+
+def resolve_workspace(explicit: str | os.PathLike[str] | None = None) -> Workspace:
+    """Pick the workspace: the explicit one, then ``SGALERT_WORKSPACE``, then the platform's."""
+    chosen = explicit if explicit is not None else os.environ.get(ENV_WORKSPACE)
+    if chosen:
+        root = Path(chosen).expanduser().absolute()
+        return Workspace(config_path=root / CONFIG_NAME, store_path=root / STORE_NAME)
+    config_dir, data_dir = _platform_dirs()
+    return Workspace(config_path=config_dir / CONFIG_NAME, store_path=data_dir / STORE_NAME)
