@@ -1,0 +1,137 @@
+"""Shared fixtures: real SQLite files in a temp workspace, real (cheap) key derivation.
+
+Unit tests use :data:`sgalert.crypto.TEST_KDF` so creating a dozen people takes milliseconds; the
+CLI tests and one keyring test use the real Argon2id parameters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from sgalert.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, FIELD_RAW, NewCase
+from sgalert.config import load_config, render_template
+from sgalert.crypto import TEST_KDF
+from sgalert.keyring import Identity, add_person, approve_member
+from sgalert.model import Role, Source
+from sgalert.service import CaseService
+from sgalert.store import Store
+from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace
+
+PASSPHRASES = {
+    "dsl@example.org": "dsl-passphrase-1",
+    "deputy@example.org": "deputy-passphrase-1",
+    "head@example.org": "head-passphrase-1",
+    "mo@example.org": "mo-passphrase-1",
+    "chair@example.org": "chair-passphrase-1",
+    "staff@example.org": "staff-passphrase-1",
+}
+ROLES = {
+    "dsl@example.org": Role.DSL,
+    "deputy@example.org": Role.DEPUTY,
+    "head@example.org": Role.HEAD,
+    "mo@example.org": Role.MONITORING_OFFICER,
+    "chair@example.org": Role.CHAIR,
+    "staff@example.org": Role.STAFF,
+}
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / CONFIG_NAME).write_text(render_template("Test School"), encoding="utf-8")
+    return Workspace(config_path=root / CONFIG_NAME, store_path=root / STORE_NAME)
+
+
+@pytest.fixture
+async def service(workspace: Workspace) -> AsyncIterator[CaseService]:
+    store = await Store.open(workspace.store_path, create=True)
+    svc = CaseService(store, load_config(workspace.config_path))
+    yield svc
+    await svc.close()
+
+
+@dataclass
+class Team:
+    """The invented safeguarding team, each person unlocked."""
+
+    service: CaseService
+    people: dict[str, Identity]
+
+    def __getitem__(self, email: str) -> Identity:
+        return self.people[email]
+
+
+@pytest.fixture
+async def team(service: CaseService) -> Team:
+    people: dict[str, Identity] = {}
+    for email, role in ROLES.items():
+        await add_person(
+            service.store,
+            name=email.split("@")[0].title() + " Example",
+            email=email,
+            role=role,
+            passphrase=PASSPHRASES[email],
+            kdf=TEST_KDF,
+        )
+        people[email] = await service.unlock(email, PASSPHRASES[email])
+    return Team(service, people)
+
+
+async def add_member(team: Team, email: str, role: Role, approver: str) -> Identity:
+    """Add a second member of a role and have an existing member approve them."""
+    passphrase = f"{email}-passphrase"
+    await add_person(
+        team.service.store,
+        name="Second Example",
+        email=email,
+        role=role,
+        passphrase=passphrase,
+        kdf=TEST_KDF,
+    )
+    await approve_member(team.service.store, team[approver], email)
+    identity = await team.service.unlock(email, passphrase)
+    team.people[email] = identity
+    return identity
+
+
+def encompass_case(child: str = "Ada Invented", **extra: str) -> NewCase:
+    facts = {"child_name": child, "child_dob": "2017-03-14", **extra}
+    return NewCase(
+        source=Source.ENCOMPASS,
+        received_at=datetime(2026, 11, 22, 21, 55, tzinfo=UTC),
+        origin="mailbox",
+        content={
+            FIELD_RAW: b"From: notices@police.example.org\r\n\r\nChild present.",
+            FIELD_FACTS: json.dumps(facts).encode(),
+            FIELD_BODY: b"Child present at an incident.",
+            FIELD_ATTACHMENTS: json.dumps(
+                [{"filename": "notice.pdf", "content_type": "application/pdf", "size": 1234}]
+            ).encode(),
+            "attachment/0": b"%PDF-1.7 invented",
+        },
+    )
+
+
+def whistle_case(*, about_head: bool = False) -> NewCase:
+    return NewCase(
+        source=Source.WHISTLE,
+        received_at=datetime(2026, 11, 20, 9, 0, tzinfo=UTC),
+        origin="mailbox",
+        content={
+            FIELD_FACTS: json.dumps({"allegation": "Invented allegation about a teacher"}).encode(),
+            FIELD_BODY: b"An invented allegation.",
+        },
+        identity={
+            "reporter": json.dumps(
+                {"name": "Riley Reporter", "address": "riley@example.org"}
+            ).encode()
+        },
+        flags=frozenset({"about-head"}) if about_head else frozenset(),
+    )

@@ -1,0 +1,271 @@
+"""The command line, run as a user runs it: a real subprocess, real Argon2id, a real store file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+class Cli:
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
+
+    def run(
+        self, *args: str, passphrase: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
+        env["SGALERT_WORKSPACE"] = str(self.workspace)
+        if passphrase is not None:
+            env["SGALERT_PASSPHRASE"] = passphrase
+        result = subprocess.run(
+            [sys.executable, "-m", "sgalert", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{args} exited {result.returncode}: {result.stderr}")
+        return result
+
+    def json(self, *args: str, passphrase: str | None = None) -> object:
+        return json.loads(self.run(*args, "--json", passphrase=passphrase).stdout)
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    """One workspace with a team and two cases, shared by this module's tests to save KDF time."""
+    tool = Cli(tmp_path_factory.mktemp("cli") / "ws")
+    tool.run("init", "--school-name", "Example First School")
+    for name, email, role in [
+        ("Dana Example", "dsl@example.org", "dsl"),
+        ("Dev Example", "deputy@example.org", "deputy"),
+        ("Harper Example", "head@example.org", "head"),
+        ("Morgan Example", "mo@example.org", "monitoring-officer"),
+    ]:
+        tool.run(
+            "user",
+            "add",
+            "--name",
+            name,
+            "--email",
+            email,
+            "--role",
+            role,
+            passphrase=f"{role}-passphrase",
+        )
+    tool.run(
+        "case",
+        "new",
+        "--source",
+        "encompass",
+        "--as",
+        "dsl@example.org",
+        "--caller",
+        "PC 0000, Example Constabulary",
+        "--field",
+        "child_name=Ada Invented",
+        "--field",
+        "child_dob=2017-03-14",
+        "--text",
+        "Present at incident \x1b[31m.",
+        "--received-at",
+        "2026-11-22T21:55:00Z",
+        passphrase="dsl-passphrase",
+    )
+    tool.run(
+        "case",
+        "new",
+        "--source",
+        "whistle",
+        "--as",
+        "mo@example.org",
+        "--caller",
+        "Anonymous line",
+        "--field",
+        "allegation=Invented allegation",
+        "--reporter-name",
+        "Riley Reporter",
+        "--reporter-contact",
+        "riley@example.org",
+        "--received-at",
+        "2026-11-23T08:00:00Z",
+        passphrase="monitoring-officer-passphrase",
+    )
+    return tool
+
+
+def test_init_twice_is_refused_and_changes_nothing(cli: Cli) -> None:
+    before = (cli.workspace / "sgalert.toml").read_text()
+    result = cli.run("init", check=False)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "already holds" in result.stderr
+    assert (cli.workspace / "sgalert.toml").read_text() == before
+    assert oct((cli.workspace / "sgalert.db").stat().st_mode & 0o777) == "0o600"
+
+
+def test_user_list_json(cli: Cli) -> None:
+    people = cli.json("user", "list")
+    assert isinstance(people, list)
+    assert [(p["email"], p["role"]) for p in people] == [
+        ("dsl@example.org", "dsl"),
+        ("deputy@example.org", "deputy"),
+        ("head@example.org", "head"),
+        ("mo@example.org", "monitoring-officer"),
+    ]
+    assert people[3]["groups"] == {"monitoring-officer": "active", "whistle-identity": "active"}
+
+
+def test_cases_list_json_is_metadata_only(cli: Cli) -> None:
+    cases = cli.json("cases", "list")
+    assert isinstance(cases, list) and len(cases) == 2
+    for case in cases:
+        assert {"id", "ref", "source", "state", "received_at", "flags"} <= set(case)
+        assert isinstance(case["flags"], list)
+    assert [c["source"] for c in cases] == ["whistle", "encompass"]
+    assert cases[1]["received_at"] == "2026-11-22T21:55:00.000000Z"
+    text = cli.run("cases", "list").stdout
+    for secret in ("Ada", "Riley", "allegation"):
+        assert secret not in text and secret not in json.dumps(cases)
+
+
+def _ref(cli: Cli, source: str) -> str:
+    cases = cli.json("cases", "list")
+    assert isinstance(cases, list)
+    return next(str(c["ref"]) for c in cases if c["source"] == source)
+
+
+def test_case_show_json(cli: Cli) -> None:
+    ref = _ref(cli, "encompass")
+    shown = cli.json(
+        "case", "show", ref, "--as", "deputy@example.org", passphrase="deputy-passphrase"
+    )
+    assert isinstance(shown, dict)
+    assert shown["ref"] == ref and shown["source"] == "encompass" and shown["state"] == "new"
+    assert shown["fields"] == {"child_name": "Ada Invented", "child_dob": "2017-03-14"}
+    assert shown["body_text"] == "Present at incident \x1b[31m."
+    assert shown["attachments"] == []
+    (entry,) = shown["chronology"]
+    assert entry["author"] == "dsl@example.org" and entry["signature_valid"] is True
+    assert {"at", "author", "text", "signature_valid"} <= set(entry)
+    assert "reporter" not in shown
+
+
+def test_case_show_text_escapes_terminal_controls(cli: Cli) -> None:
+    ref = _ref(cli, "encompass")
+    out = cli.run(
+        "case", "show", ref, "--as", "head@example.org", passphrase="head-passphrase"
+    ).stdout
+    assert "\x1b" not in out and "\\x1b[31m" in out
+
+
+def test_whistle_reporter_only_for_monitoring_officer(cli: Cli) -> None:
+    ref = _ref(cli, "whistle")
+    shown = cli.json(
+        "case", "show", ref, "--as", "mo@example.org", passphrase="monitoring-officer-passphrase"
+    )
+    assert isinstance(shown, dict)
+    assert shown["reporter"] == {"name": "Riley Reporter", "contact": "riley@example.org"}
+    refused = cli.run(
+        "case", "show", ref, "--as", "dsl@example.org", passphrase="dsl-passphrase", check=False
+    )
+    assert refused.returncode == 2
+    assert refused.stderr == f"sgalert: dsl@example.org is not entitled to case {ref}\n"
+    with sqlite3.connect(cli.workspace / "sgalert.db") as db:
+        rows = db.execute("SELECT actor, detail FROM audit WHERE action = 'refused'").fetchall()
+    db.close()
+    assert ("dsl@example.org", '{"action":"read"}') in rows
+
+
+def test_wrong_passphrase_is_one_clear_line(cli: Cli) -> None:
+    ref = _ref(cli, "encompass")
+    result = cli.run("ack", ref, "--as", "dsl@example.org", passphrase="wrong-one", check=False)
+    assert result.returncode == 1
+    assert result.stderr == "sgalert: wrong passphrase for dsl@example.org\n"
+    debug = cli.run(
+        "--debug", "ack", ref, "--as", "dsl@example.org", passphrase="wrong-one", check=False
+    )
+    assert "Traceback" in debug.stderr
+
+
+def test_no_passphrase_and_no_terminal_says_what_to_set(cli: Cli) -> None:
+    ref = _ref(cli, "encompass")
+    result = cli.run("ack", ref, "--as", "dsl@example.org", check=False)
+    assert result.returncode == 1 and "SGALERT_PASSPHRASE" in result.stderr
+
+
+def test_ack_note_close_then_audit_verify_and_tamper(cli: Cli) -> None:
+    ref = _ref(cli, "encompass")
+    assert (
+        "acknowledged"
+        in cli.run("ack", ref, "--as", "dsl@example.org", passphrase="dsl-passphrase").stdout
+    )
+    cli.run(
+        "note",
+        ref,
+        "--as",
+        "dsl@example.org",
+        "--text",
+        "Ada said she felt safe at school.",
+        passphrase="dsl-passphrase",
+    )
+    cli.run(
+        "close",
+        ref,
+        "--as",
+        "dsl@example.org",
+        "--outcome",
+        "Monitored",
+        "--reason",
+        "No further concern after a week",
+        passphrase="dsl-passphrase",
+    )
+    shown = cli.json("case", "show", ref, "--as", "head@example.org", passphrase="head-passphrase")
+    assert isinstance(shown, dict) and shown["state"] == "closed"
+    assert [e["text"] for e in shown["chronology"]][1:] == [
+        "Ada said she felt safe at school.",
+        "Monitored",
+    ]
+    verified = cli.run("audit", "verify")
+    assert verified.stdout.startswith("audit chain intact: ")
+    checked = int(verified.stdout.split(": ")[1].split()[0])
+    assert checked > 10
+
+    db = sqlite3.connect(cli.workspace / "sgalert.db")
+    try:
+        db.execute("DROP TRIGGER audit_no_update")
+        db.execute("UPDATE audit SET actor = 'someone@example.org' WHERE seq = 7")
+        db.commit()
+    finally:
+        db.close()
+    broken = cli.run("audit", "verify", check=False)
+    assert broken.returncode == 1
+    assert broken.stderr == "sgalert: audit entry 7 does not match its hash\n"
+
+
+def test_config_error_names_file_and_key(tmp_path: Path) -> None:
+    tool = Cli(tmp_path / "bad")
+    tool.run("init")
+    config = tmp_path / "bad" / "sgalert.toml"
+    config.write_text(
+        config.read_text().replace('timezone = "Europe/London"', 'timezone = "Mars/Olympus"')
+    )
+    result = tool.run("cases", "list", check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"sgalert: {config}: school.timezone: ")
+    check = tool.run("config", "check", check=False)
+    assert check.returncode == 1
+
+
+def test_missing_workspace_says_how_to_start(tmp_path: Path) -> None:
+    result = Cli(tmp_path / "nowhere").run("cases", "list", check=False)
+    assert result.returncode == 1 and "sgalert init" in result.stderr

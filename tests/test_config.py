@@ -1,0 +1,84 @@
+"""Config: the shipped template is valid, and every error names the file, the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sgalert.config import load_config, render_template
+from sgalert.errors import ConfigError
+from sgalert.model import Readers, Source
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sgalert.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_template_is_valid_and_documents_every_key(tmp_path: Path) -> None:
+    text = render_template('St "Quoted" School')
+    config = load_config(_write(tmp_path, text))
+    assert config.school_name == 'St "Quoted" School'
+    assert config.timezone.key == "Europe/London"
+    assert config.readers[Source.WHISTLE] == Readers(("monitoring-officer",), ("whistle-identity",))
+    assert [s.name for s in config.sources] == ["encompass"]
+    # Each key assignment in the template has a comment line somewhere above it in its block.
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if "=" in line and not line.lstrip().startswith("#"):
+            block = lines[max(0, index - 8) : index]
+            assert any(b.lstrip().startswith("#") for b in block), line
+
+
+@pytest.mark.parametrize(
+    "text,key,fix",
+    [
+        ('[school]\nname = "S"\ntimezone = "Europe/Lundon"\n', "school.timezone", "Europe/London"),
+        ('[school]\nnme = "S"\n', "school.nme", "did you mean 'name'"),
+        (
+            '[school]\nname = "S"\n[readers]\nencompass = ["dls"]\n',
+            "readers.encompass",
+            "did you mean 'dsl'",
+        ),
+        (
+            '[school]\nname = "S"\n[security]\nidle_lock_minutes = 0\n',
+            "security.idle_lock_minutes",
+            "1 to 240",
+        ),
+        (
+            '[school]\nname = "S"\n[[sources]]\nname = "a"\ntype = "encompass"\nkind = "pop3"\n',
+            "sources[0].kind",
+            "maildir, imap, graph, ews",
+        ),
+        (
+            '[school]\nname = "S"\n[[sources]]\nname = "a"\ntype = "police"\nkind = "imap"\n',
+            "sources[0].type",
+            "encompass, whistle, lesson",
+        ),
+        (
+            '[school]\nname = "S"\n[[sources]]\nname = "a"\ntype = "lesson"\nkind = "imap"\n'
+            '[[sources]]\nname = "a"\ntype = "lesson"\nkind = "imap"\n',
+            "sources[1].name",
+            "own name",
+        ),
+        ('[schol]\nname = "S"\n', "schol", "did you mean 'school'"),
+        ("[school]\n", "school.name", 'name = "..."'),
+    ],
+)
+def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, key: str, fix: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {key}: ")
+    assert fix in message
+
+
+def test_syntax_error_and_missing_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[school\nname = 1\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="sgalert init"):
+        load_config(tmp_path / "missing.toml")

@@ -1,0 +1,107 @@
+"""The store: migrations from empty to head, durability settings, refusing foreign files."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sgalert.errors import StoreError
+from sgalert.migrations import HEAD_VERSION, MIGRATIONS
+from sgalert.store import Store, split_statements
+
+
+def _sql(path: Path, statement: str) -> object:
+    """Run one statement on a plain sqlite3 connection, closing it again."""
+    connection = sqlite3.connect(path)
+    try:
+        row = connection.execute(statement).fetchone()
+        connection.commit()
+        return row
+    finally:
+        connection.close()
+
+
+async def test_migrates_empty_file_to_head_with_durable_settings(tmp_path: Path) -> None:
+    path = tmp_path / "sgalert.db"
+    store = await Store.open(path, create=True)
+    async with store:
+        assert await store.schema_version() == HEAD_VERSION
+        async with store.read() as db:
+            pragmas = {}
+            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
+                cursor = await db.execute(f"PRAGMA {name}")
+                row = await cursor.fetchone()
+                assert row is not None
+                pragmas[name] = row[0]
+        assert pragmas == {
+            "journal_mode": "wal",
+            "synchronous": 2,
+            "foreign_keys": 1,
+            "busy_timeout": 15000,
+        }
+        tables = {
+            row[0]
+            for row in await store.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        assert {
+            "people",
+            "groups",
+            "cases",
+            "key_wraps",
+            "sealed_fields",
+            "chronology",
+            "clocks",
+            "audit",
+        } <= tables
+
+
+async def test_each_migration_applies_in_order_and_reopen_is_a_no_op(tmp_path: Path) -> None:
+    path = tmp_path / "sgalert.db"
+    numbers = [number for number, _ in MIGRATIONS]
+    assert numbers == list(range(1, len(numbers) + 1)), "migrations are numbered 1, 2, 3…"
+    store = await Store.open(path, create=True)
+    await store.close()
+    schema_before = _sql(path, "SELECT group_concat(sql) FROM sqlite_master")
+    store = await Store.open(path)
+    assert await store.schema_version() == HEAD_VERSION
+    await store.close()
+    schema_after = _sql(path, "SELECT group_concat(sql) FROM sqlite_master")
+    assert schema_before == schema_after
+
+
+async def test_refuses_a_store_from_a_newer_sgalert(tmp_path: Path) -> None:
+    path = tmp_path / "sgalert.db"
+    _sql(path, f"PRAGMA user_version = {HEAD_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer than this sgalert"):
+        await Store.open(path)
+
+
+async def test_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "sgalert.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not an sgalert store"):
+        await Store.open(path)
+
+
+async def test_missing_store_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="sgalert init"):
+        await Store.open(tmp_path / "absent.db")
+
+
+async def test_failed_transaction_rolls_back(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db", create=True) as store:
+        with pytest.raises(RuntimeError):
+            async with store.write() as db:
+                await db.execute("INSERT INTO ref_counters (year, last) VALUES (2026, 5)")
+                raise RuntimeError("crash mid-transaction")
+        assert await store.fetchall("SELECT * FROM ref_counters") == []
+
+
+def test_trigger_bodies_stay_whole() -> None:
+    statements = split_statements(
+        "CREATE TABLE t (a);\nCREATE TRIGGER x BEFORE DELETE ON t\n"
+        "BEGIN SELECT RAISE(ABORT, 'no; never'); END;\n"
+    )
+    assert len(statements) == 2 and statements[1].endswith("END;")
