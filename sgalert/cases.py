@@ -46,6 +46,11 @@ class NewCase:
     flags: frozenset[str] = frozenset()
     clocks: Mapping[str, datetime] = field(default_factory=dict)
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # Set for cases that came from a mailbox; used to recognise repeats.
+    source_name: str | None = None
+    content_sha256: str | None = None
+    message_id_sha256: str | None = None
+    duplicate_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +143,10 @@ async def insert_sealed(
                 now,
                 CaseState.NEW.value,
                 json.dumps(sorted(sealed.case.flags)),
+                sealed.case.source_name,
+                sealed.case.content_sha256,
+                sealed.case.message_id_sha256,
+                sealed.case.duplicate_of,
             )
         )
     await db.executemany(
@@ -147,7 +156,8 @@ async def insert_sealed(
     )
     await db.executemany(
         "INSERT INTO cases (id, ref, source, origin, received_at, created_at, updated_at, state,"
-        " flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " flags, source_name, content_sha256, message_id_sha256, duplicate_of)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         case_rows,
     )
     await db.executemany(

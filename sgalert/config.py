@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sgalert.errors import ConfigError
+from sgalert.mime import ParseLimits
 from sgalert.model import DEFAULT_READERS, WHISTLE_IDENTITY, Readers, Role, Source
 
 INBOX_KINDS = ("maildir", "imap", "graph", "ews")
@@ -33,6 +34,9 @@ CONFIG_TEMPLATE = """\
 name = "{school_name}"
 # The IANA time zone the school calendar works in. Times are stored in UTC.
 timezone = "Europe/London"
+# Names the headteacher is known by, so a whistleblowing allegation that names them is
+# routed to the chair of governors. The words "headteacher" and "principal" always count.
+head_names = []
 
 [security]
 # Minutes without a keypress after which the terminal UI locks and forgets the unlocked keys.
@@ -52,11 +56,28 @@ whistle = ["monitoring-officer"]
 # and the deputies they nominate belong to the whistle-identity compartment.
 whistle_identity = ["whistle-identity"]
 
+[ingest]
+# Hard limits on one incoming message. A message over any of them still becomes a case,
+# flagged malformed, with the whole message sealed as evidence: nothing is dropped.
+max_message_mb = 25
+# Most headers one message may have.
+max_headers = 500
+# Deepest nesting of MIME parts that is read.
+max_mime_depth = 16
+# Most MIME parts that are read.
+max_mime_parts = 200
+
 # Mailboxes to watch. Repeat the [[sources]] table once per mailbox.
-#   name  a short unique label used in logs and alerts, e.g. "encompass"
-#   type  what arrives there: encompass, whistle or lesson
-#   kind  how to reach it: maildir (a local folder), imap, graph or ews
-#   path  for kind = "maildir": the Maildir folder, relative to this file or absolute
+#   name            a short unique label used in logs and alerts, e.g. "encompass"
+#   type            what arrives there: encompass, whistle or lesson
+#   kind            how to reach it: maildir (a local folder), imap, graph or ews
+#   path            for kind = "maildir": the Maildir folder, relative to this file or absolute
+#   authserv_id     optional: the name your receiving mail server puts first in its
+#                   Authentication-Results header (e.g. "mx.school.example.org"), or
+#                   "exchange-online" for Microsoft 365. When unset, SPF/DKIM/DMARC results
+#                   are not checked (display-name spoofing still is).
+#   sender_domains  optional: the only domains this mailbox's notices may come from,
+#                   e.g. ["police.example.org"]; mail from elsewhere is flagged.
 [[sources]]
 name = "encompass"
 type = "encompass"
@@ -73,6 +94,8 @@ class SourceConfig:
     type: Source
     kind: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    authserv_id: str | None = None
+    sender_domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +108,15 @@ class Config:
     idle_lock_minutes: int
     readers: Mapping[Source, Readers]
     sources: tuple[SourceConfig, ...]
+    head_names: tuple[str, ...] = ()
+    limits: ParseLimits = field(default_factory=ParseLimits)
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources) or "none configured"
+        raise ConfigError(f"{self.path}: sources: no source named {name!r} (known: {known})")
 
 
 def render_template(school_name: str) -> str:
@@ -119,6 +151,24 @@ class _Checker:
         value = data.get(key, default)
         if not isinstance(value, str) or not value.strip():
             raise self.fail(f"{where}.{key}", "must be a non-empty string", f'write {key} = "..."')
+        return value
+
+    def strings(self, data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(f"{where}.{key}", "must be a list of strings", f'e.g. {key} = ["..."]')
+        return tuple(value)
+
+    def whole(
+        self, data: Mapping[str, Any], key: str, where: str, default: int, low: int, high: int
+    ) -> int:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(
+                f"{where}.{key}",
+                f"must be a whole number from {low} to {high}",
+                f"e.g. {key} = {default}",
+            )
         return value
 
     def groups(
@@ -158,7 +208,7 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: is not valid TOML ({exc}); fix the syntax there") from None
 
-    top = ("school", "security", "readers", "sources")
+    top = ("school", "security", "readers", "ingest", "sources")
     for key in data:
         if key not in top:
             hint = difflib.get_close_matches(key, top, n=1)
@@ -168,7 +218,7 @@ def load_config(path: Path) -> Config:
                 f"did you mean {hint[0]!r}?" if hint else f"sections are {', '.join(top)}",
             )
 
-    school = check.table(data, "school", ("name", "timezone"))
+    school = check.table(data, "school", ("name", "timezone", "head_names"))
     school_name = check.string(school, "name", "school", None)
     tz_name = check.string(school, "timezone", "school", "Europe/London")
     try:
@@ -177,6 +227,18 @@ def load_config(path: Path) -> Config:
         raise check.fail(
             "school.timezone", f"{tz_name!r} is not a known time zone", 'use e.g. "Europe/London"'
         ) from None
+
+    head_names = check.strings(school, "head_names", "school")
+
+    ingest = check.table(
+        data, "ingest", ("max_message_mb", "max_headers", "max_mime_depth", "max_mime_parts")
+    )
+    limits = ParseLimits(
+        max_message_bytes=check.whole(ingest, "max_message_mb", "ingest", 25, 1, 1024) << 20,
+        max_headers=check.whole(ingest, "max_headers", "ingest", 500, 20, 100_000),
+        max_depth=check.whole(ingest, "max_mime_depth", "ingest", 16, 2, 100),
+        max_parts=check.whole(ingest, "max_mime_parts", "ingest", 200, 2, 10_000),
+    )
 
     security = check.table(data, "security", ("idle_lock_minutes",))
     idle = security.get("idle_lock_minutes", 10)
@@ -206,6 +268,8 @@ def load_config(path: Path) -> Config:
         idle_lock_minutes=idle,
         readers=readers,
         sources=sources,
+        head_names=head_names,
+        limits=limits,
     )
 
 
@@ -238,6 +302,24 @@ def _check_sources(check: _Checker, value: object) -> tuple[SourceConfig, ...]:
             raise check.fail(
                 f"{where}.kind", f"unknown kind {kind!r}", f"use one of {', '.join(INBOX_KINDS)}"
             )
-        options = {k: v for k, v in entry.items() if k not in ("name", "type", "kind")}
-        result.append(SourceConfig(name=name, type=source_type, kind=kind, options=options))
+        authserv = entry.get("authserv_id")
+        if authserv is not None and (not isinstance(authserv, str) or not authserv.strip()):
+            raise check.fail(
+                f"{where}.authserv_id",
+                "must be a non-empty string",
+                'e.g. authserv_id = "mx.school.example.org" or "exchange-online"',
+            )
+        domains = check.strings(entry, "sender_domains", where)
+        core_keys = ("name", "type", "kind", "authserv_id", "sender_domains")
+        options = {k: v for k, v in entry.items() if k not in core_keys}
+        result.append(
+            SourceConfig(
+                name=name,
+                type=source_type,
+                kind=kind,
+                options=options,
+                authserv_id=authserv.strip() if authserv else None,
+                sender_domains=tuple(d.lower() for d in domains),
+            )
+        )
     return tuple(result)

@@ -144,4 +144,50 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
 )
 
+MIGRATIONS += (
+    (
+        2,
+        """
+        -- Ingest: exactly one case per message, whatever the mailbox or crash.
+        ALTER TABLE cases ADD COLUMN source_name TEXT;
+        ALTER TABLE cases ADD COLUMN content_sha256 TEXT;
+        ALTER TABLE cases ADD COLUMN message_id_sha256 TEXT;
+        ALTER TABLE cases ADD COLUMN duplicate_of TEXT REFERENCES cases(id);
+        CREATE UNIQUE INDEX cases_by_content ON cases(content_sha256)
+            WHERE content_sha256 IS NOT NULL;
+        CREATE INDEX cases_by_message_id ON cases(message_id_sha256)
+            WHERE message_id_sha256 IS NOT NULL;
+
+        -- The mailbox's own key for a message: (mailbox, UIDVALIDITY, UID) or Graph's id.
+        CREATE TABLE mailbox_receipts (
+            idempotency_key TEXT PRIMARY KEY,
+            case_id         TEXT NOT NULL REFERENCES cases(id),
+            source_name     TEXT NOT NULL,
+            received_at     TEXT NOT NULL
+        );
+
+        -- Where each watcher has got to (UIDVALIDITY and last UID, a delta link, …),
+        -- written in the same transaction as the cases it covers.
+        CREATE TABLE inbox_checkpoints (
+            source_name TEXT PRIMARY KEY,
+            state       TEXT NOT NULL,
+            updated_at  TEXT NOT NULL
+        );
+
+        -- Alerts about sgalert itself (a mailbox unreachable, …): silence must not look
+        -- like safety. The engine notifies the DSL team of every open one.
+        CREATE TABLE system_alerts (
+            id          INTEGER PRIMARY KEY,
+            kind        TEXT NOT NULL,
+            source_name TEXT NOT NULL,
+            raised_at   TEXT NOT NULL,
+            detail      TEXT NOT NULL,
+            cleared_at  TEXT
+        );
+        CREATE UNIQUE INDEX system_alerts_open ON system_alerts(kind, source_name)
+            WHERE cleared_at IS NULL;
+        """,
+    ),
+)
+
 HEAD_VERSION = MIGRATIONS[-1][0]

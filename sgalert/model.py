@@ -47,6 +47,7 @@ class Flag(enum.StrEnum):
     ABOUT_HEAD = "about-head"
     POSSIBLE_DUPLICATE = "possible-duplicate"
     MANUAL_ENTRY = "manual-entry"
+    HOSTILE_TEXT = "hostile-text"
 
 
 class KeyName(enum.StrEnum):
