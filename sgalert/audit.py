@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ import aiosqlite
 from sgalert.clock import iso, utcnow
 from sgalert.crypto import canonical_json
 from sgalert.errors import AuditChainBroken
+from sgalert.store import on_connection
 
 GENESIS_HASH = "0" * 64
 
@@ -69,8 +71,15 @@ async def append(
     db: aiosqlite.Connection, events: Iterable[AuditEvent], at: datetime | None = None
 ) -> str:
     """Append events inside the caller's write transaction; returns the new head hash."""
-    cursor = await db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-    row = await cursor.fetchone()
+    batch = list(events)
+    return await on_connection(db, lambda conn: append_now(conn, batch, at))
+
+
+def append_now(
+    conn: sqlite3.Connection, events: Iterable[AuditEvent], at: datetime | None = None
+) -> str:
+    """:func:`append` for code already running on the connection's thread."""
+    row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
     stamp = iso(at or utcnow())
     rows = []
@@ -81,7 +90,7 @@ async def append(
         rows.append((seq, stamp, event.actor, event.action, event.case_id, detail, prev, digest))
         prev = digest
     if rows:
-        await db.executemany(
+        conn.executemany(
             "INSERT INTO audit (seq, at, actor, action, case_id, detail, prev_hash, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows,

@@ -12,6 +12,7 @@ import base64
 import enum
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -109,60 +110,68 @@ INSERT_ENTRY = (
 
 
 async def read_entries(
-    db: aiosqlite.Connection, case_id: str, data_key: bytes
-) -> list[ChronologyEntry]:
-    """Decrypt and check every entry of a case, oldest first."""
-    cursor = await db.execute(
-        "SELECT id, at, author_id, kind, corrects, blob FROM chronology WHERE case_id = ?"
-        " ORDER BY at, rowid",
-        (case_id,),
-    )
-    rows = await cursor.fetchall()
+    db: aiosqlite.Connection, keys: Mapping[str, bytes]
+) -> dict[str, list[ChronologyEntry]]:
+    """Decrypt and check every entry of these cases (case id -> content key), oldest first."""
+    entries: dict[str, list[ChronologyEntry]] = {case_id: [] for case_id in keys}
     authors: dict[str, Person] = {}
-    entries: list[ChronologyEntry] = []
-    for row in rows:
-        entry_id = row["id"]
-        try:
-            plain = crypto.aead_open(
-                data_key, row["blob"], field_aad(case_id, _field_name(entry_id), KeyName.CONTENT)
-            )
-        except InvalidTag:
-            raise IntegrityError(
-                f"chronology entry {entry_id} of case {await case_ref(db, case_id)} failed its "
-                "integrity check"
-            ) from None
-        sealed = json.loads(plain)
-        payload = sealed["payload"]
-        author_id = row["author_id"]
-        if author_id not in authors:
-            authors[author_id] = await person_by_id(db, author_id)
-        author = authors[author_id]
-        expected_meta = {
-            "case": case_id,
-            "entry": entry_id,
-            "at": row["at"],
-            "author": author_id,
-            "kind": row["kind"],
-            "corrects": row["corrects"],
-        }
-        meta_matches = all(payload.get(k) == v for k, v in expected_meta.items())
-        try:
-            signature = base64.b64decode(sealed["signature"], validate=True)
-        except ValueError:
-            signature = b""
-        valid = meta_matches and crypto.verify_signature(
-            author.ed25519_public, signature, crypto.canonical_json(payload)
+    ids = list(keys)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = await db.execute_fetchall(
+            "SELECT id, case_id, at, author_id, kind, corrects, blob FROM chronology"
+            f" WHERE case_id IN ({marks}) ORDER BY at, rowid",
+            chunk,
         )
-        entries.append(
-            ChronologyEntry(
-                id=entry_id,
-                at=parse_iso(row["at"]),
-                author=author,
-                kind=EntryKind(row["kind"]),
-                text=str(payload.get("text", "")),
-                reason=payload.get("reason"),
-                corrects=row["corrects"],
-                signature_valid=valid,
+        for row in rows:
+            case_id = row["case_id"]
+            if row["author_id"] not in authors:
+                authors[row["author_id"]] = await person_by_id(db, row["author_id"])
+            entries[case_id].append(
+                await _open_entry(db, row, keys[case_id], authors[row["author_id"]])
             )
-        )
     return entries
+
+
+async def _open_entry(
+    db: aiosqlite.Connection, row: aiosqlite.Row, data_key: bytes, author: Person
+) -> ChronologyEntry:
+    case_id, entry_id = row["case_id"], row["id"]
+    try:
+        plain = crypto.aead_open(
+            data_key, row["blob"], field_aad(case_id, _field_name(entry_id), KeyName.CONTENT)
+        )
+    except InvalidTag:
+        raise IntegrityError(
+            f"chronology entry {entry_id} of case {await case_ref(db, case_id)} failed its "
+            "integrity check"
+        ) from None
+    sealed = json.loads(plain)
+    payload = sealed["payload"]
+    expected_meta = {
+        "case": case_id,
+        "entry": entry_id,
+        "at": row["at"],
+        "author": row["author_id"],
+        "kind": row["kind"],
+        "corrects": row["corrects"],
+    }
+    meta_matches = all(payload.get(k) == v for k, v in expected_meta.items())
+    try:
+        signature = base64.b64decode(sealed["signature"], validate=True)
+    except ValueError:
+        signature = b""
+    valid = meta_matches and crypto.verify_signature(
+        author.ed25519_public, signature, crypto.canonical_json(payload)
+    )
+    return ChronologyEntry(
+        id=entry_id,
+        at=parse_iso(row["at"]),
+        author=author,
+        kind=EntryKind(row["kind"]),
+        text=str(payload.get("text", "")),
+        reason=payload.get("reason"),
+        corrects=row["corrects"],
+        signature_valid=valid,
+    )

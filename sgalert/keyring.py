@@ -338,6 +338,35 @@ async def group_private_key(
     return key
 
 
+async def held_group_keys(
+    db: aiosqlite.Connection, identity: Identity
+) -> dict[tuple[str, int], X25519PrivateKey]:
+    """Every group key version this person holds through an active membership, in one query."""
+    rows = await db.execute_fetchall(
+        "SELECT s.group_name, s.version, s.sealed FROM group_key_seals s JOIN group_members m"
+        " ON m.group_name = s.group_name AND m.person_id = s.person_id AND m.state = 'active'"
+        " WHERE s.person_id = ?",
+        (identity.id,),
+    )
+    held: dict[tuple[str, int], X25519PrivateKey] = {}
+    for group, version, sealed in rows:
+        slot = (str(group), int(version))
+        key = identity._group_keys.get(slot)
+        if key is None:
+            try:
+                raw = crypto.unwrap_with_private_key(
+                    sealed, identity.x25519(), _seal_info(slot[0], slot[1], identity.id)
+                )
+            except InvalidTag:
+                raise IntegrityError(
+                    f"the {group} key sealed to {identity.email} failed its integrity check"
+                ) from None
+            key = crypto.load_x25519_private(raw)
+            identity._group_keys[slot] = key
+        held[slot] = key
+    return held
+
+
 async def _all_group_versions(
     db: aiosqlite.Connection, identity: Identity, group: str
 ) -> dict[int, X25519PrivateKey]:
@@ -533,6 +562,7 @@ __all__ = [
     "find_person",
     "group_private_key",
     "groups_for_role",
+    "held_group_keys",
     "list_people",
     "load_public_keyring",
     "remove_person",

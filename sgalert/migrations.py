@@ -79,11 +79,21 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX cases_by_state ON cases(state, received_at);
         CREATE INDEX cases_by_received ON cases(received_at);
 
-        -- Each data key of a case, wrapped (HPKE) to a group key version or to one person.
+        -- A batch key, wrapped (HPKE) to each group key version entitled to the batch's cases.
+        CREATE TABLE batch_keys (
+            batch_id   TEXT NOT NULL,
+            group_name TEXT NOT NULL,
+            version    INTEGER NOT NULL,
+            wrapped    BLOB NOT NULL,
+            PRIMARY KEY (batch_id, group_name, version),
+            FOREIGN KEY (group_name, version) REFERENCES group_keys(group_name, version)
+        );
+
+        -- Each data key of a case: AES-GCM under a batch key, or HPKE to one person (a grant).
         CREATE TABLE key_wraps (
             case_id        TEXT NOT NULL REFERENCES cases(id),
             key_name       TEXT NOT NULL,
-            recipient_kind TEXT NOT NULL CHECK (recipient_kind IN ('group', 'person')),
+            recipient_kind TEXT NOT NULL CHECK (recipient_kind IN ('batch', 'person')),
             recipient      TEXT NOT NULL,
             version        INTEGER NOT NULL,
             wrapped        BLOB NOT NULL,

@@ -8,6 +8,7 @@ returns carries no personal data.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,11 +23,12 @@ from sgalert.cases import (
     FIELD_BODY,
     FIELD_FACTS,
     NewCase,
+    SealedBatch,
     StoredCase,
     data_key_info,
     insert_sealed,
     open_fields,
-    seal_case,
+    seal_cases,
     unwrap_data_keys,
 )
 from sgalert.chronology import INSERT_ENTRY, ChronologyEntry, EntryKind, read_entries, seal_entry
@@ -112,6 +114,8 @@ class CaseService:
         self.store = store
         self.config = config
         self._clock = clock
+        # Public keys only; checked against the store inside every write that uses them.
+        self._keyring: keyring.PublicKeyring | None = None
 
     @classmethod
     async def open(cls, workspace: Workspace, clock: Clock = utcnow) -> CaseService:
@@ -170,7 +174,7 @@ class CaseService:
 
     async def _summary(self, db: aiosqlite.Connection, ref: str) -> CaseSummary:
         cursor = await db.execute(
-            _SUMMARY_SQL + " WHERE c.id = ? OR c.ref = ? COLLATE NOCASE", (ref.strip(), ref.strip())
+            _SUMMARY_SQL + " WHERE c.id = ? OR c.ref = ?", (ref.strip(), ref.strip().upper())
         )
         row = await cursor.fetchone()
         if row is None:
@@ -183,11 +187,67 @@ class CaseService:
         self, cases: Sequence[NewCase], actor: str = audit.ENGINE
     ) -> list[StoredCase]:
         """Seal and store cases in one transaction using public keys only (the engine's path)."""
-        async with self.store.read() as db:
-            ring = await keyring.load_public_keyring(db)
-        sealed = [seal_case(case, ring, self._readers) for case in cases]
+        return await self.store_sealed(await self.seal(cases), actor)
+
+    async def store_sealed(
+        self, sealed: SealedBatch, actor: str = audit.ENGINE
+    ) -> list[StoredCase]:
+        """Store cases sealed by :meth:`seal`, resealing first if a group key rotated since."""
         async with self.store.write() as db:
-            return await insert_sealed(db, sealed, actor)
+            current = await self._reseal_if_rotated(db, sealed)
+            return await insert_sealed(db, current, actor)
+
+    async def create_cases_in_batches(
+        self, cases: Sequence[NewCase], batch_size: int = 100, actor: str = audit.ENGINE
+    ) -> list[StoredCase]:
+        """Store a backlog: each batch in one transaction, sealing the next while one commits.
+
+        Sealing is CPU work in a worker thread and SQLite releases the GIL while it writes and
+        syncs, so the two overlap; a catch-up after an outage runs close to twice as fast.
+        """
+        chunks = [cases[i : i + batch_size] for i in range(0, len(cases), batch_size)]
+        stored: list[StoredCase] = []
+        if not chunks:
+            return stored
+        sealing = asyncio.create_task(self.seal(chunks[0]))
+        for index in range(len(chunks)):
+            sealed = await sealing
+            if index + 1 < len(chunks):
+                sealing = asyncio.create_task(self.seal(chunks[index + 1]))
+            try:
+                stored += await self.store_sealed(sealed, actor)
+            except BaseException:
+                sealing.cancel()
+                raise
+        return stored
+
+    async def seal(self, cases: Sequence[NewCase]) -> SealedBatch:
+        """Seal outside any transaction (in a worker thread for batches), so storing can overlap
+        sealing. The public keys may be cached: :meth:`store_sealed` checks them again."""
+        ring = self._keyring
+        if ring is None:
+            async with self.store.read() as db:
+                ring = self._keyring = await keyring.load_public_keyring(db)
+        readers = self._readers
+        if len(cases) <= 4:  # a thread hop costs more than sealing a handful
+            return seal_cases(cases, ring, readers)
+        return await asyncio.to_thread(seal_cases, cases, ring, readers)
+
+    async def _reseal_if_rotated(
+        self, db: aiosqlite.Connection, sealed: SealedBatch
+    ) -> SealedBatch:
+        """Inside the write transaction: if a group key rotated since sealing, seal again.
+
+        Otherwise a person removed a moment ago could read a case sealed to the old key.
+        """
+        current = {
+            (str(row[0]), int(row[1]))
+            for row in await db.execute_fetchall("SELECT name, current_version FROM groups")
+        }
+        if sealed.group_versions() <= current:
+            return sealed
+        ring = self._keyring = await keyring.load_public_keyring(db)
+        return seal_cases([s.case for s in sealed.cases], ring, self._readers)
 
     async def record_manual_case(
         self,
@@ -217,20 +277,19 @@ class CaseService:
             identity=identity_fields,
             flags=frozenset(flags | {Flag.MANUAL_ENTRY}),
         )
-        async with self.store.read() as db:
-            ring = await keyring.load_public_keyring(db)
-        sealed = seal_case(new, ring, self._readers)
-        entry_text = f"Notification taken by phone from {caller}."
-        _, entry_row = seal_entry(
-            identity,
-            sealed.data_keys[KeyName.CONTENT],
-            new.id,
-            EntryKind.CASE_RECORDED,
-            entry_text,
-            at=self._clock(),
-        )
         async with self.store.write() as db:
-            (stored,) = await insert_sealed(db, [sealed], identity.email)
+            # Sealed inside the transaction: the signed first entry needs this exact data key.
+            ring = await keyring.load_public_keyring(db)
+            sealed = seal_cases([new], ring, self._readers)
+            _, entry_row = seal_entry(
+                identity,
+                sealed.cases[0].data_keys[KeyName.CONTENT],
+                new.id,
+                EntryKind.CASE_RECORDED,
+                f"Notification taken by phone from {caller}.",
+                at=self._clock(),
+            )
+            (stored,) = await insert_sealed(db, sealed, identity.email)
             await db.execute(INSERT_ENTRY, entry_row)
             await audit.append(
                 db,
@@ -274,7 +333,8 @@ class CaseService:
         async with self.store.write() as db:
             marks = ",".join("?" * len(refs))
             cursor = await db.execute(
-                _SUMMARY_SQL + f" WHERE c.id IN ({marks}) OR c.ref IN ({marks})", [*refs, *refs]
+                _SUMMARY_SQL + f" WHERE c.id IN ({marks}) OR c.ref IN ({marks})",
+                [*refs, *(ref.strip().upper() for ref in refs)],
             )
             summaries = [_summary(row) for row in await cursor.fetchall()]
             views = await self._open(db, identity, summaries)
@@ -300,26 +360,29 @@ class CaseService:
         keys = await unwrap_data_keys(db, identity, ids)
         readable = [s for s in summaries if (s.id, KeyName.CONTENT.value) in keys]
         opened = await open_fields(db, keys, [s.id for s in readable])
+        content_keys = {s.id: keys[(s.id, KeyName.CONTENT.value)] for s in readable}
+        chronologies = await read_entries(db, content_keys)
+        clocks: dict[str, list[CaseClock]] = {s.id: [] for s in readable}
+        ids = [s.id for s in readable]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = await db.execute_fetchall(
+                "SELECT case_id, kind, due_at, met_at FROM clocks"
+                f" WHERE case_id IN ({','.join('?' * len(chunk))}) ORDER BY due_at",
+                chunk,
+            )
+            for row in rows:
+                clocks[row["case_id"]].append(
+                    CaseClock(
+                        row["kind"],
+                        parse_iso(row["due_at"]),
+                        parse_iso(row["met_at"]) if row["met_at"] else None,
+                    )
+                )
         views: dict[str, CaseView] = {}
         for summary in readable:
             fields = opened[summary.id]
-            content_key = keys[(summary.id, KeyName.CONTENT.value)]
-            chronology = await read_entries(db, summary.id, content_key)
-            cursor = await db.execute(
-                "SELECT kind, due_at, met_at FROM clocks WHERE case_id = ? ORDER BY due_at",
-                (summary.id,),
-            )
-            clocks = tuple(
-                CaseClock(
-                    row["kind"],
-                    parse_iso(row["due_at"]),
-                    parse_iso(row["met_at"]) if row["met_at"] else None,
-                )
-                for row in await cursor.fetchall()
-            )
-            reporter = None
-            if "reporter" in fields:
-                reporter = json.loads(fields["reporter"])
+            reporter = json.loads(fields["reporter"]) if "reporter" in fields else None
             attachments = tuple(
                 Attachment(a["filename"], a["content_type"], int(a["size"]))
                 for a in json.loads(fields.get(FIELD_ATTACHMENTS, b"[]"))
@@ -330,8 +393,8 @@ class CaseService:
                 body_text=fields.get(FIELD_BODY, b"").decode("utf-8", "replace"),
                 attachments=attachments,
                 reporter=reporter,
-                chronology=tuple(chronology),
-                clocks=clocks,
+                chronology=tuple(chronologies[summary.id]),
+                clocks=tuple(clocks[summary.id]),
             )
         return views
 
@@ -492,10 +555,11 @@ class CaseService:
         cursor = await db.execute(
             "SELECT 1 FROM key_wraps w WHERE w.case_id = ? AND w.key_name = 'content' AND ("
             " (w.recipient_kind = 'person' AND w.recipient = ?) OR"
-            " (w.recipient_kind = 'group' AND EXISTS (SELECT 1 FROM group_key_seals s"
+            " (w.recipient_kind = 'batch' AND EXISTS (SELECT 1 FROM batch_keys b"
+            "   JOIN group_key_seals s ON s.group_name = b.group_name AND s.version = b.version"
             "   JOIN group_members m ON m.group_name = s.group_name AND m.person_id = s.person_id"
-            "   WHERE s.group_name = w.recipient AND s.version = w.version AND s.person_id = ?"
-            "   AND m.state = 'active'))) LIMIT 1",
+            "   WHERE b.batch_id = w.recipient AND s.person_id = ? AND m.state = 'active')))"
+            " LIMIT 1",
             (case_id, person_id, person_id),
         )
         return await cursor.fetchone() is not None

@@ -22,6 +22,16 @@ from sgalert.service import CaseService
 from .conftest import Team, add_member, encompass_case
 
 
+async def _dsl_key_versions(team: Team, case_id: str) -> list[int]:
+    """Which versions of the dsl group key a case's content key is wrapped to."""
+    rows = await team.service.store.fetchall(
+        "SELECT b.version FROM key_wraps w JOIN batch_keys b ON b.batch_id = w.recipient"
+        " WHERE w.case_id = ? AND w.key_name = 'content' AND b.group_name = 'dsl'",
+        (case_id,),
+    )
+    return [int(row[0]) for row in rows]
+
+
 async def test_wrong_passphrase_is_refused_and_audited(team: Team) -> None:
     with pytest.raises(WrongPassphrase, match="dsl@example.org"):
         await team.service.unlock("dsl@example.org", "not-the-passphrase")
@@ -122,10 +132,7 @@ async def test_removing_a_member_rotates_the_group_key(team: Team) -> None:
     rotated = await remove_person(team.service.store, team["dsl@example.org"], "dsl2@example.org")
     assert rotated == ["dsl"]
     (after,) = await team.service.create_cases([encompass_case()])
-    wraps = await team.service.store.fetchall(
-        "SELECT version FROM key_wraps WHERE case_id = ? AND recipient = 'dsl'", (after.id,)
-    )
-    assert [row[0] for row in wraps] == [2]
+    assert await _dsl_key_versions(team, after.id) == [2]
 
     # The leaver's unlocked session still holds only version 1: the new case is out of reach,
     # even though their private keys are still in this process's memory.
@@ -152,3 +159,14 @@ async def test_monitoring_officer_joins_the_identity_compartment(team: Team) -> 
         "whistle-identity": "active",
     }
     assert people["dsl@example.org"] == {"dsl": "active"}
+
+
+async def test_case_sealed_before_a_rotation_is_resealed_when_stored(team: Team) -> None:
+    leaver = await add_member(team, "dsl2@example.org", Role.DSL, "dsl@example.org")
+    sealed = await team.service.seal([encompass_case()])
+    await remove_person(team.service.store, team["dsl@example.org"], "dsl2@example.org")
+    (stored,) = await team.service.store_sealed(sealed)
+    assert await _dsl_key_versions(team, stored.id) == [2]
+    leaver._group_keys.clear()
+    with pytest.raises(NotEntitled):
+        await team.service.open_case(leaver, stored.ref)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sgalert import audit
+from sgalert.cases import insert_sealed, seal_cases
 from sgalert.errors import IntegrityError, NoEntitledReaders, NotEntitled
 from sgalert.keyring import load_public_keyring
 from sgalert.model import Role
@@ -30,13 +31,10 @@ async def test_case_created_with_public_keys_only_is_readable(team: Team) -> Non
     assert set(ring.groups) >= {"dsl", "deputy", "head", "monitoring-officer", "chair"}
     for key in ring.groups.values():
         assert not hasattr(key.public_key, "exchange")
-    from sgalert.cases import seal_case
-
-    sealed = seal_case(encompass_case(child="Bea Invented"), ring, team.service.config.readers)
+    assert team.service.config is not None
+    sealed = seal_cases([encompass_case(child="Bea Invented")], ring, team.service.config.readers)
     async with team.service.store.write() as db:
-        from sgalert.cases import insert_sealed
-
-        (stored,) = await insert_sealed(db, [sealed], audit.ENGINE)
+        (stored,) = await insert_sealed(db, sealed, audit.ENGINE)
     for email in ("dsl@example.org", "deputy@example.org", "head@example.org"):
         view = await team.service.open_case(team[email], stored.ref)
         assert view.facts["child_name"] == "Bea Invented"
