@@ -23,6 +23,8 @@ from sgalert.service import CaseService
 from sgalert.store import Store
 from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace
 
+from .dovecot import dovecot  # noqa: F401  (the real-IMAP-server fixture)
+
 PASSPHRASES = {
     "dsl@example.org": "dsl-passphrase-1",
     "deputy@example.org": "deputy-passphrase-1",
