@@ -169,10 +169,11 @@ async def insert_sealed(
     db: aiosqlite.Connection, batch: SealedBatch, actor: str
 ) -> list[StoredCase]:
     """Insert sealed cases inside the caller's write transaction, giving each a short reference."""
-    return await on_connection(db, lambda conn: _insert_now(conn, batch, actor))
+    return await on_connection(db, lambda conn: insert_now(conn, batch, actor))
 
 
-def _insert_now(conn: sqlite3.Connection, batch: SealedBatch, actor: str) -> list[StoredCase]:
+def insert_now(conn: sqlite3.Connection, batch: SealedBatch, actor: str) -> list[StoredCase]:
+    """:func:`insert_sealed` for code already running on the connection's thread."""
     cases = batch.cases
     now = iso(utcnow())
     conn.executemany(

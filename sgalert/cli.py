@@ -71,6 +71,9 @@ def _view_json(view: CaseView) -> dict[str, Any]:
     data.update(
         {
             "fields": view.facts,
+            "subject": view.subject,
+            "sender": view.sender,
+            "notes": view.notes,
             "body_text": view.body_text,
             "attachments": [
                 {"filename": a.filename, "content_type": a.content_type, "size": a.size}
@@ -105,9 +108,19 @@ def _print_view(view: CaseView) -> None:
     lines = [
         f"{s.ref}  {s.source.value}  {s.state.value}  received {iso(s.received_at)}",
         f"flags: {', '.join(s.flags) or '-'}   assignee: {s.assignee or '-'}",
-        "",
-        "Facts:",
     ]
+    if view.subject:
+        lines.append(f"subject: {view.subject}")
+    if view.sender:
+        lines.append(f"from: {view.sender.get('display_name', '')} <{view.sender.get('address')}>")
+    for heading, key in (
+        ("Why it needs triage", "triage"),
+        ("Sender checks", "sender"),
+        ("Problems reading the message", "problems"),
+    ):
+        if view.notes.get(key):
+            lines += ["", f"{heading}:"] + [f"  - {item}" for item in view.notes[key]]
+    lines += ["", "Facts:"]
     lines += [f"  {key}: {value}" for key, value in view.facts.items()] or ["  (none extracted)"]
     if view.reporter is not None:
         lines += ["", "Reporter (confidential):"]
@@ -342,6 +355,51 @@ class Runner:
         print(f"{summary.ref} closed")
         return 0
 
+    async def ingest(self) -> int:
+        from pathlib import Path
+
+        from sgalert.ingest import Inbound, Ingestor, SourceRules
+
+        path = Path(self.args.file)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"{path}: cannot be read ({exc.strerror})") from None
+        source = Source(self.args.source)
+        async with await self.service() as service:
+            assert service.config is not None
+            ingestor = Ingestor(service, service.config)
+            configured = [s for s in service.config.sources if s.type is source]
+            rules = (
+                SourceRules.from_config(configured[0])
+                if len(configured) == 1
+                else SourceRules(name="file", type=source)
+            )
+            (outcome,) = await ingestor.ingest([Inbound(raw=raw)], rules)
+        if self.args.json:
+            print(
+                json.dumps(
+                    {
+                        "id": outcome.case_id,
+                        "ref": outcome.ref,
+                        "source": outcome.source.value,
+                        "flags": list(outcome.flags),
+                        "created": outcome.created,
+                        "duplicate_of": outcome.duplicate_of,
+                    },
+                    indent=2,
+                )
+            )
+            return 0
+        flags = ", ".join(outcome.flags) or "none"
+        if outcome.created:
+            print(f"{outcome.ref} created from {path.name} (flags: {flags})")
+            if outcome.duplicate_of:
+                print(f"  same Message-ID as {outcome.duplicate_of}: flagged possible-duplicate")
+        else:
+            print(f"{path.name} is already case {outcome.ref}; nothing new created")
+        return 0
+
     async def audit_verify(self) -> int:
         async with await self.service() as service:
             count = await service.verify_audit()
@@ -467,6 +525,11 @@ def _parser() -> argparse.ArgumentParser:
     close.add_argument("--outcome", required=True)
     close.add_argument("--reason", required=True)
     as_email(close)
+
+    ingest = command(commands, "ingest", Runner.ingest, "turn one message file into a case")
+    ingest.add_argument("file", help="an RFC 822 message, e.g. saved from a mail client as .eml")
+    ingest.add_argument("--source", required=True, choices=[s.value for s in Source])
+    ingest.add_argument("--json", action="store_true")
 
     audit_cmd = commands.add_parser("audit", help="the audit log")
     audit_cmds = audit_cmd.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")

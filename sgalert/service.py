@@ -72,6 +72,9 @@ class CaseView:
     summary: CaseSummary
     facts: dict[str, Any]
     body_text: str
+    subject: str
+    sender: dict[str, Any] | None
+    notes: dict[str, Any]
     attachments: tuple[Attachment, ...]
     reporter: dict[str, Any] | None
     chronology: tuple[ChronologyEntry, ...]
@@ -194,7 +197,7 @@ class CaseService:
     ) -> list[StoredCase]:
         """Store cases sealed by :meth:`seal`, resealing first if a group key rotated since."""
         async with self.store.write() as db:
-            current = await self._reseal_if_rotated(db, sealed)
+            current = await self.reseal_if_rotated(db, sealed)
             return await insert_sealed(db, current, actor)
 
     async def create_cases_in_batches(
@@ -233,9 +236,7 @@ class CaseService:
             return seal_cases(cases, ring, readers)
         return await asyncio.to_thread(seal_cases, cases, ring, readers)
 
-    async def _reseal_if_rotated(
-        self, db: aiosqlite.Connection, sealed: SealedBatch
-    ) -> SealedBatch:
+    async def reseal_if_rotated(self, db: aiosqlite.Connection, sealed: SealedBatch) -> SealedBatch:
         """Inside the write transaction: if a group key rotated since sealing, seal again.
 
         Otherwise a person removed a moment ago could read a case sealed to the old key.
@@ -391,6 +392,9 @@ class CaseService:
                 summary=summary,
                 facts=json.loads(fields.get(FIELD_FACTS, b"{}")),
                 body_text=fields.get(FIELD_BODY, b"").decode("utf-8", "replace"),
+                subject=fields.get("subject", b"").decode("utf-8", "replace"),
+                sender=json.loads(fields["sender"]) if "sender" in fields else None,
+                notes=json.loads(fields.get("ingest_notes", b"{}")),
                 attachments=attachments,
                 reporter=reporter,
                 chronology=tuple(chronologies[summary.id]),
