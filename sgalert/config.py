@@ -78,6 +78,8 @@ max_mime_parts = 200
 #                   are not checked (display-name spoofing still is).
 #   sender_domains  optional: the only domains this mailbox's notices may come from,
 #                   e.g. ["police.example.org"]; mail from elsewhere is flagged.
+#   down_after_minutes  optional (default 10): how long the mailbox may be unreachable before
+#                   the DSL team is alerted that it is down.
 [[sources]]
 name = "encompass"
 type = "encompass"
@@ -96,6 +98,7 @@ class SourceConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     authserv_id: str | None = None
     sender_domains: tuple[str, ...] = ()
+    down_after_minutes: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +313,8 @@ def _check_sources(check: _Checker, value: object) -> tuple[SourceConfig, ...]:
                 'e.g. authserv_id = "mx.school.example.org" or "exchange-online"',
             )
         domains = check.strings(entry, "sender_domains", where)
-        core_keys = ("name", "type", "kind", "authserv_id", "sender_domains")
+        down_after = check.whole(entry, "down_after_minutes", where, 10, 1, 1440)
+        core_keys = ("name", "type", "kind", "authserv_id", "sender_domains", "down_after_minutes")
         options = {k: v for k, v in entry.items() if k not in core_keys}
         result.append(
             SourceConfig(
@@ -320,6 +324,7 @@ def _check_sources(check: _Checker, value: object) -> tuple[SourceConfig, ...]:
                 options=options,
                 authserv_id=authserv.strip() if authserv else None,
                 sender_domains=tuple(d.lower() for d in domains),
+                down_after_minutes=down_after,
             )
         )
     return tuple(result)
