@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import logging
 import os
 import sys
 import traceback
@@ -400,6 +401,30 @@ class Runner:
             print(f"{path.name} is already case {outcome.ref}; nothing new created")
         return 0
 
+    async def serve(self) -> int:
+        import signal
+
+        from sgalert import logs
+        from sgalert.watch import watch_sources
+
+        logs.configure()
+        async with await self.service() as service:
+            assert service.config is not None
+            main = asyncio.current_task()
+            assert main is not None
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, main.cancel)
+            log = logging.getLogger("sgalert.serve")
+            log.info(
+                "serving %d source(s) from %s", len(service.config.sources), self.workspace.root
+            )
+            try:
+                await watch_sources(service, service.config, self.workspace.root)
+            except asyncio.CancelledError:
+                log.info("stopping: signal received")
+        return 0
+
     async def audit_verify(self) -> int:
         async with await self.service() as service:
             count = await service.verify_audit()
@@ -526,6 +551,12 @@ def _parser() -> argparse.ArgumentParser:
     close.add_argument("--reason", required=True)
     as_email(close)
 
+    command(
+        commands,
+        "serve",
+        Runner.serve,
+        "watch the configured mailboxes and turn each notification into a case",
+    )
     ingest = command(commands, "ingest", Runner.ingest, "turn one message file into a case")
     ingest.add_argument("file", help="an RFC 822 message, e.g. saved from a mail client as .eml")
     ingest.add_argument("--source", required=True, choices=[s.value for s in Source])

@@ -1,0 +1,121 @@
+"""A local Maildir as an inbox: the embedded default, the demo's inbox, and a drop folder.
+
+New messages are files in ``new/`` (or in ``cur/`` without the ``S`` flag, if a mail client moved
+them there unread). Each batch is delivered first; only then is each file renamed into ``cur/``
+with the Seen flag (``:2,S``), so a crash leaves it to be delivered again, where its key
+(``maildir:<source>:<unique name>``) makes it the same case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sgalert.config import SourceConfig
+from sgalert.errors import ConfigError
+from sgalert.ingest import Inbound
+from sgalert.ports import Deliver, Health
+
+log = logging.getLogger("sgalert.inbox.maildir")
+
+MAX_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    path: Path
+    unique: str
+    flags: str
+
+
+def _split(name: str) -> tuple[str, str]:
+    unique, sep, info = name.partition(":2,")
+    return unique, info if sep else ""
+
+
+class MaildirInbox:
+    """Polls one Maildir folder."""
+
+    def __init__(self, name: str, path: Path, poll_seconds: float = 2.0) -> None:
+        self.name = name
+        self.path = path
+        self.poll_seconds = poll_seconds
+
+    def pending(self) -> list[Pending]:
+        """Unread messages, oldest first (by file time, then name)."""
+        found: list[tuple[float, Pending]] = []
+        for sub in ("new", "cur"):
+            folder = self.path / sub
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".") or not entry.is_file():
+                        continue
+                    unique, flags = _split(entry.name)
+                    if sub == "cur" and "S" in flags:
+                        continue
+                    pending = Pending(Path(entry.path), unique, flags)
+                    found.append((entry.stat().st_mtime, pending))
+        found.sort(key=lambda item: (item[0], item[1].unique))
+        return [pending for _, pending in found]
+
+    def mark_seen(self, item: Pending) -> None:
+        flags = "".join(sorted(set(item.flags) | {"S"}))
+        target = self.path / "cur" / f"{item.unique}:2,{flags}"
+        try:
+            os.replace(item.path, target)
+        except FileNotFoundError:
+            pass  # already moved by an earlier, interrupted round
+
+    def key(self, item: Pending) -> str:
+        return f"maildir:{self.name}:{item.unique}"
+
+    async def poll_once(self, deliver: Deliver) -> int:
+        """Deliver everything pending; returns how many messages were handled."""
+        items = await asyncio.to_thread(self.pending)
+        for start in range(0, len(items), MAX_BATCH):
+            chunk = items[start : start + MAX_BATCH]
+            messages = []
+            readable = []
+            for item in chunk:
+                try:
+                    raw = await asyncio.to_thread(item.path.read_bytes)
+                    stamp = item.path.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # taken by another reader of the folder
+                received = datetime.fromtimestamp(stamp, tz=UTC)
+                messages.append(Inbound(raw=raw, key=self.key(item), received_at=received))
+                readable.append(item)
+            if messages:
+                await deliver(messages)
+            for item in readable:  # only after the cases are stored
+                await asyncio.to_thread(self.mark_seen, item)
+        return len(items)
+
+    async def run(self, deliver: Deliver, checkpoint: str | None, health: Health) -> None:
+        while True:
+            try:
+                await self.poll_once(deliver)
+            except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+                await health.failing(f"maildir folder unusable: {type(exc).__name__}")
+            else:
+                await health.ok()
+            await asyncio.sleep(self.poll_seconds)
+
+
+def create(source: SourceConfig, root: Path) -> MaildirInbox:
+    where = f"sources[{source.name}]"
+    raw_path = source.options.get("path")
+    if not isinstance(raw_path, str) or not raw_path.strip():
+        raise ConfigError(f'{where}.path: a maildir source needs a path; e.g. path = "inbox"')
+    poll = source.options.get("poll_seconds", 2)
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or not 0.1 <= poll <= 3600:
+        raise ConfigError(f"{where}.poll_seconds: must be between 0.1 and 3600 seconds")
+    unknown = set(source.options) - {"path", "poll_seconds"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} for a maildir source")
+    path = Path(raw_path).expanduser()
+    return MaildirInbox(source.name, path if path.is_absolute() else root / path, float(poll))
