@@ -1,0 +1,450 @@
+"""IMAP inbox: IMAPClient in a worker thread, IDLE with polling fallback, exactly-once cases.
+
+The worker thread owns the connection. It fetches messages above the checkpointed UID, hands
+each batch to the event loop's ``deliver`` (which stores the cases and the new checkpoint in one
+transaction) and waits for it; only then does it set ``\\Seen`` or move the messages. A crash
+before that leaves them unmarked, and the key ``imap:<user>@<host>/<folder>:<UIDVALIDITY>:<UID>``
+makes their redelivery the same cases. A UIDVALIDITY change restarts from UID 1; identical bytes
+are recognised by the core, so nothing is duplicated.
+
+IDLE is re-issued well before the server's 30-minute limit; servers without IDLE are polled.
+Lost connections reconnect with capped exponential backoff and jitter, and every failure is
+reported to the source monitor, which raises ``source-down`` if it lasts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from sgalert.config import SourceConfig
+from sgalert.errors import ConfigError
+from sgalert.ingest import Inbound
+from sgalert.ports import Deliver, Health
+from sgalert.secrets import read_secret
+
+log = logging.getLogger("sgalert.inbox.imap")
+
+SEEN = b"\\Seen"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(frozen=True, slots=True)
+class ImapSettings:
+    host: str
+    port: int
+    security: str  # "tls", "starttls" or "none" (loopback only)
+    username: str
+    folder: str = "INBOX"
+    after_commit: str = "mark-read"  # or "move"
+    move_to: str | None = None
+    idle_seconds: float = 300.0
+    poll_seconds: float = 30.0
+    batch_size: int = 100
+    timeout: float = 30.0
+    ca_file: str | None = None
+    max_backoff: float = 60.0
+
+
+class Stopped(Exception):
+    """The watcher was asked to stop."""
+
+
+class ImapInbox:
+    """One IMAP folder, watched from a worker thread."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ImapSettings,
+        credential: Callable[[], tuple[str, str]],
+    ) -> None:
+        """``credential`` returns ("password", secret) or ("xoauth2", access token)."""
+        self.name = name
+        self.settings = settings
+        self._credential = credential
+        self._stop = threading.Event()
+
+    # ----- the asyncio side -------------------------------------------------------------
+
+    async def run(self, deliver: Deliver, checkpoint: str | None, health: Health) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop.clear()
+        worker = asyncio.to_thread(self._work, loop, deliver, checkpoint, health)
+        try:
+            await worker
+        finally:
+            self._stop.set()
+
+    # ----- the worker thread ------------------------------------------------------------
+
+    def _call(self, loop: asyncio.AbstractEventLoop, coroutine: Any) -> Any:
+        """Run a coroutine on the event loop and wait for it, giving up if asked to stop."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        while True:
+            try:
+                return future.result(timeout=0.5)
+            except TimeoutError:
+                if self._stop.is_set():
+                    future.cancel()
+                    raise Stopped from None
+
+    def _work(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Deliver,
+        checkpoint: str | None,
+        health: Health,
+    ) -> None:
+        state = _parse_checkpoint(checkpoint)
+        backoff = 1.0
+        while not self._stop.is_set():
+            client: IMAPClient | None = None
+            try:
+                client = self._connect()
+                backoff = 1.0
+                self._watch(client, loop, deliver, health, state)
+            except Stopped:
+                return
+            except LoginError:
+                self._call(loop, health.failing("login refused: check the username and secret"))
+            except (OSError, IMAPClientError, ssl.SSLError) as exc:
+                self._call(loop, health.failing(f"connection problem: {type(exc).__name__}"))
+            finally:
+                if client is not None:
+                    _close_quietly(client)
+            delay = backoff * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not secrecy)
+            backoff = min(backoff * 2, self.settings.max_backoff)
+            if self._stop.wait(delay):
+                return
+
+    def _connect(self) -> IMAPClient:
+        s = self.settings
+        context = ssl.create_default_context(cafile=s.ca_file) if s.security != "none" else None
+        client = IMAPClient(
+            s.host, port=s.port, ssl=s.security == "tls", ssl_context=context, timeout=s.timeout
+        )
+        try:
+            if s.security == "starttls":
+                client.starttls(context)
+            kind, secret = self._credential()
+            if kind == "xoauth2":
+                client.oauth2_login(s.username, secret)
+            else:
+                client.login(s.username, secret)
+        except BaseException:
+            _close_quietly(client)
+            raise
+        return client
+
+    def _watch(
+        self,
+        client: IMAPClient,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Deliver,
+        health: Health,
+        state: dict[str, int],
+    ) -> None:
+        s = self.settings
+        selected = client.select_folder(s.folder)
+        uidvalidity = int(selected[b"UIDVALIDITY"])
+        if state.get("uidvalidity") != uidvalidity:
+            if "uidvalidity" in state:
+                log.warning("source %s: UIDVALIDITY changed; rescanning the folder", self.name)
+            state.clear()
+            state.update(uidvalidity=uidvalidity, last_uid=0)
+        can_idle = b"IDLE" in client.capabilities()
+        self._call(loop, health.ok())
+        self._finish_interrupted(client, loop, deliver, state)
+        while not self._stop.is_set():
+            while self._drain(client, loop, deliver, state):
+                pass
+            self._call(loop, health.ok())
+            if can_idle:
+                self._idle(client, state)
+            elif self._stop.wait(s.poll_seconds):
+                return
+
+    def _finish_interrupted(
+        self,
+        client: IMAPClient,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Deliver,
+        state: dict[str, int],
+    ) -> None:
+        """Mark (or move) messages whose cases were stored before a crash stopped the marking.
+
+        They sit at or below the checkpoint but are still unseen (or still here, when moving).
+        Delivering them again costs a fetch and yields their existing cases, never new ones.
+        """
+        s = self.settings
+        last = state["last_uid"]
+        if last == 0:
+            return
+        criteria: list[str] = ["UID", f"1:{last}"]
+        if s.after_commit == "mark-read":
+            criteria.append("UNSEEN")
+        uids = sorted(uid for uid in client.search(criteria) if uid <= last)
+        for start in range(0, len(uids), s.batch_size):
+            chunk = uids[start : start + s.batch_size]
+            messages = self._fetch(client, chunk, state)
+            self._call(loop, deliver(messages))
+            self._after_commit(client, chunk)
+        if uids:
+            log.info(
+                "source %s: finished marking %d message(s) after a restart", self.name, len(uids)
+            )
+
+    def _fetch(
+        self, client: IMAPClient, uids: Sequence[int], state: dict[str, int]
+    ) -> list[Inbound]:
+        s = self.settings
+        fetched = client.fetch(list(uids), [b"BODY.PEEK[]", b"INTERNALDATE"])
+        messages = []
+        for uid in uids:
+            data = fetched.get(uid)
+            if data is None or b"BODY[]" not in data:
+                continue  # expunged between SEARCH and FETCH
+            messages.append(
+                Inbound(
+                    raw=bytes(data[b"BODY[]"]),
+                    key=f"imap:{s.username}@{s.host}/{s.folder}:{state['uidvalidity']}:{uid}",
+                    received_at=_utc(data.get(b"INTERNALDATE")),
+                )
+            )
+        return messages
+
+    def _drain(
+        self,
+        client: IMAPClient,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Deliver,
+        state: dict[str, int],
+    ) -> bool:
+        """Deliver every message above the checkpoint; True if the folder grew meanwhile."""
+        s = self.settings
+        uidnext_before = _uidnext(client, s.folder)
+        last = state["last_uid"]
+        uids = sorted(uid for uid in client.search(["UID", f"{last + 1}:*"]) if uid > last)
+        for start in range(0, len(uids), s.batch_size):
+            if self._stop.is_set():
+                raise Stopped
+            chunk = uids[start : start + s.batch_size]
+            messages = self._fetch(client, chunk, state)
+            checkpoint = json.dumps({"uidvalidity": state["uidvalidity"], "last_uid": chunk[-1]})
+            self._call(loop, deliver(messages, checkpoint=checkpoint))
+            state["last_uid"] = chunk[-1]
+            self._after_commit(client, chunk)  # only now: the cases are stored
+        # Mail that arrived during the round was announced in replies to our own commands, so
+        # IDLE would not announce it again: look once more if the folder grew.
+        return _uidnext(client, s.folder) != uidnext_before
+
+    def _after_commit(self, client: IMAPClient, uids: Sequence[int]) -> None:
+        s = self.settings
+        if s.after_commit == "move" and s.move_to:
+            if b"MOVE" in client.capabilities():
+                client.move(uids, s.move_to)
+            else:
+                client.copy(uids, s.move_to)
+                client.delete_messages(uids)
+                client.uid_expunge(
+                    uids
+                ) if b"UIDPLUS" in client.capabilities() else client.expunge()
+        else:
+            client.add_flags(uids, [SEEN], silent=True)
+
+    def _idle(self, client: IMAPClient, state: dict[str, int]) -> None:
+        """Wait in IDLE until the folder changes, the re-issue time comes, or we must stop."""
+        client.idle()
+        deadline = time.monotonic() + self.settings.idle_seconds
+        try:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                started = time.monotonic()
+                responses = client.idle_check(timeout=1.0)
+                if any(_is_exists(response) for response in responses):
+                    return
+                if not responses and time.monotonic() - started < 0.5 and _closed(client):
+                    # IMAPClient swallows EOF during IDLE and returns nothing, at once.
+                    raise ConnectionResetError("the server closed the IDLE connection")
+        finally:
+            client.idle_done()
+
+
+def _closed(client: IMAPClient) -> bool:
+    """True when the server has closed the socket (a zero-byte peek)."""
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    try:
+        sock.setblocking(False)
+        peeked: bytes = sock.recv(1, socket.MSG_PEEK)
+        return peeked == b""
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.settimeout(timeout)
+
+
+def _is_exists(response: object) -> bool:
+    return isinstance(response, tuple) and len(response) > 1 and response[1] == b"EXISTS"
+
+
+def _uidnext(client: IMAPClient, folder: str) -> int:
+    return int(client.folder_status(folder, [b"UIDNEXT"])[b"UIDNEXT"])
+
+
+def _parse_checkpoint(checkpoint: str | None) -> dict[str, int]:
+    if not checkpoint:
+        return {}
+    try:
+        data = json.loads(checkpoint)
+        return {"uidvalidity": int(data["uidvalidity"]), "last_uid": int(data["last_uid"])}
+    except (ValueError, KeyError, TypeError):
+        log.warning("ignoring an unreadable IMAP checkpoint; rescanning the folder")
+        return {}
+
+
+def _utc(value: object) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _close_quietly(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except (TimeoutError, OSError, IMAPClientError, ssl.SSLError):
+        try:
+            client.shutdown()
+        except (OSError, IMAPClientError):
+            pass
+
+
+def _xoauth2_token(options: dict[str, Any], where: str, root: Path) -> Callable[[], str]:
+    """An app-only token for Exchange Online IMAP (msal client credentials)."""
+    import msal
+
+    tenant = options.get("tenant_id")
+    client_id = options.get("client_id")
+    if not isinstance(tenant, str) or not isinstance(client_id, str):
+        raise ConfigError(f"{where}: xoauth2 needs tenant_id and client_id")
+    authority_url = str(options.get("authority_url", "https://login.microsoftonline.com"))
+    app = msal.ConfidentialClientApplication(
+        client_id,
+        authority=f"{authority_url}/{tenant}",
+        client_credential=read_secret(options, "client_secret", where, root),
+    )
+
+    def token() -> str:
+        result = app.acquire_token_for_client(scopes=["https://outlook.office365.com/.default"])
+        if "access_token" not in result:
+            raise LoginError(f"token refused: {result.get('error', 'unknown error')}")
+        return str(result["access_token"])
+
+    return token
+
+
+_KEYS = {
+    "host",
+    "port",
+    "security",
+    "username",
+    "folder",
+    "after_commit",
+    "move_to",
+    "idle_seconds",
+    "poll_seconds",
+    "batch_size",
+    "timeout",
+    "ca_file",
+    "auth",
+    "password_env",
+    "password_file",
+    "tenant_id",
+    "client_id",
+    "client_secret_env",
+    "client_secret_file",
+    "authority_url",
+}
+
+
+def create(source: SourceConfig, root: Path) -> ImapInbox:
+    options = dict(source.options)
+    where = f"sources[{source.name}]"
+    unknown = sorted(set(options) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key for an imap source")
+
+    def need(key: str) -> str:
+        value = options.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f'{where}.{key}: an imap source needs it; e.g. {key} = "..."')
+        return value.strip()
+
+    def number(key: str, default: float, low: float, high: float) -> float:
+        value = options.get(key, default)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise ConfigError(f"{where}.{key}: must be a number from {low:g} to {high:g}")
+        return float(value)
+
+    host = need("host")
+    security = str(options.get("security", "tls"))
+    if security not in ("tls", "starttls", "none"):
+        raise ConfigError(f'{where}.security: use "tls", "starttls" or "none"')
+    if security == "none" and host not in LOOPBACK:
+        raise ConfigError(
+            f'{where}.security: "none" sends the password in clear; allowed on loopback only'
+        )
+    after = str(options.get("after_commit", "mark-read"))
+    if after not in ("mark-read", "move"):
+        raise ConfigError(f'{where}.after_commit: use "mark-read" or "move"')
+    if after == "move":
+        need("move_to")
+    idle = number("idle_seconds", 300, 5, 1500)  # RFC 2177: servers may drop at 30 minutes
+    settings = ImapSettings(
+        host=host,
+        port=int(number("port", 993 if security == "tls" else 143, 1, 65535)),
+        security=security,
+        username=need("username"),
+        folder=str(options.get("folder", "INBOX")),
+        after_commit=after,
+        move_to=options.get("move_to"),
+        idle_seconds=idle,
+        poll_seconds=number("poll_seconds", 30, 0.2, 3600),
+        batch_size=int(number("batch_size", 100, 1, 1000)),
+        timeout=number("timeout", 30, 1, 600),
+        ca_file=str(options["ca_file"]) if "ca_file" in options else None,
+    )
+    auth = str(options.get("auth", "password"))
+    if auth == "xoauth2":
+        token = _xoauth2_token(options, where, root)
+
+        def credential() -> tuple[str, str]:
+            return ("xoauth2", token())
+    elif auth == "password":
+        secret = read_secret(options, "password", where, root)
+
+        def credential() -> tuple[str, str]:
+            return ("password", secret)
+    else:
+        raise ConfigError(f'{where}.auth: use "password" or "xoauth2"')
+    return ImapInbox(source.name, settings, credential)

@@ -1,0 +1,53 @@
+"""Shared pieces for the IMAP inbox tests: building the source, waiting for cases."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from integrations.imap import ImapInbox, create
+from sgalert.config import SourceConfig
+from sgalert.model import Source
+
+from .dovecot import Dovecot
+
+MESSAGES = Path(__file__).parent / "messages"
+
+
+def imap_source(server: Dovecot, **extra: object) -> SourceConfig:
+    options: dict[str, object] = {
+        "host": server.host,
+        "port": server.port,
+        "security": "none",
+        "username": server.user,
+        "password_env": "SGALERT_TEST_IMAP_PASSWORD",
+        "idle_seconds": 30,
+        "timeout": 10,
+    }
+    options.update(extra)
+    return SourceConfig(name="encompass-imap", type=Source.ENCOMPASS, kind="imap", options=options)
+
+
+def imap_inbox(server: Dovecot, root: Path, **extra: object) -> ImapInbox:
+    return create(imap_source(server, **extra), root)
+
+
+def notice(number: int, child: str = "Ada Invented") -> bytes:
+    """A distinct Encompass notice (its own Message-ID and occurrence number)."""
+    text = (MESSAGES / "encompass_plain.eml").read_bytes()
+    text = text.replace(b"enc-0001", f"enc-{number:04d}".encode())
+    text = text.replace(b"44/123456/26", f"44/{100000 + number}/26".encode())
+    return text.replace(b"Ada Invented", child.encode())
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
