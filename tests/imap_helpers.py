@@ -43,11 +43,11 @@ def notice(number: int, child: str = "Ada Invented") -> bytes:
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition"
+    condition: Callable[[], Awaitable[bool]], within: float = 15.0, what: str = "condition"
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if await condition():
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {within}s waiting for {what}")

@@ -132,7 +132,7 @@ async def test_dovecot_restarted_mid_idle_reconnects_and_misses_nothing(
         dovecot.start()
         dovecot.append("INBOX", notice(2, "Bea Invented"))
         dovecot.append("INBOX", notice(3, "Cal Invented"))
-        await wait_for(lambda: cases(3), timeout=30, what="cases after the restart")
+        await wait_for(lambda: cases(3), within=30, what="cases after the restart")
         await wait_for(lambda: asyncio.sleep(0, monitor.failing_since is None), what="recovery")
     assert all(seen_flags(dovecot).values())
 
@@ -141,7 +141,8 @@ async def test_crash_between_commit_and_seen_yields_exactly_one_case(
     dovecot: Dovecot, team: Team, workspace: Workspace, tmp_path: Path
 ) -> None:
     uid = dovecot.append("INBOX", notice(1))
-    child = subprocess.run(
+    child = await asyncio.to_thread(
+        subprocess.run,
         [
             sys.executable,
             "-m",
@@ -208,7 +209,7 @@ async def test_unreachable_mailbox_raises_source_down_then_clears(
         assert dovecot.password not in json.dumps(alert)
         dovecot.start()
         await wait_for(
-            lambda: asyncio.sleep(0, not monitor.alerted), timeout=30, what="the alert to clear"
+            lambda: asyncio.sleep(0, not monitor.alerted), within=30, what="the alert to clear"
         )
     assert await open_alerts(service.store) == []
     actions = [row[0] for row in await service.store.fetchall("SELECT action FROM audit")]
