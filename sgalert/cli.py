@@ -425,6 +425,81 @@ class Runner:
                 log.info("stopping: signal received")
         return 0
 
+    async def rota_who(self) -> int:
+        from sgalert.clock import utcnow
+        from sgalert.duty import load_rota
+
+        at = parse_iso(self.args.at) if self.args.at else utcnow()
+        async with await self.service() as service:
+            view = await load_rota(service, since=at)
+        duty = view.who(at)
+        person = view.people.get(duty.who or "")
+        if self.args.json:
+            print(
+                json.dumps(
+                    {
+                        "at": iso(at),
+                        "who": duty.who,
+                        "name": person.name if person else None,
+                        "role": person.role.value if person else None,
+                        "rule": duty.rule,
+                        "fallback": duty.fallback,
+                    },
+                    indent=2,
+                )
+            )
+            return 0
+        local = view.rota.calendar.local(at)
+        name = f"{printable(person.name)} <{duty.who}>" if person else "nobody"
+        print(f"{local:%a %d %b %Y %H:%M %Z}: {name} ({duty.rule})")
+        return 0
+
+    async def rota_check(self) -> int:
+        from sgalert.clock import utcnow
+        from sgalert.duty import load_rota
+
+        now = utcnow()
+        async with await self.service() as service:
+            view = await load_rota(service, since=now)
+        gaps = view.gaps(now, self.args.days)
+        unknown = view.unknown_people()
+        zone = view.rota.calendar
+        if self.args.json:
+            print(
+                json.dumps(
+                    {
+                        "gaps": [
+                            {"from": iso(g.start), "to": iso(g.end), "fallback": g.covered_by}
+                            for g in gaps
+                        ],
+                        "unknown_people": unknown,
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            for email in unknown:
+                print(f"warning: the rota names {email}, who is not a current person")
+            for gap in gaps:
+                print(
+                    f"warning: gap {zone.local(gap.start):%a %d %b %H:%M} to "
+                    f"{zone.local(gap.end):%a %d %b %H:%M}: no shift or cover; "
+                    f"fallback {gap.covered_by or 'NOBODY'}"
+                )
+            if not gaps and not unknown:
+                print(f"rota covers every minute of the next {self.args.days} days")
+        return 1 if gaps or unknown else 0
+
+    async def rota_cover(self) -> int:
+        from sgalert.duty import add_cover
+
+        starts, ends = parse_iso(self.args.start), parse_iso(self.args.end)
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            cover = await add_cover(service, identity, self.args.who, starts, ends)
+        print(f"cover {cover.id}: {cover.who} from {iso(cover.starts_at)} to {iso(cover.ends_at)}")
+        return 0
+
     async def audit_verify(self) -> int:
         async with await self.service() as service:
             count = await service.verify_audit()
@@ -561,6 +636,20 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("file", help="an RFC 822 message, e.g. saved from a mail client as .eml")
     ingest.add_argument("--source", required=True, choices=[s.value for s in Source])
     ingest.add_argument("--json", action="store_true")
+
+    rota = commands.add_parser("rota", help="who is on duty")
+    rota_cmds = rota.add_subparsers(dest="rota_command", required=True, metavar="COMMAND")
+    who = command(rota_cmds, "who", Runner.rota_who, "who is on duty, and the rule that chose them")
+    who.add_argument("--at", help="an ISO 8601 time (default: now)")
+    who.add_argument("--json", action="store_true")
+    check = command(rota_cmds, "check", Runner.rota_check, "report gaps in cover (exit 1 if any)")
+    check.add_argument("--days", type=int, default=14)
+    check.add_argument("--json", action="store_true")
+    cover = command(rota_cmds, "cover", Runner.rota_cover, "add a dated cover")
+    cover.add_argument("--who", required=True, metavar="EMAIL")
+    cover.add_argument("--from", dest="start", required=True, metavar="ISO")
+    cover.add_argument("--to", dest="end", required=True, metavar="ISO")
+    as_email(cover)
 
     audit_cmd = commands.add_parser("audit", help="the audit log")
     audit_cmds = audit_cmd.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")

@@ -10,6 +10,7 @@ import difflib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sgalert.errors import ConfigError
 from sgalert.mime import ParseLimits
 from sgalert.model import DEFAULT_READERS, WHISTLE_IDENTITY, Readers, Role, Source
+from sgalert.rota import WEEKDAYS, Shift
+from sgalert.school_calendar import NATIONS, SchoolCalendar, Term
 
 INBOX_KINDS = ("maildir", "imap", "graph", "ews")
 GROUP_NAMES = (*(role.value for role in Role), WHISTLE_IDENTITY)
@@ -41,6 +44,52 @@ head_names = []
 [security]
 # Minutes without a keypress after which the terminal UI locks and forgets the unlocked keys.
 idle_lock_minutes = 10
+
+[calendar]
+# Which UK nation's bank holidays apply: england, wales, scotland or northern-ireland.
+nation = "england"
+# When the school day starts and ends (local time). Operation Encompass notices must be read
+# before the next school day starts.
+school_day_starts = "08:30"
+school_day_ends = "15:30"
+# Staff training days: no pupils, so not school days.
+inset_days = [2026-09-01, 2027-01-04]
+
+# Each term as start and end dates (inclusive), with its half-term holiday if any.
+# Replace these with your own dates each year.
+[[calendar.terms]]
+name = "Autumn 2026"
+start = 2026-09-02
+end = 2026-12-18
+half_term = [2026-10-26, 2026-10-30]
+
+# The next term: name (any label), start, end, half_term.
+[[calendar.terms]]
+name = "Spring 2027"
+start = 2027-01-05
+end = 2027-03-26
+half_term = [2027-02-15, 2027-02-19]
+
+# And the one after.
+[[calendar.terms]]
+name = "Summer 2027"
+start = 2027-04-12
+end = 2027-07-21
+half_term = [2027-05-31, 2027-06-04]
+
+[rota]
+# Who answers when no shift or dated cover does, in order (emails of people added with
+# `sgalert user add`). Empty: the DSLs, then the deputies, then the headteacher. Such times
+# are reported as gaps by `sgalert rota check`.
+fallback = []
+# The weekly pattern: one [[rota.shifts]] table per slot, for example
+#   [[rota.shifts]]
+#   who = "dsl@school.example.org"      # a person added with `sgalert user add`
+#   days = ["mon", "tue", "wed", "thu", "fri"]
+#   from = "07:00"                      # local time
+#   to = "19:00"                        # at or before "from" means it runs past midnight
+#   when = "term"                       # "term", "holiday" (incl. half terms) or "always"
+# Dated covers ("the deputy covers 24 to 26 November") are added with `sgalert rota cover`.
 
 # Who may read each source's cases. Each value lists groups: the roles dsl, deputy, head,
 # monitoring-officer, chair, staff, or the compartment whistle-identity. Whatever you set here,
@@ -113,6 +162,9 @@ class Config:
     sources: tuple[SourceConfig, ...]
     head_names: tuple[str, ...] = ()
     limits: ParseLimits = field(default_factory=ParseLimits)
+    calendar: SchoolCalendar = field(default_factory=SchoolCalendar)
+    shifts: tuple[Shift, ...] = ()
+    fallback: tuple[str, ...] = ()
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -211,7 +263,7 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: is not valid TOML ({exc}); fix the syntax there") from None
 
-    top = ("school", "security", "readers", "ingest", "sources")
+    top = ("school", "security", "calendar", "rota", "readers", "ingest", "sources")
     for key in data:
         if key not in top:
             hint = difflib.get_close_matches(key, top, n=1)
@@ -263,6 +315,8 @@ def load_config(path: Path) -> Config:
             identity = check.groups(readers_table, "whistle_identity", default.identity)
         readers[source] = Readers(content=content, identity=identity)
 
+    calendar = _check_calendar(check, data, timezone)
+    shifts, fallback = _check_rota(check, data)
     sources = _check_sources(check, data.get("sources", []))
     return Config(
         path=path,
@@ -273,6 +327,9 @@ def load_config(path: Path) -> Config:
         sources=sources,
         head_names=head_names,
         limits=limits,
+        calendar=calendar,
+        shifts=shifts,
+        fallback=fallback,
     )
 
 
@@ -328,3 +385,111 @@ def _check_sources(check: _Checker, value: object) -> tuple[SourceConfig, ...]:
             )
         )
     return tuple(result)
+
+
+def _clock(check: _Checker, data: Mapping[str, Any], key: str, where: str, default: str) -> time:
+    value = data.get(key, default)
+    try:
+        hours, minutes = str(value).split(":")
+        return time(int(hours), int(minutes))
+    except (ValueError, TypeError):
+        raise check.fail(
+            f"{where}.{key}", f"{value!r} is not a time", 'write it as "HH:MM"'
+        ) from None
+
+
+def _date(check: _Checker, value: object, where: str) -> date:
+    if isinstance(value, date) and not hasattr(value, "hour"):
+        return value
+    raise check.fail(where, f"{value!r} is not a date", "write it unquoted, e.g. 2026-09-02")
+
+
+def _check_calendar(check: _Checker, data: Mapping[str, Any], zone: ZoneInfo) -> SchoolCalendar:
+    table = check.table(
+        data, "calendar", ("nation", "school_day_starts", "school_day_ends", "inset_days", "terms")
+    )
+    nation = table.get("nation", "england")
+    if nation not in NATIONS:
+        raise check.fail(
+            "calendar.nation", f"unknown nation {nation!r}", f"use one of {', '.join(NATIONS)}"
+        )
+    starts = _clock(check, table, "school_day_starts", "calendar", "08:30")
+    ends = _clock(check, table, "school_day_ends", "calendar", "15:30")
+    if ends <= starts:
+        raise check.fail(
+            "calendar.school_day_ends",
+            "is not after school_day_starts",
+            "the school day must end after it starts",
+        )
+    inset_raw = table.get("inset_days", [])
+    if not isinstance(inset_raw, list):
+        raise check.fail("calendar.inset_days", "must be a list of dates", "e.g. [2026-09-01]")
+    inset = frozenset(_date(check, d, "calendar.inset_days") for d in inset_raw)
+    terms: list[Term] = []
+    raw_terms = table.get("terms", [])
+    if not isinstance(raw_terms, list):
+        raise check.fail("calendar.terms", "must be a list of tables", "write [[calendar.terms]]")
+    for index, term in enumerate(raw_terms):
+        where = f"calendar.terms[{index}]"
+        if not isinstance(term, dict):
+            raise check.fail(where, "must be a table", "write [[calendar.terms]]")
+        start = _date(check, term.get("start"), f"{where}.start")
+        end = _date(check, term.get("end"), f"{where}.end")
+        if end < start:
+            raise check.fail(f"{where}.end", "is before start", "swap the dates")
+        half = term.get("half_term")
+        half_term = None
+        if half is not None:
+            if not isinstance(half, list) or len(half) != 2:
+                raise check.fail(
+                    f"{where}.half_term",
+                    "must be two dates",
+                    "e.g. half_term = [2026-10-26, 2026-10-30]",
+                )
+            half_term = (
+                _date(check, half[0], f"{where}.half_term"),
+                _date(check, half[1], f"{where}.half_term"),
+            )
+        terms.append(Term(str(term.get("name", f"term {index + 1}")), start, end, half_term))
+    return SchoolCalendar(
+        zone=zone,
+        terms=tuple(terms),
+        inset_days=inset,
+        nation=nation,
+        day_starts=starts,
+        day_ends=ends,
+    )
+
+
+def _check_rota(
+    check: _Checker, data: Mapping[str, Any]
+) -> tuple[tuple[Shift, ...], tuple[str, ...]]:
+    table = check.table(data, "rota", ("fallback", "shifts"))
+    fallback = tuple(e.lower() for e in check.strings(table, "fallback", "rota"))
+    raw = table.get("shifts", [])
+    if not isinstance(raw, list):
+        raise check.fail("rota.shifts", "must be a list of tables", "write [[rota.shifts]]")
+    shifts: list[Shift] = []
+    for index, entry in enumerate(raw):
+        where = f"rota.shifts[{index}]"
+        if not isinstance(entry, dict):
+            raise check.fail(where, "must be a table", "write [[rota.shifts]]")
+        who = check.string(entry, "who", where, None).lower()
+        days = entry.get("days", list(WEEKDAYS))
+        if not isinstance(days, list) or not days or any(d not in WEEKDAYS for d in days):
+            raise check.fail(f"{where}.days", "must list days", f"use {', '.join(WEEKDAYS)}")
+        when = entry.get("when", "always")
+        if when not in ("term", "holiday", "always"):
+            raise check.fail(
+                f"{where}.when", f"unknown {when!r}", 'use "term", "holiday" or "always"'
+            )
+        shifts.append(
+            Shift(
+                who=who,
+                days=frozenset(WEEKDAYS.index(d) for d in days),
+                start=_clock(check, entry, "from", where, "00:00"),
+                end=_clock(check, entry, "to", where, "00:00"),
+                when=when,
+            )
+        )
+    return tuple(shifts), fallback

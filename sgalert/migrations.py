@@ -200,4 +200,24 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        3,
+        """
+        -- Dated rota overrides: "the deputy covers 24 to 26 November".
+        CREATE TABLE rota_covers (
+            id           INTEGER PRIMARY KEY,
+            person_id    TEXT NOT NULL REFERENCES people(id),
+            starts_at    TEXT NOT NULL,
+            ends_at      TEXT NOT NULL,
+            created_by   TEXT NOT NULL,
+            created_at   TEXT NOT NULL,
+            cancelled_at TEXT,
+            CHECK (ends_at > starts_at)
+        );
+        CREATE INDEX rota_covers_by_end ON rota_covers(ends_at) WHERE cancelled_at IS NULL;
+        """,
+    ),
+)
+
 HEAD_VERSION = MIGRATIONS[-1][0]
