@@ -1,0 +1,137 @@
+"""What a notification says, and the port notifier adapters implement.
+
+A notification carries **no personal data**: the case reference, its source, when it arrived,
+how urgent it is, which escalation step this is, and how to acknowledge. Everything a DSL needs
+to act is in sgalert itself, behind their passphrase. The email text is built here so every
+email channel (SMTP, Graph sendMail) says the same thing; chat cards are built by their adapters
+from the same :class:`Notification`.
+
+Adapters are found by their config ``kind`` through the ``sgalert.notifiers`` entry points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from sgalert.errors import ConfigError, SgalertError
+
+NOTIFIER_ENTRY_POINTS = "sgalert.notifiers"
+
+SOURCE_TITLES = {
+    "encompass": "Operation Encompass notice",
+    "whistle": "Whistleblowing report",
+    "lesson": "Lesson ended over a safeguarding concern",
+    "system": "sgalert system alert",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One page about one case (or a system alert). Safe to log: no personal data."""
+
+    idempotency_key: str
+    school: str
+    case_ref: str
+    source: str
+    received_at: datetime
+    urgency: str  # "urgent", "reminder", "overdue" or "alert"
+    step: int
+    reason: str  # why this page, e.g. "not acknowledged after 10 minutes"
+    ack_token: str | None = None
+    reply_address: str | None = None
+    due_at: datetime | None = None
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/London"))
+
+    def title(self) -> str:
+        return SOURCE_TITLES.get(self.source, self.source)
+
+    def subject(self) -> str:
+        """Email subject. Only sgalert's own words: no header injection from outside text."""
+        token = f" [{self.ack_token}]" if self.ack_token else ""
+        return f"[sgalert] {self.urgency.upper()}: {self.title()} {self.case_ref}{token}"
+
+    def lines(self) -> list[str]:
+        local = self.received_at.astimezone(self.zone)
+        lines = [
+            f"{self.school}: {self.title()} {self.case_ref} needs acknowledging.",
+            "",
+            f"Received: {local:%a %d %b %Y %H:%M %Z}",
+            f"Why you are getting this: {self.reason}",
+        ]
+        if self.due_at is not None:
+            lines.append(f"Deadline: {self.due_at.astimezone(self.zone):%a %d %b %Y %H:%M %Z}")
+        lines += [
+            "",
+            "To acknowledge:",
+            f"  - in the terminal: sgalert ack {self.case_ref} --as YOUR-EMAIL",
+        ]
+        if self.ack_token:
+            where = f" to {self.reply_address}" if self.reply_address else ""
+            lines.append(
+                f"  - or reply to this email{where} keeping {self.ack_token} in the subject"
+            )
+        lines += [
+            "",
+            "The details are in sgalert, readable only by the people entitled to them.",
+            "This message deliberately contains no personal information.",
+        ]
+        return lines
+
+    def body(self) -> str:
+        return "\n".join(self.lines()) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Who a page goes to: a person (email channels) or a shared destination (a chat channel)."""
+
+    address: str
+    person_id: str | None = None
+    role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the channel said: an id and whether it only queued the message (Graph's 202)."""
+
+    channel: str
+    detail: str
+    queued_only: bool = False
+
+
+class DeliveryError(SgalertError):
+    """A channel could not deliver. ``retry_after`` is the server's own wait, when it gave one."""
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Notifier(Protocol):
+    """Delivers one notification to one recipient, or raises DeliveryError."""
+
+    name: str
+    per_person: bool  # True for email-like channels, False for a shared chat channel
+
+    async def send(self, notification: Notification, recipient: Recipient) -> Receipt: ...
+
+    async def close(self) -> None: ...
+
+
+class NotifierFactory(Protocol):
+    def __call__(self, name: str, options: Mapping[str, Any], root: Path) -> Notifier: ...
+
+
+def notifier_factory(kind: str) -> NotifierFactory:
+    for entry in entry_points(group=NOTIFIER_ENTRY_POINTS):
+        if entry.name == kind:
+            factory: NotifierFactory = entry.load()
+            return factory
+    raise ConfigError(f"no notifier for kind {kind!r} is installed")
