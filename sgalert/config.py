@@ -18,10 +18,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sgalert.errors import ConfigError
 from sgalert.mime import ParseLimits
 from sgalert.model import DEFAULT_READERS, WHISTLE_IDENTITY, Readers, Role, Source
+from sgalert.policy import DEFAULT_POLICIES, TARGETS, Policy, Step
 from sgalert.rota import WEEKDAYS, Shift
 from sgalert.school_calendar import NATIONS, SchoolCalendar, Term
 
 INBOX_KINDS = ("maildir", "imap", "graph", "ews")
+CHANNEL_KINDS = ("maildrop", "smtp", "teams-workflow", "graph-mail")
+PER_PERSON_KINDS = frozenset({"maildrop", "smtp", "graph-mail"})
 GROUP_NAMES = (*(role.value for role in Role), WHISTLE_IDENTITY)
 
 CONFIG_TEMPLATE = """\
@@ -91,6 +94,34 @@ fallback = []
 #   when = "term"                       # "term", "holiday" (incl. half terms) or "always"
 # Dated covers ("the deputy covers 24 to 26 November") are added with `sgalert rota cover`.
 
+# How people are told. Each [channels.NAME] is one channel; escalation policies name them.
+#   kind = "maildrop"        writes each notification as an email file into a local Maildir
+#                            (the embedded default: nothing leaves the machine)
+#   kind = "smtp"            sends email: host, port, security ("tls" or "starttls"),
+#                            username, password_env or password_file, from, reply_to
+#   kind = "teams-workflow"  posts an Adaptive Card to a Teams Workflows webhook whose URL
+#                            comes from url_env or url_file (it is a secret)
+# When a channel keeps failing, the next one in this file is tried as well.
+[channels.email]
+kind = "maildrop"
+path = "outbox/email"
+
+# Escalation policies per source: [policies.encompass], [policies.whistle], [policies.lesson].
+# Unset, the defaults apply:
+#   encompass: the person on duty at once (email, teams), the deputies after 10 minutes, the
+#              head 10 minutes later, then the team every 30 minutes until acknowledged; the
+#              whole team 30 minutes before the next school day starts if still unacknowledged.
+#   whistle:   the monitoring officer at once, then daily; about the head: the chair and the
+#              monitoring officer, never the head. Deadline: 5 working days.
+#   lesson:    the person on duty at once, the deputies after 5 minutes, the team every 15.
+# To change one, give all of its keys, for example:
+#   [policies.lesson]
+#   steps = [{ target = "on-duty", channels = ["email"], delay_minutes = 0 },
+#            { target = "dsl", channels = ["email"], delay_minutes = 5 }]
+#   repeat_target = "team"        # on-duty, team, a role, or a person's email
+#   repeat_channels = ["email"]
+#   repeat_minutes = 15
+
 # Who may read each source's cases. Each value lists groups: the roles dsl, deputy, head,
 # monitoring-officer, chair, staff, or the compartment whistle-identity. Whatever you set here,
 # an allegation about the headteacher is readable only by the chair and the monitoring officer.
@@ -151,6 +182,19 @@ class SourceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """One notification channel; adapter-specific settings stay in ``options``."""
+
+    name: str
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def per_person(self) -> bool:
+        return self.kind in PER_PERSON_KINDS
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The validated configuration."""
 
@@ -165,6 +209,8 @@ class Config:
     calendar: SchoolCalendar = field(default_factory=SchoolCalendar)
     shifts: tuple[Shift, ...] = ()
     fallback: tuple[str, ...] = ()
+    channels: tuple[ChannelConfig, ...] = ()
+    policies: Mapping[Source, Policy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -177,7 +223,7 @@ class Config:
 def render_template(school_name: str) -> str:
     """The commented starting config that ``sgalert init`` writes."""
     safe_name = school_name.replace("\\", "\\\\").replace('"', '\\"')
-    return CONFIG_TEMPLATE.format(school_name=safe_name)
+    return CONFIG_TEMPLATE.replace("{school_name}", safe_name)
 
 
 class _Checker:
@@ -263,7 +309,17 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: is not valid TOML ({exc}); fix the syntax there") from None
 
-    top = ("school", "security", "calendar", "rota", "readers", "ingest", "sources")
+    top = (
+        "school",
+        "security",
+        "calendar",
+        "rota",
+        "channels",
+        "policies",
+        "readers",
+        "ingest",
+        "sources",
+    )
     for key in data:
         if key not in top:
             hint = difflib.get_close_matches(key, top, n=1)
@@ -317,6 +373,8 @@ def load_config(path: Path) -> Config:
 
     calendar = _check_calendar(check, data, timezone)
     shifts, fallback = _check_rota(check, data)
+    channels = _check_channels(check, data)
+    policies = _check_policies(check, data, {c.name for c in channels})
     sources = _check_sources(check, data.get("sources", []))
     return Config(
         path=path,
@@ -330,6 +388,8 @@ def load_config(path: Path) -> Config:
         calendar=calendar,
         shifts=shifts,
         fallback=fallback,
+        channels=channels,
+        policies=policies,
     )
 
 
@@ -493,3 +553,83 @@ def _check_rota(
             )
         )
     return tuple(shifts), fallback
+
+
+def _check_channels(check: _Checker, data: Mapping[str, Any]) -> tuple[ChannelConfig, ...]:
+    table = data.get("channels", {})
+    if not isinstance(table, dict):
+        raise check.fail("channels", "must be tables", "write [channels.email]")
+    result = []
+    for name, entry in table.items():
+        where = f"channels.{name}"
+        if not isinstance(entry, dict):
+            raise check.fail(where, "must be a table", f"write [{where}]")
+        kind = check.string(entry, "kind", where, None)
+        if kind not in CHANNEL_KINDS:
+            raise check.fail(
+                f"{where}.kind", f"unknown kind {kind!r}", f"use one of {', '.join(CHANNEL_KINDS)}"
+            )
+        options = {k: v for k, v in entry.items() if k != "kind"}
+        result.append(ChannelConfig(name=name, kind=kind, options=options))
+    return tuple(result)
+
+
+def _check_policies(
+    check: _Checker, data: Mapping[str, Any], channel_names: set[str]
+) -> dict[Source, Policy]:
+    table = check.table(data, "policies", tuple(s.value for s in Source))
+    policies = dict(DEFAULT_POLICIES)
+    keys = ("steps", "repeat_target", "repeat_channels", "repeat_minutes", "warn_minutes_before")
+    for source_name in table:
+        where = f"policies.{source_name}"
+        source = Source(source_name)
+        body = check.table(table, source_name, keys)
+        raw_steps = body.get("steps")
+        if not isinstance(raw_steps, list) or not raw_steps:
+            raise check.fail(
+                f"{where}.steps",
+                "must be a non-empty list",
+                'e.g. [{ target = "on-duty", channels = ["email"], delay_minutes = 0 }]',
+            )
+        steps = []
+        for index, raw in enumerate(raw_steps):
+            at = f"{where}.steps[{index}]"
+            if not isinstance(raw, dict):
+                raise check.fail(at, "must be a table", "{ target = ..., channels = [...] }")
+            target = _target(check, raw, "target", at)
+            channels = check.strings(raw, "channels", at) or ("email",)
+            delay = raw.get("delay_minutes", 0)
+            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+                raise check.fail(f"{at}.delay_minutes", "must be minutes, 0 or more", "e.g. 10")
+            steps.append(Step(target, channels, float(delay)))
+        repeat_minutes = body.get("repeat_minutes", 30)
+        if (
+            isinstance(repeat_minutes, bool)
+            or not isinstance(repeat_minutes, int | float)
+            or (repeat_minutes < 1)
+        ):
+            raise check.fail(f"{where}.repeat_minutes", "must be at least 1", "e.g. 30")
+        default = DEFAULT_POLICIES[source]
+        policies[source] = Policy(
+            steps=tuple(steps),
+            repeat_target=_target(check, body, "repeat_target", where, "team"),
+            repeat_channels=check.strings(body, "repeat_channels", where) or ("email",),
+            repeat_minutes=float(repeat_minutes),
+            clock=default.clock,
+            warn_minutes_before=float(body.get("warn_minutes_before", default.warn_minutes_before)),
+        )
+    del channel_names  # channels named by a policy but not configured are skipped at send time
+    return policies
+
+
+def _target(
+    check: _Checker, data: Mapping[str, Any], key: str, where: str, default: str | None = None
+) -> str:
+    value = check.string(data, key, where, default)
+    if value not in TARGETS and "@" not in value:
+        raise check.fail(
+            f"{where}.{key}",
+            f"unknown target {value!r}",
+            f"use one of {', '.join(TARGETS)} or a person's email",
+        )
+    return value

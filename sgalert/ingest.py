@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -35,6 +35,7 @@ from sgalert.cases import (
     NewCase,
     SealedBatch,
     SealedCase,
+    StoredCase,
     insert_now,
 )
 from sgalert.clock import iso, utcnow
@@ -241,7 +242,10 @@ class Ingestor:
         async with self.service.store.write() as db:
             current = await self.service.reseal_if_rotated(db, sealed)
             return await on_connection(
-                db, lambda conn: _store_now(conn, prepared, current, rules.name, checkpoint)
+                db,
+                lambda conn: _store_now(
+                    conn, prepared, current, rules.name, checkpoint, self.service.schedule_now
+                ),
             )
 
 
@@ -251,8 +255,10 @@ def _store_now(
     sealed: SealedBatch,
     source_name: str,
     checkpoint: str | None,
+    schedule: Callable[[sqlite3.Connection, Sequence[tuple[StoredCase, NewCase]]], None],
 ) -> list[IngestOutcome]:
-    """Inside the write transaction: recognise repeats, insert the rest, record receipts."""
+    """Inside the write transaction: recognise repeats, insert the rest, record receipts,
+    and schedule the new cases' clocks and escalation timers."""
     keys = [p.key for p in prepared if p.key]
     known_keys: dict[str, tuple[str, str, str, str]] = {}
     for start in range(0, len(keys), 500):
@@ -325,6 +331,7 @@ def _store_now(
         batch_keys=tuple(b for b in sealed.batch_keys if b[0] in used_batches),
     )
     stored = insert_now(conn, batch, audit.ENGINE) if to_insert else []
+    schedule(conn, [(s, c.case) for s, c in zip(stored, batch.cases, strict=True)])
     refs = {s.id: s.ref for s in stored}
     for (index, sealed_case), stored_case in zip(to_insert, stored, strict=True):
         case = sealed_case.case

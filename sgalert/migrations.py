@@ -220,4 +220,69 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        4,
+        """
+        -- Durable timers: a restart resumes every clock. Fired or cancelled, never deleted.
+        CREATE TABLE timers (
+            id           INTEGER PRIMARY KEY,
+            case_id      TEXT REFERENCES cases(id),
+            kind         TEXT NOT NULL,
+            step         INTEGER NOT NULL DEFAULT 0,
+            due_at       TEXT NOT NULL,
+            created_at   TEXT NOT NULL,
+            fired_at     TEXT,
+            cancelled_at TEXT
+        );
+        CREATE INDEX timers_pending ON timers(due_at)
+            WHERE fired_at IS NULL AND cancelled_at IS NULL;
+        CREATE INDEX timers_by_case ON timers(case_id);
+
+        -- Notifications to send, written in the same transaction as the decision to send them.
+        CREATE TABLE outbox (
+            id              INTEGER PRIMARY KEY,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            case_id         TEXT REFERENCES cases(id),
+            timer_id        INTEGER REFERENCES timers(id),
+            channel         TEXT NOT NULL,
+            recipient       TEXT NOT NULL,
+            person_id       TEXT REFERENCES people(id),
+            payload         TEXT NOT NULL,
+            state           TEXT NOT NULL CHECK (state IN
+                                ('pending', 'sending', 'delivered', 'failed', 'superseded')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            claimed_until   TEXT,
+            last_error      TEXT,
+            fallback_of     INTEGER REFERENCES outbox(id),
+            created_at      TEXT NOT NULL,
+            delivered_at    TEXT,
+            receipt         TEXT
+        );
+        CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE state = 'pending';
+        CREATE INDEX outbox_by_case ON outbox(case_id);
+
+        -- Single-use acknowledgement tokens carried by notification emails (hashes only).
+        CREATE TABLE ack_tokens (
+            token_sha256 TEXT PRIMARY KEY,
+            case_id      TEXT NOT NULL REFERENCES cases(id),
+            person_id    TEXT NOT NULL REFERENCES people(id),
+            outbox_id    INTEGER REFERENCES outbox(id),
+            created_at   TEXT NOT NULL,
+            expires_at   TEXT NOT NULL,
+            used_at      TEXT
+        );
+
+        -- One engine drives the store at a time; the heartbeat tells the TUI it is alive.
+        CREATE TABLE engine_lease (
+            id           INTEGER PRIMARY KEY CHECK (id = 1),
+            holder       TEXT NOT NULL,
+            expires_at   TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL
+        );
+        """,
+    ),
+)
+
 HEAD_VERSION = MIGRATIONS[-1][0]

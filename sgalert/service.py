@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +27,7 @@ from sgalert.cases import (
     SealedBatch,
     StoredCase,
     data_key_info,
-    insert_sealed,
+    insert_now,
     open_fields,
     seal_cases,
     unwrap_data_keys,
@@ -36,9 +37,10 @@ from sgalert.clock import Clock, iso, parse_iso, utcnow
 from sgalert.config import Config, load_config
 from sgalert.crypto import wrap_to_public_key
 from sgalert.errors import IllegalTransition, InvalidInput, NotEntitled, NotFound
+from sgalert.escalation import Plan, schedule_new_cases, stop_for_acknowledged
 from sgalert.keyring import Identity, Person
 from sgalert.model import CaseState, CaseSummary, Flag, KeyName, Readers, Source
-from sgalert.store import Store
+from sgalert.store import Store, on_connection
 from sgalert.workspace import Workspace
 
 _SUMMARY_SQL = """
@@ -110,6 +112,20 @@ def _summary(row: aiosqlite.Row) -> CaseSummary:
     )
 
 
+def make_plan(config: Config) -> Plan:
+    """The escalation plan a config describes: policies, calendar, configured channels."""
+    return Plan(
+        school=config.school_name,
+        calendar=config.calendar,
+        policies=config.policies,
+        channels=tuple(c.name for c in config.channels),
+        per_person_channels=frozenset(c.name for c in config.channels if c.per_person),
+        reply_address=next(
+            (str(c.options["reply_to"]) for c in config.channels if "reply_to" in c.options), None
+        ),
+    )
+
+
 class CaseService:
     """Case operations over one store. Build with :meth:`open`; close with :meth:`close`."""
 
@@ -119,6 +135,24 @@ class CaseService:
         self._clock = clock
         # Public keys only; checked against the store inside every write that uses them.
         self._keyring: keyring.PublicKeyring | None = None
+        self.plan = make_plan(config) if config is not None else None
+
+    def schedule_now(
+        self, conn: sqlite3.Connection, pairs: Sequence[tuple[StoredCase, NewCase]]
+    ) -> None:
+        """Clocks and first escalation timers, in the transaction that stores the cases."""
+        if self.plan is not None and pairs:
+            schedule_new_cases(conn, self.plan, pairs, self._clock())
+
+    async def _insert(
+        self, db: aiosqlite.Connection, batch: SealedBatch, actor: str
+    ) -> list[StoredCase]:
+        def work(conn: sqlite3.Connection) -> list[StoredCase]:
+            stored = insert_now(conn, batch, actor)
+            self.schedule_now(conn, [(s, c.case) for s, c in zip(stored, batch.cases, strict=True)])
+            return stored
+
+        return await on_connection(db, work)
 
     @classmethod
     async def open(cls, workspace: Workspace, clock: Clock = utcnow) -> CaseService:
@@ -198,7 +232,7 @@ class CaseService:
         """Store cases sealed by :meth:`seal`, resealing first if a group key rotated since."""
         async with self.store.write() as db:
             current = await self.reseal_if_rotated(db, sealed)
-            return await insert_sealed(db, current, actor)
+            return await self._insert(db, current, actor)
 
     async def create_cases_in_batches(
         self, cases: Sequence[NewCase], batch_size: int = 100, actor: str = audit.ENGINE
@@ -290,7 +324,7 @@ class CaseService:
                 f"Notification taken by phone from {caller}.",
                 at=self._clock(),
             )
-            (stored,) = await insert_sealed(db, sealed, identity.email)
+            (stored,) = await self._insert(db, sealed, identity.email)
             await db.execute(INSERT_ENTRY, entry_row)
             await audit.append(
                 db,
@@ -506,6 +540,9 @@ class CaseService:
                 if summary.state is CaseState.CLOSED:
                     raise IllegalTransition(f"case {summary.ref} is closed")
                 now = iso(self._clock())
+                await on_connection(
+                    db, lambda conn: stop_for_acknowledged(conn, summary.id, self._clock())
+                )
                 await db.execute(
                     "UPDATE cases SET state = 'acknowledged', acknowledged_at = ?,"
                     " acknowledged_by = ?, updated_at = ? WHERE id = ? AND state = 'new'",
@@ -586,6 +623,9 @@ class CaseService:
                     identity, key, summary.id, EntryKind.OUTCOME, outcome, at=now_dt, reason=reason
                 )
                 await db.execute(INSERT_ENTRY, row)
+                await on_connection(
+                    db, lambda conn: stop_for_acknowledged(conn, summary.id, self._clock())
+                )
                 await db.execute(
                     "UPDATE cases SET state = 'closed', closed_at = ?, closed_by = ?,"
                     " updated_at = ?,"
