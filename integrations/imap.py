@@ -123,7 +123,7 @@ class ImapInbox:
             except LoginError:
                 self._call(loop, health.failing("login refused: check the username and secret"))
             except (OSError, IMAPClientError, ssl.SSLError) as exc:
-                self._call(loop, health.failing(f"connection problem: {type(exc).__name__}"))
+                self._call(loop, health.failing(self._reason(exc)))
             finally:
                 if client is not None:
                     _close_quietly(client)
@@ -131,6 +131,15 @@ class ImapInbox:
             backoff = min(backoff * 2, self.settings.max_backoff)
             if self._stop.wait(delay):
                 return
+
+    def _reason(self, exc: BaseException) -> str:
+        """What ``health.failing`` is told: the kind of problem and what to check, no secrets."""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return (
+                f"the TLS certificate of {self.settings.host} is not trusted"
+                f" ({exc.verify_message}); set ca_file to the CA that signed it"
+            )
+        return f"connection problem: {type(exc).__name__}"
 
     def _connect(self) -> IMAPClient:
         s = self.settings
@@ -285,12 +294,17 @@ class ImapInbox:
 
 
 def _closed(client: IMAPClient) -> bool:
-    """True when the server has closed the socket (a zero-byte peek)."""
+    """True when the server has closed the socket (a zero-byte peek).
+
+    An ``SSLSocket`` (imaps, or after STARTTLS) refuses ``recv`` flags with a ValueError, so
+    this peeks at the TCP stream under the TLS layer: once that layer has met the end of the
+    stream (IMAPClient swallowed the EOF), the stream reads as empty.
+    """
     sock = client.socket()
     timeout = sock.gettimeout()
     try:
         sock.setblocking(False)
-        peeked: bytes = sock.recv(1, socket.MSG_PEEK)
+        peeked: bytes = socket.socket.recv(sock, 1, socket.MSG_PEEK)
         return peeked == b""
     except (BlockingIOError, ssl.SSLWantReadError):
         return False
@@ -383,6 +397,27 @@ _KEYS = {
 }
 
 
+def _ca_file(options: dict[str, Any], security: str, where: str, root: Path) -> str | None:
+    """The CA bundle to trust instead of the system's: relative to the workspace root, and
+    checked now, so a wrong path is a config error rather than a mailbox that looks down."""
+    if "ca_file" not in options:
+        return None
+    if security == "none":
+        raise ConfigError(f'{where}.ca_file: only used with security "tls" or "starttls"')
+    value = options["ca_file"]
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f'{where}.ca_file: give a PEM file, e.g. ca_file = "certs/school-ca.pem"')
+    path = Path(value.strip()).expanduser()
+    path = path if path.is_absolute() else root / path
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError:
+        raise ConfigError(f"{where}.ca_file: {path} holds no PEM certificate") from None
+    except OSError:
+        raise ConfigError(f"{where}.ca_file: {path} cannot be read") from None
+    return str(path)
+
+
 def create(source: SourceConfig, root: Path) -> ImapInbox:
     options = dict(source.options)
     where = f"sources[{source.name}]"
@@ -432,7 +467,7 @@ def create(source: SourceConfig, root: Path) -> ImapInbox:
         poll_seconds=number("poll_seconds", 30, 0.2, 3600),
         batch_size=int(number("batch_size", 100, 1, 1000)),
         timeout=number("timeout", 30, 1, 600),
-        ca_file=str(options["ca_file"]) if "ca_file" in options else None,
+        ca_file=_ca_file(options, security, where, root),
     )
     auth = str(options.get("auth", "password"))
     if auth == "xoauth2":

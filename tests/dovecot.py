@@ -7,6 +7,13 @@ as root in the foreground (``dovecot -F -c <conf>``) in a new session of its own
 server is one process group that :meth:`Dovecot.kill` can take down at once; the login processes
 run as ``dovenull``, the internal ones as ``dovecot``, the mail processes as ``nobody``.
 
+``Dovecot(tls=True)`` also makes a throwaway CA and a server certificate for ``127.0.0.1`` and
+``localhost`` (with ``cryptography``, into the base directory): the plain port then offers
+STARTTLS, and an ``imaps`` listener runs on :attr:`Dovecot.tls_port`; clients trust
+:attr:`Dovecot.ca_file` (or :meth:`Dovecot.ssl_context`). ``imap_capability`` replaces the
+advertised CAPABILITY list, e.g. :data:`CAPABILITY_WITHOUT_IDLE` for a server that does not
+offer IDLE. By default neither is on: no TLS, the stock capabilities.
+
 The :func:`dovecot` fixture yields a started server with one account (``user``/``password``).
 Outside CI it skips when the ``dovecot`` binary (Debian: ``dovecot-imapd``) is missing; under CI
 (``CI=true``) that is a failure: ``.ci/install-system-packages`` installs it.
@@ -15,6 +22,7 @@ Outside CI it skips when the ``dovecot`` binary (Debian: ``dovecot-imapd``) is m
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import pwd
 import re
@@ -22,11 +30,13 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -41,6 +51,49 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
+_LOGIN_LINE = re.compile(r"imap-login: Info: Login: (?P<fields>.*)$")
+_LOGIN_FIELD = re.compile(r"(?P<key>[a-z_]+)=(?:<(?P<bracketed>[^>]*)>|(?P<plain>[^,\s]*))")
+#: Dovecot 2.3.19's own post-login CAPABILITY list without IDLE: for ``imap_capability``, to
+#: play a server that must be polled. (An explicit ``imap_capability`` replaces the whole list,
+#: before and after login; Dovecot still adds STARTTLS and AUTH= before login itself.)
+CAPABILITY_WITHOUT_IDLE: tuple[str, ...] = (
+    "IMAP4rev1",
+    "SASL-IR",
+    "LOGIN-REFERRALS",
+    "ID",
+    "ENABLE",
+    "SORT",
+    "SORT=DISPLAY",
+    "THREAD=REFERENCES",
+    "THREAD=REFS",
+    "THREAD=ORDEREDSUBJECT",
+    "MULTIAPPEND",
+    "URL-PARTIAL",
+    "CATENATE",
+    "UNSELECT",
+    "CHILDREN",
+    "NAMESPACE",
+    "UIDPLUS",
+    "LIST-EXTENDED",
+    "I18NLEVEL=1",
+    "CONDSTORE",
+    "QRESYNC",
+    "ESEARCH",
+    "ESORT",
+    "SEARCHRES",
+    "WITHIN",
+    "CONTEXT=SEARCH",
+    "LIST-STATUS",
+    "BINARY",
+    "MOVE",
+    "SNIPPET=FUZZY",
+    "PREVIEW=FUZZY",
+    "PREVIEW",
+    "STATUS=SIZE",
+    "SAVEDATE",
+    "LITERAL+",
+    "NOTIFY",
+)
 
 
 class DovecotError(RuntimeError):
@@ -79,6 +132,124 @@ def free_port() -> int:
 class Account:
     name: str
     password: str
+
+
+@dataclass(frozen=True)
+class TestCertificates:
+    """A throwaway CA and the server certificate it signed, as PEM files."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def write_test_certificates(
+    directory: Path, hosts: Sequence[str] = (LOOPBACK, "localhost")
+) -> TestCertificates:
+    """Make a CA and a server certificate for ``hosts`` (IPs or DNS names) in ``directory``.
+
+    P-256 keys (fast to make), valid from an hour ago for a day, with the extensions Python's
+    default context checks under ``VERIFY_X509_STRICT`` (key identifiers, key usage, basic
+    constraints). The CA's private key is never written: nothing else can be signed with it.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def usage(*, cert_sign: bool) -> x509.KeyUsage:
+        return x509.KeyUsage(
+            digital_signature=not cert_sign,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=cert_sign,
+            crl_sign=cert_sign,
+            encipher_only=False,
+            decipher_only=False,
+        )
+
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, f"sgalert test CA {secrets.token_hex(4)}")]
+    )
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    found = TestCertificates(
+        ca_file=directory / "ca.pem",
+        cert_file=directory / "server.pem",
+        key_file=directory / "server.key",
+    )
+    found.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    found.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    # Read by Dovecot's config process, which runs as root: owner-only is enough.
+    found.key_file.touch(mode=0o600)
+    found.key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return found
+
+
+@dataclass(frozen=True)
+class Login:
+    """One successful login, from the server's log (``imap-login: Info: Login: ...``)."""
+
+    user: str
+    method: str
+    #: The port the client connected to; None unless the server logs it (``tls=True`` does).
+    local_port: int | None
+    #: Dovecot's own word: "TLS" (imaps or after STARTTLS), "secured" (loopback plaintext) or "".
+    connection: str
+    line: str
+
+    @property
+    def encrypted(self) -> bool:
+        return self.connection.startswith("TLS")
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -125,7 +296,15 @@ class Dovecot:
         mail_user: str = "nobody",
         port: int | None = None,
         debug: bool = False,
+        tls: bool = False,
+        tls_port: int | None = None,
+        imap_capability: Iterable[str] | None = None,
     ) -> None:
+        """``tls``: STARTTLS on ``port`` and imaps on ``tls_port`` (see the module docstring).
+
+        ``imap_capability`` replaces the CAPABILITY list (Dovecot's ``imap_capability``), e.g.
+        :data:`CAPABILITY_WITHOUT_IDLE`; None keeps Dovecot's own.
+        """
         binary = find_binary("dovecot")
         if binary is None:
             raise DovecotError("dovecot is not installed (Debian package: dovecot-imapd)")
@@ -140,6 +319,19 @@ class Dovecot:
         self.debug = debug
         self._fixed_port = port is not None
         self.port = port if port is not None else 0
+        if tls_port is not None and not tls:
+            raise ValueError("tls_port needs tls=True")
+        self.tls = tls
+        self._fixed_tls_port = tls_port is not None
+        #: The imaps port: 0 until started, and always 0 without ``tls``.
+        self.tls_port = tls_port if tls_port is not None else 0
+        self.certificates: TestCertificates | None = None
+        self.imap_capability = tuple(imap_capability) if imap_capability is not None else None
+        if self.imap_capability is not None and (
+            not self.imap_capability
+            or any(not re.fullmatch(r"[!-~]+", word) for word in self.imap_capability)
+        ):
+            raise ValueError(f"unusable imap_capability: {self.imap_capability!r}")
         self._proc: subprocess.Popen[bytes] | None = None
         self._passwd_mtime = 0
         self.accounts: dict[str, Account] = {}
@@ -150,6 +342,8 @@ class Dovecot:
         try:
             self.base_dir.chmod(0o755)  # the mail user must traverse it to its home
             self.add_user(user, password if password is not None else secrets.token_urlsafe(12))
+            if tls:
+                self.certificates = write_test_certificates(self.base_dir / "tls")
         except BaseException:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             raise
@@ -158,6 +352,17 @@ class Dovecot:
     def password(self) -> str:
         """The password of the main account, ``user``."""
         return self.accounts[self.user].password
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The PEM file of the CA that signed the server certificate (None without ``tls``)."""
+        return self.certificates.ca_file if self.certificates is not None else None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A verifying client context that trusts this server's test CA (and nothing else)."""
+        if self.ca_file is None:
+            raise DovecotError("this server was made without tls=True")
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -237,7 +442,7 @@ state_dir = {self.base_dir / "state"}
 instance_name = {self.instance_name}
 protocols = imap
 listen = {LOOPBACK}
-ssl = no
+{self._ssl_settings()}
 auth_mechanisms = plain login
 log_path = {self.log_path}
 default_login_user = dovenull
@@ -253,10 +458,21 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {self.tls_port}
+    ssl = {"yes" if self.tls else "no"}
   }}
 }}
 """
+        if self.imap_capability is not None:
+            if self.version >= (2, 4):
+                raise DovecotError("imap_capability is only written for Dovecot 2.3 here")
+            common += f"imap_capability = {' '.join(self.imap_capability)}\n"
+        if self.tls and self.version < (2, 4):
+            # The default plus the port (%a), so a test can tell imaps from STARTTLS logins.
+            common += (
+                "login_log_format_elements = user=<%u> method=%m rip=%r lip=%l lport=%a"
+                " mpid=%e %c session=<%{session}>\n"
+            )
         debug = "auth_verbose = yes\nmail_debug = yes\n" if self.debug else ""
         if self.version >= (2, 4):
             debug = "auth_verbose = yes\n" if self.debug else ""  # 2.4 moved mail_debug away
@@ -292,6 +508,15 @@ userdb {{
 }}
 """
 
+    def _ssl_settings(self) -> str:
+        if self.certificates is None:
+            return "ssl = no"
+        cert, key = self.certificates.cert_file, self.certificates.key_file
+        if self.version >= (2, 4):  # untested, like the rest of the 2.4 config
+            return f"ssl = yes\nssl_server_cert_file = {cert}\nssl_server_key_file = {key}"
+        # 2.3: "<path" makes the config process (root) read the file in.
+        return f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def processes(self) -> list[tuple[int, str, int]]:
@@ -323,9 +548,13 @@ userdb {{
             raise DovecotError("already started")
         (self.base_dir / "state").mkdir(exist_ok=True)
         attempts = 1 if self._fixed_port or self.port else 3
+        if self.tls and (self._fixed_tls_port or self.tls_port):
+            attempts = 1  # a restart keeps both ports
         for attempt in range(attempts):
             if not self._fixed_port and (self.port == 0 or attempt > 0):
                 self.port = free_port()
+            if self.tls and not self._fixed_tls_port and (self.tls_port == 0 or attempt > 0):
+                self.tls_port = free_port()
             log_mark = self.log_path.stat().st_size if self.log_path.exists() else 0
             self.config_path.write_text(self._config(), encoding="utf-8")
             with self._stderr.open("ab") as err:
@@ -358,6 +587,8 @@ userdb {{
                 with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
                     sock.settimeout(1.0)  # short: another listener may hold the port
                     greeting = sock.makefile("rb").readline()
+                if greeting.startswith(b"* OK") and self.tls:
+                    greeting = self._tls_greeting()
                 if greeting.startswith(b"* OK"):
                     return
                 last_error = DovecotError(f"unexpected greeting {greeting!r}")
@@ -367,6 +598,14 @@ userdb {{
         raise self._failure(
             f"no IMAP greeting on port {self.port} after {timeout:.0f}s: {last_error}"
         )
+
+    def _tls_greeting(self) -> bytes:
+        """The greeting on the imaps port, after a verifying handshake (so the cert is good)."""
+        with (
+            socket.create_connection((self.host, self.tls_port), timeout=1.0) as raw,
+            self.ssl_context().wrap_socket(raw, server_hostname=self.host) as sock,
+        ):
+            return sock.makefile("rb").readline()
 
     def _failure(self, what: str) -> DovecotError:
         return DovecotError(
@@ -453,11 +692,27 @@ userdb {{
 
     # -- IMAP --------------------------------------------------------------------------------
 
-    def connect(self, user: str | None = None, *, timeout: float = 10.0) -> IMAPClient:
-        """A logged-in IMAPClient; use it as ``with server.connect() as imap:`` to log out."""
+    def connect(
+        self, user: str | None = None, *, timeout: float = 10.0, security: str = "none"
+    ) -> IMAPClient:
+        """A logged-in IMAPClient; use it as ``with server.connect() as imap:`` to log out.
+
+        ``security``: "none" (plain port, no TLS), or with ``tls=True`` "starttls" (plain
+        port) or "tls" (imaps port), trusting only the test CA.
+        """
         account = self.accounts[user or self.user]
-        client = IMAPClient(self.host, self.port, ssl=False, timeout=timeout)
+        if security not in ("none", "starttls", "tls"):
+            raise ValueError(f"security must be none, starttls or tls, not {security!r}")
+        context = self.ssl_context() if security != "none" else None
+        if security == "tls":
+            client = IMAPClient(
+                self.host, self.tls_port, ssl=True, ssl_context=context, timeout=timeout
+            )
+        else:
+            client = IMAPClient(self.host, self.port, ssl=False, timeout=timeout)
         try:
+            if security == "starttls":
+                client.starttls(context)
             client.login(account.name, account.password)
         except BaseException:
             client.shutdown()
@@ -485,6 +740,37 @@ userdb {{
             # No UIDPLUS: the newest UID (races with concurrent appenders; Dovecot has UIDPLUS).
             status = imap.folder_status(folder, [b"UIDNEXT"])
             return int(status[b"UIDNEXT"]) - 1
+
+    def logins(self) -> list[Login]:
+        """Every successful login so far, oldest first, as the server logged it."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in text.splitlines():
+            match = _LOGIN_LINE.search(line)
+            if match is None:
+                continue
+            fields: dict[str, str] = {}
+            words: list[str] = []
+            for part in match.group("fields").split(", "):
+                field = _LOGIN_FIELD.fullmatch(part)
+                if field is None:
+                    words.append(part)
+                else:
+                    fields[field["key"]] = field["bracketed"] or field["plain"] or ""
+            port = fields.get("lport", "")
+            found.append(
+                Login(
+                    user=fields.get("user", ""),
+                    method=fields.get("method", ""),
+                    local_port=int(port) if port.isdigit() else None,
+                    connection=" ".join(words),
+                    line=line,
+                )
+            )
+        return found
 
     def uidvalidity(self, folder: str = "INBOX", user: str | None = None) -> int:
         with self.connect(user) as imap:
