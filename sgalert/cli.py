@@ -405,22 +405,26 @@ class Runner:
         import signal
 
         from sgalert import logs
-        from sgalert.watch import watch_sources
+        from sgalert.engine import Engine
 
         logs.configure()
+        log = logging.getLogger("sgalert.serve")
         async with await self.service() as service:
             assert service.config is not None
+            engine = Engine(service, self.workspace.root)
             main = asyncio.current_task()
             assert main is not None
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, main.cancel)
-            log = logging.getLogger("sgalert.serve")
             log.info(
-                "serving %d source(s) from %s", len(service.config.sources), self.workspace.root
+                "serving %d source(s) and %d channel(s) from %s",
+                len(service.config.sources),
+                len(engine.notifiers),
+                self.workspace.root,
             )
             try:
-                await watch_sources(service, service.config, self.workspace.root)
+                await engine.run()
             except asyncio.CancelledError:
                 log.info("stopping: signal received")
         return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -95,11 +95,15 @@ class SourceMonitor:
         log.error("source %s down since %s", self.source.name, iso(self.failing_since))
 
 
-def make_deliver(ingestor: Ingestor, rules: SourceRules) -> Deliver:
+def make_deliver(
+    ingestor: Ingestor, rules: SourceRules, on_stored: Callable[[], None] | None = None
+) -> Deliver:
     async def deliver(
         messages: Sequence[Inbound], *, checkpoint: str | None = None
     ) -> list[IngestOutcome]:
         outcomes = await ingestor.ingest(messages, rules, checkpoint=checkpoint)
+        if on_stored is not None and any(o.created for o in outcomes):
+            on_stored()
         for outcome in outcomes:
             log.info(
                 "case %s %s from %s flags=%s",
@@ -120,10 +124,11 @@ async def supervise(
     monitor: SourceMonitor,
     *,
     max_backoff: float = 60.0,
+    on_stored: Callable[[], None] | None = None,
 ) -> None:
     """Run one inbox for ever, restarting it after unexpected errors."""
     rules = SourceRules.from_config(source)
-    deliver = make_deliver(ingestor, rules)
+    deliver = make_deliver(ingestor, rules, on_stored)
     backoff = 1.0
     while True:
         checkpoint = await load_checkpoint(ingestor.service, source.name)
@@ -140,7 +145,12 @@ async def supervise(
 
 
 async def watch_sources(
-    service: CaseService, config: Config, root: Path, *, check_every: float = 15.0
+    service: CaseService,
+    config: Config,
+    root: Path,
+    *,
+    check_every: float = 15.0,
+    on_stored: Callable[[], None] | None = None,
 ) -> None:
     """Run every configured source until cancelled."""
     ingestor = Ingestor(service, config)
@@ -150,7 +160,9 @@ async def watch_sources(
             inbox = inbox_factory(source.kind)(source, root)
             monitor = SourceMonitor(service.store, source)
             monitors.append(monitor)
-            group.create_task(supervise(inbox, ingestor, source, monitor), name=source.name)
+            group.create_task(
+                supervise(inbox, ingestor, source, monitor, on_stored=on_stored), name=source.name
+            )
 
         async def keep_checking() -> None:
             while True:

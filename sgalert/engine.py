@@ -1,0 +1,202 @@
+"""The always-on engine behind ``sgalert serve``.
+
+One asyncio task group runs: the mailbox watchers, the timer loop (fires due escalation steps),
+the outbox sender (delivers pages), and the lease keeper (one engine per store; its heartbeat
+tells the TUI the engine is alive). A second ``serve`` on the same store waits as a standby and
+takes over when the lease lapses. The engine holds public keys only: it can create cases and page
+people about them, but cannot read one.
+
+Timing is driven by an injectable clock; ``speed`` lets tests run minutes in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sgalert import audit
+from sgalert.clock import Clock, iso, parse_iso, utcnow
+from sgalert.config import Config
+from sgalert.duty import load_rota
+from sgalert.escalation import Duty, fire_due, next_due
+from sgalert.notify import Notifier, notifier_factory
+from sgalert.outbox import OutboxSender
+from sgalert.service import CaseService
+from sgalert.store import on_connection
+from sgalert.watch import watch_sources
+
+log = logging.getLogger("sgalert.engine")
+
+LEASE_SECONDS = 15.0
+RENEW_SECONDS = 5.0
+MAX_IDLE_SECONDS = 1.0
+
+
+def build_notifiers(config: Config, root: Path) -> dict[str, Notifier]:
+    """One notifier per configured channel, in the config's order (the fallback order)."""
+    return {c.name: notifier_factory(c.kind)(c.name, c.options, root) for c in config.channels}
+
+
+class LeaseLost(Exception):
+    """Another engine holds the store now; this one must stop."""
+
+
+class Engine:
+    def __init__(
+        self,
+        service: CaseService,
+        root: Path,
+        *,
+        notifiers: Mapping[str, Notifier] | None = None,
+        clock: Clock = utcnow,
+        speed: float = 1.0,
+        holder: str | None = None,
+        watch: bool = True,
+    ) -> None:
+        assert service.config is not None and service.plan is not None
+        self.service = service
+        self.config: Config = service.config
+        self.root = root
+        self.notifiers = (
+            dict(notifiers) if notifiers is not None else build_notifiers(self.config, root)
+        )
+        self.sender = OutboxSender(service.store, self.notifiers, clock)
+        self._clock = clock
+        self.speed = speed
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self.watch = watch
+        self._wake_timers = asyncio.Event()
+        self._wake_outbox = asyncio.Event()
+
+    def _seconds(self, until: datetime | None) -> float:
+        if until is None:
+            return MAX_IDLE_SECONDS
+        real = (until - self._clock()).total_seconds() / self.speed
+        return max(0.0, min(real, MAX_IDLE_SECONDS))
+
+    async def _sleep(self, event: asyncio.Event, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                await event.wait()
+        except TimeoutError:
+            pass
+        event.clear()
+
+    def wake(self) -> None:
+        """New cases were stored in this process: look at the timers now."""
+        self._wake_timers.set()
+
+    # ----- the lease ----------------------------------------------------------------------
+
+    async def try_lease(self) -> bool:
+        now = self._clock()
+        async with self.service.store.write() as db:
+            rows = list(await db.execute_fetchall("SELECT holder, expires_at FROM engine_lease"))
+            if rows and rows[0][0] != self.holder and parse_iso(rows[0][1]) > now:
+                return False
+            expires = iso(now + timedelta(seconds=LEASE_SECONDS * self.speed))
+            await db.execute(
+                "INSERT INTO engine_lease (id, holder, expires_at, heartbeat_at)"
+                " VALUES (1, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET holder = excluded.holder,"
+                " expires_at = excluded.expires_at, heartbeat_at = excluded.heartbeat_at",
+                (self.holder, expires, iso(now)),
+            )
+            if not rows or rows[0][0] != self.holder:
+                await audit.append(
+                    db,
+                    [
+                        audit.AuditEvent(
+                            audit.ENGINE, "engine-started", detail={"holder": self.holder}
+                        )
+                    ],
+                )
+        return True
+
+    async def acquire_lease(self) -> None:
+        """Wait as a standby until no other engine holds the store."""
+        announced = False
+        while not await self.try_lease():
+            if not announced:
+                log.info("another engine holds the store; waiting as standby")
+                announced = True
+            await asyncio.sleep(RENEW_SECONDS / 2)
+        log.info("engine %s holds the store", self.holder)
+
+    async def keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            if not await self.try_lease():
+                raise LeaseLost(f"engine {self.holder} lost the store to another engine")
+
+    async def release_lease(self) -> None:
+        async with self.service.store.write() as db:
+            await db.execute("DELETE FROM engine_lease WHERE holder = ?", (self.holder,))
+
+    # ----- timers and outbox --------------------------------------------------------------
+
+    async def tick_timers(self) -> int:
+        now = self._clock()
+        view = await load_rota(self.service, since=now)
+        duty = Duty(view.who(now).who)
+        plan = self.service.plan
+        assert plan is not None
+        async with self.service.store.write() as db:
+            queued = await on_connection(db, lambda conn: fire_due(conn, plan, duty, now))
+        if queued:
+            self._wake_outbox.set()
+        return queued
+
+    async def timer_loop(self) -> None:
+        while True:
+            await self.tick_timers()
+            rows = await self.service.store.fetchall(
+                "SELECT MIN(due_at) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL"
+            )
+            upcoming = parse_iso(rows[0][0]) if rows and rows[0][0] else None
+            await self._sleep(self._wake_timers, self._seconds(upcoming))
+
+    async def outbox_loop(self) -> None:
+        while True:
+            attempted = await self.sender.send_due()
+            if attempted:
+                continue
+            await self._sleep(self._wake_outbox, self._seconds(await self.sender.next_attempt()))
+
+    # ----- all together -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.acquire_lease()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.keep_lease(), name="lease")
+                group.create_task(self.timer_loop(), name="timers")
+                group.create_task(self.outbox_loop(), name="outbox")
+                if self.watch and self.config.sources:
+                    group.create_task(
+                        watch_sources(self.service, self.config, self.root, on_stored=self.wake),
+                        name="watchers",
+                    )
+        finally:
+            await asyncio.shield(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        for notifier in self.notifiers.values():
+            try:
+                await notifier.close()
+            except Exception:  # closing is best effort
+                log.warning("closing a notifier failed")
+        try:
+            await self.release_lease()
+        except Exception:
+            log.warning("could not release the engine lease; it will lapse by itself")
+
+
+__all__ = ["Engine", "LeaseLost", "build_notifiers", "next_due"]
