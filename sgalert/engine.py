@@ -42,6 +42,24 @@ def build_notifiers(config: Config, root: Path) -> dict[str, Notifier]:
     return {c.name: notifier_factory(c.kind)(c.name, c.options, root) for c in config.channels}
 
 
+def _dead_local_holder(holder: str) -> bool:
+    """A lease left by a process on this host that no longer exists (killed, crashed).
+
+    Without this, an engine restarted after ``kill -9`` would wait out the whole lease before
+    firing overdue steps.
+    """
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class LeaseLost(Exception):
     """Another engine holds the store now; this one must stop."""
 
@@ -99,7 +117,12 @@ class Engine:
         now = self._clock()
         async with self.service.store.write() as db:
             rows = list(await db.execute_fetchall("SELECT holder, expires_at FROM engine_lease"))
-            if rows and rows[0][0] != self.holder and parse_iso(rows[0][1]) > now:
+            if (
+                rows
+                and rows[0][0] != self.holder
+                and parse_iso(rows[0][1]) > now
+                and not _dead_local_holder(str(rows[0][0]))
+            ):
                 return False
             expires = iso(now + timedelta(seconds=LEASE_SECONDS * self.speed))
             await db.execute(
