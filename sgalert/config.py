@@ -149,7 +149,9 @@ max_mime_parts = 200
 
 # Mailboxes to watch. Repeat the [[sources]] table once per mailbox.
 #   name            a short unique label used in logs and alerts, e.g. "encompass"
-#   type            what arrives there: encompass, whistle or lesson
+#   type            what arrives there: encompass, whistle or lesson; or "replies" for the
+#                   mailbox that receives replies to sgalert's notification emails, which
+#                   acknowledge cases (set that address as reply_to on the email channel)
 #   kind            how to reach it: maildir (a local folder), imap, graph or ews
 #   path            for kind = "maildir": the Maildir folder, relative to this file or absolute
 #   authserv_id     optional: the name your receiving mail server puts first in its
@@ -179,6 +181,9 @@ class SourceConfig:
     authserv_id: str | None = None
     sender_domains: tuple[str, ...] = ()
     down_after_minutes: int = 10
+    # "cases" for notification mailboxes; "replies" for the mailbox that receives replies to
+    # sgalert's own notification emails (acknowledgements). ``type`` is unused for replies.
+    purpose: str = "cases"
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,13 +414,14 @@ def _check_sources(check: _Checker, value: object) -> tuple[SourceConfig, ...]:
             )
         seen.add(name)
         type_name = check.string(entry, "type", where, None)
+        purpose = "replies" if type_name == "replies" else "cases"
         try:
-            source_type = Source(type_name)
+            source_type = Source.ENCOMPASS if purpose == "replies" else Source(type_name)
         except ValueError:
             raise check.fail(
                 f"{where}.type",
                 f"unknown type {type_name!r}",
-                f"use one of {', '.join(s.value for s in Source)}",
+                f"use one of {', '.join(s.value for s in Source)} or replies",
             ) from None
         kind = check.string(entry, "kind", where, None)
         if kind not in INBOX_KINDS:
@@ -442,6 +448,7 @@ def _check_sources(check: _Checker, value: object) -> tuple[SourceConfig, ...]:
                 authserv_id=authserv.strip() if authserv else None,
                 sender_domains=tuple(d.lower() for d in domains),
                 down_after_minutes=down_after,
+                purpose=purpose,
             )
         )
     return tuple(result)

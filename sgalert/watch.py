@@ -127,8 +127,12 @@ async def supervise(
     on_stored: Callable[[], None] | None = None,
 ) -> None:
     """Run one inbox for ever, restarting it after unexpected errors."""
-    rules = SourceRules.from_config(source)
-    deliver = make_deliver(ingestor, rules, on_stored)
+    if source.purpose == "replies":
+        from sgalert.replies import make_reply_deliver
+
+        deliver = make_reply_deliver(ingestor.service, source)
+    else:
+        deliver = make_deliver(ingestor, SourceRules.from_config(source), on_stored)
     backoff = 1.0
     while True:
         checkpoint = await load_checkpoint(ingestor.service, source.name)
