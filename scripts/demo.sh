@@ -37,6 +37,13 @@ kill -TERM "$serve"; wait "$serve"; trap - EXIT
 sed 's/^/  log: /' "$SGALERT_WORKSPACE/serve.log"
 
 echo
+echo "== The on-duty DSL was paged (the embedded default writes pages into a local Maildir) =="
+page=$(ls "$SGALERT_WORKSPACE/outbox/email/new" | head -n 1)
+echo "  $(ls "$SGALERT_WORKSPACE/outbox/email/new" | wc -l) page(s) in $SGALERT_WORKSPACE/outbox/email/new; the first:"
+sed -n '/^Subject:/p;/^To:/p' "$SGALERT_WORKSPACE/outbox/email/new/$page" | sed 's/^/    /'
+awk 'f{print "    " $0} /^$/{f=1}' "$SGALERT_WORKSPACE/outbox/email/new/$page"
+
+echo
 echo "== The queue (metadata only: no personal data before unlock) =="
 sgalert cases list
 
