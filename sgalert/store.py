@@ -114,31 +114,59 @@ class Store:
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {int(number)}")
 
+    async def _statement(self, sql: str) -> None:
+        """Run a transaction-control statement to completion even if we are cancelled.
+
+        aiosqlite runs it on its thread regardless; awaiting it shielded keeps our idea of the
+        transaction the same as the connection's, and the cancellation is re-raised after.
+        """
+        task = asyncio.ensure_future(self._db.execute(sql))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error."""
+        """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error.
+
+        Safe under cancellation: a BEGIN or COMMIT in flight finishes, and a transaction that
+        began is always ended, so the shared connection is never left inside one.
+        """
         async with self._write_lock:
             try:
-                await self._db.execute("BEGIN IMMEDIATE")
+                await self._statement("BEGIN IMMEDIATE")
+            except asyncio.CancelledError:
+                await self._rollback_quietly()
+                raise
             except sqlite3.OperationalError as exc:
                 raise StoreError(f"{self.path}: the store is busy ({exc}); try again") from None
             try:
                 yield self._db
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                await self._rollback_quietly()
                 raise
-            else:
-                await self._db.execute("COMMIT")
+            await self._statement("COMMIT")
+
+    async def _rollback_quietly(self) -> None:
+        if self._db.in_transaction:
+            await self._statement("ROLLBACK")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:
         """A consistent snapshot for several reads (a deferred transaction)."""
         async with self._write_lock:
-            await self._db.execute("BEGIN")
+            try:
+                await self._statement("BEGIN")
+            except asyncio.CancelledError:
+                await self._rollback_quietly()
+                raise
             try:
                 yield self._db
             finally:
-                await self._db.execute("COMMIT")
+                if self._db.in_transaction:
+                    await self._statement("COMMIT")
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """A single read outside any explicit transaction."""

@@ -105,3 +105,31 @@ def test_trigger_bodies_stay_whole() -> None:
         "BEGIN SELECT RAISE(ABORT, 'no; never'); END;\n"
     )
     assert len(statements) == 2 and statements[1].endswith("END;")
+
+
+async def test_cancelled_while_waiting_to_begin_leaves_the_store_usable(tmp_path: Path) -> None:
+    """Another process holds the write lock; we give up waiting; the connection must recover."""
+    import asyncio
+
+    path = tmp_path / "s.db"
+    async with await Store.open(path, create=True) as store:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+
+            async def write_something() -> None:
+                async with store.write() as db:
+                    await db.execute("INSERT INTO ref_counters (year, last) VALUES (2030, 1)")
+
+            task = asyncio.create_task(write_something())
+            await asyncio.sleep(0.2)  # our BEGIN IMMEDIATE is now waiting on the busy handler
+            task.cancel()
+            blocker.execute("ROLLBACK")
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            blocker.close()
+        async with store.write() as db:  # fails with "within a transaction" if left open
+            await db.execute("INSERT INTO ref_counters (year, last) VALUES (2031, 1)")
+        rows = await store.fetchall("SELECT year FROM ref_counters")
+        assert [row[0] for row in rows] == [2031]
