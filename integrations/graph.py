@@ -1,0 +1,731 @@
+"""The Microsoft Graph inbox: Exchange Online mailboxes, read with an app-only token.
+
+Exchange Online is reached through Graph because EWS is switched off there (from October 2026,
+gone in April 2027). One source watches one folder of one mailbox:
+
+- A token comes from msal's client-credentials flow (a client secret or a certificate); msal
+  caches it, so asking before every request costs nothing until it nears expiry.
+- New messages are found with a delta query on the folder (``changeType=created``, so marking a
+  message read does not bring it back). Each round follows ``@odata.nextLink`` pages to the
+  ``@odata.deltaLink``, fetches each new message's MIME (``/$value``) and hands the bytes to
+  ``deliver`` in batches; the checkpoint, which holds the deltaLink, goes with the last batch,
+  so the store records "seen up to here" in the same transaction as the last cases.
+- Only after ``deliver`` returns is a message marked read (or moved). Ids stored but not yet
+  marked are kept in the checkpoint too, so a failed or interrupted mark is retried, even after
+  a restart. Graph's message id is the idempotency key, and the core recognises identical bytes,
+  so delivering a message twice never makes a second case.
+- A delta link Graph no longer knows (410 Gone, ``syncStateNotFound``, ``resyncRequired``) starts
+  a fresh delta of the whole folder. In a full pass (the first ever, or after a resync) with
+  ``after_commit = "mark-read"``, a message that is already read and arrived before sgalert began
+  watching is treated as done: otherwise connecting an old mailbox, or a resync, would turn years
+  of handled mail into new cases. Every message that arrives while sgalert watches is delivered.
+- Throttling (429, 503, 504) waits for ``Retry-After``; other 5xx and network errors back off
+  with jitter; a 401 drops the cached token and asks again once. Blocking HTTP runs in worker
+  threads and every wait is an ``asyncio.sleep``, so cancelling a watcher takes effect at once.
+
+Every request asks for immutable ids (``Prefer: IdType="ImmutableId"``), so a moved message
+keeps its id.
+
+Options (``[[sources]]`` with ``kind = "graph"``): ``tenant_id``, ``client_id``, ``mailbox``,
+``folder`` (default ``"Inbox"``; a well-known name or a folder id), one credential: a client secret
+(``client_secret_env`` or ``client_secret_file``) or ``certificate_file`` (a 0600 PEM holding the
+private key and the certificate; ``certificate_thumbprint`` and
+``certificate_passphrase_env``/``_file`` when needed), ``after_commit`` (``"mark-read"`` or
+``"move"`` with ``move_to``), ``poll_seconds`` (default 15), and for sovereign clouds, proxies
+and tests ``graph_url``, ``authority_url`` and ``ca_file`` (a PEM bundle to trust instead of the
+system's, e.g. for a TLS-inspecting proxy). The app needs the Mail.ReadWrite application
+permission, best confined to this mailbox by an Exchange application access policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import email.utils
+import enum
+import json
+import logging
+import random
+import re
+import stat
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import msal
+import requests
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from sgalert.clock import iso, parse_iso, utcnow
+from sgalert.config import SourceConfig
+from sgalert.errors import ConfigError, SgalertError
+from sgalert.ingest import Inbound
+from sgalert.ports import Deliver, Health, Inbox
+from sgalert.secrets import read_secret
+
+log = logging.getLogger("sgalert.graph")
+
+GRAPH_URL = "https://graph.microsoft.com/v1.0"
+AUTHORITY_URL = "https://login.microsoftonline.com"
+
+BATCH = 50  # messages per deliver call, and the page size asked of the delta query
+_TIMEOUT = (10.0, 120.0)  # connect, read (a message's MIME may be tens of megabytes)
+_MAX_TRIES = 6  # per request, for throttling, 5xx and network errors together
+_MAX_WAIT = 300.0  # seconds: the most one Retry-After or backoff is honoured in one go
+_BACKOFF_BASE = 0.5
+_MAX_UNMARKED = 1000  # ids kept for another try at marking; past this the oldest are dropped
+_REFRESH_CHECKPOINT = 600.0  # seconds: how stale the stored deltaLink may get on a quiet mailbox
+_FULL_PASS_MARGIN = timedelta(minutes=10)  # clock skew allowed between this host and Exchange
+_RESYNC_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
+_PLACEHOLDER_TENANTS = frozenset({"common", "organizations", "consumers"})
+
+_OPTIONS = (
+    "tenant_id",
+    "client_id",
+    "mailbox",
+    "folder",
+    "client_secret_env",
+    "client_secret_file",
+    "certificate_file",
+    "certificate_thumbprint",
+    "certificate_passphrase_env",
+    "certificate_passphrase_file",
+    "after_commit",
+    "move_to",
+    "poll_seconds",
+    "graph_url",
+    "authority_url",
+    "ca_file",
+)
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----.+?-----END \1-----", re.DOTALL
+)
+_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+class GraphUnavailable(SgalertError):
+    """Graph or the sign-in authority could not be used this round.
+
+    Raised inside a round only: :meth:`GraphInbox.run` reports ``reason`` through ``health``
+    and tries again later. The reason is short and holds no secret, token or message content.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _SyncLost(Exception):
+    """Graph no longer knows the delta link: the folder must be read again from the start."""
+
+
+class AfterCommit(enum.Enum):
+    """What marks a message done once its case is stored."""
+
+    MARK_READ = "mark-read"
+    MOVE = "move"
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSettings:
+    """A validated ``kind = "graph"`` source. ``credential`` is never shown in a repr."""
+
+    name: str
+    tenant_id: str
+    client_id: str
+    mailbox: str
+    folder: str
+    credential: str | dict[str, str] = field(repr=False)
+    after_commit: AfterCommit = AfterCommit.MARK_READ
+    move_to: str | None = None
+    poll_seconds: float = 15.0
+    graph_url: str = GRAPH_URL
+    authority_url: str = AUTHORITY_URL
+    ca_file: Path | None = None
+
+    @property
+    def scope(self) -> str:
+        """The app-only scope of the Graph instance in use (sovereign clouds have their own)."""
+        parts = urlsplit(self.graph_url)
+        return f"{parts.scheme}://{parts.netloc}/.default"
+
+
+def create(source: SourceConfig, root: Path) -> Inbox:
+    """The entry point for ``kind = "graph"``: check the options now, connect only in ``run``."""
+    return GraphInbox(parse_settings(source, root))
+
+
+def parse_settings(source: SourceConfig, root: Path) -> GraphSettings:
+    """Validate a source's options, raising ConfigError that names the key and the fix."""
+    where = f"sources[{source.name}]"
+    options = source.options
+
+    def fail(key: str, problem: str, fix: str) -> ConfigError:
+        return ConfigError(f"{where}.{key}: {problem}; {fix}")
+
+    for key in options:
+        if key not in _OPTIONS:
+            hint = difflib.get_close_matches(str(key), _OPTIONS, n=1)
+            fix = f"did you mean {hint[0]!r}?" if hint else f"graph options: {', '.join(_OPTIONS)}"
+            raise fail(str(key), 'unknown option for kind = "graph"', fix)
+
+    def text(key: str, example: str, default: str | None = None) -> str:
+        value = options.get(key, default)
+        if not isinstance(value, str) or not value.strip():
+            raise fail(key, "must be a non-empty string", f'e.g. {key} = "{example}"')
+        return value.strip()
+
+    def https_url(key: str, default: str) -> str:
+        value = text(key, default, default).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise fail(key, f"{value!r} is not an https URL", f'e.g. {key} = "{default}"')
+        return value
+
+    tenant_id = text("tenant_id", "00000000-0000-0000-0000-000000000000")
+    if tenant_id.lower() in _PLACEHOLDER_TENANTS:
+        raise fail(
+            "tenant_id",
+            f"{tenant_id!r} is not one tenant",
+            "use the school's directory (tenant) id from the Entra admin centre",
+        )
+    client_id = text("client_id", "00000000-0000-0000-0000-000000000000")
+    mailbox = text("mailbox", "encompass@school.example.org").lower()  # keys must not vary
+    folder = text("folder", "Inbox", "Inbox")
+
+    has_secret = "client_secret_env" in options or "client_secret_file" in options
+    has_certificate = "certificate_file" in options
+    if has_secret and has_certificate:
+        raise fail(
+            "certificate_file",
+            "both a client secret and a certificate are given",
+            "keep one: the certificate is the safer choice",
+        )
+    if not has_secret and not has_certificate:
+        raise fail(
+            "client_secret_env",
+            "no client credential given",
+            'set client_secret_env = "VARIABLE", client_secret_file = "path" or'
+            ' certificate_file = "path"',
+        )
+    credential: str | dict[str, str]
+    if has_certificate:
+        credential = _certificate_credential(options, where, root)
+    else:
+        credential = read_secret(options, "client_secret", where, root)
+
+    after_name = text("after_commit", "mark-read", AfterCommit.MARK_READ.value)
+    try:
+        after_commit = AfterCommit(after_name)
+    except ValueError:
+        raise fail(
+            "after_commit", f"unknown value {after_name!r}", 'use "mark-read" or "move"'
+        ) from None
+    move_to: str | None = None
+    if after_commit is AfterCommit.MOVE:
+        move_to = text("move_to", "archive")
+    elif "move_to" in options:
+        raise fail("move_to", 'only used with after_commit = "move"', "remove it or set that")
+
+    poll = options.get("poll_seconds", 15)
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or not 0.05 <= poll <= 3600:
+        raise fail("poll_seconds", "must be from 0.05 to 3600 seconds", "e.g. poll_seconds = 15")
+
+    ca_file: Path | None = None
+    if "ca_file" in options:
+        ca_file = _local_path(text("ca_file", "proxy-ca.pem"), root)
+        if not ca_file.is_file():
+            raise fail("ca_file", f"{ca_file} is not a readable file", "give a PEM bundle")
+
+    return GraphSettings(
+        name=source.name,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        mailbox=mailbox,
+        folder=folder,
+        credential=credential,
+        after_commit=after_commit,
+        move_to=move_to,
+        poll_seconds=float(poll),
+        graph_url=https_url("graph_url", GRAPH_URL),
+        authority_url=https_url("authority_url", AUTHORITY_URL),
+        ca_file=ca_file,
+    )
+
+
+def _local_path(value: str, root: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _certificate_credential(options: Mapping[str, Any], where: str, root: Path) -> dict[str, str]:
+    """msal's certificate credential from a PEM file holding the private key (and certificate).
+
+    With ``certificate_thumbprint`` msal signs with the SHA-1 thumbprint Entra shows; without
+    it, the certificate in the file gives msal a SHA-256 thumbprint, which Entra prefers.
+    """
+    key = "certificate_file"
+    path = _local_path(str(options[key]), root)
+    try:
+        info = path.stat()
+        pem = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(f"{where}.{key}: {path} cannot be read as a PEM file") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{where}.{key}: {path} is readable by others; run chmod 600 {path}")
+    found = _PRIVATE_KEY.search(pem)
+    if found is None:
+        raise ConfigError(
+            f"{where}.{key}: {path} holds no private key; give one PEM file with the private key"
+            " and the certificate uploaded to the app registration"
+        )
+    passphrase: str | None = None
+    if "certificate_passphrase_env" in options or "certificate_passphrase_file" in options:
+        passphrase = read_secret(options, "certificate_passphrase", where, root)
+    try:
+        load_pem_private_key(found.group(0).encode(), passphrase.encode() if passphrase else None)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"{where}.{key}: the private key in {path} cannot be loaded; check the file and"
+            " certificate_passphrase_env"
+        ) from None
+    credential = {"private_key": found.group(0)}
+    if passphrase:
+        credential["passphrase"] = passphrase
+    thumbprint = options.get("certificate_thumbprint")
+    certificates = _CERTIFICATE.findall(pem)
+    if thumbprint is not None:
+        digits = re.sub(r"[\s:]", "", str(thumbprint))
+        if not re.fullmatch(r"[0-9A-Fa-f]{40}", digits):
+            raise ConfigError(
+                f"{where}.certificate_thumbprint: must be the 40 hex digits Entra shows for"
+                ' the certificate; e.g. certificate_thumbprint = "A1B2..."'
+            )
+        credential["thumbprint"] = digits.upper()
+    elif certificates:
+        credential["public_certificate"] = certificates[0]
+    else:
+        raise ConfigError(
+            f"{where}.certificate_thumbprint: not given and {path} holds no certificate; add"
+            " the certificate to the file or set certificate_thumbprint"
+        )
+    return credential
+
+
+@dataclass(slots=True)
+class _Message:
+    id: str
+    is_read: bool
+    received: datetime | None
+
+
+@dataclass(slots=True)
+class _SyncState:
+    """What the checkpoint holds: where the delta stands, since when we watch, what to mark."""
+
+    delta_link: str | None
+    since: datetime
+    unmarked: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, checkpoint: str | None, source_name: str) -> _SyncState:
+        if checkpoint:
+            try:
+                data = json.loads(checkpoint)
+                link = data.get("deltaLink")
+                return cls(
+                    delta_link=link if isinstance(link, str) and link else None,
+                    since=parse_iso(str(data["since"])),
+                    unmarked=[str(i) for i in data.get("unmarked", [])],
+                )
+            except (ValueError, TypeError, KeyError, AttributeError):
+                log.warning(
+                    "source %s: checkpoint unreadable; reading the folder again", source_name
+                )
+        return cls(delta_link=None, since=utcnow())
+
+    def dump(self) -> str:
+        return json.dumps(
+            {"deltaLink": self.delta_link, "since": iso(self.since), "unmarked": self.unmarked}
+        )
+
+
+def _merged(first: Sequence[str], more: Sequence[str]) -> list[str]:
+    """Ids still to mark, oldest first, without repeats, and bounded so the checkpoint is."""
+    ids = list(dict.fromkeys([*first, *more]))
+    if len(ids) > _MAX_UNMARKED:
+        log.warning(
+            "%d stored messages could not be marked done; giving up on the oldest", len(ids)
+        )
+    return ids[-_MAX_UNMARKED:]
+
+
+class _MsalHttp:
+    """The HTTP client msal uses: our session, our trust anchors, a timeout.
+
+    ``verify`` is passed on every call because requests lets ``REQUESTS_CA_BUNDLE`` override a
+    session's own ``verify``, which would silently ignore ``ca_file``.
+    """
+
+    def __init__(self, session: requests.Session, verify: str | bool) -> None:
+        self._session = session
+        self._verify = verify
+
+    def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", _TIMEOUT)
+        kwargs.setdefault("verify", self._verify)
+        return self._session.get(url, params=params, headers=headers, **kwargs)
+
+    def post(
+        self, url: str, params: Any = None, data: Any = None, headers: Any = None, **kwargs: Any
+    ) -> Any:
+        kwargs.setdefault("timeout", _TIMEOUT)
+        kwargs.setdefault("verify", self._verify)
+        return self._session.post(url, params=params, data=data, headers=headers, **kwargs)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (a number or an HTTP date), if it has one."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - utcnow()).total_seconds())
+
+
+def _backoff(attempt: int) -> float:
+    """Capped exponential backoff with jitter, so many schools do not retry in step."""
+    ceiling = min(_MAX_WAIT, _BACKOFF_BASE * 2.0 ** max(0, attempt - 1))
+    return ceiling * (0.5 + random.random() / 2)  # noqa: S311  (jitter, not a secret)
+
+
+def _error_code(response: requests.Response) -> str:
+    """Graph's error code (``{"error": {"code": ...}}``); never its message, which may hold data."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return str(code)[:80] if code else ""
+
+
+def _failure(what: str, response: requests.Response) -> GraphUnavailable:
+    code = _error_code(response)
+    return GraphUnavailable(f"{what}: HTTP {response.status_code}{' ' + code if code else ''}")
+
+
+class _GraphClient:
+    """Blocking Graph calls run in worker threads; retries and waits happen on the event loop."""
+
+    def __init__(self, settings: GraphSettings) -> None:
+        self.settings = settings
+        self._session = requests.Session()
+        self._verify: str | bool = str(settings.ca_file) if settings.ca_file else True
+        self._http = _MsalHttp(self._session, self._verify)
+        self._app: Any = None  # built on first use: building it fetches the tenant's metadata
+        self._cache: Any = msal.TokenCache()
+        graph = urlsplit(settings.graph_url)
+        self._origin = f"{graph.scheme}://{graph.netloc}"
+        self._user = f"{settings.graph_url}/users/{quote(settings.mailbox, safe='@')}"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # ----- in worker threads ------------------------------------------------------------
+
+    def _token(self) -> str:
+        settings = self.settings
+        try:
+            if self._app is None:
+                # instance_discovery=False: the authority comes from the operator's config, and
+                # checking it against Microsoft's public list would only add a call to the
+                # public cloud (and fail for a loopback or sovereign authority).
+                self._app = msal.ConfidentialClientApplication(
+                    settings.client_id,
+                    authority=f"{settings.authority_url}/{settings.tenant_id}",
+                    client_credential=settings.credential,
+                    token_cache=self._cache,
+                    http_client=self._http,
+                    instance_discovery=False,
+                )
+            result = self._app.acquire_token_for_client(scopes=[settings.scope])
+        except requests.RequestException as exc:
+            raise GraphUnavailable(
+                f"sign-in authority unreachable ({type(exc).__name__})"
+            ) from None
+        except ValueError:
+            # msal raises ValueError when the tenant's OpenID metadata cannot be had; its text
+            # quotes the server's reply, so only the fact is passed on.
+            raise GraphUnavailable("sign-in authority refused the tenant's metadata") from None
+        token = result.get("access_token") if isinstance(result, dict) else None
+        if not token:
+            error = str(result.get("error", "unknown")) if isinstance(result, dict) else "unknown"
+            raise GraphUnavailable(f"sign-in refused ({error[:60]})")
+        return str(token)
+
+    def _forget_token(self) -> None:
+        for token in list(self._cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+            self._cache.remove_at(token)
+
+    def _send(self, method: str, url: str, body: Mapping[str, Any] | None) -> requests.Response:
+        headers = {
+            "Authorization": f"Bearer {self._token()}",
+            "Prefer": f'IdType="ImmutableId", odata.maxpagesize={BATCH}',
+        }
+        return self._session.request(
+            method,
+            url,
+            headers=headers,
+            json=body,
+            timeout=_TIMEOUT,
+            verify=self._verify,
+            allow_redirects=False,
+        )
+
+    # ----- on the event loop --------------------------------------------------------------
+
+    async def call(
+        self, method: str, url: str, body: Mapping[str, Any] | None = None
+    ) -> requests.Response:
+        """One Graph request, retried through throttling, 5xx, network errors and one 401."""
+        if not url.startswith(self._origin + "/"):
+            # A link from a reply that points elsewhere would carry our token there.
+            raise GraphUnavailable("Graph returned a link to another host; refusing to follow")
+        attempt = 0
+        renewed = False
+        while True:
+            try:
+                response = await asyncio.to_thread(self._send, method, url, body)
+            except requests.RequestException as exc:
+                attempt += 1
+                if attempt >= _MAX_TRIES:
+                    raise GraphUnavailable(
+                        f"Microsoft Graph unreachable ({type(exc).__name__})"
+                    ) from None
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            status = response.status_code
+            if status == 401 and not renewed:
+                renewed = True
+                await asyncio.to_thread(self._forget_token)
+                continue
+            if status == 429 or status >= 500:
+                attempt += 1
+                if attempt >= _MAX_TRIES:
+                    raise _failure(f"Graph still failing after {attempt} tries", response)
+                wait = _retry_after(response) if status in (429, 503, 504) else None
+                wait = _backoff(attempt) if wait is None else wait
+                log.info("source %s: Graph answered %d; waiting %.1fs", self.name, status, wait)
+                await asyncio.sleep(min(wait, _MAX_WAIT))
+                continue
+            return response
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def _initial_delta_url(self) -> str:
+        folder = quote(self.settings.folder, safe="")
+        return (
+            f"{self._user}/mailFolders/{folder}/messages/delta"
+            "?changeType=created&$select=id,isRead,receivedDateTime"
+        )
+
+    async def changes(self, delta_link: str | None) -> tuple[list[_Message], str]:
+        """New messages since ``delta_link`` (or all in the folder), and the next delta link."""
+        url = delta_link or self._initial_delta_url()
+        found: dict[str, _Message] = {}
+        while True:
+            response = await self.call("GET", url)
+            if response.status_code == 410 or (
+                response.status_code in (400, 404)
+                and _error_code(response).lower() in _RESYNC_CODES
+            ):
+                raise _SyncLost
+            if response.status_code != 200:
+                raise _failure("Graph delta query failed", response)
+            try:
+                page = response.json()
+                entries = page.get("value", [])
+            except (ValueError, AttributeError):
+                raise GraphUnavailable("Graph delta query returned something not JSON") from None
+            for entry in entries:
+                if not isinstance(entry, dict) or "@removed" in entry or not entry.get("id"):
+                    continue
+                received = entry.get("receivedDateTime")
+                try:
+                    when = parse_iso(received) if isinstance(received, str) else None
+                except ValueError:
+                    when = None
+                message_id = str(entry["id"])
+                found[message_id] = _Message(message_id, bool(entry.get("isRead")), when)
+            if isinstance(page.get("@odata.nextLink"), str):
+                url = page["@odata.nextLink"]
+                continue
+            if isinstance(page.get("@odata.deltaLink"), str):
+                return list(found.values()), page["@odata.deltaLink"]
+            raise GraphUnavailable("Graph delta page had neither nextLink nor deltaLink")
+
+    def _message_url(self, message_id: str) -> str:
+        return f"{self._user}/messages/{quote(message_id, safe='=')}"
+
+    async def mime(self, message_id: str) -> bytes | None:
+        """The message as RFC 822 bytes, or None if it was deleted since it was listed."""
+        response = await self.call("GET", self._message_url(message_id) + "/$value")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise _failure("Graph message download failed", response)
+        return response.content
+
+    async def mark_done(self, message_id: str) -> None:
+        """Mark read or move; a message already gone counts as done."""
+        settings = self.settings
+        if settings.after_commit is AfterCommit.MOVE:
+            url, method = self._message_url(message_id) + "/move", "POST"
+            body: dict[str, Any] = {"destinationId": settings.move_to}
+        else:
+            url, method, body = self._message_url(message_id), "PATCH", {"isRead": True}
+        response = await self.call(method, url, body)
+        if response.status_code == 404 or 200 <= response.status_code < 300:
+            return
+        raise _failure(f"Graph {'move' if method == 'POST' else 'mark read'} failed", response)
+
+
+class GraphInbox:
+    """One Exchange Online folder, watched through Graph delta queries."""
+
+    def __init__(self, settings: GraphSettings) -> None:
+        self.settings = settings
+        self.name = settings.name
+
+    async def run(self, deliver: Deliver, checkpoint: str | None, health: Health) -> None:
+        """Poll until cancelled; failures are reported through ``health`` and retried."""
+        state = _SyncState.load(checkpoint, self.name)
+        saved = _Saved(state if checkpoint else None)
+        client = _GraphClient(self.settings)
+        failures = 0
+        try:
+            while True:
+                try:
+                    await self._round(client, state, deliver, saved)
+                except GraphUnavailable as exc:
+                    failures += 1
+                    log.warning("source %s: round failed: %s", self.name, exc.reason)
+                    await health.failing(exc.reason)
+                    delay = min(self.settings.poll_seconds * 2.0 ** (failures - 1), _MAX_WAIT)
+                else:
+                    failures = 0
+                    await health.ok()
+                    delay = self.settings.poll_seconds
+                await asyncio.sleep(delay)
+        finally:
+            client.close()
+
+    async def _round(
+        self, client: _GraphClient, state: _SyncState, deliver: Deliver, saved: _Saved
+    ) -> None:
+        if state.unmarked:
+            await self._mark(client, state, list(state.unmarked))
+        full = state.delta_link is None
+        try:
+            messages, delta_link = await client.changes(state.delta_link)
+        except _SyncLost:
+            log.warning("source %s: Graph asked for a full resync of the folder", self.name)
+            full = True
+            try:
+                messages, delta_link = await client.changes(None)
+            except _SyncLost:
+                raise GraphUnavailable("Graph refused a fresh delta query") from None
+        if full:
+            messages = [m for m in messages if self._not_done(m, state.since)]
+        if messages:
+            log.info("source %s: %d new message(s)", self.name, len(messages))
+        batches = [messages[i : i + BATCH] for i in range(0, len(messages), BATCH)]
+        for index, batch in enumerate(batches):
+            inbound: list[Inbound] = []
+            fetched: list[str] = []
+            for message in batch:
+                raw = await client.mime(message.id)
+                if raw is None:
+                    log.info("source %s: a listed message was deleted before download", self.name)
+                    continue
+                key = f"graph:{self.settings.mailbox}:{message.id}"
+                inbound.append(Inbound(raw=raw, key=key, received_at=message.received))
+                fetched.append(message.id)
+            after: _SyncState | None = None
+            if index == len(batches) - 1:
+                after = _SyncState(delta_link, state.since, _merged(state.unmarked, fetched))
+            if inbound or after is not None:
+                await deliver(inbound, checkpoint=after.dump() if after else None)
+            # Stored: from here on these ids only need marking, never delivering again.
+            if after is not None:
+                state.delta_link = delta_link
+                saved.record(after)
+            state.unmarked = _merged(state.unmarked, fetched)
+            await self._mark(client, state, fetched)
+        if not batches:
+            state.delta_link = delta_link
+        if saved.due(state):
+            await deliver([], checkpoint=state.dump())
+            saved.record(state)
+
+    def _not_done(self, message: _Message, since: datetime) -> bool:
+        """In a full pass, whether a message still needs a case (see the module docstring)."""
+        if self.settings.after_commit is AfterCommit.MOVE or not message.is_read:
+            return True
+        return message.received is None or message.received >= since - _FULL_PASS_MARGIN
+
+    async def _mark(self, client: _GraphClient, state: _SyncState, ids: Sequence[str]) -> None:
+        """Mark stored messages done; on the first failure leave the rest for the next round."""
+        for message_id in ids:
+            try:
+                await client.mark_done(message_id)
+            except GraphUnavailable as exc:
+                log.warning(
+                    "source %s: %d stored message(s) not yet marked done: %s",
+                    self.name,
+                    len(state.unmarked),
+                    exc.reason,
+                )
+                return
+            if message_id in state.unmarked:
+                state.unmarked.remove(message_id)
+
+
+class _Saved:
+    """What the store holds of the checkpoint, so it is written again only when that matters:
+    ids left to mark changed, or the stored deltaLink is going stale on a quiet mailbox."""
+
+    def __init__(self, state: _SyncState | None) -> None:
+        self.delta_link = state.delta_link if state else None
+        self.unmarked = list(state.unmarked) if state else []
+        self.at = time.monotonic()
+
+    def record(self, state: _SyncState) -> None:
+        self.delta_link, self.unmarked = state.delta_link, list(state.unmarked)
+        self.at = time.monotonic()
+
+    def due(self, state: _SyncState) -> bool:
+        if self.delta_link is None or self.unmarked != state.unmarked:
+            return True
+        if self.delta_link == state.delta_link:
+            return False
+        return time.monotonic() - self.at >= _REFRESH_CHECKPOINT
