@@ -1,0 +1,601 @@
+"""Email pages over SMTP (aiosmtplib): one connection per page, nothing held open between pages.
+
+The message is built only from sgalert's own words (:meth:`Notification.subject` and
+:meth:`Notification.body`), so no text from a safeguarding email ever reaches a header; the
+addresses are checked against a strict ASCII addr-spec before anything is sent, because Python's
+email generator only learnt to refuse folded-header injection (CVE-2024-6923) in 3.13.
+
+Connection security is ``security = "tls"`` (implicit TLS, port 465), ``"starttls"`` (the
+default, port 587; the server must offer STARTTLS, so a downgrade is refused rather than sent
+in clear) or ``"none"``, allowed only to a loopback relay. Authentication is a username and a
+password (``password_env`` / ``password_file``), or ``auth = "xoauth2"``: an app-only token from
+msal's client-credentials flow for Exchange Online (``SMTP.SendAsApp``), presented with
+``AUTH XOAUTH2``.
+
+Errors are translated at this edge into :class:`DeliveryError`: no answer, timeouts, dropped
+connections and 4xx replies are worth retrying; 5xx replies (a refused recipient, a refused
+sender, failed authentication), a certificate that is not trusted and a server that lacks
+STARTTLS or AUTH are not, so the engine falls back to another channel at once.
+
+The Message-ID is derived from the notification's idempotency key and the recipient, so a
+retry after a lost ``250`` reply carries the same Message-ID and mail systems that de-duplicate
+on it show one page, and a reply to the page can be matched to the page it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import email.policy
+import enum
+import hashlib
+import ipaddress
+import logging
+import re
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import aiosmtplib
+import msal
+import requests
+
+from sgalert.errors import ConfigError
+from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
+
+if TYPE_CHECKING:
+    from sgalert.notify import NotifierFactory
+from sgalert.secrets import read_secret
+from sgalert.text import printable
+
+log = logging.getLogger("sgalert.notify.smtp")
+
+DEFAULT_TIMEOUT = 15.0
+AUTHORITY_URL = "https://login.microsoftonline.com"
+OUTLOOK_SCOPE = "https://outlook.office365.com/.default"
+
+_PORTS = {"tls": 465, "starttls": 587, "none": 25}
+_OPTIONS = (
+    "host",
+    "port",
+    "security",
+    "username",
+    "password_env",
+    "password_file",
+    "auth",
+    "tenant_id",
+    "client_id",
+    "client_secret_env",
+    "client_secret_file",
+    "authority_url",
+    "scope",
+    "from",
+    "reply_to",
+    "timeout",
+    "ca_file",
+)
+_OAUTH_OPTIONS = (
+    "tenant_id",
+    "client_id",
+    "client_secret_env",
+    "client_secret_file",
+    "authority_url",
+    "scope",
+)
+_PLACEHOLDER_TENANTS = frozenset({"common", "organizations", "consumers"})
+# msal errors that no retry will cure: the app registration or its secret is wrong.
+_PERMANENT_SIGN_IN = frozenset(
+    {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_request", "invalid_grant"}
+)
+
+# RFC 5322 dot-atom local part and an LDH domain of two or more labels; ASCII only, so every
+# address is safe on an SMTP command line without SMTPUTF8 and in a header without encoding.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ADDR_SPEC = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})+")
+_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+# Messages are flattened with headers on one line up to RFC 5322's hard limit of 998: at 78,
+# Python folds a long Subject straight after the colon, and a reply then carries
+# "Re:  [sgalert]...". (The body is encoded when it is set, under the 78-column policy.)
+WIRE_POLICY = email.policy.SMTP.clone(max_line_length=998)
+
+
+def is_addr_spec(address: str) -> bool:
+    """True for a plain ``local@domain.tld`` address sgalert is willing to put on the wire."""
+    if len(address) > 254 or _ADDR_SPEC.fullmatch(address) is None:
+        return False
+    local, _, domain = address.rpartition("@")
+    return len(local) <= 64 and len(domain) <= 253
+
+
+def check_address(address: str, what: str) -> str:
+    """Return ``address`` if it is a strict addr-spec, else raise a non-retryable DeliveryError."""
+    if not isinstance(address, str) or not is_addr_spec(address):
+        shown = printable(str(address)[:80], keep_newlines=False)
+        raise DeliveryError(f"{what} address {shown!r} is not a plain address", retryable=False)
+    return address
+
+
+def _check_header_text(value: str, what: str) -> str:
+    if _HEADER_UNSAFE.search(value) or len(value) > 900:
+        raise DeliveryError(f"{what} holds control characters or is too long", retryable=False)
+    return value
+
+
+def message_id(notification: Notification, recipient: str, domain: str) -> str:
+    """The same Message-ID for every attempt at one page to one person."""
+    digest = hashlib.sha256(
+        f"{notification.idempotency_key}\x00{recipient.lower()}".encode()
+    ).hexdigest()
+    return f"<sgalert.{digest[:40]}@{domain}>"
+
+
+def build_message(
+    notification: Notification,
+    recipient: str,
+    from_address: str,
+    reply_to: str | None = None,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """The page as an email: sgalert's own subject and body, checked addresses, fixed headers.
+
+    ``Auto-Submitted`` (RFC 3834) and ``X-Auto-Response-Suppress`` keep out-of-office replies
+    away from the reply mailbox, where an automatic answer must never count as a human's
+    acknowledgement. Raises DeliveryError (not retryable) for an address or text it will not send.
+    """
+    to = check_address(recipient, "recipient")
+    sender = check_address(from_address, "from")
+    answer = check_address(reply_to, "reply-to") if reply_to else None
+    subject = _check_header_text(notification.subject(), "the subject")
+    key = _check_header_text(notification.idempotency_key, "the idempotency key")
+    if not key.isascii() or not key.strip():
+        raise DeliveryError("the idempotency key must be printable ASCII", retryable=False)
+    body = notification.body()
+
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now or datetime.now(UTC))
+    message["Message-ID"] = message_id(notification, to, sender.rpartition("@")[2])
+    if answer:
+        message["Reply-To"] = answer
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
+    message["X-Sgalert-Idempotency-Key"] = key
+    # ASCII stays 7bit and readable; anything else (a school's name in Welsh) goes
+    # quoted-printable, so the message is 7-bit clean for servers without 8BITMIME.
+    plain = body.isascii() and all(len(line) <= 900 for line in body.splitlines())
+    message.set_content(body, cte="7bit" if plain else "quoted-printable")
+    return message
+
+
+class Security(enum.Enum):
+    """How the connection to the server is protected."""
+
+    TLS = "tls"
+    STARTTLS = "starttls"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth:
+    """App-only sign-in for ``AUTH XOAUTH2`` (Exchange Online). The secret is never shown."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    authority_url: str = AUTHORITY_URL
+    scope: str = OUTLOOK_SCOPE
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """A validated ``kind = "smtp"`` channel. The password is never shown in a repr."""
+
+    name: str
+    host: str
+    port: int
+    security: Security
+    from_address: str
+    reply_to: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    oauth: OAuth | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    ca_file: Path | None = None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def create(name: str, options: Mapping[str, Any], root: Path) -> SmtpNotifier:
+    """The entry point for ``kind = "smtp"``: check the options now, connect only to send."""
+    return SmtpNotifier(parse_settings(name, options, root))
+
+
+def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> SmtpSettings:
+    """Validate a channel's options, raising ConfigError that names the key and the fix."""
+    where = f"channels.{name}"
+
+    def fail(key: str, problem: str, fix: str) -> ConfigError:
+        return ConfigError(f"{where}.{key}: {problem}; {fix}")
+
+    for key in options:
+        if key not in _OPTIONS:
+            hint = difflib.get_close_matches(str(key), _OPTIONS, n=1)
+            fix = f"did you mean {hint[0]!r}?" if hint else f"smtp options: {', '.join(_OPTIONS)}"
+            raise fail(str(key), 'unknown option for kind = "smtp"', fix)
+
+    def text(key: str, example: str, default: str | None = None) -> str:
+        value = options.get(key, default)
+        if not isinstance(value, str) or not value.strip() or _HEADER_UNSAFE.search(value):
+            raise fail(key, "must be a non-empty string on one line", f'e.g. {key} = "{example}"')
+        return value.strip()
+
+    def address(key: str, example: str) -> str:
+        value = text(key, example)
+        if not is_addr_spec(value):
+            raise fail(key, f"{value!r} is not a plain email address", f'e.g. {key} = "{example}"')
+        return value
+
+    host = text("host", "smtp.office365.com")
+    if any(c.isspace() for c in host) or "/" in host:
+        raise fail("host", f"{host!r} is not a host name", 'e.g. host = "smtp.office365.com"')
+
+    raw_security = text("security", "starttls", "starttls").lower()
+    try:
+        security = Security(raw_security)
+    except ValueError:
+        raise fail(
+            "security", f"{raw_security!r} is not known", 'use "tls", "starttls" or "none"'
+        ) from None
+    if security is Security.NONE and not _is_loopback(host):
+        raise fail(
+            "security",
+            f'"none" sends in clear, and {host} is not this machine',
+            'use "starttls" or "tls"; "none" is only for a relay on 127.0.0.1',
+        )
+
+    port = options.get("port", _PORTS[security.value])
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise fail("port", "must be a whole number from 1 to 65535", "e.g. port = 587")
+
+    from_address = address("from", "safeguarding@school.example.org")
+    reply_to = (
+        address("reply_to", "sgalert-ack@school.example.org") if "reply_to" in options else None
+    )
+
+    timeout = options.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 1 <= timeout <= 300:
+        raise fail("timeout", "must be between 1 and 300 seconds", "e.g. timeout = 15")
+
+    ca_file: Path | None = None
+    if "ca_file" in options:
+        path = Path(text("ca_file", "certs/school-ca.pem")).expanduser()
+        ca_file = path if path.is_absolute() else root / path
+        if not ca_file.is_file():
+            raise fail("ca_file", f"{ca_file} is not a file", "give the PEM file of the CA")
+        try:
+            ssl.create_default_context(cafile=str(ca_file))
+        except (ssl.SSLError, OSError):
+            raise fail(
+                "ca_file", f"{ca_file} holds no usable certificate", "give a PEM file"
+            ) from None
+
+    has_password = "password_env" in options or "password_file" in options
+    auth = text("auth", "password", "password" if has_password or "username" in options else "none")
+    auth = auth.lower()
+    username = (
+        text("username", "safeguarding@school.example.org") if "username" in options else None
+    )
+    password: str | None = None
+    oauth: OAuth | None = None
+    if auth == "none":
+        if username or has_password:
+            raise fail(
+                "auth", '"none" but a username or password is given', 'use auth = "password"'
+            )
+    elif auth == "password":
+        extra = [key for key in _OAUTH_OPTIONS if key in options]
+        if extra:
+            raise fail(extra[0], 'is only for auth = "xoauth2"', f"remove {extra[0]} or set auth")
+        if username is None:
+            raise fail("username", "password sign-in needs a username", 'e.g. username = "..."')
+        password = read_secret(options, "password", where, root)
+    elif auth == "xoauth2":
+        if has_password:
+            raise fail(
+                "auth", '"xoauth2" signs in with a token, not a password', "remove password_*"
+            )
+        tenant_id = text("tenant_id", "00000000-0000-0000-0000-000000000000")
+        if tenant_id.lower() in _PLACEHOLDER_TENANTS:
+            raise fail(
+                "tenant_id",
+                f"{tenant_id!r} is not one tenant",
+                "use the school's directory (tenant) id from the Entra admin centre",
+            )
+        authority = text("authority_url", AUTHORITY_URL, AUTHORITY_URL).rstrip("/")
+        scope = text("scope", OUTLOOK_SCOPE, OUTLOOK_SCOPE)
+        for key, value in (("authority_url", authority), ("scope", scope)):
+            parts = urlsplit(value)
+            if parts.scheme != "https" or not parts.hostname:
+                raise fail(
+                    key, f"{value!r} is not an https URL", f"leave {key} out for the default"
+                )
+        oauth = OAuth(
+            tenant_id=tenant_id,
+            client_id=text("client_id", "00000000-0000-0000-0000-000000000000"),
+            client_secret=read_secret(options, "client_secret", where, root),
+            authority_url=authority,
+            scope=scope,
+        )
+        username = username or from_address  # the mailbox the app sends as
+    else:
+        raise fail("auth", f"{auth!r} is not known", 'use "password" or "xoauth2"')
+
+    return SmtpSettings(
+        name=name,
+        host=host,
+        port=port,
+        security=security,
+        from_address=from_address,
+        reply_to=reply_to,
+        username=username,
+        password=password,
+        oauth=oauth,
+        timeout=float(timeout),
+        ca_file=ca_file,
+    )
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return printable(" ".join(text.split())[:limit], keep_newlines=False)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _by_code(what: str, code: int, message: str) -> DeliveryError:
+    """RFC 5321: a 4yz reply is transient, a 5yz reply is permanent."""
+    return DeliveryError(f"{what}: {code} {_short(message)}", retryable=400 <= code < 500)
+
+
+def translate(exc: BaseException) -> DeliveryError:
+    """aiosmtplib's and the network's errors, as the engine needs them: retry or fall back."""
+    if isinstance(exc, DeliveryError):
+        return exc
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        refusals = exc.recipients
+        permanent = bool(refusals) and all(r.code >= 500 for r in refusals)
+        first = refusals[0] if refusals else None
+        said = f"{first.code} {_short(first.message)}" if first else "refused"
+        return DeliveryError(f"recipient refused: {said}", retryable=not permanent)
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return _by_code("authentication refused", exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return _by_code("sender refused", exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPDataError):
+        return _by_code("message refused", exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _by_code("server refused", exc.code, exc.message)
+    if _caused_by(exc, ssl.SSLCertVerificationError):
+        return DeliveryError(
+            "the server's TLS certificate is not trusted (check host and ca_file)",
+            retryable=False,
+        )
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return DeliveryError("the mail server did not answer in time", retryable=True)
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return DeliveryError("the mail server closed the connection", retryable=True)
+    if isinstance(exc, aiosmtplib.SMTPConnectError | OSError):
+        reason = type(exc.__cause__ or exc).__name__
+        return DeliveryError(f"could not connect to the mail server ({reason})", retryable=True)
+    if isinstance(exc, aiosmtplib.SMTPException):
+        # STARTTLS or AUTH not offered, or XOAUTH2 missing: the server's setup, not a blip.
+        return DeliveryError(f"mail server unsuitable: {_short(str(exc))}", retryable=False)
+    return DeliveryError(f"sending failed ({type(exc).__name__})", retryable=True)
+
+
+class _MsalHttp:
+    """The HTTP client msal uses: our trust anchors on every call, and a timeout.
+
+    ``verify`` goes on every call because requests lets ``REQUESTS_CA_BUNDLE`` override a
+    session's own ``verify``, which would silently ignore ``ca_file``.
+    """
+
+    def __init__(self, verify: str | bool, timeout: float) -> None:
+        self._session = requests.Session()
+        self._verify = verify
+        self._timeout = timeout
+
+    def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self._timeout)
+        kwargs.setdefault("verify", self._verify)
+        return self._session.get(url, params=params, headers=headers, **kwargs)
+
+    def post(
+        self, url: str, params: Any = None, data: Any = None, headers: Any = None, **kwargs: Any
+    ) -> Any:
+        kwargs.setdefault("timeout", self._timeout)
+        kwargs.setdefault("verify", self._verify)
+        return self._session.post(url, params=params, data=data, headers=headers, **kwargs)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class XOAuth2Token:
+    """App-only access tokens for SMTP from msal, cached by msal until they near expiry."""
+
+    def __init__(self, oauth: OAuth, ca_file: Path | None, timeout: float) -> None:
+        self.oauth = oauth
+        self._http = _MsalHttp(str(ca_file) if ca_file else True, timeout)
+        self._lock = threading.Lock()
+        self._app: Any = None  # built on first use: building it fetches the tenant's metadata
+
+    def _acquire(self) -> str:
+        oauth = self.oauth
+        with self._lock:
+            try:
+                if self._app is None:
+                    self._app = msal.ConfidentialClientApplication(
+                        oauth.client_id,
+                        authority=f"{oauth.authority_url}/{oauth.tenant_id}",
+                        client_credential=oauth.client_secret,
+                        http_client=self._http,
+                        instance_discovery=False,
+                    )
+                result = self._app.acquire_token_for_client(scopes=[oauth.scope])
+            except requests.RequestException as exc:
+                raise DeliveryError(
+                    f"sign-in authority unreachable ({type(exc).__name__})", retryable=True
+                ) from None
+            except ValueError:
+                # msal's text quotes the authority's reply; only the fact is passed on.
+                self._app = None
+                raise DeliveryError(
+                    "sign-in authority refused the tenant's metadata", retryable=True
+                ) from None
+        token = result.get("access_token") if isinstance(result, dict) else None
+        if not token:
+            error = str(result.get("error", "unknown")) if isinstance(result, dict) else "unknown"
+            raise DeliveryError(
+                f"sign-in refused ({_short(error, 60)})",
+                retryable=error not in _PERMANENT_SIGN_IN,
+            )
+        return str(token)
+
+    async def get(self) -> str:
+        return await asyncio.to_thread(self._acquire)
+
+    def forget(self) -> None:
+        """Drop cached tokens, so the next page signs in afresh (after a refused token)."""
+        with self._lock:
+            app = self._app
+            if app is None:
+                return
+            cache = app.token_cache
+            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+                cache.remove_at(item)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class SmtpNotifier:
+    """Sends each page as its own SMTP session."""
+
+    per_person = True
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self._tls_context = ssl.create_default_context(
+            cafile=str(settings.ca_file) if settings.ca_file else None
+        )
+        self._tls_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._token = (
+            XOAuth2Token(settings.oauth, settings.ca_file, settings.timeout)
+            if settings.oauth
+            else None
+        )
+
+    def _client(self) -> aiosmtplib.SMTP:
+        settings = self.settings
+        return aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            timeout=settings.timeout,
+            use_tls=settings.security is Security.TLS,
+            start_tls=settings.security is Security.STARTTLS,
+            tls_context=None if settings.security is Security.NONE else self._tls_context,
+        )
+
+    async def _sign_in(self, client: aiosmtplib.SMTP, token: str | None) -> None:
+        settings = self.settings
+        if token is not None:
+            assert settings.username is not None and self._token is not None
+            if "xoauth2" not in client.server_auth_methods:
+                raise DeliveryError("the mail server does not offer AUTH XOAUTH2", retryable=False)
+            try:
+                await client.auth_xoauth2(settings.username, token)
+            except aiosmtplib.SMTPAuthenticationError:
+                self._token.forget()  # so the next attempt asks for a fresh token
+                raise
+        elif settings.username is not None and settings.password is not None:
+            await client.login(settings.username, settings.password)
+
+    async def send(self, notification: Notification, recipient: Recipient) -> Receipt:
+        settings = self.settings
+        message = build_message(
+            notification,
+            recipient.address,
+            settings.from_address,
+            notification.reply_address or settings.reply_to,
+        )
+        client = self._client()
+        try:
+            # aiosmtplib's timeout bounds each command; this bounds a server that drips replies.
+            async with asyncio.timeout(settings.timeout * 4):
+                # The token first, so a slow sign-in never holds an idle SMTP session open.
+                token = await self._token.get() if self._token is not None else None
+                await client.connect()
+                if client.is_ehlo_or_helo_needed:
+                    await client.ehlo()
+                await self._sign_in(client, token)
+                # Flattened here, not by send_message, whose own policy would fold at 78.
+                _, reply = await client.sendmail(
+                    settings.from_address,
+                    [recipient.address],
+                    message.as_bytes(policy=WIRE_POLICY),
+                )
+        except Exception as exc:
+            client.close()  # after a failure the session's state is unknown: no polite QUIT
+            error = translate(exc)
+            log.warning(
+                "channel %s: page %s not sent: %s", self.name, notification.idempotency_key, error
+            )
+            raise error from None
+        await self._quit(client)
+        log.info("channel %s: page %s accepted", self.name, notification.idempotency_key)
+        return Receipt(channel=self.name, detail=_short(reply) or "accepted")
+
+    @staticmethod
+    async def _quit(client: aiosmtplib.SMTP) -> None:
+        """Say goodbye; the message is already accepted, so a failure here changes nothing."""
+        try:
+            async with asyncio.timeout(5):
+                await client.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()
+
+    async def close(self) -> None:
+        if self._token is not None:
+            self._token.close()
+
+
+if TYPE_CHECKING:
+    _factory: NotifierFactory = create  # mypy checks the entry point's signature
