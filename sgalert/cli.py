@@ -504,6 +504,47 @@ class Runner:
         print(f"cover {cover.id}: {cover.who} from {iso(cover.starts_at)} to {iso(cover.ends_at)}")
         return 0
 
+    async def status(self) -> int:
+        """The engine's heartbeat, open system alerts and unacknowledged cases: one glance."""
+        from sgalert.clock import utcnow
+        from sgalert.watch import open_alerts
+
+        async with await self.service() as service:
+            lease = await service.store.fetchall("SELECT holder, heartbeat_at FROM engine_lease")
+            alerts = await open_alerts(service.store)
+            waiting = await service.list_cases(state=CaseState.NEW)
+        now = utcnow()
+        report: dict[str, Any] = {
+            "engine": None,
+            "alerts": alerts,
+            "unacknowledged": [c.ref for c in waiting],
+        }
+        if lease:
+            beat = parse_iso(lease[0][1])
+            report["engine"] = {
+                "holder": lease[0][0],
+                "heartbeat_at": iso(beat),
+                "stale": (now - beat).total_seconds() > 60,
+            }
+        if self.args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            engine = report["engine"]
+            if engine is None:
+                print("engine: NOT RUNNING (start `sgalert serve`)")
+            else:
+                age = int((now - parse_iso(engine["heartbeat_at"])).total_seconds())
+                state = "STALE" if engine["stale"] else "running"
+                print(f"engine: {state} ({engine['holder']}, heartbeat {age}s ago)")
+            for alert in alerts:
+                print(f"ALERT {alert['kind']}: source {alert['source']} since {alert['since']}")
+            print(
+                f"unacknowledged cases: {len(waiting)}"
+                + (f" ({', '.join(c.ref for c in waiting[:10])})" if waiting else "")
+            )
+        healthy = report["engine"] is not None and not report["engine"]["stale"] and not alerts
+        return 0 if healthy else 1
+
     async def audit_verify(self) -> int:
         async with await self.service() as service:
             count = await service.verify_audit()
@@ -630,6 +671,13 @@ def _parser() -> argparse.ArgumentParser:
     close.add_argument("--reason", required=True)
     as_email(close)
 
+    status = command(
+        commands,
+        "status",
+        Runner.status,
+        "engine heartbeat, open alerts, unacknowledged cases (exit 1 if unhealthy)",
+    )
+    status.add_argument("--json", action="store_true")
     command(
         commands,
         "serve",

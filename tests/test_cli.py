@@ -269,3 +269,13 @@ def test_config_error_names_file_and_key(tmp_path: Path) -> None:
 def test_missing_workspace_says_how_to_start(tmp_path: Path) -> None:
     result = Cli(tmp_path / "nowhere").run("cases", "list", check=False)
     assert result.returncode == 1 and "sgalert init" in result.stderr
+
+
+def test_status_without_an_engine_is_unhealthy(cli: Cli) -> None:
+    result = cli.run("status", check=False)
+    assert result.returncode == 1
+    assert "engine: NOT RUNNING" in result.stdout
+    report = json.loads(cli.run("status", "--json", check=False).stdout)
+    assert report["engine"] is None and isinstance(report["unacknowledged"], list)
+    for secret in ("Ada", "Riley"):
+        assert secret not in result.stdout
