@@ -504,6 +504,27 @@ class Runner:
         print(f"cover {cover.id}: {cover.who} from {iso(cover.starts_at)} to {iso(cover.ends_at)}")
         return 0
 
+    async def refer(self) -> int:
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            await service.refer(identity, self.args.ref, self.args.to, self.args.text or "")
+        print(f"{self.args.ref} referred to {self.args.to}")
+        return 0
+
+    async def clock_start(self) -> int:
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            due = await service.start_clock(identity, self.args.ref, self.args.kind)
+        print(f"{self.args.ref}: {self.args.kind} due {iso(due)}")
+        return 0
+
+    async def clock_met(self) -> int:
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            await service.meet_clock(identity, self.args.ref, self.args.kind)
+        print(f"{self.args.ref}: {self.args.kind} met")
+        return 0
+
     async def status(self) -> int:
         """The engine's heartbeat, open system alerts and unacknowledged cases: one glance."""
         from sgalert.clock import utcnow
@@ -670,6 +691,30 @@ def _parser() -> argparse.ArgumentParser:
     close.add_argument("--outcome", required=True)
     close.add_argument("--reason", required=True)
     as_email(close)
+
+    from sgalert.escalation import ACTION_CLOCKS
+    from sgalert.service import REFERRALS
+
+    refer = command(
+        commands,
+        "refer",
+        Runner.refer,
+        "record a referral (a LADO referral starts its 1-working-day clock)",
+    )
+    refer.add_argument("ref")
+    refer.add_argument("--to", required=True, choices=list(REFERRALS))
+    refer.add_argument("--text", help="what was referred and how (recorded, signed)")
+    as_email(refer)
+    clock = commands.add_parser("clock", help="statutory clocks")
+    clock_cmds = clock.add_subparsers(dest="clock_command", required=True, metavar="COMMAND")
+    for name, handler, text in (
+        ("start", Runner.clock_start, "start a statutory clock"),
+        ("met", Runner.clock_met, "record a deadline as met"),
+    ):
+        sub = command(clock_cmds, name, handler, text)
+        sub.add_argument("ref")
+        sub.add_argument("--kind", required=True, choices=list(ACTION_CLOCKS))
+        as_email(sub)
 
     status = command(
         commands,

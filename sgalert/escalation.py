@@ -145,7 +145,15 @@ def fire_due(
     queued = 0
     events: list[audit.AuditEvent] = []
     for timer_id, case_id, kind, step, due_at, state, source, flags_json, ref, received in rows:
-        if state != "new":
+        action_clock = kind.removeprefix(CLOCK_TIMER) if kind.startswith(CLOCK_TIMER) else None
+        if action_clock is not None:
+            met = conn.execute(
+                "SELECT met_at FROM clocks WHERE case_id = ? AND kind = ?", (case_id, action_clock)
+            ).fetchone()
+            stop = state == "closed" or met is None or met[0] is not None
+        else:
+            stop = state != "new"
+        if stop:
             conn.execute("UPDATE timers SET cancelled_at = ? WHERE id = ?", (iso(now), timer_id))
             continue
         flags = json.loads(flags_json)
@@ -165,7 +173,17 @@ def fire_due(
             reason = f"still not acknowledged after {(now - parse_iso(received)).seconds // 60} min"
             urgency = "reminder"
             following = (REPEAT, step + 1, policy.repeat_minutes)
-        else:  # the statutory clock is about to run out
+        elif action_clock is not None:
+            target, channels = "team", policy.repeat_channels
+            what = action_clock.replace("-", " ")
+            reason = (
+                f"statutory deadline ({what}) is close"
+                if step == 0
+                else f"statutory deadline ({what}) has passed"
+            )
+            urgency = "overdue" if step else "reminder"
+            following = None
+        else:  # the intake clock is about to run out
             target, channels = policy.repeat_target, policy.repeat_channels
             reason = "the statutory deadline is close and the case is not acknowledged"
             urgency = "overdue"
@@ -266,11 +284,54 @@ def next_due(conn: sqlite3.Connection) -> datetime | None:
     return parse_iso(row[0]) if row and row[0] else None
 
 
+# Clocks that acknowledging a case meets: the notice was read (Encompass) or the Monitoring
+# Officer, who is the one paged and the one who acknowledges, has been informed (whistle).
+INTAKE_CLOCKS = ("encompass-before-school-day", "whistle-monitoring-officer-5-working-days")
+
+# Clocks started by an action (a referral, a suspension, a file moving school), with how long
+# before the deadline the team is warned.
+ACTION_CLOCKS: Mapping[str, timedelta] = {
+    "lado-1-working-day": timedelta(hours=4),
+    "suspension-confirmation-1-working-day": timedelta(hours=4),
+    "file-transfer-5-school-days": timedelta(days=1),
+}
+CLOCK_TIMER = "clock:"
+
+
+def action_clock_due(plan: Plan, kind: str, started: datetime) -> datetime:
+    if kind == "file-transfer-5-school-days":
+        return plan.calendar.add_school_days(started, 5)
+    if kind in ACTION_CLOCKS:
+        return plan.calendar.add_working_days(started, 1)
+    raise ValueError(f"unknown clock {kind!r}")
+
+
+def start_action_clock(
+    conn: sqlite3.Connection, plan: Plan, case_id: str, kind: str, now: datetime
+) -> datetime:
+    """Start a statutory clock on a case: a warning before it runs out, and a page when it has."""
+    due = action_clock_due(plan, kind, now)
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO clocks (case_id, kind, due_at) VALUES (?, ?, ?)",
+        (case_id, kind, iso(due)),
+    )
+    if cursor.rowcount:
+        warn = max(due - ACTION_CLOCKS[kind], now)
+        conn.executemany(
+            "INSERT INTO timers (case_id, kind, step, due_at, created_at) VALUES (?, ?, ?, ?, ?)",
+            [
+                (case_id, CLOCK_TIMER + kind, 0, iso(warn), iso(now)),
+                (case_id, CLOCK_TIMER + kind, 1, iso(due), iso(now)),
+            ],
+        )
+    return due
+
+
 def stop_for_acknowledged(conn: sqlite3.Connection, case_id: str, now: datetime) -> None:
-    """In the acknowledging transaction: no further step, no queued page, clocks met."""
+    """In the acknowledging transaction: no further step, no queued page, intake clocks met."""
     conn.execute(
         "UPDATE timers SET cancelled_at = ? WHERE case_id = ? AND fired_at IS NULL"
-        " AND cancelled_at IS NULL",
+        " AND cancelled_at IS NULL AND kind NOT LIKE 'clock:%'",
         (iso(now), case_id),
     )
     conn.execute(
@@ -278,5 +339,7 @@ def stop_for_acknowledged(conn: sqlite3.Connection, case_id: str, now: datetime)
         (case_id,),
     )
     conn.execute(
-        "UPDATE clocks SET met_at = ? WHERE case_id = ? AND met_at IS NULL", (iso(now), case_id)
+        "UPDATE clocks SET met_at = ? WHERE case_id = ? AND met_at IS NULL"
+        f" AND kind IN ({','.join('?' * len(INTAKE_CLOCKS))})",
+        (iso(now), case_id, *INTAKE_CLOCKS),
     )

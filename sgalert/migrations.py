@@ -285,4 +285,21 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        5,
+        """
+        -- When the DSL team was paged about a system alert (NULL: not yet).
+        ALTER TABLE system_alerts ADD COLUMN paged_at TEXT;
+
+        -- Daily jobs run once per local day, even across restarts.
+        CREATE TABLE daily_jobs (
+            name       TEXT PRIMARY KEY,
+            last_day   TEXT NOT NULL,
+            last_run_at TEXT NOT NULL
+        );
+        """,
+    ),
+)
+
 HEAD_VERSION = MIGRATIONS[-1][0]

@@ -37,7 +37,13 @@ from sgalert.clock import Clock, iso, parse_iso, utcnow
 from sgalert.config import Config, load_config
 from sgalert.crypto import wrap_to_public_key
 from sgalert.errors import IllegalTransition, InvalidInput, NotEntitled, NotFound
-from sgalert.escalation import Plan, schedule_new_cases, stop_for_acknowledged
+from sgalert.escalation import (
+    ACTION_CLOCKS,
+    Plan,
+    schedule_new_cases,
+    start_action_clock,
+    stop_for_acknowledged,
+)
 from sgalert.keyring import Identity, Person
 from sgalert.model import CaseState, CaseSummary, Flag, KeyName, Readers, Source
 from sgalert.store import Store, on_connection
@@ -110,6 +116,17 @@ def _summary(row: aiosqlite.Row) -> CaseSummary:
         closed_at=when(row["closed_at"]),
         next_deadline=when(row["next_deadline"]),
     )
+
+
+# Where a case can be referred: a label for the record, and the clock a referral starts.
+REFERRALS: dict[str, tuple[str, str | None]] = {
+    "lado": ("the LADO (allegation against an adult working with children)", "lado-1-working-day"),
+    "social-care": ("children's social care", None),
+    "police": ("the police", None),
+    "prevent": ("Channel / Prevent", None),
+    "early-help": ("early help", None),
+    "marac": ("MARAC (high-risk domestic abuse)", None),
+}
 
 
 def make_plan(config: Config) -> Plan:
@@ -670,6 +687,75 @@ class CaseService:
                 )
         except _Refused as refused:
             await self._refuse(identity, refused, "grant")
+
+    # ----- referrals and statutory clocks ------------------------------------------------
+
+    async def refer(self, identity: Identity, ref: str, to: str, text: str) -> str:
+        """Record a referral as a signed entry; a LADO referral starts its 1-working-day clock."""
+        if to not in REFERRALS:
+            raise InvalidInput(f"unknown referral {to!r}; use one of {', '.join(REFERRALS)}")
+        label, clock = REFERRALS[to]
+        entry = await self._add_entry(
+            identity,
+            ref,
+            EntryKind.REFERRAL,
+            f"Referred to {label}. {text}".strip(),
+            action="referred",
+        )
+        if clock is not None:
+            await self.start_clock(identity, ref, clock)
+        return entry
+
+    async def start_clock(self, identity: Identity, ref: str, kind: str) -> datetime:
+        """Start a statutory clock (LADO, suspension confirmation, file transfer)."""
+        if kind not in ACTION_CLOCKS:
+            raise InvalidInput(f"unknown clock {kind!r}; use one of {', '.join(ACTION_CLOCKS)}")
+        plan = self.plan
+        assert plan is not None
+        try:
+            async with self.store.write() as db:
+                summary = await self._summary(db, ref)
+                await self._content_key(db, identity, summary)
+                if summary.state is CaseState.CLOSED:
+                    raise IllegalTransition(f"case {summary.ref} is closed")
+                now = self._clock()
+                due = await on_connection(
+                    db, lambda conn: start_action_clock(conn, plan, summary.id, kind, now)
+                )
+                await audit.append(
+                    db,
+                    [
+                        audit.AuditEvent(
+                            identity.email,
+                            "clock-started",
+                            summary.id,
+                            {"clock": kind, "due_at": iso(due)},
+                        )
+                    ],
+                )
+                return due
+        except _Refused as refused:
+            await self._refuse(identity, refused, "start-clock")
+            raise AssertionError("unreachable") from None
+
+    async def meet_clock(self, identity: Identity, ref: str, kind: str) -> None:
+        """Record that a statutory deadline was met; its warnings stop."""
+        try:
+            async with self.store.write() as db:
+                summary = await self._summary(db, ref)
+                await self._content_key(db, identity, summary)
+                cursor = await db.execute(
+                    "UPDATE clocks SET met_at = ? WHERE case_id = ? AND kind = ?"
+                    " AND met_at IS NULL",
+                    (iso(self._clock()), summary.id, kind),
+                )
+                if cursor.rowcount == 0:
+                    raise NotFound(f"case {summary.ref} has no open clock {kind}")
+                await audit.append(
+                    db, [audit.AuditEvent(identity.email, "clock-met", summary.id, {"clock": kind})]
+                )
+        except _Refused as refused:
+            await self._refuse(identity, refused, "meet-clock")
 
     # ----- audit --------------------------------------------------------------------------
 
