@@ -12,18 +12,19 @@ Timing is driven by an injectable clock; ``speed`` lets tests run minutes in mil
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from sgalert import audit
 from sgalert.clock import Clock, iso, parse_iso, utcnow
 from sgalert.config import Config
 from sgalert.duty import load_rota
-from sgalert.escalation import Duty, fire_due, next_due
+from sgalert.escalation import Duty, fire_due, next_due, page_system_alerts
 from sgalert.notify import Notifier, notifier_factory
 from sgalert.outbox import OutboxSender
 from sgalert.service import CaseService
@@ -35,6 +36,7 @@ log = logging.getLogger("sgalert.engine")
 LEASE_SECONDS = 15.0
 RENEW_SECONDS = 5.0
 MAX_IDLE_SECONDS = 1.0
+DAILY_AT = time(7, 0)  # local time of the daily jobs
 
 
 def build_notifiers(config: Config, root: Path) -> dict[str, Notifier]:
@@ -165,6 +167,55 @@ class Engine:
 
     # ----- timers and outbox --------------------------------------------------------------
 
+    async def tick_alerts(self) -> int:
+        """Page the team about system alerts (a mailbox down, a rota gap) once each."""
+        plan = self.service.plan
+        assert plan is not None
+        now = self._clock()
+        async with self.service.store.write() as db:
+            queued = await on_connection(db, lambda conn: page_system_alerts(conn, plan, now))
+        if queued:
+            self._wake_outbox.set()
+        return queued
+
+    async def run_daily_jobs(self) -> None:
+        """Once per local day, after ``DAILY_AT``: the rota check (and, later, the digest)."""
+        now = self._clock()
+        calendar = self.config.calendar
+        local = calendar.local(now)
+        if local.time() < DAILY_AT:
+            return
+        today = local.date().isoformat()
+        rows = await self.service.store.fetchall(
+            "SELECT last_day FROM daily_jobs WHERE name = 'rota-check'"
+        )
+        if rows and rows[0][0] == today:
+            return
+        view = await load_rota(self.service, since=now)
+        gaps = view.gaps(now, 14)
+        async with self.service.store.write() as db:
+            if gaps:
+                await db.execute(
+                    "INSERT OR IGNORE INTO system_alerts (kind, source_name, raised_at, detail)"
+                    " VALUES ('rota-gap', 'rota', ?, ?)",
+                    (iso(now), json.dumps({"since": iso(gaps[0].start), "gaps": len(gaps)})),
+                )
+            else:
+                await db.execute(
+                    "UPDATE system_alerts SET cleared_at = ? WHERE kind = 'rota-gap'"
+                    " AND cleared_at IS NULL",
+                    (iso(now),),
+                )
+            await db.execute(
+                "INSERT INTO daily_jobs (name, last_day, last_run_at) VALUES ('rota-check', ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET last_day = excluded.last_day,"
+                " last_run_at = excluded.last_run_at",
+                (today, iso(now)),
+            )
+            await audit.append(
+                db, [audit.AuditEvent(audit.ENGINE, "rota-checked", detail={"gaps": len(gaps)})]
+            )
+
     async def tick_timers(self) -> int:
         now = self._clock()
         view = await load_rota(self.service, since=now)
@@ -180,6 +231,8 @@ class Engine:
     async def timer_loop(self) -> None:
         while True:
             await self.tick_timers()
+            await self.run_daily_jobs()
+            await self.tick_alerts()
             rows = await self.service.store.fetchall(
                 "SELECT MIN(due_at) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL"
             )

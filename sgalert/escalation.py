@@ -343,3 +343,58 @@ def stop_for_acknowledged(conn: sqlite3.Connection, case_id: str, now: datetime)
         f" AND kind IN ({','.join('?' * len(INTAKE_CLOCKS))})",
         (iso(now), case_id, *INTAKE_CLOCKS),
     )
+
+
+SYSTEM_ALERT_TEXT = {
+    "source-down": "a watched mailbox cannot be reached, so new notifications may be missed",
+    "rota-gap": "the rota has gaps in the next 14 days where only the fallback is on duty",
+}
+
+
+def page_system_alerts(conn: sqlite3.Connection, plan: Plan, now: datetime) -> int:
+    """Queue pages to the DSL team for every open system alert not yet paged."""
+    alerts = conn.execute(
+        "SELECT id, kind, source_name, raised_at FROM system_alerts"
+        " WHERE cleared_at IS NULL AND paged_at IS NULL"
+    ).fetchall()
+    if not alerts:
+        return 0
+    team = conn.execute(
+        "SELECT id, email FROM people WHERE removed_at IS NULL AND role IN (?, ?, ?)",
+        (Role.DSL.value, Role.DEPUTY.value, Role.HEAD.value),
+    ).fetchall()
+    queued = 0
+    for alert_id, kind, source_name, raised_at in alerts:
+        for channel in plan.channels:
+            people = team if channel in plan.per_person_channels else [(None, channel)]
+            for person_id, address in people:
+                key = f"alert-{alert_id}:{channel}:{person_id or 'shared'}"
+                payload = {
+                    "idempotency_key": key,
+                    "school": plan.school,
+                    "case_ref": f"{kind} ({source_name})",
+                    "source": "system",
+                    "received_at": raised_at,
+                    "urgency": "alert",
+                    "step": 0,
+                    "reason": SYSTEM_ALERT_TEXT.get(kind, kind),
+                    "ack_token": None,
+                    "reply_address": None,
+                    "due_at": None,
+                }
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO outbox (idempotency_key, channel, recipient, person_id,"
+                    " payload, state, next_attempt_at, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                    (key, channel, address, person_id, json.dumps(payload), iso(now), iso(now)),
+                )
+                queued += cursor.rowcount
+        conn.execute("UPDATE system_alerts SET paged_at = ? WHERE id = ?", (iso(now), alert_id))
+    audit.append_now(
+        conn,
+        [
+            audit.AuditEvent(audit.ENGINE, "alert-paged", detail={"alert": a[0], "kind": a[1]})
+            for a in alerts
+        ],
+    )
+    return queued

@@ -53,11 +53,23 @@ class Notification:
 
     def subject(self) -> str:
         """Email subject. Only sgalert's own words: no header injection from outside text."""
+        if self.source == "system":
+            return f"[sgalert] ALERT: {self.case_ref}"
         token = f" [{self.ack_token}]" if self.ack_token else ""
         return f"[sgalert] {self.urgency.upper()}: {self.title()} {self.case_ref}{token}"
 
     def lines(self) -> list[str]:
         local = self.received_at.astimezone(self.zone)
+        if self.source == "system":
+            return [
+                f"{self.school}: sgalert needs attention: {self.case_ref}.",
+                "",
+                f"Since: {local:%a %d %b %Y %H:%M %Z}",
+                f"What: {self.reason}",
+                "",
+                "Until this is fixed, notifications may not reach sgalert or you.",
+                "Check with: sgalert status",
+            ]
         lines = [
             f"{self.school}: {self.title()} {self.case_ref} needs acknowledging.",
             "",
