@@ -11,6 +11,11 @@ adapter to talk to it:
   ``Prefer: odata.maxpagesize``), ``@removed`` entries for messages that left the folder,
   ``GET .../messages/{id}/$value`` (the MIME), ``PATCH .../messages/{id}`` (``isRead``),
   ``POST .../messages/{id}/move``; 401 for unknown tokens, 410 Gone for forgotten delta tokens.
+- Graph ``POST /users/{sender}/sendMail``: the documented JSON body is checked (subject, a Text
+  or HTML body, recipients as ``emailAddress`` objects, only ``X-`` custom headers), each request
+  is kept in ``sent``, and the answer is ``202 Accepted`` with no body; 403 ``ErrorAccessDenied``
+  without the Mail.Send permission (``mail_send``), 404 ``ErrorInvalidUser`` for a sender that is
+  not in ``senders``.
 
 msal insists on https for the authority and its token endpoint, so the server speaks TLS with a
 throwaway CA made by :func:`make_tls`; the adapter trusts it through its ``ca_file`` option.
@@ -44,6 +49,7 @@ TENANT = "5b3c2e8a-1d4f-4c6b-9e21-000000000001"
 CLIENT_ID = "8f0d6a4e-7b2c-4e5a-a1d3-000000000002"
 CLIENT_SECRET = "invented-client-secret-value"
 MAILBOX = "encompass@school.example.org"
+SENDER = "safeguarding@school.example.org"
 
 
 @dataclass(frozen=True)
@@ -198,6 +204,18 @@ class Fault:
 
 
 @dataclass
+class SentMail:
+    """One ``sendMail`` request as Graph received it, and what it answered."""
+
+    sender: str
+    payload: Any
+    headers: dict[str, str]
+    status: int
+    request_id: str
+    answer: Any = None
+
+
+@dataclass
 class Event:
     at: float
     kind: str
@@ -228,6 +246,10 @@ class GraphServer:
         self.tokens: set[str] = set()
         self.issued: list[str] = []
         self.assertion_headers: list[dict[str, Any]] = []
+        self.senders: set[str] = {MAILBOX, SENDER}
+        self.mail_send = True  # whether the app holds the Mail.Send application permission
+        self.sent: list[SentMail] = []
+        self._request_ids = itertools.count(1)
         self._lock = threading.RLock()
         self._seq = itertools.count(1)
         self._ids = itertools.count(1)
@@ -394,6 +416,59 @@ class GraphServer:
                 body["@odata.deltaLink"] = f"{link}?$deltatoken={token}"
             return 200, body
 
+    def accepted(self) -> list[SentMail]:
+        """The sendMail requests Graph queued (202)."""
+        with self._lock:
+            return [mail for mail in self.sent if mail.status == 202]
+
+    def send_mail(self, sender: str, raw: bytes, headers: dict[str, str]) -> SentMail:
+        """``POST /users/{sender}/sendMail``, checked as Graph checks it; the body to answer
+        with is ``None`` for 202 Accepted."""
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        with self._lock:
+            status, body = self._check_send(sender, payload, headers)
+            request_id = f"{next(self._request_ids):08d}-0000-4000-8000-000000000000"
+            self.sent.append(SentMail(sender, payload, headers, status, request_id, body))
+            return self.sent[-1]
+
+    def _check_send(self, sender: str, payload: Any, headers: dict[str, str]) -> tuple[int, Any]:
+        if sender.lower() not in {s.lower() for s in self.senders}:
+            return 404, _error("ErrorInvalidUser", "The requested user is invalid.")
+        if not self.mail_send:
+            return 403, _error("ErrorAccessDenied", "Access is denied. Check credentials.")
+        if not headers.get("Content-Type", "").startswith("application/json"):
+            return 415, _error("UnsupportedMediaType", "Content-Type must be JSON.")
+        message = payload.get("message") if isinstance(payload, dict) else None
+        if not isinstance(message, dict):
+            return 400, _error("ErrorInvalidRequest", "The message is missing.")
+        body = message.get("body")
+        if not isinstance(body, dict) or body.get("contentType") not in ("Text", "HTML"):
+            return 400, _error("ErrorInvalidRequest", "The body is not valid.")
+        if not isinstance(message.get("subject", ""), str):
+            return 400, _error("ErrorInvalidRequest", "The subject is not valid.")
+
+        def addresses(value: Any) -> bool:
+            return isinstance(value, list) and all(
+                isinstance(r, dict)
+                and isinstance(r.get("emailAddress"), dict)
+                and "@" in str(r["emailAddress"].get("address", ""))
+                for r in value
+            )
+
+        recipients = message.get("toRecipients")
+        if not recipients or not addresses(recipients) or not addresses(message.get("replyTo", [])):
+            return 400, _error("ErrorInvalidRecipients", "At least one recipient is not valid.")
+        for header in message.get("internetMessageHeaders", []):
+            name = header.get("name", "") if isinstance(header, dict) else ""
+            if not str(name).lower().startswith("x-"):
+                return 400, _error("InvalidInternetMessageHeader", "Only x- headers are allowed.")
+        if not isinstance(payload.get("saveToSentItems", True), bool):
+            return 400, _error("ErrorInvalidRequest", "saveToSentItems is not a boolean.")
+        return 202, None
+
     def token(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         def value(name: str) -> str:
             return (form.get(name) or [""])[0]
@@ -505,11 +580,30 @@ class _Handler(BaseHTTPRequestHandler):
             graph.record(kind, detail, 401)
             self._send(401, _error("InvalidAuthenticationToken", "Access token has expired."))
             return
+        if kind == "send-mail":
+            self._send_mail(detail)
+            return
         status, body = self._graph(method, kind, detail, parts, query)
         graph.record(kind, detail, status)
         with graph._lock:
             graph.events[-1].headers = {"Prefer": self.headers.get("Prefer", "")}
         self._send(status, body)
+
+    def _send_mail(self, sender: str) -> None:
+        graph = self.graph
+        headers = {name: self.headers.get(name, "") for name in ("Content-Type", "Authorization")}
+        sent = graph.send_mail(sender, self._body(), headers)
+        graph.record("send-mail", sender, sent.status)
+        reply = {"request-id": sent.request_id, "client-request-id": sent.request_id}
+        if sent.answer is not None:
+            self._send(sent.status, sent.answer, reply)
+            return
+        # 202 Accepted: no body at all, as Graph answers sendMail.
+        self.send_response(sent.status)
+        self.send_header("Content-Length", "0")
+        for name, value in reply.items():
+            self.send_header(name, value)
+        self.end_headers()
 
     def _identity(self, method: str, rest: list[str]) -> None:
         graph = self.graph
@@ -569,6 +663,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _classify(method: str, parts: list[str], query: dict[str, list[str]]) -> tuple[str, str]:
     """The kind of a Graph request (for faults and events) and the message id it names."""
+    if method == "POST" and len(parts) == 4 and parts[1] == "users" and parts[3] == "sendMail":
+        return "send-mail", parts[2]
     if parts[-2:] == ["messages", "delta"]:
         if "$deltatoken" in query:
             return "delta", "from-delta-link"
