@@ -1,9 +1,9 @@
 """UK-style dates and times as police and council notices write them.
 
 ``14/03/2017``, ``14-03-2017``, ``30.06.2019``, ``02-Sep-2015``, ``2 September 2015``,
-``2017-03-14``, with optional times such as ``21:40``, ``2140 hrs``, ``9.40pm``. Day first,
-always: a UK notice never means month first. Anything ambiguous or impossible returns None so
-the raw text is kept instead of a wrong date.
+``2017-03-14``, with optional times such as ``21:40``, ``2140 hrs``, ``9.40pm``, ``9.40 p.m.``.
+Day first, always: a UK notice never means month first. Anything ambiguous or impossible returns
+None so the raw text is kept instead of a wrong date.
 """
 
 from __future__ import annotations
@@ -38,9 +38,12 @@ _MONTHS = {
 _NUMERIC = re.compile(r"\b(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})\b")
 _ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _NAMED = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?[\s\-]+([A-Za-z]{3,9})\.?,?[\s\-]+(\d{4}|\d{2})\b")
+# The minutes' lookahead refuses a following digit or a date's next part (".2019", "/03"), but
+# not a full stop ending the sentence: "at 9.40pm." is 21:40, never 09:40.
 _TIME = re.compile(
-    r"(?<![\d/.\-])(\d{1,2})[:.](\d{2})\s*(am|pm)?(?![\d/.\-])|\b(\d{2})(\d{2})\s*(?:hrs|hours|h)\b"
-    r"|\b(\d{1,2})\s*(am|pm)\b",
+    r"(?<![\d/.\-])(\d{1,2})[:.](\d{2})(?!\d|[./\-]\d)(?:\s*([ap])\.?m\b\.?)?"
+    r"|\b(\d{2})(\d{2})\s*(?:hrs|hours|h)\b"
+    r"|\b(\d{1,2})\s*([ap])\.?m\b",
     re.IGNORECASE,
 )
 
@@ -84,7 +87,7 @@ def find_time(text: str) -> time | None:
         if meridiem:
             if not 1 <= hour <= 12:
                 continue
-            hour = hour % 12 + (12 if meridiem.lower() == "pm" else 0)
+            hour = hour % 12 + (12 if meridiem.lower() == "p" else 0)
         if 0 <= hour <= 23 and 0 <= minute <= 59:
             return time(hour, minute)
     return None

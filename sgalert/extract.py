@@ -1,25 +1,29 @@
 """Pulling the facts out of a notification's text, per source.
 
 Notices differ by police force and council: label variants ("Child's Name", "Name of child",
-Surname and Forename rows, "DOB", "D.O.B.", "Occurrence number", "Incident ref"), plain text or
-HTML tables (already turned into ``label: value`` lines), forwarded copies with ``>`` quoting,
-and UK date formats. Each label is normalised (case, punctuation, spacing) and looked up in a
-table; the value is on the same line after ``:``, ``-`` or a tab, or on the next line. What is
-not found is simply absent: a notice with no facts at all is flagged ``needs-triage`` with the
-reason, never left silently empty.
+Surname and Forename rows, "DOB", "D.O.B.", "Occurrence number", "Incident ref", "Crime
+reference"), plain text or HTML tables (already turned into ``label: value`` lines, or a row of
+labels over a row of values), forwarded copies with ``>`` quoting, and UK date formats. Each label
+is normalised (case, punctuation, spacing) and looked up in a table; the value is on the same line
+after ``:``, ``-``, ``|`` or a tab, or on the next line, or (for values recognisable on sight:
+dates, times, references) after a single space. An incident's date and time may be on separate
+rows. What is not found is simply absent: an Encompass notice that does not name the child is
+flagged ``needs-triage`` with the reason (portal wrapper, attachment only, nothing found), never
+left silently empty.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sgalert.dates import find_date, find_datetime
+from sgalert.dates import find_date, find_datetime, find_time
 from sgalert.mime import AttachmentPart
 from sgalert.model import Flag, Source
+from sgalert.text import printable
 
 ENCOMPASS_LABELS: Mapping[str, str] = {
     **dict.fromkeys(
@@ -76,16 +80,19 @@ ENCOMPASS_LABELS: Mapping[str, str] = {
             "date of incident",
             "incident date",
             "date time of incident",
-            "time of incident",
             "incident date time",
             "date and time of incident",
-            "incident time",
             "date time of occurrence",
             "occurrence date",
             "date of occurrence",
             "incident datetime",
         ],
         "incident_at",
+    ),
+    # A time on its own row (the date on another) is joined to the date; see extract_encompass.
+    **dict.fromkeys(
+        ["time of incident", "incident time", "time of occurrence", "occurrence time"],
+        "_incident_time",
     ),
     **dict.fromkeys(
         [
@@ -227,9 +234,17 @@ _PORTAL_WORDS = re.compile(
     re.IGNORECASE,
 )
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
+# The headteacher by title. "The head" but not "the head of music"; "Principal" as a title, not
+# "the principal reason"; never a deputy, assistant, associate or vice head or principal.
 _HEAD_WORDS = re.compile(
-    r"\b(?:head ?teacher|head ?master|head ?mistress|principal|the head|executive head)\b",
+    r"\b(?:head[ -]?teacher|head[ -]?master|head[ -]?mistress|executive head"
+    r"|head of (?:the )?school|the head(?! of\b)|(?-i:Principal)"
+    r"|the principal(?! (?:reason|concern|cause|issue|problem|point|aim|purpose|part|role|focus"
+    r"|source|thing)\b))\b",
     re.IGNORECASE,
+)
+_NOT_THE_HEAD = re.compile(
+    r"\b(?:deputy|assistant|associate|vice|former|previous|trainee)[ -]$", re.IGNORECASE
 )
 _ARCHIVE_TYPES = (
     "application/zip",
@@ -239,7 +254,8 @@ _ARCHIVE_TYPES = (
     "application/gzip",
 )
 _FORWARD_MARKERS = re.compile(
-    r"^(?:-{2,}\s*(?:forwarded message|original message)\s*-{2,}|begin forwarded message:)\s*$",
+    r"^(?:-{2,}[ \t]*(?:forwarded message|original message|attached message)[ \t]*-{2,}"
+    r"|begin forwarded message:)[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 
@@ -259,26 +275,61 @@ def normalise_label(label: str) -> str:
 
 
 def _lines(text: str) -> list[str]:
-    """Body lines with quoting (``>``), bullets and table pipes stripped."""
+    """Body lines with quoting (``>``) and bullets stripped."""
     lines = []
     for line in text.splitlines():
         stripped = re.sub(r"^(?:\s*>)+", "", line).strip()
         stripped = re.sub("^[*\u2022\\-\u2013]\\s+", "", stripped)
-        lines.append(stripped)
+        lines.append(stripped.strip("|").strip())  # a table row written | label | value |
     return lines
 
 
+_LABEL_VALUE = re.compile(r"^(.{1,60}?)\s*(?::|\t| - | \u2013 |\|| {2,})\s*(.*)$")
+_CELL_SPLIT = re.compile(r"\s*\|\s*|\s*\t\s*| {2,}")
+
+
+def _cells(line: str) -> list[str]:
+    return [cell for cell in _CELL_SPLIT.split(line.strip().strip("|")) if cell]
+
+
+def _header_row(
+    lines: list[str], index: int, labels: Mapping[str, str]
+) -> list[tuple[str, str]] | None:
+    """A row of labels over a row of values (``Surname | Forename | DOB``): the pairs, else None.
+
+    A header row is never read as one label with the other labels as its value.
+    """
+    cells = _cells(lines[index])
+    if len(cells) < 2 or any(labels.get(normalise_label(c)) is None for c in cells):
+        return None
+    following = next((ln for ln in lines[index + 1 : index + 3] if ln), "")
+    values = _cells(following)
+    if len(values) != len(cells) or any(labels.get(normalise_label(v)) for v in values):
+        return []
+    return [(labels[normalise_label(c)], v) for c, v in zip(cells, values, strict=True)]
+
+
 def labelled_values(text: str, labels: Mapping[str, str]) -> dict[str, str]:
-    """First value found for each field; a label alone on a line takes the next line."""
+    """First value found for each field; a label alone on a line takes the next line.
+
+    A row of labels over a row of values (an HTML table with a header row, or its plain-text
+    rendering) gives each label the value below it.
+    """
     found: dict[str, str] = {}
     lines = _lines(text)
     for index, line in enumerate(lines):
         if not line:
             continue
-        match = re.match(r"^(.{1,60}?)\s*(?::|\t| - | \u2013 |\|| {2,})\s*(.*)$", line)
+        pairs = _header_row(lines, index, labels)
+        if pairs is not None:
+            for field_name, cell in pairs:
+                if cell and field_name not in found:
+                    found[field_name] = cell[:500]
+            continue
+        match = _LABEL_VALUE.match(line)
         candidates = []
         if match:
-            candidates.append((match[1], match[2].strip()))
+            candidates.append((match[1], match[2].lstrip("| \t").strip()))
         candidates.append((line, ""))
         for label, value in candidates:
             name = labels.get(normalise_label(label))
@@ -294,6 +345,37 @@ def labelled_values(text: str, labels: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
+_REFERENCE = re.compile(r"^[A-Z]{0,4}[/-]?\d{2,}(?:[/-]\d{2,}[A-Z0-9/-]*|\d*)$", re.IGNORECASE)
+
+# Fields whose value is recognisable on sight, so "D.O.B 30.06.2019" or "Occurrence No.
+# 44/123456/26" (no colon, one space) can be read without mistaking prose for a label.
+_ENCOMPASS_RECOGNISABLE: Mapping[str, Callable[[str], bool]] = {
+    "child_dob": lambda value: find_date(value) is not None,
+    "incident_at": lambda value: find_date(value) is not None,
+    "_incident_time": lambda value: find_time(value) is not None,
+    "police_reference": lambda value: _REFERENCE.match(value.strip(" .:#")) is not None,
+}
+
+
+def _unseparated_values(
+    text: str, labels: Mapping[str, str], recognisable: Mapping[str, Callable[[str], bool]]
+) -> dict[str, str]:
+    """Values written after their label with only a space, for fields recognisable on sight."""
+    found: dict[str, str] = {}
+    for line in _lines(text):
+        words = line.split()
+        for size in range(min(6, len(words) - 1), 0, -1):
+            name = labels.get(normalise_label(" ".join(words[:size])))
+            if name is None:
+                continue
+            value = " ".join(words[size:]).lstrip(".:#- ").strip()
+            check = recognisable.get(name)
+            if check is not None and value and check(value) and name not in found:
+                found[name] = value[:500]
+            break
+    return found
+
+
 def _iso(moment: datetime | date | None) -> str | None:
     if moment is None:
         return None
@@ -304,9 +386,36 @@ def _triage_reason(text: str, attachments: list[AttachmentPart]) -> str:
     if _PORTAL_WORDS.search(text) and _URL.search(text):
         return "the notice is behind a secure-mail portal link; open it there and record the facts"
     if attachments:
-        names = ", ".join(a.filename for a in attachments[:3])
+        names = ", ".join(printable(a.filename, keep_newlines=False) for a in attachments[:3])
         return f"the notice is in an attachment only ({names}); open it and record the facts"
     return "no notification facts were found in the message; read it and record the facts"
+
+
+_SUBJECT_REFERENCE = re.compile(
+    r"\b(?i:occurrence|incident|crime|ref(?:erence)?|log|urn)\b[^\n]{0,20}?"
+    r"\b([A-Z]{0,4}[/-]?\d{2,}[/-]\d{2,}[A-Z0-9/-]*)"
+)
+_DATE_LIKE = re.compile(r"\d{1,2}[/-]\d{1,2}[/-](?:\d{4}|\d{2})")
+
+
+def _subject_reference(subject: str) -> str | None:
+    """A police reference named in the subject (``Occurrence 44/123456/26``), never a date."""
+    for match in _SUBJECT_REFERENCE.finditer(subject):
+        if not _DATE_LIKE.fullmatch(match[1]):
+            return match[1]
+    return None
+
+
+def _incident_at(date_text: str | None, time_text: str | None, zone: ZoneInfo) -> str | None:
+    """The incident's local date-time as ISO 8601, from one field or a date and a time row."""
+    text = date_text or time_text
+    if text is None:
+        return None
+    moment = find_datetime(text, zone)
+    if isinstance(moment, datetime) or moment is None:
+        return _iso(moment) or text
+    clock = find_time(time_text) if date_text and time_text else None
+    return datetime.combine(moment, clock, tzinfo=zone).isoformat() if clock else moment.isoformat()
 
 
 def extract_encompass(
@@ -314,28 +423,29 @@ def extract_encompass(
 ) -> Extraction:
     result = Extraction()
     values = labelled_values(body, ENCOMPASS_LABELS)
+    for name, value in _unseparated_values(body, ENCOMPASS_LABELS, _ENCOMPASS_RECOGNISABLE).items():
+        values.setdefault(name, value)
     surname, forename = values.pop("_surname", None), values.pop("_forename", None)
     if "child_name" not in values and (surname or forename):
         values["child_name"] = " ".join(part for part in (forename, surname) if part)
     if "child_dob" in values:
         dob = find_date(values["child_dob"])
         values["child_dob"] = dob.isoformat() if dob else values["child_dob"]
-    if "incident_at" in values:
-        values["incident_at"] = (
-            _iso(find_datetime(values["incident_at"], zone)) or values["incident_at"]
-        )
+    incident = _incident_at(
+        values.pop("incident_at", None), values.pop("_incident_time", None), zone
+    )
+    if incident:
+        values["incident_at"] = incident
     if "police_reference" not in values:
-        reference = re.search(
-            r"\b(?:occurrence|incident|crime|ref(?:erence)?)\b[^\n]{0,20}?"
-            r"\b([A-Z]{0,4}[/-]?\d{2,}[/-]\d{2,}[A-Z0-9/-]*)",
-            subject,
-        )
+        reference = _subject_reference(subject)
         if reference:
-            values["police_reference"] = reference[1]
+            values["police_reference"] = reference
     result.facts.update(values)
     if _FORWARD_MARKERS.search(body):
         result.facts.setdefault("forwarded", "yes")
-    if not ({"child_name", "police_reference"} & set(values)):
+    if "child_name" not in values:
+        # Without the child the notice cannot be acted on before the next school day, whatever
+        # else was found (a reference in the subject of a PDF-only notice, say).
         result.flags.add(Flag.NEEDS_TRIAGE)
         result.reasons.append(_triage_reason(body, attachments))
     return result
@@ -367,15 +477,26 @@ def extract_lesson(subject: str, body: str, zone: ZoneInfo) -> Extraction:
     return result
 
 
+def mentions_head(text: str, head_names: tuple[str, ...] = ()) -> bool:
+    """Does the text name the headteacher, by a configured name or by title?"""
+    for name in head_names:
+        words = name.split()
+        if words and re.search(
+            r"\b" + r"\s+".join(re.escape(w) for w in words) + r"\b", text, re.IGNORECASE
+        ):
+            return True
+    for match in _HEAD_WORDS.finditer(text):
+        before = text[max(0, match.start() - 12) : match.start()]
+        if not _NOT_THE_HEAD.search(before):
+            return True
+    return False
+
+
 def extract_whistle(subject: str, body: str, head_names: tuple[str, ...]) -> Extraction:
     result = Extraction()
     result.facts.update(labelled_values(body, WHISTLE_LABELS))
     result.facts["summary"] = subject[:200]
-    haystack = f"{subject}\n{body}"
-    names_head = any(
-        re.search(rf"\b{re.escape(name)}\b", haystack, re.IGNORECASE) for name in head_names if name
-    )
-    if names_head or _HEAD_WORDS.search(haystack):
+    if mentions_head(f"{subject}\n{body}", head_names):
         result.flags.add(Flag.ABOUT_HEAD)
         result.reasons.append("the allegation names the headteacher; routed to the chair")
     return result
@@ -398,7 +519,7 @@ def extract(
     else:
         result = extract_whistle(subject, body, head_names)
     archives = [
-        a.filename
+        printable(a.filename, keep_newlines=False)
         for a in attachments
         if a.content_type in _ARCHIVE_TYPES
         or a.filename.lower().endswith((".zip", ".7z", ".rar", ".gz"))

@@ -2,12 +2,18 @@
 
 Police and council notices often arrive as HTML tables; turning a two-cell row into
 ``Child's name: Ada Example`` lets one set of label rules serve plain and HTML notices alike.
-Scripts, styles and comments are dropped; nothing is fetched or executed.
+Tables nest (a layout table whose one cell holds the whole message, paragraphs and a data table
+included), so each open table and cell is tracked on a stack and a cell keeps its own line
+breaks: a one-cell layout row comes out as the lines it holds, not as one run-on line. Scripts,
+styles, the head and comments are dropped; nothing is fetched or executed. The tokenizer is
+sgalert's own and linear in the input, so hostile markup cannot stall the ingest path.
 """
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
+import re
+from dataclasses import dataclass
+from html import unescape
 
 _BLOCK = {
     "p",
@@ -22,7 +28,6 @@ _BLOCK = {
     "h4",
     "h5",
     "h6",
-    "table",
     "section",
     "article",
     "header",
@@ -32,81 +37,205 @@ _BLOCK = {
     "hr",
     "dt",
     "dd",
+    "caption",
 }
-_SKIP = {"script", "style", "head", "title", "template", "noscript"}
+# Elements whose content is never shown as text; skipped to their end tag.
+_RAW_TEXT = ("script", "style", "title", "template", "noscript")
+_TABLE_TAGS = ("table", "tr", "td", "th")
+# Tags that belong in the head; any other tag (or any text) ends a head left unclosed.
+_HEAD_TAGS = ("meta", "link", "base", "head", "html")
+# Tables nested deeper than this are read as text: real layouts nest a few levels, and each
+# level re-renders what it holds.
+_MAX_TABLE_DEPTH = 16
+# At most this many tags and runs of text are read (under a second of work); the rest is noted.
+MAX_TOKENS = 1_000_000
+NOT_READ = "(The rest of this HTML was not read: it holds too much markup.)"
+# A label cell longer than this is prose, not a label.
+_MAX_LABEL = 60
 
 
-class _TextCollector(HTMLParser):
+@dataclass(slots=True)
+class _Table:
+    row: list[list[str]] | None = None
+    cell: list[str] | None = None
+
+
+def _cell_lines(parts: list[str]) -> list[str]:
+    return [line for line in (" ".join(raw.split()) for raw in "".join(parts).split("\n")) if line]
+
+
+def _render_row(cells: list[list[str]]) -> str:
+    rendered = [_cell_lines(c) for c in cells]
+    rendered = [lines for lines in rendered if lines]
+    if not rendered:
+        return ""
+    if len(rendered) == 2 and len(rendered[0]) == 1 and len(rendered[0][0]) <= _MAX_LABEL:
+        label = rendered[0][0].rstrip(":").rstrip()
+        return f"\n{label}: {' '.join(rendered[1])}\n"
+    if all(len(lines) == 1 for lines in rendered):
+        return "\n" + " | ".join(lines[0] for lines in rendered) + "\n"
+    return "\n" + "\n".join(line for lines in rendered for line in lines) + "\n"
+
+
+class _TextCollector:
+    """Builds the text from tokens: start tags, end tags and character data."""
+
     def __init__(self, limit: int) -> None:
-        super().__init__(convert_charrefs=True)
         self.out: list[str] = []
         self.size = 0
         self.limit = limit
-        self.skip_depth = 0
-        self.row: list[str] | None = None
-        self.cell: list[str] | None = None
+        self.tables: list[_Table] = []
+        self.too_deep = 0
 
-    def _emit(self, text: str) -> None:
-        if self.size < self.limit:
+    def _sink(self) -> list[str] | None:
+        """Where text goes now: the innermost open cell, else the document (None)."""
+        for table in reversed(self.tables):
+            if table.cell is not None:
+                return table.cell
+        return None
+
+    def _write(self, text: str) -> None:
+        sink = self._sink()
+        if sink is not None:  # bounded by the HTML itself; counted when the row is written
+            sink.append(text)
+        elif self.size < self.limit:
             self.out.append(text)
             self.size += len(text)
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP:
-            self.skip_depth += 1
-        elif tag == "tr":
-            self.row = []
-        elif tag in ("td", "th") and self.row is not None:
-            self.cell = []
+    @property
+    def full(self) -> bool:
+        return self.size >= self.limit
+
+    def start(self, tag: str) -> None:
+        if tag == "table" and len(self.tables) >= _MAX_TABLE_DEPTH:
+            self.too_deep += 1  # nested past any real layout: its cells read as plain text
+        if tag in _TABLE_TAGS and self.too_deep:
+            self._write(" ")
+        elif tag == "table":
+            self._write("\n")
+            self.tables.append(_Table())
+        elif tag == "tr" and self.tables:
+            self._end_row()
+            self.tables[-1].row = []
+        elif tag in ("td", "th") and self.tables:
+            table = self.tables[-1]
+            self._end_cell()
+            if table.row is None:
+                table.row = []
+            table.cell = []
         elif tag in _BLOCK:
-            self._break()
+            self._write("\n")
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("br", "hr"):
-            self._break()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP:
-            self.skip_depth = max(0, self.skip_depth - 1)
-        elif tag in ("td", "th") and self.row is not None and self.cell is not None:
-            self.row.append(" ".join("".join(self.cell).split()))
-            self.cell = None
-        elif tag == "tr" and self.row is not None:
-            cells = [c for c in self.row if c]
-            if len(cells) == 2 and not cells[0].endswith(":"):
-                self._emit(f"\n{cells[0]}: {cells[1]}\n")
-            elif cells:
-                self._emit("\n" + " | ".join(cells) + "\n")
-            self.row = None
+    def end(self, tag: str) -> None:
+        if tag in _TABLE_TAGS and self.too_deep:
+            self.too_deep -= tag == "table"
+            self._write(" ")
+        elif tag in ("td", "th") and self.tables:
+            self._end_cell()
+        elif tag == "tr" and self.tables:
+            self._end_row()
+        elif tag == "table" and self.tables:
+            self._end_row()
+            self.tables.pop()
+            self._write("\n")
         elif tag in _BLOCK:
-            self._break()
+            self._write("\n")
 
-    def _break(self) -> None:
-        if self.cell is not None:
-            self.cell.append(" ")
-        else:
-            self._emit("\n")
+    def data(self, text: str) -> None:
+        self._write(text)
 
-    def handle_data(self, data: str) -> None:
-        if self.skip_depth:
-            return
-        if self.cell is not None:
-            self.cell.append(data)
-        else:
-            self._emit(data)
+    def _end_cell(self) -> None:
+        table = self.tables[-1]
+        if table.cell is not None:
+            if table.row is None:
+                table.row = []
+            table.row.append(table.cell)
+            table.cell = None
+
+    def _end_row(self) -> None:
+        self._end_cell()
+        table = self.tables[-1]
+        if table.row is not None:
+            row, table.row = table.row, None
+            text = _render_row(row)
+            if text:
+                self._write(text)
+
+    def finish(self) -> str:
+        while self.tables:  # unclosed tables: keep what they hold
+            self._end_row()
+            self.tables.pop()
+        return "".join(self.out)
+
+
+# One token at a time, each pattern stopping at the next "<" at the latest, so every byte is
+# scanned a bounded number of times: linear on any input. (html.parser in the Pythons sgalert
+# supports is quadratic on some malformed input: 40 KB of "<a<a<a" took most of a second, and
+# the time grows with the square of the size.)
+_TOKEN = re.compile(
+    r"""
+    (?P<comment><!--.*?(?:-->|\Z))
+  | <(?P<close>/?)(?P<tag>[A-Za-z][A-Za-z0-9:-]*)[^<>]*(?:>|(?=<)|\Z)
+  | (?P<other><[!?/][^<>]*(?:>|(?=<)|\Z))
+  | (?P<text>[^<]{1,65536}|<{1,65536}(?![A-Za-z!?/])|<)
+    """,
+    re.DOTALL | re.VERBOSE,
+)
+
+
+def _raw_text_end(tag: str) -> re.Pattern[str]:
+    return re.compile(rf"</{tag}\s*>", re.IGNORECASE)
+
+
+_RAW_TEXT_ENDS = {tag: _raw_text_end(tag) for tag in _RAW_TEXT}
 
 
 def html_to_text(html: str, limit: int = 2_000_000) -> str:
     """Readable text from HTML; never raises on broken markup, stops after ``limit`` chars."""
+    return render_html(html, limit)[0]
+
+
+def render_html(html: str, limit: int = 2_000_000, max_tokens: int = MAX_TOKENS) -> tuple[str, int]:
+    """:func:`html_to_text` within a budget of tokens (tags and runs of text); returns the text
+    and the tokens used, so a caller reading many HTML parts can share one budget between them.
+    """
     collector = _TextCollector(limit)
-    try:
-        collector.feed(html)
-        collector.close()
-    except (AssertionError, ValueError):  # html.parser's own complaints about broken markup
-        pass
-    lines = [" ".join(line.split()) for line in "".join(collector.out).splitlines()]
+    position, length = 0, len(html)
+    in_head = False
+    tokens = 0
+    while position < length and not collector.full:
+        if tokens >= max_tokens:
+            collector.data(f"\n\n{NOT_READ}\n")
+            break
+        tokens += 1
+        token = _TOKEN.match(html, position)
+        if token is None:  # cannot happen (a lone "<" is text), but never loop forever
+            break
+        position = token.end()
+        tag = (token["tag"] or "").lower()
+        if token["text"] is not None:
+            data = unescape(token["text"])
+            in_head = in_head and not data.strip()  # text ends an unclosed head, as in browsers
+            if not in_head:
+                collector.data(data)
+        elif not tag:
+            continue  # comments, doctypes, processing instructions
+        elif token["close"]:
+            if tag == "head":
+                in_head = False
+            collector.end(tag)
+        elif tag in _RAW_TEXT:  # skip to its end tag (or the end): its content is not text
+            ending = _RAW_TEXT_ENDS[tag].search(html, position)
+            position = ending.end() if ending else length
+        elif tag == "head":
+            in_head = True
+        else:
+            if tag not in _HEAD_TAGS:
+                in_head = False
+            collector.start(tag)
+    lines = [" ".join(line.split()) for line in collector.finish().splitlines()]
     text: list[str] = []
     for line in lines:
         if line or (text and text[-1]):
             text.append(line)
-    return "\n".join(text).strip()
+    return "\n".join(text).strip(), tokens

@@ -50,16 +50,19 @@ class SenderVerdict:
 
 
 def _decode_words(text: str) -> str:
+    from email.errors import MessageError
     from email.header import decode_header, make_header
 
     try:
         return str(make_header(decode_header(text)))
-    except (ValueError, LookupError, UnicodeError, AssertionError):
+    except (ValueError, LookupError, UnicodeError, AssertionError, MessageError):
         return text
 
 
 def parse_from(raw: str) -> tuple[Sender, list[str]]:
     """Strictly parse one From value; unusual syntax is a problem, never a guess."""
+    # Lone surrogates (undecoded 8-bit bytes) are not text: replace them, never pass them on.
+    raw = re.sub("[\ud800-\udfff]", "\ufffd", raw)
     value = " ".join(raw.replace("\r", " ").replace("\n", " ").split())
     problems: list[str] = []
     if not value:
@@ -108,8 +111,9 @@ def display_name_problems(sender: Sender) -> list[str]:
         if len(_scripts(word) & {"LATIN", "CYRILLIC", "GREEK", "ARMENIAN"}) > 1:
             problems.append("From display name mixes look-alike alphabets")
             break
-    shown = _ADDRESS_IN_NAME.search(name)
-    if shown and sender.domain and shown[1].lower() != sender.domain:
+    # NFKC first, so a full-width or small commercial at and full-width dots count as well.
+    shown = _ADDRESS_IN_NAME.search(unicodedata.normalize("NFKC", name))
+    if shown and shown[1].lower() != sender.domain:
         problems.append("From display name shows a different address than the real sender")
     if sender.domain and any(label.startswith("xn--") for label in sender.domain.split(".")):
         problems.append("sender domain is internationalised (possible look-alike)")
@@ -143,6 +147,14 @@ def parse_authentication_results(value: str) -> AuthResults:
                 entry[key.lower()] = val.strip('"').lower()
         results.setdefault(method.lower(), []).append(entry)
     return AuthResults(authserv, results)
+
+
+_DMARC_FAILURES = {"fail", "permerror", "temperror", "quarantine", "reject"}
+
+
+def _about_domain(domain: str, header_from: str | None) -> bool:
+    """A DMARC result applies to this domain (a result that names no domain is taken as ours)."""
+    return header_from is None or header_from.rsplit("@", 1)[-1] == domain
 
 
 def _aligned(domain: str, other: str | None) -> bool:
@@ -185,7 +197,19 @@ def check_sender(
     if domain is None:
         return verdict
     results = ours[0].results
-    dmarc = any(r["result"] == "pass" for r in results.get("dmarc", []))
+    # DMARC is the receiving server's verdict on this From domain: a pass about another domain
+    # (a second From header the server judged instead) counts for nothing, and a failure is not
+    # overruled by sgalert's own, looser, alignment of SPF or DKIM.
+    all_dmarc = results.get("dmarc", [])
+    dmarc_results = [r for r in all_dmarc if _about_domain(domain, r.get("header.from"))]
+    failed = [r["result"] for r in dmarc_results if r["result"] in _DMARC_FAILURES]
+    if failed:
+        verdict.problems.append(f"sender not authenticated (dmarc={failed[0]} for {domain})")
+        return verdict
+    if all_dmarc and not dmarc_results:
+        verdict.problems.append("DMARC was evaluated for a different From domain than this one")
+        return verdict
+    dmarc = any(r["result"] == "pass" for r in dmarc_results)
     dkim = any(
         r["result"] == "pass" and _aligned(domain, r.get("header.d") or r.get("header.i"))
         for r in results.get("dkim", [])

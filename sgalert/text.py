@@ -2,8 +2,9 @@
 
 Subjects, bodies and names come from strangers. Before they reach a terminal, every control
 character except newline and tab, every C1 control, and every bidi control becomes a visible
-escape such as ``\\x1b`` or ``\\u202e``, so a hostile subject shows as what it is. (Rich/Textual
-markup is a separate matter: the TUI renders this text with markup off.)
+escape such as ``\\x1b`` or ``\\u202e``, so a hostile subject shows as what it is; so do the
+Unicode line separators and lone surrogates. (Rich/Textual markup is a separate matter: the TUI
+renders this text with markup off.)
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import re
 
 BIDI_CONTROLS = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f" + BIDI_CONTROLS + "]")
+# Also the Unicode line and paragraph separators (a line break a one-line field must not hide)
+# and lone surrogates, which are undecoded bytes rather than text and cannot even be encoded.
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f\x80-\x9f\u2028\u2029\ud800-\udfff" + BIDI_CONTROLS + "]"
+)
 
 
 def _escape(match: re.Match[str]) -> str:
