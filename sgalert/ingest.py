@@ -286,6 +286,8 @@ def _store_now(
     receipts: list[tuple[str, int]] = []
     repeats: list[audit.AuditEvent] = []
     batch_hashes: dict[str, int] = {}
+    batch_keys: dict[str, int] = {}
+    repeat_of: dict[int, int] = {}  # index -> index of the first copy in this batch
     batch_message_ids: dict[str, str] = {}
     for index, (item, sealed_case) in enumerate(zip(prepared, sealed.cases, strict=True)):
         earlier = known_keys.get(item.key) if item.key else None
@@ -304,11 +306,18 @@ def _store_now(
             )
             continue
         digest = item.case.content_sha256 or ""
+        if item.key and item.key in batch_keys:  # the same message twice in one batch
+            repeat_of[index] = batch_keys[item.key]
+            continue
         if digest in batch_hashes:  # the same bytes twice in one batch: filled in below
+            repeat_of[index] = batch_hashes[digest]
             if item.key:
                 receipts.append((item.key, index))
+                batch_keys[item.key] = batch_hashes[digest]
             continue
         batch_hashes[digest] = index
+        if item.key:
+            batch_keys[item.key] = index
         if item.message_id_sha256:
             row = conn.execute(
                 "SELECT id FROM cases WHERE message_id_sha256 = ? ORDER BY created_at LIMIT 1",
@@ -349,10 +358,10 @@ def _store_now(
             duplicate_ref,
         )
     final: list[IngestOutcome] = []
-    for index, item in enumerate(prepared):
+    for index in range(len(prepared)):
         outcome = outcomes[index]
         if outcome is None:
-            first = outcomes[batch_hashes[item.case.content_sha256 or ""]]
+            first = outcomes[repeat_of[index]]
             assert first is not None
             outcome = IngestOutcome(
                 first.case_id, first.ref, first.source, first.flags, False, first.ref

@@ -213,11 +213,6 @@ async def test_checkpoint_and_cases_commit_or_fail_together(team: Team) -> None:
     assert await load_checkpoint(team.service, "encompass") == "uidnext=2"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sgalert/ingest.py _store_now recognises a repeated mailbox key within one batch only"
-    " when the bytes are identical too; reported, not fixed here (ingest.py is not ours to edit)",
-)
 async def test_same_mailbox_key_twice_in_one_batch_with_changed_bytes(team: Team) -> None:
     key = "graph:AAMkAGI2TG93AAB="
     rewritten = b"X-MS-Exchange-Organization-SCL: -1\r\n" + notice()
