@@ -22,7 +22,9 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,7 +96,9 @@ class ImapInbox:
 
     def _call(self, loop: asyncio.AbstractEventLoop, coroutine: Any) -> Any:
         """Run a coroutine on the event loop and wait for it, giving up if asked to stop."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        return self._wait(asyncio.run_coroutine_threadsafe(coroutine, loop))
+
+    def _wait(self, future: Future[Any]) -> Any:
         while True:
             try:
                 return future.result(timeout=0.5)
@@ -249,18 +253,36 @@ class ImapInbox:
         uidnext_before = _uidnext(client, s.folder)
         last = state["last_uid"]
         uids = sorted(uid for uid in client.search(["UID", f"{last + 1}:*"]) if uid > last)
+        # Up to two batches are handed over before the first is stored: the core prepares one
+        # while it stores the other, and stores them strictly in order. Each batch is marked
+        # only once its cases are stored.
+        in_flight: deque[tuple[Future[Any], list[int]]] = deque()
         for start in range(0, len(uids), s.batch_size):
             if self._stop.is_set():
                 raise Stopped
             chunk = uids[start : start + s.batch_size]
             messages = self._fetch(client, chunk, state)
             checkpoint = json.dumps({"uidvalidity": state["uidvalidity"], "last_uid": chunk[-1]})
-            self._call(loop, deliver(messages, checkpoint=checkpoint))
-            state["last_uid"] = chunk[-1]
-            self._after_commit(client, chunk)  # only now: the cases are stored
+            future = asyncio.run_coroutine_threadsafe(
+                deliver(messages, checkpoint=checkpoint), loop
+            )
+            in_flight.append((future, chunk))
+            if len(in_flight) > 1:
+                self._settle(client, in_flight.popleft(), state)
+        while in_flight:
+            self._settle(client, in_flight.popleft(), state)
         # Mail that arrived during the round was announced in replies to our own commands, so
         # IDLE would not announce it again: look once more if the folder grew.
         return _uidnext(client, s.folder) != uidnext_before
+
+    def _settle(
+        self, client: IMAPClient, in_flight: tuple[Future[Any], list[int]], state: dict[str, int]
+    ) -> None:
+        """Wait for a batch's cases to be stored, then (only then) mark its messages."""
+        future, chunk = in_flight
+        self._wait(future)
+        state["last_uid"] = chunk[-1]
+        self._after_commit(client, chunk)
 
     def _after_commit(self, client: IMAPClient, uids: Sequence[int]) -> None:
         s = self.settings

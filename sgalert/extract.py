@@ -14,6 +14,7 @@ left silently empty.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -269,19 +270,40 @@ class Extraction:
     reasons: list[str] = field(default_factory=list)
 
 
+_NOT_LABEL_CHARS = re.compile(r"[^a-z0-9]+")
+_QUOTE_MARKS = re.compile(r"^(?:\s*>)+")
+_BULLET = re.compile("^[*\u2022\\-\u2013]\\s+")
+
+
+@functools.lru_cache(maxsize=16384)
 def normalise_label(label: str) -> str:
-    cleaned = re.sub(r"[^a-z0-9]+", " ", label.lower().replace("\u2019", "'").replace("'", ""))
+    """Lower case, letters and digits only, single spaces: ``Child's Name:`` -> ``childs name``.
+
+    Cached: the same few hundred label spellings recur in every notice of a force.
+    """
+    cleaned = _NOT_LABEL_CHARS.sub(" ", label.lower().replace("\u2019", "'").replace("'", ""))
     return " ".join(cleaned.split())
 
 
 def _lines(text: str) -> list[str]:
     """Body lines with quoting (``>``) and bullets stripped."""
+    return list(_lines_of(text))
+
+
+@functools.lru_cache(maxsize=8)
+def _lines_of(text: str) -> tuple[str, ...]:
     lines = []
     for line in text.splitlines():
-        stripped = re.sub(r"^(?:\s*>)+", "", line).strip()
-        stripped = re.sub("^[*\u2022\\-\u2013]\\s+", "", stripped)
+        stripped = _QUOTE_MARKS.sub("", line).strip() if ">" in line else line.strip()
+        if stripped[:1] in ("*", "\u2022", "-", "\u2013"):
+            stripped = _BULLET.sub("", stripped)
         lines.append(stripped.strip("|").strip())  # a table row written | label | value |
-    return lines
+    return tuple(lines)
+
+
+@functools.lru_cache(maxsize=16)
+def _first_words(labels: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(label.split(" ", 1)[0] for label in labels)
 
 
 _LABEL_VALUE = re.compile(r"^(.{1,60}?)\s*(?::|\t| - | \u2013 |\|| {2,})\s*(.*)$")
@@ -299,7 +321,10 @@ def _header_row(
 
     A header row is never read as one label with the other labels as its value.
     """
-    cells = _cells(lines[index])
+    line = lines[index]
+    if "|" not in line and "\t" not in line and "  " not in line:
+        return None  # a single cell: not a header row
+    cells = _cells(line)
     if len(cells) < 2 or any(labels.get(normalise_label(c)) is None for c in cells):
         return None
     following = next((ln for ln in lines[index + 1 : index + 3] if ln), "")
@@ -326,11 +351,19 @@ def labelled_values(text: str, labels: Mapping[str, str]) -> dict[str, str]:
                 if cell and field_name not in found:
                     found[field_name] = cell[:500]
             continue
-        match = _LABEL_VALUE.match(line)
+        separated = (
+            ":" in line
+            or "\t" in line
+            or "|" in line
+            or " - " in line
+            or ("  " in line or " \u2013 " in line)
+        )
+        match = _LABEL_VALUE.match(line) if separated else None
         candidates = []
         if match:
             candidates.append((match[1], match[2].lstrip("| \t").strip()))
-        candidates.append((line, ""))
+        if len(line) <= 80:  # a label alone on its line (its value on the next) is short
+            candidates.append((line, ""))
         for label, value in candidates:
             name = labels.get(normalise_label(label))
             if name is None:
@@ -362,8 +395,11 @@ def _unseparated_values(
 ) -> dict[str, str]:
     """Values written after their label with only a space, for fields recognisable on sight."""
     found: dict[str, str] = {}
-    for line in _lines(text):
+    starts = _first_words(tuple(labels))
+    for line in _lines_of(text):
         words = line.split()
+        if not words or normalise_label(words[0]).split(" ", 1)[0] not in starts:
+            continue  # no label begins with this line's first word
         for size in range(min(6, len(words) - 1), 0, -1):
             name = labels.get(normalise_label(" ".join(words[:size])))
             if name is None:

@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import multiprocessing
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -40,6 +43,7 @@ from sgalert.cases import (
 )
 from sgalert.clock import iso, utcnow
 from sgalert.config import Config, SourceConfig
+from sgalert.errors import StoreError
 from sgalert.extract import extract
 from sgalert.mime import ParseLimits, parse_message
 from sgalert.model import Flag, Source
@@ -200,12 +204,68 @@ def prepare(
     )
 
 
+def prepare_chunk(
+    messages: Sequence[Inbound],
+    rules: SourceRules,
+    zone_name: str,
+    head_names: tuple[str, ...],
+    limits: ParseLimits,
+    now: datetime,
+) -> list[Prepared]:
+    """:func:`prepare` for a list of messages: the unit of work sent to a worker process."""
+    zone = ZoneInfo(zone_name)
+    return [
+        prepare(m, rules, zone=zone, head_names=head_names, limits=limits, now=now)
+        for m in messages
+    ]
+
+
+# Parsing and extraction are pure Python and hold the GIL; a backlog is spread over worker
+# processes (spawned, not forked: the engine has threads) so every core works on it.
+POOL_MIN_BATCH = 24
+
+
 class Ingestor:
     """Turns batches of inbound messages into cases through one service."""
 
-    def __init__(self, service: CaseService, config: Config) -> None:
+    def __init__(self, service: CaseService, config: Config, *, workers: int | None = None) -> None:
         self.service = service
         self.config = config
+        self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+        self._turns: dict[str, _Turns] = {}
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    async def _prepare(self, messages: Sequence[Inbound], rules: SourceRules) -> list[Prepared]:
+        if len(messages) < POOL_MIN_BATCH or self.workers < 2:
+            if len(messages) > 4:
+                return await asyncio.to_thread(self._prepare_all, messages, rules)
+            return self._prepare_all(messages, rules)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        loop = asyncio.get_running_loop()
+        size = -(-len(messages) // self.workers)
+        zone = self.config.timezone.key
+        jobs = [
+            loop.run_in_executor(
+                self._pool,
+                prepare_chunk,
+                list(messages[i : i + size]),
+                rules,
+                zone,
+                self.config.head_names,
+                self.config.limits,
+                utcnow(),
+            )
+            for i in range(0, len(messages), size)
+        ]
+        return [item for chunk in await asyncio.gather(*jobs) for item in chunk]
 
     def rules(self, source_name: str) -> SourceRules:
         return SourceRules.from_config(self.config.source(source_name))
@@ -231,22 +291,66 @@ class Ingestor:
         *,
         checkpoint: str | None = None,
     ) -> list[IngestOutcome]:
-        """Store a batch as cases in one transaction (with the watcher's checkpoint, if any)."""
+        """Store a batch as cases in one transaction (with the watcher's checkpoint, if any).
+
+        A watcher may hand over its next batch before the last one is stored: batches from one
+        source are prepared concurrently but stored strictly in the order they were handed
+        over, and if one fails, those handed over after it fail too, so a checkpoint never
+        moves past messages that were not stored.
+        """
         if not messages and checkpoint is None:
             return []
-        if len(messages) > 4:
-            prepared = await asyncio.to_thread(self._prepare_all, messages, rules)
-        else:
-            prepared = self._prepare_all(messages, rules)
-        sealed = await self.service.seal([p.case for p in prepared])
-        async with self.service.store.write() as db:
-            current = await self.service.reseal_if_rotated(db, sealed)
-            return await on_connection(
-                db,
-                lambda conn: _store_now(
-                    conn, prepared, current, rules.name, checkpoint, self.service.schedule_now
-                ),
-            )
+        turn = self._turns.setdefault(rules.name, _Turns())
+        ticket = turn.take()
+        try:
+            prepared = await self._prepare(messages, rules)
+            sealed = await self.service.seal([p.case for p in prepared])
+            await turn.wait_for(ticket)
+            async with self.service.store.write() as db:
+                current = await self.service.reseal_if_rotated(db, sealed)
+                return await on_connection(
+                    db,
+                    lambda conn: _store_now(
+                        conn, prepared, current, rules.name, checkpoint, self.service.schedule_now
+                    ),
+                )
+        except BaseException:
+            turn.poison()
+            raise
+        finally:
+            await asyncio.shield(turn.finish(ticket))
+
+
+class _Turns:
+    """Storing order for one source's batches: tickets in hand-over order."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.serving = 1
+        self.poisoned_through = 0
+        self.changed = asyncio.Condition()
+        self.finished: set[int] = set()
+
+    def take(self) -> int:
+        self.issued += 1
+        return self.issued
+
+    def poison(self) -> None:
+        self.poisoned_through = self.issued
+
+    async def wait_for(self, ticket: int) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.serving >= ticket)
+        if ticket <= self.poisoned_through:
+            raise StoreError("an earlier batch from this mailbox was not stored; retrying")
+
+    async def finish(self, ticket: int) -> None:
+        async with self.changed:
+            self.finished.add(ticket)
+            while self.serving in self.finished:
+                self.finished.discard(self.serving)
+                self.serving += 1
+            self.changed.notify_all()
 
 
 def _store_now(

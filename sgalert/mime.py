@@ -486,6 +486,11 @@ class _BodyReader:
         if not rich:
             return plain_text
         if _content_type(rich[-1]) == "text/html":
+            source = _payload_bytes(rich[-1], [])
+            if len(plain_text.strip()) * _STUB_RATIO >= len(source):
+                # Rendered text is never longer than its markup: the plain part is no stub,
+                # so the HTML need not be rendered at all.
+                return plain_text
             html_text = self._read_counted(rich[-1], "text/html")
             stub = len(plain_text.strip()) * _STUB_RATIO < len(html_text.strip())
             return html_text if stub else plain_text

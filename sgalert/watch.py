@@ -158,6 +158,20 @@ async def watch_sources(
 ) -> None:
     """Run every configured source until cancelled."""
     ingestor = Ingestor(service, config)
+    try:
+        await _watch_all(service, config, root, ingestor, check_every, on_stored)
+    finally:
+        ingestor.close()
+
+
+async def _watch_all(
+    service: CaseService,
+    config: Config,
+    root: Path,
+    ingestor: Ingestor,
+    check_every: float,
+    on_stored: Callable[[], None] | None,
+) -> None:
     monitors: list[SourceMonitor] = []
     async with asyncio.TaskGroup() as group:
         for source in config.sources:
