@@ -171,6 +171,11 @@ class Engine:
         """Page the team about system alerts (a mailbox down, a rota gap) once each."""
         plan = self.service.plan
         assert plan is not None
+        waiting = await self.service.store.fetchall(
+            "SELECT 1 FROM system_alerts WHERE cleared_at IS NULL AND paged_at IS NULL LIMIT 1"
+        )
+        if not waiting:  # the usual case: no write transaction at all
+            return 0
         now = self._clock()
         async with self.service.store.write() as db:
             queued = await on_connection(db, lambda conn: page_system_alerts(conn, plan, now))
@@ -218,6 +223,13 @@ class Engine:
 
     async def tick_timers(self) -> int:
         now = self._clock()
+        due = await self.service.store.fetchall(
+            "SELECT 1 FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL AND due_at <= ?"
+            " LIMIT 1",
+            (iso(now),),
+        )
+        if not due:  # nothing to decide: no rota load, no write transaction
+            return 0
         view = await load_rota(self.service, since=now)
         duty = Duty(view.who(now).who)
         plan = self.service.plan

@@ -10,6 +10,7 @@ A row that keeps failing is retried with capped exponential backoff for ever, an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -27,6 +28,7 @@ from sgalert.store import Store, on_connection
 log = logging.getLogger("sgalert.outbox")
 
 CLAIM_SECONDS = 60
+PER_CHANNEL_CONCURRENCY = 4
 FALLBACK_AFTER = 2
 MAX_BACKOFF = timedelta(minutes=5)
 BASE_BACKOFF = timedelta(seconds=5)
@@ -251,40 +253,55 @@ class OutboxSender:
         now = self._clock()
         async with self.store.write() as db:
             claimed = await on_connection(db, lambda conn: claim(conn, now, self.channels))
+        # Channels are independent: a slow or hanging mail server must not hold back the Teams
+        # card for the same step. Within a channel a few pages go out at once.
+        by_channel: dict[str, list[Claimed]] = {}
         for item in claimed:
-            notifier = self.notifiers[item.channel]
+            by_channel.setdefault(item.channel, []).append(item)
+        async with asyncio.TaskGroup() as group:
+            for channel, items in by_channel.items():
+                limit = asyncio.Semaphore(PER_CHANNEL_CONCURRENCY)
+                for item in items:
+                    group.create_task(self._deliver(item, limit), name=f"send-{channel}")
+        return len(claimed)
+
+    async def _deliver(self, item: Claimed, limit: asyncio.Semaphore) -> None:
+        notifier = self.notifiers[item.channel]
+        async with limit:
             try:
                 receipt = await notifier.send(item.notification, item.recipient)
-            except DeliveryError as error:
-                log.warning(
-                    "notification %d on %s failed: %s", item.id, item.channel, type(error).__name__
-                )
-                failed_at = self._clock()
+            except DeliveryError as failure:
+                error = failure
+            except Exception as unexpected:  # an adapter bug must not stop the other pages
+                log.exception("notifier %s raised unexpectedly", item.channel)
+                error = DeliveryError(f"unexpected {type(unexpected).__name__}")
+            else:
+                done_at = self._clock()
                 async with self.store.write() as db:
                     await on_connection(
-                        db,
-                        partial(
-                            record_failure,
-                            item=item,
-                            error=error,
-                            now=failed_at,
-                            channels=self.channels,
-                            per_person=self.per_person,
-                        ),
+                        db, partial(record_success, item=item, receipt=receipt, now=done_at)
                     )
-                continue
-            done_at = self._clock()
-            async with self.store.write() as db:
-                await on_connection(
-                    db, partial(record_success, item=item, receipt=receipt, now=done_at)
+                log.info(
+                    "notification %d delivered on %s for %s",
+                    item.id,
+                    item.channel,
+                    item.notification.case_ref,
                 )
-            log.info(
-                "notification %d delivered on %s for %s",
-                item.id,
-                item.channel,
-                item.notification.case_ref,
+                return
+        log.warning("notification %d on %s failed: %s", item.id, item.channel, type(error).__name__)
+        failed_at = self._clock()
+        async with self.store.write() as db:
+            await on_connection(
+                db,
+                partial(
+                    record_failure,
+                    item=item,
+                    error=error,
+                    now=failed_at,
+                    channels=self.channels,
+                    per_person=self.per_person,
+                ),
             )
-        return len(claimed)
 
     async def next_attempt(self) -> datetime | None:
         rows = await self.store.fetchall(

@@ -94,7 +94,10 @@ async def test_kill_9_mid_escalation_then_restart_fires_each_step_once(
     keys = await store.fetchall("SELECT idempotency_key, state FROM outbox")
     assert len({k for k, _ in keys}) == len(keys)
     mail = list((workspace.root / "outbox" / "email" / "new").iterdir())
-    assert len(mail) == len([k for k, s in keys if s == "delivered"])
+    delivered = [k for k, s in keys if s == "delivered"]
+    # At least once: every delivered page is there once; a page sent when the engine stopped,
+    # before it was recorded, is there too (and would be sent again, to the same file).
+    assert len(delivered) <= len(mail) <= len(keys)
 
 
 async def _ge(value: object, target: int) -> bool:

@@ -177,3 +177,45 @@ async def test_encompass_clock_is_the_next_school_day_and_warns_before_it(team: 
         "SELECT due_at FROM timers WHERE kind = 'clock-warning'"
     )
     assert warning[0][0] == "2026-11-23T08:00:00.000000Z"
+
+
+async def test_a_slow_channel_does_not_hold_back_the_other(team: Team) -> None:
+    import time
+
+    from sgalert.escalation import Plan
+
+    class Slow(RecordingNotifier):
+        async def send(self, notification, recipient):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(1.0)
+            return await super().send(notification, recipient)
+
+    class Timed(RecordingNotifier):
+        at: float = 0.0
+
+        async def send(self, notification, recipient):  # type: ignore[no-untyped-def]
+            self.at = time.monotonic()
+            return await super().send(notification, recipient)
+
+    clock = VirtualClock()
+    team.service._clock = clock
+    assert team.service.plan is not None
+    team.service.plan = Plan(
+        school="Test School",
+        calendar=team.service.plan.calendar,
+        channels=("email", "teams"),
+        per_person_channels=frozenset({"email"}),
+    )
+    email, teams = Slow("email"), Timed("teams", per_person=False)
+    engine = Engine(
+        team.service,
+        team.service.store.path.parent,
+        notifiers={"email": email, "teams": teams},
+        clock=clock,
+        watch=False,
+    )
+    await team.service.create_cases([encompass_case()])
+    await engine.tick_timers()
+    started = time.monotonic()
+    await engine.sender.send_due()
+    assert teams.at - started < 0.5, "the Teams card waited for the slow mail server"
+    assert len(email.sent) == 1 and len(teams.sent) == 1
