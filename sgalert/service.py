@@ -89,6 +89,10 @@ class CaseView:
     clocks: tuple[CaseClock, ...]
 
 
+class _Rotated(Exception):
+    """A group key rotated between sealing and storing: seal again inside the transaction."""
+
+
 class _Refused(Exception):
     """Raised inside a transaction so it rolls back; turned into an audited NotEntitled."""
 
@@ -247,9 +251,26 @@ class CaseService:
         self, sealed: SealedBatch, actor: str = audit.ENGINE
     ) -> list[StoredCase]:
         """Store cases sealed by :meth:`seal`, resealing first if a group key rotated since."""
-        async with self.store.write() as db:
-            current = await self.reseal_if_rotated(db, sealed)
-            return await self._insert(db, current, actor)
+
+        def work(conn: sqlite3.Connection) -> list[StoredCase]:
+            current = {
+                (str(r[0]), int(r[1]))
+                for r in conn.execute("SELECT name, current_version FROM groups")
+            }
+            if not sealed.group_versions() <= current:
+                raise _Rotated
+            stored = insert_now(conn, sealed, actor)
+            self.schedule_now(
+                conn, [(s, c.case) for s, c in zip(stored, sealed.cases, strict=True)]
+            )
+            return stored
+
+        try:
+            return await self.store.transact(work)  # one thread hop: the usual case
+        except _Rotated:
+            async with self.store.write() as db:
+                current = await self.reseal_if_rotated(db, sealed)
+                return await self._insert(db, current, actor)
 
     async def create_cases_in_batches(
         self, cases: Sequence[NewCase], batch_size: int = 100, actor: str = audit.ENGINE
