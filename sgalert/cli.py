@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import inspect
 import json
 import logging
 import os
@@ -504,6 +505,21 @@ class Runner:
         print(f"cover {cover.id}: {cover.who} from {iso(cover.starts_at)} to {iso(cover.ends_at)}")
         return 0
 
+    def tui(self) -> int:
+        """The terminal UI, found through an entry point so the core never imports it.
+
+        Not a coroutine: Textual runs its own event loop in the main thread.
+        """
+        from importlib.metadata import entry_points
+
+        if not self.workspace.config_path.is_file():
+            raise WorkspaceError(f"no workspace at {self.workspace.root}; run `sgalert init`")
+        found = [e for e in entry_points(group="sgalert.apps") if e.name == "tui"]
+        if not found:
+            raise WorkspaceError("the terminal UI is not installed; reinstall sgalert")
+        run: Callable[[Workspace, str | None], int] = found[0].load()
+        return run(self.workspace, self.args.as_email)
+
     async def refer(self) -> int:
         async with await self.service() as service:
             identity = await self.unlocked(service)
@@ -592,7 +608,7 @@ def _parser() -> argparse.ArgumentParser:
     def command(
         group: argparse._SubParsersAction[argparse.ArgumentParser],
         name: str,
-        handler: Callable[[Runner], Coroutine[Any, Any, int]],
+        handler: Callable[[Runner], Coroutine[Any, Any, int] | int],
         help_text: str,
     ) -> argparse.ArgumentParser:
         sub = group.add_parser(name, help=help_text, description=help_text)
@@ -692,6 +708,9 @@ def _parser() -> argparse.ArgumentParser:
     close.add_argument("--reason", required=True)
     as_email(close)
 
+    tui = command(commands, "tui", Runner.tui, "the on-call DSL's desk in the terminal")
+    tui.add_argument("--as", dest="as_email", metavar="EMAIL", help="who you are (asked if not)")
+
     from sgalert.escalation import ACTION_CLOCKS
     from sgalert.service import REFERRALS
 
@@ -758,8 +777,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         runner = Runner(args)
-        handler: Callable[[Runner], Coroutine[Any, Any, int]] = args.handler
-        return asyncio.run(handler(runner))
+        handler: Callable[[Runner], Coroutine[Any, Any, int] | int] = args.handler
+        outcome = handler(runner)
+        if inspect.iscoroutine(outcome):
+            return int(asyncio.run(outcome))
+        assert isinstance(outcome, int)
+        return outcome
     except SgalertError as exc:
         if args.debug:
             traceback.print_exc()

@@ -1,0 +1,455 @@
+"""The on-call DSL's desk: a Textual app over :mod:`sgalert.service`.
+
+Build it with :func:`make_app` (the CLI, the tests and the snapshot apps all do, as Posting does)
+and run it with :func:`run`. The app owns three things every screen relies on:
+
+- **the service and the unlocked identity**. The private key lives only in the
+  :class:`~sgalert.keyring.Identity` held here; locking (``ctrl+l``, or ``idle_lock_minutes``
+  without a key press) calls :meth:`~sgalert.keyring.Identity.forget`, closes every screen that
+  may show decrypted content, and asks for the passphrase again.
+- **jobs**. Every call into the core runs as a worker started by :meth:`SgalertApp.submit`; its
+  result comes back to a callback, and every failure of every worker lands in
+  :meth:`SgalertApp.on_worker_state_changed`, the one place errors are shown (Harlequin's rule).
+  A job that reads decrypted content is dropped if the desk was locked while it ran.
+- **time**. One injected clock drives countdowns, the idle lock, banners and every action's
+  timestamp, so tests and snapshots are stable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, ClassVar, Generic, TypeVar
+
+from textual import events
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
+from textual.worker import Worker, WorkerState
+
+from sgalert.clock import Clock, parse_iso, utcnow
+from sgalert.errors import SgalertError
+from sgalert.keyring import Identity
+from sgalert.model import Role
+from sgalert.service import CaseService
+from sgalert.workspace import Workspace
+
+from .commands import DeskCommands
+from .screens.audit import AuditScreen
+from .screens.case import CaseScreen
+from .screens.help import HelpScreen
+from .screens.manual import start_manual_entry
+from .screens.queue import QueueScreen
+from .screens.rota import RotaScreen
+from .screens.unlock import UnlockScreen
+from .status import Banner, DeskStatus, banners, gather_status
+from .watcher import StoreChanged, StoreWatcher, WatcherTrouble
+
+log = logging.getLogger("sgalert.tui")
+
+T = TypeVar("T")
+
+DARK, LIGHT = "textual-dark", "textual-light"
+STATUS_REFRESH = timedelta(minutes=5)
+AUDIT_ROLES = frozenset({Role.DSL, Role.DEPUTY, Role.HEAD})
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    description: str
+    done: Callable[[T], object] | None
+    failed: Callable[[SgalertError], bool] | None
+    epoch: int | None  # set for jobs whose result shows decrypted content
+
+
+class SgalertApp(App[int]):
+    """The desk. Construct through :func:`make_app`."""
+
+    CSS_PATH = "sgalert.tcss"
+    TITLE = "sgalert"
+    COMMANDS = App.COMMANDS | {DeskCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+l", "lock", "Lock", id="app.lock", priority=True, tooltip="Forget your key"),
+        Binding("question_mark", "help", "Help", id="app.help", tooltip="Every key binding"),
+        Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.theme", show=False),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
+    ]
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        as_email: str | None = None,
+        clock: Clock = utcnow,
+        idle_lock_minutes: float | None = None,
+        poll_seconds: float = 1.0,
+        theme: str = DARK,
+    ) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.as_email = as_email
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        self._idle_override = idle_lock_minutes
+        self._service: CaseService | None = None
+        self.identity: Identity | None = None
+        self.status: DeskStatus | None = None
+        self.zone: tzinfo = UTC
+        self.idle_limit = timedelta(minutes=10)
+        self._epoch = 0
+        self._jobs: dict[Worker[Any], _Job[Any]] = {}
+        self._last_input = clock()
+        self._status_at: datetime | None = None
+        self._watcher: StoreWatcher | None = None
+        self.live_trouble: str | None = None
+        self._initial_theme = theme
+        self._queue: QueueScreen | None = None
+
+    # ----- the core -----------------------------------------------------------------------
+
+    @property
+    def service(self) -> CaseService:
+        if self._service is None:
+            raise RuntimeError("the store is not open yet")
+        return self._service
+
+    @property
+    def school(self) -> str:
+        config = self._service.config if self._service else None
+        return config.school_name if config else "sgalert"
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    @property
+    def queue_screen(self) -> QueueScreen:
+        if self._queue is None:
+            raise RuntimeError("the queue is not mounted yet")
+        return self._queue
+
+    # ----- lifecycle ----------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        self.theme = self._initial_theme
+        try:
+            self._service = await CaseService.open(self.workspace, self.clock)
+        except SgalertError as error:
+            self.exit(return_code=1, message=str(error))
+            return
+        config = self.service.config
+        if config is not None:
+            self.zone = config.timezone
+            minutes = self._idle_override or config.idle_lock_minutes
+            self.idle_limit = timedelta(minutes=minutes)
+        elif self._idle_override:
+            self.idle_limit = timedelta(minutes=self._idle_override)
+        self.title = f"sgalert · {self.school}"
+        self._queue = QueueScreen()
+        await self.push_screen(self._queue)
+        self._watcher = StoreWatcher(
+            self.workspace.store_path, self.post_message, interval=self.poll_seconds
+        )
+        self.run_worker(
+            self._watcher.run, thread=True, name="store watcher", group="watch", exit_on_error=False
+        )
+        self.set_interval(self.poll_seconds, self._tick, name="tick")
+        self.refresh_status()
+        self.action_unlock()
+
+    async def on_unmount(self) -> None:
+        await self._shutdown_service()
+
+    async def _shutdown_service(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self.identity is not None:
+            self.identity.forget()
+            self.identity = None
+        if self._service is not None:
+            service, self._service = self._service, None
+            await service.close()
+
+    async def action_quit(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        self.exit(return_code=0)
+
+    # ----- jobs: every call into the core, every error in one place ------------------------
+
+    def submit(
+        self,
+        work: Coroutine[Any, Any, T],
+        *,
+        description: str,
+        done: Callable[[T], object] | None = None,
+        failed: Callable[[SgalertError], bool] | None = None,
+        sensitive: bool = False,
+        group: str = "default",
+        exclusive: bool = False,
+    ) -> Worker[T]:
+        """Run ``work`` as a worker. ``done`` gets the result; ``failed`` may claim an
+        :class:`SgalertError` (returning True) before the generic error notice shows it."""
+        worker: Worker[T] = self.run_worker(
+            work,
+            name=description,
+            group=group,
+            exclusive=exclusive,
+            exit_on_error=False,
+        )
+        self._jobs[worker] = _Job(description, done, failed, self._epoch if sensitive else None)
+        return worker
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state is WorkerState.SUCCESS:
+            job = self._jobs.pop(worker, None)
+            if job is None or job.done is None:
+                return
+            if job.epoch is not None and job.epoch != self._epoch:
+                return  # locked while it ran: its result must not reach the screen
+            try:
+                job.done(worker.result)
+            except NoMatches:
+                pass  # the screen that asked has gone
+            except Exception as error:
+                self.report_error(error, job.description)
+        elif event.state is WorkerState.ERROR:
+            job = self._jobs.pop(worker, None)
+            self.report_error(worker.error, job.description if job else worker.name, job)
+        elif event.state is WorkerState.CANCELLED:
+            self._jobs.pop(worker, None)
+
+    def report_error(
+        self, error: BaseException | None, what: str, job: _Job[Any] | None = None
+    ) -> None:
+        if isinstance(error, SgalertError):
+            if job is not None and job.failed is not None and job.failed(error):
+                return
+            self.notify(str(error), title=what, severity="error", timeout=10, markup=False)
+            return
+        log.error("%s failed", what, exc_info=error)
+        name = type(error).__name__ if error else "unknown error"
+        self.notify(
+            f"{what} failed unexpectedly ({name}). Nothing was changed that you were not told"
+            " about; try again, and tell whoever runs sgalert if it keeps happening.",
+            title="Unexpected error",
+            severity="error",
+            timeout=15,
+            markup=False,
+        )
+
+    # ----- unlocking and locking ----------------------------------------------------------
+
+    def action_unlock(self) -> None:
+        if self.identity is not None or isinstance(self.screen, UnlockScreen):
+            return
+        email = self.as_email
+        self.push_screen(UnlockScreen(email=email), self._unlocked)
+
+    def require_identity(self, then: Callable[[Identity], object]) -> None:
+        """Run ``then`` with the unlocked identity, asking for the passphrase first if needed."""
+        if self.identity is not None:
+            then(self.identity)
+            return
+
+        def after(identity: Identity | None) -> None:
+            self._unlocked(identity)
+            if identity is not None:
+                then(identity)
+
+        if isinstance(self.screen, UnlockScreen):
+            return
+        self.push_screen(UnlockScreen(email=self.as_email), after)
+
+    def _unlocked(self, identity: Identity | None) -> None:
+        if identity is None:
+            return
+        if self.identity is not None and self.identity is not identity:
+            self.identity.forget()
+        self.identity = identity
+        self.as_email = identity.email
+        self._epoch += 1
+        self._last_input = self.clock()
+        self.refresh_status()
+        self._identity_changed()
+        self.refresh_bindings()
+
+    def action_lock(self) -> None:
+        self.lock("Locked. Your key has been forgotten.")
+
+    def lock(self, reason: str) -> None:
+        """Forget the key and close every screen that could show decrypted content."""
+        had_identity = self.identity is not None
+        if self.identity is not None:
+            self.identity.forget()
+            self.identity = None
+        self._epoch += 1
+        while self._queue is not None and self.screen is not self._queue:
+            if len(self.screen_stack) <= 1:
+                break
+            self.pop_screen()
+        self._identity_changed()
+        if had_identity or not isinstance(self.screen, UnlockScreen):
+            self.push_screen(UnlockScreen(email=self.as_email, reason=reason), self._unlocked)
+
+    def _identity_changed(self) -> None:
+        if self._queue is not None:
+            self._queue.identity_changed()
+
+    def reload_queue(self) -> None:
+        if self._queue is not None:
+            self._queue.reload()
+        self.refresh_status()
+
+    # ----- input, idle and the clock ------------------------------------------------------
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown | events.MouseScrollDown) and not (
+            event.is_forwarded
+        ):
+            self._last_input = self.clock()
+        await super().on_event(event)
+
+    def _tick(self) -> None:
+        """The idle lock and the periodic status check; screens keep their own tickers."""
+        now = self.clock()
+        if self.identity is not None and now - self._last_input >= self.idle_limit:
+            minutes = int(self.idle_limit.total_seconds() // 60)
+            self.lock(f"Locked after {minutes} minutes without a key press.")
+        if self._status_at is not None and now - self._status_at >= STATUS_REFRESH:
+            self.refresh_status()
+
+    # ----- live updates and banners -------------------------------------------------------
+
+    def on_store_changed(self, message: StoreChanged) -> None:
+        if self.status is not None and message.marks.heartbeat_at:
+            self.status = _with_heartbeat(self.status, parse_iso(message.marks.heartbeat_at))
+            self.show_banners()
+        if message.cases_changed and message.previous is not None:
+            if self._queue is not None:
+                self._queue.reload()
+            self.refresh_status()
+            for screen in self.screen_stack:
+                changed = getattr(screen, "store_changed", None)
+                if callable(changed):
+                    changed()
+
+    def on_watcher_trouble(self, message: WatcherTrouble) -> None:
+        self.live_trouble = message.reason
+        self.show_banners()
+
+    def refresh_status(self) -> None:
+        if self._service is None:
+            return
+        email = self.identity.email if self.identity else None
+        self._status_at = self.clock()
+        self.submit(
+            gather_status(self.service, email, self.clock()),
+            description="Checking the engine, sources and rota",
+            done=self._status_ready,
+            group="status",
+            exclusive=True,
+        )
+
+    def _status_ready(self, status: DeskStatus) -> None:
+        self.status = status
+        self.show_banners()
+
+    def show_banners(self) -> None:
+        if self._queue is not None:
+            self._queue.show_banners()
+
+    def current_banners(self) -> list[Banner]:
+        found: list[Banner] = []
+        if self.live_trouble:
+            found.append(
+                Banner("live", "error", f"LIVE UPDATES PAUSED: {self.live_trouble}. Retrying.")
+            )
+        email = self.identity.email if self.identity else None
+        found += banners(self.status, self.clock(), self.zone, email)
+        return found
+
+    # ----- app-wide actions ---------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "unlock":
+            return self.identity is None
+        return True
+
+    def action_toggle_theme(self) -> None:
+        self.theme = LIGHT if self.theme == DARK else DARK
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen))
+
+    def action_open_rota(self) -> None:
+        if not isinstance(self.screen, RotaScreen):
+            self.push_screen(RotaScreen())
+
+    def action_open_audit(self) -> None:
+        def show(identity: Identity) -> None:
+            if identity.person.role not in AUDIT_ROLES:
+                self.notify(
+                    "The audit log is for the DSLs and the headteacher.",
+                    severity="warning",
+                    markup=False,
+                )
+                return
+            if not isinstance(self.screen, AuditScreen):
+                self.push_screen(AuditScreen())
+
+        self.require_identity(show)
+
+    def action_new_case(self) -> None:
+        self.require_identity(lambda identity: start_manual_entry(self, identity))
+
+    def open_case(self, ref: str) -> None:
+        """Decrypt and show one case (asks for the passphrase first if locked)."""
+
+        def load(identity: Identity) -> None:
+            self.submit(
+                self.service.open_case(identity, ref),
+                description=f"Opening {ref}",
+                done=lambda view: self.push_screen(CaseScreen(view)),
+                sensitive=True,
+                group="open-case",
+                exclusive=True,
+            )
+
+        self.require_identity(load)
+
+
+def _with_heartbeat(status: DeskStatus, heartbeat: datetime) -> DeskStatus:
+    return replace(status, heartbeat_at=heartbeat)
+
+
+def make_app(
+    workspace: Workspace,
+    *,
+    as_email: str | None = None,
+    clock: Clock = utcnow,
+    idle_lock_minutes: float | None = None,
+    poll_seconds: float = 1.0,
+    theme: str = DARK,
+) -> SgalertApp:
+    """The desk for one workspace. ``clock`` and ``poll_seconds`` exist for tests and snapshots;
+    ``idle_lock_minutes`` overrides the config's ``security.idle_lock_minutes``."""
+    return SgalertApp(
+        workspace,
+        as_email=as_email,
+        clock=clock,
+        idle_lock_minutes=idle_lock_minutes,
+        poll_seconds=poll_seconds,
+        theme=theme,
+    )
+
+
+def run(workspace: Workspace, as_email: str | None) -> int:
+    """Run the desk in this terminal; returns the process exit code."""
+    app = make_app(workspace, as_email=as_email)
+    app.run()
+    return app.return_code or 0

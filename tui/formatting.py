@@ -1,0 +1,130 @@
+"""How the desk shows times, countdowns, flags and untrusted text.
+
+Untrusted text (subjects, bodies, names, anything a stranger wrote) only ever reaches a widget
+as a :class:`rich.text.Text` built by :func:`untrusted`: a ``Text`` is never parsed for markup, and
+:func:`sgalert.text.printable` turns control and bidi characters into visible escapes first. So a
+subject of ``\\x1b[31m[/b]`` shows as exactly those characters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+
+from rich.text import Text
+
+from sgalert.model import CaseState, Flag, Source
+from sgalert.text import printable
+
+SOURCE_SHORT: dict[Source, str] = {
+    Source.ENCOMPASS: "Encompass",
+    Source.WHISTLE: "Whistle",
+    Source.LESSON: "Lesson",
+}
+SOURCE_LONG: dict[Source, str] = {
+    Source.ENCOMPASS: "Operation Encompass",
+    Source.WHISTLE: "Whistleblowing",
+    Source.LESSON: "Lesson termination",
+}
+STATE_SHORT: dict[CaseState, str] = {
+    CaseState.NEW: "NEW",
+    CaseState.ACKNOWLEDGED: "acked",
+    CaseState.CLOSED: "closed",
+}
+# Short labels keep the queue inside 80 columns; the help screen lists what each one means.
+FLAG_SHORT: dict[str, str] = {
+    Flag.UNVERIFIED_SENDER: "unverified",
+    Flag.NEEDS_TRIAGE: "triage",
+    Flag.MALFORMED: "malformed",
+    Flag.ABOUT_HEAD: "about-head",
+    Flag.POSSIBLE_DUPLICATE: "dup?",
+    Flag.MANUAL_ENTRY: "phoned",
+    Flag.HOSTILE_TEXT: "hostile",
+}
+FLAG_MEANING: dict[str, str] = {
+    Flag.UNVERIFIED_SENDER: "the sender could not be verified (SPF/DKIM/DMARC or domain)",
+    Flag.NEEDS_TRIAGE: "facts could not be extracted: read the message and record them",
+    Flag.MALFORMED: "the message broke a parsing limit; it is kept whole as evidence",
+    Flag.ABOUT_HEAD: "an allegation about the headteacher: chair and monitoring officer only",
+    Flag.POSSIBLE_DUPLICATE: "same Message-ID as an earlier case: check, never assume",
+    Flag.MANUAL_ENTRY: "recorded by hand from a phone call",
+    Flag.HOSTILE_TEXT: "the text held control or bidi characters, shown as escapes",
+}
+FACT_LABELS: dict[str, str] = {
+    "child_name": "Child",
+    "child_dob": "Date of birth",
+    "school": "School",
+    "incident_at": "Incident",
+    "police_reference": "Police ref",
+    "child_present": "Child present",
+    "incident_location": "Location",
+    "voice_of_child": "Child's words",
+    "welfare_check": "Welfare check",
+    "forwarded": "Forwarded",
+    "teacher": "Teacher",
+    "pupil": "Pupil",
+    "lesson": "Lesson",
+    "ended_at": "Ended at",
+    "reason": "Reason",
+    "reason_detail": "Reason detail",
+    "responsible_adult_present": "Adult present",
+    "summary": "Summary",
+    "subject_of_allegation": "About",
+    "preferred_contact": "Preferred contact",
+}
+CLOCK_LABELS: dict[str, str] = {
+    "encompass-before-school-day": "Read before the next school day",
+    "whistle-monitoring-officer-5-working-days": "Monitoring Officer within 5 working days",
+}
+
+OVERDUE = "bold red"
+SOON = "bold yellow"
+
+
+def untrusted(text: str, *, one_line: bool = False, style: str = "") -> Text:
+    """Text from outside, safe to show: escapes visible, never parsed as markup."""
+    return Text(printable(text, keep_newlines=not one_line), style=style)
+
+
+def local_time(moment: datetime, zone: tzinfo) -> str:
+    return moment.astimezone(zone).strftime("%a %d %b %H:%M")
+
+
+def short_time(moment: datetime, zone: tzinfo) -> str:
+    return moment.astimezone(zone).strftime("%d %b %H:%M")
+
+
+def span(seconds: int) -> str:
+    """A compact duration: ``2d 03h``, ``10h 33m``, ``4m 09s``."""
+    days, rest = divmod(max(seconds, 0), 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s"
+
+
+def countdown(due: datetime | None, now: datetime) -> Text:
+    """Time left until ``due``, red once it has passed, yellow in the last hour."""
+    if due is None:
+        return Text("-", style="dim")
+    seconds = int((due - now).total_seconds())
+    if seconds < 0:
+        return Text(f"over {span(-seconds)}", style=OVERDUE)
+    return Text(span(seconds), style=SOON if seconds < 3_600 else "")
+
+
+def ago(then: datetime, now: datetime) -> str:
+    return f"{span(int((now - then).total_seconds()))} ago"
+
+
+def flags_text(flags: tuple[str, ...] | list[str]) -> str:
+    return " ".join(FLAG_SHORT.get(flag, flag) for flag in flags)
+
+
+def person_label(email: str | None) -> str:
+    """An assignee as the queue shows it: the address's local part, which is staff metadata."""
+    if not email:
+        return "-"
+    return printable(email.split("@", 1)[0], keep_newlines=False)

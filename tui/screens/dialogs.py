@@ -1,0 +1,221 @@
+"""Dialogs that return a typed result with ``dismiss`` (Posting's pattern).
+
+Anything irreversible (acknowledging, closing, a rota cover) goes through :class:`ConfirmScreen`.
+Free text is taken verbatim: a note keeps the child's words exactly as typed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Input, Label, Select, Static, TextArea
+
+from . import DeskModal
+
+FormResult = TypeVar("FormResult")
+
+
+class ConfirmScreen(DeskModal[bool]):
+    """Yes or no, with the consequence spelled out."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, title: str, body: str, *, confirm: str = "Yes") -> None:
+        super().__init__()
+        self._title = title
+        self._body = body
+        self._confirm = confirm
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Text(self._title), classes="dialog-title", markup=False)
+            yield Static(Text(self._body), classes="dialog-body", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(f"{self._confirm} (y)", variant="error", id="yes")
+                yield Button("Cancel (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class FormScreen(DeskModal[FormResult | None]):
+    """Shared keys for the forms: ctrl+s saves, escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "Save", id="form.save", priority=True),
+        Binding("escape", "cancel", "Cancel", id="form.cancel"),
+    ]
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_save(self) -> None:
+        raise NotImplementedError
+
+    def show_problem(self, text: str) -> None:
+        self.query_one(".form-problem", Static).update(Text(text))
+
+    @on(Button.Pressed, "#save")
+    def _save_pressed(self) -> None:
+        self.action_save()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+    def buttons(self) -> ComposeResult:
+        yield Static("", classes="form-problem", markup=False)
+        with Horizontal(classes="dialog-buttons"):
+            yield Button("Save (ctrl+s)", variant="primary", id="save")
+            yield Button("Cancel (esc)", id="cancel")
+
+
+class NoteScreen(FormScreen[str]):
+    """A signed note. The words are kept verbatim, including a child's own words."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__()
+        self.ref = ref
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog"):
+            yield Label(f"Note on {self.ref}", classes="dialog-title", markup=False)
+            yield Static(
+                "Write what happened; put a child's words exactly as said. Timed, signed, never"
+                " edited: a mistake is fixed by a later correction.",
+                classes="dialog-help",
+                markup=False,
+            )
+            yield TextArea(id="note", soft_wrap=True, show_line_numbers=False)
+            yield from self.buttons()
+
+    def on_mount(self) -> None:
+        self.query_one("#note", TextArea).focus()
+
+    def action_save(self) -> None:
+        text = self.query_one("#note", TextArea).text
+        if not text.strip():
+            self.show_problem("The note is empty.")
+            return
+        self.dismiss(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    decision: str
+    reason: str
+
+
+class DecisionScreen(FormScreen[Decision]):
+    """A decision and the reason for it: the record needs both [school 1.13.0]."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__()
+        self.ref = ref
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog"):
+            yield Label(f"Decision on {self.ref}", classes="dialog-title", markup=False)
+            yield Input(placeholder="The decision", id="decision")
+            yield Label("Why", markup=False)
+            yield TextArea(id="reason", soft_wrap=True)
+            yield from self.buttons()
+
+    def action_save(self) -> None:
+        decision = self.query_one("#decision", Input).value
+        reason = self.query_one("#reason", TextArea).text
+        if not decision.strip() or not reason.strip():
+            self.show_problem("A decision needs both the decision and its reason.")
+            return
+        self.dismiss(Decision(decision, reason))
+
+
+OUTCOMES = (
+    "No further action",
+    "Monitoring in school",
+    "Early help offered",
+    "Referred to children's social care",
+    "Referred to the LADO",
+    "Referred to the police",
+    "Referred to Channel/Prevent",
+    "Passed to the Monitoring Officer",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    outcome: str
+    reason: str
+
+
+class CloseScreen(FormScreen[Closing]):
+    """The outcome and its reason; closing is confirmed separately because it is final."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__()
+        self.ref = ref
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog"):
+            yield Label(f"Close {self.ref}", classes="dialog-title", markup=False)
+            yield Select(
+                [(outcome, outcome) for outcome in OUTCOMES],
+                prompt="Outcome",
+                id="outcome",
+            )
+            yield Input(placeholder="…or write the outcome", id="outcome-text")
+            yield Label("Reason", markup=False)
+            yield TextArea(id="reason", soft_wrap=True)
+            yield from self.buttons()
+
+    def action_save(self) -> None:
+        chosen = self.query_one("#outcome", Select).value
+        written = self.query_one("#outcome-text", Input).value.strip()
+        outcome = written or (chosen if isinstance(chosen, str) else "")
+        reason = self.query_one("#reason", TextArea).text
+        if not outcome or not reason.strip():
+            self.show_problem("Closing needs an outcome and its reason.")
+            return
+        self.dismiss(Closing(outcome, reason))
+
+
+class AssignScreen(FormScreen[str]):
+    """Give the case to someone; the core refuses anyone not entitled to read it."""
+
+    def __init__(self, ref: str, people: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.ref = ref
+        self.people = people
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Assign {self.ref}", classes="dialog-title", markup=False)
+            yield Select(
+                [(Text(label), email) for label, email in self.people],
+                prompt="Person",
+                id="person",
+            )
+            yield from self.buttons()
+
+    def action_save(self) -> None:
+        chosen = self.query_one("#person", Select).value
+        if not isinstance(chosen, str):
+            self.show_problem("Choose a person.")
+            return
+        self.dismiss(chosen)

@@ -1,0 +1,380 @@
+"""The queue: what is new, what is overdue, what is due next.
+
+Metadata only (no unlock needed), one page of ``PAGE_SIZE`` rows at a time, filtered and sorted in
+SQL, so the queue is as quick with 100,000 cases as with ten. Moving past the last row loads the
+next page. The store watcher reloads the page when anyone changes a case; a one-second tick keeps
+the deadline countdowns live without touching the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import Footer, Input, Static, Tab, Tabs
+
+from sgalert.keyring import Identity
+from sgalert.model import CaseState, CaseSummary
+
+from ..case_list import CaseList, Column, Row
+from ..formatting import (
+    SOURCE_SHORT,
+    STATE_SHORT,
+    countdown,
+    flags_text,
+    local_time,
+    person_label,
+    short_time,
+)
+from ..queries import TAB_LABELS, QueuePage, QueueQuery, QueueTab, SortKey, fetch_page, tab_counts
+from ..status import Banner
+from . import DeskScreen
+from .dialogs import ConfirmScreen
+
+Select = Literal["keep", "first", "last"]
+
+# Fixed widths: columns never jump between pages or tabs, and a new page never changes the
+# table's size, so loading one costs no layout pass.
+COLUMNS = (
+    ("ref", "Reference", 13),
+    ("source", "Source", 9),
+    ("received", "Received", 12),
+    ("state", "State", 6),
+    ("assignee", "Assignee", 8),
+    ("deadline", "Deadline", 12),
+    ("flags", "Flags", 48),
+)
+SORT_CYCLE: dict[QueueTab, tuple[SortKey, ...]] = {
+    QueueTab.NEEDS_ACTION: (
+        SortKey.PRIORITY,
+        SortKey.DEADLINE,
+        SortKey.RECEIVED,
+        SortKey.REF,
+        SortKey.ASSIGNEE,
+    ),
+}
+DEFAULT_CYCLE = (SortKey.RECEIVED, SortKey.DEADLINE, SortKey.STATE, SortKey.REF, SortKey.ASSIGNEE)
+
+
+class QueueScreen(DeskScreen[None]):
+    """The desk's home: banners, tabs, the page of cases, the filter."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter", id="queue.filter", tooltip="Filter by metadata"),
+        Binding("s", "sort", "Sort", id="queue.sort", tooltip="Sort by the next column"),
+        Binding("S", "reverse", "Reverse", id="queue.reverse", show=False),
+        Binding("a", "acknowledge", "Ack", id="queue.acknowledge", tooltip="Acknowledge"),
+        Binding(
+            "n", "app.new_case", "New", id="queue.new_case", tooltip="Record a phoned notification"
+        ),
+        Binding("r", "app.open_rota", "Rota", id="queue.rota", tooltip="Who is on duty"),
+        Binding("l", "app.open_audit", "Audit", id="queue.audit", tooltip="The log", show=False),
+        Binding("u", "app.unlock", "Unlock", id="queue.unlock", tooltip="Unlock your key"),
+        Binding("1", "tab('needs')", "Needs action", id="queue.tab.needs", show=False),
+        Binding("2", "tab('encompass')", "Encompass tab", id="queue.tab.encompass", show=False),
+        Binding("3", "tab('whistle')", "Whistleblowing tab", id="queue.tab.whistle", show=False),
+        Binding("4", "tab('lesson')", "Lesson tab", id="queue.tab.lesson", show=False),
+        Binding("5", "tab('all')", "All cases tab", id="queue.tab.all", show=False),
+        Binding("right_square_bracket", "page(1)", "Next page", id="queue.next", show=False),
+        Binding("left_square_bracket", "page(-1)", "Previous page", id="queue.prev", show=False),
+        Binding("escape", "clear_filter", "Clear filter", id="queue.clear_filter", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_state = QueueQuery()
+        self.page: QueuePage | None = None
+        self._select: Select = "keep"
+        self._deadline_text: dict[str, str] = {}
+        self._banners: list[Banner] = []
+        self._search_timer: Timer | None = None
+        self._counts: dict[QueueTab, int] = {}
+        self._whoami = ""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="topbar"):
+            yield Static(id="school", markup=False)
+            yield Static(id="whoami", markup=False)
+        yield Vertical(id="banners")
+        yield Tabs(*(Tab(TAB_LABELS[tab], id=tab.value) for tab in QueueTab), id="tabs")
+        yield CaseList([Column(*column) for column in COLUMNS], id="queue")
+        yield Input(
+            placeholder="Filter: reference, source, state, flag, assignee (Esc clears)",
+            id="filter",
+            classes="-hidden",
+        )
+        yield Static(id="queue-status", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.identity_changed()
+        self.query_one(CaseList).focus()
+        # The screen's own timer: it stops with the screen, so it never ticks a torn-down DOM.
+        self.set_interval(self.desk.poll_seconds, lambda: self.tick(self.desk.now()))
+
+    # ----- loading ------------------------------------------------------------------------
+
+    def reload(self, select: Select = "keep", *, recount: bool = True) -> None:
+        """Fetch the current page (one query for its ids, one for its rows). ``recount`` also
+        recounts the tabs: needed when the store changed, not when paging or sorting."""
+        self._select = select
+        desk = self.desk
+        if recount:
+            self._counts = {}
+        query = self.query_state
+        desk.submit(
+            fetch_page(desk.service, query, desk.now(), known_total=self._counts.get(query.tab)),
+            description="Loading the queue",
+            done=self._show_page,
+            group="queue",
+            exclusive=True,
+        )
+        if recount:
+            desk.submit(
+                tab_counts(desk.service),
+                description="Counting cases",
+                done=self._show_counts,
+                group="queue-counts",
+                exclusive=True,
+            )
+
+    def _show_page(self, page: QueuePage) -> None:
+        table = self.query_one(CaseList)
+        if page.query != self.query_state:
+            self.query_state = page.query  # clamped to the last page
+        previous_ref = table.highlighted
+        previous_row = table.cursor_row
+        now = self.desk.now()
+        zone = self.desk.zone
+        self._deadline_text.clear()
+        rows: list[Row] = []
+        for case in page.rows:
+            deadline = self._deadline(case, now)
+            self._deadline_text[case.ref] = deadline.plain
+            new = case.state is CaseState.NEW
+            cells = {
+                "ref": Text(case.ref, style="bold" if new else ""),
+                "source": Text(SOURCE_SHORT[case.source]),
+                "received": Text(short_time(case.received_at, zone)),
+                "state": Text(STATE_SHORT[case.state], style="bold red" if new else ""),
+                "assignee": Text(person_label(case.assignee)),
+                "deadline": deadline,
+                "flags": Text(flags_text(case.flags)),
+            }
+            rows.append(Row(case.ref, cells))
+        self.page = page
+        refs = [case.ref for case in page.rows]
+        if self._select == "first" or not refs:
+            row = 0
+        elif self._select == "last":
+            row = len(refs) - 1
+        elif previous_ref in refs:
+            row = refs.index(previous_ref)
+        else:
+            row = min(previous_row, len(refs) - 1)
+        self._select = "keep"
+        table.set_rows(rows, cursor=row)
+        self._show_status()
+
+    def _show_counts(self, counts: dict[QueueTab, int]) -> None:
+        self._counts = counts
+        tabs = self.query_one(Tabs)
+        for tab in QueueTab:
+            tabs.query_one(f"#{tab.value}", Tab).label = f"{TAB_LABELS[tab]} {counts[tab]:,}"
+
+    @staticmethod
+    def _deadline(case: CaseSummary, now: datetime) -> Text:
+        if case.state is CaseState.CLOSED:
+            return Text("-", style="dim")
+        return countdown(case.next_deadline, now)
+
+    def _highlighted_ref(self) -> str | None:
+        return self.query_one(CaseList).highlighted
+
+    def _show_status(self) -> None:
+        page = self.page
+        query = self.query_state
+        parts = [TAB_LABELS[query.tab]]
+        if page is None:
+            parts.append("loading…")
+        elif not page.rows:
+            parts.append("no cases" + (" match the filter" if query.search else ""))
+        else:
+            first = query.offset + 1
+            parts.append(f"{first:,}-{query.offset + len(page.rows):,} of {page.total:,}")
+        arrow = "↓" if query.descending else "↑"
+        parts.append(f"by {query.sort.value} {arrow}")
+        if query.search:
+            parts.append(f"filter “{query.search}”")
+        # Fixed one-line bar: no layout pass needed (a layout costs tens of milliseconds).
+        self.query_one("#queue-status", Static).update(Text("  ·  ".join(parts)), layout=False)
+
+    # ----- live ---------------------------------------------------------------------------
+
+    def tick(self, now: datetime) -> None:
+        """Once a second: countdowns, the clock in the top bar, time-judged banners."""
+        self._show_whoami(now)
+        self.show_banners()
+        if self.page is None:
+            return
+        table = self.query_one(CaseList)
+        for case in self.page.rows:
+            text = self._deadline(case, now)
+            if self._deadline_text.get(case.ref) != text.plain:
+                self._deadline_text[case.ref] = text.plain
+                table.update_cell(case.ref, "deadline", text)
+
+    def identity_changed(self) -> None:
+        self._show_whoami(self.desk.now())
+        self.show_banners()
+        self.refresh_bindings()
+
+    def _show_whoami(self, now: datetime) -> None:
+        desk = self.desk
+        who = (
+            f"{desk.identity.email} · unlocked"
+            if desk.identity is not None
+            else "locked: metadata only"
+        )
+        text = f"{who} · {local_time(now, desk.zone)}"
+        if text == self._whoami:
+            return  # the tick runs every second; the minute changes once a minute
+        resized = len(text) != len(self._whoami)
+        self._whoami = text
+        self.query_one("#school", Static).update(Text(f"sgalert · {desk.school}"), layout=False)
+        self.query_one("#whoami", Static).update(Text(text), layout=resized)
+
+    def show_banners(self) -> None:
+        if not self.is_mounted:
+            return
+        banners = self.desk.current_banners()
+        if banners == self._banners:
+            return
+        self._banners = banners
+        box = self.query_one("#banners", Vertical)
+        box.remove_children()
+        box.mount_all(
+            Static(Text(b.text), classes=f"banner -{b.severity}", markup=False) for b in banners
+        )
+
+    # ----- keys ---------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "acknowledge":
+            return None if not self.page or not self.page.rows else True
+        return True
+
+    @on(Tabs.TabActivated)
+    def _tab_chosen(self, event: Tabs.TabActivated) -> None:
+        if event.tab.id is None:
+            return
+        tab = QueueTab(event.tab.id)
+        if self.page is not None and tab is self.query_state.tab:
+            return
+        self.query_state = self.query_state.with_tab(tab)
+        self.reload(select="first", recount=self.page is None)
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(Tabs).active = tab
+
+    @on(CaseList.PageRequest)
+    def _page_request(self, event: CaseList.PageRequest) -> None:
+        self.action_page(event.step)
+
+    def action_page(self, step: int) -> None:
+        page = self.page
+        if page is None or (step > 0 and not page.has_next) or (step < 0 and not page.has_previous):
+            return
+        offset = max(self.query_state.offset + step * self.query_state.limit, 0)
+        self.query_state = replace(self.query_state, offset=offset)
+        self.reload(select="first" if step > 0 else "last", recount=False)
+
+    def action_sort(self) -> None:
+        cycle = SORT_CYCLE.get(self.query_state.tab, DEFAULT_CYCLE)
+        current = self.query_state.sort
+        following = cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else cycle[0]
+        self.query_state = replace(self.query_state, sort=following, descending=False, offset=0)
+        self.reload(select="first", recount=False)
+
+    def action_reverse(self) -> None:
+        self.query_state = replace(
+            self.query_state, descending=not self.query_state.descending, offset=0
+        )
+        self.reload(select="first", recount=False)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("-hidden")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_class("-hidden") and not self.query_state.search:
+            return
+        box.value = ""
+        box.add_class("-hidden")
+        self.query_one(CaseList).focus()
+        if self.query_state.search:
+            self.query_state = replace(self.query_state, search="", offset=0)
+            self.reload(select="first")
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self._search_timer = self.set_timer(0.2, self._apply_filter)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self._apply_filter()
+        self.query_one(CaseList).focus()
+
+    def _apply_filter(self) -> None:
+        search = self.query_one("#filter", Input).value.strip()
+        if search != self.query_state.search:
+            self.query_state = replace(self.query_state, search=search, offset=0)
+            self.reload(select="first")
+
+    @on(CaseList.Selected)
+    def _row_selected(self, event: CaseList.Selected) -> None:
+        self.desk.open_case(event.key)
+
+    def action_acknowledge(self) -> None:
+        ref = self._highlighted_ref()
+        if ref is None:
+            return
+        desk = self.desk
+
+        def confirmed(identity: Identity, yes: bool | None) -> None:
+            if not yes:
+                return
+            desk.submit(
+                desk.service.acknowledge(identity, ref),
+                description=f"Acknowledging {ref}",
+                done=lambda _: self._acknowledged(ref),
+            )
+
+        def ask(identity: Identity) -> None:
+            desk.push_screen(
+                ConfirmScreen(
+                    f"Acknowledge {ref}?",
+                    "You take responsibility for this case now: escalation stops and the"
+                    " acknowledgement is recorded in your name. This cannot be undone.",
+                    confirm="Acknowledge",
+                ),
+                lambda yes: confirmed(identity, yes),
+            )
+
+        desk.require_identity(ask)
+
+    def _acknowledged(self, ref: str) -> None:
+        self.desk.notify(f"{ref} acknowledged.", markup=False)
+        self.reload()
+        self.desk.refresh_status()

@@ -1,0 +1,123 @@
+"""What the banners say: silence must never look like safety.
+
+:func:`gather_status` reads the store (metadata only) and the rota; :func:`banners` turns that into
+lines for the queue. The heartbeat's staleness is judged against the clock on every tick, so a
+dead engine shows up even when nothing in the store moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Literal
+
+from sgalert.clock import parse_iso
+from sgalert.duty import load_rota
+from sgalert.engine import LEASE_SECONDS
+from sgalert.rota import Gap, OnDuty
+from sgalert.service import CaseService
+from sgalert.watch import open_alerts
+
+from .formatting import ago, local_time
+from .queries import engine_heartbeat, unacknowledged
+
+# The engine beats every few seconds and its lease lasts LEASE_SECONDS; four leases without a
+# beat means it is gone, not merely busy.
+HEARTBEAT_STALE = timedelta(seconds=LEASE_SECONDS * 4)
+GAP_DAYS = 14
+
+Severity = Literal["error", "warning", "info"]
+
+
+@dataclass(frozen=True, slots=True)
+class Banner:
+    key: str
+    severity: Severity
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeskStatus:
+    heartbeat_at: datetime | None
+    alerts: tuple[dict[str, str], ...]
+    on_duty: OnDuty | None
+    gaps: tuple[Gap, ...]
+    unacknowledged: int
+    assigned_to_me: int
+
+
+async def gather_status(service: CaseService, email: str | None, now: datetime) -> DeskStatus:
+    heartbeat = await engine_heartbeat(service)
+    alerts = tuple(await open_alerts(service.store))
+    on_duty: OnDuty | None = None
+    gaps: tuple[Gap, ...] = ()
+    if service.config is not None:
+        view = await load_rota(service, since=now)
+        on_duty = view.who(now)
+        gaps = tuple(await asyncio.to_thread(view.gaps, now, GAP_DAYS))
+    total, mine = await unacknowledged(service, email or "")
+    return DeskStatus(heartbeat, alerts, on_duty, gaps, total, mine)
+
+
+def banners(
+    status: DeskStatus | None, now: datetime, zone: tzinfo, email: str | None
+) -> list[Banner]:
+    if status is None:
+        return []
+    found: list[Banner] = []
+    if status.heartbeat_at is None:
+        found.append(
+            Banner(
+                "engine",
+                "error",
+                "ENGINE NOT RUNNING: nobody is being paged. Start `sgalert serve`.",
+            )
+        )
+    elif now - status.heartbeat_at > HEARTBEAT_STALE:
+        found.append(
+            Banner(
+                "engine",
+                "error",
+                f"ENGINE SILENT: last heartbeat {ago(status.heartbeat_at, now)};"
+                " alerts are not being routed.",
+            )
+        )
+    for alert in status.alerts:
+        since = alert.get("since") or alert.get("raised_at")
+        when = f" since {local_time(parse_iso(since), zone)}" if since else ""
+        found.append(
+            Banner(
+                f"source:{alert.get('source')}",
+                "error",
+                f"SOURCE DOWN: {alert.get('source')}{when}; its mail may not be arriving.",
+            )
+        )
+    if status.unacknowledged:
+        on_duty = bool(email and status.on_duty and status.on_duty.who == email.lower())
+        mine = (
+            " (you are on duty)"
+            if on_duty
+            else (f", {status.assigned_to_me} assigned to you" if status.assigned_to_me else "")
+        )
+        plural = "s" if status.unacknowledged != 1 else ""
+        found.append(
+            Banner(
+                "unacknowledged",
+                "warning",
+                f"{status.unacknowledged} unacknowledged case{plural}{mine}.",
+            )
+        )
+    if status.gaps:
+        gap = status.gaps[0]
+        cover = f"fallback {gap.covered_by}" if gap.covered_by else "NOBODY"
+        more = f" (+{len(status.gaps) - 1} more)" if len(status.gaps) > 1 else ""
+        found.append(
+            Banner(
+                "rota",
+                "warning",
+                f"ROTA GAP {local_time(gap.start, zone)} to {local_time(gap.end, zone)}:"
+                f" {cover}{more}. Press r.",
+            )
+        )
+    return found
