@@ -713,3 +713,47 @@ async def test_store_is_closed_on_exit_and_a_missing_store_is_one_clear_line(
     async with app.run_test(size=SIZE):
         pass
     assert app.return_code == 1
+
+
+async def test_rapid_keys_show_the_last_request_and_leave_the_store_usable(desk: Desk) -> None:
+    """Superseded loads finish unseen rather than being cancelled mid-transaction."""
+    app = app_for(desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlock(pilot)
+        await pilot.press(*"2345123452", "s", "S", "5")
+        await settle(pilot)
+        screen = app.queue_screen
+        assert screen.page is not None and screen.page.query.tab.value == "all"
+        assert sorted(queue_states(app)) == sorted(desk.refs.values())
+        assert app.identity is not None
+        summary = await app.service.acknowledge(app.identity, desk.refs["new"])
+        assert summary.state is CaseState.ACKNOWLEDGED
+
+
+async def test_refer_to_the_lado_starts_its_clock_and_it_can_be_met(desk: Desk) -> None:
+    app = app_for(desk)
+    ref = desk.refs["new"]
+    async with app.run_test(size=SIZE) as pilot:
+        await unlock(pilot)
+        screen = await open_case(pilot, app, ref)
+        await pilot.press("f")
+        await settle(pilot)
+        app.screen.query_one("#to", Select).value = "lado"
+        app.screen.query_one("#details", TextArea).text = "Invented: LADO phoned, ref L/1."
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert app.screen is screen
+        kinds = {clock.kind: clock.met_at for clock in screen.view.clocks}
+        assert "lado-1-working-day" in kinds and kinds["lado-1-working-day"] is None
+        assert "LADO within 1 working day" in plain(screen.query_one("#clocks", Static))
+        assert "Referred to the LADO" in plain(screen.query_one("#chronology", Static))
+        await pilot.press("m")
+        await settle(pilot)
+        app.screen.query_one("#clock", Select).value = "lado-1-working-day"
+        await pilot.press("ctrl+s", "y")
+        await settle(pilot)
+        met = {clock.kind: clock.met_at for clock in screen.view.clocks}
+        assert met["lado-1-working-day"] == NOW

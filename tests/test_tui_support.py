@@ -185,7 +185,7 @@ async def settle(pilot: Pilot[object], within: float = 10.0) -> None:
     await pilot.pause()
 
 
-async def wait_for(pilot: Pilot[object], condition: object, within: float = 10.0) -> None:
+async def wait_for(pilot: Pilot[object], condition: object, within: float = 30.0) -> None:
     """Poll ``condition()`` until it is true (no key presses)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within

@@ -37,6 +37,7 @@ from sgalert.service import CaseService
 from sgalert.workspace import Workspace
 
 from .commands import DeskCommands
+from .queries import tab_counts
 from .screens.audit import AuditScreen
 from .screens.case import CaseScreen
 from .screens.help import HelpScreen
@@ -62,6 +63,7 @@ class _Job(Generic[T]):
     done: Callable[[T], object] | None
     failed: Callable[[SgalertError], bool] | None
     epoch: int | None  # set for jobs whose result shows decrypted content
+    latest: str | None  # only the newest job of this name may report back
 
 
 class SgalertApp(App[int]):
@@ -100,6 +102,7 @@ class SgalertApp(App[int]):
         self.idle_limit = timedelta(minutes=10)
         self._epoch = 0
         self._jobs: dict[Worker[Any], _Job[Any]] = {}
+        self._newest: dict[str, Worker[Any]] = {}
         self._last_input = clock()
         self._status_at: datetime | None = None
         self._watcher: StoreWatcher | None = None
@@ -146,7 +149,7 @@ class SgalertApp(App[int]):
         elif self._idle_override:
             self.idle_limit = timedelta(minutes=self._idle_override)
         self.title = f"sgalert · {self.school}"
-        self._queue = QueueScreen()
+        self._queue = QueueScreen(await tab_counts(self.service))
         await self.push_screen(self._queue)
         self._watcher = StoreWatcher(
             self.workspace.store_path, self.post_message, interval=self.poll_seconds
@@ -186,19 +189,24 @@ class SgalertApp(App[int]):
         done: Callable[[T], object] | None = None,
         failed: Callable[[SgalertError], bool] | None = None,
         sensitive: bool = False,
-        group: str = "default",
-        exclusive: bool = False,
+        latest: str | None = None,
     ) -> Worker[T]:
         """Run ``work`` as a worker. ``done`` gets the result; ``failed`` may claim an
-        :class:`SgalertError` (returning True) before the generic error notice shows it."""
+        :class:`SgalertError` (returning True) before the generic error notice shows it.
+
+        ``latest`` names a stream of jobs (the queue's page, say) of which only the newest
+        reports back. Older ones are left to finish, never cancelled: a call cancelled while
+        it waits for SQLite's ``BEGIN`` would leave the store's one connection inside a
+        transaction, since the statement runs on aiosqlite's thread regardless.
+        """
         worker: Worker[T] = self.run_worker(
-            work,
-            name=description,
-            group=group,
-            exclusive=exclusive,
-            exit_on_error=False,
+            work, name=description, group=latest or "default", exit_on_error=False
         )
-        self._jobs[worker] = _Job(description, done, failed, self._epoch if sensitive else None)
+        self._jobs[worker] = _Job(
+            description, done, failed, self._epoch if sensitive else None, latest
+        )
+        if latest is not None:
+            self._newest[latest] = worker
         return worker
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -209,6 +217,8 @@ class SgalertApp(App[int]):
                 return
             if job.epoch is not None and job.epoch != self._epoch:
                 return  # locked while it ran: its result must not reach the screen
+            if job.latest is not None and self._newest.get(job.latest) is not worker:
+                return  # a newer job of the same kind is on its way
             try:
                 job.done(worker.result)
             except NoMatches:
@@ -349,8 +359,7 @@ class SgalertApp(App[int]):
             gather_status(self.service, email, self.clock()),
             description="Checking the engine, sources and rota",
             done=self._status_ready,
-            group="status",
-            exclusive=True,
+            latest="status",
         )
 
     def _status_ready(self, status: DeskStatus) -> None:
@@ -416,8 +425,7 @@ class SgalertApp(App[int]):
                 description=f"Opening {ref}",
                 done=lambda view: self.push_screen(CaseScreen(view)),
                 sensitive=True,
-                group="open-case",
-                exclusive=True,
+                latest="open-case",
             )
 
         self.require_identity(load)

@@ -74,6 +74,9 @@ FACT_LABELS: dict[str, str] = {
 CLOCK_LABELS: dict[str, str] = {
     "encompass-before-school-day": "Read before the next school day",
     "whistle-monitoring-officer-5-working-days": "Monitoring Officer within 5 working days",
+    "lado-1-working-day": "LADO within 1 working day",
+    "suspension-confirmation-1-working-day": "Suspension confirmed in writing, 1 working day",
+    "file-transfer-5-school-days": "Child's file transferred within 5 school days",
 }
 
 OVERDUE = "bold red"

@@ -62,8 +62,7 @@ class AuditScreen(DeskScreen[None]):
             audit_log(self.desk.service),
             description="Reading the audit log",
             done=self._show,
-            group="audit",
-            exclusive=True,
+            latest="audit",
         )
 
     def store_changed(self) -> None:
@@ -112,8 +111,7 @@ class AuditScreen(DeskScreen[None]):
             description="Verifying the audit chain",
             done=verified,
             failed=broken,
-            group="audit-verify",
-            exclusive=True,
+            latest="audit-verify",
         )
 
     def action_filter(self) -> None:

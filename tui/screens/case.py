@@ -22,7 +22,7 @@ from sgalert.audit import AuditEntry
 from sgalert.clock import parse_iso
 from sgalert.keyring import Identity
 from sgalert.model import CaseState, CaseSummary, Role, Source
-from sgalert.service import CaseView
+from sgalert.service import REFERRALS, CaseView
 
 from ..formatting import (
     CLOCK_LABELS,
@@ -38,12 +38,15 @@ from ..queries import case_history
 from . import DeskScreen
 from .dialogs import (
     AssignScreen,
+    ClockScreen,
     CloseScreen,
     Closing,
     ConfirmScreen,
     Decision,
     DecisionScreen,
     NoteScreen,
+    Referral,
+    ReferScreen,
 )
 
 LABEL = "bold"
@@ -212,7 +215,11 @@ class CaseScreen(DeskScreen[None]):
         Binding("d", "decision", "Decision", id="case.decision", tooltip="Decision + reason"),
         Binding("s", "assign", "Assign", id="case.assign", tooltip="Give it to someone"),
         Binding("c", "close_case", "Close", id="case.close", tooltip="Outcome + reason"),
-        Binding("h", "history", "History", id="case.history", tooltip="Reads, notifications"),
+        Binding("f", "refer", "Refer", id="case.refer", tooltip="LADO, social care, police…"),
+        Binding("m", "meet_clock", "Deadline met", id="case.meet_clock", show=False),
+        Binding(
+            "h", "history", "History", id="case.history", tooltip="Reads, notifications", show=False
+        ),
         Binding("r", "reload", "Reload", id="case.reload", show=False),
     ]
 
@@ -264,8 +271,7 @@ class CaseScreen(DeskScreen[None]):
             case_history(self.desk.service, self.view.summary.id),
             description="Loading the case history",
             done=self._show_history,
-            group="case-history",
-            exclusive=True,
+            latest="case-history",
         )
 
     def _show_history(self, found: list[AuditEntry]) -> None:
@@ -309,8 +315,7 @@ class CaseScreen(DeskScreen[None]):
             self.desk.service.summary(self.view.summary.id),
             description="Checking the case",
             done=compare,
-            group="case-check",
-            exclusive=True,
+            latest="case-check",
         )
 
     # ----- actions ------------------------------------------------------------------------
@@ -319,8 +324,10 @@ class CaseScreen(DeskScreen[None]):
         state = self.view.summary.state
         if action == "acknowledge":
             return state is CaseState.NEW
-        if action in ("close_case", "decision", "assign"):
+        if action in ("close_case", "decision", "assign", "refer"):
             return state is not CaseState.CLOSED
+        if action == "meet_clock":
+            return any(clock.met_at is None for clock in self.view.clocks)
         return True
 
     def action_back(self) -> None:
@@ -350,8 +357,7 @@ class CaseScreen(DeskScreen[None]):
             description=f"Reloading {self.ref}",
             done=self.show_view,
             sensitive=True,
-            group="case-reload",
-            exclusive=True,
+            latest="case-reload",
         )
 
     def action_reload(self) -> None:
@@ -444,3 +450,57 @@ class CaseScreen(DeskScreen[None]):
             self.app.push_screen(AssignScreen(self.ref, choices), chosen)
 
         self.desk.submit(self.desk.service.people(), description="Listing people", done=ask)
+
+    def action_refer(self) -> None:
+        def confirmed(referral: Referral, yes: bool | None) -> None:
+            if yes:
+                self._act(
+                    lambda who: self.desk.service.refer(who, self.ref, referral.to, referral.text),
+                    f"Recording the referral of {self.ref}",
+                    "Referral recorded and signed.",
+                )
+
+        def chosen(referral: Referral | None) -> None:
+            if referral is None:
+                return
+            label, clock = REFERRALS[referral.to]
+            starts = f" It starts the clock: {CLOCK_LABELS.get(clock, clock)}." if clock else ""
+            self.app.push_screen(
+                ConfirmScreen(
+                    f"Refer {self.ref} to {label}?",
+                    f"The referral is signed in your name and cannot be edited.{starts}",
+                    confirm="Refer",
+                ),
+                lambda yes: confirmed(referral, yes),
+            )
+
+        agencies = [(label, key) for key, (label, _) in REFERRALS.items()]
+        self.app.push_screen(ReferScreen(self.ref, agencies), chosen)
+
+    def action_meet_clock(self) -> None:
+        def confirmed(kind: str, yes: bool | None) -> None:
+            if yes:
+                self._act(
+                    lambda who: self.desk.service.meet_clock(who, self.ref, kind),
+                    f"Recording a met deadline on {self.ref}",
+                    "Deadline recorded as met.",
+                )
+
+        def chosen(kind: str | None) -> None:
+            if kind is None:
+                return
+            self.app.push_screen(
+                ConfirmScreen(
+                    "Record this deadline as met?",
+                    f"{CLOCK_LABELS.get(kind, kind)}: its warnings stop. Recorded in your name.",
+                    confirm="Met",
+                ),
+                lambda yes: confirmed(kind, yes),
+            )
+
+        clocks = [
+            (CLOCK_LABELS.get(clock.kind, clock.kind), clock.kind)
+            for clock in self.view.clocks
+            if clock.met_at is None
+        ]
+        self.app.push_screen(ClockScreen(self.ref, clocks), chosen)

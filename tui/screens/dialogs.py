@@ -219,3 +219,57 @@ class AssignScreen(FormScreen[str]):
             self.show_problem("Choose a person.")
             return
         self.dismiss(chosen)
+
+
+@dataclass(frozen=True, slots=True)
+class Referral:
+    to: str
+    text: str
+
+
+class ReferScreen(FormScreen[Referral]):
+    """Who the case is referred to and what was said; a LADO referral starts its clock."""
+
+    def __init__(self, ref: str, agencies: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.ref = ref
+        self.agencies = agencies
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog"):
+            yield Label(f"Refer {self.ref}", classes="dialog-title", markup=False)
+            yield Select([(Text(label), key) for label, key in self.agencies], prompt="To", id="to")
+            yield Label("What was shared, with whom, reference numbers", markup=False)
+            yield TextArea(id="details", soft_wrap=True)
+            yield from self.buttons()
+
+    def action_save(self) -> None:
+        to = self.query_one("#to", Select).value
+        if not isinstance(to, str):
+            self.show_problem("Choose who the case is referred to.")
+            return
+        self.dismiss(Referral(to, self.query_one("#details", TextArea).text))
+
+
+class ClockScreen(FormScreen[str]):
+    """Which running deadline has been met."""
+
+    def __init__(self, ref: str, clocks: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.ref = ref
+        self.clocks = clocks
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Deadline met on {self.ref}", classes="dialog-title", markup=False)
+            yield Select(
+                [(Text(label), kind) for label, kind in self.clocks], prompt="Clock", id="clock"
+            )
+            yield from self.buttons()
+
+    def action_save(self) -> None:
+        kind = self.query_one("#clock", Select).value
+        if not isinstance(kind, str):
+            self.show_problem("Choose the clock whose deadline was met.")
+            return
+        self.dismiss(kind)

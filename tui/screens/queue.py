@@ -87,7 +87,7 @@ class QueueScreen(DeskScreen[None]):
         Binding("escape", "clear_filter", "Clear filter", id="queue.clear_filter", show=False),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, counts: dict[QueueTab, int] | None = None) -> None:
         super().__init__()
         self.query_state = QueueQuery()
         self.page: QueuePage | None = None
@@ -95,7 +95,7 @@ class QueueScreen(DeskScreen[None]):
         self._deadline_text: dict[str, str] = {}
         self._banners: list[Banner] = []
         self._search_timer: Timer | None = None
-        self._counts: dict[QueueTab, int] = {}
+        self._counts: dict[QueueTab, int] = dict(counts or {})
         self._whoami = ""
 
     def compose(self) -> ComposeResult:
@@ -103,7 +103,8 @@ class QueueScreen(DeskScreen[None]):
             yield Static(id="school", markup=False)
             yield Static(id="whoami", markup=False)
         yield Vertical(id="banners")
-        yield Tabs(*(Tab(TAB_LABELS[tab], id=tab.value) for tab in QueueTab), id="tabs")
+        # Counted before the first paint, so the tabs do not change width a moment later.
+        yield Tabs(*(Tab(self._tab_label(tab), id=tab.value) for tab in QueueTab), id="tabs")
         yield CaseList([Column(*column) for column in COLUMNS], id="queue")
         yield Input(
             placeholder="Filter: reference, source, state, flag, assignee (Esc clears)",
@@ -133,16 +134,14 @@ class QueueScreen(DeskScreen[None]):
             fetch_page(desk.service, query, desk.now(), known_total=self._counts.get(query.tab)),
             description="Loading the queue",
             done=self._show_page,
-            group="queue",
-            exclusive=True,
+            latest="queue",
         )
         if recount:
             desk.submit(
                 tab_counts(desk.service),
                 description="Counting cases",
                 done=self._show_counts,
-                group="queue-counts",
-                exclusive=True,
+                latest="queue-counts",
             )
 
     def _show_page(self, page: QueuePage) -> None:
@@ -183,11 +182,18 @@ class QueueScreen(DeskScreen[None]):
         table.set_rows(rows, cursor=row)
         self._show_status()
 
+    def _tab_label(self, tab: QueueTab) -> str:
+        count = self._counts.get(tab)
+        return TAB_LABELS[tab] if count is None else f"{TAB_LABELS[tab]} {count:,}"
+
     def _show_counts(self, counts: dict[QueueTab, int]) -> None:
         self._counts = counts
         tabs = self.query_one(Tabs)
         for tab in QueueTab:
-            tabs.query_one(f"#{tab.value}", Tab).label = f"{TAB_LABELS[tab]} {counts[tab]:,}"
+            widget = tabs.query_one(f"#{tab.value}", Tab)
+            label = self._tab_label(tab)
+            if widget.label_text != label:
+                widget.label = label
 
     @staticmethod
     def _deadline(case: CaseSummary, now: datetime) -> Text:
@@ -279,7 +285,7 @@ class QueueScreen(DeskScreen[None]):
         if self.page is not None and tab is self.query_state.tab:
             return
         self.query_state = self.query_state.with_tab(tab)
-        self.reload(select="first", recount=self.page is None)
+        self.reload(select="first", recount=self.page is None and not self._counts)
 
     def action_tab(self, tab: str) -> None:
         self.query_one(Tabs).active = tab

@@ -171,8 +171,7 @@ class RotaScreen(DeskScreen[None]):
             summarise(self.desk.service, self.desk.now()),
             description="Reading the rota",
             done=self._show,
-            group="rota",
-            exclusive=True,
+            latest="rota",
         )
 
     def store_changed(self) -> None:

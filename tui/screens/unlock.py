@@ -91,8 +91,7 @@ class UnlockScreen(DeskModal[Identity | None]):
             description="Unlocking",
             done=self._unlocked,
             failed=self._failed,
-            group="unlock",
-            exclusive=True,
+            latest="unlock",
         )
 
     def _unlocked(self, identity: Identity) -> None:
