@@ -101,7 +101,9 @@ class _Refused(Exception):
         self.ref = ref
 
 
-def _summary(row: aiosqlite.Row) -> CaseSummary:
+def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
+    """A case's metadata from a row of the summary query (also used by the desk's pages)."""
+
     def when(value: str | None) -> datetime | None:
         return parse_iso(value) if value else None
 
@@ -224,7 +226,7 @@ class CaseService:
         sql = _SUMMARY_SQL + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY c.received_at DESC, c.ref DESC LIMIT ? OFFSET ?"
         params += [limit if limit is not None else -1, offset]
-        return [_summary(row) for row in await self.store.fetchall(sql, params)]
+        return [summary_from_row(row) for row in await self.store.fetchall(sql, params)]
 
     async def summary(self, ref: str) -> CaseSummary:
         async with self.store.read() as db:
@@ -237,7 +239,7 @@ class CaseService:
         row = await cursor.fetchone()
         if row is None:
             raise NotFound(f"no case {ref.strip()}")
-        return _summary(row)
+        return summary_from_row(row)
 
     # ----- creating -----------------------------------------------------------------------
 
@@ -409,7 +411,7 @@ class CaseService:
                 _SUMMARY_SQL + f" WHERE c.id IN ({marks}) OR c.ref IN ({marks})",
                 [*refs, *(ref.strip().upper() for ref in refs)],
             )
-            summaries = [_summary(row) for row in await cursor.fetchall()]
+            summaries = [summary_from_row(row) for row in await cursor.fetchall()]
             views = await self._open(db, identity, summaries)
             await audit.append(
                 db,

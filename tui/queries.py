@@ -10,8 +10,6 @@ move there when the core grows them.
 from __future__ import annotations
 
 import enum
-import json
-import sqlite3
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -19,8 +17,8 @@ import aiosqlite
 
 from sgalert.audit import AuditEntry, entries
 from sgalert.clock import iso, parse_iso
-from sgalert.model import CaseState, CaseSummary, Source
-from sgalert.service import CaseService
+from sgalert.model import CaseSummary
+from sgalert.service import CaseService, summary_from_row
 
 PAGE_SIZE = 100
 
@@ -157,27 +155,6 @@ def _order(query: QueueQuery) -> str:
     natural = {"asc": "ASC", "desc": "DESC"}
     flipped = {"asc": "DESC", "desc": "ASC"}
     return _ORDER[query.sort].format(**(flipped if query.descending else natural))
-
-
-def summary_from_row(row: sqlite3.Row) -> CaseSummary:
-    def when(value: str | None) -> datetime | None:
-        return parse_iso(value) if value else None
-
-    return CaseSummary(
-        id=row["id"],
-        ref=row["ref"],
-        source=Source(row["source"]),
-        state=CaseState(row["state"]),
-        received_at=parse_iso(row["received_at"]),
-        created_at=parse_iso(row["created_at"]),
-        updated_at=parse_iso(row["updated_at"]),
-        flags=tuple(json.loads(row["flags"])),
-        assignee=row["assignee"],
-        acknowledged_at=when(row["acknowledged_at"]),
-        acknowledged_by=row["acknowledged_by"],
-        closed_at=when(row["closed_at"]),
-        next_deadline=when(row["next_deadline"]),
-    )
 
 
 async def _ids(db: aiosqlite.Connection, sql: str, params: dict[str, object]) -> list[str]:
