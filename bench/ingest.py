@@ -479,6 +479,7 @@ async def run_sgalert(
         service = CaseService(store, load_config(config_path))
         checker: IMAPClient | None = None
         task: asyncio.Task[None] | None = None
+        ingestor: Ingestor | None = None
         pool = ThreadPoolExecutor()  # the watcher's thread, and ingest's prepare and seal
         asyncio.get_running_loop().set_default_executor(pool)
         try:
@@ -506,9 +507,9 @@ async def run_sgalert(
                 sender_domains=(POLICE_DOMAIN,),
             )
             assert service.config is not None
-            deliver = make_deliver(
-                Ingestor(service, service.config), SourceRules.from_config(source)
-            )
+            ingestor = Ingestor(service, service.config)
+            await ingestor.warm()  # as `sgalert serve` does when it starts watching
+            deliver = make_deliver(ingestor, SourceRules.from_config(source))
             monitor = SourceMonitor(service.store, source)
             inbox = create(source, root)
             checker = watching = await asyncio.to_thread(server.connect, timeout=60)
@@ -556,6 +557,8 @@ async def run_sgalert(
                 if task is not None:
                     await stop_watching(task, pool)
             finally:
+                if ingestor is not None:
+                    ingestor.close()
                 await service.close()  # its SQLite thread would keep the process alive
                 configure_logs(None)
 

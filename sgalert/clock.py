@@ -16,7 +16,7 @@ def iso(moment: datetime) -> str:
     """ISO 8601 in UTC with microseconds and a ``Z``: sorts as text, parses back exactly."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: sgalert stores aware UTC times only")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(text: str) -> datetime:

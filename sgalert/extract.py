@@ -273,6 +273,7 @@ class Extraction:
 _NOT_LABEL_CHARS = re.compile(r"[^a-z0-9]+")
 _QUOTE_MARKS = re.compile(r"^(?:\s*>)+")
 _BULLET = re.compile("^[*\u2022\\-\u2013]\\s+")
+_MARKED = frozenset(">*\u2022-\u2013|")
 
 
 @functools.lru_cache(maxsize=16384)
@@ -294,16 +295,37 @@ def _lines(text: str) -> list[str]:
 def _lines_of(text: str) -> tuple[str, ...]:
     lines = []
     for line in text.splitlines():
-        stripped = _QUOTE_MARKS.sub("", line).strip() if ">" in line else line.strip()
-        if stripped[:1] in ("*", "\u2022", "-", "\u2013"):
-            stripped = _BULLET.sub("", stripped)
-        lines.append(stripped.strip("|").strip())  # a table row written | label | value |
+        stripped = line.strip()
+        if stripped[:1] in _MARKED or stripped[-1:] == "|":  # the few lines needing more work
+            if stripped[:1] == ">":
+                stripped = _QUOTE_MARKS.sub("", stripped).strip()
+            if stripped[:1] in ("*", "\u2022", "-", "\u2013"):
+                stripped = _BULLET.sub("", stripped)
+            stripped = stripped.strip("|").strip()  # a table row written | label | value |
+        lines.append(stripped)
     return tuple(lines)
 
 
 @functools.lru_cache(maxsize=16)
 def _first_words(labels: tuple[str, ...]) -> frozenset[str]:
     return frozenset(label.split(" ", 1)[0] for label in labels)
+
+
+@functools.lru_cache(maxsize=8)
+def _candidate_lines(text: str, starts: frozenset[str]) -> tuple[int, ...]:
+    """Indexes of the lines that could hold a label: most prose lines are ruled out here.
+
+    Every way of reading a label (the text before a separator, the whole line, the first cell
+    of a header row) begins with the line's first word, so a line whose first word begins no
+    label holds none. A first word with no letters or digits rules nothing out.
+    """
+    candidates = []
+    for index, line in enumerate(_lines_of(text)):
+        if line:
+            first = normalise_label(line.split(None, 1)[0]).split(" ", 1)[0]
+            if not first or first in starts:
+                candidates.append(index)
+    return tuple(candidates)
 
 
 _LABEL_VALUE = re.compile(r"^(.{1,60}?)\s*(?::|\t| - | \u2013 |\|| {2,})\s*(.*)$")
@@ -342,9 +364,8 @@ def labelled_values(text: str, labels: Mapping[str, str]) -> dict[str, str]:
     """
     found: dict[str, str] = {}
     lines = _lines(text)
-    for index, line in enumerate(lines):
-        if not line:
-            continue
+    for index in _candidate_lines(text, _first_words(tuple(labels))):
+        line = lines[index]
         pairs = _header_row(lines, index, labels)
         if pairs is not None:
             for field_name, cell in pairs:
@@ -396,10 +417,9 @@ def _unseparated_values(
     """Values written after their label with only a space, for fields recognisable on sight."""
     found: dict[str, str] = {}
     starts = _first_words(tuple(labels))
-    for line in _lines_of(text):
-        words = line.split()
-        if not words or normalise_label(words[0]).split(" ", 1)[0] not in starts:
-            continue  # no label begins with this line's first word
+    lines = _lines_of(text)
+    for index in _candidate_lines(text, starts):
+        words = lines[index].split()
         for size in range(min(6, len(words) - 1), 0, -1):
             name = labels.get(normalise_label(" ".join(words[:size])))
             if name is None:

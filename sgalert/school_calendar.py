@@ -84,11 +84,29 @@ class SchoolCalendar:
 
     def next_school_day_start(self, moment: datetime, horizon_days: int = 400) -> datetime:
         """The start of the first school day whose start is after ``moment``."""
-        day = self.local(moment).date()
-        for _ in range(horizon_days):
-            if self.is_school_day(day) and self._at(day, self.day_starts) > moment:
-                return self._at(day, self.day_starts)
-            day += timedelta(days=1)
+        today = self.local(moment).date()
+        first = self._school_day_from(today, horizon_days)
+        start = self._at(first, self.day_starts)
+        if start > moment:  # always so for a later day; today only before the day starts
+            return start
+        return self._at(
+            self._school_day_from(first + timedelta(days=1), horizon_days), self.day_starts
+        )
+
+    @cached_property
+    def _first_school_day_from(self) -> dict[date, date]:
+        return {}
+
+    def _school_day_from(self, day: date, horizon_days: int) -> date:
+        """The first school day on or after ``day`` (remembered: every new case asks)."""
+        known = self._first_school_day_from.get(day)
+        if known is not None:
+            return known
+        for offset in range(horizon_days):
+            candidate = day + timedelta(days=offset)
+            if self.is_school_day(candidate):
+                self._first_school_day_from[day] = candidate
+                return candidate
         raise ValueError("no school day in the configured terms within the next year; add terms")
 
     def in_school_hours(self, moment: datetime) -> bool:

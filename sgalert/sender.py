@@ -103,12 +103,15 @@ def display_name_problems(sender: Sender) -> list[str]:
     """Signs that a display name is dressed up to pass as someone else."""
     problems: list[str] = []
     name = sender.display_name
-    if any(c in BIDI_CONTROLS for c in name):
+    if not name.isascii() and any(c in BIDI_CONTROLS for c in name):
         problems.append("From display name contains bidi control characters")
-    if any(c in _ZERO_WIDTH for c in name) or any(unicodedata.category(c) == "Cc" for c in name):
+    if (not name.isascii() and any(c in _ZERO_WIDTH for c in name)) or any(
+        unicodedata.category(c) == "Cc" for c in name
+    ):
         problems.append("From display name contains invisible characters")
-    for word in name.split():
-        if len(_scripts(word) & {"LATIN", "CYRILLIC", "GREEK", "ARMENIAN"}) > 1:
+    look_alikes = {"LATIN", "CYRILLIC", "GREEK", "ARMENIAN"}
+    for word in name.split():  # an ASCII word is all Latin: nothing to mix
+        if not word.isascii() and len(_scripts(word) & look_alikes) > 1:
             problems.append("From display name mixes look-alike alphabets")
             break
     # NFKC first, so a full-width or small commercial at and full-width dots count as well.

@@ -174,6 +174,7 @@ async def _watch_all(
 ) -> None:
     monitors: list[SourceMonitor] = []
     async with asyncio.TaskGroup() as group:
+        group.create_task(_start_workers(ingestor), name="ingest-workers")
         for source in config.sources:
             inbox = inbox_factory(source.kind)(source, root)
             monitor = SourceMonitor(service.store, source)
@@ -189,6 +190,14 @@ async def _watch_all(
                     await monitor.check()
 
         group.create_task(keep_checking(), name="source-monitor")
+
+
+async def _start_workers(ingestor: Ingestor) -> None:
+    """Warm the ingest worker processes; if they cannot start, batches are retried later."""
+    try:
+        await ingestor.warm()
+    except Exception as exc:  # a pool that cannot start must not stop the watchers
+        log.warning("ingest worker processes did not start (%s)", type(exc).__name__)
 
 
 async def open_alerts(store: Store) -> list[dict[str, str]]:
