@@ -254,6 +254,7 @@ _ARCHIVE_TYPES = (
     "application/x-rar-compressed",
     "application/gzip",
 )
+_FORWARD_WORDS = ("forwarded message", "original message", "attached message")
 _FORWARD_MARKERS = re.compile(
     r"^(?:-{2,}[ \t]*(?:forwarded message|original message|attached message)[ \t]*-{2,}"
     r"|begin forwarded message:)[ \t]*$",
@@ -432,6 +433,13 @@ def _unseparated_values(
     return found
 
 
+def _forwarded(body: str) -> bool:
+    """Does a separator line mark a forwarded or attached copy? (Words first: a line-anchored,
+    case-blind pattern tried at every line of a long body costs more than the rest of it.)"""
+    lowered = body.lower()
+    return any(word in lowered for word in _FORWARD_WORDS) and bool(_FORWARD_MARKERS.search(body))
+
+
 def _iso(moment: datetime | date | None) -> str | None:
     if moment is None:
         return None
@@ -497,7 +505,7 @@ def extract_encompass(
         if reference:
             values["police_reference"] = reference
     result.facts.update(values)
-    if _FORWARD_MARKERS.search(body):
+    if _forwarded(body):
         result.facts.setdefault("forwarded", "yes")
     if "child_name" not in values:
         # Without the child the notice cannot be acted on before the next school day, whatever

@@ -102,6 +102,20 @@ class Prepared:
     message_id_sha256: str | None = None
     notes: list[str] = field(default_factory=list)
 
+    def without_raw(self) -> Prepared:
+        """The same, minus the original bytes: a worker need not send back what it was sent."""
+        self.case.content = {k: v for k, v in self.case.content.items() if k != FIELD_RAW}
+        self.case.identity = {k: v for k, v in self.case.identity.items() if k != FIELD_RAW}
+        return self
+
+    def with_raw(self, raw: bytes) -> Prepared:
+        """Put the original bytes back where :func:`prepare` seals them (apart, for a whistle)."""
+        if self.case.source is Source.WHISTLE:
+            self.case.identity = {**self.case.identity, FIELD_RAW: raw}
+        else:
+            self.case.content = {**self.case.content, FIELD_RAW: raw}
+        return self
+
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -215,7 +229,7 @@ def prepare_chunk(
     """:func:`prepare` for a list of messages: the unit of work sent to a worker process."""
     zone = ZoneInfo(zone_name)
     return [
-        prepare(m, rules, zone=zone, head_names=head_names, limits=limits, now=now)
+        prepare(m, rules, zone=zone, head_names=head_names, limits=limits, now=now).without_raw()
         for m in messages
     ]
 
@@ -286,7 +300,9 @@ class Ingestor:
             )
             for i in range(0, len(messages), size)
         ]
-        return [item for chunk in await asyncio.gather(*jobs) for item in chunk]
+        chunks = await asyncio.gather(*jobs)
+        prepared = [item for chunk in chunks for item in chunk]
+        return [item.with_raw(m.raw) for item, m in zip(prepared, messages, strict=True)]
 
     def rules(self, source_name: str) -> SourceRules:
         return SourceRules.from_config(self.config.source(source_name))
