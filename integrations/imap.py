@@ -56,7 +56,8 @@ class ImapSettings:
     move_to: str | None = None
     idle_seconds: float = 300.0
     poll_seconds: float = 30.0
-    batch_size: int = 100
+    batch_size: int = 250
+    batch_bytes: int = 64 * 1024 * 1024
     timeout: float = 30.0
     ca_file: str | None = None
     max_backoff: float = 60.0
@@ -212,8 +213,7 @@ class ImapInbox:
         if s.after_commit == "mark-read":
             criteria.append("UNSEEN")
         uids = sorted(uid for uid in client.search(criteria) if uid <= last)
-        for start in range(0, len(uids), s.batch_size):
-            chunk = uids[start : start + s.batch_size]
+        for chunk in self._batches(client, uids, [*criteria, *self._large()]):
             messages = self._fetch(client, chunk, state)
             self._call(loop, deliver(messages))
             self._after_commit(client, chunk)
@@ -252,15 +252,15 @@ class ImapInbox:
         s = self.settings
         uidnext_before = _uidnext(client, s.folder)
         last = state["last_uid"]
-        uids = sorted(uid for uid in client.search(["UID", f"{last + 1}:*"]) if uid > last)
+        criteria = ["UID", f"{last + 1}:*"]
+        uids = sorted(uid for uid in client.search(criteria) if uid > last)
         # Up to two batches are handed over before the first is stored: the core prepares one
         # while it stores the other, and stores them strictly in order. Each batch is marked
         # only once its cases are stored.
         in_flight: deque[tuple[Future[Any], list[int]]] = deque()
-        for start in range(0, len(uids), s.batch_size):
+        for chunk in self._batches(client, uids, [*criteria, *self._large()]):
             if self._stop.is_set():
                 raise Stopped
-            chunk = uids[start : start + s.batch_size]
             messages = self._fetch(client, chunk, state)
             checkpoint = json.dumps({"uidvalidity": state["uidvalidity"], "last_uid": chunk[-1]})
             future = asyncio.run_coroutine_threadsafe(
@@ -274,6 +274,23 @@ class ImapInbox:
         # Mail that arrived during the round was announced in replies to our own commands, so
         # IDLE would not announce it again: look once more if the folder grew.
         return _uidnext(client, s.folder) != uidnext_before
+
+    def _large(self) -> list[str]:
+        """SEARCH criteria for a message too big to share a batch of ``batch_size``."""
+        s = self.settings
+        return ["LARGER", str(max(1, s.batch_bytes // s.batch_size))]
+
+    def _batches(
+        self, client: IMAPClient, uids: list[int], large_criteria: list[str]
+    ) -> list[list[int]]:
+        """``uids`` in order, in batches that hold at most ``batch_size`` messages and, since
+        the server says which are large, about ``batch_bytes`` at most: a mailbox of 25 MB
+        messages must not be fetched a hundred at a time."""
+        if not uids:
+            return []
+        wanted = set(uids)
+        large = {uid for uid in client.search(large_criteria) if uid in wanted}
+        return plan_batches(uids, large, self.settings.batch_size)
 
     def _settle(
         self, client: IMAPClient, in_flight: tuple[Future[Any], list[int]], state: dict[str, int]
@@ -313,6 +330,29 @@ class ImapInbox:
                     raise ConnectionResetError("the server closed the IDLE connection")
         finally:
             client.idle_done()
+
+
+def plan_batches(uids: Sequence[int], large: set[int], size: int) -> list[list[int]]:
+    """Consecutive batches of at most ``size`` UIDs, each large message in a batch of its own.
+
+    Order is kept, so a checkpoint at the end of each batch never passes an unstored message.
+    """
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for uid in uids:
+        if uid in large:
+            if current:
+                batches.append(current)
+                current = []
+            batches.append([uid])
+        else:
+            current.append(uid)
+            if len(current) >= size:
+                batches.append(current)
+                current = []
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _closed(client: IMAPClient) -> bool:
@@ -371,26 +411,48 @@ def _close_quietly(client: IMAPClient) -> None:
             pass
 
 
-def _xoauth2_token(options: dict[str, Any], where: str, root: Path) -> Callable[[], str]:
-    """An app-only token for Exchange Online IMAP (msal client credentials)."""
-    import msal
+class SignInUnavailable(ConnectionError):
+    """No token from the sign-in authority this time (out of reach, 5xx, an answer that is not
+    JSON): reported as a connection problem and retried with the reconnect backoff."""
 
-    tenant = options.get("tenant_id")
-    client_id = options.get("client_id")
-    if not isinstance(tenant, str) or not isinstance(client_id, str):
-        raise ConfigError(f"{where}: xoauth2 needs tenant_id and client_id")
-    authority_url = str(options.get("authority_url", "https://login.microsoftonline.com"))
-    app = msal.ConfidentialClientApplication(
-        client_id,
-        authority=f"{authority_url}/{tenant}",
-        client_credential=read_secret(options, "client_secret", where, root),
+
+def _xoauth2_token(
+    options: dict[str, Any], where: str, root: Path, *, ca_file: str | None, timeout: float
+) -> Callable[[], str]:
+    """App-only tokens for Exchange Online IMAP (``IMAP.AccessAsApp``) from msal.
+
+    The app registration is checked now; the sign-in authority is asked only when connecting
+    (``ca_file`` is trusted for it too). Every connection after the first asks for a fresh
+    token, because a reconnect may follow the server refusing the cached one (revoked, or the
+    app's permission changed) and msal would offer it again until it expires. A refusal by the
+    authority becomes LoginError, anything worth retrying SignInUnavailable; neither carries
+    the token, the secret or msal's own exception.
+    """
+    from integrations.entra import OUTLOOK_SCOPE, AppToken, SignInError, read_app
+
+    tokens = AppToken(
+        read_app(options, where, root, certificates=False),
+        OUTLOOK_SCOPE,
+        ca_file=ca_file,
+        timeout=timeout,
     )
+    handed_out = False
 
     def token() -> str:
-        result = app.acquire_token_for_client(scopes=["https://outlook.office365.com/.default"])
-        if "access_token" not in result:
-            raise LoginError(f"token refused: {result.get('error', 'unknown error')}")
-        return str(result["access_token"])
+        nonlocal handed_out
+        failure: Exception
+        try:
+            value = tokens.get(fresh=handed_out)
+        except SignInError as error:
+            failure = (
+                SignInUnavailable(error.reason)
+                if error.retryable
+                else LoginError(f"token refused: {error.reason}")
+            )
+        else:
+            handed_out = True
+            return value
+        raise failure
 
     return token
 
@@ -404,6 +466,7 @@ _KEYS = {
     "after_commit",
     "move_to",
     "idle_seconds",
+    "batch_megabytes",
     "poll_seconds",
     "batch_size",
     "timeout",
@@ -487,13 +550,16 @@ def create(source: SourceConfig, root: Path) -> ImapInbox:
         move_to=options.get("move_to"),
         idle_seconds=idle,
         poll_seconds=number("poll_seconds", 30, 0.2, 3600),
-        batch_size=int(number("batch_size", 100, 1, 1000)),
+        batch_size=int(number("batch_size", 250, 1, 1000)),
+        batch_bytes=int(number("batch_megabytes", 64, 1, 1024) * 1024 * 1024),
         timeout=number("timeout", 30, 1, 600),
         ca_file=_ca_file(options, security, where, root),
     )
     auth = str(options.get("auth", "password"))
     if auth == "xoauth2":
-        token = _xoauth2_token(options, where, root)
+        token = _xoauth2_token(
+            options, where, root, ca_file=settings.ca_file, timeout=settings.timeout
+        )
 
         def credential() -> tuple[str, str]:
             return ("xoauth2", token())

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +16,7 @@ import pytest
 
 from integrations.imap import ImapInbox
 from sgalert.config import SourceConfig
-from sgalert.ingest import Ingestor, SourceRules, load_checkpoint
+from sgalert.ingest import Inbound, Ingestor, SourceRules, load_checkpoint
 from sgalert.model import Source
 from sgalert.service import CaseService
 from sgalert.watch import SOURCE_DOWN, SourceMonitor, make_deliver, open_alerts
@@ -110,6 +110,44 @@ async def test_backlog_already_in_the_folder_is_drained(
 
         await wait_for(seven, what="seven cases")
     await asyncio.sleep(0.2)
+    assert all(seen_flags(dovecot).values())
+
+
+async def test_large_messages_are_fetched_in_batches_of_their_own(
+    dovecot: Dovecot, team: Team, tmp_path: Path
+) -> None:
+    """A backlog holding big messages is not fetched ``batch_size`` at a time: each message the
+    server reports LARGER than its share of ``batch_megabytes`` comes in a batch of its own, in
+    mailbox order, and every one still becomes exactly one case."""
+    padding = (b"\r\n" + b"X" * 76) * (700 * 1024 // 78)  # about 700 KiB more
+    uids = [
+        dovecot.append("INBOX", notice(number) + (padding if number in (2, 5, 6) else b""))
+        for number in range(1, 10)
+    ]
+    service = team.service
+    assert service.config is not None
+    inbox = imap_inbox(dovecot, tmp_path, batch_size=4, batch_megabytes=1)  # large: > 256 KiB
+    source = imap_source_for(inbox)
+    deliver = make_deliver(Ingestor(service, service.config), SourceRules.from_config(source))
+    batches: list[int] = []
+
+    async def recording(messages: Sequence[Inbound], *, checkpoint: str | None = None) -> object:
+        batches.append(len(messages))
+        return await deliver(messages, checkpoint=checkpoint)
+
+    task = asyncio.create_task(inbox.run(recording, None, SourceMonitor(service.store, source)))
+    try:
+
+        async def all_nine() -> bool:
+            return await count_cases(service) == 9
+
+        await wait_for(all_nine, what="nine cases")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert batches == [1, 1, 2, 1, 1, 3], "UIDs 1 | 2 big | 3 4 | 5 big | 6 big | 7 8 9"
+    assert sorted(seen_flags(dovecot)) == uids
     assert all(seen_flags(dovecot).values())
 
 
