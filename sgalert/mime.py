@@ -23,6 +23,7 @@ names its subject, sender and date.
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import email
 import email.errors
@@ -434,9 +435,37 @@ class _BodyReader:
             if chosen is not None:
                 stack.append(chosen if isinstance(chosen, str) else (chosen, depth + 1))
             return
+        if content_type.startswith("message/") and len(messages) == 1:
+            messages = [self._unwrapped(part, messages[0])]
         stack.extend((child, depth + 1) for child in reversed(messages))
         if content_type.startswith("message/") and not is_root and messages:
             stack.append(_separator(messages[0]))
+
+    def _unwrapped(self, part: Message, inner: Message) -> Message:
+        """An attached message sent base64 encoded, decoded and parsed.
+
+        RFC 2046 allows only 7bit, 8bit and binary here, but some mail clients base64 encode a
+        message forwarded as an attachment anyway. No base64 line can look like a header, so
+        the standard parser keeps the whole encoded text as the body of a headerless message;
+        decoded, it is read under the same limits as any message.
+        """
+        try:
+            encoding = _clean(str(part.get("Content-Transfer-Encoding") or "")).strip().lower()
+        except Exception:
+            return inner
+        text = inner.get_payload()
+        if encoding != "base64" or inner.keys() or not isinstance(text, str):
+            return inner
+        try:
+            decoded = binascii.a2b_base64(text.encode("ascii", "surrogateescape"))
+        except (binascii.Error, ValueError):
+            self._note("an attached message's base64 could not be decoded; kept as sent")
+            return inner
+        refusal = _refusal(decoded, self.limits)
+        if refusal is not None:
+            self._note(f"an attached message was not read: {refusal}")
+            return inner
+        return email.message_from_bytes(decoded, policy=_POLICY)
 
     def _is_attachment(self, part: Message, content_type: str) -> str | None:
         """The part's filename (or "(unnamed)") if it is an attachment, else None."""

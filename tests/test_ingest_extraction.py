@@ -8,6 +8,7 @@ their own readers. Every notice here is invented.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from datetime import datetime, timedelta
@@ -394,6 +395,39 @@ def test_notice_attached_as_message_rfc822_with_an_html_body() -> None:
     # The attached message says what it is: its own sender and subject lead its text.
     assert "Attached as it arrived." in result.body
     assert "Subject: OPERATION ENCOMPASS NOTIFICATION - Crime reference 41/22222/26" in result.body
+
+
+def test_notice_attached_as_a_base64_message_is_decoded_and_read() -> None:
+    """Some clients base64 encode a message forwarded as an attachment (RFC 2046 says not to):
+    the notice inside is decoded and read like any attached message, not flagged malformed."""
+    inner = plain_message(
+        "OPERATION ENCOMPASS NOTIFICATION",
+        "Child's Name: Fay Invented\nDOB: 30.06.2019\nOccurrence number: 44/555555/26\n",
+    )
+    wrapped = base64.encodebytes(inner).replace(b"\n", b"\r\n")
+    attached = leaf("message/rfc822", wrapped, headers=[("Content-Transfer-Encoding", "base64")])
+    forward = message(
+        envelope("FW: Encompass", sender="Office <office@example.org>", auth=()),
+        container("mixed", [leaf("text/plain", "Forwarding as received.\r\n"), attached], "m1"),
+    )
+    result = run(forward)
+    assert result.facts["child_name"] == "Fay Invented"
+    assert result.facts["child_dob"] == "2019-06-30"
+    assert result.facts["police_reference"] == "44/555555/26"
+    assert Flag.MALFORMED not in result.flags
+    assert "Subject: OPERATION ENCOMPASS NOTIFICATION" in result.body
+
+
+def test_an_attached_message_of_base64_garbage_is_flagged_for_a_person() -> None:
+    attached = leaf(
+        "message/rfc822",
+        b"@@@not base64 at all@@@\r\n",
+        headers=[("Content-Transfer-Encoding", "base64")],
+    )
+    forward = message(envelope("FW: Encompass"), container("mixed", [attached], "m2"))
+    result = run(forward)
+    assert Flag.MALFORMED in result.flags
+    assert Flag.NEEDS_TRIAGE in result.flags
 
 
 # ----- Operation Encompass: notices that need a person ----------------------------------------
