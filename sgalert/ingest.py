@@ -47,7 +47,7 @@ from sgalert.errors import StoreError
 from sgalert.extract import extract
 from sgalert.mime import ParseLimits, parse_message
 from sgalert.model import Flag, Source
-from sgalert.sender import check_sender
+from sgalert.sender import Sender, check_sender
 from sgalert.service import CaseService
 from sgalert.store import on_connection
 from sgalert.text import has_unsafe, printable
@@ -125,6 +125,31 @@ def _looks_hostile(*texts: str) -> bool:
     return any(has_unsafe(t) or _MARKUP.search(t) for t in texts)
 
 
+REPORTER_MARK = "[reporter]"
+
+
+def redact_reporter(text: str, sender: Sender) -> tuple[str, bool]:
+    """``text`` with the sender's address and full name (either order, any case or spacing)
+    replaced by :data:`REPORTER_MARK`; and whether anything was.
+
+    A single-word display name is left alone: "Office" or a first name alone would also strike
+    out the people the allegation is about.
+    """
+    patterns = []
+    if sender.address:
+        patterns.append(re.escape(sender.address))
+    words = re.findall(r"[^\W\d_](?:[\w'\u2019.-]*\w)?", sender.display_name)
+    if len(words) >= 2 and sum(len(w) for w in words) >= 5:
+        between = r"[\s,]+"
+        patterns.append(between.join(re.escape(w) for w in words))
+        patterns.append(between.join(re.escape(w) for w in [words[-1], *words[:-1]]))
+    if not patterns:
+        return text, False
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)", re.IGNORECASE)
+    redacted, count = pattern.subn(REPORTER_MARK, text)
+    return redacted, count > 0
+
+
 def prepare(
     message: Inbound,
     rules: SourceRules,
@@ -143,10 +168,17 @@ def prepare(
         authserv_id=rules.authserv_id,
         allowed_domains=rules.sender_domains,
     )
+    subject, body_text, named = parsed.subject, parsed.body_text, False
+    if rules.type is Source.WHISTLE:
+        # Whoever is granted the allegation sees its text: the reporter's own name and address
+        # in it (a signature, say) are replaced; the original stays sealed with their identity.
+        subject, named_in_subject = redact_reporter(subject, verdict.sender)
+        body_text, named_in_body = redact_reporter(body_text, verdict.sender)
+        named = named_in_subject or named_in_body
     found = extract(
         rules.type,
-        parsed.subject,
-        parsed.body_text,
+        subject,
+        body_text,
         parsed.attachments,
         zone=zone,
         head_names=head_names,
@@ -156,7 +188,7 @@ def prepare(
         flags.add(Flag.MALFORMED)
     if verdict.problems:
         flags.add(Flag.UNVERIFIED_SENDER)
-    if _looks_hostile(parsed.subject, parsed.body_text, verdict.sender.display_name):
+    if _looks_hostile(subject, body_text, verdict.sender.display_name):
         flags.add(Flag.HOSTILE_TEXT)
 
     facts = {key: printable(value) for key, value in found.facts.items()}
@@ -169,6 +201,11 @@ def prepare(
         "sender": [printable(p, keep_newlines=False) for p in verdict.problems],
         "triage": found.reasons,
     }
+    if named:
+        notes["identity"] = [
+            f"the reporter's name or address appeared in the message and reads {REPORTER_MARK}"
+            " here; the original is sealed with the reporter's identity"
+        ]
     attachments = [
         {
             "filename": printable(a.filename, keep_newlines=False),
@@ -178,9 +215,9 @@ def prepare(
         for a in parsed.attachments
     ]
     content: dict[str, bytes] = {
-        FIELD_SUBJECT: printable(parsed.subject, keep_newlines=False).encode(),
+        FIELD_SUBJECT: printable(subject, keep_newlines=False).encode(),
         FIELD_FACTS: json.dumps(facts, ensure_ascii=False).encode(),
-        FIELD_BODY: printable(parsed.body_text).encode(),
+        FIELD_BODY: printable(body_text).encode(),
         FIELD_ATTACHMENTS: json.dumps(attachments, ensure_ascii=False).encode(),
         FIELD_NOTES: json.dumps(notes, ensure_ascii=False).encode(),
     }

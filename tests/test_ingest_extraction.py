@@ -559,6 +559,51 @@ async def test_whistleblower_identity_sealed_apart_and_only_the_mo_sees_it(team:
             await team.service.open_case(team[email], outcome.ref)
 
 
+async def test_a_reporter_who_signs_their_allegation_is_not_named_to_an_investigator(
+    team: Team,
+) -> None:
+    """The reporter's name and address in the text (a signature, "Reporter, Riley") are
+    replaced in what an investigator is granted; the monitoring officer still has the original
+    under the identity key, and a note says the text was changed."""
+    body = (
+        "Staff member: Mr Pat Example (Year 5 teacher)\n\n"
+        "I am worried about lifts home after orchestra. I am RILEY  REPORTER from the music\n"
+        "team; my colleagues know me as Reporter, Riley.\n\n"
+        "Thanks,\nRiley Reporter\nriley.reporter@example.org\n"
+    )
+    raw = plain_message(
+        "Concern from Riley Reporter",
+        body,
+        sender="Riley Reporter <riley.reporter@example.org>",
+        auth=(),
+        message_id="<whistle-signed@example.org>",
+    )
+    (outcome,) = await ingestor(team).ingest([Inbound(raw)], WHISTLE)
+    mo = team["mo@example.org"]
+    await team.service.grant(mo, outcome.ref, "staff@example.org")
+    investigator = team["staff@example.org"]
+    granted = await team.service.open_case(investigator, outcome.ref)
+    assert granted.body_text.count("[reporter]") == 4
+    assert "Mr Pat Example" in granted.body_text and "orchestra" in granted.body_text
+    assert granted.subject == "Concern from [reporter]"
+    assert any("reporter" in note for note in granted.notes["identity"])
+    fields = await sealed_fields(team.service, investigator, outcome.case_id)
+    assert b"riley" not in b"".join(fields.values()).lower()
+    assert (await sealed_fields(team.service, mo, outcome.case_id))[FIELD_RAW] == raw
+
+
+def test_a_one_word_display_name_is_not_struck_out_of_the_allegation() -> None:
+    raw = plain_message(
+        "Concern about Pat",
+        "Pat gave a pupil a lift home.\n",
+        sender="Pat <office@example.org>",
+        auth=(),
+    )
+    result = run(raw, WHISTLE)
+    assert "Pat gave a pupil a lift home." in result.body
+    assert "identity" not in result.notes
+
+
 @pytest.mark.parametrize(
     ("text", "head_names"),
     [
