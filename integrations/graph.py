@@ -3,8 +3,11 @@
 Exchange Online is reached through Graph because EWS is switched off there (from October 2026,
 gone in April 2027). One source watches one folder of one mailbox:
 
-- A token comes from msal's client-credentials flow (a client secret or a certificate); msal
-  caches it, so asking before every request costs nothing until it nears expiry.
+- A token comes from msal's client-credentials flow (a client secret or a certificate) through
+  :mod:`integrations.entra`; msal caches it, so asking before every request costs nothing until
+  it nears expiry. A sign-in that fails (a refused secret, an authority answering 5xx or
+  nonsense, or out of reach) fails the round like any other outage: reported, then retried
+  with backoff.
 - New messages are found with a delta query on the folder (``changeType=created``, so marking a
   message read does not bring it back). Each round follows ``@odata.nextLink`` pages to the
   ``@odata.deltaLink``, fetches each new message's MIME (``/$value``) and hands the bytes to
@@ -46,8 +49,6 @@ import enum
 import json
 import logging
 import random
-import re
-import stat
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,24 +57,29 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import msal
 import requests
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from integrations.entra import (
+    AUTHORITY_URL,
+    AppRegistration,
+    AppToken,
+    SignInError,
+    local_path,
+    read_app,
+)
 from sgalert.clock import iso, parse_iso, utcnow
 from sgalert.config import SourceConfig
 from sgalert.errors import ConfigError, SgalertError
 from sgalert.ingest import Inbound
 from sgalert.ports import Deliver, Health, Inbox
-from sgalert.secrets import read_secret
 
 log = logging.getLogger("sgalert.graph")
 
 GRAPH_URL = "https://graph.microsoft.com/v1.0"
-AUTHORITY_URL = "https://login.microsoftonline.com"
 
 BATCH = 50  # messages per deliver call, and the page size asked of the delta query
 _TIMEOUT = (10.0, 120.0)  # connect, read (a message's MIME may be tens of megabytes)
+_SIGN_IN_TIMEOUT = (10.0, 30.0)
 _MAX_TRIES = 6  # per request, for throttling, 5xx and network errors together
 _MAX_WAIT = 300.0  # seconds: the most one Retry-After or backoff is honoured in one go
 _BACKOFF_BASE = 0.5
@@ -81,7 +87,6 @@ _MAX_UNMARKED = 1000  # ids kept for another try at marking; past this the oldes
 _REFRESH_CHECKPOINT = 600.0  # seconds: how stale the stored deltaLink may get on a quiet mailbox
 _FULL_PASS_MARGIN = timedelta(minutes=10)  # clock skew allowed between this host and Exchange
 _RESYNC_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
-_PLACEHOLDER_TENANTS = frozenset({"common", "organizations", "consumers"})
 
 _OPTIONS = (
     "tenant_id",
@@ -101,10 +106,6 @@ _OPTIONS = (
     "authority_url",
     "ca_file",
 )
-_PRIVATE_KEY = re.compile(
-    r"-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----.+?-----END \1-----", re.DOTALL
-)
-_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
 class GraphUnavailable(SgalertError):
@@ -153,6 +154,10 @@ class GraphSettings:
         parts = urlsplit(self.graph_url)
         return f"{parts.scheme}://{parts.netloc}/.default"
 
+    @property
+    def app(self) -> AppRegistration:
+        return AppRegistration(self.tenant_id, self.client_id, self.credential, self.authority_url)
+
 
 def create(source: SourceConfig, root: Path) -> Inbox:
     """The entry point for ``kind = "graph"``: check the options now, connect only in ``run``."""
@@ -186,37 +191,9 @@ def parse_settings(source: SourceConfig, root: Path) -> GraphSettings:
             raise fail(key, f"{value!r} is not an https URL", f'e.g. {key} = "{default}"')
         return value
 
-    tenant_id = text("tenant_id", "00000000-0000-0000-0000-000000000000")
-    if tenant_id.lower() in _PLACEHOLDER_TENANTS:
-        raise fail(
-            "tenant_id",
-            f"{tenant_id!r} is not one tenant",
-            "use the school's directory (tenant) id from the Entra admin centre",
-        )
-    client_id = text("client_id", "00000000-0000-0000-0000-000000000000")
+    app = read_app(options, where, root)
     mailbox = text("mailbox", "encompass@school.example.org").lower()  # keys must not vary
     folder = text("folder", "Inbox", "Inbox")
-
-    has_secret = "client_secret_env" in options or "client_secret_file" in options
-    has_certificate = "certificate_file" in options
-    if has_secret and has_certificate:
-        raise fail(
-            "certificate_file",
-            "both a client secret and a certificate are given",
-            "keep one: the certificate is the safer choice",
-        )
-    if not has_secret and not has_certificate:
-        raise fail(
-            "client_secret_env",
-            "no client credential given",
-            'set client_secret_env = "VARIABLE", client_secret_file = "path" or'
-            ' certificate_file = "path"',
-        )
-    credential: str | dict[str, str]
-    if has_certificate:
-        credential = _certificate_credential(options, where, root)
-    else:
-        credential = read_secret(options, "client_secret", where, root)
 
     after_name = text("after_commit", "mark-read", AfterCommit.MARK_READ.value)
     try:
@@ -237,83 +214,24 @@ def parse_settings(source: SourceConfig, root: Path) -> GraphSettings:
 
     ca_file: Path | None = None
     if "ca_file" in options:
-        ca_file = _local_path(text("ca_file", "proxy-ca.pem"), root)
+        ca_file = local_path(text("ca_file", "proxy-ca.pem"), root)
         if not ca_file.is_file():
             raise fail("ca_file", f"{ca_file} is not a readable file", "give a PEM bundle")
 
     return GraphSettings(
         name=source.name,
-        tenant_id=tenant_id,
-        client_id=client_id,
+        tenant_id=app.tenant_id,
+        client_id=app.client_id,
         mailbox=mailbox,
         folder=folder,
-        credential=credential,
+        credential=app.credential,
         after_commit=after_commit,
         move_to=move_to,
         poll_seconds=float(poll),
         graph_url=https_url("graph_url", GRAPH_URL),
-        authority_url=https_url("authority_url", AUTHORITY_URL),
+        authority_url=app.authority_url,
         ca_file=ca_file,
     )
-
-
-def _local_path(value: str, root: Path) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else root / path
-
-
-def _certificate_credential(options: Mapping[str, Any], where: str, root: Path) -> dict[str, str]:
-    """msal's certificate credential from a PEM file holding the private key (and certificate).
-
-    With ``certificate_thumbprint`` msal signs with the SHA-1 thumbprint Entra shows; without
-    it, the certificate in the file gives msal a SHA-256 thumbprint, which Entra prefers.
-    """
-    key = "certificate_file"
-    path = _local_path(str(options[key]), root)
-    try:
-        info = path.stat()
-        pem = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError):
-        raise ConfigError(f"{where}.{key}: {path} cannot be read as a PEM file") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{where}.{key}: {path} is readable by others; run chmod 600 {path}")
-    found = _PRIVATE_KEY.search(pem)
-    if found is None:
-        raise ConfigError(
-            f"{where}.{key}: {path} holds no private key; give one PEM file with the private key"
-            " and the certificate uploaded to the app registration"
-        )
-    passphrase: str | None = None
-    if "certificate_passphrase_env" in options or "certificate_passphrase_file" in options:
-        passphrase = read_secret(options, "certificate_passphrase", where, root)
-    try:
-        load_pem_private_key(found.group(0).encode(), passphrase.encode() if passphrase else None)
-    except (ValueError, TypeError):
-        raise ConfigError(
-            f"{where}.{key}: the private key in {path} cannot be loaded; check the file and"
-            " certificate_passphrase_env"
-        ) from None
-    credential = {"private_key": found.group(0)}
-    if passphrase:
-        credential["passphrase"] = passphrase
-    thumbprint = options.get("certificate_thumbprint")
-    certificates = _CERTIFICATE.findall(pem)
-    if thumbprint is not None:
-        digits = re.sub(r"[\s:]", "", str(thumbprint))
-        if not re.fullmatch(r"[0-9A-Fa-f]{40}", digits):
-            raise ConfigError(
-                f"{where}.certificate_thumbprint: must be the 40 hex digits Entra shows for"
-                ' the certificate; e.g. certificate_thumbprint = "A1B2..."'
-            )
-        credential["thumbprint"] = digits.upper()
-    elif certificates:
-        credential["public_certificate"] = certificates[0]
-    else:
-        raise ConfigError(
-            f"{where}.certificate_thumbprint: not given and {path} holds no certificate; add"
-            " the certificate to the file or set certificate_thumbprint"
-        )
-    return credential
 
 
 @dataclass(slots=True)
@@ -364,34 +282,7 @@ def _merged(first: Sequence[str], more: Sequence[str]) -> list[str]:
     return ids[-_MAX_UNMARKED:]
 
 
-class _MsalHttp:
-    """The HTTP client msal uses: our session, our trust anchors, a timeout.
-
-    ``verify`` is passed on every call because requests lets ``REQUESTS_CA_BUNDLE`` override a
-    session's own ``verify``, which would silently ignore ``ca_file``.
-    """
-
-    def __init__(self, session: requests.Session, verify: str | bool) -> None:
-        self._session = session
-        self._verify = verify
-
-    def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", _TIMEOUT)
-        kwargs.setdefault("verify", self._verify)
-        return self._session.get(url, params=params, headers=headers, **kwargs)
-
-    def post(
-        self, url: str, params: Any = None, data: Any = None, headers: Any = None, **kwargs: Any
-    ) -> Any:
-        kwargs.setdefault("timeout", _TIMEOUT)
-        kwargs.setdefault("verify", self._verify)
-        return self._session.post(url, params=params, data=data, headers=headers, **kwargs)
-
-    def close(self) -> None:
-        self._session.close()
-
-
-def _retry_after(response: requests.Response) -> float | None:
+def retry_after_seconds(response: requests.Response) -> float | None:
     """Seconds from a ``Retry-After`` header (a number or an HTTP date), if it has one."""
     value = response.headers.get("Retry-After", "").strip()
     if not value:
@@ -415,7 +306,7 @@ def _backoff(attempt: int) -> float:
     return ceiling * (0.5 + random.random() / 2)  # noqa: S311  (jitter, not a secret)
 
 
-def _error_code(response: requests.Response) -> str:
+def graph_error_code(response: requests.Response) -> str:
     """Graph's error code (``{"error": {"code": ...}}``); never its message, which may hold data."""
     try:
         body = response.json()
@@ -427,7 +318,7 @@ def _error_code(response: requests.Response) -> str:
 
 
 def _failure(what: str, response: requests.Response) -> GraphUnavailable:
-    code = _error_code(response)
+    code = graph_error_code(response)
     return GraphUnavailable(f"{what}: HTTP {response.status_code}{' ' + code if code else ''}")
 
 
@@ -438,51 +329,27 @@ class _GraphClient:
         self.settings = settings
         self._session = requests.Session()
         self._verify: str | bool = str(settings.ca_file) if settings.ca_file else True
-        self._http = _MsalHttp(self._session, self._verify)
-        self._app: Any = None  # built on first use: building it fetches the tenant's metadata
-        self._cache: Any = msal.TokenCache()
+        self._tokens = AppToken(
+            settings.app, settings.scope, ca_file=settings.ca_file, timeout=_SIGN_IN_TIMEOUT
+        )
         graph = urlsplit(settings.graph_url)
         self._origin = f"{graph.scheme}://{graph.netloc}"
         self._user = f"{settings.graph_url}/users/{quote(settings.mailbox, safe='@')}"
 
     def close(self) -> None:
         self._session.close()
+        self._tokens.close()
 
     # ----- in worker threads ------------------------------------------------------------
 
     def _token(self) -> str:
-        settings = self.settings
         try:
-            if self._app is None:
-                # instance_discovery=False: the authority comes from the operator's config, and
-                # checking it against Microsoft's public list would only add a call to the
-                # public cloud (and fail for a loopback or sovereign authority).
-                self._app = msal.ConfidentialClientApplication(
-                    settings.client_id,
-                    authority=f"{settings.authority_url}/{settings.tenant_id}",
-                    client_credential=settings.credential,
-                    token_cache=self._cache,
-                    http_client=self._http,
-                    instance_discovery=False,
-                )
-            result = self._app.acquire_token_for_client(scopes=[settings.scope])
-        except requests.RequestException as exc:
-            raise GraphUnavailable(
-                f"sign-in authority unreachable ({type(exc).__name__})"
-            ) from None
-        except ValueError:
-            # msal raises ValueError when the tenant's OpenID metadata cannot be had; its text
-            # quotes the server's reply, so only the fact is passed on.
-            raise GraphUnavailable("sign-in authority refused the tenant's metadata") from None
-        token = result.get("access_token") if isinstance(result, dict) else None
-        if not token:
-            error = str(result.get("error", "unknown")) if isinstance(result, dict) else "unknown"
-            raise GraphUnavailable(f"sign-in refused ({error[:60]})")
-        return str(token)
+            return self._tokens.get()
+        except SignInError as exc:
+            raise GraphUnavailable(exc.reason) from None
 
     def _forget_token(self) -> None:
-        for token in list(self._cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
-            self._cache.remove_at(token)
+        self._tokens.forget()
 
     def _send(self, method: str, url: str, body: Mapping[str, Any] | None) -> requests.Response:
         headers = {
@@ -530,7 +397,7 @@ class _GraphClient:
                 attempt += 1
                 if attempt >= _MAX_TRIES:
                     raise _failure(f"Graph still failing after {attempt} tries", response)
-                wait = _retry_after(response) if status in (429, 503, 504) else None
+                wait = retry_after_seconds(response) if status in (429, 503, 504) else None
                 wait = _backoff(attempt) if wait is None else wait
                 log.info("source %s: Graph answered %d; waiting %.1fs", self.name, status, wait)
                 await asyncio.sleep(min(wait, _MAX_WAIT))
@@ -556,7 +423,7 @@ class _GraphClient:
             response = await self.call("GET", url)
             if response.status_code == 410 or (
                 response.status_code in (400, 404)
-                and _error_code(response).lower() in _RESYNC_CODES
+                and graph_error_code(response).lower() in _RESYNC_CODES
             ):
                 raise _SyncLost
             if response.status_code != 200:

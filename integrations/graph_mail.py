@@ -32,7 +32,8 @@ retries with backoff and falls back to the next channel):
 - 400, 403, 404, other 4xx and redirects are not retryable: no retry will cure a missing
   ``Mail.Send`` permission, a mailbox that does not exist or a message Graph will not take.
 - A refused sign-in (a wrong secret or certificate, an unknown app) and a TLS certificate that
-  is not trusted are not retryable; an unreachable sign-in authority is.
+  is not trusted are not retryable; a sign-in authority that is out of reach, answers 5xx or
+  answers something that is not JSON is (see :mod:`integrations.entra`).
 
 ``sendMail`` has no idempotency of its own: if the connection drops after Graph took the
 request, the retry sends a second copy. Both carry the same ``X-Sgalert-Idempotency-Key``, so
@@ -60,37 +61,28 @@ import difflib
 import logging
 import re
 import ssl
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import msal
 import requests
 
 # Shared with the Graph inbox and the SMTP channel rather than copied; see each for details.
-from integrations.graph import (
-    _PLACEHOLDER_TENANTS,
+from integrations.entra import (
     AUTHORITY_URL,
-    GRAPH_URL,
-    _certificate_credential,
-    _error_code,
-    _local_path,
-    _retry_after,
+    AppRegistration,
+    AppToken,
+    SignInError,
+    local_path,
+    read_app,
+    untrusted_certificate,
 )
-from integrations.smtp import (
-    _PERMANENT_SIGN_IN,
-    _caused_by,
-    _check_header_text,
-    _MsalHttp,
-    check_address,
-    is_addr_spec,
-)
+from integrations.graph import GRAPH_URL, graph_error_code, retry_after_seconds
+from integrations.smtp import check_address, check_header_text, is_addr_spec
 from sgalert.errors import ConfigError
 from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
-from sgalert.secrets import read_secret
 
 if TYPE_CHECKING:
     from sgalert.notify import NotifierFactory
@@ -148,6 +140,10 @@ class GraphMailSettings:
     def send_url(self) -> str:
         return f"{self.graph_url}/users/{quote(self.sender, safe='@')}/sendMail"
 
+    @property
+    def app(self) -> AppRegistration:
+        return AppRegistration(self.tenant_id, self.client_id, self.credential, self.authority_url)
+
 
 def create(name: str, options: Mapping[str, Any], root: Path) -> GraphMailNotifier:
     """The entry point for ``kind = "graph-mail"``: check the options now, sign in only to send."""
@@ -190,14 +186,7 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> GraphMa
             raise fail(key, f"{value!r} is not an https URL", f'e.g. {key} = "{default}"')
         return value
 
-    tenant_id = text("tenant_id", "00000000-0000-0000-0000-000000000000")
-    if tenant_id.lower() in _PLACEHOLDER_TENANTS:
-        raise fail(
-            "tenant_id",
-            f"{tenant_id!r} is not one tenant",
-            "use the school's directory (tenant) id from the Entra admin centre",
-        )
-    client_id = text("client_id", "00000000-0000-0000-0000-000000000000")
+    app = read_app(options, where, root)
     sender = address("sender", "safeguarding@school.example.org")
     reply_to = (
         address("reply_to", "sgalert-ack@school.example.org") if "reply_to" in options else None
@@ -211,37 +200,9 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> GraphMa
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 1 <= timeout <= 300:
         raise fail("timeout", "must be between 1 and 300 seconds", "e.g. timeout = 15")
 
-    has_secret = "client_secret_env" in options or "client_secret_file" in options
-    has_certificate = "certificate_file" in options
-    if has_secret and has_certificate:
-        raise fail(
-            "certificate_file",
-            "both a client secret and a certificate are given",
-            "keep one: the certificate is the safer choice",
-        )
-    if not has_secret and not has_certificate:
-        raise fail(
-            "client_secret_env",
-            "no client credential given",
-            'set client_secret_env = "VARIABLE", client_secret_file = "path" or'
-            ' certificate_file = "path"',
-        )
-    for key in (
-        "certificate_thumbprint",
-        "certificate_passphrase_env",
-        "certificate_passphrase_file",
-    ):
-        if key in options and not has_certificate:
-            raise fail(key, "is only for certificate_file", f"remove {key} or set certificate_file")
-    credential: str | dict[str, str]
-    if has_certificate:
-        credential = _certificate_credential(options, where, root)
-    else:
-        credential = read_secret(options, "client_secret", where, root)
-
     ca_file: Path | None = None
     if "ca_file" in options:
-        ca_file = _local_path(text("ca_file", "proxy-ca.pem"), root)
+        ca_file = local_path(text("ca_file", "proxy-ca.pem"), root)
         if not ca_file.is_file():
             raise fail("ca_file", f"{ca_file} is not a readable file", "give a PEM bundle")
         try:
@@ -253,14 +214,14 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> GraphMa
 
     return GraphMailSettings(
         name=name,
-        tenant_id=tenant_id,
-        client_id=client_id,
+        tenant_id=app.tenant_id,
+        client_id=app.client_id,
         sender=sender,
-        credential=credential,
+        credential=app.credential,
         reply_to=reply_to,
         save_to_sent_items=save,
         graph_url=https_url("graph_url", GRAPH_URL),
-        authority_url=https_url("authority_url", AUTHORITY_URL),
+        authority_url=app.authority_url,
         ca_file=ca_file,
         timeout=float(timeout),
     )
@@ -283,8 +244,8 @@ def build_payload(
     """
     to = check_address(recipient, "recipient")
     answer = check_address(reply_to, "reply-to") if reply_to else None
-    subject = _check_header_text(notification.subject(), "the subject")
-    key = _check_header_text(notification.idempotency_key, "the idempotency key")
+    subject = check_header_text(notification.subject(), "the subject")
+    key = check_header_text(notification.idempotency_key, "the idempotency key")
     if not key.isascii() or not key.strip():
         raise DeliveryError("the idempotency key must be printable ASCII", retryable=False)
     message: dict[str, Any] = {
@@ -301,97 +262,14 @@ def build_payload(
     return {"message": message, "saveToSentItems": save_to_sent_items}
 
 
-def _untrusted(exc: BaseException) -> bool:
-    return _caused_by(exc, ssl.SSLCertVerificationError)
-
-
-class _AppToken:
-    """App-only Graph tokens from msal, cached by msal until they near expiry.
-
-    The msal app is built on first use, in a worker thread, because building it fetches the
-    tenant's metadata. Its HTTP client passes ``verify`` on every call, so ``ca_file`` holds
-    even when ``REQUESTS_CA_BUNDLE`` is set.
-    """
-
-    def __init__(self, settings: GraphMailSettings) -> None:
-        self.settings = settings
-        self._http = _MsalHttp(
-            str(settings.ca_file) if settings.ca_file else True, settings.timeout
-        )
-        self._lock = threading.Lock()
-        self._app: Any = None
-
-    def acquire(self) -> str:
-        """In a worker thread. Raises only DeliveryErrors made outside any ``except``, so no
-        exception holding the token request (whose body carries the secret) rides along."""
-        settings = self.settings
-        failure: DeliveryError | None = None
-        result: Any = None
-        with self._lock:
-            try:
-                if self._app is None:
-                    # instance_discovery=False: the authority comes from the operator's config;
-                    # Microsoft's public list would only add a call (and refuse a loopback one).
-                    self._app = msal.ConfidentialClientApplication(
-                        settings.client_id,
-                        authority=f"{settings.authority_url}/{settings.tenant_id}",
-                        client_credential=settings.credential,
-                        http_client=self._http,
-                        instance_discovery=False,
-                    )
-                result = self._app.acquire_token_for_client(scopes=[settings.scope])
-            except requests.RequestException as exc:
-                if _untrusted(exc):
-                    failure = DeliveryError(
-                        "the sign-in authority's TLS certificate is not trusted (check"
-                        " authority_url and ca_file)",
-                        retryable=False,
-                    )
-                else:
-                    failure = DeliveryError(
-                        f"sign-in authority unreachable ({type(exc).__name__})", retryable=True
-                    )
-            except msal.exceptions.MsalServiceError:
-                # msal raises this (not an error dict) when the token endpoint answers 5xx.
-                failure = DeliveryError(
-                    "the sign-in authority failed (server error); trying again later",
-                    retryable=True,
-                )
-            except ValueError:
-                # msal's text quotes the authority's reply; only the fact is passed on.
-                self._app = None
-                failure = DeliveryError(
-                    "the sign-in authority's answer was unusable (check tenant_id and"
-                    " authority_url)",
-                    retryable=True,
-                )
-        if failure is not None:
-            raise failure
-        token = result.get("access_token") if isinstance(result, dict) else None
-        if not token:
-            error = str(result.get("error", "unknown")) if isinstance(result, dict) else "unknown"
-            error = re.sub(r"[^A-Za-z0-9_.-]", "", error)[:60] or "unknown"
-            permanent = error in _PERMANENT_SIGN_IN
-            hint = (
-                ": check tenant_id, client_id and the client secret or certificate"
-                if permanent
-                else ""
-            )
-            raise DeliveryError(f"sign-in refused ({error}){hint}", retryable=not permanent)
-        return str(token)
-
-    def forget(self) -> None:
-        """Drop cached access tokens, so the next call signs in afresh (after a 401)."""
-        with self._lock:
-            app = self._app
-            if app is None:
-                return
-            cache = app.token_cache
-            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
-                cache.remove_at(item)
-
-    def close(self) -> None:
-        self._http.close()
+def _undelivered(error: SignInError) -> DeliveryError:
+    """A failed sign-in as the outbox needs it: the same safe reason, retry or fall back."""
+    wait = error.retry_after
+    return DeliveryError(
+        error.reason,
+        retryable=error.retryable,
+        retry_after=min(wait, _MAX_RETRY_AFTER) if wait is not None else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,7 +292,9 @@ class GraphMailNotifier:
         self.name = settings.name
         self._verify: str | bool = str(settings.ca_file) if settings.ca_file else True
         self._session = requests.Session()
-        self._token = _AppToken(settings)
+        self._token = AppToken(
+            settings.app, settings.scope, ca_file=settings.ca_file, timeout=settings.timeout
+        )
 
     def __repr__(self) -> str:
         return f"GraphMailNotifier(name={self.name!r}, sender={self.settings.sender!r})"
@@ -423,8 +303,13 @@ class GraphMailNotifier:
         """In a worker thread: sign in (msal caches) and POST once. Raises only DeliveryErrors
         made outside any ``except``, so no exception holding the bearer token rides along."""
         settings = self.settings
-        token = self._token.acquire()
         failure: DeliveryError | None = None
+        try:
+            token = self._token.get()
+        except SignInError as error:
+            failure = _undelivered(error)
+        if failure is not None:
+            raise failure
         try:
             # verify on the call, not the session: REQUESTS_CA_BUNDLE overrides a session's.
             response = self._session.post(
@@ -438,7 +323,7 @@ class GraphMailNotifier:
         except requests.Timeout:
             failure = DeliveryError("Microsoft Graph did not answer in time", retryable=True)
         except requests.RequestException as exc:
-            if _untrusted(exc):
+            if untrusted_certificate(exc):
                 failure = DeliveryError(
                     "Microsoft Graph's TLS certificate is not trusted (check graph_url and"
                     " ca_file)",
@@ -455,8 +340,8 @@ class GraphMailNotifier:
             request_id = response.headers.get("request-id", "")
             return _Answer(
                 status=status,
-                code="" if status < 300 else _error_code(response),
-                retry_after=_retry_after(response),
+                code="" if status < 300 else graph_error_code(response),
+                retry_after=retry_after_seconds(response),
                 request_id=request_id if _REQUEST_ID.fullmatch(request_id) else None,
             )
 

@@ -33,6 +33,7 @@ from typing import Any
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from integrations.entra import APP_OPTIONS
 from sgalert.config import SourceConfig
 from sgalert.errors import ConfigError
 from sgalert.ingest import Inbound
@@ -424,14 +425,15 @@ def _xoauth2_token(
     The app registration is checked now; the sign-in authority is asked only when connecting
     (``ca_file`` is trusted for it too). Every connection after the first asks for a fresh
     token, because a reconnect may follow the server refusing the cached one (revoked, or the
-    app's permission changed) and msal would offer it again until it expires. A refusal by the
+    app's permission changed) and msal would offer it again until it expires; while the
+    authority cannot answer, the last token is used until it expires. A refusal by the
     authority becomes LoginError, anything worth retrying SignInUnavailable; neither carries
     the token, the secret or msal's own exception.
     """
     from integrations.entra import OUTLOOK_SCOPE, AppToken, SignInError, read_app
 
     tokens = AppToken(
-        read_app(options, where, root, certificates=False),
+        read_app(options, where, root),
         OUTLOOK_SCOPE,
         ca_file=ca_file,
         timeout=timeout,
@@ -474,11 +476,7 @@ _KEYS = {
     "auth",
     "password_env",
     "password_file",
-    "tenant_id",
-    "client_id",
-    "client_secret_env",
-    "client_secret_file",
-    "authority_url",
+    *APP_OPTIONS,
 }
 
 

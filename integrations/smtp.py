@@ -10,7 +10,10 @@ default, port 587; the server must offer STARTTLS, so a downgrade is refused rat
 in clear) or ``"none"``, allowed only to a loopback relay. Authentication is a username and a
 password (``password_env`` / ``password_file``), or ``auth = "xoauth2"``: an app-only token from
 msal's client-credentials flow for Exchange Online (``SMTP.SendAsApp``), presented with
-``AUTH XOAUTH2``.
+``AUTH XOAUTH2``. The app registration (``tenant_id``, ``client_id``, a client secret or a
+certificate, ``authority_url``) is read and signed in with by :mod:`integrations.entra`; ``ca_file``
+is trusted for the sign-in authority too. A sign-in the authority refuses is not retryable; one
+that fails because the authority is out of reach, answers 5xx or answers nonsense is.
 
 Errors are translated at this edge into :class:`DeliveryError`: no answer, timeouts, dropped
 connections and 4xx replies are worth retrying; 5xx replies (a refused recipient, a refused
@@ -33,7 +36,6 @@ import ipaddress
 import logging
 import re
 import ssl
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,9 +46,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiosmtplib
-import msal
-import requests
 
+from integrations.entra import (
+    APP_OPTIONS,
+    OUTLOOK_SCOPE,
+    AppRegistration,
+    AppToken,
+    SignInError,
+    read_app,
+    untrusted_certificate,
+)
 from sgalert.errors import ConfigError
 from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
 
@@ -58,8 +67,6 @@ from sgalert.text import printable
 log = logging.getLogger("sgalert.notify.smtp")
 
 DEFAULT_TIMEOUT = 15.0
-AUTHORITY_URL = "https://login.microsoftonline.com"
-OUTLOOK_SCOPE = "https://outlook.office365.com/.default"
 
 _PORTS = {"tls": 465, "starttls": 587, "none": 25}
 _OPTIONS = (
@@ -70,30 +77,14 @@ _OPTIONS = (
     "password_env",
     "password_file",
     "auth",
-    "tenant_id",
-    "client_id",
-    "client_secret_env",
-    "client_secret_file",
-    "authority_url",
+    *APP_OPTIONS,
     "scope",
     "from",
     "reply_to",
     "timeout",
     "ca_file",
 )
-_OAUTH_OPTIONS = (
-    "tenant_id",
-    "client_id",
-    "client_secret_env",
-    "client_secret_file",
-    "authority_url",
-    "scope",
-)
-_PLACEHOLDER_TENANTS = frozenset({"common", "organizations", "consumers"})
-# msal errors that no retry will cure: the app registration or its secret is wrong.
-_PERMANENT_SIGN_IN = frozenset(
-    {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_request", "invalid_grant"}
-)
+_OAUTH_OPTIONS = (*APP_OPTIONS, "scope")
 
 # RFC 5322 dot-atom local part and an LDH domain of two or more labels; ASCII only, so every
 # address is safe on an SMTP command line without SMTPUTF8 and in a header without encoding.
@@ -124,7 +115,8 @@ def check_address(address: str, what: str) -> str:
     return address
 
 
-def _check_header_text(value: str, what: str) -> str:
+def check_header_text(value: str, what: str) -> str:
+    """Return ``value`` if it may go in a header as it is, else raise a non-retryable error."""
     if _HEADER_UNSAFE.search(value) or len(value) > 900:
         raise DeliveryError(f"{what} holds control characters or is too long", retryable=False)
     return value
@@ -154,8 +146,8 @@ def build_message(
     to = check_address(recipient, "recipient")
     sender = check_address(from_address, "from")
     answer = check_address(reply_to, "reply-to") if reply_to else None
-    subject = _check_header_text(notification.subject(), "the subject")
-    key = _check_header_text(notification.idempotency_key, "the idempotency key")
+    subject = check_header_text(notification.subject(), "the subject")
+    key = check_header_text(notification.idempotency_key, "the idempotency key")
     if not key.isascii() or not key.strip():
         raise DeliveryError("the idempotency key must be printable ASCII", retryable=False)
     body = notification.body()
@@ -188,12 +180,9 @@ class Security(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class OAuth:
-    """App-only sign-in for ``AUTH XOAUTH2`` (Exchange Online). The secret is never shown."""
+    """App-only sign-in for ``AUTH XOAUTH2`` (Exchange Online). The credential is never shown."""
 
-    tenant_id: str
-    client_id: str
-    client_secret: str = field(repr=False)
-    authority_url: str = AUTHORITY_URL
+    app: AppRegistration
     scope: str = OUTLOOK_SCOPE
 
 
@@ -322,28 +311,12 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> SmtpSet
             raise fail(
                 "auth", '"xoauth2" signs in with a token, not a password', "remove password_*"
             )
-        tenant_id = text("tenant_id", "00000000-0000-0000-0000-000000000000")
-        if tenant_id.lower() in _PLACEHOLDER_TENANTS:
-            raise fail(
-                "tenant_id",
-                f"{tenant_id!r} is not one tenant",
-                "use the school's directory (tenant) id from the Entra admin centre",
-            )
-        authority = text("authority_url", AUTHORITY_URL, AUTHORITY_URL).rstrip("/")
+        app = read_app(options, where, root)
         scope = text("scope", OUTLOOK_SCOPE, OUTLOOK_SCOPE)
-        for key, value in (("authority_url", authority), ("scope", scope)):
-            parts = urlsplit(value)
-            if parts.scheme != "https" or not parts.hostname:
-                raise fail(
-                    key, f"{value!r} is not an https URL", f"leave {key} out for the default"
-                )
-        oauth = OAuth(
-            tenant_id=tenant_id,
-            client_id=text("client_id", "00000000-0000-0000-0000-000000000000"),
-            client_secret=read_secret(options, "client_secret", where, root),
-            authority_url=authority,
-            scope=scope,
-        )
+        parts = urlsplit(scope)
+        if parts.scheme != "https" or not parts.hostname:
+            raise fail("scope", f"{scope!r} is not an https URL", "leave scope out for the default")
+        oauth = OAuth(app=app, scope=scope)
         username = username or from_address  # the mailbox the app sends as
     else:
         raise fail("auth", f"{auth!r} is not known", 'use "password" or "xoauth2"')
@@ -365,17 +338,6 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> SmtpSet
 
 def _short(text: str, limit: int = 120) -> str:
     return printable(" ".join(text.split())[:limit], keep_newlines=False)
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _by_code(what: str, code: int, message: str) -> DeliveryError:
@@ -401,7 +363,7 @@ def translate(exc: BaseException) -> DeliveryError:
         return _by_code("message refused", exc.code, exc.message)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return _by_code("server refused", exc.code, exc.message)
-    if _caused_by(exc, ssl.SSLCertVerificationError):
+    if untrusted_certificate(exc):
         return DeliveryError(
             "the server's TLS certificate is not trusted (check host and ca_file)",
             retryable=False,
@@ -419,90 +381,29 @@ def translate(exc: BaseException) -> DeliveryError:
     return DeliveryError(f"sending failed ({type(exc).__name__})", retryable=True)
 
 
-class _MsalHttp:
-    """The HTTP client msal uses: our trust anchors on every call, and a timeout.
-
-    ``verify`` goes on every call because requests lets ``REQUESTS_CA_BUNDLE`` override a
-    session's own ``verify``, which would silently ignore ``ca_file``.
-    """
-
-    def __init__(self, verify: str | bool, timeout: float) -> None:
-        self._session = requests.Session()
-        self._verify = verify
-        self._timeout = timeout
-
-    def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", self._timeout)
-        kwargs.setdefault("verify", self._verify)
-        return self._session.get(url, params=params, headers=headers, **kwargs)
-
-    def post(
-        self, url: str, params: Any = None, data: Any = None, headers: Any = None, **kwargs: Any
-    ) -> Any:
-        kwargs.setdefault("timeout", self._timeout)
-        kwargs.setdefault("verify", self._verify)
-        return self._session.post(url, params=params, data=data, headers=headers, **kwargs)
-
-    def close(self) -> None:
-        self._session.close()
-
-
 class XOAuth2Token:
-    """App-only access tokens for SMTP from msal, cached by msal until they near expiry."""
+    """App-only access tokens for ``AUTH XOAUTH2``, cached by msal until they near expiry."""
 
     def __init__(self, oauth: OAuth, ca_file: Path | None, timeout: float) -> None:
-        self.oauth = oauth
-        self._http = _MsalHttp(str(ca_file) if ca_file else True, timeout)
-        self._lock = threading.Lock()
-        self._app: Any = None  # built on first use: building it fetches the tenant's metadata
-
-    def _acquire(self) -> str:
-        oauth = self.oauth
-        with self._lock:
-            try:
-                if self._app is None:
-                    self._app = msal.ConfidentialClientApplication(
-                        oauth.client_id,
-                        authority=f"{oauth.authority_url}/{oauth.tenant_id}",
-                        client_credential=oauth.client_secret,
-                        http_client=self._http,
-                        instance_discovery=False,
-                    )
-                result = self._app.acquire_token_for_client(scopes=[oauth.scope])
-            except requests.RequestException as exc:
-                raise DeliveryError(
-                    f"sign-in authority unreachable ({type(exc).__name__})", retryable=True
-                ) from None
-            except ValueError:
-                # msal's text quotes the authority's reply; only the fact is passed on.
-                self._app = None
-                raise DeliveryError(
-                    "sign-in authority refused the tenant's metadata", retryable=True
-                ) from None
-        token = result.get("access_token") if isinstance(result, dict) else None
-        if not token:
-            error = str(result.get("error", "unknown")) if isinstance(result, dict) else "unknown"
-            raise DeliveryError(
-                f"sign-in refused ({_short(error, 60)})",
-                retryable=error not in _PERMANENT_SIGN_IN,
-            )
-        return str(token)
+        self._tokens = AppToken(oauth.app, oauth.scope, ca_file=ca_file, timeout=timeout)
 
     async def get(self) -> str:
-        return await asyncio.to_thread(self._acquire)
+        """A token, or a DeliveryError saying whether to retry (never chained to msal's)."""
+        failure: DeliveryError
+        try:
+            return await asyncio.to_thread(self._tokens.get)
+        except SignInError as error:
+            failure = DeliveryError(
+                error.reason, retryable=error.retryable, retry_after=error.retry_after
+            )
+        raise failure
 
-    def forget(self) -> None:
+    async def forget(self) -> None:
         """Drop cached tokens, so the next page signs in afresh (after a refused token)."""
-        with self._lock:
-            app = self._app
-            if app is None:
-                return
-            cache = app.token_cache
-            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
-                cache.remove_at(item)
+        await asyncio.to_thread(self._tokens.forget)
 
     def close(self) -> None:
-        self._http.close()
+        self._tokens.close()
 
 
 class SmtpNotifier:
@@ -543,7 +444,7 @@ class SmtpNotifier:
             try:
                 await client.auth_xoauth2(settings.username, token)
             except aiosmtplib.SMTPAuthenticationError:
-                self._token.forget()  # so the next attempt asks for a fresh token
+                await self._token.forget()  # so the next attempt asks for a fresh token
                 raise
         elif settings.username is not None and settings.password is not None:
             await client.login(settings.username, settings.password)

@@ -14,6 +14,15 @@ STARTTLS, and an ``imaps`` listener runs on :attr:`Dovecot.tls_port`; clients tr
 advertised CAPABILITY list, e.g. :data:`CAPABILITY_WITHOUT_IDLE` for a server that does not
 offer IDLE. By default neither is on: no TLS, the stock capabilities.
 
+``Dovecot(oauth2_introspection_url=...)`` also offers ``AUTH=XOAUTH2`` and ``AUTH=OAUTHBEARER``
+(``auth_mechanisms = plain login xoauth2 oauthbearer``) and checks those bearer tokens with the
+``oauth2`` passdb: the auth process POSTs ``token=<token>`` to the URL (RFC 7662 token
+introspection, ``introspection_mode = post``) and accepts the login only if the JSON answer
+says ``"active": true`` and names the account in ``"username"``. The test runs that endpoint
+on loopback (plain HTTP: the auth process, which runs as ``dovecot``, makes the call). Plain and
+LOGIN still go to the passwd-file, so :meth:`Dovecot.connect` and :meth:`Dovecot.append` work
+as before. Dovecot 2.3 only (2.4 renamed these settings).
+
 The :func:`dovecot` fixture yields a started server with one account (``user``/``password``).
 Outside CI it skips when the ``dovecot`` binary (Debian: ``dovecot-imapd``) is missing; under CI
 (``CI=true``) that is a failure: ``.ci/install-system-packages`` installs it.
@@ -299,11 +308,14 @@ class Dovecot:
         tls: bool = False,
         tls_port: int | None = None,
         imap_capability: Iterable[str] | None = None,
+        oauth2_introspection_url: str | None = None,
     ) -> None:
         """``tls``: STARTTLS on ``port`` and imaps on ``tls_port`` (see the module docstring).
 
         ``imap_capability`` replaces the CAPABILITY list (Dovecot's ``imap_capability``), e.g.
         :data:`CAPABILITY_WITHOUT_IDLE`; None keeps Dovecot's own.
+        ``oauth2_introspection_url`` turns on XOAUTH2 and OAUTHBEARER, checked by posting each
+        token to that URL (see the module docstring).
         """
         binary = find_binary("dovecot")
         if binary is None:
@@ -332,6 +344,11 @@ class Dovecot:
             or any(not re.fullmatch(r"[!-~]+", word) for word in self.imap_capability)
         ):
             raise ValueError(f"unusable imap_capability: {self.imap_capability!r}")
+        if oauth2_introspection_url is not None and not re.fullmatch(
+            r"https?://[!-~]+", oauth2_introspection_url
+        ):
+            raise ValueError(f"unusable introspection URL: {oauth2_introspection_url!r}")
+        self.oauth2_introspection_url = oauth2_introspection_url
         self._proc: subprocess.Popen[bytes] | None = None
         self._passwd_mtime = 0
         self.accounts: dict[str, Account] = {}
@@ -377,6 +394,11 @@ class Dovecot:
     @property
     def passwd_path(self) -> Path:
         return self.base_dir / "users"
+
+    @property
+    def oauth2_config_path(self) -> Path:
+        """The oauth2 passdb's settings (``dovecot-oauth2.conf.ext``), with ``oauth2=...``."""
+        return self.base_dir / "dovecot-oauth2.conf.ext"
 
     @property
     def run_dir(self) -> Path:
@@ -443,7 +465,7 @@ instance_name = {self.instance_name}
 protocols = imap
 listen = {LOOPBACK}
 {self._ssl_settings()}
-auth_mechanisms = plain login
+auth_mechanisms = {self._auth_mechanisms()}
 log_path = {self.log_path}
 default_login_user = dovenull
 default_internal_user = dovecot
@@ -498,13 +520,60 @@ userdb passwd-file {{
         return f"""\
 {common}{debug}disable_plaintext_auth = no
 mail_location = maildir:~/Maildir
-passdb {{
+{self._oauth2_passdb()}passdb {{
   driver = passwd-file
+{"  mechanisms = plain login" + chr(10) if self.oauth2_introspection_url else ""}\
   args = scheme=PLAIN username_format=%u {self.passwd_path}
 }}
 userdb {{
   driver = passwd-file
   args = username_format=%u {self.passwd_path}
+}}
+"""
+
+    def _auth_mechanisms(self) -> str:
+        if self.oauth2_introspection_url is None:
+            return "plain login"
+        return "plain login xoauth2 oauthbearer"
+
+    def _oauth2_passdb(self) -> str:
+        """The oauth2 passdb for bearer tokens (2.3 syntax), written beside the config.
+
+        ``mechanisms`` keeps the passwd-file out of token logins and the oauth2 passdb out of
+        password logins. The introspection answer must hold ``"active": true`` and the
+        account's name in ``"username"`` (compared with the SASL user, lower-cased).
+        """
+        url = self.oauth2_introspection_url
+        if url is None:
+            return ""
+        if self.version >= (2, 4):
+            raise DovecotError("the oauth2 passdb is only written for Dovecot 2.3 here")
+        self.oauth2_config_path.write_text(
+            f"""\
+introspection_mode = post
+introspection_url = {url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+debug = {"yes" if self.debug else "no"}
+""",
+            encoding="utf-8",
+        )
+        self.oauth2_config_path.chmod(0o644)
+        # No anvil auth penalty (2, 4, 8, 15 s for repeated failures from one IP): a refused
+        # token is answered at once, so the delays a test sees are the client's own backoff.
+        return f"""\
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {self.oauth2_config_path}
 }}
 """
 

@@ -19,8 +19,13 @@ adapter to talk to it:
 
 msal insists on https for the authority and its token endpoint, so the server speaks TLS with a
 throwaway CA made by :func:`make_tls`; the adapter trusts it through its ``ca_file`` option.
-Faults (429 with Retry-After, 5xx, 403, slow replies) are queued per kind of request, and every
-request and every mailbox change is appended to ``events`` so tests can check their order.
+Faults (429 with Retry-After, 5xx, 403, slow replies, and for the token endpoint a body that is
+not JSON) are queued per kind of request, and every request and every mailbox change is
+appended to ``events`` so tests can check their order. :meth:`GraphServer.stop` and a later
+:meth:`GraphServer.start` keep the port, so a test can take the sign-in authority away and
+bring it back. ``scopes`` holds further app-only scopes the token endpoint grants (Exchange
+Online's ``https://outlook.office365.com/.default`` for IMAP), and :meth:`GraphServer.active`
+says whether a token is one it issued and has not revoked, for an introspection endpoint.
 """
 
 from __future__ import annotations
@@ -201,6 +206,7 @@ class Fault:
     retry_after: str | None = None
     code: str = ""
     delay: float = 0.0
+    body: bytes | None = None  # instead of the JSON error (only for "token")
 
 
 @dataclass
@@ -247,6 +253,7 @@ class GraphServer:
         self.issued: list[str] = []
         self.assertion_headers: list[dict[str, Any]] = []
         self.senders: set[str] = {MAILBOX, SENDER}
+        self.scopes: set[str] = set()  # granted besides this server's own Graph scope
         self.mail_send = True  # whether the app holds the Mail.Send application permission
         self.sent: list[SentMail] = []
         self._request_ids = itertools.count(1)
@@ -258,6 +265,7 @@ class GraphServer:
         self._delta_tokens: dict[str, tuple[int, str | None]] = {}
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._port = 0  # kept across stop() and start()
 
     # ----- lifecycle ----------------------------------------------------------------------
 
@@ -265,9 +273,10 @@ class GraphServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
         handler = type("Handler", (_Handler,), {"graph": self})
-        httpd = _Server(("127.0.0.1", 0), handler)
+        httpd = _Server(("127.0.0.1", self._port), handler)
         httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
         self._httpd = httpd
+        self._port = httpd.server_address[1]
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="graph-server"
         )
@@ -284,8 +293,8 @@ class GraphServer:
 
     @property
     def base(self) -> str:
-        assert self._httpd is not None
-        return f"https://127.0.0.1:{self._httpd.server_address[1]}"
+        assert self._port, "the server was never started"
+        return f"https://127.0.0.1:{self._port}"
 
     @property
     def graph_url(self) -> str:
@@ -333,6 +342,11 @@ class GraphServer:
     def revoke_tokens(self) -> None:
         with self._lock:
             self.tokens.clear()
+
+    def active(self, token: str) -> bool:
+        """Whether ``token`` was issued here and not revoked since."""
+        with self._lock:
+            return token in self.tokens
 
     def fail(self, kind: str, status: int | None, **options: Any) -> None:
         with self._lock:
@@ -475,7 +489,7 @@ class GraphServer:
 
         if value("grant_type") != "client_credentials" or value("client_id") != CLIENT_ID:
             return 400, {"error": "unauthorized_client", "error_description": "AADSTS700016"}
-        if value("scope") != f"{self.base}/.default":
+        if value("scope") not in {f"{self.base}/.default", *self.scopes}:
             return 400, {"error": "invalid_scope", "error_description": "AADSTS70011"}
         if value("client_assertion"):
             if not self._assertion_ok(value("client_assertion")):
@@ -533,11 +547,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        *,
+        content_type: str | None = None,
+    ) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         ctype = "message/rfc822" if isinstance(body, bytes) else "application/json"
-        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Type", content_type or ctype)
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -622,9 +643,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if method == "POST" and rest == ["oauth2", "v2.0", "token"]:
             fault = graph._fault("token")
+            if fault is not None and fault.delay:
+                time.sleep(fault.delay)
             if fault is not None and fault.status is not None:
                 graph.record("token", "", fault.status)
-                self._send(fault.status, {"error": "temporarily_unavailable"})
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                if fault.body is not None:
+                    self._send(fault.status, fault.body, headers, content_type="text/html")
+                else:
+                    self._send(fault.status, {"error": "temporarily_unavailable"}, headers)
                 return
             status, body = graph.token(parse_qs(self._body().decode()))
             graph.record("token", "", status)

@@ -393,6 +393,92 @@ async def test_an_unreachable_graph_reports_failing_then_recovers(
     assert watcher.monitor.failing_since is None
 
 
+# ----- the sign-in authority failing ----------------------------------------------------------
+#
+# msal returns an error dict only for a 4xx with an OAuth error; for a 5xx, an answer that is
+# not JSON or an authority out of reach it raises. Each must be one failing round (reported,
+# backed off), never the end of the inbox, and must never show the secret.
+
+NOT_JSON = b"<html><body>Service Unavailable (an invented proxy page)</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ({"status": 500}, "sign-in authority failed (HTTP 500)"),
+        ({"status": 502, "body": NOT_JSON}, "sign-in authority failed (HTTP 502)"),
+        ({"status": 200, "body": NOT_JSON}, "answer was not JSON"),
+    ],
+    ids=["500", "502-html", "200-not-json"],
+)
+async def test_a_failing_token_endpoint_backs_off_and_recovers(
+    team: Team,
+    graph: GraphServer,
+    tls: Tls,
+    caplog: pytest.LogCaptureFixture,
+    fault: dict[str, Any],
+    said: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    message_id = graph.add(notice("Ada Invented", "44/1/26"))
+    # Retry-After: 0, or msal would answer the next tries from its memory of the 5xx (5 s).
+    graph.fail("token", times=2, retry_after="0", **fault)
+    watcher = await watch(team.service, graph, tls)
+    await watcher.until(lambda: graph.mails[message_id].is_read)
+    await watcher.rounds(1)
+    await watcher.stop()
+
+    failures = [reason for state, reason in watcher.health if state == "failing"]
+    assert len(failures) == 2 and all(said in reason for reason in failures), failures
+    assert [e.status for e in graph.kinds("token")] == [fault["status"]] * 2 + [200]
+    assert watcher.health[-1] == ("ok", "")
+    assert watcher.monitor.failing_since is None
+    assert len(await cases(team.service)) == 1
+    logged = caplog.text + "\n".join(failures)
+    assert CLIENT_SECRET not in logged
+    assert all(token not in logged for token in graph.issued)
+
+
+async def test_a_5xx_without_retry_after_is_remembered_by_msal_for_five_seconds(
+    team: Team, graph: GraphServer, tls: Tls
+) -> None:
+    message_id = graph.add(notice("Ada Invented", "44/1/26"))
+    graph.fail("token", 503)
+    watcher = await watch(team.service, graph, tls)
+    await watcher.until(lambda: graph.mails[message_id].is_read, within=20)
+    await watcher.stop()
+
+    # msal's throttling answered the rounds of the next 5 s itself: the authority saw one 503.
+    assert [e.status for e in graph.kinds("token")] == [503, 200]
+    tokens = graph.kinds("token")
+    assert tokens[1].at - tokens[0].at >= 4.5
+    failures = [reason for state, reason in watcher.health if state == "failing"]
+    assert len(failures) >= 2
+    assert all("sign-in authority failed (HTTP 503)" in reason for reason in failures)
+    assert len(await cases(team.service)) == 1
+
+
+async def test_an_authority_that_is_down_backs_off_and_recovers(
+    team: Team, graph: GraphServer, tls: Tls, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    message_id = graph.add(notice("Ada Invented", "44/1/26"))
+    graph.stop()  # the sign-in authority (and Graph with it) refuses connections
+    watcher = await watch(team.service, graph, tls)
+    await watcher.until(lambda: sum(state == "failing" for state, _ in watcher.health) >= 2)
+    assert watcher.monitor.failing_since is not None
+    graph.start()  # on the same port
+    await watcher.until(lambda: graph.mails[message_id].is_read)
+    await watcher.rounds(1)
+    await watcher.stop()
+
+    failures = [reason for state, reason in watcher.health if state == "failing"]
+    assert all("sign-in authority unreachable (ConnectionError)" in r for r in failures), failures
+    assert watcher.monitor.failing_since is None
+    assert len(await cases(team.service)) == 1
+    assert CLIENT_SECRET not in caplog.text + "\n".join(failures)
+
+
 # ----- marking done ----------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ token ever shows in an error or a log line.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import socket
 import threading
@@ -25,7 +26,10 @@ from cryptography.hazmat.primitives import serialization
 
 from integrations import graph_mail
 from integrations.graph_mail import GraphMailNotifier, build_payload, parse_settings
+from sgalert.engine import Engine
 from sgalert.errors import ConfigError
+from sgalert.escalation import Plan
+from sgalert.model import Source
 from sgalert.notify import (
     NOTIFIER_ENTRY_POINTS,
     DeliveryError,
@@ -35,7 +39,10 @@ from sgalert.notify import (
     Recipient,
     notifier_factory,
 )
+from sgalert.policy import DEFAULT_POLICIES, Policy, Step
 
+from .conftest import Team, encompass_case
+from .engine_helpers import VirtualClock
 from .graph_server import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -359,6 +366,30 @@ async def test_a_failing_authority_is_retryable(graph: GraphServer, tls: Tls) ->
     assert graph.kinds("send-mail") == []
 
 
+async def test_an_authority_answering_something_not_json_is_retryable(
+    graph: GraphServer, tls: Tls, caplog: pytest.LogCaptureFixture
+) -> None:
+    # msal raises ValueError (json.JSONDecodeError) for a token answer that is not JSON.
+    caplog.set_level(logging.DEBUG)
+    graph.fail("token", 200, body=NOT_JSON)
+    error = await refused(graph, tls)
+    assert error.retryable is True
+    assert "answer was not JSON" in str(error)
+    assert error.__context__ is None and error.__cause__ is None
+    assert CLIENT_SECRET not in everything_said(error, caplog)
+    assert graph.kinds("send-mail") == []
+
+
+async def test_an_authority_busy_with_retry_after_passes_it_on(
+    graph: GraphServer, tls: Tls
+) -> None:
+    graph.fail("token", 503, retry_after="120")
+    error = await refused(graph, tls)
+    assert error.retryable is True
+    assert "sign-in authority failed (HTTP 503)" in str(error)
+    assert error.retry_after == 120
+
+
 async def test_an_unreachable_authority_is_retryable(graph: GraphServer, tls: Tls) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -382,6 +413,83 @@ async def test_ca_file_holds_despite_requests_ca_bundle(
     monkeypatch.setenv("CURL_CA_BUNDLE", certifi.where())
     receipt = await send(graph, tls)
     assert receipt.queued_only
+
+
+# ----- the sign-in authority failing, through the outbox ----------------------------------------
+
+NOT_JSON = b"<html><body>Service Unavailable (an invented proxy page)</body></html>"
+
+
+def email_only(team: Team) -> VirtualClock:
+    """Page the on-duty DSL by email only (no fallback channel), on a clock moved by hand."""
+    clock = VirtualClock()
+    assert team.service.plan is not None
+    team.service._clock = clock
+    policy = Policy(
+        steps=(Step("on-duty", ("email",), 0),),
+        repeat_target="team",
+        repeat_channels=("email",),
+        repeat_minutes=600,
+    )
+    team.service.plan = Plan(
+        school="Example First School",
+        calendar=team.service.plan.calendar,
+        policies={**DEFAULT_POLICIES, Source.ENCOMPASS: policy},
+        channels=("email",),
+        per_person_channels=frozenset({"email"}),
+    )
+    return clock
+
+
+@pytest.mark.parametrize("failure", ["500", "not-json", "down"])
+async def test_a_failed_sign_in_is_retried_by_the_outbox_not_lost(
+    team: Team,
+    graph: GraphServer,
+    tls: Tls,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    failure: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    clock = email_only(team)
+    channel = graph_mail.create("email", options(graph, tls), tmp_path)
+    engine = Engine(team.service, tmp_path, notifiers={"email": channel}, clock=clock, watch=False)
+    (stored,) = await team.service.create_cases([encompass_case("Ada Invented")])
+    await engine.tick_timers()
+    if failure == "500":
+        graph.fail("token", 500, retry_after="0")
+    elif failure == "not-json":
+        graph.fail("token", 200, body=NOT_JSON)
+    else:
+        graph.stop()
+
+    await engine.sender.send_due()
+    rows = await team.service.store.fetchall("SELECT state, attempts, last_error FROM outbox")
+    ((state, attempts, last_error),) = rows
+    assert (state, attempts) == ("pending", 1), last_error
+    assert "sign-in" in last_error
+    assert graph.accepted() == []
+
+    if failure == "down":
+        graph.start()  # the authority is back, on the same port
+    clock.advance(minutes=1)
+    await engine.sender.send_due()
+    await channel.close()
+
+    (mail,) = graph.accepted()
+    assert stored.ref in mail.payload["message"]["subject"]
+    rows = await team.service.store.fetchall("SELECT state, attempts FROM outbox")
+    assert [tuple(row) for row in rows] == [("delivered", 2)]
+    actions = [
+        (row[0], json.loads(row[1]).get("channel"))
+        for row in await team.service.store.fetchall(
+            "SELECT action, detail FROM audit WHERE action LIKE 'notification-%' ORDER BY seq"
+        )
+    ]
+    assert actions == [("notification-failed", "email"), ("notification-delivered", "email")]
+    said = caplog.text + last_error
+    assert CLIENT_SECRET not in said
+    assert all(token not in said for token in graph.issued)
 
 
 # ----- refused before any call ----------------------------------------------------------------

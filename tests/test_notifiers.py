@@ -464,8 +464,10 @@ CLIENT_ID = "8f0d6a4e-7b2c-4e5a-a1d3-00000000bbbb"
 CLIENT_SECRET = "invented-client-secret-for-smtp"
 
 
-def entra(sink: HttpSink) -> None:
-    """Teach the sink the two endpoints msal's client-credentials flow uses."""
+def entra(sink: HttpSink, *failures: Reply) -> None:
+    """Teach the sink the two endpoints msal's client-credentials flow uses; the token endpoint
+    answers ``failures`` first, one per request."""
+    pending = list(failures)
     base = f"{sink.base}/{TENANT}"
     sink.route(
         "GET",
@@ -481,6 +483,8 @@ def entra(sink: HttpSink) -> None:
     )
 
     def token(request: Any) -> Reply:
+        if pending:
+            return pending.pop(0)
         form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
         if form.get("client_secret") != CLIENT_SECRET or form.get("client_id") != CLIENT_ID:
             return Reply(
@@ -569,6 +573,78 @@ async def test_xoauth2_with_a_wrong_secret_is_not_retried(
     assert room.received == []
 
 
+def xoauth2_channel(port: int, tmp_path: Path, authority_url: str, tls: Tls) -> smtp.SmtpNotifier:
+    return smtp_channel(
+        port,
+        tmp_path,
+        security="starttls",
+        auth="xoauth2",
+        tenant_id=TENANT,
+        client_id=CLIENT_ID,
+        client_secret_env="SGALERT_TEST_CLIENT_SECRET",
+        authority_url=authority_url,
+        ca_file=str(tls.ca_file),
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [
+        # msal raises MsalServiceError for a 5xx (Retry-After: 0, or it would answer the retry
+        # from its memory of the failure for 5 s) and ValueError for an answer not JSON.
+        (Reply(500, {"Retry-After": "0"}, body={"error": "server_error"}), "failed (HTTP 500)"),
+        (Reply(200, body="<html>An invented proxy page</html>"), "answer was not JSON"),
+    ],
+    ids=["500", "not-json"],
+)
+async def test_xoauth2_with_a_failing_authority_is_retried(
+    tls: Tls,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failure: Reply,
+    said: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("SGALERT_TEST_CLIENT_SECRET", CLIENT_SECRET)
+    room = OAuthMailroom(tokens={"invented-token-1"})
+    controller = LoopbackController(
+        room, hostname="127.0.0.1", port=0, tls_context=server_context(tls), auth_required=True
+    )
+    controller.start()
+    try:
+        with HttpSink(tls=tls) as sink:
+            entra(sink, failure)
+            channel = xoauth2_channel(controller.port, tmp_path, sink.base, tls)
+            with pytest.raises(DeliveryError) as caught:
+                await channel.send(page(), Recipient(DSL))
+            await channel.send(page(), Recipient(DSL))  # the outbox's retry
+            await channel.close()
+    finally:
+        controller.stop()
+    error = caught.value
+    assert error.retryable is True
+    assert said in str(error)
+    assert error.__context__ is None and error.__cause__ is None
+    assert len(room.received) == 1
+    everything = "\n".join([str(error), *traceback.format_exception(error), caplog.text])
+    assert CLIENT_SECRET not in everything and "invented-token-1" not in everything
+
+
+async def test_xoauth2_with_an_authority_that_is_down_is_retryable(
+    tls: Tls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("SGALERT_TEST_CLIENT_SECRET", CLIENT_SECRET)
+    channel = xoauth2_channel(free_port(), tmp_path, f"https://127.0.0.1:{free_port()}", tls)
+    with pytest.raises(DeliveryError, match="sign-in authority unreachable") as caught:
+        await channel.send(page(), Recipient(DSL))
+    await channel.close()
+    assert caught.value.retryable is True
+    assert caught.value.__context__ is None
+    assert CLIENT_SECRET not in "\n".join([*traceback.format_exception(caught.value), caplog.text])
+
+
 # ----- SMTP configuration ---------------------------------------------------------------------
 
 
@@ -589,6 +665,39 @@ def test_smtp_config_errors_name_the_key_and_the_fix(tmp_path: Path) -> None:
         "channels.mail.tenant_id:"
     )
     assert error(ca_file="missing.pem").startswith("channels.mail.ca_file:")
+
+
+def test_smtp_xoauth2_takes_a_certificate_and_checks_the_app_registration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .graph_server import make_client_certificate
+
+    pem, _ = make_client_certificate(tmp_path)
+    base = {"host": "smtp.office365.com", "from": FROM, "auth": "xoauth2"}
+    app = {"tenant_id": TENANT, "client_id": CLIENT_ID}
+    channel = smtp.create("mail", {**base, **app, "certificate_file": pem.name}, tmp_path)
+    assert channel.settings.oauth is not None
+    credential = channel.settings.oauth.app.credential
+    assert isinstance(credential, dict) and "BEGIN CERTIFICATE" in credential["public_certificate"]
+    assert "PRIVATE KEY" not in repr(channel.settings)
+
+    monkeypatch.setenv("SGALERT_TEST_CLIENT_SECRET", CLIENT_SECRET)
+    secret = {"client_secret_env": "SGALERT_TEST_CLIENT_SECRET"}
+
+    def error(**options: Any) -> str:
+        with pytest.raises(ConfigError) as caught:
+            smtp.create("mail", {**base, **app, **secret, **options}, tmp_path)
+        return str(caught.value)
+
+    assert error(certificate_file=pem.name).startswith("channels.mail.certificate_file:")
+    assert error(certificate_thumbprint="AB" * 20).startswith(
+        "channels.mail.certificate_thumbprint:"
+    )
+    assert error(authority_url="http://login.example.org").startswith(
+        "channels.mail.authority_url:"
+    )
+    assert error(client_id="").startswith("channels.mail.client_id:")
+    assert CLIENT_SECRET not in error(tenant_id="common")
 
 
 def test_smtp_defaults(tmp_path: Path) -> None:
