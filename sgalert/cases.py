@@ -370,3 +370,26 @@ async def open_fields(
                     "its integrity check: it was altered or does not belong to this case"
                 ) from None
     return opened
+
+
+async def open_field(
+    db: aiosqlite.Connection, keys: Mapping[tuple[str, str], bytes], case_id: str, name: str
+) -> bytes | None:
+    """Decrypt one sealed field (an attachment's bytes, say); None if the case has no such field
+    or the keys do not reach it."""
+    cursor = await db.execute(
+        "SELECT key_name, blob FROM sealed_fields WHERE case_id = ? AND field = ?", (case_id, name)
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    key = keys.get((case_id, row["key_name"]))
+    if key is None:
+        return None
+    try:
+        return crypto.aead_open(key, row["blob"], field_aad(case_id, name, row["key_name"]))
+    except InvalidTag:
+        raise IntegrityError(
+            f"sealed field {name!r} of case {await case_ref(db, case_id)} failed its integrity"
+            " check: it was altered or does not belong to this case"
+        ) from None

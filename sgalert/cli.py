@@ -130,7 +130,11 @@ def _print_view(view: CaseView) -> None:
     lines += ["", "Message:", view.body_text or "(empty)", ""]
     if view.attachments:
         lines.append("Attachments:")
-        lines += [f"  {a.filename} ({a.content_type}, {a.size} bytes)" for a in view.attachments]
+        lines += [
+            f"  {number}. {a.filename} ({a.content_type}, {a.size} bytes)"
+            for number, a in enumerate(view.attachments, start=1)
+        ]
+        lines.append("  (save one with `sgalert case attachment REF NUMBER --out PATH`)")
         lines.append("")
     lines.append("Chronology:")
     for entry in view.chronology:
@@ -279,6 +283,41 @@ class Runner:
             print(json.dumps(_view_json(view), indent=2, ensure_ascii=False))
         else:
             _print_view(view)
+        return 0
+
+    async def case_attachment(self) -> int:
+        """Write a decrypted copy of one attachment: only where asked, mode 0600, audited."""
+        from pathlib import Path
+
+        from sgalert.export import proposed_name
+
+        number = self.args.number
+        if number < 1:
+            raise InvalidInput("attachments are numbered from 1, as `sgalert case show` lists them")
+        out = Path(self.args.out).expanduser()
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            if out.is_dir():
+                view = await service.open_case(identity, self.args.ref)
+                if number > len(view.attachments):
+                    raise InvalidInput(f"case {view.summary.ref} has no attachment {number}")
+                name = view.attachments[number - 1].filename
+                out = out / proposed_name(view.summary.ref, number - 1, name)
+            saved = await service.save_attachment(
+                identity, self.args.ref, number - 1, out, overwrite=self.args.overwrite
+            )
+        print(
+            printable(
+                f"Wrote a decrypted copy ({saved.size} bytes) to {saved.path}", keep_newlines=False
+            )
+        )
+        print(
+            f"WARNING: this copy of confidential safeguarding material is outside the encrypted"
+            f" store. {identity.email} is responsible for it: keep it on an encrypted device,"
+            " share it only with those who need to know, and delete it when done. The export is"
+            " recorded in the audit log.",
+            file=sys.stderr,
+        )
         return 0
 
     async def case_new(self) -> int:
@@ -544,11 +583,10 @@ class Runner:
     async def status(self) -> int:
         """The engine's heartbeat, open system alerts and unacknowledged cases: one glance."""
         from sgalert.clock import utcnow
-        from sgalert.watch import open_alerts
 
         async with await self.service() as service:
             lease = await service.store.fetchall("SELECT holder, heartbeat_at FROM engine_lease")
-            alerts = await open_alerts(service.store)
+            alerts = await service.open_alerts()
             waiting = await service.list_cases(state=CaseState.NEW)
         now = utcnow()
         report: dict[str, Any] = {
@@ -666,6 +704,26 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("ref", help="case id or reference such as SG-2026-0042")
     show.add_argument("--json", action="store_true")
     as_email(show)
+    attachment = command(
+        case_cmds,
+        "attachment",
+        Runner.case_attachment,
+        "write a decrypted copy of one attachment (mode 0600; the export is audited)",
+    )
+    attachment.add_argument("ref", help="case id or reference")
+    attachment.add_argument(
+        "number", type=int, help="the attachment's number, from 1, as `case show` lists them"
+    )
+    attachment.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="the file to write, or a folder to write it into under a safe name",
+    )
+    attachment.add_argument(
+        "--overwrite", action="store_true", help="replace a file already at PATH"
+    )
+    as_email(attachment)
     new = command(case_cmds, "new", Runner.case_new, "record a notification received by phone")
     new.add_argument("--source", required=True, choices=[s.value for s in Source])
     new.add_argument("--caller", required=True, help="who phoned, e.g. 'PC 1234, Example Police'")

@@ -10,13 +10,14 @@ message on one line and exits with its ``exit_code``. Messages name the thing th
     ├── WorkspaceError         workspace missing, not initialised, or already initialised
     ├── StoreError             the database could not be opened or migrated
     ├── NotFound               no such case, person or group
-    ├── AlreadyExists          a person with that email already exists
+    ├── AlreadyExists          a person with that email, or a file where a copy would go
     ├── WrongPassphrase        the passphrase does not unlock that person's keys
     ├── NotEntitled            the person may not read or act on that case (exit code 2)
     ├── IllegalTransition      the case is not in a state that allows the action
     ├── IntegrityError         a sealed blob failed authentication (tampered or moved)
     ├── NoEntitledReaders      nobody holding a key may read a new case, so it cannot be sealed
     ├── MembershipError        a group change that would lock everyone out, or is not allowed
+    ├── ExportError            a decrypted copy could not be written where the person asked
     └── AuditChainBroken       an audit entry's hash does not match (names the entry)
 """
 
@@ -77,6 +78,11 @@ class NoEntitledReaders(SgalertError):
 
 class MembershipError(SgalertError):
     """A change to a group's members that is not allowed (for example removing the last one)."""
+
+
+class ExportError(SgalertError):
+    """A decrypted copy could not be written (no such folder, no permission, disk full). The
+    message never names the path, which may hold a case's filename."""
 
 
 class AuditChainBroken(SgalertError):

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from sgalert import audit, keyring
+from sgalert import audit, desk, export, keyring
 from sgalert.cases import (
     FIELD_ATTACHMENTS,
     FIELD_BODY,
@@ -28,6 +30,7 @@ from sgalert.cases import (
     StoredCase,
     data_key_info,
     insert_now,
+    open_field,
     open_fields,
     seal_cases,
     unwrap_data_keys,
@@ -49,14 +52,8 @@ from sgalert.model import CaseState, CaseSummary, Flag, KeyName, Readers, Source
 from sgalert.store import Store, on_connection
 from sgalert.workspace import Workspace
 
-_SUMMARY_SQL = """
-SELECT c.id, c.ref, c.source, c.state, c.received_at, c.created_at, c.updated_at, c.flags,
-       a.email AS assignee, c.acknowledged_at, k.email AS acknowledged_by, c.closed_at,
-       (SELECT MIN(due_at) FROM clocks WHERE case_id = c.id AND met_at IS NULL) AS next_deadline
-FROM cases c
-LEFT JOIN people a ON a.id = c.assignee_id
-LEFT JOIN people k ON k.id = c.acknowledged_by
-"""
+_SUMMARY_SQL = desk.SUMMARY_SQL
+summary_from_row = desk.summary_from_row  # the desk's reader of that query's rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +86,114 @@ class CaseView:
     clocks: tuple[CaseClock, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class AttachmentContent:
+    """One attachment decrypted for export. Its name and bytes stay out of its repr, and so out
+    of logs and tracebacks: a filename can name a child."""
+
+    index: int
+    filename: str = field(repr=False)
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SavedAttachment:
+    """Where a decrypted copy was written (the path can hold the attachment's name)."""
+
+    path: Path = field(repr=False)
+    size: int
+    replaced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """One row of the outbox for a case: a page to one person (or a shared channel).
+
+    ``error`` is a class of failure from a fixed vocabulary (``timeout``, ``recipient
+    refused``…), never the channel's own words, which can quote an address or a server's reply.
+    """
+
+    id: int
+    queued_at: datetime
+    channel: str
+    recipient: str  # a member of staff's address, or the channel's name for a shared channel
+    raised_by: str  # the timer's kind ("step", "repeat", "clock-warning", "clock:…") or "fallback"
+    step: int
+    urgency: str
+    reason: str
+    state: str  # pending, sending, delivered, failed, superseded
+    attempts: int
+    next_attempt_at: datetime | None
+    error: str | None
+    delivered_at: datetime | None
+    acknowledged_at: datetime | None  # when the acknowledgement code it carried was used
+    fallback_of: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationTimer:
+    """One escalation or deadline timer of a case: fired, cancelled, or still to come."""
+
+    id: int
+    kind: str
+    step: int
+    created_at: datetime
+    due_at: datetime
+    fired_at: datetime | None
+    cancelled_at: datetime | None
+
+    @property
+    def state(self) -> str:
+        if self.fired_at is not None:
+            return "fired"
+        return "cancelled" if self.cancelled_at is not None else "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationHistory:
+    """Who was paged about a case, how, and what is still to come. Metadata only."""
+
+    ref: str
+    notifications: tuple[NotificationRecord, ...]
+    timers: tuple[EscalationTimer, ...]
+
+
+# Classes of delivery failure, matched on the words the notifiers use; the first match wins.
+_ERROR_CLASSES: tuple[tuple[str, str], ...] = (
+    ("unexpected", "unexpected error"),
+    ("did not answer in time", "timeout"),
+    ("tls certificate", "certificate not trusted"),
+    ("throttling", "throttled"),
+    ("sign-in", "sign-in refused"),
+    ("authentication", "sign-in refused"),
+    ("access token", "sign-in refused"),
+    ("xoauth2", "sign-in refused"),
+    ("recipient", "recipient refused"),
+    ("not a plain address", "recipient refused"),
+    ("sender", "sender refused"),
+    ("unreachable", "unreachable"),
+    ("could not connect", "unreachable"),
+    ("could not be reached", "unreachable"),
+    ("closed the connection", "unreachable"),
+    ("maildir", "could not write the mail file"),
+    ("over teams' limit", "message too large"),
+    ("unsuitable", "server unsuitable"),
+    ("redirected", "refused by the server"),
+    ("refused", "refused by the server"),
+    ("answered http", "refused by the server"),
+    ("failed", "server error"),
+)
+
+
+def delivery_error_class(message: str | None) -> str | None:
+    """The class of a stored delivery error, without its text."""
+    if not message:
+        return None
+    lowered = message.lower()
+    return next((name for words, name in _ERROR_CLASSES if words in lowered), "delivery error")
+
+
 class _Rotated(Exception):
     """A group key rotated between sealing and storing: seal again inside the transaction."""
 
@@ -99,29 +204,6 @@ class _Refused(Exception):
     def __init__(self, case_id: str, ref: str) -> None:
         self.case_id = case_id
         self.ref = ref
-
-
-def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
-    """A case's metadata from a row of the summary query (also used by the desk's pages)."""
-
-    def when(value: str | None) -> datetime | None:
-        return parse_iso(value) if value else None
-
-    return CaseSummary(
-        id=row["id"],
-        ref=row["ref"],
-        source=Source(row["source"]),
-        state=CaseState(row["state"]),
-        received_at=parse_iso(row["received_at"]),
-        created_at=parse_iso(row["created_at"]),
-        updated_at=parse_iso(row["updated_at"]),
-        flags=tuple(json.loads(row["flags"])),
-        assignee=row["assignee"],
-        acknowledged_at=when(row["acknowledged_at"]),
-        acknowledged_by=row["acknowledged_by"],
-        closed_at=when(row["closed_at"]),
-        next_deadline=when(row["next_deadline"]),
-    )
 
 
 # Where a case can be referred: a label for the record, and the clock a referral starts.
@@ -240,6 +322,37 @@ class CaseService:
         if row is None:
             raise NotFound(f"no case {ref.strip()}")
         return summary_from_row(row)
+
+    # ----- the desk: queue, counts, banners, live updates (no unlock needed) --------------
+
+    async def queue_page(
+        self, query: desk.QueueQuery, *, known_total: int | None = None
+    ) -> desk.QueuePage:
+        """One page of the queue, paged, sorted and filtered in SQL; overdue judged by this
+        service's clock. ``known_total`` is the view's count from :meth:`queue_counts`, which
+        saves a count per page turn when there is no search."""
+        return await desk.queue_page(self.store, query, self._clock(), known_total=known_total)
+
+    async def queue_counts(self) -> dict[desk.QueueView, int]:
+        """How many cases each queue view holds."""
+        return await desk.queue_counts(self.store)
+
+    async def engine_heartbeat(self) -> datetime | None:
+        """When the engine last beat; None if it never ran here. Stale means nobody is paged."""
+        return await desk.engine_heartbeat(self.store)
+
+    async def unacknowledged(self, email: str | None = None) -> desk.Unacknowledged:
+        """Unacknowledged cases, and how many of them are assigned to ``email``."""
+        return await desk.unacknowledged(self.store, email)
+
+    async def open_alerts(self) -> list[dict[str, str]]:
+        """System alerts not yet cleared (a source down…): silence must not look like safety."""
+        return await desk.open_alerts(self.store)
+
+    def change_probe(self) -> desk.ChangeProbe:
+        """A probe that notices commits to this store, for a desk's live updates. It opens its
+        own connection in the thread that first polls it; close it from that thread."""
+        return desk.ChangeProbe(self.store.path)
 
     # ----- creating -----------------------------------------------------------------------
 
@@ -475,6 +588,162 @@ class CaseService:
                 clocks=tuple(clocks[summary.id]),
             )
         return views
+
+    # ----- attachments and notification history ------------------------------------------
+
+    async def attachment(self, identity: Identity, ref: str, index: int) -> AttachmentContent:
+        """Decrypt one attachment (numbered from 0 as the case view lists them) for export.
+
+        Handing out the plaintext is an export, so it is audited as one (``attachment-exported``
+        with the index and size, never the filename); a person not entitled to the case is
+        refused and the refusal audited. Prefer :meth:`save_attachment`, which also writes the
+        copy safely.
+        """
+        try:
+            async with self.store.write() as db:
+                summary = await self._summary(db, ref)
+                content = await self._attachment(db, identity, summary, index)
+                await self._audit_export(db, identity, summary, content, "caller")
+                return content
+        except _Refused as refused:
+            await self._refuse(identity, refused, "export-attachment")
+            raise AssertionError("unreachable") from None
+
+    async def save_attachment(
+        self,
+        identity: Identity,
+        ref: str,
+        index: int,
+        destination: Path,
+        *,
+        overwrite: bool = False,
+    ) -> SavedAttachment:
+        """Write a decrypted copy of one attachment to ``destination``: mode 0600, atomically,
+        never over an existing file unless ``overwrite`` (:class:`AlreadyExists` otherwise).
+
+        The copy is written inside the transaction that audits it, so the log records exactly
+        the copies that were written; if the audit cannot commit, the copy is removed again.
+        """
+        target = destination.expanduser()
+        written = False
+        try:
+            async with self.store.write() as db:
+                summary = await self._summary(db, ref)
+                content = await self._attachment(db, identity, summary, index)
+                replaced = overwrite and os.path.lexists(target)
+                await asyncio.to_thread(
+                    export.write_private_file, target, content.data, overwrite=overwrite
+                )
+                written = True
+                await self._audit_export(db, identity, summary, content, "file")
+        except _Refused as refused:
+            await self._refuse(identity, refused, "export-attachment")
+            raise AssertionError("unreachable") from None
+        except BaseException:
+            if written:  # the audit did not commit: no unrecorded copy may stay behind
+                target.unlink(missing_ok=True)
+            raise
+        return SavedAttachment(target, len(content.data), replaced)
+
+    async def _attachment(
+        self, db: aiosqlite.Connection, identity: Identity, summary: CaseSummary, index: int
+    ) -> AttachmentContent:
+        keys = await unwrap_data_keys(db, identity, [summary.id])
+        if (summary.id, KeyName.CONTENT.value) not in keys:
+            raise _Refused(summary.id, summary.ref)
+        listed = json.loads(await open_field(db, keys, summary.id, FIELD_ATTACHMENTS) or b"[]")
+        if not 0 <= index < len(listed):
+            raise NotFound(f"case {summary.ref} has no attachment number {index + 1}")
+        data = await open_field(db, keys, summary.id, f"attachment/{index}")
+        if data is None:
+            raise NotFound(f"the content of attachment {index + 1} of {summary.ref} was not kept")
+        meta = listed[index]
+        return AttachmentContent(
+            index=index,
+            filename=str(meta.get("filename") or ""),
+            content_type=str(meta.get("content_type") or "application/octet-stream"),
+            data=data,
+        )
+
+    async def _audit_export(
+        self,
+        db: aiosqlite.Connection,
+        identity: Identity,
+        summary: CaseSummary,
+        content: AttachmentContent,
+        to: str,
+    ) -> None:
+        detail = {"ref": summary.ref, "index": content.index, "bytes": len(content.data), "to": to}
+        await audit.append(
+            db, [audit.AuditEvent(identity.email, "attachment-exported", summary.id, detail)]
+        )
+
+    async def notification_history(self, identity: Identity, ref: str) -> NotificationHistory:
+        """Every page about the case (queued, delivered, failed, superseded) and its escalation
+        timers, for someone entitled to the case; a refusal is audited. Metadata only: staff
+        addresses, channels, times, and classes of failure, never a channel's error text."""
+        try:
+            async with self.store.read() as db:
+                summary = await self._summary(db, ref)
+                await self._content_key(db, identity, summary)
+                rows = await db.execute_fetchall(
+                    "SELECT o.id, o.created_at, o.channel, o.recipient, o.payload, o.state,"
+                    " o.attempts, o.next_attempt_at, o.last_error, o.delivered_at,"
+                    " o.fallback_of, t.kind AS timer_kind,"
+                    " (SELECT MIN(a.used_at) FROM ack_tokens a WHERE a.outbox_id = o.id)"
+                    " AS acknowledged_at"
+                    " FROM outbox o LEFT JOIN timers t ON t.id = o.timer_id"
+                    " WHERE o.case_id = ? ORDER BY o.created_at, o.id",
+                    (summary.id,),
+                )
+                timer_rows = await db.execute_fetchall(
+                    "SELECT id, kind, step, created_at, due_at, fired_at, cancelled_at"
+                    " FROM timers WHERE case_id = ? ORDER BY due_at, id",
+                    (summary.id,),
+                )
+        except _Refused as refused:
+            await self._refuse(identity, refused, "notification-history")
+            raise AssertionError("unreachable") from None
+
+        def when(value: str | None) -> datetime | None:
+            return parse_iso(value) if value else None
+
+        notifications = []
+        for row in rows:
+            payload = json.loads(row["payload"])
+            state = str(row["state"])
+            notifications.append(
+                NotificationRecord(
+                    id=int(row["id"]),
+                    queued_at=parse_iso(row["created_at"]),
+                    channel=str(row["channel"]),
+                    recipient=str(row["recipient"]),
+                    raised_by=str(row["timer_kind"] or ("fallback" if row["fallback_of"] else "")),
+                    step=int(payload.get("step") or 0),
+                    urgency=str(payload.get("urgency") or ""),
+                    reason=str(payload.get("reason") or ""),
+                    state=state,
+                    attempts=int(row["attempts"]),
+                    next_attempt_at=when(row["next_attempt_at"]) if state == "pending" else None,
+                    error=delivery_error_class(row["last_error"]),
+                    delivered_at=when(row["delivered_at"]),
+                    acknowledged_at=when(row["acknowledged_at"]),
+                    fallback_of=row["fallback_of"],
+                )
+            )
+        timers = tuple(
+            EscalationTimer(
+                id=int(row["id"]),
+                kind=str(row["kind"]),
+                step=int(row["step"]),
+                created_at=parse_iso(row["created_at"]),
+                due_at=parse_iso(row["due_at"]),
+                fired_at=when(row["fired_at"]),
+                cancelled_at=when(row["cancelled_at"]),
+            )
+            for row in timer_rows
+        )
+        return NotificationHistory(summary.ref, tuple(notifications), timers)
 
     # ----- acting -------------------------------------------------------------------------
 
@@ -786,10 +1055,30 @@ class CaseService:
         async with self.store.read() as db:
             return await audit.verify(db)
 
+    async def audit_log(self, *, limit: int = 500) -> tuple[desk.AuditRow, ...]:
+        """The newest audit entries, each case shown by reference. Metadata only; who may see
+        the log is the desk's decision (the DSLs and the headteacher)."""
+        return await desk.audit_log(self.store, limit=limit)
+
+    async def case_history(self, case_id: str, *, limit: int = 200) -> list[audit.AuditEntry]:
+        """One case's audit trail, newest first: reads, notifications, escalations, actions."""
+        return await desk.case_history(self.store, case_id, limit=limit)
+
 
 async def open_service(workspace: Workspace, clock: Clock = utcnow) -> CaseService:
     """Open the workspace's store with its validated config."""
     return await CaseService.open(workspace, clock)
 
 
-__all__ = ["Attachment", "CaseService", "CaseView", "load_config", "open_service"]
+__all__ = [
+    "Attachment",
+    "AttachmentContent",
+    "CaseService",
+    "CaseView",
+    "EscalationTimer",
+    "NotificationHistory",
+    "NotificationRecord",
+    "SavedAttachment",
+    "load_config",
+    "open_service",
+]

@@ -198,15 +198,3 @@ async def _start_workers(ingestor: Ingestor) -> None:
         await ingestor.warm()
     except Exception as exc:  # a pool that cannot start must not stop the watchers
         log.warning("ingest worker processes did not start (%s)", type(exc).__name__)
-
-
-async def open_alerts(store: Store) -> list[dict[str, str]]:
-    """System alerts not yet cleared: for banners and notifications. No personal data."""
-    rows = await store.fetchall(
-        "SELECT kind, source_name, raised_at, detail FROM system_alerts WHERE cleared_at IS NULL"
-        " ORDER BY raised_at"
-    )
-    return [
-        {"kind": row[0], "source": row[1], "raised_at": row[2], **json.loads(row[3])}
-        for row in rows
-    ]

@@ -16,10 +16,11 @@ import pytest
 
 from integrations.imap import ImapInbox
 from sgalert.config import SourceConfig
+from sgalert.desk import open_alerts
 from sgalert.ingest import Inbound, Ingestor, SourceRules, load_checkpoint
 from sgalert.model import Source
 from sgalert.service import CaseService
-from sgalert.watch import SOURCE_DOWN, SourceMonitor, make_deliver, open_alerts
+from sgalert.watch import SOURCE_DOWN, SourceMonitor, make_deliver
 from sgalert.workspace import Workspace
 
 from .conftest import Team

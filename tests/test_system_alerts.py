@@ -7,9 +7,10 @@ import json
 from datetime import UTC, datetime, time
 
 from sgalert.config import SourceConfig
+from sgalert.desk import open_alerts
 from sgalert.model import Source
 from sgalert.rota import Shift
-from sgalert.watch import SourceMonitor, open_alerts
+from sgalert.watch import SourceMonitor
 
 from .conftest import Team
 from .engine_helpers import VirtualClock

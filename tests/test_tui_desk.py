@@ -20,6 +20,7 @@ from textual.widgets import Checkbox, DataTable, Input, Select, Static, TextArea
 
 from sgalert.audit import entries
 from sgalert.config import load_config
+from sgalert.desk import PAGE_SIZE
 from sgalert.duty import load_rota
 from sgalert.model import CaseState, Source
 from sgalert.service import CaseService
@@ -28,7 +29,6 @@ from sgalert.text import printable
 from sgalert.workspace import Workspace
 from tui.app import SgalertApp, make_app
 from tui.case_list import CaseList
-from tui.queries import PAGE_SIZE
 from tui.screens.case import CaseScreen
 from tui.screens.dialogs import CloseScreen, ConfirmScreen, DecisionScreen, NoteScreen
 from tui.screens.manual import NewCaseScreen
@@ -601,7 +601,7 @@ async def test_pages_filter_and_sort_many_cases(tmp_path: Path) -> None:
         assert "by deadline" in plain(screen.query_one("#queue-status", Static))
         await pilot.press("2")
         await settle(pilot)
-        assert screen.query_state.tab.value == "encompass"
+        assert screen.query_state.view.value == "encompass"
         status = plain(screen.query_one("#queue-status", Static))
         assert f"of {PAGE_SIZE + 33}" in status
 
@@ -610,10 +610,10 @@ async def test_pages_filter_and_sort_many_cases(tmp_path: Path) -> None:
 
 
 def test_every_binding_has_an_id_and_a_description() -> None:
-    from tui.screens import audit, case, dialogs, help, manual, queue, rota, unlock
+    from tui.screens import audit, case, child, dialogs, help, manual, queue, rota, unlock
 
     classes: list[type] = [SgalertApp, CaseList]
-    for module in (audit, case, dialogs, help, manual, queue, rota, unlock):
+    for module in (audit, case, child, dialogs, help, manual, queue, rota, unlock):
         classes += [
             value
             for value in vars(module).values()
@@ -690,14 +690,6 @@ def test_banners_cover_engine_source_rota_and_unacknowledged() -> None:
     assert banners(fresh, NOW, UTC, None) == []
 
 
-def test_queue_search_escapes_like_wildcards() -> None:
-    from tui.queries import QueueQuery, _where
-
-    clauses, params = _where(QueueQuery(search="100% a_b"))
-    assert params["t0"] == "%100\\%%" and params["t1"] == "%a\\_b%"
-    assert " ".join(clauses).count("ESCAPE") == 10
-
-
 async def test_store_is_closed_on_exit_and_a_missing_store_is_one_clear_line(
     desk: Desk, tmp_path: Path
 ) -> None:
@@ -723,7 +715,7 @@ async def test_rapid_keys_show_the_last_request_and_leave_the_store_usable(desk:
         await pilot.press(*"2345123452", "s", "S", "5")
         await settle(pilot)
         screen = app.queue_screen
-        assert screen.page is not None and screen.page.query.tab.value == "all"
+        assert screen.page is not None and screen.page.query.view.value == "all"
         assert sorted(queue_states(app)) == sorted(desk.refs.values())
         assert app.identity is not None
         summary = await app.service.acknowledge(app.identity, desk.refs["new"])

@@ -29,7 +29,7 @@ from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState
 
-from sgalert.clock import Clock, parse_iso, utcnow
+from sgalert.clock import Clock, utcnow
 from sgalert.errors import SgalertError
 from sgalert.keyring import Identity
 from sgalert.model import Role
@@ -37,7 +37,6 @@ from sgalert.service import CaseService
 from sgalert.workspace import Workspace
 
 from .commands import DeskCommands
-from .queries import tab_counts
 from .screens.audit import AuditScreen
 from .screens.case import CaseScreen
 from .screens.help import HelpScreen
@@ -149,10 +148,10 @@ class SgalertApp(App[int]):
         elif self._idle_override:
             self.idle_limit = timedelta(minutes=self._idle_override)
         self.title = f"sgalert · {self.school}"
-        self._queue = QueueScreen(await tab_counts(self.service))
+        self._queue = QueueScreen(await self.service.queue_counts())
         await self.push_screen(self._queue)
         self._watcher = StoreWatcher(
-            self.workspace.store_path, self.post_message, interval=self.poll_seconds
+            self.service.change_probe(), self.post_message, interval=self.poll_seconds
         )
         self.run_worker(
             self._watcher.run, thread=True, name="store watcher", group="watch", exit_on_error=False
@@ -335,7 +334,7 @@ class SgalertApp(App[int]):
 
     def on_store_changed(self, message: StoreChanged) -> None:
         if self.status is not None and message.marks.heartbeat_at:
-            self.status = _with_heartbeat(self.status, parse_iso(message.marks.heartbeat_at))
+            self.status = _with_heartbeat(self.status, message.marks.heartbeat_at)
             self.show_banners()
         if message.cases_changed and message.previous is not None:
             if self._queue is not None:

@@ -1,7 +1,7 @@
 """What the banners say: silence must never look like safety.
 
-:func:`gather_status` reads the store (metadata only) and the rota; :func:`banners` turns that into
-lines for the queue. The heartbeat's staleness is judged against the clock on every tick, so a
+:func:`gather_status` asks the service (metadata only) and the rota; :func:`banners` turns that
+into lines for the queue. The heartbeat's staleness is judged against the clock on every tick, so a
 dead engine shows up even when nothing in the store moves.
 """
 
@@ -17,10 +17,8 @@ from sgalert.duty import load_rota
 from sgalert.engine import LEASE_SECONDS
 from sgalert.rota import Gap, OnDuty
 from sgalert.service import CaseService
-from sgalert.watch import open_alerts
 
 from .formatting import ago, local_time
-from .queries import engine_heartbeat, unacknowledged
 
 # The engine beats every few seconds and its lease lasts LEASE_SECONDS; four leases without a
 # beat means it is gone, not merely busy.
@@ -48,16 +46,16 @@ class DeskStatus:
 
 
 async def gather_status(service: CaseService, email: str | None, now: datetime) -> DeskStatus:
-    heartbeat = await engine_heartbeat(service)
-    alerts = tuple(await open_alerts(service.store))
+    heartbeat = await service.engine_heartbeat()
+    alerts = tuple(await service.open_alerts())
     on_duty: OnDuty | None = None
     gaps: tuple[Gap, ...] = ()
     if service.config is not None:
         view = await load_rota(service, since=now)
         on_duty = view.who(now)
         gaps = tuple(await asyncio.to_thread(view.gaps, now, GAP_DAYS))
-    total, mine = await unacknowledged(service, email or "")
-    return DeskStatus(heartbeat, alerts, on_duty, gaps, total, mine)
+    waiting = await service.unacknowledged(email)
+    return DeskStatus(heartbeat, alerts, on_duty, gaps, waiting.total, waiting.assigned)
 
 
 def banners(

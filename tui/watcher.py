@@ -1,38 +1,32 @@
 """Noticing, cheaply, that another process changed the store.
 
-A thread (run as a Textual thread worker) keeps its own read-only SQLite connection and asks
-``PRAGMA data_version`` once a poll: the number changes only when *another* connection commits,
-so an idle store costs one tiny query a second. When it moves, the watcher reads two marks: the
+A thread (run as a Textual thread worker) polls a :class:`~sgalert.desk.ChangeProbe` from the
+service once a poll: the probe answers from its own connection with ``PRAGMA data_version``, so an
+idle store costs one tiny query a second. When the store moved, the probe returns two marks: the
 audit log's last sequence number (every state change, from any process, appends to the log) and
-the engine's heartbeat. It posts a :class:`StoreChanged` message only when a mark differs, so the
-engine's heartbeat alone never reloads the queue. ``post_message`` is thread-safe (Toolong's
-pattern).
+the engine's heartbeat. The watcher posts a :class:`StoreChanged` message only when a mark
+differs, so the engine's heartbeat alone never reloads the queue. ``post_message`` is thread-safe
+(Toolong's pattern).
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from textual.message import Message
 
+from sgalert.desk import ChangeMarks, ChangeProbe
+from sgalert.errors import StoreError
+
 log = logging.getLogger("sgalert.tui")
-
-
-@dataclass(frozen=True, slots=True)
-class StoreMarks:
-    audit_seq: int
-    heartbeat_at: str | None
 
 
 class StoreChanged(Message):
     """The store's marks moved: reload what depends on them."""
 
-    def __init__(self, marks: StoreMarks, previous: StoreMarks | None) -> None:
+    def __init__(self, marks: ChangeMarks, previous: ChangeMarks | None) -> None:
         super().__init__()
         self.marks = marks
         self.previous = previous
@@ -51,11 +45,17 @@ class WatcherTrouble(Message):
 
 
 class StoreWatcher:
-    """Polls one store file from its own thread. Call :meth:`stop` to end :meth:`run`."""
+    """Polls one probe from its own thread. Call :meth:`stop` to end :meth:`run`.
 
-    def __init__(self, path: Path, post: Callable[[Message], object], interval: float = 1.0):
-        self.path = path
+    The probe's connection belongs to the thread running :meth:`run`, which closes it on the way
+    out.
+    """
+
+    def __init__(
+        self, probe: ChangeProbe, post: Callable[[Message], object], interval: float = 1.0
+    ) -> None:
         self.interval = interval
+        self._probe = probe
         self._post = post
         self._stop = threading.Event()
 
@@ -67,39 +67,23 @@ class StoreWatcher:
         return self._stop.is_set()
 
     def run(self) -> None:
-        version: int | None = None
-        marks: StoreMarks | None = None
+        marks: ChangeMarks | None = None
         troubled = False
-        conn: sqlite3.Connection | None = None
         try:
             while not self._stop.is_set():
                 try:
-                    if conn is None:
-                        conn = sqlite3.connect(self.path, timeout=2.0)
-                        conn.execute("PRAGMA query_only = ON")
-                    (current,) = conn.execute("PRAGMA data_version").fetchone()
-                    if current != version or marks is None:
-                        version = current
-                        seq, heartbeat = conn.execute(
-                            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit),"
-                            " (SELECT heartbeat_at FROM engine_lease WHERE id = 1)"
-                        ).fetchone()
-                        fresh = StoreMarks(int(seq), heartbeat)
-                        if fresh != marks:
-                            self._post(StoreChanged(fresh, marks))
-                            marks = fresh
+                    fresh = self._probe.poll()
+                    if fresh is not None and fresh != marks:
+                        self._post(StoreChanged(fresh, marks))
+                        marks = fresh
                     if troubled:
                         troubled = False
                         self._post(WatcherTrouble(None))
-                except sqlite3.Error as exc:
+                except StoreError as exc:
                     log.warning("store watcher: %s", exc)
-                    if conn is not None:
-                        conn.close()
-                        conn = None
                     if not troubled:
                         troubled = True
-                        self._post(WatcherTrouble(f"cannot read the store ({exc})"))
+                        self._post(WatcherTrouble(str(exc)))
                 self._stop.wait(self.interval)
         finally:
-            if conn is not None:
-                conn.close()
+            self._probe.close()

@@ -15,10 +15,10 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Input, Static
 
 from sgalert.clock import parse_iso
+from sgalert.desk import AuditRow
 from sgalert.errors import AuditChainBroken, SgalertError
 
 from ..formatting import OVERDUE, local_time, untrusted
-from ..queries import AuditLog, AuditRow, audit_log
 from . import DeskScreen
 
 
@@ -36,7 +36,7 @@ class AuditScreen(DeskScreen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.entries: AuditLog | None = None
+        self.entries: tuple[AuditRow, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Audit log"), classes="screen-title", markup=False)
@@ -59,7 +59,7 @@ class AuditScreen(DeskScreen[None]):
 
     def action_reload(self) -> None:
         self.desk.submit(
-            audit_log(self.desk.service),
+            self.desk.service.audit_log(),
             description="Reading the audit log",
             done=self._show,
             latest="audit",
@@ -68,8 +68,8 @@ class AuditScreen(DeskScreen[None]):
     def store_changed(self) -> None:
         self.action_reload()
 
-    def _show(self, log: AuditLog) -> None:
-        self.entries = log
+    def _show(self, rows: tuple[AuditRow, ...]) -> None:
+        self.entries = rows
         self._fill()
 
     def _fill(self) -> None:
@@ -79,7 +79,7 @@ class AuditScreen(DeskScreen[None]):
         table = self.query_one("#audit", DataTable)
         table.clear()
         zone = self.desk.zone
-        for row in self.entries.rows:
+        for row in self.entries:
             entry = row.entry
             haystack = f"{entry.actor} {entry.action} {row.ref or ''}".lower()
             if needle and needle not in haystack:

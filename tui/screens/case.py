@@ -8,6 +8,7 @@ first. The screen is closed whenever the desk locks.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, ClassVar
@@ -19,10 +20,14 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
 from sgalert.audit import AuditEntry
+from sgalert.child_file import names_child
 from sgalert.clock import parse_iso
+from sgalert.escalation import ACTION_CLOCKS, CLOCK_TIMER, action_clock_due
+from sgalert.export import default_directory, proposed_name
 from sgalert.keyring import Identity
 from sgalert.model import CaseState, CaseSummary, Role, Source
-from sgalert.service import REFERRALS, CaseView
+from sgalert.service import REFERRALS, CaseView, NotificationHistory, SavedAttachment
+from sgalert.text import printable
 
 from ..formatting import (
     CLOCK_LABELS,
@@ -32,12 +37,14 @@ from ..formatting import (
     SOURCE_LONG,
     countdown,
     local_time,
+    short_time,
     untrusted,
 )
-from ..queries import case_history
 from . import DeskScreen
+from .child import open_child_file
 from .dialogs import (
     AssignScreen,
+    AttachmentSave,
     ClockScreen,
     CloseScreen,
     Closing,
@@ -47,6 +54,7 @@ from .dialogs import (
     NoteScreen,
     Referral,
     ReferScreen,
+    SaveAttachmentScreen,
 )
 
 LABEL = "bold"
@@ -107,9 +115,12 @@ def _attachments(view: CaseView) -> Text:
     for index, item in enumerate(view.attachments):
         if index:
             text.append("\n")
+        text.append(f"{index + 1}. ", LABEL)
         text.append_text(untrusted(item.filename, one_line=True))
-        text.append(f"  {item.content_type}  {item.size:,} bytes", "dim")
-    text.append("\n(Saving a decrypted copy is not available from the desk yet.)", "dim")
+        text.append("  ")
+        text.append_text(untrusted(item.content_type, one_line=True, style="dim"))
+        text.append(f"  {item.size:,} bytes", "dim")
+    text.append("\nPress e to save a decrypted copy (it asks first; the export is audited).", "dim")
     return text
 
 
@@ -184,6 +195,84 @@ def _history(entries: list[AuditEntry], zone: Any) -> Text:
     return text
 
 
+DELIVERY_STATES: dict[str, tuple[str, str]] = {
+    "pending": ("queued", "yellow"),
+    "sending": ("sending", "yellow"),
+    "delivered": ("delivered", "green"),
+    "failed": ("FAILED", OVERDUE),
+    "superseded": ("not sent: the case was acknowledged first", "dim"),
+}
+
+
+def _timer_label(kind: str, step: int) -> str:
+    if kind == "step":
+        return f"escalation step {step + 1}"
+    if kind == "repeat":
+        return "repeat reminder"
+    if kind == "clock-warning":
+        return "deadline warning"
+    if kind.startswith(CLOCK_TIMER):
+        clock = kind.removeprefix(CLOCK_TIMER)
+        label = CLOCK_LABELS.get(clock, clock)
+        return f"{label}: {'deadline passed' if step else 'warning'}"
+    if kind == "fallback":
+        return "fallback channel"
+    return kind or "page"
+
+
+def _notifications(history: NotificationHistory | None, now: datetime, zone: Any) -> Text:
+    """Who was paged, on which channel, and how it went; then the timers still to fire."""
+    if history is None:
+        return Text("Loading…", style="dim")
+    text = Text()
+    if not history.notifications:
+        text.append("Nobody has been paged about this case.", "dim")
+    for index, page in enumerate(history.notifications):
+        if index:
+            text.append("\n")
+        text.append(local_time(page.queued_at, zone), LABEL)
+        text.append(f"  {page.channel}  ")
+        text.append_text(untrusted(page.recipient, one_line=True))
+        text.append("  ")
+        text.append_text(untrusted(_timer_label(page.raised_by, page.step), one_line=True))
+        label, style = DELIVERY_STATES.get(page.state, (page.state, ""))
+        text.append("\n  ")
+        text.append(label, style)
+        if page.delivered_at is not None:
+            text.append(f" {short_time(page.delivered_at, zone)}")
+        tries = "attempt" if page.attempts == 1 else "attempts"
+        if page.attempts:
+            text.append(f" · {page.attempts} {tries}", "dim")
+        if page.error:
+            text.append(" · last error: ", "dim")
+            text.append_text(untrusted(page.error, one_line=True))
+        if page.state == "pending" and page.next_attempt_at is not None and page.attempts:
+            text.append(f" · next try {short_time(page.next_attempt_at, zone)}", "dim")
+        if page.acknowledged_at is not None:
+            text.append(f" · acknowledged {short_time(page.acknowledged_at, zone)}", "green")
+        if page.reason:
+            text.append("\n  reason: ", "dim")
+            text.append_text(untrusted(page.reason, one_line=True, style="dim"))
+    pending = [t for t in history.timers if t.state == "pending"]
+    done = [t for t in history.timers if t.state != "pending"]
+    text.append("\n\nEscalation timers", LABEL)
+    if not history.timers:
+        text.append("\n  none", "dim")
+    for timer in pending + done:
+        text.append(
+            f"\n  {local_time(timer.due_at, zone)}  {_timer_label(timer.kind, timer.step)}  "
+        )
+        if timer.fired_at is not None:
+            text.append(f"fired {short_time(timer.fired_at, zone)}", "dim")
+        elif timer.cancelled_at is not None:
+            text.append(f"cancelled {short_time(timer.cancelled_at, zone)}", "dim")
+        else:
+            text.append("pending (")
+            text.append_text(countdown(timer.due_at, now))
+            text.append(")")
+    return text
+
+
 def header(summary: CaseSummary, zone: Any) -> Text:
     text = Text()
     text.append(summary.ref, "bold")
@@ -218,9 +307,33 @@ class CaseScreen(DeskScreen[None]):
         Binding("f", "refer", "Refer", id="case.refer", tooltip="LADO, social care, police…"),
         Binding("m", "meet_clock", "Deadline met", id="case.meet_clock", show=False),
         Binding(
+            "t",
+            "start_clock",
+            "Start clock",
+            id="case.start_clock",
+            tooltip="Suspension confirmation, file transfer, LADO",
+            show=False,
+        ),
+        Binding(
+            "e",
+            "save_attachment",
+            "Save attachment",
+            id="case.save_attachment",
+            tooltip="Write a decrypted copy (asks first; audited)",
+            show=False,
+        ),
+        Binding(
             "h", "history", "History", id="case.history", tooltip="Reads, notifications", show=False
         ),
         Binding("r", "reload", "Reload", id="case.reload", show=False),
+        Binding(
+            "F",
+            "child_file",
+            "Child file",
+            id="case.child_file",
+            tooltip="Every case about this child, one chronology",
+            show=False,
+        ),
     ]
 
     def __init__(self, view: CaseView) -> None:
@@ -228,6 +341,7 @@ class CaseScreen(DeskScreen[None]):
         self.view = view
         self.stale = False
         self.history_shown = False
+        self.notifications: NotificationHistory | None = None
 
     @property
     def ref(self) -> str:
@@ -252,13 +366,37 @@ class CaseScreen(DeskScreen[None]):
                 yield Static(reporter, id="reporter", markup=False)
             yield _section("Chronology")
             yield Static(_chronology(self.view, zone), id="chronology", markup=False)
-            yield _section("Notifications, escalations and reads")
-            yield Static(Text("Press h to show them.", style="dim"), id="history", markup=False)
+            yield _section("Notifications and escalations")
+            yield Static(
+                _notifications(None, self.desk.now(), zone), id="notifications", markup=False
+            )
+            yield _section("Audit trail: reads, pages and actions")
+            yield Static(Text("Press h to show it.", style="dim"), id="history", markup=False)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#case-body").focus()
         self.set_interval(self.desk.poll_seconds, lambda: self.tick(self.desk.now()))
+        self._load_notifications()
+
+    def _load_notifications(self) -> None:
+        """Who was paged and what is still to fire: metadata, so loaded without asking."""
+        identity = self.desk.identity
+        if identity is None:
+            return
+        self.desk.submit(
+            self.desk.service.notification_history(identity, self.view.summary.id),
+            description="Loading the notifications",
+            done=self._show_notifications,
+            sensitive=True,
+            latest="case-notifications",
+        )
+
+    def _show_notifications(self, history: NotificationHistory) -> None:
+        self.notifications = history
+        self.query_one("#notifications", Static).update(
+            _notifications(history, self.desk.now(), self.desk.zone)
+        )
 
     def action_history(self) -> None:
         self.history_shown = True
@@ -268,7 +406,7 @@ class CaseScreen(DeskScreen[None]):
         if not self.history_shown:
             return
         self.desk.submit(
-            case_history(self.desk.service, self.view.summary.id),
+            self.desk.service.case_history(self.view.summary.id),
             description="Loading the case history",
             done=self._show_history,
             latest="case-history",
@@ -293,12 +431,17 @@ class CaseScreen(DeskScreen[None]):
         if reporter is not None and self.query("#reporter"):
             self.query_one("#reporter", Static).update(reporter)
         self._load_history()
+        self._load_notifications()
         self.refresh_bindings()
 
     def tick(self, now: datetime) -> None:
         self.query_one("#clocks", Static).update(
             _clocks(self.view, now, self.desk.zone), layout=False
         )
+        if self.notifications is not None:
+            self.query_one("#notifications", Static).update(
+                _notifications(self.notifications, now, self.desk.zone), layout=False
+            )
 
     def store_changed(self) -> None:
         """Someone changed a case: say so if it is this one (reading it again is audited, so the
@@ -317,6 +460,7 @@ class CaseScreen(DeskScreen[None]):
             done=compare,
             latest="case-check",
         )
+        self._load_notifications()
 
     # ----- actions ------------------------------------------------------------------------
 
@@ -328,10 +472,19 @@ class CaseScreen(DeskScreen[None]):
             return state is not CaseState.CLOSED
         if action == "meet_clock":
             return any(clock.met_at is None for clock in self.view.clocks)
+        if action == "start_clock":
+            return state is not CaseState.CLOSED and bool(self._startable_clocks())
+        if action == "save_attachment":
+            return bool(self.view.attachments)
+        if action == "child_file":
+            return names_child(self.view.facts)
         return True
 
     def action_back(self) -> None:
         self.dismiss(None)
+
+    def action_child_file(self) -> None:
+        open_child_file(self.desk, self.ref)
 
     def _act(
         self,
@@ -504,3 +657,119 @@ class CaseScreen(DeskScreen[None]):
             if clock.met_at is None
         ]
         self.app.push_screen(ClockScreen(self.ref, clocks), chosen)
+
+    def _startable_clocks(self) -> list[tuple[str, str]]:
+        running = {clock.kind for clock in self.view.clocks}
+        return [
+            (CLOCK_LABELS.get(kind, kind), kind) for kind in ACTION_CLOCKS if kind not in running
+        ]
+
+    def action_start_clock(self) -> None:
+        """Choose a statutory clock, confirm, start it; the section then counts it down."""
+
+        def confirmed(kind: str, yes: bool | None) -> None:
+            if yes:
+                self._act(
+                    lambda who: self.desk.service.start_clock(who, self.ref, kind),
+                    f"Starting a clock on {self.ref}",
+                    f"Clock started: {CLOCK_LABELS.get(kind, kind)}.",
+                )
+
+        def chosen(kind: str | None) -> None:
+            if kind is None:
+                return
+            plan = self.desk.service.plan
+            due = ""
+            if plan is not None:
+                moment = action_clock_due(plan, kind, self.desk.now())
+                due = f"It will be due {local_time(moment, self.desk.zone)}. "
+            self.app.push_screen(
+                ConfirmScreen(
+                    f"Start the clock: {CLOCK_LABELS.get(kind, kind)}?",
+                    f"{due}The team is warned before the deadline and paged when it passes,"
+                    " until it is recorded as met (m). Starting it is recorded in your name.",
+                    confirm="Start",
+                ),
+                lambda yes: confirmed(kind, yes),
+            )
+
+        self.app.push_screen(ClockScreen(self.ref, self._startable_clocks(), starting=True), chosen)
+
+    def action_save_attachment(self) -> None:
+        """Pick an attachment and a path, read the warning, confirm (and again to replace a
+        file); only then is the decrypted copy written, mode 0600, and the export audited."""
+        if not self.view.attachments:
+            self.desk.notify("This case has no attachments.", markup=False)
+            return
+        folder = default_directory()
+        choices: list[tuple[Text, int]] = []
+        proposals: dict[int, str] = {}
+        for index, item in enumerate(self.view.attachments):
+            label = Text(f"{index + 1}. ")
+            label.append_text(untrusted(item.filename, one_line=True))
+            label.append(f"  {item.size:,} bytes", "dim")
+            choices.append((label, index))
+            proposals[index] = str(folder / proposed_name(self.ref, index, item.filename))
+
+        def save(request: AttachmentSave, overwrite: bool) -> None:
+            def run(identity: Identity) -> None:
+                def saved(result: SavedAttachment) -> None:
+                    shown = printable(str(result.path), keep_newlines=False)
+                    self.desk.notify(
+                        f"Decrypted copy written to {shown} (readable by you only). Delete it"
+                        " when you no longer need it.",
+                        title="Attachment saved",
+                        timeout=10,
+                        markup=False,
+                    )
+
+                self.desk.submit(
+                    self.desk.service.save_attachment(
+                        identity, self.ref, request.index, request.path, overwrite=overwrite
+                    ),
+                    description=f"Saving an attachment of {self.ref}",
+                    done=saved,
+                    sensitive=True,
+                )
+
+            self.desk.require_identity(run)
+
+        def replace_answered(request: AttachmentSave, yes: bool | None) -> None:
+            if yes:
+                save(request, overwrite=True)
+
+        def warned(request: AttachmentSave, yes: bool | None) -> None:
+            if not yes:
+                return
+            if os.path.lexists(request.path):
+                self.app.push_screen(
+                    ConfirmScreen(
+                        "Replace the existing file?",
+                        "A file already exists at that path. Replacing it destroys what is"
+                        " there now and cannot be undone.",
+                        confirm="Replace",
+                    ),
+                    lambda again: replace_answered(request, again),
+                )
+                return
+            save(request, overwrite=False)
+
+        def chosen(request: AttachmentSave | None) -> None:
+            if request is None:
+                return
+            who = self.desk.identity.email if self.desk.identity else "you"
+            where = printable(str(request.path), keep_newlines=False)
+            self.app.push_screen(
+                ConfirmScreen(
+                    "Write a decrypted copy outside the encrypted store?",
+                    "WARNING: this writes a decrypted copy of confidential safeguarding material"
+                    f" to\n  {where}\nwhere sgalert's encryption no longer protects it. From now"
+                    f" on {who} is responsible for it: keep it on an encrypted device, share it"
+                    " only with those who need to know, and delete it when it is no longer"
+                    " needed. The export is recorded in the audit log in your name.",
+                    confirm="Write copy",
+                ),
+                lambda yes: warned(request, yes),
+            )
+
+        self.app.push_screen(SaveAttachmentScreen(self.ref, choices, proposals), chosen)

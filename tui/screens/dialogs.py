@@ -7,6 +7,7 @@ Free text is taken verbatim: a note keeps the child's words exactly as typed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from rich.text import Text
@@ -252,16 +253,25 @@ class ReferScreen(FormScreen[Referral]):
 
 
 class ClockScreen(FormScreen[str]):
-    """Which running deadline has been met."""
+    """Which running deadline has been met, or (with ``starting``) which clock to start."""
 
-    def __init__(self, ref: str, clocks: list[tuple[str, str]]) -> None:
+    def __init__(self, ref: str, clocks: list[tuple[str, str]], *, starting: bool = False) -> None:
         super().__init__()
         self.ref = ref
         self.clocks = clocks
+        self.starting = starting
 
     def compose(self) -> ComposeResult:
+        title = f"Start a clock on {self.ref}" if self.starting else f"Deadline met on {self.ref}"
         with Vertical(classes="dialog"):
-            yield Label(f"Deadline met on {self.ref}", classes="dialog-title", markup=False)
+            yield Label(title, classes="dialog-title", markup=False)
+            if self.starting:
+                yield Static(
+                    "A statutory clock warns the team before its deadline and pages them when"
+                    " it passes, until it is recorded as met.",
+                    classes="dialog-help",
+                    markup=False,
+                )
             yield Select(
                 [(Text(label), kind) for label, kind in self.clocks], prompt="Clock", id="clock"
             )
@@ -270,6 +280,81 @@ class ClockScreen(FormScreen[str]):
     def action_save(self) -> None:
         kind = self.query_one("#clock", Select).value
         if not isinstance(kind, str):
-            self.show_problem("Choose the clock whose deadline was met.")
+            self.show_problem(
+                "Choose the clock to start."
+                if self.starting
+                else "Choose the clock whose deadline was met."
+            )
             return
         self.dismiss(kind)
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentSave:
+    index: int
+    path: Path
+
+
+SAVE_WARNING = (
+    "A decrypted copy of confidential safeguarding material will be written outside sgalert's"
+    " encrypted store. Only save it if you need it, somewhere only you can reach."
+)
+
+
+class SaveAttachmentScreen(FormScreen[AttachmentSave]):
+    """Which attachment, and where its decrypted copy goes (a safe name is proposed).
+
+    Nothing is written here: the caller confirms the warning, and any overwrite, first.
+    """
+
+    def __init__(
+        self, ref: str, attachments: list[tuple[Text, int]], proposals: dict[int, str]
+    ) -> None:
+        super().__init__()
+        self.ref = ref
+        self.attachments = attachments
+        self.proposals = proposals
+        self._proposed = proposals.get(attachments[0][1], "") if attachments else ""
+
+    def compose(self) -> ComposeResult:
+        first = self.attachments[0][1] if self.attachments else Select.NULL
+        with VerticalScroll(classes="dialog"):
+            yield Label(f"Save an attachment of {self.ref}", classes="dialog-title", markup=False)
+            yield Static(Text(SAVE_WARNING, style="bold"), classes="dialog-help", markup=False)
+            yield Select(self.attachments, prompt="Attachment", id="attachment", value=first)
+            yield Label("Save the decrypted copy as", markup=False)
+            yield Input(value=self._proposed, id="path")
+            yield from self.buttons()
+
+    def on_mount(self) -> None:
+        self.query_one("#path", Input).focus()
+
+    @on(Select.Changed, "#attachment")
+    def _chosen(self, event: Select.Changed) -> None:
+        if not isinstance(event.value, int):
+            return
+        path = self.query_one("#path", Input)
+        proposal = self.proposals.get(event.value, "")
+        if path.value in ("", self._proposed):  # not edited by hand: follow the choice
+            path.value = proposal
+        self._proposed = proposal
+
+    def action_save(self) -> None:
+        index = self.query_one("#attachment", Select).value
+        written = self.query_one("#path", Input).value.strip()
+        if not isinstance(index, int):
+            self.show_problem("Choose an attachment.")
+            return
+        if not written:
+            self.show_problem("Say where to save the copy.")
+            return
+        path = Path(written).expanduser()
+        if not path.is_absolute():
+            path = Path.cwd() / path
+        if path.is_dir():
+            self.show_problem("That is a folder: add a file name.")
+            return
+        if not path.parent.is_dir():
+            self.show_problem("That folder does not exist.")
+            return
+        self.dismiss(AttachmentSave(index, path))

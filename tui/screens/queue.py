@@ -20,6 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static, Tab, Tabs
 
+from sgalert.desk import QueuePage, QueueQuery, QueueView, SortKey
 from sgalert.keyring import Identity
 from sgalert.model import CaseState, CaseSummary
 
@@ -33,7 +34,6 @@ from ..formatting import (
     person_label,
     short_time,
 )
-from ..queries import TAB_LABELS, QueuePage, QueueQuery, QueueTab, SortKey, fetch_page, tab_counts
 from ..status import Banner
 from . import DeskScreen
 from .dialogs import ConfirmScreen
@@ -51,8 +51,16 @@ COLUMNS = (
     ("deadline", "Deadline", 12),
     ("flags", "Flags", 48),
 )
-SORT_CYCLE: dict[QueueTab, tuple[SortKey, ...]] = {
-    QueueTab.NEEDS_ACTION: (
+# One tab per queue view, in this order.
+TAB_LABELS: dict[QueueView, str] = {
+    QueueView.NEEDS_ACTION: "Needs action",
+    QueueView.ENCOMPASS: "Encompass",
+    QueueView.WHISTLE: "Whistleblowing",
+    QueueView.LESSON: "Lesson",
+    QueueView.ALL: "All",
+}
+SORT_CYCLE: dict[QueueView, tuple[SortKey, ...]] = {
+    QueueView.NEEDS_ACTION: (
         SortKey.PRIORITY,
         SortKey.DEADLINE,
         SortKey.RECEIVED,
@@ -87,7 +95,7 @@ class QueueScreen(DeskScreen[None]):
         Binding("escape", "clear_filter", "Clear filter", id="queue.clear_filter", show=False),
     ]
 
-    def __init__(self, counts: dict[QueueTab, int] | None = None) -> None:
+    def __init__(self, counts: dict[QueueView, int] | None = None) -> None:
         super().__init__()
         self.query_state = QueueQuery()
         self.page: QueuePage | None = None
@@ -95,7 +103,7 @@ class QueueScreen(DeskScreen[None]):
         self._deadline_text: dict[str, str] = {}
         self._banners: list[Banner] = []
         self._search_timer: Timer | None = None
-        self._counts: dict[QueueTab, int] = dict(counts or {})
+        self._counts: dict[QueueView, int] = dict(counts or {})
         self._whoami = ""
 
     def compose(self) -> ComposeResult:
@@ -104,7 +112,7 @@ class QueueScreen(DeskScreen[None]):
             yield Static(id="whoami", markup=False)
         yield Vertical(id="banners")
         # Counted before the first paint, so the tabs do not change width a moment later.
-        yield Tabs(*(Tab(self._tab_label(tab), id=tab.value) for tab in QueueTab), id="tabs")
+        yield Tabs(*(Tab(self._tab_label(tab), id=tab.value) for tab in TAB_LABELS), id="tabs")
         yield CaseList([Column(*column) for column in COLUMNS], id="queue")
         yield Input(
             placeholder="Filter: reference, source, state, flag, assignee (Esc clears)",
@@ -131,14 +139,14 @@ class QueueScreen(DeskScreen[None]):
             self._counts = {}
         query = self.query_state
         desk.submit(
-            fetch_page(desk.service, query, desk.now(), known_total=self._counts.get(query.tab)),
+            desk.service.queue_page(query, known_total=self._counts.get(query.view)),
             description="Loading the queue",
             done=self._show_page,
             latest="queue",
         )
         if recount:
             desk.submit(
-                tab_counts(desk.service),
+                desk.service.queue_counts(),
                 description="Counting cases",
                 done=self._show_counts,
                 latest="queue-counts",
@@ -182,14 +190,14 @@ class QueueScreen(DeskScreen[None]):
         table.set_rows(rows, cursor=row)
         self._show_status()
 
-    def _tab_label(self, tab: QueueTab) -> str:
+    def _tab_label(self, tab: QueueView) -> str:
         count = self._counts.get(tab)
         return TAB_LABELS[tab] if count is None else f"{TAB_LABELS[tab]} {count:,}"
 
-    def _show_counts(self, counts: dict[QueueTab, int]) -> None:
+    def _show_counts(self, counts: dict[QueueView, int]) -> None:
         self._counts = counts
         tabs = self.query_one(Tabs)
-        for tab in QueueTab:
+        for tab in TAB_LABELS:
             widget = tabs.query_one(f"#{tab.value}", Tab)
             label = self._tab_label(tab)
             if widget.label_text != label:
@@ -207,7 +215,7 @@ class QueueScreen(DeskScreen[None]):
     def _show_status(self) -> None:
         page = self.page
         query = self.query_state
-        parts = [TAB_LABELS[query.tab]]
+        parts = [TAB_LABELS[query.view]]
         if page is None:
             parts.append("loading…")
         elif not page.rows:
@@ -281,10 +289,10 @@ class QueueScreen(DeskScreen[None]):
     def _tab_chosen(self, event: Tabs.TabActivated) -> None:
         if event.tab.id is None:
             return
-        tab = QueueTab(event.tab.id)
-        if self.page is not None and tab is self.query_state.tab:
+        view = QueueView(event.tab.id)
+        if self.page is not None and view is self.query_state.view:
             return
-        self.query_state = self.query_state.with_tab(tab)
+        self.query_state = self.query_state.with_view(view)
         self.reload(select="first", recount=self.page is None and not self._counts)
 
     def action_tab(self, tab: str) -> None:
@@ -303,7 +311,7 @@ class QueueScreen(DeskScreen[None]):
         self.reload(select="first" if step > 0 else "last", recount=False)
 
     def action_sort(self) -> None:
-        cycle = SORT_CYCLE.get(self.query_state.tab, DEFAULT_CYCLE)
+        cycle = SORT_CYCLE.get(self.query_state.view, DEFAULT_CYCLE)
         current = self.query_state.sort
         following = cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else cycle[0]
         self.query_state = replace(self.query_state, sort=following, descending=False, offset=0)
