@@ -73,7 +73,7 @@ if str(REPO) not in sys.path:
 import imapclient  # noqa: E402
 from imapclient import IMAPClient  # noqa: E402
 
-from integrations.imap import ImapSettings, create  # noqa: E402
+from integrations.imap import DEFAULT_BATCH_SIZE, create  # noqa: E402
 from sgalert.config import SourceConfig, load_config, render_template  # noqa: E402
 from sgalert.crypto import TEST_KDF  # noqa: E402
 from sgalert.ingest import Ingestor, SourceRules  # noqa: E402
@@ -86,7 +86,7 @@ from sgalert.watch import SourceMonitor, make_deliver  # noqa: E402
 from tests.dovecot import Dovecot  # noqa: E402
 
 MESSAGES = 5_000
-BATCH = ImapSettings.batch_size  # the adapter's default, which the run below leaves as it is
+BATCH = DEFAULT_BATCH_SIZE  # the adapter's default, which the run below leaves as it is
 APPEND_CHUNK = 250
 RAW_TARGET_BYTES = 10 * 1024
 POLL_SECONDS = 0.05

@@ -44,6 +44,8 @@ log = logging.getLogger("sgalert.inbox.imap")
 
 SEEN = b"\\Seen"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+# Messages stored to one transaction when a backlog drains (bounded in bytes as well).
+DEFAULT_BATCH_SIZE = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,7 @@ class ImapSettings:
     move_to: str | None = None
     idle_seconds: float = 300.0
     poll_seconds: float = 30.0
-    batch_size: int = 250
+    batch_size: int = DEFAULT_BATCH_SIZE
     batch_bytes: int = 64 * 1024 * 1024
     timeout: float = 30.0
     ca_file: str | None = None
@@ -548,7 +550,7 @@ def create(source: SourceConfig, root: Path) -> ImapInbox:
         move_to=options.get("move_to"),
         idle_seconds=idle,
         poll_seconds=number("poll_seconds", 30, 0.2, 3600),
-        batch_size=int(number("batch_size", 250, 1, 1000)),
+        batch_size=int(number("batch_size", DEFAULT_BATCH_SIZE, 1, 1000)),
         batch_bytes=int(number("batch_megabytes", 64, 1, 1024) * 1024 * 1024),
         timeout=number("timeout", 30, 1, 600),
         ca_file=_ca_file(options, security, where, root),
