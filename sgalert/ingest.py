@@ -188,7 +188,12 @@ def prepare(
         flags.add(Flag.MALFORMED)
     if verdict.problems:
         flags.add(Flag.UNVERIFIED_SENDER)
-    if _looks_hostile(subject, body_text, verdict.sender.display_name):
+    shown_body = printable(body_text)  # escaped once: it also says whether anything was
+    if (
+        shown_body != body_text
+        or _looks_hostile(subject, verdict.sender.display_name)
+        or (_MARKUP.search(body_text))
+    ):
         flags.add(Flag.HOSTILE_TEXT)
 
     facts = {key: printable(value) for key, value in found.facts.items()}
@@ -217,7 +222,7 @@ def prepare(
     content: dict[str, bytes] = {
         FIELD_SUBJECT: printable(subject, keep_newlines=False).encode(),
         FIELD_FACTS: json.dumps(facts, ensure_ascii=False).encode(),
-        FIELD_BODY: printable(body_text).encode(),
+        FIELD_BODY: shown_body.encode(),
         FIELD_ATTACHMENTS: json.dumps(attachments, ensure_ascii=False).encode(),
         FIELD_NOTES: json.dumps(notes, ensure_ascii=False).encode(),
     }

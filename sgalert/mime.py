@@ -100,7 +100,7 @@ _POLICY = email.policy.compat32
 
 def _clean(text: str) -> str:
     """Undo the parser's surrogate escapes: raw 8-bit bytes as UTF-8, else as Latin-1."""
-    if not _SURROGATE.search(text):
+    if text.isascii() or not _SURROGATE.search(text):
         return text
     try:
         raw = text.encode("utf-8", "surrogateescape")
@@ -113,7 +113,7 @@ def _clean(text: str) -> str:
 
 
 def _is_utf8(text: str) -> bool:
-    if not _SURROGATE.search(text):
+    if text.isascii() or not _SURROGATE.search(text):
         return True
     try:
         text.encode("utf-8", "surrogateescape").decode("utf-8")
