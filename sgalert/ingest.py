@@ -211,9 +211,13 @@ def prepare(
             f"the reporter's name or address appeared in the message and reads {REPORTER_MARK}"
             " here; the original is sealed with the reporter's identity"
         ]
+    whistle = rules.type is Source.WHISTLE
     attachments = [
         {
-            "filename": printable(a.filename, keep_newlines=False),
+            "filename": printable(
+                redact_reporter(a.filename, verdict.sender)[0] if whistle else a.filename,
+                keep_newlines=False,
+            ),
             "content_type": a.content_type,
             "size": len(a.payload),
         }
@@ -226,10 +230,13 @@ def prepare(
         FIELD_ATTACHMENTS: json.dumps(attachments, ensure_ascii=False).encode(),
         FIELD_NOTES: json.dumps(notes, ensure_ascii=False).encode(),
     }
-    for index, attachment in enumerate(parsed.attachments):
-        content[f"attachment/{index}"] = attachment.payload
     identity: dict[str, bytes] = {}
-    if rules.type is Source.WHISTLE:
+    # A whistleblower's attachments (a signed statement, a forwarded email) may name them as
+    # surely as the message does: sealed with their identity; the list (names redacted) is not.
+    attached = identity if whistle else content
+    for index, attachment in enumerate(parsed.attachments):
+        attached[f"attachment/{index}"] = attachment.payload
+    if whistle:
         # The reporter, and the original message that names them, are sealed apart so an
         # investigator can be granted the allegation without who made it [HMS].
         reporter = dict(sender)

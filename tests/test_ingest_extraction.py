@@ -592,6 +592,55 @@ async def test_a_reporter_who_signs_their_allegation_is_not_named_to_an_investig
     assert (await sealed_fields(team.service, mo, outcome.case_id))[FIELD_RAW] == raw
 
 
+async def test_a_whistleblowers_attachments_are_sealed_with_their_identity(team: Team) -> None:
+    """A statement attached to an allegation may be signed: its bytes are sealed under the
+    identity key and its listed name has the reporter struck out, so an investigator granted
+    the allegation sees that there is an attachment but cannot open it."""
+    statement = b"%PDF-1.7\n% statement signed by Riley Reporter\n"
+    raw = message(
+        envelope(
+            "Confidential concern",
+            sender="Riley Reporter <riley.reporter@example.org>",
+            auth=(),
+            message_id="<whistle-attached@example.org>",
+        ),
+        container(
+            "mixed",
+            [
+                leaf("text/plain", "Staff member: Mr Pat Example\r\nPlease see my statement.\r\n"),
+                leaf(
+                    "application/pdf",
+                    statement,
+                    encoding="base64",
+                    headers=[
+                        (
+                            "Content-Disposition",
+                            'attachment; filename="Riley Reporter statement.pdf"',
+                        )
+                    ],
+                ),
+            ],
+            "w1",
+        ),
+    )
+    (outcome,) = await ingestor(team).ingest([Inbound(raw)], WHISTLE)
+    mo = team["mo@example.org"]
+    async with team.service.store.read() as db:
+        keys = await unwrap_data_keys(db, mo, [outcome.case_id])
+        by_mo = (await open_fields(db, keys, [outcome.case_id], skip_prefix=""))[outcome.case_id]
+    assert by_mo["attachment/0"] == statement
+
+    await team.service.grant(mo, outcome.ref, "staff@example.org")
+    investigator = team["staff@example.org"]
+    granted = await team.service.open_case(investigator, outcome.ref)
+    assert [a.filename for a in granted.attachments] == ["[reporter] statement.pdf"]
+    async with team.service.store.read() as db:
+        keys = await unwrap_data_keys(db, investigator, [outcome.case_id])
+        fields = (await open_fields(db, keys, [outcome.case_id], skip_prefix=""))[outcome.case_id]
+    assert "attachment/0" not in fields
+    assert b"riley" not in b"".join(fields.values()).lower()
+
+
 def test_a_one_word_display_name_is_not_struck_out_of_the_allegation() -> None:
     raw = plain_message(
         "Concern about Pat",
