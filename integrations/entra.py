@@ -74,6 +74,11 @@ APP_OPTIONS = (
     "certificate_passphrase_file",
     "authority_url",
 )
+#: Control characters, which no one-line option value may hold.
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Seconds: the longest ``Retry-After`` honoured from Entra or Graph; a longer one is treated as
+#: this (msal caps its own memory of a Retry-After there too).
+MAX_RETRY_AFTER = 3600.0
 #: OAuth errors that no retry will cure: the app registration, its credential or the scope is
 #: wrong. Anything else the authority refuses with may pass.
 PERMANENT_ERRORS = frozenset(
@@ -83,7 +88,6 @@ DEFAULT_TIMEOUT = 15.0
 
 _PLACEHOLDER_TENANTS = frozenset({"common", "organizations", "consumers"})
 _EXAMPLE_ID = "00000000-0000-0000-0000-000000000000"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CERTIFICATE_ONLY = (
     "certificate_thumbprint",
     "certificate_passphrase_env",
@@ -94,7 +98,6 @@ _PRIVATE_KEY = re.compile(
 )
 _CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 _HTTP_STATUS = re.compile(r"\b([45]\d\d)\b")
-_MAX_RETRY_AFTER = 3600.0  # seconds; msal caps its own memory of a Retry-After there too
 _EXPIRY_MARGIN = 300.0  # seconds: a held token is not handed out this close to expiry (as msal)
 
 
@@ -145,7 +148,7 @@ def read_app(options: Mapping[str, Any], where: str, root: Path) -> AppRegistrat
 
     def text(key: str, example: str, default: str | None = None) -> str:
         value = options.get(key, default)
-        if not isinstance(value, str) or not value.strip() or _CONTROL.search(value):
+        if not isinstance(value, str) or not value.strip() or CONTROL.search(value):
             raise fail(key, "must be a non-empty string on one line", f'e.g. {key} = "{example}"')
         return value.strip()
 
@@ -267,7 +270,7 @@ def _retry_after(response: Any) -> float | None:
     """Seconds from a ``Retry-After`` header in seconds (what Entra sends), if there is one."""
     headers = getattr(response, "headers", None) or {}
     try:
-        return min(max(0.0, float(headers.get("Retry-After", ""))), _MAX_RETRY_AFTER)
+        return min(max(0.0, float(headers.get("Retry-After", ""))), MAX_RETRY_AFTER)
     except (TypeError, ValueError):
         return None
 

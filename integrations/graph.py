@@ -60,6 +60,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from integrations.entra import (
+    APP_OPTIONS,
     AUTHORITY_URL,
     AppRegistration,
     AppToken,
@@ -89,21 +90,13 @@ _FULL_PASS_MARGIN = timedelta(minutes=10)  # clock skew allowed between this hos
 _RESYNC_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
 
 _OPTIONS = (
-    "tenant_id",
-    "client_id",
+    *APP_OPTIONS,
     "mailbox",
     "folder",
-    "client_secret_env",
-    "client_secret_file",
-    "certificate_file",
-    "certificate_thumbprint",
-    "certificate_passphrase_env",
-    "certificate_passphrase_file",
     "after_commit",
     "move_to",
     "poll_seconds",
     "graph_url",
-    "authority_url",
     "ca_file",
 )
 

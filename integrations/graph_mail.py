@@ -71,7 +71,10 @@ import requests
 
 # Shared with the Graph inbox and the SMTP channel rather than copied; see each for details.
 from integrations.entra import (
+    APP_OPTIONS,
     AUTHORITY_URL,
+    CONTROL,
+    MAX_RETRY_AFTER,
     AppRegistration,
     AppToken,
     SignInError,
@@ -91,24 +94,14 @@ log = logging.getLogger("sgalert.notify.graph_mail")
 
 DEFAULT_TIMEOUT = 15.0
 IDEMPOTENCY_HEADER = "X-Sgalert-Idempotency-Key"
-_MAX_RETRY_AFTER = 3600.0  # seconds: a Retry-After beyond this is treated as this
 _REQUEST_ID = re.compile(r"[0-9A-Fa-f-]{36}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 _OPTIONS = (
-    "tenant_id",
-    "client_id",
+    *APP_OPTIONS,
     "sender",
     "reply_to",
     "save_to_sent_items",
-    "client_secret_env",
-    "client_secret_file",
-    "certificate_file",
-    "certificate_thumbprint",
-    "certificate_passphrase_env",
-    "certificate_passphrase_file",
     "graph_url",
-    "authority_url",
     "ca_file",
     "timeout",
 )
@@ -169,7 +162,7 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> GraphMa
 
     def text(key: str, example: str, default: str | None = None) -> str:
         value = options.get(key, default)
-        if not isinstance(value, str) or not value.strip() or _CONTROL.search(value):
+        if not isinstance(value, str) or not value.strip() or CONTROL.search(value):
             raise fail(key, "must be a non-empty string on one line", f'e.g. {key} = "{example}"')
         return value.strip()
 
@@ -268,7 +261,7 @@ def _undelivered(error: SignInError) -> DeliveryError:
     return DeliveryError(
         error.reason,
         retryable=error.retryable,
-        retry_after=min(wait, _MAX_RETRY_AFTER) if wait is not None else None,
+        retry_after=min(wait, MAX_RETRY_AFTER) if wait is not None else None,
     )
 
 
@@ -394,7 +387,7 @@ class GraphMailNotifier:
             return DeliveryError(
                 f"Microsoft Graph is throttling or busy ({said}){traced}",
                 retryable=True,
-                retry_after=min(wait, _MAX_RETRY_AFTER) if wait is not None else None,
+                retry_after=min(wait, MAX_RETRY_AFTER) if wait is not None else None,
             )
         if status >= 500 or status == 408:
             return DeliveryError(f"Microsoft Graph failed ({said}){traced}", retryable=True)

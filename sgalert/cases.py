@@ -372,6 +372,16 @@ async def open_fields(
     return opened
 
 
+async def sealed_with(db: aiosqlite.Connection, case_id: str, name: str) -> str | None:
+    """The name of the data key a field is sealed with (``content``, ``identity``), or None if
+    the case has no such field: what tells "not there" from "there, but not for these keys"."""
+    cursor = await db.execute(
+        "SELECT key_name FROM sealed_fields WHERE case_id = ? AND field = ?", (case_id, name)
+    )
+    row = await cursor.fetchone()
+    return None if row is None else str(row["key_name"])
+
+
 async def open_field(
     db: aiosqlite.Connection, keys: Mapping[tuple[str, str], bytes], case_id: str, name: str
 ) -> bytes | None:

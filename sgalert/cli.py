@@ -297,7 +297,7 @@ class Runner:
         out = Path(self.args.out).expanduser()
         async with await self.service() as service:
             identity = await self.unlocked(service)
-            if out.is_dir():
+            if os.path.isdir(out):  # False, not an OSError naming the path, for a bad one
                 view = await service.open_case(identity, self.args.ref)
                 if number > len(view.attachments):
                     raise InvalidInput(f"case {view.summary.ref} has no attachment {number}")

@@ -381,6 +381,19 @@ async def case_history(store: Store, case_id: str, *, limit: int = 200) -> list[
         return await entries(db, case_id=case_id, limit=limit)
 
 
+async def case_activity(store: Store, case_id: str, *, after: int) -> int | None:
+    """The sequence number of the newest audit entry about ``case_id`` after ``after``, or None.
+
+    The log has no index on the case, but its sequence number is the table's key, so only the
+    entries after ``after`` are read.
+    """
+    rows = await store.fetchall(
+        "SELECT MAX(seq) FROM audit WHERE seq > ? AND case_id = ?", (after, case_id)
+    )
+    value = rows[0][0] if rows else None
+    return None if value is None else int(value)
+
+
 # ----- noticing changes --------------------------------------------------------------------
 
 
@@ -414,7 +427,9 @@ class ChangeProbe:
         next poll opens a fresh connection and reads the marks again."""
         try:
             if self._conn is None:
-                self._conn = sqlite3.connect(self.path, timeout=self._timeout)
+                self._conn = sqlite3.connect(
+                    _read_only_uri(self.path), uri=True, timeout=self._timeout
+                )
                 self._conn.execute("PRAGMA query_only = ON")
             (version,) = self._conn.execute("PRAGMA data_version").fetchone()
             if version == self._version:
@@ -434,3 +449,10 @@ class ChangeProbe:
         conn, self._conn, self._version = self._conn, None, None
         if conn is not None:
             conn.close()
+
+
+def _read_only_uri(path: Path) -> str:
+    """An SQLite URI that opens ``path`` read-only and never creates it: a probe pointed at a
+    missing store must fail, not leave an empty database where the store should be. The path
+    is percent-encoded, so a ``?`` or ``#`` in a folder name stays part of the path."""
+    return f"{path.absolute().as_uri()}?mode=ro"

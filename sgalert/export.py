@@ -1,22 +1,28 @@
 """Writing a decrypted copy out of the sealed store: a safe name, a private file, no half-files.
 
 A copy leaves the encryption that protects everything else, so it is written only where the
-person asked, readable by them alone (mode 0600 from its first byte), and atomically: a temporary
-file in the same folder, flushed and synced, then moved into place, so a crash leaves either no
-copy or the whole one. An existing file is replaced only when the caller says so; otherwise the
-move is a hard link, which fails rather than replace a file that appeared in the meantime.
+person asked, readable by them alone (mode 0600 from its first byte), and atomically: written
+in full, flushed and synced into a file with no name yet (Linux's ``O_TMPFILE``; elsewhere a
+hidden temporary file in the same folder), then given its name, so a crash leaves either no copy
+or the whole one. An existing file is replaced only when the caller says so; otherwise the name
+is given by a hard link, which fails rather than replace a file that appeared in the meantime.
+:class:`StagedCopy` splits writing from placing, so a caller can place the copy inside the
+transaction that records it and take it back if that does not commit.
 
-Errors never name the path: it may hold an attachment's filename, which may name a child.
+Errors never name the path: it may hold an attachment's filename, which may name a child. Every
+OSError becomes :class:`ExportError` naming only its class ("file name too long").
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
 import stat
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
 from sgalert.errors import AlreadyExists, ExportError, InvalidInput
@@ -58,12 +64,12 @@ def safe_filename(name: str, *, fallback: str) -> str:
 
 def default_directory(home: Path | None = None) -> Path:
     """Where a copy is proposed: the person's Downloads folder if there is one, else the
-    current folder."""
+    current folder. It looks at the file system: call it from a worker thread in a UI."""
     configured = os.environ.get("XDG_DOWNLOAD_DIR")
-    if configured and Path(configured).expanduser().is_dir():
+    if configured and os.path.isdir(Path(configured).expanduser()):
         return Path(configured).expanduser()
     downloads = (home or Path.home()) / "Downloads"
-    return downloads if downloads.is_dir() else Path.cwd()
+    return downloads if os.path.isdir(downloads) else Path.cwd()
 
 
 def proposed_name(ref: str, index: int, filename: str) -> str:
@@ -71,69 +77,281 @@ def proposed_name(ref: str, index: int, filename: str) -> str:
     return f"{ref}-{safe_filename(filename, fallback=f'attachment-{index + 1}')}"
 
 
+class StagedCopy:
+    """One private copy, written first and put in place after: a caller that must record the
+    copy (the service audits every export) places it inside the transaction that records it,
+    and takes it back if that transaction does not commit.
+
+    Use it in this order, each step a blocking call for a worker thread:
+
+    - :meth:`write` checks the target and writes the bytes, flushed and synced, into a file no
+      one can open by name yet;
+    - :meth:`place` puts that file at the target: a hard link (or, to replace a file, a rename),
+      so quick enough to run inside a write transaction. A file it replaces is kept aside;
+    - :meth:`unplace`, only if the record failed: removes the placed copy and restores the file
+      it replaced;
+    - :meth:`discard`, always: releases what is left (the unplaced file, the replaced file).
+
+    Where Linux offers it (``O_TMPFILE`` and ``/proc``), the written file has no name at all
+    until it is placed, so a crash before then leaves nothing on disk. Elsewhere it is a hidden
+    ``.sgalert-<random>.part`` file (mode 0600) in the target's folder, which a crash at the
+    wrong moment can leave behind; so can one in the instant a replacing copy is renamed into
+    place. A file being replaced is kept aside as ``.sgalert-<random>.old`` until
+    :meth:`discard`.
+    """
+
+    def __init__(self, path: Path, *, overwrite: bool = False) -> None:
+        self.target = path.expanduser()
+        self.overwrite = overwrite
+        self.placed = False
+        self.replaced = False  # whether placing it replaced a file that was there
+        self._anonymous: int | None = None  # the O_TMPFILE descriptor, held until discarded
+        self._temporary: Path | None = None
+        self._aside: Path | None = None
+        self._file_id: tuple[int, int] | None = None  # (device, inode) of the copy
+
+    @property
+    def folder(self) -> Path:
+        return self.target.parent
+
+    def write(self, data: bytes) -> None:
+        """Check the target, then write ``data`` where nobody can see it yet (mode 0600).
+
+        Raises :class:`InvalidInput` for a folder or a path without a file name,
+        :class:`AlreadyExists` for a taken name unless ``overwrite``, :class:`ExportError` for
+        a missing folder or a failed write.
+        """
+        target = self.target
+        if not target.name or target.name in (".", ".."):
+            raise InvalidInput("the copy needs a file name, not a folder")
+        with _os_errors("could not write the copy"):
+            if not self.folder.is_dir():
+                raise ExportError("the folder chosen for the copy does not exist")
+            self._check_target()
+            descriptor = self._anonymous = _open_anonymous(self.folder)
+            if descriptor is None:
+                temporary = self.folder / f".sgalert-{secrets.token_hex(8)}.part"
+                descriptor = os.open(temporary, _CREATE_FLAGS, 0o600)
+                self._temporary = temporary
+            try:
+                if hasattr(os, "fchmod"):
+                    os.fchmod(descriptor, 0o600)  # the umask may only take bits away; be explicit
+                view = memoryview(data)
+                while view:
+                    written = os.write(descriptor, view)
+                    view = view[written:]
+                os.fsync(descriptor)
+                found = os.fstat(descriptor)
+                self._file_id = (found.st_dev, found.st_ino)
+            finally:
+                if descriptor != self._anonymous:
+                    os.close(descriptor)
+
+    def place(self) -> None:
+        """Put the written copy at the target; the folder is synced so the name is durable.
+
+        Never replaces a file unless ``overwrite``: then the replaced file is kept aside until
+        :meth:`discard` (or restored by :meth:`unplace`).
+        """
+        if self._file_id is None or self.placed:
+            raise RuntimeError("place() needs a written, unplaced copy")
+        try:
+            with _os_errors("could not write the copy"):
+                if self.overwrite:
+                    self._set_aside()
+                    if self._anonymous is not None:
+                        named = self.folder / f".sgalert-{secrets.token_hex(8)}.part"
+                        _name_anonymous(self._anonymous, named)
+                        self._temporary = named
+                    assert self._temporary is not None
+                    os.replace(self._temporary, self.target)
+                    self._temporary = None
+                elif self._anonymous is not None:
+                    _name_anonymous(self._anonymous, self.target)
+                else:
+                    assert self._temporary is not None
+                    _link_or_rename(self._temporary, self.target)  # discard() removes it
+                self.placed = True
+        except BaseException:
+            with contextlib.suppress(OSError):  # if it fails, discard() keeps the file aside
+                self._restore_aside()
+            raise
+        _sync_folder(self.folder)
+
+    def unplace(self) -> None:
+        """Take a placed copy back and restore the file it replaced (a failed record must leave
+        no unrecorded copy). Safe to call when nothing was placed."""
+        with _os_errors("the copy was written but could not be removed again; delete it"):
+            if self.placed and self._aside is None and self._is_ours(self.target):
+                os.unlink(self.target)
+            self.placed = False
+            self._restore_aside()
+        _sync_folder(self.folder)
+
+    def discard(self) -> None:
+        """Release what is left: the unnamed or temporary file, and once the copy is in place
+        the replaced file kept aside. Never raises: after a placed copy was recorded, nothing
+        here may undo it. A replaced file that could not be restored is left, hidden, rather
+        than lost."""
+        descriptor, self._anonymous = self._anonymous, None
+        if descriptor is not None:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+        leftovers = [self._temporary, self._aside if self.placed else None]
+        for leftover in leftovers:
+            if leftover is not None:
+                with contextlib.suppress(OSError):
+                    leftover.unlink(missing_ok=True)
+        self._temporary = None
+        if self.placed:
+            self._aside = None
+
+    def _check_target(self) -> None:
+        try:
+            found = self.target.lstat()
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(found.st_mode):
+            raise InvalidInput("the path chosen for the copy is a folder; add a file name")
+        if not self.overwrite:
+            raise _taken()
+
+    def _set_aside(self) -> None:
+        """Keep the file at the target under a hidden name until the copy is recorded."""
+        try:
+            found = self.target.lstat()
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(found.st_mode):
+            raise InvalidInput("the path chosen for the copy is a folder; add a file name")
+        aside = self.folder / f".sgalert-{secrets.token_hex(8)}.old"
+        try:
+            os.link(self.target, aside, follow_symlinks=False)  # a link itself, not its target
+        except (OSError, NotImplementedError):
+            os.rename(self.target, aside)  # no hard links here: move it aside instead
+        self._aside = aside
+        self.replaced = True
+
+    def _restore_aside(self) -> None:
+        """Put the replaced file back at the target (over the copy, if it was placed)."""
+        if self._aside is not None:
+            os.replace(self._aside, self.target)
+            self._aside = None
+
+    def _is_ours(self, path: Path) -> bool:
+        try:
+            found = path.lstat()
+        except FileNotFoundError:
+            return False
+        return (found.st_dev, found.st_ino) == self._file_id
+
+
 def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically, readable by its owner only (mode 0600).
 
     Raises :class:`AlreadyExists` if something is at ``path`` and ``overwrite`` is false, and
     :class:`ExportError` if the folder is missing or the write fails; nothing is left behind.
+    A caller that records the copy uses :class:`StagedCopy` to place it inside its transaction.
     """
-    target = path.expanduser()
-    if not target.name or target.name in (".", ".."):
-        raise InvalidInput("the copy needs a file name, not a folder")
-    folder = target.parent
-    if not folder.is_dir():
-        raise ExportError("the folder chosen for the copy does not exist")
-    with contextlib.suppress(FileNotFoundError):
-        found = target.lstat()
-        if stat.S_ISDIR(found.st_mode):
-            raise InvalidInput("the path chosen for the copy is a folder; add a file name")
-        if not overwrite:
-            raise AlreadyExists("a file already exists where the copy would go; nothing written")
-    temporary = folder / f".sgalert-{secrets.token_hex(8)}.part"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    copy = StagedCopy(path, overwrite=overwrite)
     try:
-        descriptor = os.open(temporary, flags, 0o600)
-    except OSError as exc:
-        raise ExportError(f"could not write the copy ({type(exc).__name__})") from None
-    try:
-        try:
-            if hasattr(os, "fchmod"):
-                os.fchmod(descriptor, 0o600)  # the umask may only take bits away; be explicit
-            view = memoryview(data)
-            while view:
-                written = os.write(descriptor, view)
-                view = view[written:]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        _move_into_place(temporary, target, overwrite=overwrite)
-    except OSError as exc:
-        raise ExportError(f"could not write the copy ({type(exc).__name__})") from None
+        copy.write(data)
+        copy.place()
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-    _sync_folder(folder)
-    return target
+        copy.discard()
+    return copy.target
 
 
-def _move_into_place(temporary: Path, target: Path, *, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(temporary, target)
-        return
+_CREATE_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+_PROC_FD = Path("/proc/self/fd")
+# What open(O_TMPFILE) answers where the kernel or the file system has no unnamed files.
+_NO_ANONYMOUS_FILES = frozenset({errno.EISDIR, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL})
+
+
+def _open_anonymous(folder: Path) -> int | None:
+    """An unnamed file in ``folder`` (Linux's ``O_TMPFILE``), or None where there is none.
+
+    Without ``O_EXCL``, so that it can be given a name later through ``/proc/self/fd``.
+    """
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not _PROC_FD.is_dir():
+        return None
     try:
-        os.link(temporary, target)  # fails if a file appeared since the check: never clobbers
+        return os.open(folder, flag | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as exc:
+        if exc.errno in _NO_ANONYMOUS_FILES:
+            return None
+        raise
+
+
+def _name_anonymous(descriptor: int, target: Path) -> None:
+    """Give the unnamed file open as ``descriptor`` the name ``target``; fails rather than
+    replace a file that appeared since the check.
+
+    ``/proc/self/fd/N`` is a symbolic link that must be followed, which only ``linkat`` with
+    ``AT_SYMLINK_FOLLOW`` does; Python calls that (rather than ``link``) only when given a
+    folder descriptor.
+    """
+    folder = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.link(_PROC_FD / str(descriptor), target.name, dst_dir_fd=folder, follow_symlinks=True)
     except FileExistsError:
-        raise AlreadyExists(
-            "a file already exists where the copy would go; nothing written"
-        ) from None
+        raise _taken() from None
+    finally:
+        os.close(folder)
+
+
+def _link_new(source: Path, target: Path) -> None:
+    """A new name for ``source``; fails rather than replace a file that appeared since the
+    check."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise _taken() from None
+
+
+def _link_or_rename(temporary: Path, target: Path) -> None:
+    """Give a named temporary file the target's name, never over a file that appeared since
+    the check; a file system without hard links (FAT, some network shares) gets a check, then
+    a rename."""
+    try:
+        _link_new(temporary, target)
+    except AlreadyExists:
+        raise
     except OSError:
-        # A file system without hard links (FAT, some network shares): check, then rename.
         if os.path.lexists(target):
-            raise AlreadyExists(
-                "a file already exists where the copy would go; nothing written"
-            ) from None
+            raise _taken() from None
         os.replace(temporary, target)
+
+
+def _taken() -> AlreadyExists:
+    return AlreadyExists("a file already exists where the copy would go; nothing written")
+
+
+def os_error_reason(exc: OSError) -> str:
+    """What went wrong, in words that hold no path: ``file name too long``, ``permission
+    denied``. An OSError's own text and attributes carry the path, which may name a child."""
+    if exc.errno is not None:
+        with contextlib.suppress(ValueError):
+            return os.strerror(exc.errno).lower()
+    return type(exc).__name__
+
+
+@contextlib.contextmanager
+def _os_errors(doing: str) -> Iterator[None]:
+    """Turn any OSError into :class:`ExportError` that names the class of failure, never the
+    path (the original is suppressed from tracebacks too)."""
+    try:
+        yield
+    except OSError as exc:
+        raise ExportError(f"{doing} ({os_error_reason(exc)})") from None
 
 
 def _sync_folder(folder: Path) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -33,6 +32,7 @@ from sgalert.cases import (
     open_field,
     open_fields,
     seal_cases,
+    sealed_with,
     unwrap_data_keys,
 )
 from sgalert.chronology import INSERT_ENTRY, ChronologyEntry, EntryKind, read_entries, seal_entry
@@ -54,6 +54,8 @@ from sgalert.workspace import Workspace
 
 _SUMMARY_SQL = desk.SUMMARY_SQL
 summary_from_row = desk.summary_from_row  # the desk's reader of that query's rows
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,10 @@ class NotificationHistory:
     ref: str
     notifications: tuple[NotificationRecord, ...]
     timers: tuple[EscalationTimer, ...]
+    # The audit log's last sequence number in the snapshot this was read from. Every page and
+    # timer change appends an entry naming its case, so the history is current until
+    # :meth:`CaseService.case_activity` finds an entry about the case after this one.
+    audit_seq: int = 0
 
 
 # Classes of delivery failure, matched on the words the notifiers use; the first match wins.
@@ -201,9 +207,17 @@ class _Rotated(Exception):
 class _Refused(Exception):
     """Raised inside a transaction so it rolls back; turned into an audited NotEntitled."""
 
-    def __init__(self, case_id: str, ref: str) -> None:
+    def __init__(
+        self,
+        case_id: str,
+        ref: str,
+        what: str | None = None,
+        detail: Mapping[str, object] | None = None,
+    ) -> None:
         self.case_id = case_id
         self.ref = ref
+        self.what = what or f"case {ref}"  # what the person is not entitled to
+        self.detail = dict(detail or {})  # more for the audit entry (metadata only)
 
 
 # Where a case can be referred: a label for the record, and the clock a referral starts.
@@ -229,6 +243,18 @@ def make_plan(config: Config) -> Plan:
             (str(c.options["reply_to"]) for c in config.channels if "reply_to" in c.options), None
         ),
     )
+
+
+async def _to_thread_to_the_end(work: Callable[..., T], *args: object) -> T:
+    """Run blocking file work in a worker thread and, even if cancelled, wait until it has
+    finished: the thread runs on regardless, and what it leaves behind (a written or a placed
+    copy) must be known before anything is cleaned up. The cancellation is re-raised after."""
+    task = asyncio.ensure_future(asyncio.to_thread(work, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
 
 
 class CaseService:
@@ -595,7 +621,8 @@ class CaseService:
         """Decrypt one attachment (numbered from 0 as the case view lists them) for export.
 
         Handing out the plaintext is an export, so it is audited as one (``attachment-exported``
-        with the index and size, never the filename); a person not entitled to the case is
+        with the index and size, never the filename); a person not entitled to the case, or
+        whose keys do not reach the attachment (one sealed with a whistleblower's identity), is
         refused and the refusal audited. Prefer :meth:`save_attachment`, which also writes the
         copy safely.
         """
@@ -621,43 +648,75 @@ class CaseService:
         """Write a decrypted copy of one attachment to ``destination``: mode 0600, atomically,
         never over an existing file unless ``overwrite`` (:class:`AlreadyExists` otherwise).
 
-        The copy is written inside the transaction that audits it, so the log records exactly
-        the copies that were written; if the audit cannot commit, the copy is removed again.
+        The log records exactly the copies that were written, and no lock is held while the
+        file is: the attachment is decrypted in a read transaction; the copy is written,
+        nameless, in a worker thread outside any transaction; then one short write transaction
+        checks the entitlement again, appends the audit entry and gives the copy its name. If
+        that does not commit, the copy is removed again and a file it replaced is restored.
+        Cancelled at any point, it waits for the thread it started and cleans up first.
         """
-        target = destination.expanduser()
-        written = False
+        copy = export.StagedCopy(destination, overwrite=overwrite)
         try:
-            async with self.store.write() as db:
+            async with self.store.read() as db:
                 summary = await self._summary(db, ref)
                 content = await self._attachment(db, identity, summary, index)
-                replaced = overwrite and os.path.lexists(target)
-                await asyncio.to_thread(
-                    export.write_private_file, target, content.data, overwrite=overwrite
-                )
-                written = True
-                await self._audit_export(db, identity, summary, content, "file")
+            await _to_thread_to_the_end(copy.write, content.data)
+            try:
+                async with self.store.write() as db:
+                    summary = await self._summary(db, ref)
+                    await self._reach_attachment(db, identity, summary, index)
+                    await self._audit_export(db, identity, summary, content, "file")
+                    await _to_thread_to_the_end(copy.place)
+            except BaseException:
+                await _to_thread_to_the_end(copy.unplace)  # no unrecorded copy stays behind
+                raise
         except _Refused as refused:
             await self._refuse(identity, refused, "export-attachment")
             raise AssertionError("unreachable") from None
-        except BaseException:
-            if written:  # the audit did not commit: no unrecorded copy may stay behind
-                target.unlink(missing_ok=True)
-            raise
-        return SavedAttachment(target, len(content.data), replaced)
+        finally:
+            await _to_thread_to_the_end(copy.discard)
+        return SavedAttachment(copy.target, len(content.data), copy.replaced)
 
-    async def _attachment(
+    async def _reach_attachment(
         self, db: aiosqlite.Connection, identity: Identity, summary: CaseSummary, index: int
-    ) -> AttachmentContent:
+    ) -> tuple[Mapping[tuple[str, str], bytes], dict[str, Any]]:
+        """The person's keys and the listed attachment, once it is certain they reach it.
+
+        An attachment need not be sealed with the content key: a whistleblowing case seals its
+        attachments' bytes with the identity key (a signed statement names the reporter), so an
+        investigator who reads the allegation is refused its attachments. "Not there" is
+        :class:`NotFound`; "there, but not for this person" is a refusal, audited.
+        """
         keys = await unwrap_data_keys(db, identity, [summary.id])
         if (summary.id, KeyName.CONTENT.value) not in keys:
             raise _Refused(summary.id, summary.ref)
         listed = json.loads(await open_field(db, keys, summary.id, FIELD_ATTACHMENTS) or b"[]")
         if not 0 <= index < len(listed):
             raise NotFound(f"case {summary.ref} has no attachment number {index + 1}")
+        key_name = await sealed_with(db, summary.id, f"attachment/{index}")
+        if key_name is None:
+            raise NotFound(f"the content of attachment {index + 1} of {summary.ref} was not kept")
+        if (summary.id, key_name) not in keys:
+            sealing = (
+                " (it is sealed with the reporter's identity)"
+                if key_name == KeyName.IDENTITY.value
+                else ""
+            )
+            raise _Refused(
+                summary.id,
+                summary.ref,
+                f"attachment {index + 1} of case {summary.ref}{sealing}",
+                {"index": index, "key": key_name},
+            )
+        return keys, listed[index]
+
+    async def _attachment(
+        self, db: aiosqlite.Connection, identity: Identity, summary: CaseSummary, index: int
+    ) -> AttachmentContent:
+        keys, meta = await self._reach_attachment(db, identity, summary, index)
         data = await open_field(db, keys, summary.id, f"attachment/{index}")
         if data is None:
             raise NotFound(f"the content of attachment {index + 1} of {summary.ref} was not kept")
-        meta = listed[index]
         return AttachmentContent(
             index=index,
             filename=str(meta.get("filename") or ""),
@@ -701,6 +760,9 @@ class CaseService:
                     " FROM timers WHERE case_id = ? ORDER BY due_at, id",
                     (summary.id,),
                 )
+                cursor = await db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit")
+                seq_row = await cursor.fetchone()
+                audit_seq = int(seq_row[0]) if seq_row else 0
         except _Refused as refused:
             await self._refuse(identity, refused, "notification-history")
             raise AssertionError("unreachable") from None
@@ -743,17 +805,23 @@ class CaseService:
             )
             for row in timer_rows
         )
-        return NotificationHistory(summary.ref, tuple(notifications), timers)
+        return NotificationHistory(summary.ref, tuple(notifications), timers, audit_seq)
+
+    async def case_activity(self, case_id: str, *, after: int) -> int | None:
+        """The newest audit entry about a case after sequence number ``after``, or None: what
+        a case view reloads its notification history on (every page, delivery and timer of a
+        case is audited under it). Metadata only; a short scan of the log's newest entries."""
+        return await desk.case_activity(self.store, case_id, after=after)
 
     # ----- acting -------------------------------------------------------------------------
 
     async def _refuse(self, identity: Identity, refused: _Refused, action: str) -> None:
+        detail = {"action": action, **refused.detail}
         async with self.store.write() as db:
             await audit.append(
-                db,
-                [audit.AuditEvent(identity.email, "refused", refused.case_id, {"action": action})],
+                db, [audit.AuditEvent(identity.email, "refused", refused.case_id, detail)]
             )
-        raise NotEntitled(f"{identity.email} is not entitled to case {refused.ref}")
+        raise NotEntitled(f"{identity.email} is not entitled to {refused.what}")
 
     async def _content_key(
         self, db: aiosqlite.Connection, identity: Identity, summary: CaseSummary

@@ -7,17 +7,22 @@ history is read from the real outbox and timers after the escalation and outbox 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
+import threading
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from sgalert import audit
+from sgalert import audit, export
+from sgalert.cases import FIELD_ATTACHMENTS, NewCase
 from sgalert.errors import AlreadyExists, ExportError, InvalidInput, NotEntitled, NotFound
 from sgalert.escalation import Duty, Plan, fire_due
 from sgalert.export import MAX_NAME_BYTES, proposed_name, safe_filename, write_private_file
@@ -25,7 +30,7 @@ from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
 from sgalert.outbox import OutboxSender
 from sgalert.service import delivery_error_class
 
-from .conftest import Team, encompass_case
+from .conftest import Team, encompass_case, whistle_case
 from .engine_helpers import RecordingNotifier, VirtualClock
 
 PDF = b"%PDF-1.7 invented"
@@ -112,6 +117,231 @@ async def test_an_attachment_that_is_not_there_is_named_by_number(team: Team) ->
         with pytest.raises(NotFound, match="no attachment number") as raised:
             await team.service.attachment(team["dsl@example.org"], stored.ref, index)
         assert "notice" not in str(raised.value)
+
+
+def _signed_statement_case() -> NewCase:
+    """A whistleblowing case as ingest seals one with an attachment: the list (its filename
+    redacted) under the content key, the bytes, which name the reporter, under the identity
+    key."""
+    case = whistle_case()
+    listed = [{"filename": "[redacted].pdf", "content_type": "application/pdf", "size": 40}]
+    return replace(
+        case,
+        content={**case.content, FIELD_ATTACHMENTS: json.dumps(listed).encode()},
+        identity={**case.identity, "attachment/0": b"%PDF-1.7 signed by Riley Reporter"},
+    )
+
+
+async def test_a_whistle_attachment_sealed_with_the_identity_is_refused_to_an_investigator(
+    team: Team, out: Path
+) -> None:
+    service = team.service
+    (stored,) = await service.create_cases([_signed_statement_case()])
+    mo, investigator = team["mo@example.org"], team["deputy@example.org"]
+    await service.grant(mo, stored.ref, investigator.email)
+    view = await service.open_case(investigator, stored.ref)
+    assert view.reporter is None and [a.filename for a in view.attachments] == ["[redacted].pdf"]
+    target = out / "statement.pdf"
+    for call in (
+        service.attachment(investigator, stored.ref, 0),
+        service.save_attachment(investigator, stored.ref, 0, target),
+    ):
+        with pytest.raises(NotEntitled, match="attachment 1 of case .*reporter's identity"):
+            await call
+    assert list(out.iterdir()) == []
+    trail = await _case_entries(team, stored.id)
+    refusals = [e for e in trail if e.action == "refused"]
+    assert [(e.actor, e.detail) for e in refusals] == [
+        ("deputy@example.org", {"action": "export-attachment", "index": 0, "key": "identity"})
+    ] * 2
+    assert not [e for e in trail if e.action == "attachment-exported"]
+    content = await service.attachment(mo, stored.ref, 0)
+    assert content.data == b"%PDF-1.7 signed by Riley Reporter"
+    saved = await service.save_attachment(mo, stored.ref, 0, target)
+    assert saved.path.read_bytes() == content.data
+    exports = [e for e in await _case_entries(team, stored.id) if e.action.startswith("attach")]
+    assert [(e.actor, e.detail["to"]) for e in exports] == [
+        ("mo@example.org", "file"),  # newest first
+        ("mo@example.org", "caller"),
+    ]
+
+
+async def test_an_attachment_whose_bytes_were_not_kept_is_not_found_not_refused(
+    team: Team,
+) -> None:
+    case = encompass_case()
+    case = replace(case, content={k: v for k, v in case.content.items() if k != "attachment/0"})
+    (stored,) = await team.service.create_cases([case])
+    with pytest.raises(NotFound, match="was not kept"):
+        await team.service.attachment(team["dsl@example.org"], stored.ref, 0)
+    assert not [e for e in await _case_entries(team, stored.id) if e.action == "refused"]
+
+
+# ----- writing the copy: no lock held, nothing left behind -----------------------------------
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """An empty folder for copies (``tmp_path`` also holds the workspace)."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture(params=["unnamed", "named"])
+def temporary_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a copy is written before it is placed: Linux's unnamed file, and the hidden
+    temporary file used where there is none."""
+    if request.param == "named":
+        monkeypatch.setattr(export, "_open_anonymous", lambda folder: None)
+    elif export._open_anonymous(Path.cwd()) is None:
+        pytest.skip("no O_TMPFILE here")
+    return str(request.param)
+
+
+def test_an_unnamed_copy_leaves_nothing_on_disk_until_it_is_placed(out: Path) -> None:
+    copy = export.StagedCopy(out / "copy.pdf")
+    try:
+        copy.write(PDF)
+        if copy._anonymous is None:
+            pytest.skip("no O_TMPFILE here")
+        assert list(out.iterdir()) == []  # a crash now leaves no plaintext behind
+        copy.place()
+        assert (out / "copy.pdf").read_bytes() == PDF
+    finally:
+        copy.discard()
+    assert [p.name for p in out.iterdir()] == ["copy.pdf"]
+    assert stat.S_IMODE((out / "copy.pdf").stat().st_mode) == 0o600
+
+
+async def test_no_lock_is_held_while_the_copy_is_written(
+    team: Team, out: Path, monkeypatch: pytest.MonkeyPatch, temporary_kind: str
+) -> None:
+    """A slow disk (a network share, a USB stick) must not stop the engine or the desk."""
+    (stored,) = await team.service.create_cases([encompass_case()])
+    started, release = threading.Event(), threading.Event()
+    write = export.StagedCopy.write
+
+    def slow_write(self: export.StagedCopy, data: bytes) -> None:
+        started.set()
+        release.wait(10)
+        write(self, data)
+
+    monkeypatch.setattr(export.StagedCopy, "write", slow_write)
+    dsl = team["dsl@example.org"]
+    saving = asyncio.create_task(team.service.save_attachment(dsl, stored.ref, 0, out / "copy.pdf"))
+    try:
+        await asyncio.to_thread(started.wait, 10)
+        await asyncio.wait_for(team.service.add_note(dsl, stored.ref, "Meanwhile."), 5)
+    finally:
+        release.set()
+    saved = await saving
+    assert saved.path.read_bytes() == PDF
+    assert [p.name for p in out.iterdir()] == ["copy.pdf"]
+
+
+async def test_cancelling_while_the_copy_is_written_leaves_nothing(
+    team: Team, out: Path, monkeypatch: pytest.MonkeyPatch, temporary_kind: str
+) -> None:
+    (stored,) = await team.service.create_cases([encompass_case()])
+    started, release = threading.Event(), threading.Event()
+    write = export.StagedCopy.write
+
+    def slow_write(self: export.StagedCopy, data: bytes) -> None:
+        started.set()
+        release.wait(10)
+        write(self, data)
+
+    monkeypatch.setattr(export.StagedCopy, "write", slow_write)
+    saving = asyncio.create_task(
+        team.service.save_attachment(team["dsl@example.org"], stored.ref, 0, out / "c.pdf")
+    )
+    await asyncio.to_thread(started.wait, 10)
+    saving.cancel()
+    await asyncio.sleep(0.05)
+    assert not saving.done()  # it waits for the thread it started
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await saving
+    assert list(out.iterdir()) == []
+    assert not [e for e in await _case_entries(team, stored.id) if e.action.startswith("attach")]
+
+
+@pytest.mark.parametrize("existing", [None, b"the file that was there"])
+async def test_a_copy_whose_audit_does_not_commit_is_taken_back(
+    team: Team,
+    out: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    temporary_kind: str,
+    existing: bytes | None,
+) -> None:
+    """The copy is placed inside the transaction that audits it; if the commit fails it is
+    removed, and a file it replaced is put back."""
+    (stored,) = await team.service.create_cases([encompass_case()])
+    target = out / "copy.pdf"
+    if existing is not None:
+        target.write_bytes(existing)
+    store = team.service.store
+    statement = store._statement
+    placed: list[bool] = []
+
+    async def failing_commit(sql: str) -> None:
+        if sql == "COMMIT" and (target.exists() and target.read_bytes() == PDF):
+            placed.append(True)
+            await statement("ROLLBACK")
+            raise sqlite3.OperationalError("disk I/O error")
+        await statement(sql)
+
+    monkeypatch.setattr(store, "_statement", failing_commit)
+    with pytest.raises(sqlite3.OperationalError):
+        await team.service.save_attachment(
+            team["dsl@example.org"], stored.ref, 0, target, overwrite=existing is not None
+        )
+    monkeypatch.undo()
+    assert placed == [True]
+    if existing is None:
+        assert list(out.iterdir()) == []
+    else:
+        assert [p.name for p in out.iterdir()] == ["copy.pdf"]
+        assert target.read_bytes() == existing
+    assert not [e for e in await _case_entries(team, stored.id) if e.action.startswith("attach")]
+
+
+async def test_replacing_a_file_keeps_nothing_aside_once_recorded(
+    team: Team, out: Path, temporary_kind: str
+) -> None:
+    (stored,) = await team.service.create_cases([encompass_case()])
+    target = out / "copy.pdf"
+    target.write_bytes(b"old")
+    saved = await team.service.save_attachment(
+        team["dsl@example.org"], stored.ref, 0, target, overwrite=True
+    )
+    assert saved.replaced and target.read_bytes() == PDF
+    assert [p.name for p in out.iterdir()] == ["copy.pdf"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_an_os_error_never_carries_the_path(tmp_path: Path) -> None:
+    """A 300-byte name (one a child's name can make) fails in the file system; the error says
+    what went wrong, never where."""
+    name = "Ada-Invented-" * 23 + ".pdf"
+    assert len(name.encode()) > 255
+    with pytest.raises(ExportError, match=r"\(file name too long\)$") as raised:
+        write_private_file(tmp_path / name, b"x")
+    assert "Ada" not in str(raised.value) and "Invented" not in str(raised.value)
+    assert raised.value.__suppress_context__ and raised.value.__cause__ is None
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_saving_to_an_impossible_name_is_an_export_error_and_not_audited(
+    team: Team, tmp_path: Path
+) -> None:
+    (stored,) = await team.service.create_cases([encompass_case()])
+    target = tmp_path / ("Ada-Invented-" * 23 + ".pdf")
+    with pytest.raises(ExportError) as raised:
+        await team.service.save_attachment(team["dsl@example.org"], stored.ref, 0, target)
+    assert "Ada" not in str(raised.value)
+    assert not [e for e in await _case_entries(team, stored.id) if e.action.startswith("attach")]
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from sgalert.engine import Engine
 from sgalert.errors import StoreError
 from sgalert.model import CaseState, CaseSummary, Source
 from sgalert.service import CaseService
+from sgalert.store import Store
 from sgalert.watch import SourceMonitor
 
 from .conftest import Team, encompass_case, whistle_case
@@ -438,6 +439,49 @@ def test_change_probe_turns_a_missing_store_into_a_store_error(tmp_path: Path) -
     with pytest.raises(StoreError, match="cannot read the store"):
         probe.poll()
     probe.close()
+
+
+async def test_case_activity_finds_entries_about_one_case_after_a_point(desk: Desk) -> None:
+    service = desk.service
+    one, other = desk.refs["overdue-new"], desk.refs["lesson-new"]
+    one_id, other_id = (await service.summary(one)).id, (await service.summary(other)).id
+    (newest,) = await service.store.fetchall("SELECT MAX(seq) FROM audit")
+    seen = int(newest[0])
+    assert await service.case_activity(one_id, after=seen) is None
+    dsl = await service.unlock("dsl@example.org", "dsl-passphrase-1")
+    await service.add_note(dsl, other, "About the other case.")
+    assert await service.case_activity(one_id, after=seen) is None
+    await service.add_note(dsl, one, "About this one.")
+    found = await service.case_activity(one_id, after=seen)
+    assert found is not None and found > seen
+    assert await service.case_activity(one_id, after=found) is None
+    assert await service.case_activity(other_id, after=seen) is not None
+
+
+def test_change_probe_never_creates_a_store(tmp_path: Path) -> None:
+    """Read-only: pointed where the store should be, it must not leave an empty database that
+    would later pass for one. A ``?`` or ``#`` in the folder's name stays part of the path."""
+    folder = tmp_path / "odd ?name#%20"
+    folder.mkdir()
+    missing = folder / "sgalert.sqlite3"
+    probe = ChangeProbe(missing)
+    with pytest.raises(StoreError, match="cannot read the store"):
+        probe.poll()
+    probe.close()
+    assert list(folder.iterdir()) == [] and not (tmp_path / "odd ").exists()
+
+
+async def test_change_probe_reads_a_store_in_an_oddly_named_folder(tmp_path: Path) -> None:
+    path = tmp_path / "odd ?name#%20" / "sgalert.sqlite3"
+    path.parent.mkdir()
+    store = await Store.open(path, create=True)
+    probe = ChangeProbe(path)
+    try:
+        marks = probe.poll()
+        assert marks is not None and marks.audit_seq == 0
+    finally:
+        probe.close()
+        await store.close()
 
 
 async def test_service_state_changes_are_visible_to_the_desk(desk: Desk) -> None:

@@ -157,6 +157,26 @@ async def test_an_existing_file_is_replaced_only_after_a_second_yes(desk: Desk) 
         assert len(await exports(app)) == 1
 
 
+async def test_a_path_the_file_system_refuses_is_a_problem_in_the_form(desk: Desk) -> None:
+    """The path is checked in a worker thread; a name too long for the file system is named
+    as such in the form, and nothing is written."""
+    app = app_for(desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlock(pilot)
+        await open_case(pilot, app, desk.refs["new"])
+        await pilot.press("e")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, SaveAttachmentScreen)
+        form.query_one("#path", Input).value = str(desk.downloads / ("x" * 300) / "copy.pdf")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is form
+        problem = plain(form.query_one(".form-problem", Static))
+        assert problem == "That path cannot be used (file name too long)."
+        assert list(desk.downloads.iterdir()) == []
+
+
 async def test_a_person_not_entitled_is_refused_by_the_core_and_it_is_audited(
     desk: Desk,
 ) -> None:
@@ -235,6 +255,69 @@ async def test_a_case_nobody_was_paged_about_says_so(desk: Desk) -> None:
         screen = await open_case(pilot, app, desk.refs["new"])
         shown = plain(screen.query_one("#notifications", Static))
         assert shown.startswith("Nobody has been paged about this case.")
+
+
+async def _refusals(app: SgalertApp, action: str) -> int:
+    async with app.service.store.read() as db:
+        found = await entries(db, limit=200)
+    return sum(1 for e in found if e.action == "refused" and e.detail.get("action") == action)
+
+
+async def test_a_refused_notification_history_is_not_asked_for_again(desk: Desk) -> None:
+    """A person who loses access while the case is open is refused once: the refusal is audited,
+    the audit entry moves the store, and that must not ask (and be refused, and audit) again."""
+    app = app_for(desk, poll_seconds=0.05)
+    ref = desk.refs["new"]
+    other = await CaseService.open(desk.workspace)
+    deputy = await other.unlock("deputy@example.org", PASSPHRASES["deputy@example.org"])
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await unlock(pilot)
+            screen = await open_case(pilot, app, ref)
+            # From now on the desk holds a key that does not reach the case.
+            app.identity = await app.service.unlock("mo@example.org", PASSPHRASES["mo@example.org"])
+            await other.add_note(deputy, ref, "Invented note that moves the case.")
+            await wait_for(pilot, lambda: screen.notifications_stopped)
+            for number in range(4):
+                await other.add_note(deputy, ref, f"Invented note {number}.")
+                await pilot.pause(0.3)  # several polls of the watcher
+                await settle(pilot)
+            assert await _refusals(app, "notification-history") == 1
+            warnings = [n for n in app._notifications if "no longer updated" in n.message]
+            assert len(warnings) == 1
+            assert "Not shown" in plain(screen.query_one("#notifications", Static))
+    finally:
+        await other.close()
+
+
+async def test_the_history_is_reloaded_only_when_its_case_moves(desk: Desk) -> None:
+    app = app_for(desk, poll_seconds=0.05)
+    ref = desk.refs["new"]
+    other = await CaseService.open(desk.workspace)
+    deputy = await other.unlock("deputy@example.org", PASSPHRASES["deputy@example.org"])
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await unlock(pilot)
+            await open_case(pilot, app, ref)
+            loads: list[str] = []
+            history = app.service.notification_history
+
+            async def counted(identity: object, wanted: str) -> object:
+                loads.append(wanted)
+                return await history(identity, wanted)  # type: ignore[arg-type]
+
+            app.service.notification_history = counted  # type: ignore[assignment,method-assign]
+            await other.add_note(deputy, desk.refs["acknowledged"], "Invented, another case.")
+            await pilot.pause(0.3)
+            await settle(pilot)
+            assert loads == []
+            await other.add_note(deputy, ref, "Invented, this case.")
+            await wait_for(pilot, lambda: len(loads) == 1)
+            await pilot.pause(0.3)
+            await settle(pilot)
+            assert len(loads) == 1
+    finally:
+        await other.close()
 
 
 # ----- starting a clock -----------------------------------------------------------------------

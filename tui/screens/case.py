@@ -7,10 +7,12 @@ first. The screen is closed whenever the desk locks.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Callable, Coroutine
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -22,6 +24,7 @@ from textual.widgets import Footer, Static
 from sgalert.audit import AuditEntry
 from sgalert.child_file import names_child
 from sgalert.clock import parse_iso
+from sgalert.errors import SgalertError
 from sgalert.escalation import ACTION_CLOCKS, CLOCK_TIMER, action_clock_due
 from sgalert.export import default_directory, proposed_name
 from sgalert.keyring import Identity
@@ -342,6 +345,9 @@ class CaseScreen(DeskScreen[None]):
         self.stale = False
         self.history_shown = False
         self.notifications: NotificationHistory | None = None
+        # Set when loading the notifications failed (a refusal, say): no more automatic loads,
+        # since each refusal is audited and the audit entry would trigger the next load.
+        self.notifications_stopped = False
 
     @property
     def ref(self) -> str:
@@ -380,23 +386,48 @@ class CaseScreen(DeskScreen[None]):
         self._load_notifications()
 
     def _load_notifications(self) -> None:
-        """Who was paged and what is still to fire: metadata, so loaded without asking."""
+        """Who was paged and what is still to fire: metadata, so loaded without asking.
+
+        Not after a failure: reloading the case (r) tries again, once it has opened."""
         identity = self.desk.identity
-        if identity is None:
+        if identity is None or self.notifications_stopped:
             return
         self.desk.submit(
             self.desk.service.notification_history(identity, self.view.summary.id),
             description="Loading the notifications",
             done=self._show_notifications,
+            failed=self._notifications_failed,
             sensitive=True,
             latest="case-notifications",
         )
 
     def _show_notifications(self, history: NotificationHistory) -> None:
+        if self.notifications_stopped:
+            return  # a later load failed; its notice stands
         self.notifications = history
         self.query_one("#notifications", Static).update(
             _notifications(history, self.desk.now(), self.desk.zone)
         )
+
+    def _notifications_failed(self, error: SgalertError) -> bool:
+        """Stop loading the notifications and say so, once."""
+        if self.notifications_stopped or not self.is_attached:  # told already, or closed
+            self.notifications_stopped = True
+            return True
+        self.notifications_stopped = True
+        self.notifications = None
+        text = Text("Not shown: ", style="bold")
+        text.append_text(untrusted(str(error), one_line=True))
+        text.append("\nPress r to reload the case and try again.", "dim")
+        self.query_one("#notifications", Static).update(text)
+        self.desk.notify(
+            f"The notifications of {self.ref} are no longer updated: {error}",
+            title="Notifications",
+            severity="warning",
+            timeout=10,
+            markup=False,
+        )
+        return True
 
     def action_history(self) -> None:
         self.history_shown = True
@@ -431,6 +462,7 @@ class CaseScreen(DeskScreen[None]):
         if reporter is not None and self.query("#reporter"):
             self.query_one("#reporter", Static).update(reporter)
         self._load_history()
+        self.notifications_stopped = False  # the case opened again: this person may read it
         self._load_notifications()
         self.refresh_bindings()
 
@@ -444,23 +476,37 @@ class CaseScreen(DeskScreen[None]):
             )
 
     def store_changed(self) -> None:
-        """Someone changed a case: say so if it is this one (reading it again is audited, so the
-        desk does not do it on its own)."""
+        """Someone changed the store: say so if this case changed (reading it again is audited,
+        so the desk does not do it on its own), and reload its notifications only if an audit
+        entry about the case came after the ones they were read with: every page, delivery
+        and timer of a case is audited under it, and most changes are about other cases."""
+        service = self.desk.service
+        case_id = self.view.summary.id
+        history = self.notifications
+        check_notifications = not self.notifications_stopped
 
-        def compare(summary: CaseSummary) -> None:
+        async def check() -> tuple[CaseSummary, bool]:
+            summary = await service.summary(case_id)
+            if not check_notifications:
+                return summary, False
+            if history is None:  # not loaded yet: load it, whatever changed
+                return summary, True
+            newer = await service.case_activity(case_id, after=history.audit_seq)
+            return summary, newer is not None
+
+        def compare(result: tuple[CaseSummary, bool]) -> None:
+            summary, notifications_moved = result
             if summary.updated_at != self.view.summary.updated_at and not self.stale:
                 self.stale = True
                 notice = self.query_one("#case-stale", Static)
                 notice.update(Text("This case has changed since you opened it. Press r to reload."))
                 notice.remove_class("-hidden")
+            if notifications_moved:
+                self._load_notifications()
 
         self.desk.submit(
-            self.desk.service.summary(self.view.summary.id),
-            description="Checking the case",
-            done=compare,
-            latest="case-check",
+            check(), description="Checking the case", done=compare, latest="case-check"
         )
-        self._load_notifications()
 
     # ----- actions ------------------------------------------------------------------------
 
@@ -701,7 +747,13 @@ class CaseScreen(DeskScreen[None]):
         if not self.view.attachments:
             self.desk.notify("This case has no attachments.", markup=False)
             return
-        folder = default_directory()
+        self.desk.submit(
+            asyncio.to_thread(default_directory),  # it looks at the file system
+            description="Finding your Downloads folder",
+            done=self._ask_where_to_save,
+        )
+
+    def _ask_where_to_save(self, folder: Path) -> None:
         choices: list[tuple[Text, int]] = []
         proposals: dict[int, str] = {}
         for index, item in enumerate(self.view.attachments):
@@ -738,10 +790,8 @@ class CaseScreen(DeskScreen[None]):
             if yes:
                 save(request, overwrite=True)
 
-        def warned(request: AttachmentSave, yes: bool | None) -> None:
-            if not yes:
-                return
-            if os.path.lexists(request.path):
+        def checked(request: AttachmentSave, taken: bool) -> None:
+            if taken:
                 self.app.push_screen(
                     ConfirmScreen(
                         "Replace the existing file?",
@@ -753,6 +803,14 @@ class CaseScreen(DeskScreen[None]):
                 )
                 return
             save(request, overwrite=False)
+
+        def warned(request: AttachmentSave, yes: bool | None) -> None:
+            if yes:
+                self.desk.submit(
+                    asyncio.to_thread(os.path.lexists, request.path),
+                    description="Checking the path",
+                    done=lambda taken: checked(request, taken),
+                )
 
         def chosen(request: AttachmentSave | None) -> None:
             if request is None:

@@ -6,6 +6,7 @@ Free text is taken verbatim: a note keeps the child's words exactly as typed.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, TypeVar
@@ -16,6 +17,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
+
+from sgalert.export import os_error_reason
 
 from . import DeskModal
 
@@ -348,13 +351,35 @@ class SaveAttachmentScreen(FormScreen[AttachmentSave]):
         if not written:
             self.show_problem("Say where to save the copy.")
             return
-        path = Path(written).expanduser()
-        if not path.is_absolute():
-            path = Path.cwd() / path
+
+        def checked(found: tuple[Path, str | None]) -> None:
+            path, problem = found
+            if self.app.screen is not self:
+                return  # cancelled while the path was checked
+            if problem is not None:
+                self.show_problem(problem)
+                return
+            self.dismiss(AttachmentSave(index, path))
+
+        self.desk.submit(
+            asyncio.to_thread(check_destination, written),  # it looks at the file system
+            description="Checking the path",
+            done=checked,
+            latest="attachment-destination",
+        )
+
+
+def check_destination(written: str) -> tuple[Path, str | None]:
+    """The absolute path typed for a copy, and what is wrong with it (None when nothing is).
+    Blocking: it looks at the file system, so run it in a worker thread."""
+    path = Path(written).expanduser()
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    try:
         if path.is_dir():
-            self.show_problem("That is a folder: add a file name.")
-            return
+            return path, "That is a folder: add a file name."
         if not path.parent.is_dir():
-            self.show_problem("That folder does not exist.")
-            return
-        self.dismiss(AttachmentSave(index, path))
+            return path, "That folder does not exist."
+    except OSError as error:
+        return path, f"That path cannot be used ({os_error_reason(error)})."
+    return path, None
