@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import re
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -51,6 +52,8 @@ from sgalert.sender import Sender, check_sender
 from sgalert.service import CaseService
 from sgalert.store import on_connection
 from sgalert.text import has_unsafe, printable
+
+log = logging.getLogger("sgalert.ingest")
 
 FIELD_SUBJECT = "subject"
 FIELD_SENDER = "sender"
@@ -309,7 +312,7 @@ class Ingestor:
         Spawning a worker and importing the parser into it takes about half a second; a
         service pays that at start-up rather than when the first notices arrive.
         """
-        if self.workers < 1:
+        if self.workers < 2:
             return
         loop = asyncio.get_running_loop()
         pool = self._worker_pool()
@@ -328,10 +331,22 @@ class Ingestor:
             self._pool = None
 
     async def _prepare(self, messages: Sequence[Inbound], rules: SourceRules) -> list[Prepared]:
-        if len(messages) < POOL_MIN_BATCH or self.workers < 1:
+        if len(messages) < POOL_MIN_BATCH or self.workers < 2:
             if len(messages) > 4:
                 return await asyncio.to_thread(self._prepare_all, messages, rules)
             return self._prepare_all(messages, rules)
+        try:
+            return await self._prepare_in_workers(messages, rules)
+        except BrokenExecutor:
+            # A worker died (killed, or out of memory): a broken pool stays broken, so the next
+            # backlog gets a fresh one, and this batch is prepared here rather than held up.
+            log.warning("an ingest worker process died; preparing this batch in-process")
+            self.close()
+            return await asyncio.to_thread(self._prepare_all, messages, rules)
+
+    async def _prepare_in_workers(
+        self, messages: Sequence[Inbound], rules: SourceRules
+    ) -> list[Prepared]:
         pool = self._worker_pool()
         loop = asyncio.get_running_loop()
         size = -(-len(messages) // self.workers)
@@ -349,8 +364,11 @@ class Ingestor:
             )
             for i in range(0, len(messages), size)
         ]
-        chunks = await asyncio.gather(*jobs)
-        prepared = [item for chunk in chunks for item in chunk]
+        chunks = await asyncio.gather(*jobs, return_exceptions=True)
+        for chunk in chunks:  # every job settled: none is left with an unread failure
+            if isinstance(chunk, BaseException):
+                raise chunk
+        prepared = [item for chunk in chunks if isinstance(chunk, list) for item in chunk]
         return [item.with_raw(m.raw) for item, m in zip(prepared, messages, strict=True)]
 
     def rules(self, source_name: str) -> SourceRules:

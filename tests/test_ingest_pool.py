@@ -88,3 +88,26 @@ async def test_whistles_prepared_in_workers_keep_the_original_under_the_identity
         assert by_mo[FIELD_RAW] == message.raw and FIELD_REPORTER in by_mo
         by_dsl = await sealed_fields(team.service, dsl, outcome.case_id)
         assert FIELD_RAW not in by_dsl and FIELD_REPORTER not in by_dsl
+
+
+async def test_a_worker_that_dies_does_not_stop_the_backlog(team: Team) -> None:
+    """A killed worker breaks a process pool for good: the batch in hand is prepared in this
+    process instead, and the next backlog gets a fresh pool."""
+    config = team.service.config
+    assert config is not None
+    pooled = Ingestor(team.service, config, workers=2)
+    try:
+        await pooled.warm()
+        pool = pooled._pool
+        assert pool is not None
+        for process in list(pool._processes.values()):  # type: ignore[attr-defined]
+            process.kill()
+            process.join()
+        first = await pooled.ingest(backlog(NOTICES, POOL_MIN_BATCH, "after-kill"), ENCOMPASS)
+        assert all(o.created for o in first)
+        later = await pooled.ingest(backlog(NOTICES, POOL_MIN_BATCH, "fresh-pool"), ENCOMPASS)
+        assert all(o.created for o in later)
+        assert pooled._pool is not None and pooled._pool is not pool
+    finally:
+        pooled.close()
+    assert len(await team.service.list_cases()) == 2 * POOL_MIN_BATCH
