@@ -48,7 +48,9 @@ from sgalert.errors import StoreError
 from sgalert.extract import extract
 from sgalert.mime import ParseLimits, parse_message
 from sgalert.model import Flag, Source
-from sgalert.sender import Sender, check_sender
+from sgalert.redact import MARK as REPORTER_MARK
+from sgalert.redact import ReporterRedactor
+from sgalert.sender import check_sender
 from sgalert.service import CaseService
 from sgalert.store import on_connection
 from sgalert.text import has_unsafe, printable
@@ -128,29 +130,8 @@ def _looks_hostile(*texts: str) -> bool:
     return any(has_unsafe(t) or _MARKUP.search(t) for t in texts)
 
 
-REPORTER_MARK = "[reporter]"
-
-
-def redact_reporter(text: str, sender: Sender) -> tuple[str, bool]:
-    """``text`` with the sender's address and full name (either order, any case or spacing)
-    replaced by :data:`REPORTER_MARK`; and whether anything was.
-
-    A single-word display name is left alone: "Office" or a first name alone would also strike
-    out the people the allegation is about.
-    """
-    patterns = []
-    if sender.address:
-        patterns.append(re.escape(sender.address))
-    words = re.findall(r"[^\W\d_](?:[\w'\u2019.-]*\w)?", sender.display_name)
-    if len(words) >= 2 and sum(len(w) for w in words) >= 5:
-        between = r"[\s,]+"
-        patterns.append(between.join(re.escape(w) for w in words))
-        patterns.append(between.join(re.escape(w) for w in [words[-1], *words[:-1]]))
-    if not patterns:
-        return text, False
-    pattern = re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)", re.IGNORECASE)
-    redacted, count = pattern.subn(REPORTER_MARK, text)
-    return redacted, count > 0
+def _as_written(text: str) -> str:
+    return text
 
 
 def prepare(
@@ -171,21 +152,23 @@ def prepare(
         authserv_id=rules.authserv_id,
         allowed_domains=rules.sender_domains,
     )
-    subject, body_text, named = parsed.subject, parsed.body_text, False
-    if rules.type is Source.WHISTLE:
-        # Whoever is granted the allegation sees its text: the reporter's own name and address
-        # in it (a signature, say) are replaced; the original stays sealed with their identity.
-        subject, named_in_subject = redact_reporter(subject, verdict.sender)
-        body_text, named_in_body = redact_reporter(body_text, verdict.sender)
-        named = named_in_subject or named_in_body
     found = extract(
         rules.type,
-        subject,
-        body_text,
+        parsed.subject,
+        parsed.body_text,
         parsed.attachments,
         zone=zone,
         head_names=head_names,
     )
+    whistle = rules.type is Source.WHISTLE
+    facts = {key: printable(value) for key, value in found.facts.items()}
+    contact = facts.pop("preferred_contact", None) if whistle else None
+    # Whoever is granted an allegation reads what is shown of it: the reporter's own name and
+    # address in it (a signature, say) are struck out; the original is sealed with their identity.
+    shown = ReporterRedactor(verdict.sender) if whistle else _as_written
+    subject, body_text = shown(parsed.subject), shown(parsed.body_text)
+    facts = {key: shown(value) for key, value in facts.items()}
+    reasons = [shown(reason) for reason in found.reasons]
     flags: set[str] = set(found.flags)
     if parsed.problems:
         flags.add(Flag.MALFORMED)
@@ -199,7 +182,6 @@ def prepare(
     ):
         flags.add(Flag.HOSTILE_TEXT)
 
-    facts = {key: printable(value) for key, value in found.facts.items()}
     sender = {
         "display_name": printable(verdict.sender.display_name, keep_newlines=False),
         "address": verdict.sender.address or printable(parsed.from_header, keep_newlines=False),
@@ -207,25 +189,21 @@ def prepare(
     notes = {
         "problems": [printable(p, keep_newlines=False) for p in parsed.problems],
         "sender": [printable(p, keep_newlines=False) for p in verdict.problems],
-        "triage": found.reasons,
+        "triage": reasons,
     }
-    if named:
-        notes["identity"] = [
-            f"the reporter's name or address appeared in the message and reads {REPORTER_MARK}"
-            " here; the original is sealed with the reporter's identity"
-        ]
-    whistle = rules.type is Source.WHISTLE
     attachments = [
         {
-            "filename": printable(
-                redact_reporter(a.filename, verdict.sender)[0] if whistle else a.filename,
-                keep_newlines=False,
-            ),
+            "filename": printable(shown(a.filename), keep_newlines=False),
             "content_type": a.content_type,
             "size": len(a.payload),
         }
         for a in parsed.attachments
     ]
+    if isinstance(shown, ReporterRedactor) and shown.hits:
+        notes["identity"] = [
+            f"the reporter's name or address appeared in the message and reads {REPORTER_MARK}"
+            " here; the original is sealed with the reporter's identity"
+        ]
     content: dict[str, bytes] = {
         FIELD_SUBJECT: printable(subject, keep_newlines=False).encode(),
         FIELD_FACTS: json.dumps(facts, ensure_ascii=False).encode(),
@@ -243,10 +221,8 @@ def prepare(
         # The reporter, and the original message that names them, are sealed apart so an
         # investigator can be granted the allegation without who made it [HMS].
         reporter = dict(sender)
-        contact = facts.pop("preferred_contact", None)
         if contact:
             reporter["preferred_contact"] = contact
-        content[FIELD_FACTS] = json.dumps(facts, ensure_ascii=False).encode()
         identity[FIELD_REPORTER] = json.dumps(reporter, ensure_ascii=False).encode()
         identity[FIELD_RAW] = raw
     else:

@@ -96,6 +96,8 @@ _STUB_RATIO = 2
 # The top-level header block read when the structure is not parsed.
 _MAX_HEADER_BLOCK = 4 * 1024 * 1024
 _POLICY = email.policy.compat32
+# Base64-encoded attached messages decoded in one message (a forwarded notice needs one).
+_MAX_UNWRAPPED = 8
 
 
 def _clean(text: str) -> str:
@@ -373,6 +375,9 @@ class _BodyReader:
         self.parts = 0
         # One budget of HTML tokens for the whole message, however many HTML parts it has.
         self.html_tokens = MAX_TOKENS
+        # And one for base64 attached messages decoded and parsed (see _unwrapped).
+        self.unwrapped = 0
+        self.unwrapped_bytes = 0
 
     def read(self, root: Message) -> None:
         # The stack holds parts still to read, and text already rendered, in reverse order.
@@ -435,7 +440,11 @@ class _BodyReader:
             if chosen is not None:
                 stack.append(chosen if isinstance(chosen, str) else (chosen, depth + 1))
             return
-        if content_type.startswith("message/") and len(messages) == 1:
+        if (
+            content_type.startswith("message/")
+            and len(messages) == 1
+            and depth + 1 < (self.limits.max_depth)
+        ):
             messages = [self._unwrapped(part, messages[0])]
         stack.extend((child, depth + 1) for child in reversed(messages))
         if content_type.startswith("message/") and not is_root and messages:
@@ -460,6 +469,12 @@ class _BodyReader:
             decoded = binascii.a2b_base64(text.encode("ascii", "surrogateescape"))
         except (binascii.Error, ValueError):
             self._note("an attached message's base64 could not be decoded; kept as sent")
+            return inner
+        self.unwrapped += 1
+        self.unwrapped_bytes += len(decoded)
+        if self.unwrapped > _MAX_UNWRAPPED or self.unwrapped_bytes > self.limits.max_message_bytes:
+            # Each decoded message is parsed whole: one budget for the message, however many.
+            self._note("too many encoded attached messages; the rest kept as sent")
             return inner
         refusal = _refusal(decoded, self.limits)
         if refusal is not None:

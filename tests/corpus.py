@@ -249,6 +249,35 @@ def _unknown_charset() -> bytes:
 FIFTY_MB = 50 * 1024 * 1024
 
 
+def _encoded(inner: bytes) -> bytes:
+    return leaf(
+        "message/rfc822",
+        base64.encodebytes(inner),
+        headers=[("Content-Transfer-Encoding", "base64")],
+    )
+
+
+def _encoded_message_flood() -> bytes:
+    """Thirty base64 message/rfc822 parts: each decoded one is parsed whole, so the message has
+    one budget for them, however small each is."""
+    inner = plain_message("inner", "Nothing to see.\r\n", auth=())
+    return message(envelope("Flood"), container("mixed", [_encoded(inner)] * 30, "flood"))
+
+
+def _encoded_messages_at_depth() -> bytes:
+    """Ninety encoded messages of nearly the part limit each, nested fourteen multiparts deep:
+    at the depth limit they are left encoded rather than decoded and parsed for nothing."""
+    parts = b"".join(b"--ib\r\n\r\nx\r\n" for _ in range(1990))
+    inner = (
+        b"From: someone@example.org\r\nSubject: inner\r\n"
+        b"Content-Type: multipart/mixed; boundary=ib\r\n\r\n" + parts + b"--ib--\r\n"
+    )
+    body = container("mixed", [_encoded(inner)] * 90, "leaves")
+    for level in range(13, -1, -1):
+        body = container("mixed", [body], f"level{level}")
+    return message(envelope("Deep flood"), body)
+
+
 def huge_message(size: int = FIFTY_MB) -> bytes:
     """A ~50 MB message built from one repeated line: one bytes object, no list of lines."""
     head = _header_lines(envelope("Encompass notice with a very large attachment"))
@@ -336,4 +365,6 @@ HOSTILE: tuple[Hostile, ...] = (
     Hostile("content-type-bomb", _content_type_bomb, frozenset({Flag.MALFORMED})),
     Hostile("nul-bytes", _nul_bytes, frozenset({Flag.HOSTILE_TEXT})),
     Hostile("eight-bit-headers", _eight_bit_headers, frozenset({Flag.MALFORMED})),
+    Hostile("encoded-message-flood", _encoded_message_flood, frozenset({Flag.MALFORMED})),
+    Hostile("encoded-messages-at-depth", _encoded_messages_at_depth, frozenset({Flag.MALFORMED})),
 )

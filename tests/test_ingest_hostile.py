@@ -305,6 +305,8 @@ def test_header_injection_through_encoded_words_is_noted() -> None:
         ("content-type-bomb", "a Content-Type or Content-Disposition header is"),
         ("fifty-megabytes", "over the 26,214,400-byte limit"),
         ("part-flood", "more than 2,000 MIME parts"),
+        ("encoded-message-flood", "too many encoded attached messages"),
+        ("encoded-messages-at-depth", "MissingHeaderBodySeparatorDefect"),  # left encoded
     ],
 )
 def test_malformed_messages_say_why(name: str, expected: str) -> None:
