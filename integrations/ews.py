@@ -55,7 +55,6 @@ Options, in the source's ``[[sources]]`` table::
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 import logging
 import random
@@ -76,7 +75,7 @@ import requests.adapters
 import requests.exceptions
 from exchangelib.protocol import BaseProtocol, FailFast, Protocol
 
-from sgalert.config import SourceConfig
+from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
 from sgalert.ingest import Inbound
 from sgalert.ports import Deliver, Health
@@ -172,11 +171,7 @@ def settings_from_source(source: SourceConfig, root: Path) -> EwsSettings:
             raise fail(key, "must be a non-empty string", f'write {key} = "{example}"')
         return value.strip()
 
-    for key in options:
-        if key not in _OPTIONS:
-            hint = difflib.get_close_matches(key, _OPTIONS, n=1)
-            fix = f"did you mean {hint[0]!r}?" if hint else f"allowed keys: {', '.join(_OPTIONS)}"
-            raise fail(key, 'unknown key for kind = "ews"', fix)
+    refuse_unknown_options(options, _OPTIONS, where, "ews")
 
     endpoint = _endpoint(options, fail)
     username = text("username", example="SCHOOL\\\\svc-sgalert")

@@ -43,7 +43,6 @@ permission, best confined to this mailbox by an Exchange application access poli
 from __future__ import annotations
 
 import asyncio
-import difflib
 import email.utils
 import enum
 import json
@@ -69,7 +68,7 @@ from integrations.entra import (
     read_app,
 )
 from sgalert.clock import iso, parse_iso, utcnow
-from sgalert.config import SourceConfig
+from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError, SgalertError
 from sgalert.ingest import Inbound
 from sgalert.ports import Deliver, Health, Inbox
@@ -165,11 +164,7 @@ def parse_settings(source: SourceConfig, root: Path) -> GraphSettings:
     def fail(key: str, problem: str, fix: str) -> ConfigError:
         return ConfigError(f"{where}.{key}: {problem}; {fix}")
 
-    for key in options:
-        if key not in _OPTIONS:
-            hint = difflib.get_close_matches(str(key), _OPTIONS, n=1)
-            fix = f"did you mean {hint[0]!r}?" if hint else f"graph options: {', '.join(_OPTIONS)}"
-            raise fail(str(key), 'unknown option for kind = "graph"', fix)
+    refuse_unknown_options(options, _OPTIONS, where, "graph")
 
     def text(key: str, example: str, default: str | None = None) -> str:
         value = options.get(key, default)

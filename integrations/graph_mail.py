@@ -57,7 +57,6 @@ repr; Graph's error *code* is passed on, never its message.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 import re
 import ssl
@@ -84,6 +83,7 @@ from integrations.entra import (
 )
 from integrations.graph import GRAPH_URL, graph_error_code, retry_after_seconds
 from integrations.smtp import check_address, check_header_text, is_addr_spec
+from sgalert.config import refuse_unknown_options
 from sgalert.errors import ConfigError
 from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
 
@@ -150,15 +150,7 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> GraphMa
     def fail(key: str, problem: str, fix: str) -> ConfigError:
         return ConfigError(f"{where}.{key}: {problem}; {fix}")
 
-    for key in options:
-        if key not in _OPTIONS:
-            hint = difflib.get_close_matches(str(key), _OPTIONS, n=1)
-            fix = (
-                f"did you mean {hint[0]!r}?"
-                if hint
-                else f"graph-mail options: {', '.join(_OPTIONS)}"
-            )
-            raise fail(str(key), 'unknown option for kind = "graph-mail"', fix)
+    refuse_unknown_options(options, _OPTIONS, where, "graph-mail")
 
     def text(key: str, example: str, default: str | None = None) -> str:
         value = options.get(key, default)

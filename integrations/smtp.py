@@ -28,7 +28,6 @@ on it show one page, and a reply to the page can be matched to the page it answe
 from __future__ import annotations
 
 import asyncio
-import difflib
 import email.policy
 import enum
 import hashlib
@@ -56,6 +55,7 @@ from integrations.entra import (
     read_app,
     untrusted_certificate,
 )
+from sgalert.config import refuse_unknown_options
 from sgalert.errors import ConfigError
 from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
 
@@ -224,11 +224,7 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> SmtpSet
     def fail(key: str, problem: str, fix: str) -> ConfigError:
         return ConfigError(f"{where}.{key}: {problem}; {fix}")
 
-    for key in options:
-        if key not in _OPTIONS:
-            hint = difflib.get_close_matches(str(key), _OPTIONS, n=1)
-            fix = f"did you mean {hint[0]!r}?" if hint else f"smtp options: {', '.join(_OPTIONS)}"
-            raise fail(str(key), 'unknown option for kind = "smtp"', fix)
+    refuse_unknown_options(options, _OPTIONS, where, "smtp")
 
     def text(key: str, example: str, default: str | None = None) -> str:
         value = options.get(key, default)

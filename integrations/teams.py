@@ -21,7 +21,6 @@ the standard library's ``urllib`` and follows no redirect.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import email.utils
 import http.client
 import ipaddress
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from integrations.smtp import is_addr_spec
+from sgalert.config import refuse_unknown_options
 from sgalert.errors import ConfigError
 from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
 
@@ -87,11 +87,7 @@ def _is_loopback(host: str) -> bool:
 def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> TeamsSettings:
     """Validate a channel's options. Messages name where the URL comes from, never the URL."""
     where = f"channels.{name}"
-    for key in options:
-        if key not in _OPTIONS:
-            hint = difflib.get_close_matches(str(key), _OPTIONS, n=1)
-            fix = f"did you mean {hint[0]!r}?" if hint else f"options: {', '.join(_OPTIONS)}"
-            raise ConfigError(f'{where}.{key}: unknown option for kind = "teams-workflow"; {fix}')
+    refuse_unknown_options(options, _OPTIONS, where, "teams-workflow")
 
     url = read_secret(options, "url", where, root).strip()
     source = f"{where}.{'url_env' if 'url_env' in options else 'url_file'}"

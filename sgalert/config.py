@@ -225,6 +225,18 @@ class Config:
         raise ConfigError(f"{self.path}: sources: no source named {name!r} (known: {known})")
 
 
+def refuse_unknown_options(
+    options: Mapping[str, Any], known: tuple[str, ...], where: str, kind: str
+) -> None:
+    """An adapter's options checked against the keys it reads: a misspelt key is a config
+    error naming the nearest known one (a silently ignored key is a setting that never applies)."""
+    for key in options:
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            fix = f"did you mean {hint[0]!r}?" if hint else f"{kind} options: {', '.join(known)}"
+            raise ConfigError(f'{where}.{key}: unknown option for kind = "{kind}"; {fix}')
+
+
 def render_template(school_name: str) -> str:
     """The commented starting config that ``sgalert init`` writes."""
     safe_name = school_name.replace("\\", "\\\\").replace('"', '\\"')
