@@ -302,4 +302,15 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        6,
+        """
+        -- A case's history (case view, child file, new-activity checks) without reading the
+        -- whole log: it grows by several entries per case, for ever.
+        CREATE INDEX audit_by_case ON audit(case_id, seq);
+        """,
+    ),
+)
+
 HEAD_VERSION = MIGRATIONS[-1][0]

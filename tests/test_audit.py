@@ -93,3 +93,18 @@ async def test_deleted_row_is_found_missing(team: Team) -> None:
     await _tamper(team, "DELETE FROM audit WHERE seq = 5")
     with pytest.raises(AuditChainBroken, match="audit entry 5 is missing"):
         await team.service.verify_audit()
+
+
+async def test_a_cases_history_is_read_by_index_not_by_scanning_the_log(team: Team) -> None:
+    """The log grows by several entries per case for ever; a case view, a child file and the
+    desk's new-activity check read one case's entries through an index."""
+    queries = [
+        "SELECT * FROM audit WHERE case_id = ? ORDER BY seq DESC LIMIT 200",
+        "SELECT MAX(seq) FROM audit WHERE seq > ? AND case_id = ?",
+        "SELECT seq FROM audit WHERE case_id IN (?, ?) AND action IN ('assigned') ORDER BY seq",
+    ]
+    async with team.service.store.read() as db:
+        for sql in queries:
+            cursor = await db.execute(f"EXPLAIN QUERY PLAN {sql}", (1,) * sql.count("?"))
+            plan = " ".join(str(row[3]) for row in await cursor.fetchall())
+            assert "audit_by_case" in plan, (sql, plan)
