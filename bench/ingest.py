@@ -72,6 +72,7 @@ if str(REPO) not in sys.path:
 
 import imapclient  # noqa: E402
 from imapclient import IMAPClient  # noqa: E402
+from invented import FIRST_NAMES, LAST_NAMES, PASSPHRASE, PEOPLE, STREETS  # noqa: E402
 
 from integrations.imap import DEFAULT_BATCH_SIZE, create  # noqa: E402
 from sgalert.config import SourceConfig, load_config, render_template  # noqa: E402
@@ -79,7 +80,7 @@ from sgalert.crypto import TEST_KDF  # noqa: E402
 from sgalert.ingest import Ingestor, SourceRules  # noqa: E402
 from sgalert.keyring import add_person  # noqa: E402
 from sgalert.logs import JsonLines  # noqa: E402
-from sgalert.model import Role, Source  # noqa: E402
+from sgalert.model import Source  # noqa: E402
 from sgalert.service import CaseService  # noqa: E402
 from sgalert.store import Store  # noqa: E402
 from sgalert.watch import SourceMonitor, make_deliver  # noqa: E402
@@ -99,26 +100,11 @@ SOURCE_NAME = "encompass-imap"
 AUTHSERV_ID = "mx.school.example.org"
 POLICE_DOMAIN = "police.example.org"
 
-PASSPHRASE = "correct horse battery staple"
-PEOPLE: tuple[tuple[str, str, Role], ...] = (
-    ("Dana Fictional", "dsl@example.org", Role.DSL),
-    ("Devi Invented", "deputy@example.org", Role.DEPUTY),
-    ("Hal Madeup", "head@example.org", Role.HEAD),
-)
 
-_FIRST = (
-    "Ada", "Ben", "Cleo", "Dev", "Elif", "Finn", "Gus", "Hana", "Ira", "Jude", "Kemi", "Leo",
-    "Mira", "Noor", "Ozzy", "Pip", "Quin", "Rosa", "Sami", "Tove", "Uma", "Vik", "Wren", "Zia",
-)  # fmt: skip
-_LAST = (
-    "Inventson", "Madeup", "Fictional", "Notreal", "Placeholder", "Sampleton", "Exampleby",
-    "Testwood", "Imaginary", "Pretendly", "Dummer", "Mockford", "Fabley", "Storyfield",
-)  # fmt: skip
 _SCHOOLS = (
     "Example First School", "Exampletown Primary Academy", "St Invented's CE Primary",
     "Madeup Lane Infants", "Fictional Park Junior School",
 )  # fmt: skip
-_STREETS = ("Elm Row", "Quarry Lane", "Mill Close", "Harbour View", "Station Road", "Orchard Way")
 _FORCES = (
     ("Exampleshire Police", "encompass"),
     ("Exampleshire Police MASH", "mash.encompass"),
@@ -173,7 +159,7 @@ class Notice:
 
 
 def _name(rng: random.Random) -> tuple[str, str]:
-    return rng.choice(_FIRST), rng.choice(_LAST)
+    return rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
 
 
 def _wrap(text: str, width: int = 76) -> str:
@@ -228,7 +214,7 @@ def _fields(
         )
     )
     present = rng.choice(("Yes - in the house at the time", "Yes", "No - at a relative's"))
-    location = f"{rng.randint(1, 120)} {rng.choice(_STREETS)}, Exampletown"
+    location = f"{rng.randint(1, 120)} {rng.choice(STREETS)}, Exampletown"
     welfare = rng.choice(("Yes, officers spoke with the child", "Yes", "No - child asleep"))
     school = rng.choice(_SCHOOLS)
     when = _incident_time(rng, at)

@@ -72,6 +72,7 @@ if str(REPO) not in sys.path:
 from aiosmtpd.smtp import SMTP as SMTPServer  # noqa: E402
 from aiosmtpd.smtp import Envelope, Session  # noqa: E402
 from imapclient import IMAPClient  # noqa: E402
+from invented import PASSPHRASE, PEOPLE  # noqa: E402
 
 from sgalert.cases import (  # noqa: E402
     FIELD_ATTACHMENTS,
@@ -86,7 +87,7 @@ from sgalert.crypto import TEST_KDF  # noqa: E402
 from sgalert.engine import Engine  # noqa: E402
 from sgalert.keyring import add_person  # noqa: E402
 from sgalert.logs import JsonLines  # noqa: E402
-from sgalert.model import Role, Source  # noqa: E402
+from sgalert.model import Source  # noqa: E402
 from sgalert.service import CaseService  # noqa: E402
 from sgalert.store import Store  # noqa: E402
 from sgalert.workspace import CONFIG_NAME, STORE_NAME  # noqa: E402
@@ -109,12 +110,6 @@ DOWNTIME_S = 1.0  # the overdue steps fall due over the second before the restar
 IMAP_PASSWORD_ENV = "SGALERT_BENCH_IMAP_PASSWORD"
 TEAMS_URL_ENV = "SGALERT_BENCH_TEAMS_URL"
 WEBHOOK_PATH = "/workflows/bench/triggers/manual/paths/invoke"
-PASSPHRASE = "correct horse battery staple"
-PEOPLE: tuple[tuple[str, str, Role], ...] = (
-    ("Dana Fictional", "dsl@example.org", Role.DSL),
-    ("Devi Invented", "deputy@example.org", Role.DEPUTY),
-    ("Hal Madeup", "head@example.org", Role.HEAD),
-)
 REF = re.compile(r"\bSG-\d{4}-\d{4,}\b")
 ACCEPTED = Reply(202, {"x-ms-workflow-run-id": "08584000000000"})
 

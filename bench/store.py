@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import cryptography
+from invented import FIRST_NAMES, LAST_NAMES, PASSPHRASE, PEOPLE, STREETS
 
 from sgalert.cases import (
     FIELD_ATTACHMENTS,
@@ -58,7 +59,7 @@ from sgalert.cases import (
 from sgalert.config import load_config, render_template
 from sgalert.crypto import KdfParams
 from sgalert.keyring import add_person
-from sgalert.model import Role, Source
+from sgalert.model import Source
 from sgalert.service import CaseService
 from sgalert.store import Store
 
@@ -72,22 +73,7 @@ SEED = 20_261_122
 
 T = TypeVar("T")
 
-PASSPHRASE = "correct horse battery staple"
-PEOPLE: tuple[tuple[str, str, Role], ...] = (
-    ("Dana Fictional", "dsl@example.org", Role.DSL),
-    ("Devi Invented", "deputy@example.org", Role.DEPUTY),
-    ("Hal Madeup", "head@example.org", Role.HEAD),
-)
 
-_FIRST = (
-    "Ada", "Ben", "Cleo", "Dev", "Elif", "Finn", "Gus", "Hana", "Ira", "Jude", "Kemi", "Leo",
-    "Mira", "Noor", "Ozzy", "Pip", "Quin", "Rosa", "Sami", "Tove", "Uma", "Vik", "Wren", "Zia",
-)  # fmt: skip
-_LAST = (
-    "Inventson", "Madeup", "Fictional", "Notreal", "Placeholder", "Sampleton", "Exampleby",
-    "Testwood", "Imaginary", "Pretendly", "Dummer", "Mockford", "Fabley", "Storyfield",
-)  # fmt: skip
-_STREETS = ("Elm Row", "Quarry Lane", "Mill Close", "Harbour View", "Station Road", "Orchard Way")
 _INCIDENTS = (
     "a domestic incident",
     "a report of a verbal argument",
@@ -110,7 +96,7 @@ _SENTENCES = (
 
 
 def _name(rng: random.Random) -> str:
-    return f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+    return f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
 
 
 def _paragraphs(rng: random.Random, count: int) -> list[str]:
@@ -138,7 +124,7 @@ def make_case(rng: random.Random, number: int, received: datetime) -> NewCase:
     incident = rng.choice(_INCIDENTS)
     incident_at = received - timedelta(hours=rng.randint(2, 30))
     notice_id = f"OE-{received.year}-{number:06d}"
-    address = f"{rng.randint(1, 120)} {rng.choice(_STREETS)}, Exampletown"
+    address = f"{rng.randint(1, 120)} {rng.choice(STREETS)}, Exampletown"
     facts = {
         "notification_id": notice_id,
         "child_name": child,
