@@ -26,7 +26,7 @@ from sgalert.config import Config
 from sgalert.duty import load_rota
 from sgalert.escalation import Duty, fire_due, next_due, page_system_alerts
 from sgalert.notify import Notifier, notifier_factory
-from sgalert.outbox import OutboxSender
+from sgalert.outbox import OutboxSender, release_claims
 from sgalert.service import CaseService
 from sgalert.store import on_connection
 from sgalert.watch import watch_sources
@@ -85,13 +85,14 @@ class Engine:
         self.notifiers = (
             dict(notifiers) if notifiers is not None else build_notifiers(self.config, root)
         )
-        self.sender = OutboxSender(service.store, self.notifiers, clock)
+        self.sender = OutboxSender(
+            service.store, self.notifiers, clock, zone=self.config.calendar.zone
+        )
         self._clock = clock
         self.speed = speed
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.watch = watch
         self._wake_timers = asyncio.Event()
-        self._wake_outbox = asyncio.Event()
 
     def _seconds(self, until: datetime | None) -> float:
         if until is None:
@@ -135,11 +136,16 @@ class Engine:
                 (self.holder, expires, iso(now)),
             )
             if not rows or rows[0][0] != self.holder:
+                # Whatever the last holder had claimed it will never record: send it now
+                # rather than after the claim's lease runs out.
+                released = await on_connection(db, release_claims)
                 await audit.append(
                     db,
                     [
                         audit.AuditEvent(
-                            audit.ENGINE, "engine-started", detail={"holder": self.holder}
+                            audit.ENGINE,
+                            "engine-started",
+                            detail={"holder": self.holder, "released_claims": released},
                         )
                     ],
                 )
@@ -180,7 +186,7 @@ class Engine:
         async with self.service.store.write() as db:
             queued = await on_connection(db, lambda conn: page_system_alerts(conn, plan, now))
         if queued:
-            self._wake_outbox.set()
+            self.sender.wake()
         return queued
 
     async def run_daily_jobs(self) -> None:
@@ -237,7 +243,7 @@ class Engine:
         async with self.service.store.write() as db:
             queued = await on_connection(db, lambda conn: fire_due(conn, plan, duty, now))
         if queued:
-            self._wake_outbox.set()
+            self.sender.wake()
         return queued
 
     async def timer_loop(self) -> None:
@@ -251,12 +257,11 @@ class Engine:
             upcoming = parse_iso(rows[0][0]) if rows and rows[0][0] else None
             await self._sleep(self._wake_timers, self._seconds(upcoming))
 
+    async def _pause(self, event: asyncio.Event, until: datetime | None) -> None:
+        await self._sleep(event, self._seconds(until))
+
     async def outbox_loop(self) -> None:
-        while True:
-            attempted = await self.sender.send_due()
-            if attempted:
-                continue
-            await self._sleep(self._wake_outbox, self._seconds(await self.sender.next_attempt()))
+        await self.sender.run(self._pause)
 
     # ----- all together -------------------------------------------------------------------
 

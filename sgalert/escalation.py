@@ -2,32 +2,52 @@
 
 When a case is stored, :func:`schedule_new_cases` (in the same transaction) sets its statutory
 clock and its first timers. :func:`fire_due` runs in the engine's write transaction: for each due
-timer it re-reads the case, and if the case is still unacknowledged it writes outbox rows for the
-step's recipients and schedules the next timer; if the case was acknowledged it cancels the
-timer. Because acknowledging takes the same write lock, a step is either decided before the
-acknowledgement commits (and its pages were already queued) or after it (and nothing is paged).
-A restart loses nothing: the timers are rows, and a due one fires on the next tick, once.
+timer it re-reads the case and asks the timer's rule (:mod:`sgalert.statutory`) whether a page is
+still wanted; if so it writes outbox rows for the step's recipients and schedules the next timer,
+and if not it cancels the timer. Because acknowledging takes the same write lock, a step is either
+decided before the acknowledgement commits (and its pages were already queued) or after it (and
+nothing is paged). Acknowledging stops the acknowledgement escalation only: a statutory clock's
+warnings go on until the clock is met. A restart loses nothing: the timers are rows, and a due one
+fires on the next tick, once.
+
+Never silent: a step whose channels are not configured pages on the configured ones, and a target
+that resolves to nobody pages everyone entitled to the case; either way a system alert tells the
+team that the configuration needs fixing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sgalert import audit
+from sgalert.alerts import AlertKind, raise_alert
 from sgalert.cases import NewCase, StoredCase
 from sgalert.clock import iso, parse_iso
-from sgalert.model import Flag, Role, Source
+from sgalert.entitlement import Person, entitled_people
+from sgalert.model import CaseState, Flag, Role, Source
+from sgalert.outbox import PageText, Urgency, page_key, queue_page
 from sgalert.policy import ABOUT_HEAD_POLICY, DEFAULT_POLICIES, Policy
 from sgalert.school_calendar import SchoolCalendar
+from sgalert.statutory import (
+    ACTION_CLOCKS,
+    ACTION_PREFIX,
+    CLOCK_RULES,
+    INTAKE_CLOCKS,
+    MET_BY_ACKNOWLEDGEMENT,
+    StatutoryClock,
+    TimerKind,
+    TimerOrigin,
+    action_clock,
+    page_still_wanted,
+)
 
-ACK_TOKEN_DAYS = 7
-STEP, REPEAT, CLOCK_WARNING = "step", "repeat", "clock-warning"
+# Kept for callers that name timer kinds by these strings.
+STEP, REPEAT, CLOCK_WARNING = TimerKind.STEP, TimerKind.REPEAT, TimerKind.INTAKE_CLOCK
+CLOCK_TIMER = ACTION_PREFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +67,16 @@ class Plan:
         return self.policies[source]
 
     def clock_due(self, clock: str, received: datetime) -> datetime | None:
-        if clock == "encompass-before-school-day":
-            return self.calendar.next_school_day_start(received)
-        if clock == "whistle-monitoring-officer-5-working-days":
-            return self.calendar.add_working_days(received, 5)
-        return None
+        try:
+            rule = CLOCK_RULES[StatutoryClock(clock)]
+        except ValueError:
+            return None
+        return rule.due(self.calendar, received)
+
+
+def confidential(source: str, flags: Sequence[str]) -> bool:
+    """Pages about whistleblowing or about the head never go to a shared channel."""
+    return source == Source.WHISTLE or Flag.ABOUT_HEAD in flags
 
 
 def schedule_new_cases(
@@ -63,13 +88,13 @@ def schedule_new_cases(
         policy = plan.policy(case.source, sorted(case.flags))
         if policy.steps:
             due = now + timedelta(minutes=policy.steps[0].delay_minutes)
-            timers.append((stored.id, STEP, 0, iso(due), iso(now)))
+            timers.append((stored.id, TimerKind.STEP.value, 0, iso(due), iso(now)))
         if policy.clock:
             due_at = plan.clock_due(policy.clock, case.received_at)
             if due_at is not None:
-                clocks.append((stored.id, policy.clock, iso(due_at)))
+                clocks.append((stored.id, str(policy.clock), iso(due_at)))
                 warn = max(due_at - timedelta(minutes=policy.warn_minutes_before), now)
-                timers.append((stored.id, CLOCK_WARNING, 0, iso(warn), iso(now)))
+                timers.append((stored.id, TimerKind.INTAKE_CLOCK.value, 0, iso(warn), iso(now)))
     conn.executemany(
         "INSERT OR IGNORE INTO clocks (case_id, kind, due_at) VALUES (?, ?, ?)", clocks
     )
@@ -80,55 +105,146 @@ def schedule_new_cases(
 
 
 @dataclass(frozen=True, slots=True)
-class Person:
-    id: str
-    email: str
-    role: str
-
-
-@dataclass(frozen=True, slots=True)
 class Duty:
     """Who the rota says is on duty at the tick, as an email (or None)."""
 
     on_duty: str | None
 
 
-def _entitled(conn: sqlite3.Connection, case_id: str) -> dict[str, Person]:
-    """People who can read the case: only they are paged (and only they could acknowledge)."""
-    rows = conn.execute(
-        "SELECT DISTINCT p.id, p.email, p.role FROM key_wraps w"
-        " JOIN batch_keys b ON b.batch_id = w.recipient AND w.recipient_kind = 'batch'"
-        " JOIN group_key_seals s ON s.group_name = b.group_name AND s.version = b.version"
-        " JOIN group_members m ON m.group_name = s.group_name AND m.person_id = s.person_id"
-        "   AND m.state = 'active'"
-        " JOIN people p ON p.id = s.person_id AND p.removed_at IS NULL"
-        " WHERE w.case_id = ? AND w.key_name = 'content'"
-        " UNION SELECT p.id, p.email, p.role FROM key_wraps w JOIN people p ON p.id = w.recipient"
-        " WHERE w.case_id = ? AND w.recipient_kind = 'person' AND w.key_name = 'content'"
-        " AND p.removed_at IS NULL",
-        (case_id, case_id),
-    ).fetchall()
-    return {str(r[1]).lower(): Person(str(r[0]), str(r[1]), str(r[2])) for r in rows}
+# Who is asked next when a step's own target was already paged: the most senior member of
+# staff comes last [school 4.1.0].
+_WIDENING = (Role.DSL, Role.DEPUTY, Role.HEAD)
 
 
 def _resolve(target: str, entitled: Mapping[str, Person], duty: Duty) -> list[Person]:
+    """The current, entitled people a policy target names (possibly nobody)."""
     if target == "on-duty":
-        on_duty = entitled.get(duty.on_duty or "")
-        chosen = [on_duty] if on_duty is not None else []
-        if not chosen:  # the person on duty cannot read this case: page its entitled DSLs
-            chosen = [p for p in entitled.values() if p.role == Role.DSL]
-        return chosen or list(entitled.values())
+        on_duty = entitled.get((duty.on_duty or "").lower())
+        if on_duty is not None:
+            return [on_duty]
+        # The person on duty cannot read this case (or nobody is): its entitled DSLs, then the
+        # deputies, then the head.
+        for role in _WIDENING:
+            chosen = [p for p in entitled.values() if p.role == role]
+            if chosen:
+                return chosen
+        return []
     if target == "team":
         roles = {Role.DSL, Role.DEPUTY, Role.HEAD}
-        return [p for p in entitled.values() if p.role in roles] or list(entitled.values())
+        return [p for p in entitled.values() if p.role in roles]
     if "@" in target:
         person = entitled.get(target.lower())
         return [person] if person else []
     return [p for p in entitled.values() if p.role == target]
 
 
-def _new_token() -> str:
-    return "ACK-" + secrets.token_hex(8).upper()
+def _someone_new(
+    chosen: list[Person], entitled: Mapping[str, Person], already: set[str]
+) -> list[Person]:
+    """A later step widens the circle: people not paged by an earlier step, when there are any.
+
+    If the step's own target was already paged (the deputy on duty was step 1's page), the next
+    most senior entitled people not yet paged are asked instead. Only when everyone entitled has
+    been paged does a step page the same people again, as a reminder.
+    """
+    fresh = [p for p in chosen if p.id not in already]
+    if fresh:
+        return fresh
+    for role in _WIDENING:
+        wider = [p for p in entitled.values() if p.role == role and p.id not in already]
+        if wider:
+            return wider
+    return chosen
+
+
+def _already_paged(conn: sqlite3.Connection, case_id: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT o.person_id FROM outbox o JOIN timers t ON t.id = o.timer_id"
+        " WHERE o.case_id = ? AND t.kind = ? AND o.person_id IS NOT NULL",
+        (case_id, TimerKind.STEP.value),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def _elapsed(since: datetime, now: datetime) -> str:
+    minutes = int((now - since).total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """What one due timer pages, and what comes after it."""
+
+    target: str
+    channels: tuple[str, ...]
+    reason: str
+    urgency: Urgency
+    following: tuple[TimerKind, int, float] | None
+    widen: bool = False
+
+
+def _decide(
+    origin: TimerOrigin, step: int, policy: Policy, received: datetime, now: datetime
+) -> _Decision:
+    if origin.kind is TimerKind.STEP and step < len(policy.steps):
+        current = policy.steps[step]
+        following: tuple[TimerKind, int, float]
+        if step + 1 < len(policy.steps):
+            following = (TimerKind.STEP, step + 1, policy.steps[step + 1].delay_minutes)
+        else:
+            following = (TimerKind.REPEAT, step + 1, policy.repeat_minutes)
+        return _Decision(
+            current.target,
+            current.channels,
+            "new case" if step == 0 else f"not acknowledged: escalation step {step + 1}",
+            Urgency.URGENT if step == 0 else Urgency.REMINDER,
+            following,
+            widen=step > 0,
+        )
+    if origin.kind in (TimerKind.STEP, TimerKind.REPEAT):
+        return _Decision(
+            policy.repeat_target,
+            policy.repeat_channels,
+            f"still not acknowledged after {_elapsed(received, now)}",
+            Urgency.REMINDER,
+            (TimerKind.REPEAT, step + 1, policy.repeat_minutes),
+        )
+    if origin.kind is TimerKind.ACTION_CLOCK:
+        assert origin.clock is not None
+        wording = CLOCK_RULES[origin.clock].wording
+        return _Decision(
+            "team",
+            policy.repeat_channels,
+            f"statutory deadline close: {wording}"
+            if step == 0
+            else f"statutory deadline passed: {wording}",
+            Urgency.OVERDUE if step else Urgency.REMINDER,
+            None,
+        )
+    return _Decision(  # the intake clock is about to run out
+        policy.repeat_target,
+        policy.repeat_channels,
+        "the statutory deadline is close and the case is not acknowledged",
+        Urgency.OVERDUE,
+        None,
+    )
+
+
+def _clock_met(conn: sqlite3.Connection, case_id: str, origin: TimerOrigin, policy: Policy) -> bool:
+    """Whether the clock behind a clock timer is met (or was never started)."""
+    if origin.kind is TimerKind.ACTION_CLOCK:
+        clock: str | None = origin.clock
+    elif origin.kind is TimerKind.INTAKE_CLOCK:
+        clock = policy.clock
+    else:
+        return False
+    row = conn.execute(
+        "SELECT met_at FROM clocks WHERE case_id = ? AND kind = ?", (case_id, clock)
+    ).fetchone()
+    return row is None or row[0] is not None
 
 
 def fire_due(
@@ -145,113 +261,89 @@ def fire_due(
     queued = 0
     events: list[audit.AuditEvent] = []
     for timer_id, case_id, kind, step, due_at, state, source, flags_json, ref, received in rows:
-        action_clock = kind.removeprefix(CLOCK_TIMER) if kind.startswith(CLOCK_TIMER) else None
-        if action_clock is not None:
-            met = conn.execute(
-                "SELECT met_at FROM clocks WHERE case_id = ? AND kind = ?", (case_id, action_clock)
-            ).fetchone()
-            stop = state == "closed" or met is None or met[0] is not None
-        else:
-            stop = state != "new"
-        if stop:
-            conn.execute("UPDATE timers SET cancelled_at = ? WHERE id = ?", (iso(now), timer_id))
-            continue
+        origin = TimerOrigin.parse(kind)
         flags = json.loads(flags_json)
         policy = plan.policy(Source(source), flags)
+        met = _clock_met(conn, case_id, origin, policy)
+        if not page_still_wanted(origin, CaseState(state), met):
+            conn.execute("UPDATE timers SET cancelled_at = ? WHERE id = ?", (iso(now), timer_id))
+            continue
         due = parse_iso(due_at)
-        if kind == STEP and step < len(policy.steps):
-            current = policy.steps[step]
-            target, channels = current.target, current.channels
-            reason = "new case" if step == 0 else f"not acknowledged: escalation step {step + 1}"
-            urgency = "urgent" if step == 0 else "reminder"
-            if step + 1 < len(policy.steps):
-                following = (STEP, step + 1, policy.steps[step + 1].delay_minutes)
-            else:
-                following = (REPEAT, step + 1, policy.repeat_minutes)
-        elif kind in (STEP, REPEAT):
-            target, channels = policy.repeat_target, policy.repeat_channels
-            reason = f"still not acknowledged after {(now - parse_iso(received)).seconds // 60} min"
-            urgency = "reminder"
-            following = (REPEAT, step + 1, policy.repeat_minutes)
-        elif action_clock is not None:
-            target, channels = "team", policy.repeat_channels
-            what = action_clock.replace("-", " ")
-            reason = (
-                f"statutory deadline ({what}) is close"
-                if step == 0
-                else f"statutory deadline ({what}) has passed"
+        decision = _decide(origin, step, policy, parse_iso(received), now)
+        secret = confidential(source, flags)
+        entitled = entitled_people(conn, case_id)
+        recipients = _resolve(decision.target, entitled, duty)
+        problems: list[str] = []
+        if not recipients:
+            problems.append("no-recipient")
+            recipients = list(entitled.values())
+            raise_alert(
+                conn,
+                AlertKind.NO_RECIPIENT,
+                f"{source} policy: {decision.target}",
+                now,
+                {"case": ref, "target": decision.target, "entitled": len(entitled)},
             )
-            urgency = "overdue" if step else "reminder"
-            following = None
-        else:  # the intake clock is about to run out
-            target, channels = policy.repeat_target, policy.repeat_channels
-            reason = "the statutory deadline is close and the case is not acknowledged"
-            urgency = "overdue"
-            following = None
-        entitled = _entitled(conn, case_id)
-        recipients = _resolve(target, entitled, duty)
+        elif decision.widen:
+            recipients = _someone_new(recipients, entitled, _already_paged(conn, case_id))
+        channels = [
+            c
+            for c in decision.channels
+            if c in plan.channels and (c in plan.per_person_channels or not secret)
+        ]
+        if not channels:
+            problems.append("channel-missing")
+            channels = [c for c in plan.channels if c in plan.per_person_channels or not secret]
+            raise_alert(
+                conn,
+                AlertKind.CHANNEL_MISSING,
+                f"{source} policy: {', '.join(decision.channels)}",
+                now,
+                {"case": ref, "named": list(decision.channels), "used": channels},
+            )
         clock_due = conn.execute(
             "SELECT MIN(due_at) FROM clocks WHERE case_id = ? AND met_at IS NULL", (case_id,)
         ).fetchone()[0]
+        reason = decision.reason
+        if Flag.NEEDS_TRIAGE in flags:
+            reason += " (needs triage: open the case)"
+        text = PageText(
+            school=plan.school,
+            case_ref=ref,
+            source=source,
+            received_at=received,
+            urgency=decision.urgency,
+            step=step,
+            reason=reason,
+            reply_address=plan.reply_address,
+            due_at=clock_due,
+            confidential=secret,
+        )
+        origin_key = f"timer-{timer_id}"
         for channel in channels:
-            if channel not in plan.channels:
-                continue
-            people = recipients if channel in plan.per_person_channels else [None]
-            for person in people:
-                key = f"timer-{timer_id}:{channel}:{person.id if person else 'shared'}"
-                token = _new_token() if person is not None else None
-                payload = {
-                    "idempotency_key": key,
-                    "school": plan.school,
-                    "case_ref": ref,
-                    "source": source,
-                    "received_at": received,
-                    "urgency": urgency,
-                    "step": step,
-                    "reason": reason,
-                    "ack_token": token,
-                    "reply_address": plan.reply_address,
-                    "due_at": clock_due,
-                }
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO outbox (idempotency_key, case_id, timer_id, channel,"
-                    " recipient, person_id, payload, state, next_attempt_at, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                    (
-                        key,
-                        case_id,
-                        timer_id,
-                        channel,
-                        person.email if person else channel,
-                        person.id if person else None,
-                        json.dumps(payload),
-                        iso(now),
-                        iso(now),
-                    ),
+            shared = channel not in plan.per_person_channels
+            for person in [None] if shared else recipients:
+                row_id = queue_page(
+                    conn,
+                    text,
+                    key=page_key(origin_key, channel, person.id if person else None),
+                    case_id=case_id,
+                    timer_id=timer_id,
+                    channel=channel,
+                    recipient=person.email if person else channel,
+                    person_id=person.id if person else None,
+                    now=now,
                 )
-                if cursor.rowcount and token is not None and person is not None:
-                    conn.execute(
-                        "INSERT INTO ack_tokens (token_sha256, case_id, person_id, outbox_id,"
-                        " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            hashlib.sha256(token.encode()).hexdigest(),
-                            case_id,
-                            person.id,
-                            cursor.lastrowid,
-                            iso(now),
-                            iso(now + timedelta(days=ACK_TOKEN_DAYS)),
-                        ),
-                    )
-                queued += cursor.rowcount
+                queued += row_id is not None
         conn.execute("UPDATE timers SET fired_at = ? WHERE id = ?", (iso(now), timer_id))
-        if following is not None:
-            next_kind, next_step, delay = following
+        if decision.following is not None:
+            next_kind, next_step, delay = decision.following
             conn.execute(
                 "INSERT INTO timers (case_id, kind, step, due_at, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (
                     case_id,
-                    next_kind,
+                    next_kind.value,
                     next_step,
                     iso(max(due, now) + timedelta(minutes=delay)),
                     iso(now),
@@ -266,8 +358,10 @@ def fire_due(
                     "timer": timer_id,
                     "kind": kind,
                     "step": step,
-                    "target": target,
+                    "target": decision.target,
                     "recipients": sorted(p.id for p in recipients),
+                    "channels": channels,
+                    "problems": problems,
                     "late_ms": int((now - due).total_seconds() * 1000),
                 },
             )
@@ -284,70 +378,77 @@ def next_due(conn: sqlite3.Connection) -> datetime | None:
     return parse_iso(row[0]) if row and row[0] else None
 
 
-# Clocks that acknowledging a case meets: the notice was read (Encompass) or the Monitoring
-# Officer, who is the one paged and the one who acknowledges, has been informed (whistle).
-INTAKE_CLOCKS = ("encompass-before-school-day", "whistle-monitoring-officer-5-working-days")
-
-# Clocks started by an action (a referral, a suspension, a file moving school), with how long
-# before the deadline the team is warned.
-ACTION_CLOCKS: Mapping[str, timedelta] = {
-    "lado-1-working-day": timedelta(hours=4),
-    "suspension-confirmation-1-working-day": timedelta(hours=4),
-    "file-transfer-5-school-days": timedelta(days=1),
-}
-CLOCK_TIMER = "clock:"
-
-
 def action_clock_due(plan: Plan, kind: str, started: datetime) -> datetime:
-    if kind == "file-transfer-5-school-days":
-        return plan.calendar.add_school_days(started, 5)
-    if kind in ACTION_CLOCKS:
-        return plan.calendar.add_working_days(started, 1)
-    raise ValueError(f"unknown clock {kind!r}")
+    """When a clock started by an action at ``started`` runs out."""
+    return CLOCK_RULES[action_clock(kind)].due(plan.calendar, started)
 
 
 def start_action_clock(
     conn: sqlite3.Connection, plan: Plan, case_id: str, kind: str, now: datetime
 ) -> datetime:
     """Start a statutory clock on a case: a warning before it runs out, and a page when it has."""
-    due = action_clock_due(plan, kind, now)
+    clock = action_clock(kind)
+    rule = CLOCK_RULES[clock]
+    due = rule.due(plan.calendar, now)
     cursor = conn.execute(
         "INSERT OR IGNORE INTO clocks (case_id, kind, due_at) VALUES (?, ?, ?)",
-        (case_id, kind, iso(due)),
+        (case_id, clock.value, iso(due)),
     )
     if cursor.rowcount:
-        warn = max(due - ACTION_CLOCKS[kind], now)
+        warn = max(due - rule.warn_before, now)
+        stored = TimerOrigin(TimerKind.ACTION_CLOCK, clock).stored()
         conn.executemany(
             "INSERT INTO timers (case_id, kind, step, due_at, created_at) VALUES (?, ?, ?, ?, ?)",
             [
-                (case_id, CLOCK_TIMER + kind, 0, iso(warn), iso(now)),
-                (case_id, CLOCK_TIMER + kind, 1, iso(due), iso(now)),
+                (case_id, stored, 0, iso(warn), iso(now)),
+                (case_id, stored, 1, iso(due), iso(now)),
             ],
         )
     return due
 
 
+_STOPPED_BY_ACK = (
+    *(k.value for k in TimerKind if k.stops_on_acknowledgement),
+    TimerKind.INTAKE_CLOCK.value,
+)
+
+
 def stop_for_acknowledged(conn: sqlite3.Connection, case_id: str, now: datetime) -> None:
-    """In the acknowledging transaction: no further step, no queued page, intake clocks met."""
+    """In the acknowledging transaction: no further escalation step or queued page for it, and
+    the clocks that acknowledgement meets are met. Statutory clocks started by actions go on."""
+    marks = ",".join("?" * len(_STOPPED_BY_ACK))
     conn.execute(
         "UPDATE timers SET cancelled_at = ? WHERE case_id = ? AND fired_at IS NULL"
-        " AND cancelled_at IS NULL AND kind NOT LIKE 'clock:%'",
-        (iso(now), case_id),
+        f" AND cancelled_at IS NULL AND kind IN ({marks})",
+        (iso(now), case_id, *_STOPPED_BY_ACK),
     )
     conn.execute(
-        "UPDATE outbox SET state = 'superseded' WHERE case_id = ? AND state = 'pending'",
-        (case_id,),
+        "UPDATE outbox SET state = 'superseded' WHERE case_id = ? AND state = 'pending'"
+        f" AND timer_id IN (SELECT id FROM timers WHERE case_id = ? AND kind IN ({marks}))",
+        (case_id, case_id, *_STOPPED_BY_ACK),
     )
+    met = tuple(c.value for c in MET_BY_ACKNOWLEDGEMENT)
     conn.execute(
         "UPDATE clocks SET met_at = ? WHERE case_id = ? AND met_at IS NULL"
-        f" AND kind IN ({','.join('?' * len(INTAKE_CLOCKS))})",
-        (iso(now), case_id, *INTAKE_CLOCKS),
+        f" AND kind IN ({','.join('?' * len(met))})",
+        (iso(now), case_id, *met),
     )
 
 
 SYSTEM_ALERT_TEXT = {
     "source-down": "a watched mailbox cannot be reached, so new notifications may be missed",
     "rota-gap": "the rota has gaps in the next 14 days where only the fallback is on duty",
+    AlertKind.PAGE_UNDELIVERABLE: (
+        "a page could not be delivered on any channel: open sgalert and check the channels"
+    ),
+    AlertKind.NO_RECIPIENT: (
+        "an escalation step found nobody current and entitled to page: check the policy's"
+        " target and the people with that role"
+    ),
+    AlertKind.CHANNEL_MISSING: (
+        "a policy names channels that are not configured: pages went to the configured ones;"
+        " run sgalert config check"
+    ),
 }
 
 
@@ -398,3 +499,20 @@ def page_system_alerts(conn: sqlite3.Connection, plan: Plan, now: datetime) -> i
         ],
     )
     return queued
+
+
+__all__ = [
+    "ACTION_CLOCKS",
+    "CLOCK_TIMER",
+    "INTAKE_CLOCKS",
+    "Duty",
+    "Plan",
+    "action_clock_due",
+    "confidential",
+    "fire_due",
+    "next_due",
+    "page_system_alerts",
+    "schedule_new_cases",
+    "start_action_clock",
+    "stop_for_acknowledged",
+]

@@ -780,7 +780,7 @@ class CaseService:
                     queued_at=parse_iso(row["created_at"]),
                     channel=str(row["channel"]),
                     recipient=str(row["recipient"]),
-                    raised_by=str(row["timer_kind"] or ("fallback" if row["fallback_of"] else "")),
+                    raised_by="fallback" if row["fallback_of"] else str(row["timer_kind"] or ""),
                     step=int(payload.get("step") or 0),
                     urgency=str(payload.get("urgency") or ""),
                     reason=str(payload.get("reason") or ""),

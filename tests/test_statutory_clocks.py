@@ -35,7 +35,7 @@ async def test_lado_referral_starts_a_one_working_day_clock_that_pages_until_met
     clock.advance(days=2, hours=20)  # Monday 11:00: four hours before
     await engine.tick_timers()
     warned = (await pages(team))[before:]
-    assert warned and all("lado 1 working day" in str(p["reason"]) for p in warned)
+    assert warned and all("LADO within 1 working day" in str(p["reason"]) for p in warned)
     assert {p["to"] for p in warned} == {
         "dsl@example.org",
         "deputy@example.org",

@@ -203,7 +203,7 @@ DELIVERY_STATES: dict[str, tuple[str, str]] = {
     "sending": ("sending", "yellow"),
     "delivered": ("delivered", "green"),
     "failed": ("FAILED", OVERDUE),
-    "superseded": ("not sent: the case was acknowledged first", "dim"),
+    "superseded": ("not sent: no longer needed (acknowledged, met or closed)", "dim"),
 }
 
 

@@ -1,0 +1,44 @@
+"""Who can read a case now: the one query the engine pages by.
+
+A person is entitled to a case when its content key is wrapped to them directly (a grant) or to
+a batch key sealed to a group version of which they are an active member, and they have not been
+removed. Only entitled people are ever paged about a case, so a page never tells someone of a
+case they cannot open (an allegation about the head never reaches the head).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from sgalert.model import KeyName
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A current member of staff, as the engine sees them: no keys, no personal data."""
+
+    id: str
+    email: str
+    role: str
+
+
+_ENTITLED_SQL = (
+    "SELECT DISTINCT p.id, p.email, p.role FROM key_wraps w"
+    " JOIN batch_keys b ON b.batch_id = w.recipient AND w.recipient_kind = 'batch'"
+    " JOIN group_key_seals s ON s.group_name = b.group_name AND s.version = b.version"
+    " JOIN group_members m ON m.group_name = s.group_name AND m.person_id = s.person_id"
+    "   AND m.state = 'active'"
+    " JOIN people p ON p.id = s.person_id AND p.removed_at IS NULL"
+    " WHERE w.case_id = ? AND w.key_name = ?"
+    " UNION SELECT p.id, p.email, p.role FROM key_wraps w JOIN people p ON p.id = w.recipient"
+    " WHERE w.case_id = ? AND w.recipient_kind = 'person' AND w.key_name = ?"
+    " AND p.removed_at IS NULL"
+)
+
+
+def entitled_people(conn: sqlite3.Connection, case_id: str) -> dict[str, Person]:
+    """Current people who can read the case's content, by lower-cased email."""
+    key = KeyName.CONTENT.value
+    rows = conn.execute(_ENTITLED_SQL, (case_id, key, case_id, key)).fetchall()
+    return {str(r[1]).lower(): Person(str(r[0]), str(r[1]), str(r[2])) for r in rows}
