@@ -282,7 +282,12 @@ def fire_due(
                 AlertKind.NO_RECIPIENT,
                 f"{source} policy: {decision.target}",
                 now,
-                {"case": ref, "target": decision.target, "entitled": len(entitled)},
+                {
+                    "case": None if secret else ref,
+                    "target": decision.target,
+                    "entitled": len(entitled),
+                    "audience": "confidential" if secret else "team",
+                },
             )
         elif decision.widen:
             recipients = _someone_new(recipients, entitled, _already_paged(conn, case_id))
@@ -299,7 +304,12 @@ def fire_due(
                 AlertKind.CHANNEL_MISSING,
                 f"{source} policy: {', '.join(decision.channels)}",
                 now,
-                {"case": ref, "named": list(decision.channels), "used": channels},
+                {
+                    "case": None if secret else ref,
+                    "named": list(decision.channels),
+                    "used": channels,
+                    "audience": "confidential" if secret else "team",
+                },
             )
         clock_due = conn.execute(
             "SELECT MIN(due_at) FROM clocks WHERE case_id = ? AND met_at IS NULL", (case_id,)
