@@ -348,6 +348,7 @@ def stop_for_acknowledged(conn: sqlite3.Connection, case_id: str, now: datetime)
 SYSTEM_ALERT_TEXT = {
     "source-down": "a watched mailbox cannot be reached, so new notifications may be missed",
     "rota-gap": "the rota has gaps in the next 14 days where only the fallback is on duty",
+    "calendar-ending": "the school's term dates end within 60 days or have ended: add next year's",
 }
 
 
