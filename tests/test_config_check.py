@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -323,6 +324,17 @@ def test_config_check_and_serve_on_the_command_line(tmp_path: Path) -> None:
     assert run(root, "init").returncode == 0
     asyncio.run(add_team(root / "sgalert.db"))
     config = root / "sgalert.toml"
+    # Terms that reach a year past today, whenever the test runs (the CLI uses the real date).
+    today = date.today()
+    config.write_text(
+        re.sub(
+            r"\[\[calendar\.terms\]\].*?(?=\[rota\])",
+            f'[[calendar.terms]]\nname = "This year"\nstart = {today - timedelta(days=30)}\n'
+            f"end = {today + timedelta(days=365)}\n\n",
+            config.read_text(),
+            flags=re.DOTALL,
+        )
+    )
 
     valid = run(root, "config", "check")
     assert valid.returncode == 0, valid.stdout
