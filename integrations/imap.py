@@ -34,7 +34,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from integrations.entra import APP_OPTIONS
-from sgalert.config import SourceConfig
+from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
 from sgalert.ingest import Inbound
 from sgalert.ports import Deliver, Health
@@ -506,14 +506,18 @@ def _ca_file(options: dict[str, Any], security: str, where: str, root: Path) -> 
 def create(source: SourceConfig, root: Path) -> ImapInbox:
     options = dict(source.options)
     where = f"sources[{source.name}]"
-    unknown = sorted(set(options) - _KEYS)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key for an imap source")
+    refuse_unknown_options(options, tuple(sorted(_KEYS)), where, "imap")
 
     def need(key: str) -> str:
         value = options.get(key)
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f'{where}.{key}: an imap source needs it; e.g. {key} = "..."')
+        return value.strip()
+
+    def text(key: str, default: str) -> str:
+        value = options.get(key, default)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f'{where}.{key}: must be a folder name; e.g. {key} = "{default}"')
         return value.strip()
 
     def number(key: str, default: float, low: float, high: float) -> float:
@@ -523,10 +527,16 @@ def create(source: SourceConfig, root: Path) -> ImapInbox:
             or not isinstance(value, int | float)
             or not low <= value <= high
         ):
-            raise ConfigError(f"{where}.{key}: must be a number from {low:g} to {high:g}")
+            raise ConfigError(
+                f"{where}.{key}: must be a number from {low:g} to {high:g};"
+                f" e.g. {key} = {default:g}"
+            )
         return float(value)
 
     host = need("host")
+    for key in ("security", "after_commit", "auth"):
+        if not isinstance(options.get(key, ""), str):
+            raise ConfigError(f'{where}.{key}: must be a string; e.g. {key} = "..."')
     security = str(options.get("security", "tls"))
     if security not in ("tls", "starttls", "none"):
         raise ConfigError(f'{where}.security: use "tls", "starttls" or "none"')
@@ -545,9 +555,9 @@ def create(source: SourceConfig, root: Path) -> ImapInbox:
         port=int(number("port", 993 if security == "tls" else 143, 1, 65535)),
         security=security,
         username=need("username"),
-        folder=str(options.get("folder", "INBOX")),
+        folder=text("folder", "INBOX"),
         after_commit=after,
-        move_to=options.get("move_to"),
+        move_to=text("move_to", "Processed") if after == "move" else None,
         idle_seconds=idle,
         poll_seconds=number("poll_seconds", 30, 0.2, 3600),
         batch_size=int(number("batch_size", DEFAULT_BATCH_SIZE, 1, 1000)),

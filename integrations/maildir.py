@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sgalert.config import SourceConfig
+from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
 from sgalert.ingest import Inbound
 from sgalert.ports import Deliver, Health
@@ -108,14 +108,14 @@ class MaildirInbox:
 
 def create(source: SourceConfig, root: Path) -> MaildirInbox:
     where = f"sources[{source.name}]"
+    refuse_unknown_options(source.options, ("path", "poll_seconds"), where, "maildir")
     raw_path = source.options.get("path")
     if not isinstance(raw_path, str) or not raw_path.strip():
         raise ConfigError(f'{where}.path: a maildir source needs a path; e.g. path = "inbox"')
     poll = source.options.get("poll_seconds", 2)
     if isinstance(poll, bool) or not isinstance(poll, int | float) or not 0.1 <= poll <= 3600:
-        raise ConfigError(f"{where}.poll_seconds: must be between 0.1 and 3600 seconds")
-    unknown = set(source.options) - {"path", "poll_seconds"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} for a maildir source")
+        raise ConfigError(
+            f"{where}.poll_seconds: must be between 0.1 and 3600 seconds; e.g. poll_seconds = 2"
+        )
     path = Path(raw_path).expanduser()
     return MaildirInbox(source.name, path if path.is_absolute() else root / path, float(poll))

@@ -188,9 +188,16 @@ class Runner:
         return 0
 
     async def config_check(self) -> int:
+        from sgalert import config_check
+        from sgalert.clock import utcnow
+
         config = load_config(self.workspace.config_path)
-        print(f"{config.path}: valid ({len(config.sources)} source(s))")
-        return 0
+        async with await Store.open(self.workspace.store_path) as store:
+            found = await config_check.check_workspace(config, self.workspace.root, store, utcnow())
+        for line in [p.line(config.path) for p in found]:
+            print(printable(line, keep_newlines=False))
+        print(config_check.summary(found, config.path, len(config.sources)))
+        return 1 if any(p.severity is config_check.Severity.ERROR for p in found) else 0
 
     async def user_add(self) -> int:
         role = Role(self.args.role)
@@ -444,13 +451,18 @@ class Runner:
     async def serve(self) -> int:
         import signal
 
-        from sgalert import logs
+        from sgalert import config_check, logs
         from sgalert.engine import Engine
 
         logs.configure()
         log = logging.getLogger("sgalert.serve")
         async with await self.service() as service:
             assert service.config is not None
+            # Options an adapter refuses are one line now, not a traceback from inside serving.
+            config_check.refuse_to_serve(
+                await config_check.adapter_problems(service.config, self.workspace.root),
+                service.config.path,
+            )
             engine = Engine(service, self.workspace.root)
             main = asyncio.current_task()
             assert main is not None

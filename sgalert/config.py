@@ -7,6 +7,7 @@ it is usually the school's IT lead at the end of a long day, not an sgalert deve
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -615,30 +616,62 @@ def _check_policies(
             at = f"{where}.steps[{index}]"
             if not isinstance(raw, dict):
                 raise check.fail(at, "must be a table", "{ target = ..., channels = [...] }")
+            for name in raw:
+                if name not in STEP_KEYS:
+                    hint = difflib.get_close_matches(str(name), STEP_KEYS, n=1)
+                    fix = f"did you mean {hint[0]!r}?" if hint else f"use {', '.join(STEP_KEYS)}"
+                    raise check.fail(f"{at}.{name}", "unknown key in a step", fix)
             target = _target(check, raw, "target", at)
             channels = check.strings(raw, "channels", at) or ("email",)
-            delay = raw.get("delay_minutes", 0)
-            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-                raise check.fail(f"{at}.delay_minutes", "must be minutes, 0 or more", "e.g. 10")
-            steps.append(Step(target, channels, float(delay)))
-        repeat_minutes = body.get("repeat_minutes", 30)
-        if (
-            isinstance(repeat_minutes, bool)
-            or not isinstance(repeat_minutes, int | float)
-            or (repeat_minutes < 1)
-        ):
-            raise check.fail(f"{where}.repeat_minutes", "must be at least 1", "e.g. 30")
+            delay = _minutes(check, raw, "delay_minutes", at, 0, 0, "e.g. delay_minutes = 10")
+            steps.append(Step(target, channels, delay))
         default = DEFAULT_POLICIES[source]
         policies[source] = Policy(
             steps=tuple(steps),
             repeat_target=_target(check, body, "repeat_target", where, "team"),
             repeat_channels=check.strings(body, "repeat_channels", where) or ("email",),
-            repeat_minutes=float(repeat_minutes),
+            repeat_minutes=_minutes(check, body, "repeat_minutes", where, 30, 1, "e.g. 30"),
             clock=default.clock,
-            warn_minutes_before=float(body.get("warn_minutes_before", default.warn_minutes_before)),
+            warn_minutes_before=_minutes(
+                check,
+                body,
+                "warn_minutes_before",
+                where,
+                default.warn_minutes_before,
+                0,
+                f"e.g. warn_minutes_before = {default.warn_minutes_before:g}",
+            ),
         )
-    del channel_names  # channels named by a policy but not configured are skipped at send time
+    # A channel named here but not configured is skipped at send time, so the engine still pages
+    # by the others; `sgalert config check` (sgalert.config_check) reports it as an error.
+    del channel_names
     return policies
+
+
+STEP_KEYS = ("target", "channels", "delay_minutes")
+
+
+def _minutes(
+    check: _Checker,
+    data: Mapping[str, Any],
+    key: str,
+    where: str,
+    default: float,
+    low: float,
+    example: str,
+) -> float:
+    """A number of minutes, at least ``low``: anything else (a list, a string, nan, inf) would
+    break the escalation clock when the first case arrives, not now."""
+    value = data.get(key, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < low
+    ):
+        at_least = "0 or more" if low == 0 else f"at least {low:g}"
+        raise check.fail(f"{where}.{key}", f"must be a number of minutes, {at_least}", example)
+    return float(value)
 
 
 def _target(

@@ -21,6 +21,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from sgalert import audit
+from sgalert.calendar_check import note_calendar_coverage
 from sgalert.clock import Clock, iso, parse_iso, utcnow
 from sgalert.config import Config
 from sgalert.duty import load_rota
@@ -217,6 +218,7 @@ class Engine:
                     " AND cleared_at IS NULL",
                     (iso(now),),
                 )
+            await on_connection(db, lambda conn: note_calendar_coverage(conn, calendar, now))
             await db.execute(
                 "INSERT INTO daily_jobs (name, last_day, last_run_at) VALUES ('rota-check', ?, ?)"
                 " ON CONFLICT(name) DO UPDATE SET last_day = excluded.last_day,"

@@ -459,6 +459,9 @@ SYSTEM_ALERT_TEXT = {
         "a policy names channels that are not configured: pages went to the configured ones;"
         " run sgalert config check"
     ),
+    AlertKind.CALENDAR_ENDING: (
+        "the school's term dates end within 60 days or have ended: add next year's"
+    ),
 }
 
 

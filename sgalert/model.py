@@ -48,6 +48,8 @@ class Flag(enum.StrEnum):
     POSSIBLE_DUPLICATE = "possible-duplicate"
     MANUAL_ENTRY = "manual-entry"
     HOSTILE_TEXT = "hostile-text"
+    # The next school day was past the configured terms, so its deadline counts working days.
+    CALENDAR_ENDED = "calendar-ended"
 
 
 class KeyName(enum.StrEnum):

@@ -9,6 +9,12 @@ Two kinds of day matter to the statutory clocks:
   LADO and suspension clocks count these.
 
 Bank holidays come from the ``holidays`` package for the configured UK nation.
+
+Beyond the last configured term the calendar does not know the school's holidays, so it falls
+back to counting every working day (that is not an INSET day or closure) as a school day: a
+deadline a little early is safer than none, and intake must never stop because nobody typed in
+next year's dates. :meth:`SchoolCalendar.beyond_terms` says when that fallback answered, so a
+case can be flagged ``calendar-ended`` and the team warned (see :mod:`sgalert.calendar_check`).
 """
 
 from __future__ import annotations
@@ -68,10 +74,21 @@ class SchoolCalendar:
     def is_working_day(self, day: date) -> bool:
         return day.weekday() < 5 and self.bank_holiday(day) is None
 
+    @cached_property
+    def last_term_day(self) -> date | None:
+        """The last day the configured terms cover; None when no term is configured."""
+        return max((term.end for term in self.terms), default=None)
+
+    def beyond_terms(self, day: date) -> bool:
+        """Whether ``day`` is after every configured term (or none is configured), where school
+        days are guessed as working days."""
+        last = self.last_term_day
+        return last is None or day > last
+
     def is_school_day(self, day: date) -> bool:
         return (
             self.is_working_day(day)
-            and self.in_term(day)
+            and (self.in_term(day) or self.beyond_terms(day))
             and day not in self.inset_days
             and day not in self.extra_closures
         )
@@ -82,32 +99,39 @@ class SchoolCalendar:
     def _at(self, day: date, clock: time) -> datetime:
         return datetime.combine(day, clock, tzinfo=self.zone)
 
-    def next_school_day_start(self, moment: datetime, horizon_days: int = 400) -> datetime:
-        """The start of the first school day whose start is after ``moment``."""
+    def next_school_day_start(self, moment: datetime) -> datetime:
+        """The start of the first school day whose start is after ``moment``. Never fails: past
+        the last configured term, the next working day stands in (see :meth:`beyond_terms`)."""
         today = self.local(moment).date()
-        first = self._school_day_from(today, horizon_days)
+        first = self._school_day_from(today)
         start = self._at(first, self.day_starts)
         if start > moment:  # always so for a later day; today only before the day starts
             return start
-        return self._at(
-            self._school_day_from(first + timedelta(days=1), horizon_days), self.day_starts
-        )
+        return self._at(self._school_day_from(first + timedelta(days=1)), self.day_starts)
+
+    def next_school_day_guessed(self, moment: datetime) -> bool:
+        """Whether the next school day after ``moment`` lies beyond the configured terms, so it
+        was guessed from working days: a case due then is flagged ``calendar-ended``."""
+        return self.beyond_terms(self.local(self.next_school_day_start(moment)).date())
 
     @cached_property
     def _first_school_day_from(self) -> dict[date, date]:
         return {}
 
-    def _school_day_from(self, day: date, horizon_days: int) -> date:
-        """The first school day on or after ``day`` (remembered: every new case asks)."""
+    def _school_day_from(self, day: date) -> date:
+        """The first school day on or after ``day`` (remembered: every new case asks).
+
+        The search ends: the terms, INSET days and closures are finite, and beyond them every
+        working day is a school day.
+        """
         known = self._first_school_day_from.get(day)
         if known is not None:
             return known
-        for offset in range(horizon_days):
-            candidate = day + timedelta(days=offset)
-            if self.is_school_day(candidate):
-                self._first_school_day_from[day] = candidate
-                return candidate
-        raise ValueError("no school day in the configured terms within the next year; add terms")
+        candidate = day
+        while not self.is_school_day(candidate):
+            candidate += timedelta(days=1)
+        self._first_school_day_from[day] = candidate
+        return candidate
 
     def in_school_hours(self, moment: datetime) -> bool:
         local = self.local(moment)
@@ -128,13 +152,11 @@ class SchoolCalendar:
         """The end of the school day ``count`` school days after ``moment``'s day."""
         day = self.local(moment).date()
         added = 0
-        for _ in range(800):
-            if added == count:
-                return self._at(day, self.day_ends)
+        while added < count:  # ends: beyond the last term every working day counts
             day += timedelta(days=1)
             if self.is_school_day(day):
                 added += 1
-        raise ValueError("not enough school days in the configured terms; add terms")
+        return self._at(day, self.day_ends)
 
     def school_days(self, start: date, end: date) -> Iterable[date]:
         day = start

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from sgalert import audit, desk, export, keyring
+from sgalert.calendar_check import flag_guessed_deadlines
 from sgalert.cases import (
     FIELD_ATTACHMENTS,
     FIELD_BODY,
@@ -440,6 +441,8 @@ class CaseService:
     async def seal(self, cases: Sequence[NewCase]) -> SealedBatch:
         """Seal outside any transaction (in a worker thread for batches), so storing can overlap
         sealing. The public keys may be cached: :meth:`store_sealed` checks them again."""
+        if self.config is not None:
+            flag_guessed_deadlines(self.config.calendar, cases)
         ring = self._keyring
         if ring is None:
             async with self.store.read() as db:
@@ -491,6 +494,8 @@ class CaseService:
             identity=identity_fields,
             flags=frozenset(flags | {Flag.MANUAL_ENTRY}),
         )
+        if self.config is not None:
+            flag_guessed_deadlines(self.config.calendar, [new])
         async with self.store.write() as db:
             # Sealed inside the transaction: the signed first entry needs this exact data key.
             ring = await keyring.load_public_keyring(db)

@@ -80,7 +80,7 @@ async def test_crash_before_marking_redelivers_the_same_case(team: Team, tmp_pat
 def test_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="needs a path"):
         create(SourceConfig(name="d", type=Source.ENCOMPASS, kind="maildir"), tmp_path)
-    with pytest.raises(ConfigError, match="unknown key"):
+    with pytest.raises(ConfigError, match="pth: unknown option .*did you mean .path."):
         create(
             SourceConfig(
                 name="d", type=Source.ENCOMPASS, kind="maildir", options={"path": "x", "pth": "y"}

@@ -1,0 +1,364 @@
+"""``sgalert config check`` finds what would page nobody, before the engine has to (issue 12).
+
+Each finding is one line naming the file, the key and the fix; errors exit 1, warnings alone 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sgalert.config import Config, load_config, render_template
+from sgalert.config_check import Problem, Severity, check, check_calendar, current_people
+from sgalert.crypto import TEST_KDF
+from sgalert.errors import ConfigError
+from sgalert.keyring import add_person, remove_person
+from sgalert.model import Role
+from sgalert.service import CaseService
+from sgalert.store import Store
+
+from .conftest import Team, add_member
+
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)  # the template's terms run to 21 July 2027
+
+
+def write_config(root: Path, *, replace: tuple[tuple[str, str], ...] = (), extra: str = "") -> Path:
+    path = root / "sgalert.toml"
+    text = render_template("Test School")
+    for old, new in replace:
+        assert old in text
+        text = text.replace(old, new)
+    path.write_text(text + extra, encoding="utf-8")
+    return path
+
+
+def errors(problems: list[Problem]) -> list[str]:
+    return [f"{p.key}: {p.text}" for p in problems if p.severity is Severity.ERROR]
+
+
+def warnings(problems: list[Problem]) -> list[str]:
+    return [f"{p.key}: {p.text}" for p in problems if p.severity is Severity.WARNING]
+
+
+async def run_check(team: Team, config: Config, now: datetime = NOW) -> list[Problem]:
+    people = await current_people(team.service.store)
+    return await check(config, config.path.parent, people, now)
+
+
+# ----- policy values the engine would trip over ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("warn_minutes_before = [1]", "policies.encompass.warn_minutes_before"),
+        ("warn_minutes_before = nan", "policies.encompass.warn_minutes_before"),
+        ("repeat_minutes = inf", "policies.encompass.repeat_minutes"),
+        ('repeat_minutes = "30"', "policies.encompass.repeat_minutes"),
+    ],
+)
+def test_policy_minutes_that_are_not_minutes_are_config_errors(
+    tmp_path: Path, line: str, key: str
+) -> None:
+    path = write_config(
+        tmp_path,
+        extra='\n[policies.encompass]\nsteps = [{ target = "on-duty", channels = ["email"] }]\n'
+        f"{line}\n",
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(raised.value).startswith(f"{path}: {key}: must be a number of minutes")
+
+
+def test_a_step_with_a_misspelt_key_is_a_config_error(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        extra="\n[policies.lesson]\n"
+        'steps = [{ target = "on-duty", channels = ["email"], dealy_minutes = 5 }]\n',
+    )
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.dealy_minutes: .*'delay_minutes'"):
+        load_config(path)
+
+
+# ----- channels named by policies --------------------------------------------------------------
+
+
+async def test_the_template_with_the_whole_team_is_valid_with_a_teams_warning(
+    team: Team, tmp_path: Path
+) -> None:
+    problems = await run_check(team, load_config(write_config(tmp_path)))
+    assert errors(problems) == []
+    (warning,) = warnings(problems)
+    assert warning.startswith("channels.teams: the default policies for encompass, lesson")
+
+
+async def test_renaming_the_email_channel_is_an_error_for_every_default_policy(
+    team: Team, tmp_path: Path
+) -> None:
+    config = load_config(write_config(tmp_path, replace=(("[channels.email]", "[channels.mail]"),)))
+    found = errors(await run_check(team, config))
+    assert [line.split(":")[0] for line in found] == [
+        "policies.encompass",
+        "policies.whistle",
+        "policies.lesson",
+    ]
+    assert "pages by 'email', which is not configured" in found[1]
+    assert all("configured: mail" in line for line in found)
+
+
+async def test_a_written_policy_naming_an_unknown_channel_is_an_error(
+    team: Team, tmp_path: Path
+) -> None:
+    config = load_config(
+        write_config(
+            tmp_path,
+            extra="\n[policies.lesson]\n"
+            'steps = [{ target = "on-duty", channels = ["email", "pager"] }]\n'
+            'repeat_channels = ["sms"]\n',
+        )
+    )
+    found = errors(await run_check(team, config))
+    assert found == [
+        "policies.lesson.steps[0].channels: channel 'pager' is not configured, so these pages"
+        " go nowhere; add [channels.pager] or name a configured channel (configured: email)",
+        "policies.lesson.repeat_channels: channel 'sms' is not configured, so these pages go"
+        " nowhere; add [channels.sms] or name a configured channel (configured: email)",
+    ]
+
+
+# ----- targets that resolve to nobody --------------------------------------------------------
+
+
+async def test_a_role_with_no_member_is_an_error_naming_user_add(
+    service: CaseService, tmp_path: Path
+) -> None:
+    for email, role in (("dsl@example.org", Role.DSL), ("mo@example.org", Role.MONITORING_OFFICER)):
+        await add_person(
+            service.store, name="Invented Example", email=email, role=role,
+            passphrase="passphrase-1", kdf=TEST_KDF,
+        )  # fmt: skip
+    config = load_config(write_config(tmp_path))
+    people = await current_people(service.store)
+    found = errors(await check(config, tmp_path, people, NOW))
+    assert (
+        "policies.encompass: the default encompass policy (steps[1]): no current person with the"
+        " role deputy may read encompass cases, so this pages nobody; run `sgalert user add"
+        " --name NAME --email EMAIL --role deputy`" in found
+    )
+    assert any(
+        line.startswith("policies.lesson: the default lesson policy (steps[1])") for line in found
+    )
+    chair = [line for line in found if "role chair" in line]
+    assert chair and chair[0].startswith(
+        "policies.whistle: allegations about the headteacher (steps[0], repeat)"
+    )
+    # The DSL is there: on-duty and the team do reach someone.
+    assert not any("'on-duty'" in line or "'team'" in line for line in found)
+
+
+async def test_a_removed_persons_email_as_a_target_is_an_error(team: Team, tmp_path: Path) -> None:
+    await add_member(team, "deputy2@example.org", Role.DEPUTY, "deputy@example.org")
+    await remove_person(team.service.store, team["deputy@example.org"], "deputy2@example.org")
+    config = load_config(
+        write_config(
+            tmp_path,
+            extra="\n[policies.lesson]\n"
+            'steps = [{ target = "deputy2@example.org", channels = ["email"] },'
+            ' { target = "monitoring-officer", channels = ["email"], delay_minutes = 5 }]\n',
+        )
+    )
+    found = errors(await run_check(team, config))
+    assert found == [
+        "policies.lesson.steps[0].target: deputy2@example.org is not a current person (never"
+        " added, or removed); run `sgalert user add` for them, or name a current person or a role",
+        "policies.lesson.steps[1].target: no monitoring-officer may read lesson cases, so none"
+        ' is paged; add "monitoring-officer" to readers.lesson, or target a role that may read'
+        " them",
+    ]
+
+
+async def test_an_empty_store_is_one_error_not_one_per_step(
+    service: CaseService, tmp_path: Path
+) -> None:
+    config = load_config(write_config(tmp_path))
+    found = errors(await check(config, tmp_path, await current_people(service.store), NOW))
+    assert len(found) == 1 and found[0].startswith("policies: nobody has been added yet")
+
+
+# ----- the calendar --------------------------------------------------------------------------
+
+
+def test_calendar_warns_within_60_days_and_fails_once_exhausted(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    last = date(2027, 7, 21)
+
+    def at(day: date) -> datetime:
+        return datetime(day.year, day.month, day.day, 12, 0, tzinfo=UTC)
+
+    assert check_calendar(config, at(last - timedelta(days=61))) == []
+    (ending,) = check_calendar(config, at(last - timedelta(days=59)))
+    assert ending.severity is Severity.WARNING and ending.key == "calendar.terms"
+    assert ending.text == (
+        "the last term ends on 2027-07-21, within 60 days; add next year's [[calendar.terms]]"
+        " (start, end, half_term)"
+    )
+    (ended,) = check_calendar(config, at(last + timedelta(days=1)))
+    assert ended.severity is Severity.ERROR
+    assert ended.text.startswith("the last term ended on 2027-07-21")
+
+
+# ----- adapters' own options -----------------------------------------------------------------
+
+IMAP_SOURCES = """
+[[sources]]
+name = "police-a"
+type = "encompass"
+kind = "imap"
+host = "imap.example.org"
+username = "encompass@example.org"
+password_env = "SGALERT_TEST_NEVER_SET"
+
+[[sources]]
+name = "police-b"
+type = "encompass"
+kind = "imap"
+host = "imap.example.org"
+username = "encompass@example.org"
+password_env = "SGALERT_TEST_NEVER_SET"
+prot = 993
+
+[[sources]]
+name = "police-c"
+type = "encompass"
+kind = "imap"
+host = "imap.example.org"
+username = "encompass@example.org"
+password_env = "SGALERT_TEST_NEVER_SET"
+port = "993"
+"""
+
+BAD_SMTP = """
+[channels.smtp]
+kind = "smtp"
+host = "smtp.example.org"
+securty = "tls"
+"""
+
+
+async def test_each_adapters_options_are_checked_by_that_adapter(
+    team: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SGALERT_TEST_NEVER_SET", raising=False)
+    path = write_config(
+        tmp_path,
+        replace=(("[channels.email]", BAD_SMTP + "\n[channels.email]"),),
+        extra=IMAP_SOURCES,
+    )
+    found = errors(await run_check(team, load_config(path)))
+    assert found == [
+        "channels.smtp.securty: unknown option for kind = \"smtp\"; did you mean 'security'?",
+        "sources[police-a].password_env: environment variable SGALERT_TEST_NEVER_SET is not set",
+        "sources[police-b].prot: unknown option for kind = \"imap\"; did you mean 'port'?",
+        "sources[police-c].port: must be a number from 1 to 65535; e.g. port = 993",
+    ]
+
+
+async def test_the_order_is_stable_and_follows_the_file(team: Team, tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        replace=(("[channels.email]", BAD_SMTP + "\n[channels.email]"),),
+        extra=IMAP_SOURCES
+        + '\n[policies.lesson]\nsteps = [{ target = "on-duty", channels = ["pager"] }]\n',
+    )
+    config = load_config(path)
+    first = await run_check(team, config, NOW + timedelta(days=170))  # terms end within 60 days
+    again = await run_check(team, config, NOW + timedelta(days=170))
+    assert first == again
+    sections = [p.key.split(".")[0].split("[")[0] for p in first]
+    assert sections == sorted(sections, key=["calendar", "channels", "policies", "sources"].index)
+    assert first[0].severity is Severity.WARNING and first[0].key == "calendar.terms"
+
+
+# ----- the commands, as an IT lead runs them -------------------------------------------------
+
+
+def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
+    env["SGALERT_WORKSPACE"] = str(root)
+    return subprocess.run(
+        [sys.executable, "-m", "sgalert", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+
+
+async def add_team(store_path: Path) -> None:
+    store = await Store.open(store_path)
+    async with store:
+        for email, role in (
+            ("dsl@example.org", Role.DSL),
+            ("deputy@example.org", Role.DEPUTY),
+            ("head@example.org", Role.HEAD),
+            ("mo@example.org", Role.MONITORING_OFFICER),
+            ("chair@example.org", Role.CHAIR),
+        ):
+            await add_person(
+                store, name="Invented Example", email=email, role=role,
+                passphrase="passphrase-1", kdf=TEST_KDF,
+            )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_config_check_and_serve_on_the_command_line(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    assert run(root, "init").returncode == 0
+    asyncio.run(add_team(root / "sgalert.db"))
+    config = root / "sgalert.toml"
+    # Terms that reach a year past today, whenever the test runs (the CLI uses the real date).
+    today = date.today()
+    config.write_text(
+        re.sub(
+            r"\[\[calendar\.terms\]\].*?(?=\[rota\])",
+            f'[[calendar.terms]]\nname = "This year"\nstart = {today - timedelta(days=30)}\n'
+            f"end = {today + timedelta(days=365)}\n\n",
+            config.read_text(),
+            flags=re.DOTALL,
+        )
+    )
+
+    valid = run(root, "config", "check")
+    assert valid.returncode == 0, valid.stdout
+    *lines, last = valid.stdout.splitlines()
+    assert [line.split(": ")[0] for line in lines] == ["warning"]  # no Teams channel
+    assert last == f"{config}: valid (1 source(s)), 1 warning(s)"
+
+    config.write_text(config.read_text().replace("[channels.email]", "[channels.mail]"))
+    renamed = run(root, "config", "check")
+    assert renamed.returncode == 1 and renamed.stderr == ""
+    *lines, last = renamed.stdout.splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith(f"error: {config}: policies.") for line in lines)
+    assert last == f"{config}: 3 error(s), 0 warning(s)"
+
+    config.write_text(
+        config.read_text().replace("[channels.mail]", "[channels.email]")
+        + IMAP_SOURCES.split("[[sources]]")[0]
+        + "[[sources]]"
+        + IMAP_SOURCES.split("[[sources]]")[2]
+    )
+    serve = run(root, "serve")
+    assert serve.returncode == 1
+    assert serve.stderr == (
+        f'sgalert: {config}: sources[police-b].prot: unknown option for kind = "imap";'
+        " did you mean 'port'?\n"
+    )
