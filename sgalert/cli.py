@@ -624,7 +624,8 @@ class Runner:
                 state = "STALE" if engine["stale"] else "running"
                 print(f"engine: {state} ({engine['holder']}, heartbeat {age}s ago)")
             for alert in alerts:
-                print(f"ALERT {alert['kind']}: source {alert['source']} since {alert['since']}")
+                since = alert.get("since") or alert["raised_at"]
+                print(f"ALERT {alert['kind']}: {alert['source']} since {since}")
             print(
                 f"unacknowledged cases: {len(waiting)}"
                 + (f" ({', '.join(c.ref for c in waiting[:10])})" if waiting else "")

@@ -416,3 +416,32 @@ async def test_new_engine_sends_a_dead_engines_claimed_pages_at_once(team: Team)
     assert [r.address for _, r in email.sent] == ["dsl@example.org"]
     rows = await team.service.store.fetchall("SELECT state FROM outbox")
     assert [str(r[0]) for r in rows] == ["delivered"]
+
+
+async def test_status_lists_an_alert_that_has_no_since(team: Team) -> None:
+    clock = VirtualClock()
+    email = RecordingNotifier("email")
+    nobody = Policy(
+        steps=(Step("chair", ("email",), 0),),
+        repeat_target="team",
+        repeat_channels=("email",),
+        repeat_minutes=600,
+    )
+    plan = _plan(team, ("email",), frozenset({"email"}), encompass=nobody)
+    engine = _engine(team, clock, plan, {"email": email})
+    await team.service.create_cases([encompass_case()])
+    await engine.tick_timers()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
+    env["SGALERT_WORKSPACE"] = str(team.service.store.path.parent)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "sgalert", "status"],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "ALERT no-recipient: encompass policy: chair since" in result.stdout
+    assert "Traceback" not in result.stderr
