@@ -48,6 +48,9 @@ class Flag(enum.StrEnum):
     POSSIBLE_DUPLICATE = "possible-duplicate"
     MANUAL_ENTRY = "manual-entry"
     HOSTILE_TEXT = "hostile-text"
+    # Set with NEEDS_TRIAGE when the facts that make a notice actionable (an Encompass child, a
+    # lesson's pupil) were not extracted, so the page can say "facts not extracted: open the case".
+    FACTS_MISSING = "facts-missing"
 
 
 class KeyName(enum.StrEnum):
