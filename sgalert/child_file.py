@@ -10,13 +10,15 @@ Nothing derived from the match (no name, no list of linked cases) is ever writte
 Matching rule (conservative: merging two different children's records is worse than missing one)
     A case is **in the file** when its child's name, normalised by :func:`name_key`, equals the
     anchor's, the name has at least two words, and both cases record the same valid date of birth.
-    Normalising folds case, accents and repeated whitespace, drops apostrophes, treats hyphens and
-    other punctuation as word breaks, and puts the surname last when the writing says which word is
-    the surname: ``"Surname, Forename"`` (one comma) or a police-style ``"SURNAME Forename"``
-    (leading words in capitals followed by words that are not). Otherwise word order is kept as
-    written, so ``"Ada Invented"`` and ``"Invented Ada"`` do not match. Middle names must agree,
-    initials do not match full names, and nicknames or changed surnames are not recognised: such
-    cases are missed, not merged. Twins (same surname and birthday) differ by forename.
+    Normalising drops an annotation after the name (``(Year 4)``, ``(aged 9)``, ``- Y4``, as
+    :func:`sgalert.extract.strip_annotations` does), folds case, accents and repeated whitespace,
+    drops apostrophes, treats hyphens and other punctuation as word breaks, and puts the surname
+    last when the writing says which word is the surname: ``"Surname, Forename"`` (one comma) or
+    a police-style ``"SURNAME Forename"`` (leading words in capitals followed by words that are
+    not). Otherwise word order is kept as written, so ``"Ada Invented"`` and ``"Invented Ada"``
+    do not match. Middle names must agree, initials do not match full names, and nicknames or
+    changed surnames are not recognised: such cases are missed, not merged. Twins (same surname
+    and birthday) differ by forename.
 
     A case with the same normalised name but **no usable date of birth** on it or on the anchor
     (a lesson report names a ``pupil`` and gives no date of birth; a one-word name never confirms
@@ -60,6 +62,7 @@ from sgalert.clock import parse_iso, utcnow
 from sgalert.dates import find_date
 from sgalert.errors import IntegrityError, InvalidInput, NotEntitled, NotFound
 from sgalert.escalation import INTAKE_CLOCKS
+from sgalert.extract import strip_annotations
 from sgalert.keyring import Identity
 from sgalert.model import CaseSummary, KeyName, Source
 
@@ -192,10 +195,11 @@ def name_key(name: str) -> tuple[str, ...]:
     """The words of a child's name, normalised for matching, forenames first, surname last.
 
     ``"Ada Invented"``, ``" ada  INVENTED "``, ``"Invented, Ada"`` and ``"INVENTED Ada"`` give
-    ``("ada", "invented")``; ``"Zoë O'Brien-Smith"`` and ``"Zoe OBrien Smith"`` agree. A word
+    ``("ada", "invented")``; ``"Zoë O'Brien-Smith"`` and ``"Zoe OBrien Smith"`` agree. What
+    extraction strips after a name (``"(Year 4)"``, ``"- aged 9"``) is stripped here too. A word
     order with no marker of the surname is kept as written. See the module docstring for why.
     """
-    text = _fold(name)
+    text = strip_annotations(_fold(name))[0]  # "Ada Invented (Year 4)" is Ada Invented
     if text.count(",") == 1:
         surname, forenames = text.split(",")
         if surname.strip() and forenames.strip():

@@ -315,7 +315,9 @@ def fire_due(
             "SELECT MIN(due_at) FROM clocks WHERE case_id = ? AND met_at IS NULL", (case_id,)
         ).fetchone()[0]
         reason = decision.reason
-        if Flag.NEEDS_TRIAGE in flags:
+        if Flag.FACTS_MISSING in flags:
+            reason += " (facts not extracted: open the case)"
+        elif Flag.NEEDS_TRIAGE in flags:
             reason += " (needs triage: open the case)"
         text = PageText(
             school=plan.school,

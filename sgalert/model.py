@@ -50,6 +50,9 @@ class Flag(enum.StrEnum):
     HOSTILE_TEXT = "hostile-text"
     # The next school day was past the configured terms, so its deadline counts working days.
     CALENDAR_ENDED = "calendar-ended"
+    # Set with NEEDS_TRIAGE when the facts that make a notice actionable (an Encompass child, a
+    # lesson's pupil) were not extracted, so the page can say "facts not extracted: open the case".
+    FACTS_MISSING = "facts-missing"
 
 
 class KeyName(enum.StrEnum):

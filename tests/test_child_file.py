@@ -71,6 +71,11 @@ def lesson_case(pupil: str) -> NewCase:
         "INVENTED Ada",
         "Ada\tInvented",
         "Ada Invented\u202e",
+        # An annotation after the name (issue 16) is not part of it.
+        "Ada Invented (Year 4)",
+        "INVENTED Ada (aged 9)",
+        "Ada Invented - Y4",
+        "Invented, Ada (Reception)",
     ],
 )
 def test_spelling_and_order_variants_share_one_key(written: str) -> None:

@@ -41,6 +41,7 @@ LONDON = ZoneInfo("Europe/London")
 ENCOMPASS = SourceRules("encompass", Source.ENCOMPASS, AUTHSERV, (POLICE,))
 LESSON = SourceRules("lesson", Source.LESSON, AUTHSERV)
 WHISTLE = SourceRules("whistle", Source.WHISTLE, AUTHSERV)
+TUTOR = "Sam Tutor <sam.tutor@example.org>"
 
 
 @dataclasses.dataclass
@@ -101,12 +102,198 @@ def ingestor(team: Team, **config_changes: object) -> Ingestor:
         ("| Child's Name | Ada Invented |", "Ada Invented"),
         ("Surname: INVENTED\nForename: Ada", "Ada INVENTED"),
         ("Forenames: Ada Mae\nFamily name: Invented", "Ada Mae Invented"),
+        ("Surname: INVENTED\nForename(s): Ada Mae", "Ada Mae INVENTED"),
+        ("Surname\nINVENTED\nForename(s)\nAda", "Ada INVENTED"),
+        ("First name(s): Ada\nLast name: Invented", "Ada Invented"),
+        ("Given names: Ada Mae\nSurname: Invented", "Ada Mae Invented"),
+        ("Child's first name: Ada\nChild's surname: Invented", "Ada Invented"),
+        ("Forename: Ada\nMiddle name(s): Mae\nSurname: Invented", "Ada Mae Invented"),
     ],
 )
 def test_child_name_label_variants(line: str, expected: str) -> None:
     result = notice(f"OPERATION ENCOMPASS\n\n{line}\nDOB: 14/03/2017\n")
     assert result.facts["child_name"] == expected
     assert Flag.NEEDS_TRIAGE not in result.flags
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Surname: INVENTED    Forename(s): Ada Mae\nDOB: 14/03/2017",
+        "Forename(s) | Ada Mae | Surname | INVENTED\nD.O.B. | 14/03/2017 | School | Example",
+        "<table><tr><td>Forename(s)</td><td>Ada Mae</td><td>Surname</td><td>INVENTED</td></tr>"
+        "<tr><td>DOB</td><td>14/03/2017</td><td>School</td><td>Example</td></tr></table>",
+    ],
+    ids=["colons", "four-column-form", "four-column-html"],
+)
+def test_labels_and_values_side_by_side_in_one_row(body: str) -> None:
+    kind = "text/html" if body.startswith("<") else "text/plain"
+    result = run(message(envelope("Encompass"), leaf(kind, body)))
+    assert result.facts["child_name"] == "Ada Mae INVENTED"
+    assert result.facts["child_dob"] == "2017-03-14"
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        "Surname | Forename(s) | DOB\nINVENTED | Ada Mae | 14/03/2017",
+        "| Forename(s) | Surname | DOB |\n| Ada Mae | INVENTED | 14/03/2017 |",
+        "Surname\tForename(s)\tDOB\nINVENTED\tAda Mae\t14/03/2017",
+        "Last name    First name(s)    Date of birth\nINVENTED     Ada Mae          14/03/2017",
+        "Surname | Forename(s) | Gender | DOB\n\nINVENTED | Ada Mae | F | 14/03/2017",
+        "Forename | Middle name | Surname | DOB\nAda | Mae | INVENTED | 14/03/2017",
+    ],
+    ids=["pipes", "reversed", "tabs", "spaces", "unknown-column", "middle-name"],
+)
+def test_child_name_split_over_columns_in_plain_text(table: str) -> None:
+    result = notice(f"OPERATION ENCOMPASS\n\n{table}\nOccurrence number: 44/100009/26\n")
+    assert result.facts["child_name"] == "Ada Mae INVENTED"
+    assert result.facts["child_dob"] == "2017-03-14"
+    assert result.facts["police_reference"] == "44/100009/26"
+    assert Flag.NEEDS_TRIAGE not in result.flags
+
+
+@pytest.mark.parametrize(
+    ("header", "values"),
+    [
+        ("<th>Surname</th><th>Forename(s)</th>", "<td>INVENTED</td><td>Ada Mae</td>"),
+        ("<th>Forename(s)</th><th>Surname</th>", "<td>Ada Mae</td><td>INVENTED</td>"),
+        ("<td><b>Surname</b></td><td><b>Forenames</b></td>", "<td>INVENTED</td><td>Ada Mae</td>"),
+        (
+            "<th>Forename(s)</th><th>Surname</th><th>D.O.B.</th>",
+            "<td>Ada Mae</td><td>INVENTED</td><td>14/03/2017</td>",
+        ),
+    ],
+    ids=["th-two-columns", "th-reversed", "td-bold-header", "th-three-columns"],
+)
+def test_child_name_split_over_columns_in_an_html_table(header: str, values: str) -> None:
+    html = (
+        f"<p>Operation Encompass</p><table><tr>{header}</tr><tr>{values}</tr></table>"
+        "<p>DOB: 14/03/2017</p>"
+    )
+    result = run(message(envelope("Encompass"), leaf("text/html", html)))
+    assert result.facts["child_name"] == "Ada Mae INVENTED"
+    assert result.facts["child_dob"] == "2017-03-14"
+    assert Flag.NEEDS_TRIAGE not in result.flags
+
+
+@pytest.mark.parametrize(
+    ("name", "facts"),
+    [
+        ("Ada Invented (age 13)", {"age_stated": "13"}),
+        ("Ada Invented (aged 9)", {"age_stated": "9"}),
+        ("Ada Invented (Year 4)", {"year_group": "Year 4"}),
+        ("Ada Invented (Y4)", {"year_group": "Year 4"}),
+        ("Ada Invented (Yr 4)", {"year_group": "Year 4"}),
+        ("Ada Invented - Year 4", {"year_group": "Year 4"}),
+        ("Ada Invented \u2013 Year 4", {"year_group": "Year 4"}),
+        ("Ada Invented, aged 9", {"age_stated": "9"}),
+        ("Ada Invented (Reception)", {"year_group": "Reception"}),
+        ("Ada Invented (Year 4, aged 9)", {"year_group": "Year 4", "age_stated": "9"}),
+        ("Ada Invented (Y4) (age 9)", {"year_group": "Year 4", "age_stated": "9"}),
+    ],
+)
+def test_an_annotation_after_the_name_is_a_separate_fact(name: str, facts: dict[str, str]) -> None:
+    result = notice(f"Child's Name: {name}\nDOB: 14/03/2017\n")
+    assert result.facts["child_name"] == "Ada Invented"
+    assert {k: result.facts[k] for k in facts} == facts
+    assert "year_group" in facts or "year_group" not in result.facts
+
+
+def test_an_annotation_on_a_split_name_is_stripped_too() -> None:
+    result = notice("Surname: INVENTED\nForename(s): Ada (Year 4)\nDOB: 14/03/2017\n")
+    assert result.facts["child_name"] == "Ada INVENTED"
+    assert result.facts["year_group"] == "Year 4"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ada O'Brien-Smith",  # a hyphenated surname is not an annotation
+        "Ada Invented (known as Addie)",  # not a recognised annotation: kept as written
+        "Ada Year",
+    ],
+)
+def test_what_is_not_an_annotation_stays_in_the_name(name: str) -> None:
+    result = notice(f"Child's Name: {name}\nDOB: 14/03/2017\n")
+    assert result.facts["child_name"] == name
+    assert "year_group" not in result.facts and "age_stated" not in result.facts
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "encompass_name_rows_plain.eml",
+            {
+                "child_name": "Ada Mae INVENTED",
+                "child_dob": "2017-03-14",
+                "school": "Example First School",
+                "incident_at": "2026-11-22T21:40:00+00:00",
+                "police_reference": "44/100001/26",
+            },
+        ),
+        (
+            "encompass_name_rows_html.eml",
+            {
+                "child_name": "Ada Mae INVENTED",
+                "child_dob": "2017-03-14",
+                "police_reference": "44/100002/26",
+            },
+        ),
+        (
+            "encompass_name_columns_plain.eml",
+            {
+                "child_name": "Ada Mae INVENTED",
+                "child_dob": "2017-03-14",
+                "incident_at": "2026-11-22T21:40:00+00:00",
+                "police_reference": "44/100003/26",
+            },
+        ),
+        (
+            "encompass_name_columns_html.eml",
+            {
+                "child_name": "Ada Mae INVENTED",
+                "child_dob": "2017-03-14",
+                "school": "Example First School",
+                "police_reference": "44/100004/26",
+            },
+        ),
+        (
+            "encompass_name_annotated_plain.eml",
+            {
+                "child_name": "Ada Invented",
+                "year_group": "Year 4",
+                "child_dob": "2017-03-14",
+                "school": "Example First School",
+                "police_reference": "44/100005/26",
+            },
+        ),
+        (
+            "encompass_name_annotated_html.eml",
+            {
+                "child_name": "Ada Invented",
+                "age_stated": "9",
+                "child_dob": "2017-03-14",
+                "police_reference": "44/100006/26",
+            },
+        ),
+        (
+            "encompass_attribute_gt.eml",
+            {
+                "child_name": "Ada Invented",
+                "child_dob": "2017-03-14",
+                "school": "Example First School",
+                "police_reference": "44/100007/26",
+            },
+        ),
+    ],
+)
+def test_notices_from_other_forces_fixture_every_fact(name: str, expected: dict[str, str]) -> None:
+    result = run(fixture(name))
+    assert result.facts == expected
+    assert result.flags == frozenset()
+    assert ">" not in result.body.replace("> school", "")  # no attribute leaked into the text
 
 
 @pytest.mark.parametrize(
@@ -451,9 +638,31 @@ def test_attachment_only_notice_needs_triage_naming_the_attachment() -> None:
 def test_notice_with_no_facts_needs_triage() -> None:
     result = notice("Please call the MASH on 01632 960000 about a child at your school.")
     assert Flag.NEEDS_TRIAGE in result.flags
+    assert Flag.FACTS_MISSING in result.flags
     assert result.notes["triage"] == [
         "no notification facts were found in the message; read it and record the facts"
     ]
+
+
+def test_a_notice_naming_no_child_says_its_facts_are_missing_in_plaintext() -> None:
+    """The reference and time were found, but not the child: the case's plaintext flags (what
+    the page and the queue show before anyone unlocks it) say the facts were not extracted."""
+    result = run(fixture("encompass_no_child_html.eml"))
+    assert result.facts["police_reference"] == "44/100008/26"
+    assert "child_name" not in result.facts
+    assert {Flag.NEEDS_TRIAGE, Flag.FACTS_MISSING} <= result.flags
+    assert result.notes["triage"]
+    # A portal wrapper and an attachment-only notice are missing their facts too.
+    for name in ("encompass_portal.eml", "encompass_pdf_only.eml"):
+        assert Flag.FACTS_MISSING in run(fixture(name)).flags
+
+
+def test_half_a_name_is_kept_but_needs_a_person() -> None:
+    result = notice("Surname: INVENTED\nDOB: 14/03/2017\n")
+    assert result.facts["child_name"] == "INVENTED"
+    assert Flag.NEEDS_TRIAGE in result.flags
+    assert Flag.FACTS_MISSING not in result.flags
+    assert any("forename" in reason for reason in result.notes["triage"])
 
 
 # ----- Operation Encompass: end to end -----------------------------------------------------------
@@ -483,7 +692,8 @@ def test_lesson_report_fixture() -> None:
     assert result.flags == frozenset()
     assert result.facts == {
         "teacher": "Sam Tutor",
-        "pupil": "Eli Invented (Year 6)",
+        "pupil": "Eli Invented",
+        "year_group": "Year 6",
         "lesson": "Violin, Grade 3 (online)",
         "ended_at": "2026-01-14T16:25:00+00:00",
         "reason": "chat message",
@@ -522,6 +732,87 @@ def test_lesson_reason_from_the_subject_and_a_report_naming_nobody() -> None:
     result = run(plain_message("Lesson ended: pupil's behaviour", "Please call me."), LESSON)
     assert result.facts["reason"] == "behaviour"
     assert Flag.NEEDS_TRIAGE in result.flags
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "lesson_running_text_plain.eml",
+            {
+                "pupil": "Ada Invented",
+                "year_group": "Year 4",
+                "lesson": "piano",
+                "ended_at": "17:40",
+                "reason": "chat message",
+            },
+        ),
+        (
+            "lesson_running_text_html.eml",
+            {
+                "pupil": "Bea Invented",
+                "lesson": "cello",
+                "ended_at": "16:10",
+                "reason": "behaviour",
+            },
+        ),
+    ],
+)
+def test_lesson_report_in_running_text(name: str, expected: dict[str, str]) -> None:
+    result = run(fixture(name), LESSON)
+    assert result.facts == expected
+    assert Flag.NEEDS_TRIAGE not in result.flags
+
+
+@pytest.mark.parametrize(
+    ("sentence", "pupil", "lesson"),
+    [
+        ("Lesson ended with pupil Ada Invented, piano, at 17:40.", "Ada Invented", "piano"),
+        ("I terminated the lesson with student ADA INVENTED at 17:40.", "ADA INVENTED", None),
+        ("The lesson ended with pupil Ada Invented's camera off.", "Ada Invented", None),
+        (
+            "Session stopped early with pupil Ada O'Brien-Smith (violin).",
+            "Ada O'Brien-Smith",
+            "violin",
+        ),
+        (
+            "The lesson was ended with pupil Ada Invented (Y4), Grade 3 flute, at 5.40pm",
+            "Ada Invented",
+            "Grade 3 flute",
+        ),
+    ],
+)
+def test_lesson_phrasing_gives_pupil_and_lesson(
+    sentence: str, pupil: str, lesson: str | None
+) -> None:
+    result = run(plain_message("Lesson ended", f"Hello,\n{sentence}\nSam", sender=TUTOR), LESSON)
+    assert result.facts["pupil"] == pupil
+    assert result.facts.get("lesson") == lesson
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        # Capitalised words that are not a pupil's name after the phrasing, or no phrasing.
+        "Lesson ended with pupil absent, piano, at 17:40.",
+        "Lesson ended with pupil Ada, piano, at 17:40.",
+        "Please call Ada Invented's parent about the lesson.",
+        "Pupil Ada Invented was doing well in the lesson.",
+        "Lesson ended with Tuesday Example, piano, at 17:40.",
+    ],
+)
+def test_lesson_running_text_never_takes_a_random_capitalised_word(sentence: str) -> None:
+    result = run(plain_message("Lesson ended", f"{sentence}\nSam", sender=TUTOR), LESSON)
+    assert "pupil" not in result.facts
+    assert {Flag.NEEDS_TRIAGE, Flag.FACTS_MISSING} <= result.flags
+
+
+def test_lesson_report_naming_no_pupil_says_its_facts_are_missing() -> None:
+    result = run(fixture("lesson_no_pupil_plain.eml"), LESSON)
+    assert result.facts["teacher"] == "Sam Tutor"
+    assert "pupil" not in result.facts
+    assert {Flag.NEEDS_TRIAGE, Flag.FACTS_MISSING} <= result.flags
+    assert any("pupil" in reason for reason in result.notes["triage"])
 
 
 # ----- Whistleblowing -------------------------------------------------------------------------
