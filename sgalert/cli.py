@@ -21,7 +21,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sgalert import __version__, audit
-from sgalert.clock import iso, parse_iso
+from sgalert.clock import iso
 from sgalert.config import load_config, render_template
 from sgalert.errors import InvalidInput, SgalertError, WorkspaceError
 from sgalert.keyring import Identity, add_person, approve_member, remove_person
@@ -622,43 +622,57 @@ class Runner:
         return 0
 
     async def status(self) -> int:
-        """The engine's heartbeat, open system alerts and unacknowledged cases: one glance."""
+        """The engine, open system alerts, failing channels and unacknowledged cases: one glance.
+
+        The engine is judged against its lease (as the desk's banner is); a channel is failing
+        as :func:`sgalert.desk.failing_channels` says. Either, or an open alert, exits 1.
+        """
         from sgalert.clock import utcnow
 
         async with await self.service() as service:
-            lease = await service.store.fetchall("SELECT holder, heartbeat_at FROM engine_lease")
+            lease = await service.engine_lease()
             alerts = await service.open_alerts()
+            channels = await service.failing_channels()
             waiting = await service.list_cases(state=CaseState.NEW)
         now = utcnow()
         report: dict[str, Any] = {
             "engine": None,
             "alerts": alerts,
+            "failing_channels": [
+                {"channel": c.channel, "undelivered": c.undelivered, "since": iso(c.since)}
+                for c in channels
+            ],
             "unacknowledged": [c.ref for c in waiting],
         }
-        if lease:
-            beat = parse_iso(lease[0][1])
+        if lease is not None:
             report["engine"] = {
-                "holder": lease[0][0],
-                "heartbeat_at": iso(beat),
-                "stale": (now - beat).total_seconds() > 60,
+                "holder": lease.holder,
+                "heartbeat_at": iso(lease.heartbeat_at),
+                "lease_expires_at": iso(lease.expires_at),
+                "stale": lease.lapsed(now),
             }
         if self.args.json:
             print(json.dumps(report, indent=2))
         else:
             engine = report["engine"]
-            if engine is None:
+            if lease is None:
                 print("engine: NOT RUNNING (start `sgalert serve`)")
             else:
-                age = int((now - parse_iso(engine["heartbeat_at"])).total_seconds())
+                age = int((now - lease.heartbeat_at).total_seconds())
                 state = "STALE" if engine["stale"] else "running"
-                print(f"engine: {state} ({engine['holder']}, heartbeat {age}s ago)")
+                print(f"engine: {state} ({lease.holder}, heartbeat {age}s ago)")
             for alert in alerts:
                 print(f"ALERT {alert['kind']}: source {alert['source']} since {alert['since']}")
+            for channel in channels:
+                print(
+                    f"CHANNEL FAILING {channel.channel}: {channel.undelivered} page(s) not"
+                    f" delivered, the oldest queued {iso(channel.since)}"
+                )
             print(
                 f"unacknowledged cases: {len(waiting)}"
                 + (f" ({', '.join(c.ref for c in waiting[:10])})" if waiting else "")
             )
-        healthy = report["engine"] is not None and not report["engine"]["stale"] and not alerts
+        healthy = lease is not None and not lease.lapsed(now) and not alerts and not channels
         return 0 if healthy else 1
 
     async def audit_verify(self) -> int:
@@ -842,7 +856,7 @@ def _parser() -> argparse.ArgumentParser:
         commands,
         "status",
         Runner.status,
-        "engine heartbeat, open alerts, unacknowledged cases (exit 1 if unhealthy)",
+        "engine, open alerts, failing channels, unacknowledged cases (exit 1 if unhealthy)",
     )
     status.add_argument("--json", action="store_true")
     command(

@@ -367,6 +367,14 @@ class CaseService:
         """When the engine last beat; None if it never ran here. Stale means nobody is paged."""
         return await desk.engine_heartbeat(self.store)
 
+    async def engine_lease(self) -> desk.EngineLease | None:
+        """The engine's lease (holder, heartbeat, end); judge it with ``lapsed``."""
+        return await desk.engine_lease(self.store)
+
+    async def failing_channels(self) -> list[desk.FailingChannel]:
+        """Notification channels not getting pages through (channel names only)."""
+        return await desk.failing_channels(self.store)
+
     async def unacknowledged(self, email: str | None = None) -> desk.Unacknowledged:
         """Unacknowledged cases, and how many of them are assigned to ``email``."""
         return await desk.unacknowledged(self.store, email)
