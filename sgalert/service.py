@@ -242,6 +242,7 @@ def make_plan(config: Config) -> Plan:
         reply_address=next(
             (str(c.options["reply_to"]) for c in config.channels if "reply_to" in c.options), None
         ),
+        source_types={s.name: s.type for s in config.sources if s.purpose == "cases"},
     )
 
 
