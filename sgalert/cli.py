@@ -662,7 +662,8 @@ class Runner:
                 state = "STALE" if engine["stale"] else "running"
                 print(f"engine: {state} ({lease.holder}, heartbeat {age}s ago)")
             for alert in alerts:
-                print(f"ALERT {alert['kind']}: source {alert['source']} since {alert['since']}")
+                since = alert.get("since") or alert["raised_at"]
+                print(f"ALERT {alert['kind']}: {alert['source']} since {since}")
             for channel in channels:
                 print(
                     f"CHANNEL FAILING {channel.channel}: {channel.undelivered} page(s) not"
