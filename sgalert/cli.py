@@ -21,7 +21,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sgalert import __version__, audit
-from sgalert.clock import iso
+from sgalert.clock import iso, parse_iso
 from sgalert.config import load_config, render_template
 from sgalert.errors import InvalidInput, SgalertError, WorkspaceError
 from sgalert.keyring import Identity, add_person, approve_member, remove_person
@@ -655,24 +655,24 @@ class Runner:
             print(json.dumps(report, indent=2))
         else:
             engine = report["engine"]
-            if lease is None:
+            if engine is None:
                 print("engine: NOT RUNNING (start `sgalert serve`)")
             else:
-                age = int((now - lease.heartbeat_at).total_seconds())
+                age = int((now - parse_iso(engine["heartbeat_at"])).total_seconds())
                 state = "STALE" if engine["stale"] else "running"
-                print(f"engine: {state} ({lease.holder}, heartbeat {age}s ago)")
+                print(f"engine: {state} ({engine['holder']}, heartbeat {age}s ago)")
             for alert in alerts:
                 since = alert.get("since") or alert["raised_at"]
                 print(f"ALERT {alert['kind']}: {alert['source']} since {since}")
+            print(
+                f"unacknowledged cases: {len(waiting)}"
+                + (f" ({', '.join(c.ref for c in waiting[:10])})" if waiting else "")
+            )
             for channel in channels:
                 print(
                     f"CHANNEL FAILING {channel.channel}: {channel.undelivered} page(s) not"
                     f" delivered, the oldest queued {iso(channel.since)}"
                 )
-            print(
-                f"unacknowledged cases: {len(waiting)}"
-                + (f" ({', '.join(c.ref for c in waiting[:10])})" if waiting else "")
-            )
         healthy = lease is not None and not lease.lapsed(now) and not alerts and not channels
         return 0 if healthy else 1
 
