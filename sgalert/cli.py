@@ -17,7 +17,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sgalert import __version__, audit
@@ -35,16 +35,48 @@ ENV_PASSPHRASE = "SGALERT_PASSPHRASE"  # noqa: S105 (a variable name, not a secr
 
 
 def _read_passphrase(prompt: str, *, confirm: bool = False) -> str:
-    """The passphrase from SGALERT_PASSPHRASE, else from the terminal (never from a pipe)."""
+    """The passphrase from SGALERT_PASSPHRASE, else from the terminal (never from a pipe).
+
+    Passphrases are UTF-8 text: bytes that are not (a Latin-1 terminal, a mangled variable) are
+    refused in one line that never echoes them.
+    """
     from_env = os.environ.get(ENV_PASSPHRASE)
     if from_env is not None:
+        try:
+            from_env.encode("utf-8")  # undecodable bytes arrive as lone surrogates
+        except UnicodeEncodeError:
+            raise InvalidInput(
+                f"the passphrase in {ENV_PASSPHRASE} is not UTF-8 text; set it again as UTF-8"
+            ) from None
         return from_env
     if not sys.stdin.isatty():
         raise InvalidInput(f"no terminal to ask for the passphrase; set {ENV_PASSPHRASE}")
-    first = getpass.getpass(prompt)
-    if confirm and getpass.getpass("Repeat the passphrase: ") != first:
-        raise InvalidInput("the two passphrases differ; nothing was changed")
+    try:
+        first = getpass.getpass(prompt)
+        if confirm and getpass.getpass("Repeat the passphrase: ") != first:
+            raise InvalidInput("the two passphrases differ; nothing was changed")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            "the passphrase typed is not UTF-8 text; set the terminal to UTF-8 and try again"
+        ) from None
     return first
+
+
+TIME_FORMAT = "2026-11-23T08:30 (the school's local time) or 2026-11-23T08:30+00:00"
+
+
+def parse_school_time(text: str, zone: tzinfo, option: str) -> datetime:
+    """A time given on the command line, in UTC. One without an offset is the school's local
+    time whatever the host's zone: a server often runs in UTC, a laptop abroad in another."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"{option} {text!r} is not an ISO 8601 date and time; write it as {TIME_FORMAT}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment.astimezone(UTC)
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -162,6 +194,10 @@ class Runner:
                 "(or pass --workspace / set SGALERT_WORKSPACE)"
             )
         return await CaseService.open(self.workspace)
+
+    def school_time(self, text: str, option: str) -> datetime:
+        """``--at`` and the like: see :func:`parse_school_time`; the zone is the config's."""
+        return parse_school_time(text, load_config(self.workspace.config_path).timezone, option)
 
     async def unlocked(self, service: CaseService) -> Identity:
         passphrase = _read_passphrase(f"Passphrase for {self.args.as_email}: ")
@@ -340,7 +376,11 @@ class Runner:
                 "name": self.args.reporter_name or "",
                 "contact": self.args.reporter_contact or "",
             }
-        received = parse_iso(self.args.received_at) if self.args.received_at else None
+        received = (
+            self.school_time(self.args.received_at, "--received-at")
+            if self.args.received_at
+            else None
+        )
         async with await self.service() as service:
             identity = await self.unlocked(service)
             stored = await service.record_manual_case(
@@ -485,7 +525,7 @@ class Runner:
         from sgalert.clock import utcnow
         from sgalert.duty import load_rota
 
-        at = parse_iso(self.args.at) if self.args.at else utcnow()
+        at = self.school_time(self.args.at, "--at") if self.args.at else utcnow()
         async with await self.service() as service:
             view = await load_rota(service, since=at)
         duty = view.who(at)
@@ -549,7 +589,8 @@ class Runner:
     async def rota_cover(self) -> int:
         from sgalert.duty import add_cover
 
-        starts, ends = parse_iso(self.args.start), parse_iso(self.args.end)
+        starts = self.school_time(self.args.start, "--from")
+        ends = self.school_time(self.args.end, "--to")
         async with await self.service() as service:
             identity = await self.unlocked(service)
             cover = await add_cover(service, identity, self.args.who, starts, ends)
@@ -593,25 +634,34 @@ class Runner:
         return 0
 
     async def status(self) -> int:
-        """The engine's heartbeat, open system alerts and unacknowledged cases: one glance."""
+        """The engine, open system alerts, failing channels and unacknowledged cases: one glance.
+
+        The engine is judged against its lease (as the desk's banner is); a channel is failing
+        as :func:`sgalert.desk.failing_channels` says. Either, or an open alert, exits 1.
+        """
         from sgalert.clock import utcnow
 
         async with await self.service() as service:
-            lease = await service.store.fetchall("SELECT holder, heartbeat_at FROM engine_lease")
+            lease = await service.engine_lease()
             alerts = await service.open_alerts()
+            channels = await service.failing_channels()
             waiting = await service.list_cases(state=CaseState.NEW)
         now = utcnow()
         report: dict[str, Any] = {
             "engine": None,
             "alerts": alerts,
+            "failing_channels": [
+                {"channel": c.channel, "undelivered": c.undelivered, "since": iso(c.since)}
+                for c in channels
+            ],
             "unacknowledged": [c.ref for c in waiting],
         }
-        if lease:
-            beat = parse_iso(lease[0][1])
+        if lease is not None:
             report["engine"] = {
-                "holder": lease[0][0],
-                "heartbeat_at": iso(beat),
-                "stale": (now - beat).total_seconds() > 60,
+                "holder": lease.holder,
+                "heartbeat_at": iso(lease.heartbeat_at),
+                "lease_expires_at": iso(lease.expires_at),
+                "stale": lease.lapsed(now),
             }
         if self.args.json:
             print(json.dumps(report, indent=2))
@@ -630,7 +680,12 @@ class Runner:
                 f"unacknowledged cases: {len(waiting)}"
                 + (f" ({', '.join(c.ref for c in waiting[:10])})" if waiting else "")
             )
-        healthy = report["engine"] is not None and not report["engine"]["stale"] and not alerts
+            for channel in channels:
+                print(
+                    f"CHANNEL FAILING {channel.channel}: {channel.undelivered} page(s) not"
+                    f" delivered, the oldest queued {iso(channel.since)}"
+                )
+        healthy = lease is not None and not lease.lapsed(now) and not alerts and not channels
         return 0 if healthy else 1
 
     async def audit_verify(self) -> int:
@@ -747,7 +802,11 @@ def _parser() -> argparse.ArgumentParser:
         help="an extracted fact, e.g. child_name=Ada Example (repeatable)",
     )
     new.add_argument("--text", help="what was said, verbatim where possible")
-    new.add_argument("--received-at", help="when the call came, ISO 8601 (default: now)")
+    new.add_argument(
+        "--received-at",
+        help="when the call came, ISO 8601, the school's local time unless it has an offset"
+        " (default: now)",
+    )
     new.add_argument("--reporter-name", help="whistleblowing: the reporter (sealed apart)")
     new.add_argument("--reporter-contact", help="whistleblowing: their preferred contact")
     as_email(new)
@@ -810,7 +869,7 @@ def _parser() -> argparse.ArgumentParser:
         commands,
         "status",
         Runner.status,
-        "engine heartbeat, open alerts, unacknowledged cases (exit 1 if unhealthy)",
+        "engine, open alerts, failing channels, unacknowledged cases (exit 1 if unhealthy)",
     )
     status.add_argument("--json", action="store_true")
     command(
@@ -827,7 +886,10 @@ def _parser() -> argparse.ArgumentParser:
     rota = commands.add_parser("rota", help="who is on duty")
     rota_cmds = rota.add_subparsers(dest="rota_command", required=True, metavar="COMMAND")
     who = command(rota_cmds, "who", Runner.rota_who, "who is on duty, and the rule that chose them")
-    who.add_argument("--at", help="an ISO 8601 time (default: now)")
+    who.add_argument(
+        "--at",
+        help="an ISO 8601 time, the school's local time unless it has an offset (default: now)",
+    )
     who.add_argument("--json", action="store_true")
     check = command(rota_cmds, "check", Runner.rota_check, "report gaps in cover (exit 1 if any)")
     check.add_argument("--days", type=int, default=14)
@@ -851,9 +913,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Callable[[Runner], Coroutine[Any, Any, int] | int] = args.handler
         outcome = handler(runner)
         if inspect.iscoroutine(outcome):
-            return int(asyncio.run(outcome))
+            outcome = int(asyncio.run(outcome))
         assert isinstance(outcome, int)
+        sys.stdout.flush()  # a reader that has gone shows here, not as an error at exit
         return outcome
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise
+        return 128 + 13  # as if SIGPIPE had ended us, like `yes | head`
     except SgalertError as exc:
         if args.debug:
             traceback.print_exc()
@@ -862,3 +929,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sgalert: interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_gone() -> bool:
+    """True when standard output is a pipe whose reader has left (`sgalert cases list | head`).
+
+    Then say nothing, as well-behaved tools do, and point stdout at /dev/null so Python's own
+    flush at exit meets no broken pipe either. A broken pipe anywhere else is a real error.
+    """
+    import select
+    import stat
+
+    try:
+        fd = sys.stdout.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode) or not hasattr(select, "poll"):
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if not any(events & select.POLLERR for _, events in poller.poll(0)):
+            return False  # the pipe still has a reader: the broken pipe was elsewhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError):
+        return False
+    return True

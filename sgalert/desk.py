@@ -15,7 +15,7 @@ import enum
 import json
 import sqlite3
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
@@ -24,6 +24,7 @@ from sgalert.audit import AuditEntry, entries
 from sgalert.clock import iso, parse_iso
 from sgalert.errors import StoreError
 from sgalert.model import CaseState, CaseSummary, Source
+from sgalert.outbox import FALLBACK_AFTER
 from sgalert.store import Store
 
 PAGE_SIZE = 100
@@ -332,6 +333,73 @@ async def engine_heartbeat(store: Store) -> datetime | None:
     return parse_iso(rows[0][0]) if rows else None
 
 
+# The engine's own lease length (sgalert.engine.LEASE_SECONDS, which imports this module), for
+# a heartbeat whose lease's end is not known.
+DEFAULT_LEASE = timedelta(seconds=15)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLease:
+    """The engine's hold on the store: who, its last heartbeat, and when the lease runs out."""
+
+    holder: str
+    heartbeat_at: datetime
+    expires_at: datetime
+
+    def lapsed(self, now: datetime) -> bool:
+        """The engine renews its lease every few seconds; one that ran out unrenewed means the
+        engine died or hangs (and a standby may take over). Every desk judges it this way."""
+        return engine_silent(self.heartbeat_at, self.expires_at, now)
+
+
+def engine_silent(heartbeat_at: datetime, expires_at: datetime | None, now: datetime) -> bool:
+    """Whether an engine that last beat at ``heartbeat_at`` has gone quiet: past its lease's
+    end, or (lease unknown) a default lease's length after its last beat."""
+    return now > (expires_at or heartbeat_at + DEFAULT_LEASE)
+
+
+async def engine_lease(store: Store) -> EngineLease | None:
+    """The engine's lease, or None when no engine holds the store (never started, or stopped
+    cleanly, which deletes it): then nobody is being paged."""
+    rows = await store.fetchall(
+        "SELECT holder, heartbeat_at, expires_at FROM engine_lease WHERE id = 1"
+    )
+    if not rows:
+        return None
+    holder, heartbeat, expires = rows[0]
+    return EngineLease(str(holder), parse_iso(heartbeat), parse_iso(expires))
+
+
+@dataclass(frozen=True, slots=True)
+class FailingChannel:
+    """A notification channel that is not getting pages through. Names the channel only."""
+
+    channel: str
+    undelivered: int  # pages on it that failed repeatedly, or for good
+    since: datetime  # when the oldest of them was queued
+
+
+async def failing_channels(store: Store) -> list[FailingChannel]:
+    """Channels that are failing, judged from the outbox.
+
+    A channel is failing while a page on it is still being retried after ``FALLBACK_AFTER``
+    failed attempts (the point at which the outbox also tries another channel), or while a page
+    on it failed for good and nothing has been delivered on that channel since it was queued.
+    One transient failure is not failing: the retry usually gets through. Reads the outbox's
+    undelivered rows only (delivered rows are looked up by channel for the second test).
+    """
+    rows = await store.fetchall(
+        "SELECT o.channel, COUNT(*), MIN(o.created_at) FROM outbox o"
+        " WHERE (o.state IN ('pending', 'sending') AND o.attempts >= ?)"
+        " OR (o.state = 'failed' AND NOT EXISTS (SELECT 1 FROM outbox d"
+        "   WHERE d.channel = o.channel AND d.state = 'delivered'"
+        "   AND d.delivered_at >= o.created_at))"
+        " GROUP BY o.channel ORDER BY o.channel",
+        (FALLBACK_AFTER,),
+    )
+    return [FailingChannel(str(r[0]), int(r[1]), parse_iso(r[2])) for r in rows]
+
+
 async def unacknowledged(store: Store, email: str | None = None) -> Unacknowledged:
     """Unacknowledged cases, and how many of them are assigned to ``email`` (any case)."""
     rows = await store.fetchall(
@@ -404,6 +472,7 @@ class ChangeMarks:
 
     audit_seq: int
     heartbeat_at: datetime | None
+    lease_expires_at: datetime | None = None
 
 
 class ChangeProbe:
@@ -434,12 +503,17 @@ class ChangeProbe:
             (version,) = self._conn.execute("PRAGMA data_version").fetchone()
             if version == self._version:
                 return None
-            seq, heartbeat = self._conn.execute(
+            seq, heartbeat, expires = self._conn.execute(
                 "SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit),"
-                " (SELECT heartbeat_at FROM engine_lease WHERE id = 1)"
+                " (SELECT heartbeat_at FROM engine_lease WHERE id = 1),"
+                " (SELECT expires_at FROM engine_lease WHERE id = 1)"
             ).fetchone()
             self._version = int(version)
-            return ChangeMarks(int(seq), parse_iso(heartbeat) if heartbeat else None)
+            return ChangeMarks(
+                int(seq),
+                parse_iso(heartbeat) if heartbeat else None,
+                parse_iso(expires) if expires else None,
+            )
         except sqlite3.Error as exc:
             self.close()
             raise StoreError(f"cannot read the store ({exc})") from None

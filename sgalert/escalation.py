@@ -60,6 +60,8 @@ class Plan:
     channels: tuple[str, ...] = ("email", "teams")
     per_person_channels: frozenset[str] = frozenset({"email"})
     reply_address: str | None = None
+    # What each configured mailbox receives, by its name: who hears that it is down.
+    source_types: Mapping[str, Source] = field(default_factory=dict)
 
     def policy(self, source: Source, flags: Sequence[str]) -> Policy:
         if Flag.ABOUT_HEAD in flags:
@@ -467,28 +469,54 @@ SYSTEM_ALERT_TEXT = {
 }
 
 
+def _alert_recipients(
+    conn: sqlite3.Connection, plan: Plan, kind: str, source_name: str, channel: str
+) -> list[tuple[str | None, str, str]]:
+    """Who is paged about one system alert on one channel: (person id, address, what it is).
+
+    The DSL team always (they keep sgalert running). The whistleblowing mailbox is the
+    monitoring officer's [HMS], so when it is down they are paged too, and only they are told
+    which mailbox: the team and shared channels read "a watched mailbox", because a page leaves
+    the machine and an allegation may be about one of the team.
+    """
+    named = f"{kind} ({source_name})"
+    whistle = kind == "source-down" and plan.source_types.get(source_name) is Source.WHISTLE
+    told = f"{kind} (a watched mailbox)" if whistle else named
+    if channel not in plan.per_person_channels:
+        return [(None, channel, told)]
+    roles = [Role.DSL.value, Role.DEPUTY.value, Role.HEAD.value]
+    if whistle:
+        roles.append(Role.MONITORING_OFFICER.value)
+    people = conn.execute(
+        f"SELECT id, email, role FROM people WHERE removed_at IS NULL"
+        f" AND role IN ({','.join('?' * len(roles))}) ORDER BY email",
+        roles,
+    ).fetchall()
+    return [
+        (str(pid), str(email), named if role == Role.MONITORING_OFFICER.value else told)
+        for pid, email, role in people
+    ]
+
+
 def page_system_alerts(conn: sqlite3.Connection, plan: Plan, now: datetime) -> int:
-    """Queue pages to the DSL team for every open system alert not yet paged."""
+    """Queue pages to the DSL team (and, for the whistleblowing mailbox, the monitoring officer)
+    for every open system alert not yet paged."""
     alerts = conn.execute(
         "SELECT id, kind, source_name, raised_at FROM system_alerts"
         " WHERE cleared_at IS NULL AND paged_at IS NULL"
     ).fetchall()
     if not alerts:
         return 0
-    team = conn.execute(
-        "SELECT id, email FROM people WHERE removed_at IS NULL AND role IN (?, ?, ?)",
-        (Role.DSL.value, Role.DEPUTY.value, Role.HEAD.value),
-    ).fetchall()
     queued = 0
     for alert_id, kind, source_name, raised_at in alerts:
         for channel in plan.channels:
-            people = team if channel in plan.per_person_channels else [(None, channel)]
-            for person_id, address in people:
+            people = _alert_recipients(conn, plan, kind, source_name, channel)
+            for person_id, address, what in people:
                 key = f"alert-{alert_id}:{channel}:{person_id or 'shared'}"
                 payload = {
                     "idempotency_key": key,
                     "school": plan.school,
-                    "case_ref": f"{kind} ({source_name})",
+                    "case_ref": what,
                     "source": "system",
                     "received_at": raised_at,
                     "urgency": "alert",

@@ -3,7 +3,9 @@
 Each notification email carries a single-use token (``ACK-`` and 16 hex digits). A reply that
 arrives in the configured reply mailbox acknowledges the case when, and only when:
 
-- it carries a token sgalert issued (only its SHA-256 is stored), not yet used, not expired;
+- it carries a token sgalert issued (only its SHA-256 is stored), not yet used, not expired,
+  sent to someone who has not since been removed (a leaver's old pages must not stop an
+  escalation);
 - it comes from the address that notification was sent to (checked with sgalert's own strict
   From parser, never ``email.utils``);
 - its sender passes the authenticity checks of that mailbox (Authentication-Results, allowed
@@ -61,7 +63,8 @@ async def process_reply(
     async with service.store.write() as db:
         rows = list(
             await db.execute_fetchall(
-                "SELECT t.case_id, t.expires_at, t.used_at, p.email, p.id, c.ref, c.state"
+                "SELECT t.case_id, t.expires_at, t.used_at, p.email, p.id, c.ref, c.state,"
+                " p.removed_at"
                 " FROM ack_tokens t JOIN people p ON p.id = t.person_id"
                 " JOIN cases c ON c.id = t.case_id WHERE t.token_sha256 = ?",
                 (digest,),
@@ -70,9 +73,11 @@ async def process_reply(
         if not rows:
             reason = "unknown token (forged or mistyped)"
         else:
-            case_id, expires, used, email, person_id, ref, state = rows[0]
+            case_id, expires, used, email, person_id, ref, state, removed = rows[0]
             if used:
                 reason = "token already used"
+            elif removed:
+                reason = "the person the token was sent to has been removed"
             elif parse_iso(expires) < now:
                 reason = "token expired"
             elif (verdict.sender.address or "").lower() != str(email).lower():

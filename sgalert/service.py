@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -243,6 +243,7 @@ def make_plan(config: Config) -> Plan:
         reply_address=next(
             (str(c.options["reply_to"]) for c in config.channels if "reply_to" in c.options), None
         ),
+        source_types={s.name: s.type for s in config.sources if s.purpose == "cases"},
     )
 
 
@@ -367,6 +368,14 @@ class CaseService:
     async def engine_heartbeat(self) -> datetime | None:
         """When the engine last beat; None if it never ran here. Stale means nobody is paged."""
         return await desk.engine_heartbeat(self.store)
+
+    async def engine_lease(self) -> desk.EngineLease | None:
+        """The engine's lease (holder, heartbeat, end); judge it with ``lapsed``."""
+        return await desk.engine_lease(self.store)
+
+    async def failing_channels(self) -> list[desk.FailingChannel]:
+        """Notification channels not getting pages through (channel names only)."""
+        return await desk.failing_channels(self.store)
 
     async def unacknowledged(self, email: str | None = None) -> desk.Unacknowledged:
         """Unacknowledged cases, and how many of them are assigned to ``email``."""
@@ -847,13 +856,23 @@ class CaseService:
         action: str,
         reason: str | None = None,
         corrects: str | None = None,
+        refused_when_closed: str | None = None,
+        then: Callable[[aiosqlite.Connection, CaseSummary], Awaitable[object]] | None = None,
     ) -> str:
+        """Seal and store one signed entry in one write transaction that re-reads the case.
+
+        ``refused_when_closed``: the entry is an action a closed case does not take; the message
+        raised. ``then``: more work for the same transaction (a referral's clock), so a refusal
+        anywhere records nothing at all.
+        """
         if not text.strip():
             raise InvalidInput("the entry's text is empty")
         try:
             async with self.store.write() as db:
                 summary = await self._summary(db, ref)
                 key = await self._content_key(db, identity, summary)
+                if refused_when_closed is not None and summary.state is CaseState.CLOSED:
+                    raise IllegalTransition(refused_when_closed.format(ref=summary.ref))
                 if corrects is not None:
                     cursor = await db.execute(
                         "SELECT 1 FROM chronology WHERE id = ? AND case_id = ?",
@@ -879,6 +898,8 @@ class CaseService:
                 await audit.append(
                     db, [audit.AuditEvent(identity.email, action, summary.id, detail)]
                 )
+                if then is not None:
+                    await then(db, summary)
                 return entry_id
         except _Refused as refused:
             await self._refuse(identity, refused, action)
@@ -900,13 +921,18 @@ class CaseService:
     async def record_decision(
         self, identity: Identity, ref: str, decision: str, reason: str
     ) -> str:
+        """A signed decision and its reason; refused on a closed case, judged in the writing
+        transaction so a close committed by another desk a moment before is seen."""
         if not reason.strip():
             raise InvalidInput("a decision needs its reason")
-        summary = await self.summary(ref)
-        if summary.state is CaseState.CLOSED:
-            raise IllegalTransition(f"case {summary.ref} is closed; reopen it to record a decision")
         return await self._add_entry(
-            identity, ref, EntryKind.DECISION, decision, action="decision-recorded", reason=reason
+            identity,
+            ref,
+            EntryKind.DECISION,
+            decision,
+            action="decision-recorded",
+            reason=reason,
+            refused_when_closed="case {ref} is closed; reopen it to record a decision",
         )
 
     async def acknowledge(self, identity: Identity, ref: str) -> CaseSummary:
@@ -1056,52 +1082,63 @@ class CaseService:
     # ----- referrals and statutory clocks ------------------------------------------------
 
     async def refer(self, identity: Identity, ref: str, to: str, text: str) -> str:
-        """Record a referral as a signed entry; a LADO referral starts its 1-working-day clock."""
+        """Record a referral as a signed entry; a LADO referral starts its 1-working-day clock.
+
+        Entry and clock are one transaction that checks the state first: a closed case is
+        refused and records nothing, rather than keeping a referral whose clock never started.
+        """
         if to not in REFERRALS:
             raise InvalidInput(f"unknown referral {to!r}; use one of {', '.join(REFERRALS)}")
         label, clock = REFERRALS[to]
-        entry = await self._add_entry(
+
+        async def start(db: aiosqlite.Connection, summary: CaseSummary) -> None:
+            if clock is not None:
+                await self._start_clock_in(db, identity, summary, clock)
+
+        return await self._add_entry(
             identity,
             ref,
             EntryKind.REFERRAL,
             f"Referred to {label}. {text}".strip(),
             action="referred",
+            refused_when_closed="case {ref} is closed; a referral is not recorded on it",
+            then=start,
         )
-        if clock is not None:
-            await self.start_clock(identity, ref, clock)
-        return entry
 
     async def start_clock(self, identity: Identity, ref: str, kind: str) -> datetime:
         """Start a statutory clock (LADO, suspension confirmation, file transfer)."""
         if kind not in ACTION_CLOCKS:
             raise InvalidInput(f"unknown clock {kind!r}; use one of {', '.join(ACTION_CLOCKS)}")
-        plan = self.plan
-        assert plan is not None
         try:
             async with self.store.write() as db:
                 summary = await self._summary(db, ref)
                 await self._content_key(db, identity, summary)
                 if summary.state is CaseState.CLOSED:
                     raise IllegalTransition(f"case {summary.ref} is closed")
-                now = self._clock()
-                due = await on_connection(
-                    db, lambda conn: start_action_clock(conn, plan, summary.id, kind, now)
-                )
-                await audit.append(
-                    db,
-                    [
-                        audit.AuditEvent(
-                            identity.email,
-                            "clock-started",
-                            summary.id,
-                            {"clock": kind, "due_at": iso(due)},
-                        )
-                    ],
-                )
-                return due
+                return await self._start_clock_in(db, identity, summary, kind)
         except _Refused as refused:
             await self._refuse(identity, refused, "start-clock")
             raise AssertionError("unreachable") from None
+
+    async def _start_clock_in(
+        self, db: aiosqlite.Connection, identity: Identity, summary: CaseSummary, kind: str
+    ) -> datetime:
+        """Start a clock inside the caller's transaction, with its audit entry."""
+        plan = self.plan
+        assert plan is not None
+        now = self._clock()
+        due = await on_connection(
+            db, lambda conn: start_action_clock(conn, plan, summary.id, kind, now)
+        )
+        await audit.append(
+            db,
+            [
+                audit.AuditEvent(
+                    identity.email, "clock-started", summary.id, {"clock": kind, "due_at": iso(due)}
+                )
+            ],
+        )
+        return due
 
     async def meet_clock(self, identity: Identity, ref: str, kind: str) -> None:
         """Record that a statutory deadline was met; its warnings stop."""

@@ -147,11 +147,23 @@ class Store:
             except BaseException:
                 await self._rollback_quietly()
                 raise
-            await self._statement("COMMIT")
+            try:
+                await self._statement("COMMIT")
+            except sqlite3.Error as exc:
+                await self._rollback_quietly()
+                raise self._commit_failed(exc) from None
 
     async def _rollback_quietly(self) -> None:
         if self._db.in_transaction:
             await self._statement("ROLLBACK")
+
+    def _commit_failed(self, exc: sqlite3.Error) -> StoreError:
+        """A COMMIT that failed (busy, disk I/O, a deferred constraint) leaves SQLite inside the
+        transaction; the caller has rolled it back, so the change is gone and the shared
+        connection is clean for the next writer."""
+        return StoreError(
+            f"{self.path}: the store could not save the change ({exc}); nothing was saved"
+        )
 
     async def transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` as one write transaction entirely on the connection's thread.
@@ -171,7 +183,12 @@ class Store:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise self._commit_failed(exc) from None
             return result
 
         async with self._write_lock:

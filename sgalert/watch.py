@@ -2,8 +2,10 @@
 
 Each configured source runs its adapter under a supervisor: an adapter that crashes is restarted
 with capped backoff, and every failure is reported to a :class:`SourceMonitor`. A mailbox that
-cannot be reached for longer than its ``down_after_minutes`` opens a ``source-down`` system alert
-(the engine notifies the DSL team of open alerts), because silence must never look like safety.
+cannot be reached for longer than its ``down_after_minutes`` opens a ``source-down`` system alert,
+dated from when the failure began (the engine notifies the DSL team of open alerts, and the
+monitoring officer too for the whistleblowing mailbox), because silence must never look like
+safety.
 The alert is cleared, and audited, as soon as the mailbox answers again.
 """
 
@@ -77,13 +79,16 @@ class SourceMonitor:
         if self._clock() - self.failing_since < self.down_after:
             return
         async with self.store.write() as db:
+            # Dated from when the failure began: that is the "since" every page, banner and
+            # status line shows (mail may have been missed from then). The audit entry below
+            # records when the alert itself was opened.
             await db.execute(
                 "INSERT OR IGNORE INTO system_alerts (kind, source_name, raised_at, detail)"
                 " VALUES (?, ?, ?, ?)",
                 (
                     SOURCE_DOWN,
                     self.source.name,
-                    iso(self._clock()),
+                    iso(self.failing_since),
                     json.dumps({"since": iso(self.failing_since), "reason": self.last_reason}),
                 ),
             )

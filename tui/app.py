@@ -30,6 +30,7 @@ from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState
 
 from sgalert.clock import Clock, utcnow
+from sgalert.desk import ChangeMarks
 from sgalert.errors import SgalertError
 from sgalert.keyring import Identity
 from sgalert.model import Role
@@ -333,8 +334,9 @@ class SgalertApp(App[int]):
     # ----- live updates and banners -------------------------------------------------------
 
     def on_store_changed(self, message: StoreChanged) -> None:
-        if self.status is not None and message.marks.heartbeat_at:
-            self.status = _with_heartbeat(self.status, message.marks.heartbeat_at)
+        if self.status is not None:
+            # Also when the lease is gone (a clean stop deletes it): the banner says so now.
+            self.status = _with_lease(self.status, message.marks)
             self.show_banners()
         if message.cases_changed and message.previous is not None:
             if self._queue is not None:
@@ -430,8 +432,8 @@ class SgalertApp(App[int]):
         self.require_identity(load)
 
 
-def _with_heartbeat(status: DeskStatus, heartbeat: datetime) -> DeskStatus:
-    return replace(status, heartbeat_at=heartbeat)
+def _with_lease(status: DeskStatus, marks: ChangeMarks) -> DeskStatus:
+    return replace(status, heartbeat_at=marks.heartbeat_at, lease_expires_at=marks.lease_expires_at)
 
 
 def make_app(

@@ -1,28 +1,25 @@
 """What the banners say: silence must never look like safety.
 
 :func:`gather_status` asks the service (metadata only) and the rota; :func:`banners` turns that
-into lines for the queue. The heartbeat's staleness is judged against the clock on every tick, so a
-dead engine shows up even when nothing in the store moves.
+into lines for the queue. The engine is judged against its lease on every tick (as `sgalert status`
+judges it), so a dead engine shows up even when nothing in the store moves.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from typing import Literal
 
 from sgalert.clock import parse_iso
+from sgalert.desk import engine_silent
 from sgalert.duty import load_rota
-from sgalert.engine import LEASE_SECONDS
 from sgalert.rota import Gap, OnDuty
 from sgalert.service import CaseService
 
 from .formatting import ago, local_time
 
-# The engine beats every few seconds and its lease lasts LEASE_SECONDS; four leases without a
-# beat means it is gone, not merely busy.
-HEARTBEAT_STALE = timedelta(seconds=LEASE_SECONDS * 4)
 GAP_DAYS = 14
 
 Severity = Literal["error", "warning", "info"]
@@ -43,10 +40,11 @@ class DeskStatus:
     gaps: tuple[Gap, ...]
     unacknowledged: int
     assigned_to_me: int
+    lease_expires_at: datetime | None = None  # the engine's lease: silent once it has run out
 
 
 async def gather_status(service: CaseService, email: str | None, now: datetime) -> DeskStatus:
-    heartbeat = await service.engine_heartbeat()
+    lease = await service.engine_lease()
     alerts = tuple(await service.open_alerts())
     on_duty: OnDuty | None = None
     gaps: tuple[Gap, ...] = ()
@@ -55,7 +53,15 @@ async def gather_status(service: CaseService, email: str | None, now: datetime) 
         on_duty = view.who(now)
         gaps = tuple(await asyncio.to_thread(view.gaps, now, GAP_DAYS))
     waiting = await service.unacknowledged(email)
-    return DeskStatus(heartbeat, alerts, on_duty, gaps, waiting.total, waiting.assigned)
+    return DeskStatus(
+        lease.heartbeat_at if lease else None,
+        alerts,
+        on_duty,
+        gaps,
+        waiting.total,
+        waiting.assigned,
+        lease.expires_at if lease else None,
+    )
 
 
 def banners(
@@ -72,7 +78,7 @@ def banners(
                 "ENGINE NOT RUNNING: nobody is being paged. Start `sgalert serve`.",
             )
         )
-    elif now - status.heartbeat_at > HEARTBEAT_STALE:
+    elif engine_silent(status.heartbeat_at, status.lease_expires_at, now):
         found.append(
             Banner(
                 "engine",

@@ -1,0 +1,125 @@
+"""The right people are told when a mailbox is down, and told since when.
+
+The whistleblowing mailbox is the monitoring officer's [HMS]: when it is down they are paged, by
+name of the mailbox. The DSL team is paged too (silence must not look like safety, and they keep
+sgalert running) but only that "a watched mailbox" is down: a page leaves the machine (phones,
+lock screens, shared inboxes), and an allegation may be about one of them. A shared channel gets
+the same unnamed page. Every page says since when the mailbox has been failing, not when the alert
+happened to be raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sgalert.clock import parse_iso
+from sgalert.config import SourceConfig
+from sgalert.desk import open_alerts
+from sgalert.engine import Engine
+from sgalert.model import Source
+from sgalert.notify import Notification
+from sgalert.watch import SourceMonitor
+from sgalert.workspace import Workspace
+
+from .conftest import Team
+from .engine_helpers import RecordingNotifier, VirtualClock
+
+WHISTLE_SOURCE = """
+[[sources]]
+name = "staff-concerns"
+type = "whistle"
+kind = "maildir"
+path = "inbox/staff-concerns"
+"""
+TEAM = {"dsl@example.org", "deputy@example.org", "head@example.org"}
+
+
+@pytest.fixture
+def workspace(workspace: Workspace) -> Workspace:
+    """The shared workspace plus a whistleblowing mailbox."""
+    with workspace.config_path.open("a", encoding="utf-8") as config:
+        config.write(WHISTLE_SOURCE)
+    return workspace
+
+
+def engine_for(
+    team: Team, clock: VirtualClock
+) -> tuple[Engine, RecordingNotifier, RecordingNotifier]:
+    """The engine with the config's own plan, paging by email and to a shared chat channel."""
+    email, chat = RecordingNotifier("email"), RecordingNotifier("teams", per_person=False)
+    team.service._clock = clock
+    assert team.service.plan is not None
+    team.service.plan = dataclasses.replace(
+        team.service.plan, channels=("email", "teams"), per_person_channels=frozenset({"email"})
+    )
+    engine = Engine(
+        team.service,
+        team.service.store.path.parent,
+        notifiers={"email": email, "teams": chat},
+        clock=clock,
+        watch=False,
+    )
+    return engine, email, chat
+
+
+async def source_down(team: Team, clock: VirtualClock, name: str, kind: Source) -> None:
+    """The mailbox fails, keeps failing past its allowance, and its alert is paged."""
+    assert team.service.config is not None
+    source = next(s for s in team.service.config.sources if s.name == name)
+    assert source.type is kind
+    monitor = SourceMonitor(team.service.store, source, clock=clock)
+    await monitor.failing("connection problem: ConnectionRefusedError")
+    clock.advance(minutes=25)
+    await monitor.failing("connection problem: ConnectionRefusedError")
+    await monitor.check()
+
+
+def by_address(email: RecordingNotifier) -> dict[str, Notification]:
+    return {recipient.address: notification for notification, recipient in email.sent}
+
+
+async def test_whistle_mailbox_down_pages_the_monitoring_officer_by_name(team: Team) -> None:
+    clock = VirtualClock()
+    began = clock()
+    engine, email, chat = engine_for(team, clock)
+    await source_down(team, clock, "staff-concerns", Source.WHISTLE)
+    await engine.tick_alerts()
+    await engine.sender.send_due()
+
+    pages = by_address(email)
+    assert set(pages) == TEAM | {"mo@example.org"}
+    assert pages["mo@example.org"].case_ref == "source-down (staff-concerns)"
+    for address in TEAM:
+        assert pages[address].case_ref == "source-down (a watched mailbox)"
+        assert "staff-concerns" not in pages[address].body() + pages[address].subject()
+        assert "whistle" not in pages[address].body().lower()
+    ((shared, _),) = chat.sent
+    assert shared.case_ref == "source-down (a watched mailbox)"
+    for notification in (*pages.values(), shared):
+        assert notification.received_at == began  # since the failure began, not +25 minutes
+
+
+async def test_another_mailbox_down_pages_the_team_only(team: Team) -> None:
+    clock = VirtualClock()
+    engine, email, _ = engine_for(team, clock)
+    await source_down(team, clock, "encompass", Source.ENCOMPASS)
+    await engine.tick_alerts()
+    await engine.sender.send_due()
+    pages = by_address(email)
+    assert set(pages) == TEAM
+    assert {n.case_ref for n in pages.values()} == {"source-down (encompass)"}
+
+
+async def test_a_source_down_alert_is_dated_from_when_the_failure_began(team: Team) -> None:
+    clock = VirtualClock()
+    began = clock()
+    source = SourceConfig(name="encompass-imap", type=Source.ENCOMPASS, kind="imap")
+    monitor = SourceMonitor(team.service.store, source, clock=clock)
+    await monitor.failing("connection problem: ConnectionRefusedError")
+    clock.advance(minutes=11)
+    await monitor.check()
+    (alert,) = await open_alerts(team.service.store)
+    assert parse_iso(alert["raised_at"]) == began
+    assert parse_iso(alert["since"]) == began
