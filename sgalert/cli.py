@@ -612,7 +612,13 @@ class Runner:
                 state = "STALE" if engine["stale"] else "running"
                 print(f"engine: {state} ({engine['holder']}, heartbeat {age}s ago)")
             for alert in alerts:
-                print(f"ALERT {alert['kind']}: source {alert['source']} since {alert['since']}")
+                if alert["kind"] == "rota-gap":  # raised now; its first gap is usually ahead
+                    first = alert.get("first_gap_from")
+                    gap = f"; first gap {first} to {alert['first_gap_to']}" if first else ""
+                    print(f"ALERT rota-gap: raised {alert['raised_at']}{gap}")
+                    continue
+                since = alert.get("since", alert["raised_at"])
+                print(f"ALERT {alert['kind']}: source {alert['source']} since {since}")
             print(
                 f"unacknowledged cases: {len(waiting)}"
                 + (f" ({', '.join(c.ref for c in waiting[:10])})" if waiting else "")
