@@ -17,7 +17,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sgalert import __version__, audit
@@ -469,12 +469,28 @@ class Runner:
                 log.info("stopping: signal received")
         return 0
 
+    @staticmethod
+    def _rota_time(text: str, service: CaseService, option: str) -> datetime:
+        """An ISO 8601 time; without an offset it is the school's wall clock, not this host's."""
+        from sgalert.rota import wall_clock
+
+        try:
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(
+                f"{option} {text!r} is not an ISO 8601 time; write e.g. 2026-11-24T10:00:00Z"
+            ) from None
+        if moment.tzinfo is None:
+            assert service.config is not None
+            return wall_clock(service.config.calendar.zone, moment.date(), moment.time())
+        return moment.astimezone(UTC)
+
     async def rota_who(self) -> int:
         from sgalert.clock import utcnow
         from sgalert.duty import load_rota
 
-        at = parse_iso(self.args.at) if self.args.at else utcnow()
         async with await self.service() as service:
+            at = self._rota_time(self.args.at, service, "--at") if self.args.at else utcnow()
             view = await load_rota(service, since=at)
         duty = view.who(at)
         person = view.people.get(duty.who or "")
@@ -502,6 +518,8 @@ class Runner:
         from sgalert.clock import utcnow
         from sgalert.duty import load_rota
 
+        if self.args.days < 1:
+            raise InvalidInput(f"--days {self.args.days}: check at least 1 day")
         now = utcnow()
         async with await self.service() as service:
             view = await load_rota(service, since=now)
@@ -537,8 +555,9 @@ class Runner:
     async def rota_cover(self) -> int:
         from sgalert.duty import add_cover
 
-        starts, ends = parse_iso(self.args.start), parse_iso(self.args.end)
         async with await self.service() as service:
+            starts = self._rota_time(self.args.start, service, "--from")
+            ends = self._rota_time(self.args.end, service, "--to")
             identity = await self.unlocked(service)
             cover = await add_cover(service, identity, self.args.who, starts, ends)
         print(f"cover {cover.id}: {cover.who} from {iso(cover.starts_at)} to {iso(cover.ends_at)}")
@@ -820,7 +839,9 @@ def _parser() -> argparse.ArgumentParser:
     rota = commands.add_parser("rota", help="who is on duty")
     rota_cmds = rota.add_subparsers(dest="rota_command", required=True, metavar="COMMAND")
     who = command(rota_cmds, "who", Runner.rota_who, "who is on duty, and the rule that chose them")
-    who.add_argument("--at", help="an ISO 8601 time (default: now)")
+    who.add_argument(
+        "--at", help="an ISO 8601 time; without an offset, the school's local time (default: now)"
+    )
     who.add_argument("--json", action="store_true")
     check = command(rota_cmds, "check", Runner.rota_check, "report gaps in cover (exit 1 if any)")
     check.add_argument("--days", type=int, default=14)

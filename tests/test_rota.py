@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
+import time as host_time
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,9 +17,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sgalert.cli import main
+from sgalert.clock import parse_iso
+from sgalert.crypto import TEST_KDF
 from sgalert.duty import RotaView, add_cover, load_rota
+from sgalert.keyring import add_person
+from sgalert.model import Role
 from sgalert.rota import Cover, Gap, Rota, Shift
 from sgalert.school_calendar import SchoolCalendar, Term
+from sgalert.store import Store
+from sgalert.workspace import Workspace
 
 from .conftest import Team
 
@@ -394,3 +404,60 @@ def test_rota_cli(tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
     covered = json.loads(run("rota", "who", "--at", "2026-11-28T10:00:00Z", "--json").stdout)
     assert covered["who"] == "deputy@example.org" and covered["rule"].startswith("cover")
+
+
+async def _add_people(workspace: Workspace) -> None:
+    store = await Store.open(workspace.store_path, create=True)
+    try:
+        for email, role in (("dsl@example.org", Role.DSL), ("deputy@example.org", Role.DEPUTY)):
+            name = email.split("@")[0].title() + " Example"
+            await add_person(
+                store, name=name, email=email, role=role, passphrase="x" * 12, kdf=TEST_KDF
+            )
+    finally:
+        await store.close()
+
+
+def test_rota_check_and_who_on_the_command_line_are_exact(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with workspace.config_path.open("a", encoding="utf-8") as config:
+        config.write(
+            '\n[[rota.shifts]]\nwho = "dsl@example.org"\nfrom = "07:00"\nto = "17:03"\n'
+            '\n[[rota.shifts]]\nwho = "deputy@example.org"\nfrom = "17:04"\nto = "07:00"\n'
+        )
+    asyncio.run(_add_people(workspace))
+    root = str(workspace.config_path.parent)
+
+    # Every day has a one-minute hole at 17:03 London time: a day ahead holds exactly one.
+    assert main(["--workspace", root, "rota", "check", "--days", "1"]) == 1
+    shown = capsys.readouterr().out
+    assert re.fullmatch(
+        r"warning: gap \w{3} \d\d \w{3} 17:03 to \w{3} \d\d \w{3} 17:04: no shift or cover;"
+        r" fallback dsl@example.org\n",
+        shown,
+    ), shown
+    assert main(["--workspace", root, "rota", "check", "--days", "1", "--json"]) == 1
+    (gap,) = json.loads(capsys.readouterr().out)["gaps"]
+    assert parse_iso(gap["to"]) - parse_iso(gap["from"]) == MINUTE
+
+    # A time without an offset is the school's wall clock, wherever the host thinks it is.
+    monkeypatch.setenv("TZ", "UTC")
+    host_time.tzset()
+    try:
+        assert main(["--workspace", root, "rota", "who", "--at", "2026-07-01T17:03", "--json"]) == 0
+    finally:
+        monkeypatch.undo()
+        host_time.tzset()
+    shown_who = json.loads(capsys.readouterr().out)
+    assert shown_who["at"] == "2026-07-01T16:03:00.000000Z"  # 17:03 BST
+    assert shown_who["fallback"] is True
+
+    # Bad input is one clear line, not a traceback.
+    assert main(["--workspace", root, "rota", "who", "--at", "teatime"]) == 1
+    error = capsys.readouterr().err
+    assert error == (
+        "sgalert: --at 'teatime' is not an ISO 8601 time; write e.g. 2026-11-24T10:00:00Z\n"
+    )
+    assert main(["--workspace", root, "rota", "check", "--days", "0"]) == 1
+    assert capsys.readouterr().err == "sgalert: --days 0: check at least 1 day\n"
