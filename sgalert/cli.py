@@ -554,6 +554,8 @@ class Runner:
         from sgalert.clock import utcnow
         from sgalert.duty import load_rota
 
+        if self.args.days < 1:
+            raise InvalidInput(f"--days {self.args.days}: check at least 1 day")
         now = utcnow()
         async with await self.service() as service:
             view = await load_rota(service, since=now)
@@ -674,6 +676,11 @@ class Runner:
                 state = "STALE" if engine["stale"] else "running"
                 print(f"engine: {state} ({engine['holder']}, heartbeat {age}s ago)")
             for alert in alerts:
+                if alert["kind"] == "rota-gap":  # raised now; its first gap is usually ahead
+                    first = alert.get("first_gap_from")
+                    gap = f"; first gap {first} to {alert['first_gap_to']}" if first else ""
+                    print(f"ALERT rota-gap: raised {alert['raised_at']}{gap}")
+                    continue
                 since = alert.get("since") or alert["raised_at"]
                 print(f"ALERT {alert['kind']}: {alert['source']} since {since}")
             print(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sgalert import audit
 from sgalert.clock import iso, parse_iso
@@ -27,7 +27,14 @@ class RotaView:
         return self.rota.who(at, self.covers, self.available)
 
     def gaps(self, start: datetime, days: int = 14) -> list[Gap]:
+        """Every gap in the ``days`` from ``start``, with exact edges (see :mod:`sgalert.rota`)."""
         return self.rota.gaps(start, days, self.covers, self.available)
+
+    def next_change(self, start: datetime, days: int = 14) -> tuple[datetime, OnDuty] | None:
+        """When someone other than the person on duty at ``start`` takes over, exactly."""
+        return self.rota.next_change(
+            start, start + timedelta(days=days), self.covers, self.available
+        )
 
     def unknown_people(self) -> list[str]:
         """Emails named by shifts or the fallback that are not (or no longer) people."""

@@ -207,10 +207,24 @@ class Engine:
         gaps = view.gaps(now, 14)
         async with self.service.store.write() as db:
             if gaps:
+                # Raised now; the first gap is when cover runs out (not a "since": it may be
+                # days ahead). An alert already open keeps its raised_at but not a stale gap.
+                detail = json.dumps(
+                    {
+                        "first_gap_from": iso(gaps[0].start),
+                        "first_gap_to": iso(gaps[0].end),
+                        "gaps": len(gaps),
+                    }
+                )
                 await db.execute(
                     "INSERT OR IGNORE INTO system_alerts (kind, source_name, raised_at, detail)"
                     " VALUES ('rota-gap', 'rota', ?, ?)",
-                    (iso(now), json.dumps({"since": iso(gaps[0].start), "gaps": len(gaps)})),
+                    (iso(now), detail),
+                )
+                await db.execute(
+                    "UPDATE system_alerts SET detail = ? WHERE kind = 'rota-gap'"
+                    " AND cleared_at IS NULL",
+                    (detail,),
                 )
             else:
                 await db.execute(

@@ -61,14 +61,25 @@ class Notification:
     def lines(self) -> list[str]:
         local = self.received_at.astimezone(self.zone)
         if self.source == "system":
+            # received_at is when the alert was raised; for a rota gap that is not when the
+            # gap begins (usually later), and the mail is not at risk, the cover is.
+            if self.case_ref.startswith("rota-gap "):
+                consequence = [
+                    "In a gap only the fallback (or nobody) is on duty: add a cover or a shift.",
+                    "Each gap's exact start and end: sgalert rota check",
+                ]
+            else:
+                consequence = [
+                    "Until this is fixed, notifications may not reach sgalert or you.",
+                    "Check with: sgalert status",
+                ]
             return [
                 f"{self.school}: sgalert needs attention: {self.case_ref}.",
                 "",
-                f"Since: {local:%a %d %b %Y %H:%M %Z}",
+                f"Raised: {local:%a %d %b %Y %H:%M %Z}",
                 f"What: {self.reason}",
                 "",
-                "Until this is fixed, notifications may not reach sgalert or you.",
-                "Check with: sgalert status",
+                *consequence,
             ]
         lines = [
             f"{self.school}: {self.title()} {self.case_ref} needs acknowledging.",

@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
+import time as host_time
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from sgalert.duty import add_cover, load_rota
-from sgalert.rota import Cover, Rota, Shift
+from sgalert.cli import main
+from sgalert.clock import parse_iso
+from sgalert.crypto import TEST_KDF
+from sgalert.duty import RotaView, add_cover, load_rota
+from sgalert.keyring import add_person
+from sgalert.model import Role
+from sgalert.rota import Cover, Gap, Rota, Shift
 from sgalert.school_calendar import SchoolCalendar, Term
+from sgalert.store import Store
+from sgalert.workspace import Workspace
 
 from .conftest import Team
 
 LONDON = ZoneInfo("Europe/London")
 WEEKDAYS = frozenset(range(5))
+EVERY_DAY = frozenset(range(7))
+MINUTE = timedelta(minutes=1)
+PEOPLE = ("dsl@example.org", "deputy@example.org", "head@example.org")
 CALENDAR = SchoolCalendar(
     terms=(
         Term(
@@ -78,6 +93,223 @@ def test_gaps_are_the_weekend_days() -> None:
     ]
     covered = Cover(2, "head@example.org", at(2026, 11, 28, 7, 0), at(2026, 11, 29, 19, 0))
     assert make_rota().gaps(at(2026, 11, 23, 12, 0), days=7, covers=[covered]) == []
+
+
+def gap_edges(gaps: list[Gap]) -> list[tuple[datetime, datetime]]:
+    return [(g.start, g.end) for g in gaps]
+
+
+def rota_of(*shifts: Shift, calendar: SchoolCalendar = CALENDAR) -> Rota:
+    return Rota(calendar, shifts, fallback=["head@example.org"])
+
+
+def test_a_one_minute_hole_between_shifts_is_a_one_minute_gap() -> None:
+    rota = rota_of(
+        Shift("dsl@example.org", EVERY_DAY, time(7, 0), time(17, 3)),
+        Shift("deputy@example.org", EVERY_DAY, time(17, 4), time(7, 0)),
+    )
+    (gap,) = rota.gaps(at(2026, 12, 7, 12, 0), days=1)
+    assert (gap.start, gap.end) == (at(2026, 12, 7, 17, 3), at(2026, 12, 7, 17, 4))
+    assert gap.end - gap.start == MINUTE and gap.covered_by == "head@example.org"
+    assert gap.describe(LONDON) == "Mon 07 Dec 17:03-17:04"
+    assert rota.who(at(2026, 12, 7, 17, 3)).fallback
+    assert not rota.who(at(2026, 12, 7, 17, 4)).fallback
+
+
+def test_a_gap_starting_at_17_03_is_reported_at_17_03() -> None:
+    rota = rota_of(Shift("dsl@example.org", WEEKDAYS, time(7, 0), time(17, 3)))
+    gaps = rota.gaps(at(2026, 12, 7, 12, 0), days=1)
+    assert gap_edges(gaps) == [(at(2026, 12, 7, 17, 3), at(2026, 12, 8, 7, 0))]
+    assert gaps[0].describe(LONDON) == "Mon 07 Dec 17:03 to Tue 08 Dec 07:00"
+
+
+def test_an_overnight_shift_covers_across_midnight_without_a_break() -> None:
+    rota = rota_of(Shift("deputy@example.org", EVERY_DAY, time(22, 1), time(6, 59)))
+    start = at(2026, 12, 7, 12, 0)
+    assert gap_edges(rota.gaps(start, days=1)) == [
+        (at(2026, 12, 7, 12, 0), at(2026, 12, 7, 22, 1)),
+        (at(2026, 12, 8, 6, 59), at(2026, 12, 8, 12, 0)),
+    ]
+    assert rota.covered(start, start + timedelta(days=1)) == [
+        (at(2026, 12, 7, 22, 1), at(2026, 12, 8, 6, 59))
+    ]
+    for moment in (at(2026, 12, 7, 23, 59), at(2026, 12, 8, 0, 0), at(2026, 12, 8, 0, 1)):
+        assert rota.who(moment).who == "deputy@example.org"
+
+
+def test_a_night_shift_when_the_clocks_go_forward_lasts_8_hours() -> None:
+    # Sunday 29 March 2026, 01:00 GMT: the clocks jump to 02:00 BST.
+    rota = rota_of(Shift("deputy@example.org", EVERY_DAY, time(22, 0), time(7, 0)))
+    start = datetime(2026, 3, 28, 12, 3, tzinfo=UTC)
+    gaps = rota.gaps(start, days=1)
+    assert gap_edges(gaps) == [
+        (start, datetime(2026, 3, 28, 22, 0, tzinfo=UTC)),  # 22:00 GMT
+        (datetime(2026, 3, 29, 6, 0, tzinfo=UTC), start + timedelta(days=1)),  # 07:00 BST
+    ]
+    assert gaps[1].start - gaps[0].end == timedelta(hours=8)
+    # A shift boundary in the hour that never happens falls when the clocks jump.
+    split = rota_of(
+        Shift("deputy@example.org", EVERY_DAY, time(20, 0), time(1, 30)),
+        Shift("dsl@example.org", EVERY_DAY, time(1, 30), time(7, 0)),
+    )
+    assert split.gaps(start, days=1)[0].end == datetime(2026, 3, 28, 20, 0, tzinfo=UTC)
+    assert len(split.gaps(start, days=1)) == 2  # none in the night
+    jump = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    assert split.who(jump - MINUTE).who == "deputy@example.org"
+    assert split.who(jump).who == "dsl@example.org"
+
+
+def test_a_night_shift_when_the_clocks_go_back_lasts_10_hours() -> None:
+    # Sunday 25 October 2026, 02:00 BST: the clocks go back to 01:00 GMT.
+    rota = rota_of(Shift("deputy@example.org", EVERY_DAY, time(22, 0), time(7, 0)))
+    start = datetime(2026, 10, 24, 12, 3, tzinfo=UTC)
+    gaps = rota.gaps(start, days=1)
+    assert gap_edges(gaps) == [
+        (start, datetime(2026, 10, 24, 21, 0, tzinfo=UTC)),  # 22:00 BST
+        (datetime(2026, 10, 25, 7, 0, tzinfo=UTC), start + timedelta(days=1)),  # 07:00 GMT
+    ]
+    assert gaps[1].start - gaps[0].end == timedelta(hours=10)
+    # A shift ending at 01:30 ends at the first 01:30 (BST): the second time the clocks read
+    # 01:15 it is over, and the gap until 02:00 GMT is one stretch of 90 minutes.
+    split = rota_of(
+        Shift("deputy@example.org", EVERY_DAY, time(20, 0), time(1, 30)),
+        Shift("dsl@example.org", EVERY_DAY, time(2, 0), time(7, 0)),
+    )
+    assert gap_edges(split.gaps(start, days=1)) == [
+        (start, datetime(2026, 10, 24, 19, 0, tzinfo=UTC)),  # 20:00 BST
+        (datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 10, 25, 2, 0, tzinfo=UTC)),
+        (datetime(2026, 10, 25, 7, 0, tzinfo=UTC), start + timedelta(days=1)),
+    ]
+    assert split.who(datetime(2026, 10, 25, 1, 15, tzinfo=UTC)).fallback  # 01:15 GMT
+
+
+SPRING = Term("Spring", date(2027, 1, 4), date(2027, 3, 26), (date(2027, 2, 15), date(2027, 2, 19)))
+SUMMER = Term("Summer", date(2027, 4, 12), date(2027, 7, 21), (date(2027, 5, 31), date(2027, 6, 4)))
+YEAR = SchoolCalendar(
+    terms=(*CALENDAR.terms, SPRING, SUMMER), inset_days=frozenset({date(2027, 1, 4)})
+)
+
+
+def term_and_holiday_rota() -> Rota:
+    return rota_of(
+        Shift("dsl@example.org", EVERY_DAY, time(7, 0), time(19, 0), "term"),
+        Shift("deputy@example.org", EVERY_DAY, time(19, 0), time(7, 0), "term"),
+        Shift("head@example.org", EVERY_DAY, time(0, 0), time(0, 0), "holiday"),
+        calendar=YEAR,
+    )
+
+
+def test_the_pattern_switches_from_holiday_to_term_at_midnight() -> None:
+    rota = term_and_holiday_rota()
+    # The last night of term runs on into the holiday's first morning: no gap.
+    assert rota.gaps(at(2026, 12, 18, 12, 2), days=1) == []
+    assert rota.who(at(2026, 12, 19, 6, 59)).who == "deputy@example.org"
+    assert rota.who(at(2026, 12, 19, 7, 0)).who == "head@example.org"
+    # The holiday pattern ends at midnight before the first day of term (an INSET day: term
+    # arrangements run), whose night shift only starts that evening.
+    gaps = rota.gaps(at(2027, 1, 3, 12, 2), days=1)
+    assert gap_edges(gaps) == [(at(2027, 1, 4, 0, 0), at(2027, 1, 4, 7, 0))]
+    assert rota.who(at(2027, 1, 4, 7, 0)).who == "dsl@example.org"
+
+
+def test_a_bank_holiday_in_term_runs_the_holiday_pattern() -> None:
+    rota = term_and_holiday_rota()
+    may_day = at(2027, 5, 3, 12, 0)  # the early May bank holiday, inside the summer term
+    assert rota.who(may_day).who == "head@example.org"
+    assert rota.who(at(2027, 5, 4, 12, 0)).who == "dsl@example.org"
+    # Holiday cover ends at midnight; the term's night shift did not start on the bank holiday.
+    gaps = rota.gaps(at(2027, 5, 2, 12, 0), days=3)
+    assert gap_edges(gaps) == [(at(2027, 5, 4, 0, 0), at(2027, 5, 4, 7, 0))]
+
+
+def test_a_dated_cover_filling_a_gap_exactly_removes_it() -> None:
+    rota = rota_of(Shift("dsl@example.org", WEEKDAYS, time(7, 0), time(17, 3)))
+    start = at(2026, 12, 7, 12, 0)
+    ((gap_start, gap_end),) = gap_edges(rota.gaps(start, days=1))
+    exact = Cover(1, "deputy@example.org", gap_start, gap_end)
+    assert rota.gaps(start, days=1, covers=[exact]) == []
+    short = Cover(2, "deputy@example.org", gap_start, gap_end - MINUTE)
+    assert gap_edges(rota.gaps(start, days=1, covers=[short])) == [(gap_end - MINUTE, gap_end)]
+    leaver = {"deputy@example.org": False, "dsl@example.org": True, "head@example.org": True}
+    assert gap_edges(rota.gaps(start, days=1, covers=[exact], available=leaver)) == [
+        (gap_start, gap_end)
+    ]
+
+
+def test_the_next_change_of_duty_is_exact() -> None:
+    rota = rota_of(
+        Shift("dsl@example.org", EVERY_DAY, time(7, 0), time(17, 3)),
+        Shift("deputy@example.org", EVERY_DAY, time(17, 4), time(7, 0)),
+    )
+    view = RotaView(rota, (), dict.fromkeys(PEOPLE, True), {})
+    change = view.next_change(at(2026, 12, 7, 12, 0), days=1)
+    assert change is not None and change[0] == at(2026, 12, 7, 17, 3)
+    assert change[1].fallback and change[1].who == "head@example.org"
+    later = view.next_change(at(2026, 12, 7, 17, 3, 30), days=1)
+    assert later is not None and later[0] == at(2026, 12, 7, 17, 4)
+    assert later[1].who == "deputy@example.org"
+
+
+# ----- the property: interval arithmetic agrees with who() asked at every minute ----------
+
+# Windows that cross the awkward nights: both DST changes, the end and start of a term, a
+# half term, a bank holiday in term, and an ordinary week.
+STARTS = (
+    at(2026, 3, 28, 0, 0),
+    at(2026, 10, 24, 0, 0),
+    at(2026, 10, 23, 0, 0),
+    at(2026, 12, 18, 0, 0),
+    at(2027, 1, 2, 0, 0),
+    at(2027, 5, 2, 0, 0),
+    at(2026, 12, 7, 0, 0),
+)
+clocks = st.builds(time, st.integers(0, 23), st.integers(0, 59))
+shifts = st.builds(
+    Shift,
+    who=st.sampled_from(PEOPLE),
+    days=st.frozensets(st.integers(0, 6), min_size=1),
+    start=clocks,
+    end=clocks,
+    when=st.sampled_from(("term", "holiday", "always")),
+)
+
+
+@st.composite
+def rota_views(draw: st.DrawFn) -> tuple[RotaView, datetime]:
+    # In UTC: a London time plus a timedelta moves the wall clock, not the instant.
+    start = draw(st.sampled_from(STARTS)).astimezone(UTC)
+    start += timedelta(minutes=draw(st.integers(0, 24 * 60)))
+    covers = []
+    for index in range(draw(st.integers(0, 3))):
+        begins = start + timedelta(minutes=draw(st.integers(-600, 3 * 24 * 60)))
+        length = timedelta(minutes=draw(st.integers(1, 24 * 60)))
+        covers.append(Cover(index, draw(st.sampled_from(PEOPLE)), begins, begins + length))
+    rota = Rota(
+        YEAR,
+        draw(st.lists(shifts, max_size=4)),
+        draw(st.lists(st.sampled_from(PEOPLE), max_size=2, unique=True)),
+    )
+    available = {email: draw(st.booleans()) for email in PEOPLE}
+    return RotaView(rota, tuple(covers), available, {}), start
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rota_views())
+def test_gaps_match_who_asked_at_every_minute(case: tuple[RotaView, datetime]) -> None:
+    view, start = case
+    days = 2
+    expected: list[tuple[datetime, datetime]] = []
+    moment, end = start, start + timedelta(days=days)
+    while moment < end:
+        if view.who(moment).fallback:
+            if expected and expected[-1][1] == moment:
+                expected[-1] = (expected[-1][0], moment + MINUTE)
+            else:
+                expected.append((moment, moment + MINUTE))
+        moment += MINUTE
+    gaps = view.gaps(start, days)
+    assert gap_edges(gaps) == expected
+    assert all(g.covered_by == view.who(g.start).who for g in gaps)
 
 
 async def test_default_fallback_is_dsl_then_deputy_then_head(team: Team) -> None:
@@ -172,3 +404,61 @@ def test_rota_cli(tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
     covered = json.loads(run("rota", "who", "--at", "2026-11-28T10:00:00Z", "--json").stdout)
     assert covered["who"] == "deputy@example.org" and covered["rule"].startswith("cover")
+
+
+async def _add_people(workspace: Workspace) -> None:
+    store = await Store.open(workspace.store_path, create=True)
+    try:
+        for email, role in (("dsl@example.org", Role.DSL), ("deputy@example.org", Role.DEPUTY)):
+            name = email.split("@")[0].title() + " Example"
+            await add_person(
+                store, name=name, email=email, role=role, passphrase="x" * 12, kdf=TEST_KDF
+            )
+    finally:
+        await store.close()
+
+
+def test_rota_check_and_who_on_the_command_line_are_exact(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with workspace.config_path.open("a", encoding="utf-8") as config:
+        config.write(
+            '\n[[rota.shifts]]\nwho = "dsl@example.org"\nfrom = "07:00"\nto = "17:03"\n'
+            '\n[[rota.shifts]]\nwho = "deputy@example.org"\nfrom = "17:04"\nto = "07:00"\n'
+        )
+    asyncio.run(_add_people(workspace))
+    root = str(workspace.config_path.parent)
+
+    # Every day has a one-minute hole at 17:03 London time: a day ahead holds exactly one.
+    assert main(["--workspace", root, "rota", "check", "--days", "1"]) == 1
+    shown = capsys.readouterr().out
+    assert re.fullmatch(
+        r"warning: gap \w{3} \d\d \w{3} 17:03 to \w{3} \d\d \w{3} 17:04: no shift or cover;"
+        r" fallback dsl@example.org\n",
+        shown,
+    ), shown
+    assert main(["--workspace", root, "rota", "check", "--days", "1", "--json"]) == 1
+    (gap,) = json.loads(capsys.readouterr().out)["gaps"]
+    assert parse_iso(gap["to"]) - parse_iso(gap["from"]) == MINUTE
+
+    # A time without an offset is the school's wall clock, wherever the host thinks it is.
+    monkeypatch.setenv("TZ", "UTC")
+    host_time.tzset()
+    try:
+        assert main(["--workspace", root, "rota", "who", "--at", "2026-07-01T17:03", "--json"]) == 0
+    finally:
+        monkeypatch.undo()
+        host_time.tzset()
+    shown_who = json.loads(capsys.readouterr().out)
+    assert shown_who["at"] == "2026-07-01T16:03:00.000000Z"  # 17:03 BST
+    assert shown_who["fallback"] is True
+
+    # Bad input is one clear line, not a traceback.
+    assert main(["--workspace", root, "rota", "who", "--at", "teatime"]) == 1
+    error = capsys.readouterr().err
+    assert error == (
+        "sgalert: --at 'teatime' is not an ISO 8601 date and time; write it as"
+        " 2026-11-23T08:30 (the school's local time) or 2026-11-23T08:30+00:00\n"
+    )
+    assert main(["--workspace", root, "rota", "check", "--days", "0"]) == 1
+    assert capsys.readouterr().err == "sgalert: --days 0: check at least 1 day\n"

@@ -15,6 +15,7 @@ from typing import Literal
 from sgalert.clock import parse_iso
 from sgalert.desk import engine_silent
 from sgalert.duty import load_rota
+from sgalert.escalation import SYSTEM_ALERT_TEXT
 from sgalert.rota import Gap, OnDuty
 from sgalert.service import CaseService
 
@@ -64,6 +65,21 @@ async def gather_status(service: CaseService, email: str | None, now: datetime) 
     )
 
 
+def _rota_gap_alert(alert: dict[str, str], zone: tzinfo) -> Banner:
+    """The engine's daily rota check found a gap: when it said so, and when the gap begins.
+
+    The first gap is usually ahead, so it is never shown as a "since"."""
+    raised = local_time(parse_iso(alert["raised_at"]), zone)
+    begins, ends = alert.get("first_gap_from"), alert.get("first_gap_to")
+    if begins and ends:
+        first = f"; first gap {Gap(parse_iso(begins), parse_iso(ends), None).describe(zone)}"
+    elif alert.get("since"):  # raised before the alert recorded the first gap's end
+        first = f"; first gap from {local_time(parse_iso(alert['since']), zone)}"
+    else:
+        first = ""
+    return Banner("alert:rota-gap", "warning", f"ROTA GAP ALERT raised {raised}{first}. Press r.")
+
+
 def banners(
     status: DeskStatus | None, now: datetime, zone: tzinfo, email: str | None
 ) -> list[Banner]:
@@ -88,6 +104,15 @@ def banners(
             )
         )
     for alert in status.alerts:
+        if alert.get("kind") == "rota-gap":
+            found.append(_rota_gap_alert(alert, zone))
+            continue
+        if alert.get("kind") not in (None, "source-down"):
+            raised = alert.get("raised_at")
+            when = f" (raised {local_time(parse_iso(raised), zone)})" if raised else ""
+            reason = SYSTEM_ALERT_TEXT.get(alert["kind"], alert["kind"])
+            found.append(Banner(f"alert:{alert['kind']}", "error", f"ALERT: {reason}{when}."))
+            continue
         since = alert.get("since") or alert.get("raised_at")
         when = f" since {local_time(parse_iso(since), zone)}" if since else ""
         found.append(

@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
-from sgalert.duty import RotaView, add_cover, load_rota
+from sgalert.duty import add_cover, load_rota
 from sgalert.keyring import Identity, Person
 from sgalert.model import Role
 from sgalert.rota import Cover, Gap, OnDuty
@@ -29,7 +29,6 @@ from . import DeskScreen
 from .dialogs import ConfirmScreen, FormScreen
 from .manual import TIME_FORMAT, parse_local
 
-STEP = timedelta(minutes=5)
 COVER_ROLES = (Role.DSL, Role.DEPUTY, Role.HEAD)
 
 
@@ -42,25 +41,13 @@ class RotaSummary:
     people: tuple[Person, ...]
 
 
-def _next_change(view: RotaView, start: datetime, days: int) -> tuple[datetime, OnDuty] | None:
-    current = view.who(start)
-    moment = start.replace(second=0, microsecond=0) + STEP
-    end = start + timedelta(days=days)
-    while moment < end:
-        duty = view.who(moment)
-        if duty.who != current.who:
-            return moment, duty
-        moment += STEP
-    return None
-
-
 async def summarise(service: CaseService, now: datetime) -> RotaSummary:
     view = await load_rota(service, since=now)
 
     def work() -> RotaSummary:
         return RotaSummary(
             now=view.who(now),
-            next=_next_change(view, now, GAP_DAYS),
+            next=view.next_change(now, GAP_DAYS),
             gaps=tuple(view.gaps(now, GAP_DAYS)),
             covers=view.covers,
             people=tuple(p for p in view.people.values() if p.role in COVER_ROLES),
@@ -93,16 +80,18 @@ class CoverRequest:
 
 
 class CoverScreen(FormScreen[CoverRequest]):
-    """Who covers, from when, until when (local time)."""
+    """Who covers, from when, until when (local time); opened on the first gap, exactly."""
 
-    def __init__(self, people: tuple[Person, ...], start: datetime, zone: tzinfo) -> None:
+    def __init__(
+        self, people: tuple[Person, ...], start: datetime, end: datetime, zone: tzinfo
+    ) -> None:
         super().__init__()
         self.people = people
         self.start = start
+        self.end = end
         self.zone = zone
 
     def compose(self) -> ComposeResult:
-        local = self.start.astimezone(self.zone)
         with VerticalScroll(classes="dialog"):
             yield Label("Add a cover", classes="dialog-title")
             yield Select(
@@ -115,9 +104,9 @@ class CoverScreen(FormScreen[CoverRequest]):
                 id="who",
             )
             yield Label("From (YYYY-MM-DD HH:MM, local time)")
-            yield Input(value=local.strftime(TIME_FORMAT), id="starts")
+            yield Input(value=self.start.astimezone(self.zone).strftime(TIME_FORMAT), id="starts")
             yield Label("Until")
-            yield Input(value=(local + timedelta(hours=12)).strftime(TIME_FORMAT), id="ends")
+            yield Input(value=self.end.astimezone(self.zone).strftime(TIME_FORMAT), id="ends")
             yield from self.buttons()
 
     def action_save(self) -> None:
@@ -240,11 +229,13 @@ class RotaScreen(DeskScreen[None]):
 
         def ask(identity: Identity) -> None:
             people = self.summary.people if self.summary else ()
-            start = desk.now()
-            if self.summary and self.summary.gaps:
-                start = max(self.summary.gaps[0].start, start)
+            if self.summary and self.summary.gaps:  # the first gap, to the minute
+                start, end = self.summary.gaps[0].start, self.summary.gaps[0].end
+            else:
+                start = desk.now()
+                end = start + timedelta(hours=12)
             desk.push_screen(
-                CoverScreen(people, start, desk.zone), lambda req: confirm(identity, req)
+                CoverScreen(people, start, end, desk.zone), lambda req: confirm(identity, req)
             )
 
         desk.require_identity(ask)
