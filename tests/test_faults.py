@@ -11,6 +11,7 @@ side by side.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -198,9 +199,10 @@ def test_engine_killed_at_each_step_loses_nothing(engine_killed: Figures) -> Non
         assert f.detail.get(f"kill_{point}") == 1, f"never killed at {point}: {f.detail}"
     assert f.detail["kills"] == len(faults.KILL_POINTS) + KILLS
     assert f.pages_delivered == f.pages, f"a page was lost (seed {SEED})"
+    assert f.appended == NOTICES
     # At least once: a page whose 250 or 202 the engine never saw goes again. Counted, and
-    # bounded by what was in flight: no more than a channel's sends per kill.
-    assert f.duplicates <= 8 * f.detail["kills"], f.detail
+    # each duplicate is a delivery that was under way when the engine was killed.
+    assert f.detail["duplicates_unexplained"] == 0, f"seed {SEED}: {f.detail}"
     assert not f.alert_raised
 
 
@@ -218,11 +220,22 @@ def bare_rig(tmp_path: Path) -> Iterator[faults.Rig]:
     " a SIGKILL of the engine for good, so each kill -9 and restart leaves three processes",
 )
 def test_a_killed_engine_leaves_no_process_behind(bare_rig: faults.Rig) -> None:
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("on one CPU the engine starts no ingest worker processes")
     r = bare_rig
     r.start_engine()
     process = r.engine.process
     assert process is not None
-    r.until(lambda: len(group_members(process.pid)) > 1, "the ingest workers", 30)
+
+    def workers() -> int:
+        found = 0
+        for pid in group_members(process.pid):
+            with contextlib.suppress(OSError):
+                found += b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return found
+
+    # Killed before its workers exist, the engine leaves nothing: wait for them.
+    r.until(lambda: workers() == min(4, os.cpu_count() or 1), "the ingest workers", 30)
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     deadline = time.monotonic() + 5
