@@ -124,9 +124,11 @@ def test_smtp_refused_teams_carries_every_case_and_no_alert_is_raised(
     assert f.by_channel["teams"][0] == 2 * f.cases
     assert f.by_channel["email"][1] == 0 and f.detail["email_delivered"] == 0
     assert f.duplicates == 0
-    # Retried with backoff: the second try no sooner than the first backoff allows.
+    # Retried with backoff: the second try no sooner than the first backoff allows. The gap is
+    # read from the audit log, stamped when each failure's transaction gets the write lock (up
+    # to a few hundred ms late on a busy machine); a retry without backoff would come within 1 s.
     assert f.detail["email_attempts_min"] >= 2
-    assert f.detail["first_retry_gap_min_s"] >= FIRST_BACKOFF_S * (1 - BACKOFF_JITTER)
+    assert f.detail["first_retry_gap_min_s"] >= FIRST_BACKOFF_S * (1 - BACKOFF_JITTER) - 0.5
     assert not f.alert_raised, "page-undeliverable raised although Teams had every page"
 
 
