@@ -92,6 +92,7 @@ from sgalert.service import CaseService  # noqa: E402
 from sgalert.store import Store  # noqa: E402
 from sgalert.workspace import CONFIG_NAME, STORE_NAME  # noqa: E402
 from tests.dovecot import Dovecot, DovecotError  # noqa: E402
+from tests.faults import drop_tables  # noqa: E402
 from tests.http_sink import HttpSink, Reply, Request  # noqa: E402
 from tests.imap_helpers import notice  # noqa: E402
 from tests.test_notifiers import LoopbackController, Mailroom  # noqa: E402
@@ -263,19 +264,6 @@ class IdleFloor(threading.Thread):
 
 
 # ----- workspaces -------------------------------------------------------------------------------
-
-
-def drop_tables(text: str, headers: set[str]) -> str:
-    """The TOML text without the named tables (a header and its lines up to the next header)."""
-    kept: list[str] = []
-    skipping = False
-    for line in text.splitlines(keepends=True):
-        stripped = line.strip()
-        if stripped.startswith("["):
-            skipping = stripped in headers
-        if not skipping:
-            kept.append(line)
-    return "".join(kept)
 
 
 def bench_config(dovecot: Dovecot, smtp_port: int) -> str:

@@ -351,6 +351,7 @@ class Dovecot:
         self.oauth2_introspection_url = oauth2_introspection_url
         self._proc: subprocess.Popen[bytes] | None = None
         self._passwd_mtime = 0
+        self._delivered = 0  # files dropped into Maildirs by deliver(), for unique names
         self.accounts: dict[str, Account] = {}
         self.user = user
         self.base_dir = Path(tempfile.mkdtemp(prefix="sgalert-dovecot-", dir=TEMP_PARENT))
@@ -809,6 +810,28 @@ passdb {{
             # No UIDPLUS: the newest UID (races with concurrent appenders; Dovecot has UIDPLUS).
             status = imap.folder_status(folder, [b"UIDNEXT"])
             return int(status[b"UIDNEXT"]) - 1
+
+    def deliver(self, raw: bytes, *, user: str | None = None) -> Path:
+        """Drop ``raw`` into the account's INBOX as a local delivery agent does, without IMAP.
+
+        The mail server's delivery agent keeps filing mail while the IMAP service is down: the
+        file goes to ``tmp/`` and is renamed into ``new/`` (owned by the mail user), and Dovecot
+        gives it a UID when it next looks at the folder. Works whether or not the server runs.
+        """
+        maildir = self.maildir(user)
+        for part in ("", "tmp", "new", "cur"):
+            folder = maildir / part
+            if not folder.is_dir():
+                folder.mkdir(mode=0o700)
+                os.chown(folder, self.mail_uid, self.mail_gid)
+        now = time.time()
+        self._delivered += 1
+        name = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{self._delivered}.sgalert-test"
+        staged = maildir / "tmp" / name
+        staged.write_bytes(raw.replace(b"\r\n", b"\n"))  # Maildir files use bare LF
+        os.chown(staged, self.mail_uid, self.mail_gid)
+        staged.chmod(0o600)
+        return staged.rename(maildir / "new" / name)
 
     def logins(self) -> list[Login]:
         """Every successful login so far, oldest first, as the server logged it."""

@@ -13,6 +13,8 @@ Webhooks (Teams Workflows), sign-in authorities and other HTTP peers are stood i
   checks.
 
 Every reply closes its connection, so :meth:`HttpSink.stop` never waits on an idle keep-alive.
+A stopped sink started again listens on the same port, so a client configured with its URL sees
+a webhook that was down (connection refused) come back.
 
     with HttpSink(tls=make_tls(tmp_path)) as sink:
         sink.script(Reply(429, {"Retry-After": "1"}), Reply(500), Reply(202))
@@ -25,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import ssl
+import sys
 import threading
 import time
 from collections import deque
@@ -184,6 +187,13 @@ class _Server(ThreadingHTTPServer):
     block_on_close = True
     sink: HttpSink
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (killed, timed out) is no error of the sink's;
+        anything else is printed as usual."""
+        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
@@ -230,11 +240,13 @@ class HttpSink:
         self._arrived = threading.Condition(self._lock)
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._bind_port = 0  # the first start picks a free port; a restart keeps it
 
     # ----- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> HttpSink:
-        httpd = _Server(("127.0.0.1", 0), _Handler)
+        httpd = _Server(("127.0.0.1", self._bind_port), _Handler)
+        self._bind_port = int(httpd.server_address[1])
         httpd.sink = self
         if self.tls is not None:
             httpd.socket = server_context(self.tls).wrap_socket(httpd.socket, server_side=True)

@@ -104,6 +104,23 @@ def test_restart_keeps_messages_uids_and_port(dovecot: Dovecot) -> None:
     assert dovecot.append("INBOX", message("after restart")) == uids[-1] + 1
 
 
+def test_mail_delivered_while_the_server_is_down_is_there_after_the_restart(
+    dovecot: Dovecot,
+) -> None:
+    first = dovecot.append("INBOX", message("before"))
+    dovecot.stop()
+    dovecot.deliver(message("while down"))
+    dovecot.start()
+    with dovecot.connect() as imap:
+        imap.select_folder("INBOX", readonly=True)
+        uids = sorted(imap.search(["ALL"]))
+        assert uids[0] == first and len(uids) == 2
+        fetched = imap.fetch(uids[1:], [b"BODY.PEEK[HEADER.FIELDS (SUBJECT)]", b"FLAGS"])
+    (data,) = fetched.values()
+    assert b"while down" in data[b"BODY[HEADER.FIELDS (SUBJECT)]"]
+    assert b"\\Seen" not in data[b"FLAGS"]
+
+
 def test_change_uidvalidity_keeps_messages_and_drops_selected_sessions(dovecot: Dovecot) -> None:
     uids = [dovecot.append("INBOX", message(f"cached {i}")) for i in range(2)]
     old = dovecot.uidvalidity()
