@@ -404,19 +404,21 @@ def _audience(item: Claimed) -> str:
 
 
 def _exhausted(conn: sqlite3.Connection, item: Claimed) -> bool:
-    """Whether every row that could carry this page to its person has failed, none delivered.
+    """Whether every row that could carry this page to its people has failed, none delivered.
 
-    The rows of one page are the root and its fallbacks, plus any shared-channel row of the same
-    step (a Teams card of the same step reached the team too).
+    The rows of one page are those of the same step that reach the same person, and the step's
+    shared-channel rows (a Teams card of the step reached the team too). For a shared-channel
+    page, any row of the step counts: if the people it was for got their email, nobody missed it.
     """
     root = item.fallback_of or item.id
+    person = conn.execute("SELECT person_id FROM outbox WHERE id = ?", (root,)).fetchone()[0]
     rows = conn.execute(
-        "SELECT id, state, attempts, fallback_of FROM outbox WHERE (id = ? OR fallback_of = ?"
-        " OR (timer_id = ? AND person_id IS NULL))",
-        (root, root, item.timer_id),
+        "SELECT id, state, attempts FROM outbox WHERE id = ? OR fallback_of = ?"
+        " OR (timer_id = ? AND (? IS NULL OR person_id = ? OR person_id IS NULL))",
+        (root, root, item.timer_id, person, person),
     ).fetchall()
     tried_fallbacks = False
-    for row_id, state, attempts, _fallback_of in rows:
+    for row_id, state, attempts in rows:
         if state in (OutboxState.DELIVERED, OutboxState.SENDING, OutboxState.SUPERSEDED):
             return False
         if state == OutboxState.PENDING and attempts < FALLBACK_AFTER:

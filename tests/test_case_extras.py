@@ -23,7 +23,14 @@ import pytest
 
 from sgalert import audit, export
 from sgalert.cases import FIELD_ATTACHMENTS, NewCase
-from sgalert.errors import AlreadyExists, ExportError, InvalidInput, NotEntitled, NotFound
+from sgalert.errors import (
+    AlreadyExists,
+    ExportError,
+    InvalidInput,
+    NotEntitled,
+    NotFound,
+    StoreError,
+)
 from sgalert.escalation import Duty, Plan, fire_due
 from sgalert.export import MAX_NAME_BYTES, proposed_name, safe_filename, write_private_file
 from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
@@ -293,7 +300,7 @@ async def test_a_copy_whose_audit_does_not_commit_is_taken_back(
         await statement(sql)
 
     monkeypatch.setattr(store, "_statement", failing_commit)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StoreError, match="nothing was saved"):
         await team.service.save_attachment(
             team["dsl@example.org"], stored.ref, 0, target, overwrite=existing is not None
         )

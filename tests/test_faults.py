@@ -156,14 +156,6 @@ def test_teams_429_retry_after_is_honoured_and_a_500_is_retried(teams_failing: F
     assert f.detail["card_attempts_max"] == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine defect: outbox._exhausted counts only a shared-channel page's own root and"
-    " fallback rows; its fallback to the person's email collides (INSERT OR IGNORE) with the"
-    " step's email row already delivered, which is not counted, so page-undeliverable is"
-    " raised (and paged to the team) for every case while Teams fails although every page"
-    " reached the DSL by email",
-)
 def test_teams_failing_alone_raises_no_page_undeliverable(teams_failing: Figures) -> None:
     f = teams_failing
     assert f.by_channel["email"][0] == f.by_channel["email"][1] == f.cases
