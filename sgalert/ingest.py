@@ -31,7 +31,10 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
 import sqlite3
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -354,6 +357,46 @@ def _ready() -> bool:
     return True
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """In each worker: end when the process that started it ends, however it ends.
+
+    A SIGKILLed ``sgalert serve`` runs no cleanup, and a worker waiting for work would wait for
+    ever (about 100 MB each). On Linux the kernel kills the worker with its parent
+    (``PR_SET_PDEATHSIG``; strictly, with the parent's thread that spawned it, which is the
+    event loop's, alive as long as the ingestor). Everywhere, a daemon thread waits on the
+    parent's sentinel (a pipe the parent holds open until it dies) and watches the parent id.
+    """
+    if sys.platform == "linux":
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the thread below still ends the worker
+    if os.getppid() != parent_pid:  # the parent died before the watch began
+        os._exit(0)
+    threading.Thread(
+        target=_wait_for_parent, args=(parent_pid,), name="sgalert-parent-watch", daemon=True
+    ).start()
+
+
+def _wait_for_parent(parent_pid: int) -> None:
+    parent = multiprocessing.parent_process()
+    while True:
+        if parent is not None:
+            parent.join(timeout=1.0)
+            if not parent.is_alive():
+                os._exit(0)
+        else:
+            threading.Event().wait(1.0)
+        if os.getppid() != parent_pid:
+            os._exit(0)
+
+
 # Parsing and extraction are pure Python and hold the GIL; a backlog is spread over worker
 # processes (spawned, not forked: the engine has threads) so every core works on it.
 POOL_MIN_BATCH = 24
@@ -386,6 +429,8 @@ class Ingestor:
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._pool
 
