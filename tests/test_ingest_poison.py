@@ -43,11 +43,18 @@ from sgalert.service import CaseService
 from sgalert.watch import make_deliver
 from sgalert.workspace import Workspace
 
-from .conftest import Team
+from .conftest import PASSPHRASES, Team
 from .dovecot import Dovecot
 from .engine_helpers import VirtualClock
+from .graph_server import MAILBOX as GRAPH_MAILBOX
+from .graph_server import GraphServer, Tls
+from .graph_server import notice as graph_notice
 from .imap_helpers import imap_inbox, notice, wait_for
 from .test_escalation import make_engine
+from .test_ews_inbox import ADA, CLEO, Harness, harness, running, server, until  # noqa: F401
+from .test_ews_inbox import notice as ews_notice
+from .test_graph_inbox import client_secret, graph, tls  # noqa: F401  (fixtures)
+from .test_graph_inbox import watch as graph_watch
 from .test_imap_inbox import seen_flags, watching
 
 POISON = "Poppy Poison"  # an invented child whose notice sets off the injected bug
@@ -427,3 +434,130 @@ async def test_imap_leaves_a_held_message_unseen_and_does_not_retry_it_after_a_r
     assert len(await created_once(team.service)) == 4
     (alert,) = await open_alerts(team.service.store)
     assert alert["messages"][0]["key"] == held.key
+
+
+def sgalert_cli(
+    workspace: Workspace, *args: str, passphrase: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
+    env["SGALERT_WORKSPACE"] = str(workspace.root)
+    if passphrase is not None:
+        env["SGALERT_PASSPHRASE"] = passphrase
+    return subprocess.run(
+        [sys.executable, "-m", "sgalert", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).parent.parent,
+    )
+
+
+@pytest.mark.slow
+async def test_status_lists_a_held_message_until_someone_releases_it(
+    team: Team, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    break_store(monkeypatch, when=by_bytes)
+    config = team.service.config
+    assert config is not None
+    rules = SourceRules.from_config(maildir_source())
+    (outcome,) = await Ingestor(team.service, config).ingest(
+        [Inbound(notice(3, POISON), key="maildir:drop:3.poison.host")], rules
+    )
+    assert outcome.held
+
+    status = await asyncio.to_thread(sgalert_cli, workspace, "status")
+    assert status.returncode == 1
+    assert "ALERT message-quarantined: source drop" in status.stdout
+    assert "HELD unread in drop" in status.stdout and "maildir:drop:3.poison.host" in status.stdout
+    assert "Poppy" not in status.stdout
+    report = json.loads(
+        (await asyncio.to_thread(sgalert_cli, workspace, "status", "--json")).stdout
+    )
+    assert [h["key"] for h in report["held_messages"]] == ["maildir:drop:3.poison.host"]
+
+    released = await asyncio.to_thread(
+        sgalert_cli,
+        workspace,
+        "held",
+        "release",
+        "maildir:drop:3.poison.host",
+        "--as",
+        "dsl@example.org",
+        passphrase=PASSPHRASES["dsl@example.org"],
+    )
+    assert released.returncode == 0, released.stderr
+    assert await held_messages(team.service.store) == []
+    assert await open_alerts(team.service.store) == []
+    again = await asyncio.to_thread(
+        sgalert_cli,
+        workspace,
+        "held",
+        "release",
+        "maildir:drop:3.poison.host",
+        "--as",
+        "dsl@example.org",
+        passphrase=PASSPHRASES["dsl@example.org"],
+    )
+    assert again.returncode == 1 and "no held message" in again.stderr
+    rows = await team.service.store.fetchall(
+        "SELECT actor FROM audit WHERE action = 'message-released'"
+    )
+    assert [r[0] for r in rows] == ["dsl@example.org"]
+
+
+# ----- Graph and EWS: a held message is never marked read, even after a restart -------------
+
+
+async def test_graph_leaves_a_held_message_unread_even_after_a_restart(
+    team: Team,
+    graph: GraphServer,  # noqa: F811 (the fixture of that name)
+    tls: Tls,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    break_store(monkeypatch, when=by_bytes)
+    ids = [
+        graph.add(graph_notice("Ada Invented", "44/100001/26")),
+        graph.add(graph_notice(POISON, "44/100003/26")),
+        graph.add(graph_notice("Cal Invented", "44/100004/26")),
+    ]
+    watcher = await graph_watch(team.service, graph, tls)
+    await watcher.until(lambda: len(graph.kinds("mark-read")) == 2)
+    await watcher.rounds(2)
+    await watcher.stop()
+    assert [graph.mails[i].is_read for i in ids] == [True, False, True]
+    (held,) = await held_messages(team.service.store)
+    assert held.key == f"graph:{GRAPH_MAILBOX}:{ids[1]}"
+    stored = json.loads(await load_checkpoint(team.service, "encompass-graph") or "{}")
+    assert ids[1] not in stored["unmarked"]
+    # A restart marks what the checkpoint says is stored but unmarked: never the held one.
+    watcher = await graph_watch(team.service, graph, tls)
+    await watcher.rounds(2)
+    await watcher.stop()
+    assert [graph.mails[i].is_read for i in ids] == [True, False, True]
+    assert len(await created_once(team.service)) == 2
+
+
+async def test_ews_leaves_a_held_message_unread_even_after_a_restart(
+    harness: Harness,  # noqa: F811 (the fixture of that name)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    break_store(monkeypatch, when=by_bytes)
+    ews = harness.server
+    poison = ews_notice(POISON, "14/03/2017", "44/100003/26", 3)
+    ids = [ews.add_message(m) for m in (ADA, poison, CLEO)]  # batches of two
+    deliver = harness.recording()
+    async with running(harness.inbox(), deliver, harness.health, None):
+        await until(lambda: len(ews.events_of("UpdateItem")) == 2, "the other two read")
+        rounds = harness.health.oks
+        await until(lambda: harness.health.oks >= rounds + 2, "two more rounds")
+    assert [ews.items[i].is_read for i in ids] == [True, False, True]
+    checkpoint = await load_checkpoint(harness.service, "encompass-ews")
+    assert checkpoint is not None and ids[1] not in json.loads(checkpoint)["unmarked"]
+    async with running(harness.inbox(), harness.recording(), harness.health, checkpoint):
+        rounds = harness.health.oks
+        await until(lambda: harness.health.oks >= rounds + 2, "two rounds after a restart")
+    assert [ews.items[i].is_read for i in ids] == [True, False, True]
+    assert len(await created_once(harness.service)) == 2
