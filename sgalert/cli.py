@@ -419,8 +419,8 @@ class Runner:
             (outcome,) = await ingestor.ingest([Inbound(raw=raw)], rules)
         if outcome.held:
             raise StoreError(
-                f"{path.name} could be neither read nor quarantined; the team was alerted"
-                " (`sgalert status`)"
+                f"{path.name} could be neither read nor quarantined, so nothing was stored;"
+                " record it by hand with `sgalert case new`"
             )
         if self.args.json:
             print(

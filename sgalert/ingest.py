@@ -1047,7 +1047,8 @@ def _hold_now(
 ) -> None:
     """Remember a message that is not a case (so it is skipped, not retried for ever) and
     page the team about it: a new ``message-quarantined`` alert for its source, listing
-    every message held there by its mailbox key and error class."""
+    every message held there by its mailbox key and error class. A file has no mailbox to
+    hold it in: the person who ran ``sgalert ingest`` is told, and the audit log records it."""
     at = iso(now)
     if key is not None:
         conn.execute(
@@ -1057,8 +1058,7 @@ def _hold_now(
             " last_tried_at = excluded.last_tried_at, held_at = excluded.held_at",
             (key, source_name, error, at, at, at),
         )
-    latest = {"key": key or "(a file, not a mailbox)", "error": error, "at": at}
-    _refresh_held_alert(conn, source_name, at, latest=latest)
+        _refresh_held_alert(conn, source_name, at, page_again=True)
     audit.append_now(
         conn,
         [
@@ -1067,7 +1067,7 @@ def _hold_now(
                 "message-held",
                 detail={
                     "source": source_name,
-                    "key": latest["key"],
+                    "key": key or "(a file)",
                     "error": error,
                     "quarantine_error": quarantine_error,
                 },
@@ -1080,7 +1080,7 @@ _ALERT_LISTS = 20  # held messages named in an alert's detail; `sgalert status` 
 
 
 def _refresh_held_alert(
-    conn: sqlite3.Connection, source_name: str, at: str, *, latest: dict[str, str] | None
+    conn: sqlite3.Connection, source_name: str, at: str, *, page_again: bool
 ) -> None:
     """Raise the source's ``message-quarantined`` alert again (paged anew) for a newly held
     message; after a release, update it quietly, or clear it once none is held."""
@@ -1090,13 +1090,11 @@ def _refresh_held_alert(
         (source_name,),
     ).fetchall()
     held = [{"key": str(r[0]), "error": str(r[1]), "at": str(r[2])} for r in rows]
-    if latest is not None and all(h["key"] != latest["key"] for h in held):
-        held.append(latest)  # a file's message: it has no key to remember it by
     open_alert = conn.execute(
         "SELECT id FROM system_alerts WHERE kind = ? AND source_name = ? AND cleared_at IS NULL",
         (MESSAGE_QUARANTINED, source_name),
     ).fetchone()
-    if not held or latest is not None:
+    if not held or page_again:
         conn.execute(
             "UPDATE system_alerts SET cleared_at = ? WHERE kind = ? AND source_name = ?"
             " AND cleared_at IS NULL",
@@ -1107,7 +1105,7 @@ def _refresh_held_alert(
     detail = json.dumps(
         {"since": held[0]["at"], "held": len(held), "messages": held[:_ALERT_LISTS]}
     )
-    if latest is None and open_alert is not None:
+    if not page_again and open_alert is not None:
         conn.execute("UPDATE system_alerts SET detail = ? WHERE id = ?", (detail, open_alert[0]))
     else:
         conn.execute(
@@ -1151,7 +1149,7 @@ async def release_held(store: Store, key: str, actor: str = audit.ENGINE) -> Hel
             "DELETE FROM ingest_tries WHERE idempotency_key = ? AND held_at IS NOT NULL", (key,)
         )
         await on_connection(
-            db, lambda conn: _refresh_held_alert(conn, found[0].source_name, now, latest=None)
+            db, lambda conn: _refresh_held_alert(conn, found[0].source_name, now, page_again=False)
         )
         await audit.append(
             db,

@@ -561,3 +561,29 @@ async def test_ews_leaves_a_held_message_unread_even_after_a_restart(
         await until(lambda: harness.health.oks >= rounds + 2, "two rounds after a restart")
     assert [ews.items[i].is_read for i in ids] == [True, False, True]
     assert len(await created_once(harness.service)) == 2
+
+
+async def test_a_saved_file_is_tried_in_one_run_and_never_raises_an_unclearable_alert(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sgalert ingest FILE`` has no mailbox key: its tries are counted in memory, its
+    quarantine works the same, and if it is held the person at the terminal is told."""
+    config = team.service.config
+    assert config is not None
+    rules = SourceRules("file", Source.ENCOMPASS)
+    bug = break_prepare(monkeypatch)
+    (quarantined,) = await Ingestor(team.service, config).ingest(
+        [Inbound(notice(3, POISON))], rules
+    )
+    assert quarantined.created and Flag.NEEDS_TRIAGE in quarantined.flags
+    assert bug.reached == MAX_TRIES
+    monkeypatch.undo()
+    break_store(monkeypatch, when=by_bytes)
+    (held,) = await Ingestor(team.service, config).ingest([Inbound(notice(4, POISON))], rules)
+    assert held.held and held.key is None
+    assert await open_alerts(team.service.store) == []
+    assert await tries_left(team.service) == []
+    rows = await team.service.store.fetchall(
+        "SELECT detail FROM audit WHERE action = 'message-held'"
+    )
+    assert [json.loads(r[0])["error"] for r in rows] == ["ValueError"]
