@@ -29,7 +29,8 @@ What a caller must know:
   from scratch, taking unread messages and anything received since the last good round; what was
   stored already is recognised by the core and makes no second case.
 - Items delivered but not yet marked (a crash, or the server going away between the commit and
-  the mark) are listed in the checkpoint and marked first on the next round.
+  the mark) are listed in the checkpoint and marked first on the next round. A message the core
+  holds (it could be neither read nor quarantined) is left unread and kept out of that list.
 - Failures reaching or using the server are reported through ``health.failing`` with a short
   reason (never a secret, never message content) and retried with capped exponential backoff
   plus jitter; ``health.ok`` follows every good round. Errors that are not the server's (a store
@@ -742,8 +743,15 @@ class EwsInbox:
             checkpoint = (
                 after.dump([i for i, _ in unmarked] + [i for i, _ in refs]) if last else None
             )
+            outcomes = []
             if messages or checkpoint is not None:
-                await deliver(messages, checkpoint=checkpoint)
+                outcomes = await deliver(messages, checkpoint=checkpoint)
+            held = {outcome.key for outcome in outcomes if outcome.held}
+            if held:  # not cases: left unread, and out of the ids to mark, even after a restart
+                refs = [(i, c) for i, c in refs if f"ews:{settings.mailbox}:{i}" not in held]
+                if checkpoint is not None:
+                    ids = [i for i, _ in unmarked] + [i for i, _ in refs]
+                    await deliver([], checkpoint=after.dump(ids))
             # Stored: from here on, these may be marked.
             unmarked.extend(refs)
             await self._mark(mailbox, unmarked)

@@ -16,7 +16,9 @@ gone in April 2027). One source watches one folder of one mailbox:
 - Only after ``deliver`` returns is a message marked read (or moved). Ids stored but not yet
   marked are kept in the checkpoint too, so a failed or interrupted mark is retried, even after
   a restart. Graph's message id is the idempotency key, and the core recognises identical bytes,
-  so delivering a message twice never makes a second case.
+  so delivering a message twice never makes a second case. A message the core holds (it could
+  be neither read nor quarantined) is left unread and kept out of the ids to mark; the delta has
+  passed it, so the core's alert, not a redelivery, brings it to a person.
 - A delta link Graph no longer knows (410 Gone, ``syncStateNotFound``, ``resyncRequired``) starts
   a fresh delta of the whole folder. In a full pass (the first ever, or after a resync) with
   ``after_commit = "mark-read"``, a message that is already read and arrived before sgalert began
@@ -528,8 +530,16 @@ class GraphInbox:
             after: _SyncState | None = None
             if index == len(batches) - 1:
                 after = _SyncState(delta_link, state.since, _merged(state.unmarked, fetched))
+            outcomes = []
             if inbound or after is not None:
-                await deliver(inbound, checkpoint=after.dump() if after else None)
+                outcomes = await deliver(inbound, checkpoint=after.dump() if after else None)
+            held = {outcome.key for outcome in outcomes if outcome.held}
+            if held:  # not cases: left unread, and out of the ids to mark, even after a restart
+                prefix = f"graph:{self.settings.mailbox}:"
+                fetched = [i for i in fetched if prefix + i not in held]
+                if after is not None:
+                    after = _SyncState(delta_link, state.since, _merged(state.unmarked, fetched))
+                    await deliver([], checkpoint=after.dump())
             # Stored: from here on these ids only need marking, never delivering again.
             if after is not None:
                 state.delta_link = delta_link

@@ -5,7 +5,9 @@ each batch to the event loop's ``deliver`` (which stores the cases and the new c
 transaction) and waits for it; only then does it set ``\\Seen`` or move the messages. A crash
 before that leaves them unmarked, and the key ``imap:<user>@<host>/<folder>:<UIDVALIDITY>:<UID>``
 makes their redelivery the same cases. A UIDVALIDITY change restarts from UID 1; identical bytes
-are recognised by the core, so nothing is duplicated.
+are recognised by the core, so nothing is duplicated. A message the core reports as held (it could
+be neither read nor quarantined) is left unmarked; the checkpoint passes it, so it is offered again
+only after a reconnect, and the core skips it until an operator releases it.
 
 IDLE is re-issued well before the server's 30-minute limit; servers without IDLE are polled.
 Lost connections reconnect with capped exponential backoff and jitter, and every failure is
@@ -36,7 +38,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from integrations.entra import APP_OPTIONS
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.ingest import Inbound
+from sgalert.ingest import Inbound, IngestOutcome
 from sgalert.ports import Deliver, Health
 from sgalert.secrets import read_secret
 
@@ -218,8 +220,8 @@ class ImapInbox:
         uids = sorted(uid for uid in client.search(criteria) if uid <= last)
         for chunk in self._batches(client, uids, [*criteria, *self._large()]):
             messages = self._fetch(client, chunk, state)
-            self._call(loop, deliver(messages))
-            self._after_commit(client, chunk)
+            outcomes = self._call(loop, deliver(messages))
+            self._after_commit(client, self._done(chunk, outcomes, state))
         if uids:
             log.info(
                 "source %s: finished marking %d message(s) after a restart", self.name, len(uids)
@@ -228,7 +230,6 @@ class ImapInbox:
     def _fetch(
         self, client: IMAPClient, uids: Sequence[int], state: dict[str, int]
     ) -> list[Inbound]:
-        s = self.settings
         fetched = client.fetch(list(uids), [b"BODY.PEEK[]", b"INTERNALDATE"])
         messages = []
         for uid in uids:
@@ -238,7 +239,7 @@ class ImapInbox:
             messages.append(
                 Inbound(
                     raw=bytes(data[b"BODY[]"]),
-                    key=f"imap:{s.username}@{s.host}/{s.folder}:{state['uidvalidity']}:{uid}",
+                    key=self._key(state, uid),
                     received_at=_utc(data.get(b"INTERNALDATE")),
                 )
             )
@@ -300,12 +301,25 @@ class ImapInbox:
     ) -> None:
         """Wait for a batch's cases to be stored, then (only then) mark its messages."""
         future, chunk = in_flight
-        self._wait(future)
+        outcomes = self._wait(future)
         state["last_uid"] = chunk[-1]
-        self._after_commit(client, chunk)
+        self._after_commit(client, self._done(chunk, outcomes, state))
+
+    def _key(self, state: dict[str, int], uid: int) -> str:
+        s = self.settings
+        return f"imap:{s.username}@{s.host}/{s.folder}:{state['uidvalidity']}:{uid}"
+
+    def _done(
+        self, uids: Sequence[int], outcomes: Sequence[IngestOutcome], state: dict[str, int]
+    ) -> list[int]:
+        """The UIDs to mark: all of the batch but any message the core holds unread."""
+        held = {outcome.key for outcome in outcomes if outcome.held}
+        return [uid for uid in uids if self._key(state, uid) not in held]
 
     def _after_commit(self, client: IMAPClient, uids: Sequence[int]) -> None:
         s = self.settings
+        if not uids:
+            return
         if s.after_commit == "move" and s.move_to:
             if b"MOVE" in client.capabilities():
                 client.move(uids, s.move_to)

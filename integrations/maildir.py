@@ -3,7 +3,9 @@
 New messages are files in ``new/`` (or in ``cur/`` without the ``S`` flag, if a mail client moved
 them there unread). Each batch is delivered first; only then is each file renamed into ``cur/``
 with the Seen flag (``:2,S``), so a crash leaves it to be delivered again, where its key
-(``maildir:<source>:<unique name>``) makes it the same case.
+(``maildir:<source>:<unique name>``) makes it the same case. A message the core reports as held
+(it could be neither read nor quarantined) is left unread in ``new/``; the core skips it until an
+operator releases it.
 """
 
 from __future__ import annotations
@@ -89,10 +91,13 @@ class MaildirInbox:
                 received = datetime.fromtimestamp(stamp, tz=UTC)
                 messages.append(Inbound(raw=raw, key=self.key(item), received_at=received))
                 readable.append(item)
+            held: set[str | None] = set()
             if messages:
-                await deliver(messages)
+                outcomes = await deliver(messages)
+                held = {outcome.key for outcome in outcomes if outcome.held}
             for item in readable:  # only after the cases are stored
-                await asyncio.to_thread(self.mark_seen, item)
+                if self.key(item) not in held:
+                    await asyncio.to_thread(self.mark_seen, item)
         return len(items)
 
     async def run(self, deliver: Deliver, checkpoint: str | None, health: Health) -> None:

@@ -26,6 +26,7 @@ class AlertKind(enum.StrEnum):
     PAGE_UNDELIVERABLE = "page-undeliverable"  # a page failed on every channel it may use
     NO_RECIPIENT = "no-recipient"  # a policy target resolves to nobody who can read the case
     CHANNEL_MISSING = "channel-missing"  # a policy names channels that are not configured
+    MESSAGE_QUARANTINED = "message-quarantined"  # a message could not be read nor quarantined
     CALENDAR_ENDING = "calendar-ending"  # the configured terms end within 60 days, or have
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from sgalert import __version__, audit
 from sgalert.clock import iso, parse_iso
 from sgalert.config import load_config, render_template
-from sgalert.errors import InvalidInput, SgalertError, WorkspaceError
+from sgalert.errors import InvalidInput, SgalertError, StoreError, WorkspaceError
 from sgalert.keyring import Identity, add_person, approve_member, remove_person
 from sgalert.model import CaseState, CaseSummary, Role, Source
 from sgalert.service import CaseService, CaseView
@@ -464,6 +464,11 @@ class Runner:
                 else SourceRules(name="file", type=source)
             )
             (outcome,) = await ingestor.ingest([Inbound(raw=raw)], rules)
+        if outcome.held:
+            raise StoreError(
+                f"{path.name} could be neither read nor quarantined, so nothing was stored;"
+                " record it by hand with `sgalert case new`"
+            )
         if self.args.json:
             print(
                 json.dumps(
@@ -642,12 +647,14 @@ class Runner:
         as :func:`sgalert.desk.failing_channels` says. Either, or an open alert, exits 1.
         """
         from sgalert.clock import utcnow
+        from sgalert.ingest import held_messages
 
         async with await self.service() as service:
             lease = await service.engine_lease()
             alerts = await service.open_alerts()
             channels = await service.failing_channels()
             waiting = await service.list_cases(state=CaseState.NEW)
+            held = await held_messages(service.store)
         now = utcnow()
         report: dict[str, Any] = {
             "engine": None,
@@ -657,6 +664,10 @@ class Runner:
                 for c in channels
             ],
             "unacknowledged": [c.ref for c in waiting],
+            "held_messages": [
+                {"key": h.key, "source": h.source_name, "error": h.error, "held_at": iso(h.held_at)}
+                for h in held
+            ],
         }
         if lease is not None:
             report["engine"] = {
@@ -683,6 +694,15 @@ class Runner:
                     continue
                 since = alert.get("since") or alert["raised_at"]
                 print(f"ALERT {alert['kind']}: {alert['source']} since {since}")
+            for message in held:
+                print(
+                    f"HELD unread in {message.source_name} since {iso(message.held_at)}"
+                    f" ({message.error}): {message.key}"
+                )
+            if held:
+                print(
+                    "  (deal with each in the mailbox, then `sgalert held release KEY --as EMAIL`)"
+                )
             print(
                 f"unacknowledged cases: {len(waiting)}"
                 + (f" ({', '.join(c.ref for c in waiting[:10])})" if waiting else "")
@@ -693,7 +713,18 @@ class Runner:
                     f" delivered, the oldest queued {iso(channel.since)}"
                 )
         healthy = lease is not None and not lease.lapsed(now) and not alerts and not channels
-        return 0 if healthy else 1
+        return 0 if healthy and not held else 1
+
+    async def held_release(self) -> int:
+        """Forget a held message once someone has dealt with it, so its mailbox may offer it
+        again (it is then tried afresh); the source's alert is cleared when none is left."""
+        from sgalert.ingest import release_held
+
+        async with await self.service() as service:
+            identity = await self.unlocked(service)
+            released = await release_held(service.store, self.args.key, identity.email)
+        print(f"released {released.key} ({released.source_name}); it will be tried again")
+        return 0
 
     async def audit_verify(self) -> int:
         async with await self.service() as service:
@@ -885,6 +916,18 @@ def _parser() -> argparse.ArgumentParser:
         Runner.serve,
         "watch the configured mailboxes and turn each notification into a case",
     )
+    held = commands.add_parser(
+        "held", help="messages left unread because they could not even be quarantined"
+    )
+    held_cmds = held.add_subparsers(dest="held_command", required=True, metavar="COMMAND")
+    release = command(
+        held_cmds,
+        "release",
+        Runner.held_release,
+        "forget a held message (listed by `sgalert status`) so it is tried again",
+    )
+    release.add_argument("key", help="the message's mailbox key, as `sgalert status` shows it")
+    as_email(release)
     ingest = command(commands, "ingest", Runner.ingest, "turn one message file into a case")
     ingest.add_argument("file", help="an RFC 822 message, e.g. saved from a mail client as .eml")
     ingest.add_argument("--source", required=True, choices=[s.value for s in Source])

@@ -463,6 +463,10 @@ SYSTEM_ALERT_TEXT = {
         "a policy names channels that are not configured: pages went to the configured ones;"
         " run sgalert config check"
     ),
+    AlertKind.MESSAGE_QUARANTINED: (
+        "a message could be neither read nor quarantined and is held unread in its mailbox:"
+        " see sgalert status"
+    ),
     AlertKind.CALENDAR_ENDING: (
         "the school's term dates end within 60 days or have ended: add next year's"
     ),

@@ -11,6 +11,15 @@ be displayed, and lay out the fields to seal (the original bytes are kept whole,
   because a sender controls Message-ID and a forged earlier copy must not suppress a real alert.
 
 The caller marks the message read or moves it only after ``ingest`` returns: store first.
+
+A message that cannot be prepared or stored (a bug its bytes set off, or one that kills the
+process) must not hold up its mailbox. Tries are counted in the store *before* each try, so a
+crash counts too, and a batch that fails is split: each message is tried alone, and one that
+fails :data:`MAX_TRIES` times is **quarantined**: sealed whole, unread, as a ``needs-triage``
+case that pages like any other of its source. Should even that fail, the message is **held**:
+left unread in its mailbox, skipped from then on, listed by ``sgalert status`` and raised as a
+``message-quarantined`` system alert (its mailbox key and error class, no content) until an
+operator releases it. The rest of the batch goes on either way.
 """
 
 from __future__ import annotations
@@ -22,14 +31,18 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
 import sqlite3
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sgalert import audit
+from sgalert.alerts import AlertKind
 from sgalert.cases import (
     FIELD_ATTACHMENTS,
     FIELD_BODY,
@@ -44,7 +57,7 @@ from sgalert.cases import (
 )
 from sgalert.clock import iso, utcnow
 from sgalert.config import Config, SourceConfig
-from sgalert.errors import StoreError
+from sgalert.errors import SgalertError, StoreError
 from sgalert.extract import extract
 from sgalert.mime import ParseLimits, parse_message
 from sgalert.model import Flag, Source
@@ -52,7 +65,7 @@ from sgalert.redact import MARK as REPORTER_MARK
 from sgalert.redact import ReporterRedactor
 from sgalert.sender import check_sender
 from sgalert.service import CaseService
-from sgalert.store import on_connection
+from sgalert.store import Store, on_connection
 from sgalert.text import has_unsafe, printable
 
 log = logging.getLogger("sgalert.ingest")
@@ -90,7 +103,11 @@ class Inbound:
 
 @dataclass(frozen=True, slots=True)
 class IngestOutcome:
-    """What became of one message. Metadata only: safe to log and print."""
+    """What became of one message. Metadata only: safe to log and print.
+
+    ``held`` means the message is not a case (it could be neither read nor quarantined; a
+    system alert names it): its mailbox must leave it unread. ``key`` is the message's own.
+    """
 
     case_id: str
     ref: str
@@ -98,6 +115,8 @@ class IngestOutcome:
     flags: tuple[str, ...]
     created: bool
     duplicate_of: str | None = None
+    held: bool = False
+    key: str | None = None
 
 
 @dataclass(slots=True)
@@ -262,9 +281,123 @@ def prepare_chunk(
     ]
 
 
+# A message is tried this many times at most, a crash mid-try included, then quarantined.
+MAX_TRIES = 3
+MESSAGE_QUARANTINED = (
+    AlertKind.MESSAGE_QUARANTINED.value
+)  # the system alert for a message held unread
+QUARANTINED = "could not be read: quarantined"
+# How much of a quarantined message is shown as its text (the original is kept whole).
+_QUARANTINE_SHOWN = 256 * 1024
+
+
+def _shown_raw(raw: bytes) -> str:
+    """The bytes as text for a person to read, escaped; nothing if even that fails."""
+    try:
+        return printable(raw[:_QUARANTINE_SHOWN].decode("utf-8", "replace"))
+    except Exception:  # reading the message is what failed: show nothing rather than fail
+        return ""
+
+
+def quarantined_case(
+    message: Inbound, rules: SourceRules, *, failed: int, error: str | None, now: datetime
+) -> NewCase:
+    """A message that could not be prepared or stored, as a case all the same.
+
+    Nothing is parsed (parsing may be what failed): the original bytes are sealed whole, as a
+    malformed message's are, with the escaped text for reading and a triage reason. A whistle's
+    original names its reporter, so it is sealed apart with the identity and not shown.
+    """
+    raw = message.raw
+    why = (
+        f"preparing or storing it failed {failed} time(s) ({error})"
+        if error
+        else "the process stopped while reading it, each time it tried"
+    )
+    notes = {
+        "problems": [f"sgalert could not read this message: {why}"],
+        "sender": [],
+        "triage": [
+            f"{QUARANTINED}; the original message is kept whole: read it and record the facts"
+        ],
+    }
+    whistle = rules.type is Source.WHISTLE
+    content: dict[str, bytes] = {
+        FIELD_SUBJECT: b"",
+        FIELD_FACTS: b"{}",
+        FIELD_BODY: b"" if whistle else _shown_raw(raw).encode(),
+        FIELD_ATTACHMENTS: b"[]",
+        FIELD_NOTES: json.dumps(notes, ensure_ascii=False).encode(),
+    }
+    identity: dict[str, bytes] = {}
+    (identity if whistle else content)[FIELD_RAW] = raw
+    return NewCase(
+        source=rules.type,
+        received_at=message.received_at or now,
+        origin="mailbox" if message.key else "file",
+        content=content,
+        identity=identity,
+        flags=frozenset({Flag.NEEDS_TRIAGE, Flag.MALFORMED}),
+        source_name=rules.name,
+        content_sha256=_sha256(raw),
+    )
+
+
+def _message_fault(exc: BaseException) -> bool:
+    """Whether a failure may be the message's own doing, so trying it alone may get past it.
+
+    sgalert's own errors (nobody holds a key yet, the store is busy, an earlier batch failed)
+    and SQLite's operational ones (disk full, I/O error, locked) hold up every message alike:
+    they are retried as before, and no message is counted or quarantined for them.
+    """
+    return isinstance(exc, Exception) and not isinstance(
+        exc, SgalertError | sqlite3.OperationalError
+    )
+
+
 def _ready() -> bool:
     """Nothing: a worker that ran it has started and imported this module."""
     return True
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """In each worker: end when the process that started it ends, however it ends.
+
+    A SIGKILLed ``sgalert serve`` runs no cleanup, and a worker waiting for work would wait for
+    ever (about 100 MB each). On Linux the kernel kills the worker with its parent
+    (``PR_SET_PDEATHSIG``; strictly, with the parent's thread that spawned it, which is the
+    event loop's, alive as long as the ingestor). Everywhere, a daemon thread waits on the
+    parent's sentinel (a pipe the parent holds open until it dies) and watches the parent id.
+    """
+    if sys.platform == "linux":
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the thread below still ends the worker
+    if os.getppid() != parent_pid:  # the parent died before the watch began
+        os._exit(0)
+    threading.Thread(
+        target=_wait_for_parent, args=(parent_pid,), name="sgalert-parent-watch", daemon=True
+    ).start()
+
+
+def _wait_for_parent(parent_pid: int) -> None:
+    parent = multiprocessing.parent_process()
+    while True:
+        if parent is not None:
+            parent.join(timeout=1.0)
+            if not parent.is_alive():
+                os._exit(0)
+        else:
+            threading.Event().wait(1.0)
+        if os.getppid() != parent_pid:
+            os._exit(0)
 
 
 # Parsing and extraction are pure Python and hold the GIL; a backlog is spread over worker
@@ -297,7 +430,10 @@ class Ingestor:
     def _worker_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn")
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._pool
 
@@ -377,28 +513,283 @@ class Ingestor:
         source are prepared concurrently but stored strictly in the order they were handed
         over, and if one fails, those handed over after it fail too, so a checkpoint never
         moves past messages that were not stored.
+
+        A failure that may be a message's own doing does not fail the batch: its messages are
+        tried one at a time, each alone in its own transaction, and one that fails
+        :data:`MAX_TRIES` tries is quarantined (or, failing that, held: see the module
+        docstring). Every outcome then says what became of its message; the checkpoint is
+        stored once all of them are cases or held.
         """
         if not messages and checkpoint is None:
             return []
         turn = self._turns.setdefault(rules.name, _Turns())
         ticket = turn.take()
+        tries = [_Try() for _ in messages]
         try:
-            prepared = await self._prepare(messages, rules)
-            sealed = await self.service.seal([p.case for p in prepared])
-            await turn.wait_for(ticket)
-            async with self.service.store.write() as db:
-                current = await self.service.reseal_if_rotated(db, sealed)
-                return await on_connection(
-                    db,
-                    lambda conn: _store_now(
-                        conn, prepared, current, rules.name, checkpoint, self.service.schedule_now
-                    ),
-                )
+            outcomes = await self._ingest(messages, rules, checkpoint, turn, ticket, tries)
         except BaseException:
             turn.poison()
+            await self._uncount(messages, tries)
             raise
         finally:
             await asyncio.shield(turn.finish(ticket))
+        return [replace(o, key=m.key) for o, m in zip(outcomes, messages, strict=True)]
+
+    async def _ingest(
+        self,
+        messages: Sequence[Inbound],
+        rules: SourceRules,
+        checkpoint: str | None,
+        turn: _Turns,
+        ticket: int,
+        tries: list[_Try],
+    ) -> list[IngestOutcome]:
+        held, as_a_batch = await self._count_tries(messages, rules.name, tries)
+        todo = [i for i in range(len(messages)) if i not in held]
+        outcomes: dict[int, IngestOutcome] = {
+            i: IngestOutcome("", "", rules.type, (), False, held=True) for i in held
+        }
+        if as_a_batch:
+            batch = [messages[i] for i in todo]
+            try:
+                prepared = await self._prepare(batch, rules)
+                sealed = await self.service.seal([p.case for p in prepared])
+                await turn.wait_for(ticket)
+                async with self.service.store.write() as db:
+                    current = await self.service.reseal_if_rotated(db, sealed)
+                    stored = await on_connection(
+                        db,
+                        lambda conn: _store_now(
+                            conn,
+                            prepared,
+                            current,
+                            rules.name,
+                            checkpoint,
+                            self.service.schedule_now,
+                        ),
+                    )
+            except Exception as exc:
+                if not _message_fault(exc) or not await self._checkpoint_storable(
+                    rules.name, checkpoint
+                ):
+                    raise
+                for i in todo:
+                    tries[i].failed(type(exc).__name__)
+                log.warning(
+                    "source %s: a batch of %d failed (%s); trying its messages one at a time",
+                    rules.name,
+                    len(batch),
+                    type(exc).__name__,
+                )
+            else:
+                for i, outcome in zip(todo, stored, strict=True):
+                    tries[i].open = False
+                    outcomes[i] = outcome
+                return [outcomes[i] for i in range(len(messages))]
+        await turn.wait_for(ticket)
+        for i in todo:
+            outcomes[i] = await self._one_at_a_time(messages[i], rules, tries[i])
+        if checkpoint is not None:
+            async with self.service.store.write() as db:
+                await on_connection(
+                    db, lambda conn: _save_checkpoint(conn, rules.name, checkpoint, iso(utcnow()))
+                )
+        return [outcomes[i] for i in range(len(messages))]
+
+    async def _checkpoint_storable(self, source_name: str, checkpoint: str | None) -> bool:
+        """Whether the checkpoint alone can be stored (tried, then rolled back): if it cannot,
+        that, not a message, failed the batch, and trying the messages alone would store them
+        without it."""
+        if checkpoint is None:
+            return True
+        try:
+            async with self.service.store.write() as db:
+                await on_connection(
+                    db, lambda conn: _save_checkpoint(conn, source_name, checkpoint, "")
+                )
+                raise _RolledBack
+        except _RolledBack:
+            return True
+        except Exception:
+            return False
+
+    async def _count_tries(
+        self, messages: Sequence[Inbound], source_name: str, tries: list[_Try]
+    ) -> tuple[set[int], bool]:
+        """Which messages are held, and whether to try the rest as one batch.
+
+        If none of them has been tried before, a try is counted for each (before it begins)
+        and they are tried together. If one has (a crash cut its batch short, say), they are
+        tried one at a time, each try counted just before it, so only the message that was
+        being read when the process died is counted for that.
+        """
+        keys = list(dict.fromkeys(m.key for m in messages if m.key))
+        known: dict[str, tuple[int, bool]] = {}
+        if keys:
+            now = iso(utcnow())
+            async with self.service.store.write() as db:
+                known = await on_connection(
+                    db, lambda conn: _count_tries_now(conn, keys, source_name, now, batch=True)
+                )
+        held: set[int] = set()
+        as_a_batch = not any(before for before, is_held in known.values() if not is_held)
+        for index, message in enumerate(messages):
+            before, is_held = known.get(message.key, (0, False)) if message.key else (0, False)
+            if is_held:
+                held.add(index)
+            elif as_a_batch:
+                tries[index].tries, tries[index].open = 1, True
+            else:
+                tries[index].tries = before
+        return held, as_a_batch
+
+    async def _count_one_more(self, message: Inbound, source_name: str, tried: _Try) -> None:
+        if message.key:
+            now = iso(utcnow())
+            key = message.key
+            async with self.service.store.write() as db:
+                await on_connection(
+                    db,
+                    lambda conn: _count_tries_now(conn, [key], source_name, now, tried.error),
+                )
+        tried.tries, tried.open = tried.tries + 1, True
+
+    async def _one_at_a_time(
+        self, message: Inbound, rules: SourceRules, tried: _Try
+    ) -> IngestOutcome:
+        """Try one message alone until it is stored or has had its tries; then quarantine it."""
+        while True:
+            if not tried.open:
+                if tried.tries >= MAX_TRIES:
+                    break
+                await self._count_one_more(message, rules.name, tried)
+            try:
+                outcome = await self._store_alone(message, rules)
+            except Exception as exc:
+                if not _message_fault(exc):
+                    raise
+                tried.failed(type(exc).__name__)
+                log.warning(
+                    "source %s: a message failed alone (%s), try %d of %d",
+                    rules.name,
+                    tried.error,
+                    tried.tries,
+                    MAX_TRIES,
+                )
+            else:
+                tried.open = False
+                return outcome
+        return await self._quarantine(message, rules, tried)
+
+    async def _store_alone(self, message: Inbound, rules: SourceRules) -> IngestOutcome:
+        (prepared,) = self._prepare_all([message], rules)
+        sealed = await self.service.seal([prepared.case])
+        async with self.service.store.write() as db:
+            current = await self.service.reseal_if_rotated(db, sealed)
+            (outcome,) = await on_connection(
+                db,
+                lambda conn: _store_now(
+                    conn, [prepared], current, rules.name, None, self.service.schedule_now
+                ),
+            )
+        return outcome
+
+    async def _quarantine(self, message: Inbound, rules: SourceRules, tried: _Try) -> IngestOutcome:
+        item = Prepared(
+            quarantined_case(message, rules, failed=tried.tries, error=tried.error, now=utcnow()),
+            message.key,
+        )
+        error = tried.error or "interrupted"
+        try:
+            sealed = await self.service.seal([item.case])
+            async with self.service.store.write() as db:
+                current = await self.service.reseal_if_rotated(db, sealed)
+                outcome = await on_connection(
+                    db,
+                    lambda conn: _quarantine_now(
+                        conn, item, current, rules.name, self.service.schedule_now, error
+                    ),
+                )
+        except Exception as exc:
+            if not _message_fault(exc):
+                raise
+            return await self._hold(message, rules, tried, type(exc).__name__)
+        tried.open = False
+        log.warning(
+            "source %s: message %s quarantined as %s after %d tries (%s)",
+            rules.name,
+            message.key or "(a file)",
+            outcome.ref,
+            tried.tries,
+            error,
+        )
+        return outcome
+
+    async def _hold(
+        self, message: Inbound, rules: SourceRules, tried: _Try, quarantine_error: str
+    ) -> IngestOutcome:
+        """Neither a case nor a quarantined one: leave it unread, skip it, and say so."""
+        now = utcnow()
+        error = tried.error or "interrupted"
+        async with self.service.store.write() as db:
+            await on_connection(
+                db,
+                lambda conn: _hold_now(conn, message.key, rules.name, error, quarantine_error, now),
+            )
+        tried.open = False
+        log.error(
+            "source %s: message %s could not be quarantined (%s, then %s); it stays unread"
+            " in its mailbox and is skipped until released: see `sgalert status`",
+            rules.name,
+            message.key or "(a file)",
+            error,
+            quarantine_error,
+        )
+        return IngestOutcome("", "", rules.type, (), False, held=True)
+
+    async def _uncount(self, messages: Sequence[Inbound], tries: list[_Try]) -> None:
+        """Tries cut short by the store or a shutdown, not by a message, are not counted.
+
+        Best effort: if the store cannot take it now, the tries stay counted, and the messages
+        are only tried one at a time next time (and quarantined a try sooner).
+        """
+        keys = list(
+            dict.fromkeys(m.key for m, t in zip(messages, tries, strict=True) if t.open and m.key)
+        )
+        if not keys:
+            return
+
+        async def uncount() -> None:
+            async with self.service.store.write() as db:
+                await on_connection(db, lambda conn: _uncount_now(conn, keys))
+
+        task = asyncio.ensure_future(uncount())
+        task.add_done_callback(_ignore_failure)
+        try:
+            await asyncio.shield(task)
+        except BaseException:  # noqa: S110 (the caller re-raises what stopped the batch)
+            pass
+
+
+class _RolledBack(Exception):
+    """Ends a transaction that only checked something could be written."""
+
+
+@dataclass(slots=True)
+class _Try:
+    """One message's tries, as the store counts them, and whether the last is still going."""
+
+    tries: int = 0
+    open: bool = False
+    error: str | None = None
+
+    def failed(self, error: str) -> None:
+        self.open, self.error = False, error
+
+
+def _ignore_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so it is not reported as never retrieved
 
 
 class _Turns:
@@ -557,16 +948,221 @@ def _store_now(
         " received_at) VALUES (?, ?, ?, ?)",
         [(key, final[i].case_id, source_name, now) for key, i in receipts],
     )
+    # Each message is a case now: its tries end with the transaction that made it one.
+    conn.executemany(
+        "DELETE FROM ingest_tries WHERE idempotency_key = ? AND held_at IS NULL",
+        [(key,) for key in dict.fromkeys(keys)],
+    )
     if repeats:
         audit.append_now(conn, repeats)
     if checkpoint is not None:
-        conn.execute(
-            "INSERT INTO inbox_checkpoints (source_name, state, updated_at) VALUES (?, ?, ?)"
-            " ON CONFLICT(source_name) DO UPDATE SET state = excluded.state,"
-            " updated_at = excluded.updated_at",
-            (source_name, checkpoint, now),
-        )
+        _save_checkpoint(conn, source_name, checkpoint, now)
     return final
+
+
+def _save_checkpoint(conn: sqlite3.Connection, source_name: str, checkpoint: str, now: str) -> None:
+    conn.execute(
+        "INSERT INTO inbox_checkpoints (source_name, state, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT(source_name) DO UPDATE SET state = excluded.state,"
+        " updated_at = excluded.updated_at",
+        (source_name, checkpoint, now),
+    )
+
+
+def _count_tries_now(
+    conn: sqlite3.Connection,
+    keys: Sequence[str],
+    source_name: str,
+    now: str,
+    error: str | None = None,
+    *,
+    batch: bool = False,
+) -> dict[str, tuple[int, bool]]:
+    """Count one more try for each key, in its own committed transaction, before the try: so a
+    try that crashes the process is counted too. Returns each key's count before, and whether
+    it is held (held keys are not counted: they are not tried). For a ``batch``, nothing is
+    counted if any key was tried before: its messages will be tried (and counted) alone."""
+    known: dict[str, tuple[int, bool]] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        for key, tries, held in conn.execute(
+            "SELECT idempotency_key, tries, held_at IS NOT NULL FROM ingest_tries"
+            f" WHERE idempotency_key IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ):
+            known[key] = (int(tries), bool(held))
+    if batch and any(tries for tries, held in known.values() if not held):
+        return known
+    conn.executemany(
+        "INSERT INTO ingest_tries (idempotency_key, source_name, tries, error, first_tried_at,"
+        " last_tried_at) VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT(idempotency_key) DO UPDATE SET"
+        " tries = tries + 1, error = coalesce(excluded.error, error),"
+        " last_tried_at = excluded.last_tried_at WHERE held_at IS NULL",
+        [(key, source_name, error, now, now) for key in keys],
+    )
+    return known
+
+
+def _uncount_now(conn: sqlite3.Connection, keys: Sequence[str]) -> None:
+    rows = [(key,) for key in keys]
+    conn.executemany(
+        "UPDATE ingest_tries SET tries = tries - 1 WHERE idempotency_key = ? AND held_at IS NULL",
+        rows,
+    )
+    conn.executemany(
+        "DELETE FROM ingest_tries WHERE idempotency_key = ? AND tries <= 0 AND held_at IS NULL",
+        rows,
+    )
+
+
+def _quarantine_now(
+    conn: sqlite3.Connection,
+    item: Prepared,
+    sealed: SealedBatch,
+    source_name: str,
+    schedule: Callable[[sqlite3.Connection, Sequence[tuple[StoredCase, NewCase]]], None],
+    error: str,
+) -> IngestOutcome:
+    """Store a quarantined case like any other (the same repeat rules, clocks and pages)."""
+    (outcome,) = _store_now(conn, [item], sealed, source_name, None, schedule)
+    if outcome.created:
+        audit.append_now(
+            conn,
+            [
+                audit.AuditEvent(
+                    audit.ENGINE,
+                    MESSAGE_QUARANTINED,
+                    outcome.case_id,
+                    {"source": source_name, "error": error},
+                )
+            ],
+        )
+    return outcome
+
+
+def _hold_now(
+    conn: sqlite3.Connection,
+    key: str | None,
+    source_name: str,
+    error: str,
+    quarantine_error: str,
+    now: datetime,
+) -> None:
+    """Remember a message that is not a case (so it is skipped, not retried for ever) and
+    page the team about it: a new ``message-quarantined`` alert for its source, listing
+    every message held there by its mailbox key and error class. A file has no mailbox to
+    hold it in: the person who ran ``sgalert ingest`` is told, and the audit log records it."""
+    at = iso(now)
+    if key is not None:
+        conn.execute(
+            "INSERT INTO ingest_tries (idempotency_key, source_name, tries, error, first_tried_at,"
+            " last_tried_at, held_at) VALUES (?, ?, 0, ?, ?, ?, ?)"
+            " ON CONFLICT(idempotency_key) DO UPDATE SET error = excluded.error,"
+            " last_tried_at = excluded.last_tried_at, held_at = excluded.held_at",
+            (key, source_name, error, at, at, at),
+        )
+        _refresh_held_alert(conn, source_name, at, page_again=True)
+    audit.append_now(
+        conn,
+        [
+            audit.AuditEvent(
+                audit.ENGINE,
+                "message-held",
+                detail={
+                    "source": source_name,
+                    "key": key or "(a file)",
+                    "error": error,
+                    "quarantine_error": quarantine_error,
+                },
+            )
+        ],
+    )
+
+
+_ALERT_LISTS = 20  # held messages named in an alert's detail; `sgalert status` lists them all
+
+
+def _refresh_held_alert(
+    conn: sqlite3.Connection, source_name: str, at: str, *, page_again: bool
+) -> None:
+    """Raise the source's ``message-quarantined`` alert again (paged anew) for a newly held
+    message; after a release, update it quietly, or clear it once none is held."""
+    rows = conn.execute(
+        "SELECT idempotency_key, error, held_at FROM ingest_tries"
+        " WHERE source_name = ? AND held_at IS NOT NULL ORDER BY held_at, idempotency_key",
+        (source_name,),
+    ).fetchall()
+    held = [{"key": str(r[0]), "error": str(r[1]), "at": str(r[2])} for r in rows]
+    open_alert = conn.execute(
+        "SELECT id FROM system_alerts WHERE kind = ? AND source_name = ? AND cleared_at IS NULL",
+        (MESSAGE_QUARANTINED, source_name),
+    ).fetchone()
+    if not held or page_again:
+        conn.execute(
+            "UPDATE system_alerts SET cleared_at = ? WHERE kind = ? AND source_name = ?"
+            " AND cleared_at IS NULL",
+            (at, MESSAGE_QUARANTINED, source_name),
+        )
+    if not held:
+        return
+    detail = json.dumps(
+        {"since": held[0]["at"], "held": len(held), "messages": held[:_ALERT_LISTS]}
+    )
+    if not page_again and open_alert is not None:
+        conn.execute("UPDATE system_alerts SET detail = ? WHERE id = ?", (detail, open_alert[0]))
+    else:
+        conn.execute(
+            "INSERT INTO system_alerts (kind, source_name, raised_at, detail) VALUES (?, ?, ?, ?)",
+            (MESSAGE_QUARANTINED, source_name, at, detail),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HeldMessage:
+    """A message left unread in its mailbox because it could be neither read nor quarantined."""
+
+    key: str
+    source_name: str
+    error: str
+    held_at: datetime
+
+
+async def held_messages(store: Store) -> list[HeldMessage]:
+    """Every held message, oldest first: metadata only (mailbox key and error class)."""
+    from sgalert.clock import parse_iso
+
+    rows = await store.fetchall(
+        "SELECT idempotency_key, source_name, error, held_at FROM ingest_tries"
+        " WHERE held_at IS NOT NULL ORDER BY held_at, idempotency_key"
+    )
+    return [HeldMessage(str(r[0]), str(r[1]), str(r[2]), parse_iso(r[3])) for r in rows]
+
+
+async def release_held(store: Store, key: str, actor: str = audit.ENGINE) -> HeldMessage:
+    """Forget a held message (someone has dealt with it), so its mailbox is free to offer it
+    again, with fresh tries; the source's alert is updated, or cleared if none is left."""
+    from sgalert.errors import NotFound
+
+    found = [h for h in await held_messages(store) if h.key == key]
+    if not found:
+        raise NotFound(f"no held message has the key {key!r}; `sgalert status` lists them")
+    now = iso(utcnow())
+    async with store.write() as db:
+        await db.execute(
+            "DELETE FROM ingest_tries WHERE idempotency_key = ? AND held_at IS NOT NULL", (key,)
+        )
+        await on_connection(
+            db, lambda conn: _refresh_held_alert(conn, found[0].source_name, now, page_again=False)
+        )
+        await audit.append(
+            db,
+            [
+                audit.AuditEvent(
+                    actor, "message-released", detail={"source": found[0].source_name, "key": key}
+                )
+            ],
+        )
+    return found[0]
 
 
 async def load_checkpoint(service: CaseService, source_name: str) -> str | None:

@@ -313,4 +313,27 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        7,
+        """
+        -- Tries at turning a mailbox message into a case, counted before each try, so a message
+        -- that keeps failing (or keeps crashing the process) is quarantined after a bounded
+        -- number, never retried for ever. The row goes in the transaction that stores the
+        -- message's case. ``held_at`` is set when even quarantine failed: the message is left
+        -- unread in its mailbox, skipped, and listed by ``sgalert status`` until released.
+        CREATE TABLE ingest_tries (
+            idempotency_key TEXT PRIMARY KEY,
+            source_name     TEXT NOT NULL,
+            tries           INTEGER NOT NULL,
+            error           TEXT,
+            first_tried_at  TEXT NOT NULL,
+            last_tried_at   TEXT NOT NULL,
+            held_at         TEXT
+        );
+        CREATE INDEX ingest_tries_held ON ingest_tries(held_at) WHERE held_at IS NOT NULL;
+        """,
+    ),
+)
+
 HEAD_VERSION = MIGRATIONS[-1][0]

@@ -110,6 +110,8 @@ def make_deliver(
         if on_stored is not None and any(o.created for o in outcomes):
             on_stored()
         for outcome in outcomes:
+            if outcome.held:  # logged, with its key and error class, where it was held
+                continue
             log.info(
                 "case %s %s from %s flags=%s",
                 outcome.ref,
