@@ -207,12 +207,6 @@ def bare_rig(tmp_path: Path) -> Iterator[faults.Rig]:
         yield r
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine defect: sgalert serve's ingest worker processes (spawned by"
-    " sgalert.ingest's ProcessPoolExecutor) and multiprocessing's resource tracker outlive"
-    " a SIGKILL of the engine for good, so each kill -9 and restart leaves three processes",
-)
 def test_a_killed_engine_leaves_no_process_behind(bare_rig: faults.Rig) -> None:
     if (os.cpu_count() or 1) < 2:
         pytest.skip("on one CPU the engine starts no ingest worker processes")

@@ -470,7 +470,7 @@ async def test_status_lists_a_held_message_until_someone_releases_it(
 
     status = await asyncio.to_thread(sgalert_cli, workspace, "status")
     assert status.returncode == 1
-    assert "ALERT message-quarantined: source drop" in status.stdout
+    assert "ALERT message-quarantined: drop since" in status.stdout
     assert "HELD unread in drop" in status.stdout and "maildir:drop:3.poison.host" in status.stdout
     assert "Poppy" not in status.stdout
     report = json.loads(
