@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, Phase, settings
 
 from sgalert.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, FIELD_RAW, NewCase
 from sgalert.config import load_config, render_template
@@ -24,6 +25,36 @@ from sgalert.store import Store
 from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace
 
 from .dovecot import dovecot  # noqa: F401  (the real-IMAP-server fixture)
+
+# Hypothesis profiles. "default" is what CI runs: derandomized (the same examples every run, so a
+# red build is reproducible) and no example database, so no .hypothesis directory is written.
+# "long" is a soak: `pytest tests/test_invariants.py --hypothesis-profile=long`, random each run.
+# Examples here drive a real engine on a real store: no per-example deadline.
+# The explain phase re-runs a failure many times to annotate it: minutes here, so it is left out.
+_SLOW_BY_DESIGN = [HealthCheck.too_slow, HealthCheck.data_too_large]
+_PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
+settings.register_profile(
+    "default",
+    max_examples=12,
+    stateful_step_count=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=False,
+    phases=_PHASES,
+    suppress_health_check=_SLOW_BY_DESIGN,
+)
+settings.register_profile(
+    "long",
+    max_examples=400,
+    stateful_step_count=60,
+    deadline=None,
+    derandomize=False,
+    database=None,
+    print_blob=True,
+    phases=_PHASES,
+    suppress_health_check=_SLOW_BY_DESIGN,
+)
 
 PASSPHRASES = {
     "dsl@example.org": "dsl-passphrase-1",
