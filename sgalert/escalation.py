@@ -97,6 +97,10 @@ def schedule_new_cases(
                 clocks.append((stored.id, str(policy.clock), iso(due_at)))
                 warn = max(due_at - timedelta(minutes=policy.warn_minutes_before), now)
                 timers.append((stored.id, TimerKind.INTAKE_CLOCK.value, 0, iso(warn), iso(now)))
+                # And at the deadline itself, if it passes unmet.
+                timers.append(
+                    (stored.id, TimerKind.INTAKE_CLOCK.value, 1, iso(max(due_at, now)), iso(now))
+                )
     conn.executemany(
         "INSERT OR IGNORE INTO clocks (case_id, kind, due_at) VALUES (?, ?, ?)", clocks
     )
@@ -226,10 +230,12 @@ def _decide(
             Urgency.OVERDUE if step else Urgency.REMINDER,
             None,
         )
-    return _Decision(  # the intake clock is about to run out
+    return _Decision(  # the intake clock is about to run out, or has
         policy.repeat_target,
         policy.repeat_channels,
-        "the statutory deadline is close and the case is not acknowledged",
+        "the statutory deadline is close and the case is not acknowledged"
+        if step == 0
+        else "the statutory deadline has passed and the case is not acknowledged",
         Urgency.OVERDUE,
         None,
     )
