@@ -7,6 +7,7 @@ CLI tests and one keyring test use the real Argon2id parameters.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,7 +47,8 @@ settings.register_profile(
 )
 settings.register_profile(
     "long",
-    max_examples=400,
+    # SGALERT_SOAK_EXAMPLES sizes a shorter soak on a busy machine.
+    max_examples=int(os.environ.get("SGALERT_SOAK_EXAMPLES", "400")),
     stateful_step_count=60,
     deadline=None,
     derandomize=False,
