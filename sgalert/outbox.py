@@ -528,8 +528,9 @@ class OutboxSender:
 
     async def send_due(self) -> int:
         """One round on every channel at once, each to its end. Returns rows attempted."""
-        counts = await asyncio.gather(*(self.send_channel(c) for c in self.channels.names))
-        return sum(counts)
+        async with asyncio.TaskGroup() as group:  # one failing channel cancels the others
+            rounds = [group.create_task(self.send_channel(c)) for c in self.channels.names]
+        return sum(r.result() for r in rounds)
 
     async def send_channel(self, channel: str, limit: int = 50) -> int:
         """One round on one channel: claim its due rows, send them, record each outcome."""
