@@ -848,8 +848,8 @@ class NeverSilent(RuleBasedStateMachine):
                 continue
             fresh = self._paged(case, event.due, event.deadline) - earlier
             assert fresh, (
-                f"case {case.ref} ({case.id}): {event.label()} paged only people paged before"
-                f" ({sorted(earlier)}) while {sorted(later - earlier)} were still to be reached"
+                f"case {case.ref} ({case.id}): {event.label()} paged nobody new (paged before:"
+                f" {sorted(earlier)}) while {sorted(later - earlier)} were still to be reached"
             )
 
     @invariant()
