@@ -36,8 +36,8 @@ _SLOW_BY_DESIGN = [HealthCheck.too_slow, HealthCheck.data_too_large]
 _PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
 settings.register_profile(
     "default",
-    max_examples=12,
-    stateful_step_count=25,
+    max_examples=60,
+    stateful_step_count=30,
     deadline=None,
     derandomize=True,
     database=None,

@@ -324,6 +324,7 @@ class Ledger:
     deliveries: list[Delivery] = field(default_factory=list)
     by_ref: dict[str, list[Delivery]] = field(default_factory=lambda: defaultdict(list))
     crash: str | None = None  # "before-send" or "after-send": the next send kills the engine
+    dead: bool = False  # the engine was killed: nothing of it sends any more
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     def next_seq(self) -> int:
@@ -341,8 +342,10 @@ class FakeChannel:
 
     async def send(self, notification: Notification, recipient: Recipient) -> Receipt:
         ledger = self.ledger
+        if ledger.dead:
+            raise SimulatedCrash
         if ledger.crash == "before-send":
-            ledger.crash = None
+            ledger.crash, ledger.dead = None, True
             raise SimulatedCrash
         if not self.up:
             raise DeliveryError(f"{self.name} is down (simulated)", retryable=True)
@@ -363,7 +366,7 @@ class FakeChannel:
         ledger.deliveries.append(delivery)
         ledger.by_ref[delivery.case_ref].append(delivery)
         if ledger.crash == "after-send":
-            ledger.crash = None
+            ledger.crash, ledger.dead = None, True
             raise SimulatedCrash
         return Receipt(self.name, f"fake-{delivery.seq}")
 

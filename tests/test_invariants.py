@@ -101,6 +101,7 @@ DURATIONS = st.one_of(
     st.integers(1, 16).map(lambda h: h * 3600),  # hours
 )
 CASE_PICKS = st.integers(0, 7)  # which case a rule acts on: the n-th stored, counting round
+OUTAGES = st.sampled_from([(EMAIL,), (TEAMS,), (EMAIL, TEAMS)])
 ACTION_CLOCKS = ("lado", "suspension-confirmation-1-working-day", "file-transfer-5-school-days")
 
 
@@ -255,6 +256,7 @@ class NeverSilent(RuleBasedStateMachine):
             self._note_deadlines(now, seq)
             self.last_good = now
         else:
+            await self._reap_the_dead_engine()
             await self._allow_resends(self.ledger.deliveries[first_delivery:])
         self.rounds.append(Round(now, seq, good))
         await self._snapshot_alerts(now)
@@ -320,6 +322,22 @@ class NeverSilent(RuleBasedStateMachine):
             self.set_time(target)
             await self._tick()
 
+    async def _run_until_the_engine_sends(self) -> None:
+        """Time passes (within a day) to the next moment the engine has a page to send."""
+        limit = self.now() + timedelta(days=1)
+        for _ in range(TICKS_PER_PASSAGE):
+            engine_work = [await self._engine_next_timer(), await self._engine_next_attempt()]
+            sends = min((t for t in engine_work if t is not None), default=None)
+            moment = await self._next_moment(self.now())
+            if sends is None or sends > limit or moment is None:
+                return
+            if moment < sends:
+                self.set_time(moment)
+                await self._tick()
+                continue
+            self.set_time(max(sends, self.now()))
+            return
+
     async def _note_fired(self, now: datetime, seq: int) -> None:
         """Model: every expected page due by now was decided at this tick; schedule the next."""
         due: list[tuple[CaseModel, Escalation]] = [
@@ -345,6 +363,17 @@ class NeverSilent(RuleBasedStateMachine):
             for event in case.events:
                 if event.fired is not None and event.deadline is None:
                     event.deadline, event.deadline_seq = now, seq
+
+    async def _reap_the_dead_engine(self) -> None:
+        """A kill stops every task of the engine, not just the one that died: cancel whatever
+        it left running (a channel's round still sending) and wait until all has settled.
+        Until then the channels refuse the dead engine's sends."""
+        here = asyncio.current_task()
+        left = [t for t in asyncio.all_tasks() if t is not here and not t.done()]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        self.ledger.dead = False
 
     async def _allow_resends(self, deliveries: list[Delivery]) -> None:
         """Delivered but never recorded (the engine died first): at-least-once allows one more."""
@@ -657,24 +686,28 @@ class NeverSilent(RuleBasedStateMachine):
             None,
         )
 
-    @rule(channel=st.sampled_from([EMAIL, TEAMS]))
-    def channel_goes_down(self, channel: str) -> None:
-        """A channel fails every delivery (a retryable error) until it comes back."""
-        fake = self.channels.get(channel)
-        if fake is None or not fake.up:
-            return
-        fake.up = False
-        self.outages[channel].append([self.now(), None])
+    @rule(channels=OUTAGES)
+    def channels_go_down(self, channels: tuple[str, ...]) -> None:
+        """Channels fail every delivery (a retryable error) until they come back."""
+        for name in channels:
+            fake = self.channels.get(name)
+            if fake is not None and fake.up:
+                fake.up = False
+                self.outages[name].append([self.now(), None])
 
-    @rule(channel=st.sampled_from([EMAIL, TEAMS]))
-    def channel_comes_back(self, channel: str) -> None:
-        fake = self.channels.get(channel)
-        if fake is None or fake.up:
-            return
-        fake.up = True
-        self.outages[channel][-1][1] = self.now()
+    @rule(channels=OUTAGES)
+    def channels_come_back(self, channels: tuple[str, ...]) -> None:
+        for name in channels:
+            fake = self.channels.get(name)
+            if fake is not None and not fake.up:
+                fake.up = True
+                self.outages[name][-1][1] = self.now()
 
-    @rule(who=st.sampled_from(EVERYONE), starts_in=st.integers(0, 120), hours=st.integers(1, 24))
+    @rule(
+        who=st.sampled_from(EVERYONE),
+        starts_in=st.sampled_from([0, 30, 120]),
+        hours=st.sampled_from([1, 4, 24]),
+    )
     def cover_is_arranged(self, who: str, starts_in: int, hours: int) -> None:
         """A dated cover: ``who`` is on duty for a while (even someone who cannot read cases)."""
         if who not in self.people:
@@ -728,12 +761,14 @@ class NeverSilent(RuleBasedStateMachine):
         downtime=st.sampled_from([0, 3, 20, 120]),
     )
     def engine_restarts(self, crash: str | None, downtime: int) -> None:
-        """The engine is restarted on the same store: stopped cleanly, or killed mid-send (after
-        it claimed pages, before it recorded them); ``downtime`` seconds pass with no engine."""
+        """The engine is restarted on the same store: stopped cleanly now, or killed mid-send
+        the next time it sends a page (after it claimed the pages due, before it recorded
+        them); ``downtime`` seconds pass with no engine."""
         self.run(self._restart(crash=crash, downtime=downtime))
 
     async def _restart(self, *, crash: str | None, downtime: int) -> None:
         if crash is not None:
+            await self._run_until_the_engine_sends()
             await self._tick_once(crash=crash)
         await self._stop_engine(clean=crash is None)
         self.set_time(self.now() + timedelta(seconds=downtime))
@@ -789,13 +824,16 @@ class NeverSilent(RuleBasedStateMachine):
 
     @invariant()
     def escalation_reaches_someone_new(self) -> None:
-        """A step after the first reaches someone not paged before, while the remaining steps
-        still name such a person: escalating means widening the circle, not paging the same
-        person again (who may be asleep, off sick, or the one who cannot act)."""
+        """A step whose target the policy has not named before reaches someone not paged
+        before, while the remaining steps still name such a person: escalating means widening
+        the circle, not paging the same person again (who may be asleep, off sick, or the one
+        who cannot act). A policy that names the same target twice asks for a re-page."""
         per_person = self.plan.per_person_channels
         for case, event in self._judged():
             assert event.deadline is not None and event.fired_seq is not None
             if not event.is_step or event.index == 0:
+                continue
+            if event.target in {s.target for s in case.policy.steps[: event.index]}:
                 continue
             if not any(c in per_person for c in event.channels):
                 continue
@@ -810,8 +848,8 @@ class NeverSilent(RuleBasedStateMachine):
                 continue
             fresh = self._paged(case, event.due, event.deadline) - earlier
             assert fresh, (
-                f"case {case.ref} ({case.id}): {event.label()} paged only people paged before"
-                f" ({sorted(earlier)}) while {sorted(later - earlier)} were still to be reached"
+                f"case {case.ref} ({case.id}): {event.label()} paged nobody new (paged before:"
+                f" {sorted(earlier)}) while {sorted(later - earlier)} were still to be reached"
             )
 
     @invariant()
@@ -850,24 +888,25 @@ class NeverSilent(RuleBasedStateMachine):
 
     @invariant()
     def outbox_rows_per_page_bounded(self) -> None:
-        """A page and its fallbacks make at most one outbox row per configured channel: a
-        fallback chain that grows without end floods the store and the channels."""
-        limit = len(self.plan.channels)
+        """A page and its fallbacks make at most one outbox row per channel and recipient (a
+        shared card's fallback may fan out to the people behind it, once each): a fallback
+        chain that queues the same page again grows without end, flooding store and channels."""
         rows = self.run(
             self._fetch(
                 "WITH RECURSIVE chain(id, root) AS ("
                 " SELECT id, id FROM outbox WHERE fallback_of IS NULL"
                 " UNION ALL SELECT o.id, chain.root FROM outbox o"
                 " JOIN chain ON o.fallback_of = chain.id)"
-                " SELECT o.idempotency_key, c.ref, count(*) FROM chain"
-                " JOIN outbox o ON o.id = chain.root LEFT JOIN cases c ON c.id = o.case_id"
-                " GROUP BY chain.root HAVING count(*) > ?",
-                (limit,),
+                " SELECT r.idempotency_key, c.ref, o.channel, o.person_id, count(*) FROM chain"
+                " JOIN outbox o ON o.id = chain.id JOIN outbox r ON r.id = chain.root"
+                " LEFT JOIN cases c ON c.id = r.case_id"
+                " GROUP BY chain.root, o.channel, o.recipient HAVING count(*) > 1"
             )
         )
         assert not rows, "; ".join(
-            f"page {key} (case {ref}) has {count} outbox rows for {limit} channels"
-            for key, ref, count in rows
+            f"page {key} (case {ref}) has {count} outbox rows on {channel}"
+            f" for {f'person {person}' if person else 'the channel'}"
+            for key, ref, channel, person, count in rows
         )
 
     @invariant()
