@@ -9,8 +9,8 @@ What it measures, against a private Dovecot (``tests/dovecot.py``: needs root an
   bytes (best of two runs). No ingest pipeline can beat this; it is how fast this machine's
   Dovecot and IMAPClient hand the mail over.
 - ``cases_per_s``: the real IMAP inbox (:mod:`integrations.imap`, through
-  :func:`~sgalert.watch.make_deliver` and :class:`~sgalert.ingest.Ingestor`) drains the same
-  backlog with its default settings: each batch of 250 is fetched, parsed, sender-checked,
+  :func:`~sgalert.engine.watch.make_deliver` and :class:`~sgalert.intake.ingest.Ingestor`) drains
+  the same backlog with its default settings: each batch of 250 is fetched, parsed, sender-checked,
   extracted, sealed and stored in one durable transaction with its checkpoint (WAL,
   ``synchronous=FULL``), and only then marked ``\\Seen``. Timed from starting the watcher
   (its prepare workers already started, as ``sgalert serve`` starts them) until every message
@@ -21,8 +21,8 @@ What it measures, against a private Dovecot (``tests/dovecot.py``: needs root an
 
 The backlog is ≈10 KB messages with fictional names and ``example.org`` /
 ``police.example.org`` addresses only, each with its own Message-ID: the label variants of
-:mod:`sgalert.extract` (``Child's Name``, Surname/Forename rows, ``D.O.B.``, label on one line
-and value on the next, ``Occurrence Number``, ``Incident ref`` …) in plain text,
+:mod:`sgalert.intake.extract` (``Child's Name``, Surname/Forename rows, ``D.O.B.``, label on one
+line and value on the next, ``Occurrence Number``, ``Incident ref`` …) in plain text,
 multipart/alternative (some HTML quoted-printable) and HTML-only tables, ~10% with a small
 PDF-like attachment, and the receiving server's ``Authentication-Results``, checked against the
 source's ``authserv_id`` and ``sender_domains``. The engine logs each case as ``sgalert serve``
@@ -76,14 +76,14 @@ from invented import FIRST_NAMES, LAST_NAMES, PASSPHRASE, PEOPLE, STREETS  # noq
 
 from integrations.imap import DEFAULT_BATCH_SIZE, create  # noqa: E402
 from sgalert.config import SourceConfig, load_config, render_template  # noqa: E402
-from sgalert.crypto import TEST_KDF  # noqa: E402
-from sgalert.ingest import Ingestor, SourceRules  # noqa: E402
-from sgalert.keyring import add_person  # noqa: E402
+from sgalert.desk.service import CaseService  # noqa: E402
+from sgalert.engine.watch import SourceMonitor, make_deliver  # noqa: E402
+from sgalert.intake.ingest import Ingestor, SourceRules  # noqa: E402
 from sgalert.logs import JsonLines  # noqa: E402
 from sgalert.model import Source  # noqa: E402
-from sgalert.service import CaseService  # noqa: E402
-from sgalert.store import Store  # noqa: E402
-from sgalert.watch import SourceMonitor, make_deliver  # noqa: E402
+from sgalert.records.crypto import TEST_KDF  # noqa: E402
+from sgalert.records.keyring import add_person  # noqa: E402
+from sgalert.records.store import Store  # noqa: E402
 from tests.dovecot import Dovecot  # noqa: E402
 
 MESSAGES = 5_000

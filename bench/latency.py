@@ -3,9 +3,9 @@
 Everything runs for real on loopback: a private Dovecot (``tests/dovecot.py``: needs root and
 Debian's ``dovecot-imapd``) holds the watched mailbox, an aiosmtpd server receives the email
 pages (plain SMTP, ``security = "none"``, allowed on loopback only) and an HTTP sink plays the
-Teams Workflows webhook. The engine is the real one, :class:`~sgalert.engine.Engine`, built from a
-real ``sgalert.toml`` with the default Operation Encompass policy (the person on duty at once, by
-email and Teams), logging JSON lines at INFO to a file as ``sgalert serve`` does.
+Teams Workflows webhook. The engine is the real one, :class:`~sgalert.engine.serve.Engine`, built
+from a real ``sgalert.toml`` with the default Operation Encompass policy (the person on duty at
+once, by email and Teams), logging JSON lines at INFO to a file as ``sgalert serve`` does.
 
 What it measures:
 
@@ -74,22 +74,22 @@ from aiosmtpd.smtp import Envelope, Session  # noqa: E402
 from imapclient import IMAPClient  # noqa: E402
 from invented import PASSPHRASE, PEOPLE  # noqa: E402
 
-from sgalert.cases import (  # noqa: E402
+from sgalert.clock import iso, parse_iso, utcnow  # noqa: E402
+from sgalert.config import Config, load_config, render_template  # noqa: E402
+from sgalert.desk.service import CaseService  # noqa: E402
+from sgalert.engine.serve import Engine  # noqa: E402
+from sgalert.logs import JsonLines  # noqa: E402
+from sgalert.model import Source  # noqa: E402
+from sgalert.records.cases import (  # noqa: E402
     FIELD_ATTACHMENTS,
     FIELD_BODY,
     FIELD_FACTS,
     FIELD_RAW,
     NewCase,
 )
-from sgalert.clock import iso, parse_iso, utcnow  # noqa: E402
-from sgalert.config import Config, load_config, render_template  # noqa: E402
-from sgalert.crypto import TEST_KDF  # noqa: E402
-from sgalert.engine import Engine  # noqa: E402
-from sgalert.keyring import add_person  # noqa: E402
-from sgalert.logs import JsonLines  # noqa: E402
-from sgalert.model import Source  # noqa: E402
-from sgalert.service import CaseService  # noqa: E402
-from sgalert.store import Store  # noqa: E402
+from sgalert.records.crypto import TEST_KDF  # noqa: E402
+from sgalert.records.keyring import add_person  # noqa: E402
+from sgalert.records.store import Store  # noqa: E402
 from sgalert.workspace import CONFIG_NAME, STORE_NAME  # noqa: E402
 from tests.dovecot import Dovecot, DovecotError  # noqa: E402
 from tests.faults import drop_tables  # noqa: E402

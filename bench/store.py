@@ -4,19 +4,19 @@ What it measures, on a fresh store in a temporary directory (WAL, ``synchronous=
 commit is an fsync, as in production):
 
 - ``unlock_s``: the median time for a DSL to unlock (Argon2id with the real default
-  :class:`~sgalert.crypto.KdfParams`, not the cheap test parameters), since that is what a DSL
-  waits for at 22:00 before they can read a notice.
+  :class:`~sgalert.records.crypto.KdfParams`, not the cheap test parameters), since that is what a
+  DSL waits for at 22:00 before they can read a notice.
 - ``stored_per_s_single``: cases sealed and stored one per durable transaction, the way the
   engine stores a message as it arrives (store first, then mark the message done).
 - ``stored_per_s_batch100``: cases sealed and stored 100 per transaction, the way the engine
   catches up on a backlog after an outage
-  (:meth:`~sgalert.service.CaseService.create_cases_in_batches`: the next batch is sealed in a
+  (:meth:`~sgalert.desk.service.CaseService.create_cases_in_batches`: the next batch is sealed in a
   worker thread while the current one commits).
 - ``opens_per_s``: cases decrypted by an unlocked DSL 100 at a time with
-  :meth:`~sgalert.service.CaseService.open_cases` (bulk review, child-file matching), every read
-  audited in the batch's transaction.
+  :meth:`~sgalert.desk.service.CaseService.open_cases` (bulk review, child-file matching), every
+  read audited in the batch's transaction.
 - ``opens_per_s_single``: cases decrypted one at a time with
-  :meth:`~sgalert.service.CaseService.open_case`, each its own durable audited transaction, the
+  :meth:`~sgalert.desk.service.CaseService.open_case`, each its own durable audited transaction, the
   way the TUI opens a case.
 
 Each case is an Operation Encompass notice of about 10 KB of invented RFC 822 text plus its
@@ -48,7 +48,10 @@ from typing import TypeVar
 import cryptography
 from invented import FIRST_NAMES, LAST_NAMES, PASSPHRASE, PEOPLE, STREETS
 
-from sgalert.cases import (
+from sgalert.config import load_config, render_template
+from sgalert.desk.service import CaseService
+from sgalert.model import Source
+from sgalert.records.cases import (
     FIELD_ATTACHMENTS,
     FIELD_BODY,
     FIELD_FACTS,
@@ -56,12 +59,9 @@ from sgalert.cases import (
     NewCase,
     StoredCase,
 )
-from sgalert.config import load_config, render_template
-from sgalert.crypto import KdfParams
-from sgalert.keyring import add_person
-from sgalert.model import Source
-from sgalert.service import CaseService
-from sgalert.store import Store
+from sgalert.records.crypto import KdfParams
+from sgalert.records.keyring import add_person
+from sgalert.records.store import Store
 
 CASES = 10_000
 SINGLE_CASES = 2_000

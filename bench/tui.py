@@ -37,13 +37,13 @@ sys.path.insert(0, str(_HERE.parent))
 
 from textual.worker import WorkerState  # noqa: E402
 
-from sgalert.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, NewCase  # noqa: E402
 from sgalert.config import load_config, render_template  # noqa: E402
-from sgalert.crypto import TEST_KDF  # noqa: E402
-from sgalert.keyring import add_person  # noqa: E402
+from sgalert.desk.service import CaseService  # noqa: E402
 from sgalert.model import Role, Source  # noqa: E402
-from sgalert.service import CaseService  # noqa: E402
-from sgalert.store import Store  # noqa: E402
+from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, NewCase  # noqa: E402
+from sgalert.records.crypto import TEST_KDF  # noqa: E402
+from sgalert.records.keyring import add_person  # noqa: E402
+from sgalert.records.store import Store  # noqa: E402
 from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace  # noqa: E402
 from tui.app import make_app  # noqa: E402
 from tui.case_list import CaseList as QueueTable  # noqa: E402

@@ -78,8 +78,7 @@ from exchangelib.protocol import BaseProtocol, FailFast, Protocol
 
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.ingest import Inbound
-from sgalert.ports import Deliver, Health
+from sgalert.ports import Deliver, Health, Inbound
 from sgalert.secrets import read_secret
 
 log = logging.getLogger(__name__)

@@ -72,8 +72,7 @@ from integrations.entra import (
 from sgalert.clock import iso, parse_iso, utcnow
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError, SgalertError
-from sgalert.ingest import Inbound
-from sgalert.ports import Deliver, Health, Inbox
+from sgalert.ports import Deliver, Health, Inbound, Inbox
 
 log = logging.getLogger("sgalert.graph")
 

@@ -85,10 +85,10 @@ from integrations.graph import GRAPH_URL, graph_error_code, retry_after_seconds
 from integrations.smtp import check_address, check_header_text, is_addr_spec
 from sgalert.config import refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
+from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
 
 if TYPE_CHECKING:
-    from sgalert.notify import NotifierFactory
+    from sgalert.ports import NotifierFactory
 
 log = logging.getLogger("sgalert.notify.graph_mail")
 

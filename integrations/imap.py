@@ -38,8 +38,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from integrations.entra import APP_OPTIONS
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.ingest import Inbound, IngestOutcome
-from sgalert.ports import Deliver, Health
+from sgalert.ports import Deliver, Health, Inbound, IngestOutcome
 from sgalert.secrets import read_secret
 
 log = logging.getLogger("sgalert.inbox.imap")

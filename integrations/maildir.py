@@ -19,8 +19,7 @@ from pathlib import Path
 
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.ingest import Inbound
-from sgalert.ports import Deliver, Health
+from sgalert.ports import Deliver, Health, Inbound
 
 log = logging.getLogger("sgalert.inbox.maildir")
 

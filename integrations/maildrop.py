@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from integrations.smtp import WIRE_POLICY, build_message, check_address, is_addr_spec
 from sgalert.errors import ConfigError
-from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
+from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
 
 if TYPE_CHECKING:
-    from sgalert.notify import NotifierFactory
+    from sgalert.ports import NotifierFactory
 
 log = logging.getLogger("sgalert.notify.maildrop")
 

@@ -57,10 +57,10 @@ from integrations.entra import (
 )
 from sgalert.config import refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
+from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
 
 if TYPE_CHECKING:
-    from sgalert.notify import NotifierFactory
+    from sgalert.ports import NotifierFactory
 from sgalert.secrets import read_secret
 from sgalert.text import printable
 

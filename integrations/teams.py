@@ -41,10 +41,10 @@ from urllib.parse import quote, urlsplit
 from integrations.smtp import is_addr_spec
 from sgalert.config import refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
+from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
 
 if TYPE_CHECKING:
-    from sgalert.notify import NotifierFactory
+    from sgalert.ports import NotifierFactory
 from sgalert.secrets import read_secret
 
 log = logging.getLogger("sgalert.notify.teams")

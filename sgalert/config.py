@@ -17,11 +17,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sgalert.errors import ConfigError
-from sgalert.mime import ParseLimits
 from sgalert.model import DEFAULT_READERS, WHISTLE_IDENTITY, Readers, Role, Source
-from sgalert.policy import DEFAULT_POLICIES, TARGETS, Policy, Step
-from sgalert.rota import WEEKDAYS, Shift
-from sgalert.school_calendar import NATIONS, SchoolCalendar, Term
+from sgalert.rules.policy import DEFAULT_POLICIES, TARGETS, Policy, Step
+from sgalert.rules.rota import WEEKDAYS, Shift
+from sgalert.rules.school_calendar import NATIONS, SchoolCalendar, Term
 
 INBOX_KINDS = ("maildir", "imap", "graph", "ews")
 CHANNEL_KINDS = ("maildrop", "smtp", "teams-workflow", "graph-mail")
@@ -169,6 +168,18 @@ type = "encompass"
 kind = "maildir"
 path = "inbox/encompass"
 """
+
+
+@dataclass(frozen=True, slots=True)
+class ParseLimits:
+    """Ceilings on what a single message may cost. Over any of them: a ``malformed`` case."""
+
+    max_message_bytes: int = 25 * 1024 * 1024
+    max_headers: int = 500
+    max_header_bytes: int = 16 * 1024
+    max_depth: int = 16
+    max_parts: int = 200
+    max_body_chars: int = 2_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -643,7 +654,7 @@ def _check_policies(
             ),
         )
     # A channel named here but not configured is skipped at send time, so the engine still pages
-    # by the others; `sgalert config check` (sgalert.config_check) reports it as an error.
+    # by the others; `sgalert config check` (sgalert.cli.config_check) reports it as an error.
     del channel_names
     return policies
 

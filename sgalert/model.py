@@ -31,7 +31,7 @@ class Source(enum.StrEnum):
 
 
 class CaseState(enum.StrEnum):
-    """Where a case is in its life. Transitions live in :mod:`sgalert.service`."""
+    """Where a case is in its life. Transitions live in :mod:`sgalert.desk.service`."""
 
     NEW = "new"
     ACKNOWLEDGED = "acknowledged"

@@ -1,26 +1,63 @@
-"""The ports adapters implement. The core defines them; ``integrations`` fills them in.
+"""The ports: what adapters implement and the values that cross them. The core defines them;
+``integrations`` fills them in.
 
-An inbox adapter is found by its config ``kind`` through the ``sgalert.inboxes`` entry-point
-group, so the core never imports an adapter module until ``serve`` asks for one.
-
+**Inboxes.** An inbox adapter is found by its config ``kind`` through the ``sgalert.inboxes``
+entry-point group, so the core never imports an adapter module until ``serve`` asks for one.
 The commit protocol every inbox follows: fetch new messages, hand a batch to ``deliver`` (which
 stores the cases and the inbox's checkpoint in one transaction and returns), and only then mark
 the messages read or move them. A crash anywhere leaves the message unmarked, and delivering it
 again yields the same case, never a second one.
+
+**Notifiers.** A notification carries **no personal data**: the case reference, its source, when
+it arrived, how urgent it is, which escalation step this is, and how to acknowledge. Everything a
+DSL needs to act is in sgalert itself, behind their passphrase. The email text is built here so
+every email channel (SMTP, Graph sendMail) says the same thing; chat cards are built by their
+adapters from the same :class:`Notification`. Notifiers are found by their config ``kind``
+through the ``sgalert.notifiers`` entry points.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from sgalert.config import SourceConfig
-from sgalert.errors import ConfigError
-from sgalert.ingest import Inbound, IngestOutcome
+from sgalert.errors import ConfigError, SgalertError
+from sgalert.model import Source
 
 INBOX_ENTRY_POINTS = "sgalert.inboxes"
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One message as a mailbox gave it: its bytes and the mailbox's own key for it."""
+
+    raw: bytes
+    key: str | None = None
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What became of one message. Metadata only: safe to log and print.
+
+    ``held`` means the message is not a case (it could be neither read nor quarantined; a
+    system alert names it): its mailbox must leave it unread. ``key`` is the message's own.
+    """
+
+    case_id: str
+    ref: str
+    source: Source
+    flags: tuple[str, ...]
+    created: bool
+    duplicate_of: str | None = None
+    held: bool = False
+    key: str | None = None
 
 
 class Deliver(Protocol):
@@ -62,3 +99,142 @@ def inbox_factory(kind: str) -> InboxFactory:
     raise ConfigError(
         f"no inbox adapter for kind {kind!r} is installed; reinstall sgalert with its integrations"
     )
+
+
+NOTIFIER_ENTRY_POINTS = "sgalert.notifiers"
+
+SOURCE_TITLES = {
+    "encompass": "Operation Encompass notice",
+    "whistle": "Whistleblowing report",
+    "lesson": "Lesson ended over a safeguarding concern",
+    "system": "sgalert system alert",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One page about one case (or a system alert). Safe to log: no personal data."""
+
+    idempotency_key: str
+    school: str
+    case_ref: str
+    source: str
+    received_at: datetime
+    urgency: str  # "urgent", "reminder", "overdue" or "alert"
+    step: int
+    reason: str  # why this page, e.g. "not acknowledged after 10 minutes"
+    ack_token: str | None = None
+    reply_address: str | None = None
+    due_at: datetime | None = None
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/London"))
+
+    def title(self) -> str:
+        return SOURCE_TITLES.get(self.source, self.source)
+
+    def subject(self) -> str:
+        """Email subject. Only sgalert's own words: no header injection from outside text."""
+        if self.source == "system":
+            return f"[sgalert] ALERT: {self.case_ref}"
+        token = f" [{self.ack_token}]" if self.ack_token else ""
+        return f"[sgalert] {self.urgency.upper()}: {self.title()} {self.case_ref}{token}"
+
+    def lines(self) -> list[str]:
+        local = self.received_at.astimezone(self.zone)
+        if self.source == "system":
+            # received_at is when the alert was raised; for a rota gap that is not when the
+            # gap begins (usually later), and the mail is not at risk, the cover is.
+            if self.case_ref.startswith("rota-gap "):
+                consequence = [
+                    "In a gap only the fallback (or nobody) is on duty: add a cover or a shift.",
+                    "Each gap's exact start and end: sgalert rota check",
+                ]
+            else:
+                consequence = [
+                    "Until this is fixed, notifications may not reach sgalert or you.",
+                    "Check with: sgalert status",
+                ]
+            return [
+                f"{self.school}: sgalert needs attention: {self.case_ref}.",
+                "",
+                f"Raised: {local:%a %d %b %Y %H:%M %Z}",
+                f"What: {self.reason}",
+                "",
+                *consequence,
+            ]
+        lines = [
+            f"{self.school}: {self.title()} {self.case_ref} needs acknowledging.",
+            "",
+            f"Received: {local:%a %d %b %Y %H:%M %Z}",
+            f"Why you are getting this: {self.reason}",
+        ]
+        if self.due_at is not None:
+            lines.append(f"Deadline: {self.due_at.astimezone(self.zone):%a %d %b %Y %H:%M %Z}")
+        lines += [
+            "",
+            "To acknowledge:",
+            f"  - in the terminal: sgalert ack {self.case_ref} --as YOUR-EMAIL",
+        ]
+        if self.ack_token:
+            where = f" to {self.reply_address}" if self.reply_address else ""
+            lines.append(
+                f"  - or reply to this email{where} keeping {self.ack_token} in the subject"
+            )
+        lines += [
+            "",
+            "The details are in sgalert, readable only by the people entitled to them.",
+            "This message deliberately contains no personal information.",
+        ]
+        return lines
+
+    def body(self) -> str:
+        return "\n".join(self.lines()) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Who a page goes to: a person (email channels) or a shared destination (a chat channel)."""
+
+    address: str
+    person_id: str | None = None
+    role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the channel said: an id and whether it only queued the message (Graph's 202)."""
+
+    channel: str
+    detail: str
+    queued_only: bool = False
+
+
+class DeliveryError(SgalertError):
+    """A channel could not deliver. ``retry_after`` is the server's own wait, when it gave one."""
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Notifier(Protocol):
+    """Delivers one notification to one recipient, or raises DeliveryError."""
+
+    name: str
+    per_person: bool  # True for email-like channels, False for a shared chat channel
+
+    async def send(self, notification: Notification, recipient: Recipient) -> Receipt: ...
+
+    async def close(self) -> None: ...
+
+
+class NotifierFactory(Protocol):
+    def __call__(self, name: str, options: Mapping[str, Any], root: Path) -> Notifier: ...
+
+
+def notifier_factory(kind: str) -> NotifierFactory:
+    for entry in entry_points(group=NOTIFIER_ENTRY_POINTS):
+        if entry.name == kind:
+            factory: NotifierFactory = entry.load()
+            return factory
+    raise ConfigError(f"no notifier for kind {kind!r} is installed")

@@ -1,7 +1,7 @@
 """Shared fixtures: real SQLite files in a temp workspace, real (cheap) key derivation.
 
-Unit tests use :data:`sgalert.crypto.TEST_KDF` so creating a dozen people takes milliseconds; the
-CLI tests and one keyring test use the real Argon2id parameters.
+Unit tests use :data:`sgalert.records.crypto.TEST_KDF` so creating a dozen people takes
+milliseconds; the CLI tests and one keyring test use the real Argon2id parameters.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from sgalert.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, FIELD_RAW, NewCase
 from sgalert.config import load_config, render_template
-from sgalert.crypto import TEST_KDF
-from sgalert.keyring import Identity, add_person, approve_member
+from sgalert.desk.service import CaseService
 from sgalert.model import Role, Source
-from sgalert.service import CaseService
-from sgalert.store import Store
+from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, FIELD_RAW, NewCase
+from sgalert.records.crypto import TEST_KDF
+from sgalert.records.keyring import Identity, add_person, approve_member
+from sgalert.records.store import Store
 from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace
 
 from .dovecot import dovecot  # noqa: F401  (the real-IMAP-server fixture)

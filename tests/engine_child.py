@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sgalert.clock import parse_iso
-from sgalert.engine import Engine
-from sgalert.service import CaseService
+from sgalert.desk.service import CaseService
+from sgalert.engine.serve import Engine
 from sgalert.workspace import resolve_workspace
 
 

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sgalert.notify import Notification, Receipt, Recipient
+from sgalert.ports import Notification, Receipt, Recipient
 
 # Sunday 22 November 2026, 21:55 in London: a notice the night before a school day.
 SUNDAY_NIGHT = datetime(2026, 11, 22, 21, 55, tzinfo=UTC)

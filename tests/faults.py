@@ -56,9 +56,9 @@ from aiosmtpd.smtp import Envelope, Session
 
 from sgalert.clock import iso, parse_iso, utcnow
 from sgalert.config import load_config, render_template
-from sgalert.crypto import TEST_KDF
-from sgalert.keyring import add_person
-from sgalert.store import Store
+from sgalert.records.crypto import TEST_KDF
+from sgalert.records.keyring import add_person
+from sgalert.records.store import Store
 from sgalert.workspace import CONFIG_NAME, STORE_NAME
 
 from .conftest import PASSPHRASES, ROLES
@@ -74,7 +74,7 @@ WEBHOOK_PATH = "/workflows/faults/triggers/manual/paths/invoke"
 SMTP_TIMEOUT_S = 4  # the email channel's timeout: how long a black-holed send hangs
 NEVER_MINUTES = 600  # a step or repeat that must not fall due during a scenario
 PEOPLE = ("dsl@example.org", "deputy@example.org", "head@example.org")
-# The outbox's own constants (sgalert/outbox.py), which the scenarios' timing checks rest on.
+# The outbox's own constants (sgalert/routing/outbox.py): the scenarios' timing checks rest on them.
 FIRST_BACKOFF_S = 5.0
 BACKOFF_JITTER = 0.2
 FALLBACK_AFTER = 2

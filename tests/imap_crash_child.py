@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sgalert.config import SourceConfig
-from sgalert.ingest import Inbound, Ingestor, IngestOutcome, SourceRules
+from sgalert.desk.service import CaseService
+from sgalert.engine.watch import SourceMonitor, make_deliver
+from sgalert.intake.ingest import Ingestor, SourceRules
 from sgalert.model import Source
-from sgalert.service import CaseService
-from sgalert.watch import SourceMonitor, make_deliver
+from sgalert.ports import Inbound, IngestOutcome
 from sgalert.workspace import resolve_workspace
 
 

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import sgalert.ingest
+import sgalert.intake.ingest
 from integrations.maildir import MaildirInbox
-from sgalert.extract import Extraction, extract
-from sgalert.ingest import Ingestor, SourceRules
+from sgalert.desk.service import CaseService
+from sgalert.engine.watch import make_deliver
+from sgalert.intake.extract import Extraction, extract
+from sgalert.intake.ingest import Ingestor, SourceRules
 from sgalert.model import Source
-from sgalert.service import CaseService
-from sgalert.watch import make_deliver
 from sgalert.workspace import resolve_workspace
 
 
@@ -29,7 +29,7 @@ async def main(root: str, deadly: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         return extract(source, subject, body, *args, **kw)
 
-    sgalert.ingest.extract = killing  # type: ignore[assignment]
+    sgalert.intake.ingest.extract = killing  # type: ignore[assignment]
     service = await CaseService.open(resolve_workspace(root))
     try:
         assert service.config is not None

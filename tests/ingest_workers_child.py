@@ -12,8 +12,8 @@ import multiprocessing
 import os
 import sys
 
-from sgalert.ingest import Ingestor, _wait_for_parent
-from sgalert.service import CaseService
+from sgalert.desk.service import CaseService
+from sgalert.intake.ingest import Ingestor, _wait_for_parent
 from sgalert.workspace import resolve_workspace
 
 

@@ -18,11 +18,11 @@ from datetime import date, datetime, time, timedelta
 
 from hypothesis import strategies as st
 
-from sgalert.keyring import Identity, add_person, approve_member
 from sgalert.model import Flag, Role, Source
-from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
-from sgalert.policy import TARGETS, Policy
-from sgalert.store import Store
+from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from sgalert.records.keyring import Identity, add_person, approve_member
+from sgalert.records.store import Store
+from sgalert.rules.policy import TARGETS, Policy
 
 from .conftest import PASSPHRASES, ROLES
 from .corpus import auth_results, plain_message
@@ -228,8 +228,8 @@ def config_text(
 
 async def build_team(store: Store, members: Sequence[str]) -> dict[str, Identity]:
     """Add the invented people (fast test KDF), approve second members, unlock everyone."""
-    from sgalert.crypto import TEST_KDF
-    from sgalert.keyring import unlock
+    from sgalert.records.crypto import TEST_KDF
+    from sgalert.records.keyring import unlock
 
     people: dict[str, Identity] = {}
     for email in members:

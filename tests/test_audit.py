@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from sgalert import audit
 from sgalert.errors import AuditChainBroken
+from sgalert.records import audit
 
 from .conftest import Team, encompass_case
 

@@ -15,14 +15,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sgalert.calendar_check import CoverageStatus, coverage
 from sgalert.clock import iso
-from sgalert.desk import open_alerts
-from sgalert.escalation import SYSTEM_ALERT_TEXT
-from sgalert.ingest import Inbound, Ingestor
+from sgalert.desk.service import make_plan
+from sgalert.desk.views import open_alerts
+from sgalert.intake.ingest import Ingestor
 from sgalert.model import Flag, Source
-from sgalert.school_calendar import SchoolCalendar, Term
-from sgalert.service import make_plan
+from sgalert.ports import Inbound
+from sgalert.routing.calendar_check import CoverageStatus, coverage
+from sgalert.routing.escalation import SYSTEM_ALERT_TEXT
+from sgalert.rules.school_calendar import SchoolCalendar, Term
 
 from .conftest import Team, whistle_case
 from .engine_helpers import VirtualClock

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from sgalert import audit, export
-from sgalert.cases import FIELD_ATTACHMENTS, NewCase
+from sgalert.desk import export
+from sgalert.desk.export import MAX_NAME_BYTES, proposed_name, safe_filename, write_private_file
+from sgalert.desk.service import delivery_error_class
 from sgalert.errors import (
     AlreadyExists,
     ExportError,
@@ -31,11 +32,11 @@ from sgalert.errors import (
     NotFound,
     StoreError,
 )
-from sgalert.escalation import Duty, Plan, fire_due
-from sgalert.export import MAX_NAME_BYTES, proposed_name, safe_filename, write_private_file
-from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
-from sgalert.outbox import OutboxSender
-from sgalert.service import delivery_error_class
+from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from sgalert.records import audit
+from sgalert.records.cases import FIELD_ATTACHMENTS, NewCase
+from sgalert.routing.escalation import Duty, Plan, fire_due
+from sgalert.routing.outbox import OutboxSender
 
 from .conftest import Team, encompass_case, whistle_case
 from .engine_helpers import RecordingNotifier, VirtualClock

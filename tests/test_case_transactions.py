@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 import aiosqlite
 import pytest
 
-from sgalert.chronology import EntryKind
+from sgalert.desk.service import CaseService
 from sgalert.errors import IllegalTransition
-from sgalert.service import CaseService
+from sgalert.records.chronology import EntryKind
 from sgalert.workspace import Workspace
 
 from .conftest import PASSPHRASES, Team, encompass_case

@@ -12,9 +12,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from sgalert import audit
-from sgalert.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, NewCase
-from sgalert.child_file import (
+from sgalert.desk.child_file import (
     ChildFile,
     EventKind,
     Match,
@@ -23,9 +21,11 @@ from sgalert.child_file import (
     name_key,
     parse_dob,
 )
+from sgalert.desk.service import CaseService
 from sgalert.errors import InvalidInput, NotEntitled, NotFound
 from sgalert.model import Flag, Source
-from sgalert.service import CaseService
+from sgalert.records import audit
+from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, NewCase
 
 from .conftest import Team, encompass_case, whistle_case
 

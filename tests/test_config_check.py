@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from sgalert.cli.config_check import Problem, Severity, check, check_calendar, current_people
 from sgalert.config import Config, load_config, render_template
-from sgalert.config_check import Problem, Severity, check, check_calendar, current_people
-from sgalert.crypto import TEST_KDF
+from sgalert.desk.service import CaseService
 from sgalert.errors import ConfigError
-from sgalert.keyring import add_person, remove_person
 from sgalert.model import Role
-from sgalert.service import CaseService
-from sgalert.store import Store
+from sgalert.records.crypto import TEST_KDF
+from sgalert.records.keyring import add_person, remove_person
+from sgalert.records.store import Store
 
 from .conftest import Team, add_member
 

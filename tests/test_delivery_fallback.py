@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sgalert.engine import Engine
-from sgalert.escalation import Plan
+from sgalert.engine.serve import Engine
 from sgalert.model import Source
-from sgalert.policy import DEFAULT_POLICIES, Policy, Step
+from sgalert.routing.escalation import Plan
+from sgalert.rules.policy import DEFAULT_POLICIES, Policy, Step
 
 from .conftest import Team, encompass_case
 from .engine_helpers import VirtualClock

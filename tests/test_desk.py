@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from sgalert.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, NewCase
 from sgalert.clock import parse_iso
 from sgalert.config import SourceConfig
-from sgalert.desk import PAGE_SIZE, ChangeProbe, QueueQuery, QueueView, SortKey, _where
-from sgalert.engine import Engine
+from sgalert.desk.service import CaseService
+from sgalert.desk.views import PAGE_SIZE, ChangeProbe, QueueQuery, QueueView, SortKey, _where
+from sgalert.engine.serve import Engine
+from sgalert.engine.watch import SourceMonitor
 from sgalert.errors import StoreError
 from sgalert.model import CaseState, CaseSummary, Source
-from sgalert.service import CaseService
-from sgalert.store import Store
-from sgalert.watch import SourceMonitor
+from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, NewCase
+from sgalert.records.store import Store
 
 from .conftest import Team, encompass_case, whistle_case
 from .engine_helpers import RecordingNotifier

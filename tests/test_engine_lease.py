@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sgalert.engine import LEASE_SECONDS, Engine
+from sgalert.engine.serve import LEASE_SECONDS, Engine
 
 from .conftest import Team
 from .engine_helpers import RecordingNotifier, VirtualClock

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-from sgalert.engine import Engine
-from sgalert.service import CaseService
-from sgalert.store import Store
+from sgalert.desk.service import CaseService
+from sgalert.engine.serve import Engine
+from sgalert.records.store import Store
 
 from .conftest import Team, encompass_case, whistle_case
 from .engine_helpers import RecordingNotifier, VirtualClock
@@ -182,7 +182,7 @@ async def test_encompass_clock_is_the_next_school_day_and_warns_before_it(team: 
 async def test_a_slow_channel_does_not_hold_back_the_other(team: Team) -> None:
     import time
 
-    from sgalert.escalation import Plan
+    from sgalert.routing.escalation import Plan
 
     class Slow(RecordingNotifier):
         async def send(self, notification, recipient):  # type: ignore[no-untyped-def]

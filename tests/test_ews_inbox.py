@@ -31,12 +31,12 @@ from cryptography.x509.oid import NameOID
 
 from integrations.ews import EwsInbox, create
 from sgalert.config import Config, SourceConfig
+from sgalert.desk.service import CaseService
+from sgalert.engine.watch import make_deliver
 from sgalert.errors import ConfigError
-from sgalert.ingest import Inbound, Ingestor, IngestOutcome, load_checkpoint
+from sgalert.intake.ingest import Ingestor, load_checkpoint
 from sgalert.model import Source
-from sgalert.ports import inbox_factory
-from sgalert.service import CaseService
-from sgalert.watch import make_deliver
+from sgalert.ports import Inbound, IngestOutcome, inbox_factory
 from sgalert.workspace import Workspace
 
 from .conftest import Team

@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives import serialization
 
 from integrations.graph import create, parse_settings
 from sgalert.config import SourceConfig
+from sgalert.desk.service import CaseService
+from sgalert.engine.watch import SourceMonitor, make_deliver
 from sgalert.errors import ConfigError
-from sgalert.ingest import Inbound, Ingestor, IngestOutcome, SourceRules, load_checkpoint
+from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
 from sgalert.model import Source
-from sgalert.ports import Deliver, Inbox, inbox_factory
-from sgalert.service import CaseService
-from sgalert.watch import SourceMonitor, make_deliver
+from sgalert.ports import Deliver, Inbound, Inbox, IngestOutcome, inbox_factory
 
 from .conftest import Team
 from .graph_server import (

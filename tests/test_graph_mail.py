@@ -26,11 +26,10 @@ from cryptography.hazmat.primitives import serialization
 
 from integrations import graph_mail
 from integrations.graph_mail import GraphMailNotifier, build_payload, parse_settings
-from sgalert.engine import Engine
+from sgalert.engine.serve import Engine
 from sgalert.errors import ConfigError
-from sgalert.escalation import Plan
 from sgalert.model import Source
-from sgalert.notify import (
+from sgalert.ports import (
     NOTIFIER_ENTRY_POINTS,
     DeliveryError,
     Notification,
@@ -39,7 +38,8 @@ from sgalert.notify import (
     Recipient,
     notifier_factory,
 )
-from sgalert.policy import DEFAULT_POLICIES, Policy, Step
+from sgalert.routing.escalation import Plan
+from sgalert.rules.policy import DEFAULT_POLICIES, Policy, Step
 
 from .conftest import Team, encompass_case
 from .engine_helpers import VirtualClock

@@ -13,7 +13,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sgalert.htmltext import html_to_text
+from sgalert.intake.htmltext import html_to_text
 
 # Attribute values made of the characters that confuse a tag reader.
 _VALUE = st.text(alphabet="<>\"'=/ !-ax", max_size=20)

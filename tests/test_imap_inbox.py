@@ -16,11 +16,12 @@ import pytest
 
 from integrations.imap import ImapInbox
 from sgalert.config import SourceConfig
-from sgalert.desk import open_alerts
-from sgalert.ingest import Inbound, Ingestor, SourceRules, load_checkpoint
+from sgalert.desk.service import CaseService
+from sgalert.desk.views import open_alerts
+from sgalert.engine.watch import SOURCE_DOWN, SourceMonitor, make_deliver
+from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
 from sgalert.model import Source
-from sgalert.service import CaseService
-from sgalert.watch import SOURCE_DOWN, SourceMonitor, make_deliver
+from sgalert.ports import Inbound
 from sgalert.workspace import Workspace
 
 from .conftest import Team

@@ -23,11 +23,11 @@ from imapclient import IMAPClient
 
 from integrations.imap import ImapInbox, _closed, create
 from sgalert.config import SourceConfig
+from sgalert.desk.service import CaseService
+from sgalert.engine.watch import SourceMonitor, make_deliver
 from sgalert.errors import ConfigError
-from sgalert.ingest import Ingestor, SourceRules, load_checkpoint
+from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
 from sgalert.model import Source
-from sgalert.service import CaseService
-from sgalert.watch import SourceMonitor, make_deliver
 
 from .conftest import Team
 from .dovecot import CAPABILITY_WITHOUT_IDLE, Dovecot, Login, group_members, require_dovecot

@@ -12,9 +12,10 @@ import sqlite3
 
 import pytest
 
-from sgalert import audit
-from sgalert.ingest import Inbound, Ingestor, IngestOutcome, SourceRules, load_checkpoint
+from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
 from sgalert.model import Flag, Source
+from sgalert.ports import Inbound, IngestOutcome
+from sgalert.records import audit
 
 from .conftest import Team
 from .corpus import AUTHSERV, POLICE, plain_message

@@ -17,12 +17,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sgalert.cases import FIELD_RAW, FIELD_REPORTER, open_fields, unwrap_data_keys
+from sgalert.desk.service import CaseService
 from sgalert.errors import NotEntitled
-from sgalert.ingest import Inbound, Ingestor, SourceRules, prepare
-from sgalert.keyring import Identity
+from sgalert.intake.ingest import Ingestor, SourceRules, prepare
 from sgalert.model import Flag, Source
-from sgalert.service import CaseService
+from sgalert.ports import Inbound
+from sgalert.records.cases import FIELD_RAW, FIELD_REPORTER, open_fields, unwrap_data_keys
+from sgalert.records.keyring import Identity
 
 from .conftest import Team
 from .corpus import (

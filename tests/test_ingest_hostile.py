@@ -21,12 +21,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sgalert.cases import FIELD_RAW, open_fields, unwrap_data_keys
-from sgalert.htmltext import html_to_text
-from sgalert.ingest import Inbound, Ingestor, SourceRules, prepare
-from sgalert.mime import ParseLimits, parse_message
+from sgalert.config import ParseLimits
+from sgalert.intake.htmltext import html_to_text
+from sgalert.intake.ingest import Ingestor, SourceRules, prepare
+from sgalert.intake.mime import parse_message
+from sgalert.intake.sender import EXCHANGE_ONLINE, check_sender, parse_from
 from sgalert.model import Flag, Source
-from sgalert.sender import EXCHANGE_ONLINE, check_sender, parse_from
+from sgalert.ports import Inbound
+from sgalert.records.cases import FIELD_RAW, open_fields, unwrap_data_keys
 from sgalert.workspace import ENV_WORKSPACE
 
 from .conftest import Team
@@ -222,7 +224,7 @@ def test_strict_from_parser_agrees_on_every_python(python: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     probe = (
         "import json, sys\n"
-        "from sgalert.sender import check_sender\n"
+        "from sgalert.intake.sender import check_sender\n"
         "out = []\n"
         "for value in json.load(sys.stdin):\n"
         "    v = check_sender(value, [], authserv_id=None,\n"

@@ -21,26 +21,26 @@ from typing import Any
 import pytest
 
 from integrations.maildir import MaildirInbox, create
-from sgalert import audit
-from sgalert.cases import FIELD_FACTS, FIELD_RAW, SealedBatch, StoredCase, insert_now
 from sgalert.config import SourceConfig
-from sgalert.desk import open_alerts
+from sgalert.desk.service import CaseService
+from sgalert.desk.views import open_alerts
+from sgalert.engine.watch import make_deliver
 from sgalert.errors import NoEntitledReaders
-from sgalert.extract import Extraction, extract
-from sgalert.ingest import (
+from sgalert.intake.extract import Extraction, extract
+from sgalert.intake.ingest import (
     MAX_TRIES,
     MESSAGE_QUARANTINED,
-    Inbound,
     Ingestor,
     SourceRules,
     held_messages,
     load_checkpoint,
     release_held,
 )
-from sgalert.mime import AttachmentPart
+from sgalert.intake.mime import AttachmentPart
 from sgalert.model import Flag, Source
-from sgalert.service import CaseService
-from sgalert.watch import make_deliver
+from sgalert.ports import Inbound
+from sgalert.records import audit
+from sgalert.records.cases import FIELD_FACTS, FIELD_RAW, SealedBatch, StoredCase, insert_now
 from sgalert.workspace import Workspace
 
 from .conftest import PASSPHRASES, Team
@@ -109,7 +109,7 @@ def break_prepare(monkeypatch: pytest.MonkeyPatch) -> Bug:
         bug.hit(body)
         return extract(source, subject, body, attachments, **kw)
 
-    monkeypatch.setattr("sgalert.ingest.extract", poisoned)
+    monkeypatch.setattr("sgalert.intake.ingest.extract", poisoned)
     return bug
 
 
@@ -125,7 +125,7 @@ def break_store(
             bug.hit(when(batch) if when else sealed.case.content.get(FIELD_FACTS, b""))
         return insert_now(conn, batch, actor)
 
-    monkeypatch.setattr("sgalert.ingest.insert_now", poisoned)
+    monkeypatch.setattr("sgalert.intake.ingest.insert_now", poisoned)
     return bug
 
 
@@ -185,7 +185,7 @@ async def test_a_poison_message_is_quarantined_and_the_other_four_go_on(
     assert "ValueError" in quarantined.notes["problems"][0]
     assert POISON in quarantined.body_text  # the DSL can read it; it is sealed like the rest
     async with team.service.store.read() as db:
-        from sgalert.cases import open_fields, unwrap_data_keys
+        from sgalert.records.cases import open_fields, unwrap_data_keys
 
         keys = await unwrap_data_keys(db, dsl, [quarantined.summary.id])
         sealed = (await open_fields(db, keys, [quarantined.summary.id]))[quarantined.summary.id]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sgalert.cases import FIELD_RAW, FIELD_REPORTER, open_fields, unwrap_data_keys
-from sgalert.ingest import POOL_MIN_BATCH, Inbound, Ingestor
-from sgalert.keyring import Identity
+from sgalert.intake.ingest import POOL_MIN_BATCH, Ingestor
 from sgalert.model import Flag
+from sgalert.ports import Inbound
+from sgalert.records.cases import FIELD_RAW, FIELD_REPORTER, open_fields, unwrap_data_keys
+from sgalert.records.keyring import Identity
 
 from .conftest import Team
 from .test_ingest_extraction import ENCOMPASS, WHISTLE, fixture, sealed_fields

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sgalert.service import CaseService
+from sgalert.desk.service import CaseService
 from sgalert.workspace import Workspace
 
 from .imap_helpers import wait_for

@@ -41,17 +41,18 @@ from hypothesis.stateful import (
 
 from sgalert.clock import parse_iso
 from sgalert.config import Config, SourceConfig, load_config
-from sgalert.duty import add_cover, load_rota
-from sgalert.engine import DAILY_AT, Engine, next_due
+from sgalert.desk.service import CaseService
+from sgalert.engine.replies import process_reply
+from sgalert.engine.serve import DAILY_AT, Engine, next_due
+from sgalert.engine.watch import SourceMonitor, make_deliver
 from sgalert.errors import SgalertError
-from sgalert.escalation import Plan
-from sgalert.ingest import Inbound, Ingestor, SourceRules
-from sgalert.keyring import groups_for_role, remove_person
+from sgalert.intake.ingest import Ingestor, SourceRules
 from sgalert.model import Flag, Source, readers_for
-from sgalert.replies import process_reply
-from sgalert.service import CaseService
-from sgalert.store import Store, on_connection
-from sgalert.watch import SourceMonitor, make_deliver
+from sgalert.ports import Inbound
+from sgalert.records.keyring import groups_for_role, remove_person
+from sgalert.records.store import Store, on_connection
+from sgalert.routing.duty import add_cover, load_rota
+from sgalert.routing.escalation import Plan
 
 from .engine_helpers import VirtualClock
 from .invariants_support import (

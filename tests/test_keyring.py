@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from sgalert import audit
-from sgalert.crypto import TEST_KDF, KdfParams
+from sgalert.desk.service import CaseService
 from sgalert.errors import (
     AlreadyExists,
     InvalidInput,
@@ -15,9 +14,10 @@ from sgalert.errors import (
     NotEntitled,
     WrongPassphrase,
 )
-from sgalert.keyring import add_person, approve_member, list_people, remove_person
 from sgalert.model import Role
-from sgalert.service import CaseService
+from sgalert.records import audit
+from sgalert.records.crypto import TEST_KDF, KdfParams
+from sgalert.records.keyring import add_person, approve_member, list_people, remove_person
 
 from .conftest import Team, add_member, encompass_case
 
@@ -60,7 +60,7 @@ async def test_right_passphrase_unlocks_with_real_argon2id(service: CaseService)
 
 
 async def test_private_keys_are_not_stored_in_the_clear(team: Team) -> None:
-    from sgalert.crypto import raw_private_bytes
+    from sgalert.records.crypto import raw_private_bytes
 
     raw = raw_private_bytes(team["dsl@example.org"].x25519())
     db_bytes = team.service.store.path.read_bytes()

@@ -16,9 +16,11 @@ FORBIDDEN = ("textual", "msal", "exchangelib", "httpx", "integrations", "tui")
 
 def test_importing_every_core_module_keeps_the_core_clean() -> None:
     modules = [
-        f"sgalert.{m.name}" for m in pkgutil.iter_modules(sgalert.__path__) if m.name != "__main__"
+        m.name
+        for m in pkgutil.walk_packages(sgalert.__path__, "sgalert.")
+        if not m.name.endswith("__main__")
     ]
-    assert "sgalert.service" in modules and "sgalert.cli" in modules
+    assert "sgalert.desk.service" in modules and "sgalert.cli.main" in modules
     program = (
         "import importlib, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
@@ -34,7 +36,7 @@ def test_importing_every_core_module_keeps_the_core_clean() -> None:
 # ----- the desk talks to the core only through the service ---------------------------------
 
 TUI = Path(__file__).resolve().parent.parent / "tui"
-STORE_MODULES = ("aiosqlite", "sqlite3", "sgalert.store")
+STORE_MODULES = ("aiosqlite", "sqlite3", "sgalert.records.store")
 STORE_ATTRIBUTES = frozenset({"store", "_db", "_conn"})
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|PRAGMA|CREATE|DROP|ALTER)\b")
 
@@ -81,15 +83,15 @@ def test_the_tui_reaches_the_store_only_through_the_service() -> None:
         for path in files
         for problem in store_access(path.read_text(encoding="utf-8"), str(path.relative_to(TUI)))
     ]
-    assert found == [], "the TUI must use sgalert.service:\n" + "\n".join(found)
+    assert found == [], "the TUI must use sgalert.desk.service:\n" + "\n".join(found)
 
 
 def test_the_store_access_check_catches_what_it_claims_to() -> None:
     breaches = """
 import sqlite3
 from aiosqlite import Connection
-from sgalert import store
-from sgalert.store import Store
+from sgalert.records import store
+from sgalert.records.store import Store
 import importlib
 '''A docstring may say SELECT.'''
 rows = service.store.fetchall("SELECT 1")
@@ -98,4 +100,6 @@ importlib.import_module("aiosqlite")
 """
     lines = sorted(int(problem.split(":")[1].split()[0]) for problem in store_access(breaches))
     assert lines == [2, 3, 4, 5, 8, 8, 9, 10], lines  # 8: the .store and the SQL
-    assert store_access("from sgalert.service import CaseService\nservice.queue_counts()\n") == []
+    assert (
+        store_access("from sgalert.desk.service import CaseService\nservice.queue_counts()\n") == []
+    )

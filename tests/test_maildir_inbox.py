@@ -10,10 +10,11 @@ import pytest
 
 from integrations.maildir import MaildirInbox, create
 from sgalert.config import SourceConfig
+from sgalert.engine.watch import make_deliver
 from sgalert.errors import ConfigError
-from sgalert.ingest import Inbound, Ingestor, IngestOutcome, SourceRules
+from sgalert.intake.ingest import Ingestor, SourceRules
 from sgalert.model import Source
-from sgalert.watch import make_deliver
+from sgalert.ports import Inbound, IngestOutcome
 
 from .conftest import Team
 from .imap_helpers import notice

@@ -18,11 +18,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sgalert.engine import Engine
-from sgalert.escalation import Duty, Plan, fire_due
+from sgalert.engine.serve import Engine
 from sgalert.model import Source
-from sgalert.notify import DeliveryError, Notification, Receipt, Recipient
-from sgalert.policy import DEFAULT_POLICIES, Policy, Step
+from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from sgalert.routing.escalation import Duty, Plan, fire_due
+from sgalert.rules.policy import DEFAULT_POLICIES, Policy, Step
 
 from .conftest import Team, encompass_case, whistle_case
 from .engine_helpers import RecordingNotifier, VirtualClock

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sgalert.config import SourceConfig
-from sgalert.duty import add_cover
-from sgalert.engine import Engine
-from sgalert.escalation import Plan
-from sgalert.keyring import remove_person
+from sgalert.engine.replies import process_reply
+from sgalert.engine.serve import Engine
 from sgalert.model import CaseState, Role, Source
-from sgalert.replies import process_reply
+from sgalert.records.keyring import remove_person
+from sgalert.routing.duty import add_cover
+from sgalert.routing.escalation import Plan
 
 from .conftest import Team, add_member, encompass_case, whistle_case
 from .engine_helpers import VirtualClock

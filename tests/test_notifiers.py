@@ -32,7 +32,7 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from integrations import maildrop, smtp, teams
 from sgalert.errors import ConfigError
-from sgalert.notify import (
+from sgalert.ports import (
     NOTIFIER_ENTRY_POINTS,
     DeliveryError,
     Notification,

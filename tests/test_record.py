@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from sgalert import audit, crypto
-from sgalert.cases import field_aad
-from sgalert.chronology import EntryKind
 from sgalert.errors import IllegalTransition, InvalidInput, NotEntitled
 from sgalert.model import CaseState, Role
+from sgalert.records import audit, crypto
+from sgalert.records.cases import field_aad
+from sgalert.records.chronology import EntryKind
 
 from .conftest import Team, add_member, encompass_case
 
@@ -34,7 +34,7 @@ async def test_altered_entry_shows_signature_invalid(team: Team) -> None:
     entry_id = await team.service.add_note(team["dsl@example.org"], stored.ref, "Spoke to Ada.")
     store = team.service.store
     async with store.write() as db:
-        from sgalert.cases import unwrap_data_keys
+        from sgalert.records.cases import unwrap_data_keys
 
         keys = await unwrap_data_keys(db, team["head@example.org"], [stored.id])
         key = keys[(stored.id, "content")]

@@ -8,10 +8,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sgalert.ingest import Inbound, SourceRules, prepare
+from sgalert.intake.ingest import SourceRules, prepare
+from sgalert.intake.redact import MARK, ReporterRedactor
+from sgalert.intake.sender import Sender
 from sgalert.model import Flag, Source
-from sgalert.redact import MARK, ReporterRedactor
-from sgalert.sender import Sender
+from sgalert.ports import Inbound
 
 from .corpus import AUTHSERV, container, envelope, leaf, message, plain_message
 

@@ -10,8 +10,8 @@ import pytest
 
 from integrations.imap import create as imap_create
 from sgalert.config import SourceConfig
+from sgalert.engine.replies import make_reply_deliver, process_reply
 from sgalert.model import CaseState, Source
-from sgalert.replies import make_reply_deliver, process_reply
 
 from .conftest import Team, encompass_case
 from .dovecot import Dovecot
@@ -132,7 +132,7 @@ async def test_reply_arriving_in_a_real_imap_reply_mailbox(
         },
     )
     inbox = imap_create(source, tmp_path)
-    from sgalert.watch import SourceMonitor
+    from sgalert.engine.watch import SourceMonitor
 
     task = asyncio.create_task(
         inbox.run(

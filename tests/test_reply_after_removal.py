@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 
-from sgalert.keyring import remove_person
+from sgalert.engine.replies import process_reply
 from sgalert.model import CaseState, Role
-from sgalert.replies import process_reply
+from sgalert.records.keyring import remove_person
 
 from .conftest import Team, add_member
 from .test_replies import REPLIES, paged, refusals, reply, state

@@ -17,15 +17,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sgalert.cli import main
+from sgalert.cli.main import main
 from sgalert.clock import parse_iso
-from sgalert.crypto import TEST_KDF
-from sgalert.duty import RotaView, add_cover, load_rota
-from sgalert.keyring import add_person
 from sgalert.model import Role
-from sgalert.rota import Cover, Gap, Rota, Shift
-from sgalert.school_calendar import SchoolCalendar, Term
-from sgalert.store import Store
+from sgalert.records.crypto import TEST_KDF
+from sgalert.records.keyring import add_person
+from sgalert.records.store import Store
+from sgalert.routing.duty import RotaView, add_cover, load_rota
+from sgalert.rules.rota import Cover, Gap, Rota, Shift
+from sgalert.rules.school_calendar import SchoolCalendar, Term
 from sgalert.workspace import Workspace
 
 from .conftest import Team

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from sgalert.cli import main
+from sgalert.cli.main import main
 from sgalert.clock import iso
-from sgalert.desk import open_alerts
-from sgalert.rota import Shift
+from sgalert.desk.views import open_alerts
+from sgalert.rules.rota import Shift
 from tui.status import DeskStatus, banners
 
 from .conftest import Team

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sgalert.config import load_config, render_template
-from sgalert.school_calendar import SchoolCalendar, Term
+from sgalert.rules.school_calendar import SchoolCalendar, Term
 
 LONDON = ZoneInfo("Europe/London")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from sgalert import audit
-from sgalert.cases import insert_sealed, seal_cases
+from sgalert.desk.service import CaseService
 from sgalert.errors import IntegrityError, NoEntitledReaders, NotEntitled
-from sgalert.keyring import load_public_keyring
 from sgalert.model import Role
-from sgalert.service import CaseService
+from sgalert.records import audit
+from sgalert.records.cases import insert_sealed, seal_cases
+from sgalert.records.keyring import load_public_keyring
 
 from .conftest import Team, add_member, encompass_case, whistle_case
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from sgalert.clock import iso
-from sgalert.desk import failing_channels
-from sgalert.engine import Engine
+from sgalert.desk.views import failing_channels
+from sgalert.engine.serve import Engine
 
 from .conftest import Team, encompass_case
 from .engine_helpers import VirtualClock

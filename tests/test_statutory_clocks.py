@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from sgalert.chronology import EntryKind
+from sgalert.records.chronology import EntryKind
 
 from .conftest import Team, encompass_case
 from .engine_helpers import VirtualClock

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sgalert.errors import StoreError
-from sgalert.migrations import HEAD_VERSION, MIGRATIONS
-from sgalert.store import Store, split_statements
+from sgalert.records.migrations import HEAD_VERSION, MIGRATIONS
+from sgalert.records.store import Store, split_statements
 
 
 def _sql(path: Path, statement: str) -> object:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sgalert.errors import StoreError
-from sgalert.store import Store
+from sgalert.records.store import Store
 
 ORPHAN_CLOCK = "INSERT INTO clocks (case_id, kind, due_at) VALUES ('no-such-case', 'x', 'y')"
 

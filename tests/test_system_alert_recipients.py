@@ -16,11 +16,11 @@ import pytest
 
 from sgalert.clock import parse_iso
 from sgalert.config import SourceConfig
-from sgalert.desk import open_alerts
-from sgalert.engine import Engine
+from sgalert.desk.views import open_alerts
+from sgalert.engine.serve import Engine
+from sgalert.engine.watch import SourceMonitor
 from sgalert.model import Source
-from sgalert.notify import Notification
-from sgalert.watch import SourceMonitor
+from sgalert.ports import Notification
 from sgalert.workspace import Workspace
 
 from .conftest import Team

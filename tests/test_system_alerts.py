@@ -7,10 +7,10 @@ import json
 from datetime import UTC, datetime, time
 
 from sgalert.config import SourceConfig
-from sgalert.desk import open_alerts
+from sgalert.desk.views import open_alerts
+from sgalert.engine.watch import SourceMonitor
 from sgalert.model import Source
-from sgalert.rota import Shift
-from sgalert.watch import SourceMonitor
+from sgalert.rules.rota import Shift
 
 from .conftest import Team
 from .engine_helpers import VirtualClock

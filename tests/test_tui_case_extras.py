@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Select, Static
 
-from sgalert.audit import entries
-from sgalert.escalation import Duty, Plan, fire_due
-from sgalert.outbox import OutboxSender
-from sgalert.service import CaseService
+from sgalert.desk.service import CaseService
+from sgalert.records.audit import entries
+from sgalert.routing.escalation import Duty, Plan, fire_due
+from sgalert.routing.outbox import OutboxSender
 from sgalert.workspace import Workspace
 from tui.app import SgalertApp, make_app
 from tui.case_list import CaseList

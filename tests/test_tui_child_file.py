@@ -13,8 +13,8 @@ from rich.table import Table
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
+from sgalert.desk.service import CaseService
 from sgalert.model import Source
-from sgalert.service import CaseService
 from tui.app import SgalertApp, make_app
 from tui.case_list import CaseList
 from tui.commands import DeskCommands

@@ -18,13 +18,13 @@ import pytest
 from textual.content import Content
 from textual.widgets import Checkbox, DataTable, Input, Select, Static, TextArea
 
-from sgalert.audit import entries
 from sgalert.config import load_config
-from sgalert.desk import PAGE_SIZE
-from sgalert.duty import load_rota
+from sgalert.desk.service import CaseService
+from sgalert.desk.views import PAGE_SIZE
 from sgalert.model import CaseState, Source
-from sgalert.service import CaseService
-from sgalert.store import Store
+from sgalert.records.audit import entries
+from sgalert.records.store import Store
+from sgalert.routing.duty import load_rota
 from sgalert.text import printable
 from sgalert.workspace import Workspace
 from tui.app import SgalertApp, make_app
@@ -479,7 +479,7 @@ async def test_queue_updates_when_another_connection_acknowledges(team: Team) ->
 ACK_SCRIPT = """
 import asyncio, os, sys
 from pathlib import Path
-from sgalert.service import CaseService
+from sgalert.desk.service import CaseService
 from sgalert.workspace import Workspace
 
 async def main() -> None:
@@ -670,7 +670,7 @@ async def test_audit_view_verifies_the_chain(desk: Desk) -> None:
 
 
 def test_banners_cover_engine_source_rota_and_unacknowledged() -> None:
-    from sgalert.rota import Gap, OnDuty
+    from sgalert.rules.rota import Gap, OnDuty
     from tui.status import DeskStatus, banners
 
     status = DeskStatus(

@@ -16,8 +16,8 @@ import pytest
 from textual.widgets import Static
 
 from sgalert.clock import iso
-from sgalert.desk import DEFAULT_LEASE
-from sgalert.engine import LEASE_SECONDS
+from sgalert.desk.views import DEFAULT_LEASE
+from sgalert.engine.serve import LEASE_SECONDS
 from sgalert.workspace import Workspace
 from tui.app import SgalertApp, make_app
 

@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.widgets import DataTable, Input, Select, Static
 
 from sgalert.config import render_template
-from sgalert.duty import load_rota
+from sgalert.routing.duty import load_rota
 from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace
 from tui.app import make_app
 from tui.screens.dialogs import ConfirmScreen

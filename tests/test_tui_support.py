@@ -15,13 +15,13 @@ from pathlib import Path
 from textual.pilot import Pilot
 from textual.worker import WorkerState
 
-from sgalert.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, FIELD_RAW, NewCase
 from sgalert.config import load_config, render_template
-from sgalert.crypto import TEST_KDF
-from sgalert.keyring import add_person
+from sgalert.desk.service import CaseService
 from sgalert.model import Source
-from sgalert.service import CaseService
-from sgalert.store import Store
+from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, FIELD_RAW, NewCase
+from sgalert.records.crypto import TEST_KDF
+from sgalert.records.keyring import add_person
+from sgalert.records.store import Store
 from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace
 from tui.app import SgalertApp
 

@@ -1,12 +1,13 @@
-"""The on-call DSL's desk: a Textual app over :mod:`sgalert.service`.
+"""The on-call DSL's desk: a Textual app over :mod:`sgalert.desk.service`.
 
 Build it with :func:`make_app` (the CLI, the tests and the snapshot apps all do, as Posting does)
 and run it with :func:`run`. The app owns three things every screen relies on:
 
 - **the service and the unlocked identity**. The private key lives only in the
-  :class:`~sgalert.keyring.Identity` held here; locking (``ctrl+l``, or ``idle_lock_minutes``
-  without a key press) calls :meth:`~sgalert.keyring.Identity.forget`, closes every screen that
-  may show decrypted content, and asks for the passphrase again.
+  :class:`~sgalert.records.keyring.Identity` held here; locking (``ctrl+l``, or
+  ``idle_lock_minutes`` without a key press) calls
+  :meth:`~sgalert.records.keyring.Identity.forget`, closes every screen that may show decrypted
+  content, and asks for the passphrase again.
 - **jobs**. Every call into the core runs as a worker started by :meth:`SgalertApp.submit`; its
   result comes back to a callback, and every failure of every worker lands in
   :meth:`SgalertApp.on_worker_state_changed`, the one place errors are shown (Harlequin's rule).
@@ -30,11 +31,11 @@ from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState
 
 from sgalert.clock import Clock, utcnow
-from sgalert.desk import ChangeMarks
+from sgalert.desk.service import CaseService
+from sgalert.desk.views import ChangeMarks
 from sgalert.errors import SgalertError
-from sgalert.keyring import Identity
 from sgalert.model import Role
-from sgalert.service import CaseService
+from sgalert.records.keyring import Identity
 from sgalert.workspace import Workspace
 
 from .commands import DeskCommands

@@ -13,11 +13,11 @@ from datetime import datetime, tzinfo
 from typing import Literal
 
 from sgalert.clock import parse_iso
-from sgalert.desk import engine_silent
-from sgalert.duty import load_rota
-from sgalert.escalation import SYSTEM_ALERT_TEXT
-from sgalert.rota import Gap, OnDuty
-from sgalert.service import CaseService
+from sgalert.desk.service import CaseService
+from sgalert.desk.views import engine_silent
+from sgalert.routing.duty import load_rota
+from sgalert.routing.escalation import SYSTEM_ALERT_TEXT
+from sgalert.rules.rota import Gap, OnDuty
 
 from .formatting import ago, local_time
 

@@ -1,6 +1,6 @@
 """Noticing, cheaply, that another process changed the store.
 
-A thread (run as a Textual thread worker) polls a :class:`~sgalert.desk.ChangeProbe` from the
+A thread (run as a Textual thread worker) polls a :class:`~sgalert.desk.views.ChangeProbe` from the
 service once a poll: the probe answers from its own connection with ``PRAGMA data_version``, so an
 idle store costs one tiny query a second. When the store moved, the probe returns two marks: the
 audit log's last sequence number (every state change, from any process, appends to the log) and
@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from textual.message import Message
 
-from sgalert.desk import ChangeMarks, ChangeProbe
+from sgalert.desk.views import ChangeMarks, ChangeProbe
 from sgalert.errors import StoreError
 
 log = logging.getLogger("sgalert.tui")

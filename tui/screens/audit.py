@@ -15,7 +15,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Input, Static
 
 from sgalert.clock import parse_iso
-from sgalert.desk import AuditRow
+from sgalert.desk.views import AuditRow
 from sgalert.errors import AuditChainBroken, SgalertError
 
 from ..formatting import OVERDUE, local_time, untrusted

@@ -21,15 +21,15 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
-from sgalert.audit import AuditEntry
-from sgalert.child_file import names_child
 from sgalert.clock import parse_iso
+from sgalert.desk.child_file import names_child
+from sgalert.desk.export import default_directory, proposed_name
+from sgalert.desk.service import REFERRALS, CaseView, NotificationHistory, SavedAttachment
 from sgalert.errors import SgalertError
-from sgalert.escalation import ACTION_CLOCKS, CLOCK_TIMER, action_clock_due
-from sgalert.export import default_directory, proposed_name
-from sgalert.keyring import Identity
 from sgalert.model import CaseState, CaseSummary, Role, Source
-from sgalert.service import REFERRALS, CaseView, NotificationHistory, SavedAttachment
+from sgalert.records.audit import AuditEntry
+from sgalert.records.keyring import Identity
+from sgalert.routing.escalation import ACTION_CLOCKS, CLOCK_TIMER, action_clock_due
 from sgalert.text import printable
 
 from ..formatting import (

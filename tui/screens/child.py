@@ -1,7 +1,7 @@
 """The child file: every case about one child and one chronology of significant events.
 
-Built by :func:`sgalert.child_file.child_file` for the unlocked person, from the case it is opened
-on (``F`` on a case, or "Child file" in the command palette). The cases it lists are the ones
+Built by :func:`sgalert.desk.child_file.child_file` for the unlocked person, from the case it is
+opened on (``F`` on a case, or "Child file" in the command palette). The cases it lists are the ones
 this person can open whose child has the same name and date of birth; cases with the same name
 and no date of birth are listed apart as *possible, name only* and kept out of the chronology.
 Names, notes and reasons are untrusted text: shown through :func:`~tui.formatting.untrusted`,
@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
-from sgalert.child_file import (
+from sgalert.desk.child_file import (
     ChildFile,
     EventKind,
     FileCase,
@@ -29,7 +29,7 @@ from sgalert.child_file import (
     child_file,
     is_stale,
 )
-from sgalert.keyring import Identity
+from sgalert.records.keyring import Identity
 
 from ..formatting import (
     CLOCK_LABELS,

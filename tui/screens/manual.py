@@ -16,9 +16,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Checkbox, Input, Label, Select, TextArea
 
-from sgalert.cases import StoredCase
-from sgalert.keyring import Identity
 from sgalert.model import Flag, Source
+from sgalert.records.cases import StoredCase
+from sgalert.records.keyring import Identity
 
 from ..formatting import SOURCE_LONG
 from .dialogs import FormScreen

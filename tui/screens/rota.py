@@ -17,11 +17,11 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
-from sgalert.duty import add_cover, load_rota
-from sgalert.keyring import Identity, Person
+from sgalert.desk.service import CaseService
 from sgalert.model import Role
-from sgalert.rota import Cover, Gap, OnDuty
-from sgalert.service import CaseService
+from sgalert.records.keyring import Identity, Person
+from sgalert.routing.duty import add_cover, load_rota
+from sgalert.rules.rota import Cover, Gap, OnDuty
 
 from ..formatting import OVERDUE, local_time, untrusted
 from ..status import GAP_DAYS

@@ -1,9 +1,9 @@
 """Unlocking: who you are and your passphrase.
 
 The key derivation (Argon2id or scrypt) runs off the event loop inside
-:func:`sgalert.keyring.unlock` (``asyncio.to_thread``), driven by an async worker, so the screen
-keeps drawing while it works. The passphrase leaves the input as soon as it is submitted; the
-unlocked :class:`~sgalert.keyring.Identity` is handed to the app and lives only in memory.
+:func:`sgalert.records.keyring.unlock` (``asyncio.to_thread``), driven by an async worker, so the
+screen keeps drawing while it works. The passphrase leaves the input as soon as it is submitted; the
+unlocked :class:`~sgalert.records.keyring.Identity` is handed to the app and lives only in memory.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
 from sgalert.errors import NotEntitled, NotFound, SgalertError, WrongPassphrase
-from sgalert.keyring import Identity
+from sgalert.records.keyring import Identity
 
 from . import DeskModal
 

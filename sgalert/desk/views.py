@@ -1,0 +1,532 @@
+"""Read-only metadata for a case desk: the queue, its counts, the banners' facts, the audit log.
+
+Everything here reads plaintext metadata (ids, references, sources, states, times, flags, who is
+assigned): no unlock, no personal data, no case content. The queue pages, sorts and filters in SQL
+so 100,000 cases never become 100,000 rows in memory: one page of ids is chosen with
+index-friendly queries, then the metadata of just those rows is read. :class:`ChangeProbe` lets a
+desk notice, cheaply and from its own thread, that another connection changed the store.
+
+Callers outside the core reach these through :class:`~sgalert.desk.service.CaseService`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import aiosqlite
+
+from sgalert.clock import iso, parse_iso
+from sgalert.errors import StoreError
+from sgalert.model import CaseState, CaseSummary, Source
+from sgalert.records.audit import AuditEntry, entries
+from sgalert.records.store import Store
+from sgalert.routing.outbox import FALLBACK_AFTER
+
+PAGE_SIZE = 100
+
+SUMMARY_SQL = """
+SELECT c.id, c.ref, c.source, c.state, c.received_at, c.created_at, c.updated_at, c.flags,
+       a.email AS assignee, c.acknowledged_at, k.email AS acknowledged_by, c.closed_at,
+       (SELECT MIN(due_at) FROM clocks WHERE case_id = c.id AND met_at IS NULL) AS next_deadline
+FROM cases c
+LEFT JOIN people a ON a.id = c.assignee_id
+LEFT JOIN people k ON k.id = c.acknowledged_by
+"""
+
+
+def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
+    """A case's metadata from a row of :data:`SUMMARY_SQL`: the one place that shape is read."""
+
+    def when(value: str | None) -> datetime | None:
+        return parse_iso(value) if value else None
+
+    return CaseSummary(
+        id=row["id"],
+        ref=row["ref"],
+        source=Source(row["source"]),
+        state=CaseState(row["state"]),
+        received_at=parse_iso(row["received_at"]),
+        created_at=parse_iso(row["created_at"]),
+        updated_at=parse_iso(row["updated_at"]),
+        flags=tuple(json.loads(row["flags"])),
+        assignee=row["assignee"],
+        acknowledged_at=when(row["acknowledged_at"]),
+        acknowledged_by=row["acknowledged_by"],
+        closed_at=when(row["closed_at"]),
+        next_deadline=when(row["next_deadline"]),
+    )
+
+
+class QueueView(enum.StrEnum):
+    """Which cases a queue shows: those needing action (not closed), one source's, or all."""
+
+    NEEDS_ACTION = "needs"
+    ENCOMPASS = "encompass"
+    WHISTLE = "whistle"
+    LESSON = "lesson"
+    ALL = "all"
+
+
+class SortKey(enum.StrEnum):
+    """The queue's orders. PRIORITY: unacknowledged and overdue first, then by the next clock."""
+
+    PRIORITY = "priority"
+    RECEIVED = "received"
+    DEADLINE = "deadline"
+    REF = "reference"
+    STATE = "state"
+    ASSIGNEE = "assignee"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueQuery:
+    """One page of one view, filtered and sorted. ``descending`` flips the key's natural order.
+
+    ``search`` is whitespace-separated terms, each matched (as a substring, wildcards taken
+    literally) against the reference, source, state, flags or assignee; every term must match.
+    """
+
+    view: QueueView = QueueView.NEEDS_ACTION
+    search: str = ""
+    sort: SortKey = SortKey.PRIORITY
+    descending: bool = False
+    offset: int = 0
+    limit: int = PAGE_SIZE
+
+    def with_view(self, view: QueueView) -> QueueQuery:
+        """The first page of another view. Priority only means something where cases need
+        action, so it swaps with newest-first on the way in and out of that view."""
+        sort = self.sort
+        if view is not QueueView.NEEDS_ACTION and sort is SortKey.PRIORITY:
+            sort = SortKey.RECEIVED
+        if view is QueueView.NEEDS_ACTION and sort is SortKey.RECEIVED:
+            sort = SortKey.PRIORITY
+        return replace(self, view=view, sort=sort, offset=0)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePage:
+    """The rows of one page. ``query`` is the query answered: its offset is clamped to the last
+    page when the one asked for no longer exists (cases closed or filtered away meanwhile)."""
+
+    query: QueueQuery
+    rows: tuple[CaseSummary, ...]
+    total: int
+    has_next: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.query.offset > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Unacknowledged:
+    """Cases nobody has acknowledged yet: all of them, and those assigned to one person."""
+
+    total: int
+    assigned: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """An audit entry with its case shown by reference (ids mean nothing to people)."""
+
+    entry: AuditEntry
+    ref: str | None
+
+
+# ----- the queue ---------------------------------------------------------------------------
+
+# The next unmet clock of every case that has one. Unmet clocks are few (acknowledging meets the
+# intake clock), so SQLite builds this small table once per query. "+case_id" keeps the planner
+# on the partial index of unmet clocks instead of walking every clock in key order.
+_NEXT_DEADLINE = (
+    "(SELECT case_id, MIN(due_at) AS due FROM clocks WHERE met_at IS NULL GROUP BY +case_id)"
+)
+_ASSIGNEE_JOIN = " LEFT JOIN people a ON a.id = c.assignee_id"
+
+# Orders over ids only; rowid breaks ties so a page boundary never repeats or skips a case, and
+# it keeps "received" in index order. DEADLINE is answered in two parts: see _deadline_ids.
+_ORDER: dict[SortKey, str] = {
+    # Unacknowledged and overdue first, then unacknowledged, then overdue, then by clock.
+    SortKey.PRIORITY: (
+        "CASE WHEN c.state = 'new' AND nd.due < :now THEN 0"
+        " WHEN c.state = 'new' THEN 1 WHEN nd.due < :now THEN 2 ELSE 3 END {asc},"
+        " nd.due {asc} NULLS LAST, c.received_at {asc}, c.rowid {asc}"
+    ),
+    SortKey.RECEIVED: "c.received_at {desc}, c.rowid {desc}",
+    SortKey.REF: "c.ref {desc}",
+    SortKey.STATE: (
+        "CASE c.state WHEN 'new' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END {asc},"
+        " c.received_at {desc}, c.rowid {desc}"
+    ),
+    SortKey.ASSIGNEE: "a.email {asc} NULLS LAST, c.received_at {desc}, c.rowid {desc}",
+}
+
+Params = dict[str, object]
+
+
+def _where(query: QueueQuery) -> tuple[list[str], Params]:
+    """The view and search as SQL conditions; search terms are LIKE patterns with their
+    wildcards escaped, so "100%" finds "100%" and not everything starting "100"."""
+    clauses: list[str] = []
+    params: Params = {}
+    if query.view is QueueView.NEEDS_ACTION:
+        clauses.append("c.state IN ('new', 'acknowledged')")  # uses cases_by_state
+    elif query.view is not QueueView.ALL:
+        clauses.append("c.source = :source")
+        params["source"] = query.view.value
+    for number, term in enumerate(query.search.split()):
+        name = f"t{number}"
+        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params[name] = f"%{escaped}%"
+        clauses.append(
+            f"(c.ref LIKE :{name} ESCAPE '\\' OR c.source LIKE :{name} ESCAPE '\\'"
+            f" OR c.state LIKE :{name} ESCAPE '\\' OR c.flags LIKE :{name} ESCAPE '\\'"
+            f" OR a.email LIKE :{name} ESCAPE '\\')"
+        )
+    return clauses, params
+
+
+def _where_sql(clauses: list[str]) -> str:
+    return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def _order(query: QueueQuery) -> str:
+    natural = {"asc": "ASC", "desc": "DESC"}
+    flipped = {"asc": "DESC", "desc": "ASC"}
+    return _ORDER[query.sort].format(**(flipped if query.descending else natural))
+
+
+async def _ids(db: aiosqlite.Connection, sql: str, params: Params) -> list[str]:
+    cursor = await db.execute(sql, params)
+    return [str(row[0]) for row in await cursor.fetchall()]
+
+
+async def _count(db: aiosqlite.Connection, sql: str, params: Params) -> int:
+    cursor = await db.execute(sql, params)
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _deadline_ids(
+    db: aiosqlite.Connection, query: QueueQuery, clauses: list[str], params: Params
+) -> list[str]:
+    """Cases with an unmet clock by that clock, then the rest, newest first.
+
+    Two index-friendly queries instead of sorting every case of the view by a computed value:
+    the dated set is small, and the undated rest is read in ``received_at`` index order.
+    """
+    joins = _ASSIGNEE_JOIN if query.search.strip() else ""
+    direction = "DESC" if query.descending else "ASC"
+    dated_from = f" FROM cases c JOIN {_NEXT_DEADLINE} nd ON nd.case_id = c.id{joins}"
+    dated_from += _where_sql(clauses)
+    dated = await _count(db, f"SELECT COUNT(*){dated_from}", params)
+    wanted = query.limit + 1
+    ids: list[str] = []
+    if query.offset < dated:
+        ids = await _ids(
+            db,
+            f"SELECT c.id{dated_from} ORDER BY nd.due {direction}, c.received_at DESC,"
+            " c.rowid DESC LIMIT :wanted OFFSET :offset",
+            params | {"wanted": wanted, "offset": query.offset},
+        )
+    if len(ids) < wanted:
+        undated = [
+            *clauses,
+            "NOT EXISTS (SELECT 1 FROM clocks u WHERE u.case_id = c.id AND u.met_at IS NULL)",
+        ]
+        ids += await _ids(
+            db,
+            f"SELECT c.id FROM cases c{joins}{_where_sql(undated)}"
+            " ORDER BY c.received_at DESC, c.rowid DESC LIMIT :wanted OFFSET :offset",
+            params | {"wanted": wanted - len(ids), "offset": max(query.offset - dated, 0)},
+        )
+    return ids
+
+
+async def _page_ids(
+    db: aiosqlite.Connection, query: QueueQuery, now: datetime
+) -> tuple[list[str], list[str], Params]:
+    """Up to ``limit + 1`` ids in page order (the extra one says whether a next page exists),
+    with the conditions used, for counting the same set."""
+    clauses, params = _where(query)
+    if query.sort is SortKey.DEADLINE:
+        return await _deadline_ids(db, query, clauses, params), clauses, params
+    joins = ""
+    if query.search.strip() or query.sort is SortKey.ASSIGNEE:
+        joins += _ASSIGNEE_JOIN
+    if query.sort is SortKey.PRIORITY:
+        joins += f" LEFT JOIN {_NEXT_DEADLINE} nd ON nd.case_id = c.id"
+    sql = (
+        f"SELECT c.id FROM cases c{joins}{_where_sql(clauses)} ORDER BY {_order(query)}"
+        " LIMIT :wanted OFFSET :offset"
+    )
+    page_params = params | {"now": iso(now), "wanted": query.limit + 1, "offset": query.offset}
+    return await _ids(db, sql, page_params), clauses, params
+
+
+async def queue_page(
+    store: Store, query: QueueQuery, now: datetime, *, known_total: int | None = None
+) -> QueuePage:
+    """One page of the queue, read in one snapshot: the page's ids in SQL order (no per-row work
+    for skipped rows), then the metadata of just those rows.
+
+    ``now`` decides which clocks are overdue for the priority order. ``known_total`` (the view's
+    count from :func:`queue_counts`, when there is no search) saves counting the view again on
+    every page turn. An offset past the end is answered with the last page.
+    """
+    async with store.read() as db:
+        ids, clauses, params = await _page_ids(db, query, now)
+        total = known_total
+        if total is None or query.search.strip() or (not ids and query.offset):
+            joins = _ASSIGNEE_JOIN if query.search.strip() else ""
+            total = await _count(
+                db, f"SELECT COUNT(*) FROM cases c{joins}{_where_sql(clauses)}", params
+            )
+        if not ids and query.offset:
+            query = replace(query, offset=max(total - 1, 0) // query.limit * query.limit)
+            if total:
+                ids, clauses, params = await _page_ids(db, query, now)
+        has_next = len(ids) > query.limit
+        ids = ids[: query.limit]
+        rows: dict[str, CaseSummary] = {}
+        if ids:
+            cursor = await db.execute(
+                f"{SUMMARY_SQL} WHERE c.id IN ({','.join('?' * len(ids))})", ids
+            )
+            rows = {row["id"]: summary_from_row(row) for row in await cursor.fetchall()}
+    ordered = tuple(rows[i] for i in ids if i in rows)
+    return QueuePage(query, ordered, max(total, query.offset + len(ordered)), has_next)
+
+
+async def queue_counts(store: Store) -> dict[QueueView, int]:
+    """How many cases each view holds, in one pass over the cases table."""
+    rows = await store.fetchall(
+        "SELECT COUNT(*), TOTAL(state != 'closed'), TOTAL(source = 'encompass'),"
+        " TOTAL(source = 'whistle'), TOTAL(source = 'lesson') FROM cases"
+    )
+    total, needs, encompass, whistle, lesson = (int(value) for value in rows[0])
+    return {
+        QueueView.NEEDS_ACTION: needs,
+        QueueView.ENCOMPASS: encompass,
+        QueueView.WHISTLE: whistle,
+        QueueView.LESSON: lesson,
+        QueueView.ALL: total,
+    }
+
+
+# ----- what the banners need --------------------------------------------------------------
+
+
+async def engine_heartbeat(store: Store) -> datetime | None:
+    """When the engine last said it was alive; None if it has never run on this store.
+
+    A stale heartbeat means nobody is being paged, which a desk must say out loud.
+    """
+    rows = await store.fetchall("SELECT heartbeat_at FROM engine_lease WHERE id = 1")
+    return parse_iso(rows[0][0]) if rows else None
+
+
+# The engine's own lease length (sgalert.engine.serve.LEASE_SECONDS, which imports this module), for
+# a heartbeat whose lease's end is not known.
+DEFAULT_LEASE = timedelta(seconds=15)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLease:
+    """The engine's hold on the store: who, its last heartbeat, and when the lease runs out."""
+
+    holder: str
+    heartbeat_at: datetime
+    expires_at: datetime
+
+    def lapsed(self, now: datetime) -> bool:
+        """The engine renews its lease every few seconds; one that ran out unrenewed means the
+        engine died or hangs (and a standby may take over). Every desk judges it this way."""
+        return engine_silent(self.heartbeat_at, self.expires_at, now)
+
+
+def engine_silent(heartbeat_at: datetime, expires_at: datetime | None, now: datetime) -> bool:
+    """Whether an engine that last beat at ``heartbeat_at`` has gone quiet: past its lease's
+    end, or (lease unknown) a default lease's length after its last beat."""
+    return now > (expires_at or heartbeat_at + DEFAULT_LEASE)
+
+
+async def engine_lease(store: Store) -> EngineLease | None:
+    """The engine's lease, or None when no engine holds the store (never started, or stopped
+    cleanly, which deletes it): then nobody is being paged."""
+    rows = await store.fetchall(
+        "SELECT holder, heartbeat_at, expires_at FROM engine_lease WHERE id = 1"
+    )
+    if not rows:
+        return None
+    holder, heartbeat, expires = rows[0]
+    return EngineLease(str(holder), parse_iso(heartbeat), parse_iso(expires))
+
+
+@dataclass(frozen=True, slots=True)
+class FailingChannel:
+    """A notification channel that is not getting pages through. Names the channel only."""
+
+    channel: str
+    undelivered: int  # pages on it that failed repeatedly, or for good
+    since: datetime  # when the oldest of them was queued
+
+
+async def failing_channels(store: Store) -> list[FailingChannel]:
+    """Channels that are failing, judged from the outbox.
+
+    A channel is failing while a page on it is still being retried after ``FALLBACK_AFTER``
+    failed attempts (the point at which the outbox also tries another channel), or while a page
+    on it failed for good and nothing has been delivered on that channel since it was queued.
+    One transient failure is not failing: the retry usually gets through. Reads the outbox's
+    undelivered rows only (delivered rows are looked up by channel for the second test).
+    """
+    rows = await store.fetchall(
+        "SELECT o.channel, COUNT(*), MIN(o.created_at) FROM outbox o"
+        " WHERE (o.state IN ('pending', 'sending') AND o.attempts >= ?)"
+        " OR (o.state = 'failed' AND NOT EXISTS (SELECT 1 FROM outbox d"
+        "   WHERE d.channel = o.channel AND d.state = 'delivered'"
+        "   AND d.delivered_at >= o.created_at))"
+        " GROUP BY o.channel ORDER BY o.channel",
+        (FALLBACK_AFTER,),
+    )
+    return [FailingChannel(str(r[0]), int(r[1]), parse_iso(r[2])) for r in rows]
+
+
+async def unacknowledged(store: Store, email: str | None = None) -> Unacknowledged:
+    """Unacknowledged cases, and how many of them are assigned to ``email`` (any case)."""
+    rows = await store.fetchall(
+        "SELECT COUNT(*), TOTAL(p.email = ? COLLATE NOCASE) FROM cases c"
+        " LEFT JOIN people p ON p.id = c.assignee_id WHERE c.state = 'new'",
+        (email or "",),
+    )
+    return Unacknowledged(int(rows[0][0]), int(rows[0][1]))
+
+
+async def open_alerts(store: Store) -> list[dict[str, str]]:
+    """System alerts not yet cleared (a mailbox unreachable, …), oldest first. No personal data."""
+    rows = await store.fetchall(
+        "SELECT kind, source_name, raised_at, detail FROM system_alerts WHERE cleared_at IS NULL"
+        " ORDER BY raised_at"
+    )
+    return [
+        {"kind": row[0], "source": row[1], "raised_at": row[2], **json.loads(row[3])}
+        for row in rows
+    ]
+
+
+# ----- the audit log -----------------------------------------------------------------------
+
+
+async def audit_log(store: Store, *, limit: int = 500) -> tuple[AuditRow, ...]:
+    """The newest ``limit`` audit entries, newest first, each case id shown as its reference."""
+    async with store.read() as db:
+        found = await entries(db, limit=limit)
+        ids = sorted({e.case_id for e in found if e.case_id})
+        refs: dict[str, str] = {}
+        for start in range(0, len(ids), 500):  # under SQLite's host-parameter limit
+            chunk = ids[start : start + 500]
+            cursor = await db.execute(
+                f"SELECT id, ref FROM cases WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            refs |= {str(row[0]): str(row[1]) for row in await cursor.fetchall()}
+    return tuple(AuditRow(e, refs.get(e.case_id) if e.case_id else None) for e in found)
+
+
+async def case_history(store: Store, case_id: str, *, limit: int = 200) -> list[AuditEntry]:
+    """One case's audit trail, newest first: reads, notifications, escalations, actions.
+
+    Entries never hold case content, so the trail needs no unlock.
+    """
+    async with store.read() as db:
+        return await entries(db, case_id=case_id, limit=limit)
+
+
+async def case_activity(store: Store, case_id: str, *, after: int) -> int | None:
+    """The sequence number of the newest audit entry about ``case_id`` after ``after``, or None.
+
+    The log has no index on the case, but its sequence number is the table's key, so only the
+    entries after ``after`` are read.
+    """
+    rows = await store.fetchall(
+        "SELECT MAX(seq) FROM audit WHERE seq > ? AND case_id = ?", (after, case_id)
+    )
+    value = rows[0][0] if rows else None
+    return None if value is None else int(value)
+
+
+# ----- noticing changes --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeMarks:
+    """What a desk reloads on. Every state change, from any process, appends to the audit log,
+    so its last sequence number moves exactly when cases do; the heartbeat moves on its own."""
+
+    audit_seq: int
+    heartbeat_at: datetime | None
+    lease_expires_at: datetime | None = None
+
+
+class ChangeProbe:
+    """Notices that someone committed to the store, for a desk's live updates.
+
+    It holds its own read-only connection because ``PRAGMA data_version`` moves only for commits
+    made through *other* connections: this way it also sees writes the desk's own process made
+    through the service. An idle store costs one tiny query a poll. A connection belongs to the
+    thread that opened it, so call :meth:`poll` and :meth:`close` from one thread only.
+    """
+
+    def __init__(self, path: Path, *, timeout: float = 2.0) -> None:
+        self.path = path
+        self._timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+        self._version: int | None = None
+
+    def poll(self) -> ChangeMarks | None:
+        """The marks when something was committed since the last poll (always on the first);
+        None when nothing was. Raises :class:`StoreError` when the store cannot be read; the
+        next poll opens a fresh connection and reads the marks again."""
+        try:
+            if self._conn is None:
+                self._conn = sqlite3.connect(
+                    _read_only_uri(self.path), uri=True, timeout=self._timeout
+                )
+                self._conn.execute("PRAGMA query_only = ON")
+            (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+            if version == self._version:
+                return None
+            seq, heartbeat, expires = self._conn.execute(
+                "SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit),"
+                " (SELECT heartbeat_at FROM engine_lease WHERE id = 1),"
+                " (SELECT expires_at FROM engine_lease WHERE id = 1)"
+            ).fetchone()
+            self._version = int(version)
+            return ChangeMarks(
+                int(seq),
+                parse_iso(heartbeat) if heartbeat else None,
+                parse_iso(expires) if expires else None,
+            )
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(f"cannot read the store ({exc})") from None
+
+    def close(self) -> None:
+        """Close the connection (the next poll would open another)."""
+        conn, self._conn, self._version = self._conn, None, None
+        if conn is not None:
+            conn.close()
+
+
+def _read_only_uri(path: Path) -> str:
+    """An SQLite URI that opens ``path`` read-only and never creates it: a probe pointed at a
+    missing store must fail, not leave an empty database where the store should be. The path
+    is percent-encoded, so a ``?`` or ``#`` in a folder name stays part of the path."""
+    return f"{path.absolute().as_uri()}?mode=ro"

@@ -1,0 +1,76 @@
+"""System alerts: whatever stops sgalert paging someone is itself raised to a person.
+
+An alert is a row in ``system_alerts``, open until cleared, at most one open per (kind, subject).
+The engine pages every open alert once (see :func:`sgalert.routing.escalation.page_system_alerts`);
+``sgalert status`` and the desk's banner list them. Subjects and details name mailboxes,
+channels, policies and case references only, never personal data.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+from collections.abc import Mapping
+from datetime import datetime
+
+from sgalert.clock import iso
+from sgalert.records import audit
+
+
+class AlertKind(enum.StrEnum):
+    """Why sgalert itself needs a person's attention."""
+
+    SOURCE_DOWN = "source-down"  # a watched mailbox cannot be reached
+    ROTA_GAP = "rota-gap"  # nobody but the fallback is on duty at some time ahead
+    PAGE_UNDELIVERABLE = "page-undeliverable"  # a page failed on every channel it may use
+    NO_RECIPIENT = "no-recipient"  # a policy target resolves to nobody who can read the case
+    CHANNEL_MISSING = "channel-missing"  # a policy names channels that are not configured
+    MESSAGE_QUARANTINED = "message-quarantined"  # a message could not be read nor quarantined
+    CALENDAR_ENDING = "calendar-ending"  # the configured terms end within 60 days, or have
+
+
+def raise_alert(
+    conn: sqlite3.Connection,
+    kind: AlertKind,
+    subject: str,
+    now: datetime,
+    detail: Mapping[str, object] | None = None,
+) -> bool:
+    """Open an alert unless one of this kind and subject is open already; True if opened."""
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO system_alerts (kind, source_name, raised_at, detail)"
+        " VALUES (?, ?, ?, ?)",
+        (kind.value, subject, iso(now), json.dumps(dict(detail or {}))),
+    )
+    if cursor.rowcount:
+        audit.append_now(
+            conn,
+            [
+                audit.AuditEvent(
+                    audit.ENGINE,
+                    "alert-raised",
+                    detail={"alert": cursor.lastrowid, "kind": kind.value, "subject": subject},
+                )
+            ],
+        )
+    return bool(cursor.rowcount)
+
+
+def clear_alert(conn: sqlite3.Connection, kind: AlertKind, subject: str, now: datetime) -> bool:
+    """Close the open alert of this kind and subject, if any; True if one was open."""
+    cursor = conn.execute(
+        "UPDATE system_alerts SET cleared_at = ? WHERE kind = ? AND source_name = ?"
+        " AND cleared_at IS NULL",
+        (iso(now), kind.value, subject),
+    )
+    if cursor.rowcount:
+        audit.append_now(
+            conn,
+            [
+                audit.AuditEvent(
+                    audit.ENGINE, "alert-cleared", detail={"kind": kind.value, "subject": subject}
+                )
+            ],
+        )
+    return bool(cursor.rowcount)

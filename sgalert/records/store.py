@@ -1,0 +1,230 @@
+"""The SQLite store: one file, WAL mode, durable commits, numbered migrations.
+
+Two kinds of process share the file (``sgalert serve`` and any number of ``sgalert tui``), so every
+write is a ``BEGIN IMMEDIATE`` transaction that re-reads what it decides on, and SQLite's busy
+timeout makes a writer wait for another rather than fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from sgalert.errors import StoreError
+from sgalert.records.migrations import HEAD_VERSION, MIGRATIONS
+
+BUSY_TIMEOUT_MS = 15_000
+
+T = TypeVar("T")
+
+
+async def on_connection(db: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``work`` on the connection's own thread: many statements for one thread hop.
+
+    Each aiosqlite call is a round trip to its worker thread (about 0.1 ms here), which dominated
+    storing a case. aiosqlite has no public door for running a function on that thread, so this
+    uses ``_execute``, the one its own ``execute`` uses; the test suite pins the behaviour.
+    """
+    execute: Callable[..., Awaitable[T]] = db._execute
+    return await execute(work, db._conn)
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a migration into single statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise StoreError("a migration ends with an incomplete SQL statement")
+    return statements
+
+
+class Store:
+    """An open store. Use :meth:`open`; close with :meth:`close` or ``async with``."""
+
+    def __init__(self, path: Path, connection: aiosqlite.Connection) -> None:
+        self.path = path
+        self._db = connection
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, *, create: bool = False) -> Store:
+        """Open (and with ``create``, make) the store, then migrate it to the head version."""
+        if not create and not path.is_file():
+            raise StoreError(f"{path}: no store here; run `sgalert init` first")
+        try:
+            connection = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the store ({exc})") from None
+        connection.row_factory = sqlite3.Row
+        store = cls(path, connection)
+        try:
+            await store._configure()
+            await store.migrate()
+        except BaseException:
+            await connection.close()
+            raise
+        return store
+
+    async def _configure(self) -> None:
+        try:
+            await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor = await self._db.execute("PRAGMA journal_mode = WAL")
+            row = await cursor.fetchone()
+            if row is None or str(row[0]).lower() != "wal":
+                raise StoreError(f"{self.path}: the store could not switch to WAL mode")
+            await self._db.execute("PRAGMA synchronous = FULL")
+            await self._db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not an sgalert store ({exc})") from None
+
+    async def schema_version(self) -> int:
+        cursor = await self._db.execute("PRAGMA user_version")
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def migrate(self, target: int = HEAD_VERSION) -> None:
+        """Apply pending migrations up to ``target``, each in its own transaction."""
+        current = await self.schema_version()
+        if current > HEAD_VERSION:
+            raise StoreError(
+                f"{self.path}: store schema {current} is newer than this sgalert "
+                f"({HEAD_VERSION}); upgrade sgalert"
+            )
+        for number, script in MIGRATIONS:
+            if number > target:
+                break
+            async with self.write() as db:
+                cursor = await db.execute("PRAGMA user_version")
+                row = await cursor.fetchone()
+                if row is not None and int(row[0]) >= number:
+                    continue  # another process applied it while we waited
+                for statement in split_statements(script):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {int(number)}")
+
+    async def _statement(self, sql: str) -> None:
+        """Run a transaction-control statement to completion even if we are cancelled.
+
+        aiosqlite runs it on its thread regardless; awaiting it shielded keeps our idea of the
+        transaction the same as the connection's, and the cancellation is re-raised after.
+        """
+        task = asyncio.ensure_future(self._db.execute(sql))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error.
+
+        Safe under cancellation: a BEGIN or COMMIT in flight finishes, and a transaction that
+        began is always ended, so the shared connection is never left inside one.
+        """
+        async with self._write_lock:
+            try:
+                await self._statement("BEGIN IMMEDIATE")
+            except asyncio.CancelledError:
+                await self._rollback_quietly()
+                raise
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"{self.path}: the store is busy ({exc}); try again") from None
+            try:
+                yield self._db
+            except BaseException:
+                await self._rollback_quietly()
+                raise
+            try:
+                await self._statement("COMMIT")
+            except sqlite3.Error as exc:
+                await self._rollback_quietly()
+                raise self._commit_failed(exc) from None
+
+    async def _rollback_quietly(self) -> None:
+        if self._db.in_transaction:
+            await self._statement("ROLLBACK")
+
+    def _commit_failed(self, exc: sqlite3.Error) -> StoreError:
+        """A COMMIT that failed (busy, disk I/O, a deferred constraint) leaves SQLite inside the
+        transaction; the caller has rolled it back, so the change is gone and the shared
+        connection is clean for the next writer."""
+        return StoreError(
+            f"{self.path}: the store could not save the change ({exc}); nothing was saved"
+        )
+
+    async def transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` as one write transaction entirely on the connection's thread.
+
+        BEGIN IMMEDIATE, the work and COMMIT (or ROLLBACK) cost one thread hop instead of one
+        per statement: the path for hot, self-contained writes such as storing a new case.
+        Cancellation cannot cut it in half: it is awaited to the end, then re-raised.
+        """
+
+        def run(conn: sqlite3.Connection) -> T:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"{self.path}: the store is busy ({exc}); try again") from None
+            try:
+                result = work(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise self._commit_failed(exc) from None
+            return result
+
+        async with self._write_lock:
+            task = asyncio.ensure_future(on_connection(self._db, run))
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                await asyncio.wait([task])
+                raise
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A consistent snapshot for several reads (a deferred transaction)."""
+        async with self._write_lock:
+            try:
+                await self._statement("BEGIN")
+            except asyncio.CancelledError:
+                await self._rollback_quietly()
+                raise
+            try:
+                yield self._db
+            finally:
+                if self._db.in_transaction:
+                    await self._statement("COMMIT")
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """A single read outside any explicit transaction."""
+        async with self._write_lock:
+            cursor = await self._db.execute(sql, tuple(params))
+            return list(await cursor.fetchall())
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
