@@ -336,4 +336,19 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        8,
+        """
+        -- Wrong passphrases in a row, per person, so guessing is slowed across processes and
+        -- restarts; cleared by the next right one.
+        CREATE TABLE unlock_failures (
+            person_id    TEXT PRIMARY KEY REFERENCES people(id),
+            failures     INTEGER NOT NULL,
+            last_failed_at TEXT NOT NULL
+        );
+        """,
+    ),
+)
+
 HEAD_VERSION = MIGRATIONS[-1][0]
