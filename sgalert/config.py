@@ -154,6 +154,8 @@ max_mime_parts = 200
 #                   acknowledge cases (set that address as reply_to on the email channel)
 #   kind            how to reach it: maildir (a local folder), imap, graph or ews
 #   path            for kind = "maildir": the Maildir folder, relative to this file or absolute
+#   after_commit    for kind = "maildir": "delete" (default: once a message is a sealed case its
+#                   plain file is removed) or "mark-read" (kept in cur/ as read, in plain text)
 #   authserv_id     optional: the name your receiving mail server puts first in its
 #                   Authentication-Results header (e.g. "mx.school.example.org"), or
 #                   "exchange-online" for Microsoft 365. When unset, SPF/DKIM/DMARC results

@@ -35,7 +35,9 @@ async def main(root: str, deadly: str) -> None:
         assert service.config is not None
         rules = SourceRules("drop", Source.ENCOMPASS)
         deliver = make_deliver(Ingestor(service, service.config, workers=0), rules)
-        await MaildirInbox("drop", Path(root) / "inbox").poll_once(deliver)
+        await MaildirInbox("drop", Path(root) / "inbox", after_commit="mark-read").poll_once(
+            deliver
+        )
     finally:
         await service.close()
 

@@ -67,7 +67,10 @@ def five_notices() -> list[bytes]:
 
 def maildir_source() -> SourceConfig:
     return SourceConfig(
-        name="drop", type=Source.ENCOMPASS, kind="maildir", options={"path": "inbox"}
+        name="drop",
+        type=Source.ENCOMPASS,
+        kind="maildir",
+        options={"path": "inbox", "after_commit": "mark-read"},
     )
 
 
