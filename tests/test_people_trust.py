@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -127,3 +128,26 @@ async def test_a_name_with_terminal_escapes_is_refused(team: Team) -> None:
             passphrase="lantern-orbit-shelf-meadow",
             kdf=TEST_KDF,
         )
+
+
+async def test_a_decision_or_a_sealed_field_cannot_be_deleted_or_changed(team: Team) -> None:
+    """Trust model item 9: the record of a case is only ever added to."""
+    from sgalert.errors import StoreError
+
+    from .conftest import encompass_case
+
+    (created,) = await team.service.create_cases([encompass_case()])
+    await team.service.record_decision(
+        team[DSL], created.ref, "No further action; class teacher told", "nfa"
+    )
+    for statement in (
+        "DELETE FROM chronology",
+        "DELETE FROM sealed_fields",
+        "UPDATE sealed_fields SET blob = blob",
+    ):
+        with pytest.raises((StoreError, sqlite3.IntegrityError, sqlite3.DatabaseError)) as err:
+            async with team.service.store.write() as db:
+                await db.execute(statement)
+        assert "never" in str(err.value)
+    entries = await team.service.store.fetchall("SELECT COUNT(*) FROM chronology")
+    assert entries[0][0] >= 1
