@@ -1,16 +1,18 @@
 """Where a workspace lives: its config file and its store.
 
 A workspace is either one directory (``--workspace DIR`` or ``SGALERT_WORKSPACE``) holding
-``sgalert.toml`` and ``sgalert.db``, or, by default, the platform's own places: on Linux the XDG
-config and data directories, on macOS Application Support, on Windows %APPDATA%.
+``sgalert.toml`` and ``sgalert.db``, or, by default, the platform's own places as
+``platformdirs`` knows them: on Linux the XDG config and data directories, on macOS Application
+Support, on Windows the roaming %APPDATA%.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import platformdirs
 
 CONFIG_NAME = "sgalert.toml"
 STORE_NAME = "sgalert.db"
@@ -34,16 +36,11 @@ class Workspace:
 
 
 def _platform_dirs() -> tuple[Path, Path]:
-    home = Path.home()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming") / "sgalert"
-        return base, base
-    if sys.platform == "darwin":
-        base = home / "Library" / "Application Support" / "sgalert"
-        return base, base
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
-    return config_home / "sgalert", data_home / "sgalert"
+    """Where the config and the store live by default. No author folder on Windows
+    (``%APPDATA%\\sgalert``, not ``sgalert\\sgalert``), and the roaming profile, as before."""
+    config_dir = platformdirs.user_config_path("sgalert", appauthor=False, roaming=True)
+    data_dir = platformdirs.user_data_path("sgalert", appauthor=False, roaming=True)
+    return config_dir, data_dir
 
 
 def resolve_workspace(explicit: str | os.PathLike[str] | None = None) -> Workspace:

@@ -24,7 +24,6 @@ BACKWARD_TODAY = {
     ("sgalert.routing.duty", "sgalert.desk.service"),
 }
 OVERSIZE_TODAY = {
-    "sgalert.cli.main": 1009,
     "sgalert.desk.service": 1202,
     "sgalert.intake.extract": 864,
     "sgalert.intake.ingest": 1146,
