@@ -229,10 +229,11 @@ def test_case_new_and_ingest_after_the_terms_print_no_traceback(tmp_path: Path) 
         "dsl@example.org",
         "--caller",
         "PC 0000, Example Constabulary",
-        "--field",
-        "child_name=Ada Invented",
+        "--text",
+        "-",
         passphrase="dsl-passphrase",
         check=False,
+        stdin="child_name: Ada Invented\n\nPresent at an incident.\n",
     )
     assert (phoned.returncode, phoned.stderr) == (0, "")
     assert phoned.stdout.startswith("Recorded SG-")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sgalert.cli.context import Context
 from sgalert.cli.render import print_view, summary_json, view_json
+from sgalert.cli.sensitive import ARGV_OK_ARGUMENT, case_text, fact, read_stdin, split_facts
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group, Handler
 from sgalert.clock import iso
 from sgalert.desk.service import REFERRALS
@@ -89,12 +90,14 @@ async def case_attachment(ctx: Context) -> int:
 
 
 async def case_new(ctx: Context) -> int:
-    facts: dict[str, str] = {}
-    for item in ctx.args.field or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInput(f"--field {item!r}: write it as NAME=VALUE")
-        facts[key.strip()] = value
+    argv_ok = ctx.args.argv_visible_ok
+    facts = dict(fact(item, argv_ok=argv_ok) for item in ctx.args.field or [])
+    text = ""
+    if ctx.args.text == "-":
+        given, text = split_facts(read_stdin("what was said (facts first as NAME: VALUE lines)"))
+        facts.update(given)
+    else:
+        text = case_text(ctx.args.text, "--text", "what was said", argv_ok=argv_ok) or ""
     reporter = None
     if ctx.args.reporter_name or ctx.args.reporter_contact:
         reporter = {
@@ -110,7 +113,7 @@ async def case_new(ctx: Context) -> int:
             identity,
             Source(ctx.args.source),
             facts=facts,
-            body_text=ctx.args.text or "",
+            body_text=text,
             caller=ctx.args.caller,
             received_at=received,
             reporter=reporter,
@@ -128,21 +131,27 @@ async def ack(ctx: Context) -> int:
 
 
 async def note(ctx: Context) -> int:
+    # The text is read (or refused) before the passphrase is asked for or anything is written.
+    text = case_text(ctx.args.text, "--text", "the note", argv_ok=ctx.args.argv_visible_ok)
+    assert text is not None  # required
     async with await ctx.service() as service:
         identity = await ctx.unlocked(service)
-        entry = await service.add_note(
-            identity, ctx.args.ref, ctx.args.text, corrects=ctx.args.corrects
-        )
+        entry = await service.add_note(identity, ctx.args.ref, text, corrects=ctx.args.corrects)
     print(f"Note {entry} added to {ctx.args.ref}")
     return 0
 
 
+def _reason(ctx: Context) -> str:
+    reason = case_text(ctx.args.reason, "--reason", "the reason", argv_ok=ctx.args.argv_visible_ok)
+    assert reason is not None  # required
+    return reason
+
+
 async def decide(ctx: Context) -> int:
+    reason = _reason(ctx)
     async with await ctx.service() as service:
         identity = await ctx.unlocked(service)
-        entry = await service.record_decision(
-            identity, ctx.args.ref, ctx.args.decision, ctx.args.reason
-        )
+        entry = await service.record_decision(identity, ctx.args.ref, ctx.args.decision, reason)
     print(f"Decision {entry} recorded on {ctx.args.ref}")
     return 0
 
@@ -164,11 +173,10 @@ async def grant(ctx: Context) -> int:
 
 
 async def close(ctx: Context) -> int:
+    reason = _reason(ctx)
     async with await ctx.service() as service:
         identity = await ctx.unlocked(service)
-        summary = await service.close_case(
-            identity, ctx.args.ref, ctx.args.outcome, ctx.args.reason
-        )
+        summary = await service.close_case(identity, ctx.args.ref, ctx.args.outcome, reason)
     print(f"{summary.ref} closed")
     return 0
 
@@ -190,9 +198,10 @@ def tui(ctx: Context) -> int:
 
 
 async def refer(ctx: Context) -> int:
+    text = case_text(ctx.args.text, "--text", "the referral", argv_ok=ctx.args.argv_visible_ok)
     async with await ctx.service() as service:
         identity = await ctx.unlocked(service)
-        await service.refer(identity, ctx.args.ref, ctx.args.to, ctx.args.text or "")
+        await service.refer(identity, ctx.args.ref, ctx.args.to, text or "")
     print(f"{ctx.args.ref} referred to {ctx.args.to}")
     return 0
 
@@ -285,9 +294,14 @@ COMMANDS: tuple[Entry, ...] = (
                         "--field",
                         repeat=True,
                         metavar="NAME=VALUE",
-                        help="an extracted fact, e.g. child_name=Ada Example (repeatable)",
+                        help="a fact that is not personal, e.g. school=Example Primary"
+                        " (repeatable); personal facts go on standard input with --text -",
                     ),
-                    Argument("--text", help="what was said, verbatim where possible"),
+                    Argument(
+                        "--text",
+                        help="- to read what was said from standard input (NAME: VALUE fact"
+                        " lines, a blank line, then the text, verbatim where possible)",
+                    ),
                     Argument(
                         "--received-at",
                         help="when the call came, ISO 8601, the school's local time unless it"
@@ -295,6 +309,7 @@ COMMANDS: tuple[Entry, ...] = (
                     ),
                     Argument("--reporter-name", help="whistleblowing: the reporter (sealed apart)"),
                     Argument("--reporter-contact", help="whistleblowing: their preferred contact"),
+                    ARGV_OK_ARGUMENT,
                     AS_EMAIL,
                 ),
             ),
@@ -305,15 +320,23 @@ COMMANDS: tuple[Entry, ...] = (
         "note",
         "add a signed note to a case's record",
         note,
-        Argument("--text", required=True, help="the note, as it should stand in the record"),
+        Argument(
+            "--text",
+            required=True,
+            help="- to read the note from standard input, as it should stand in the record",
+        ),
         Argument("--corrects", metavar="ENTRY", help="the id of the entry this corrects"),
+        ARGV_OK_ARGUMENT,
     ),
     _step(
         "decide",
         "record a decision and its reason",
         decide,
         Argument("--decision", required=True, help="what was decided"),
-        Argument("--reason", required=True, help="why, as it should stand in the record"),
+        Argument(
+            "--reason", required=True, help="why, as it should stand in the record (- for stdin)"
+        ),
+        ARGV_OK_ARGUMENT,
     ),
     _step(
         "assign",
@@ -332,7 +355,10 @@ COMMANDS: tuple[Entry, ...] = (
         "close a case with its outcome",
         close,
         Argument("--outcome", required=True, help="how the case ended"),
-        Argument("--reason", required=True, help="why, as it should stand in the record"),
+        Argument(
+            "--reason", required=True, help="why, as it should stand in the record (- for stdin)"
+        ),
+        ARGV_OK_ARGUMENT,
     ),
     Command(
         "tui",
@@ -345,7 +371,8 @@ COMMANDS: tuple[Entry, ...] = (
         "record a referral (a LADO referral starts its 1-working-day clock)",
         refer,
         Argument("--to", required=True, choices=tuple(REFERRALS), help="where it was referred"),
-        Argument("--text", help="what was referred and how (recorded, signed)"),
+        Argument("--text", help="what was referred and how (- to read it from standard input)"),
+        ARGV_OK_ARGUMENT,
     ),
     Group(
         "clock",

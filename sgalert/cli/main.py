@@ -70,6 +70,7 @@ def _parser(groups: Iterable[Iterable[Entry]] = GROUPS) -> argparse.ArgumentPars
         "else the platform's config and data directories)",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for entries in groups:
         _add_entries(commands, entries)
