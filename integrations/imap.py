@@ -12,10 +12,11 @@ only after a reconnect, and the core skips it until an operator releases it.
 A server tells of new mail once, in whatever reply comes next: to one of our commands (kept by
 imaplib, never read by IMAPClient), or with IDLE's "+ idling" (read along with it, so the socket
 never turns readable for it). Both are looked for (:class:`_Announced`, :func:`_read_ahead`),
-so mail that arrives at any moment is fetched at once. IDLE is re-issued well before the
-server's 30-minute limit; servers without IDLE are polled. Lost connections reconnect with
-capped exponential backoff and jitter, and every failure is reported to the source monitor,
-which raises ``source-down`` if it lasts.
+so mail that arrives at any moment is fetched at once. As a guard against an announcement lost
+some other way, IDLE is ended and the folder searched every ``idle_seconds`` (a minute by
+default, well inside the server's 30-minute limit); servers without IDLE are polled. Lost
+connections reconnect with capped exponential backoff and jitter, and every failure is
+reported to the source monitor, which raises ``source-down`` if it lasts.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class ImapSettings:
     folder: str = "INBOX"
     after_commit: str = "mark-read"  # or "move"
     move_to: str | None = None
-    idle_seconds: float = 300.0
+    idle_seconds: float = 60.0
     poll_seconds: float = 30.0
     batch_size: int = DEFAULT_BATCH_SIZE
     batch_bytes: int = 64 * 1024 * 1024
@@ -626,7 +627,7 @@ def create(source: SourceConfig, root: Path) -> ImapInbox:
         raise ConfigError(f'{where}.after_commit: use "mark-read" or "move"')
     if after == "move":
         need("move_to")
-    idle = number("idle_seconds", 300, 5, 1500)  # RFC 2177: servers may drop at 30 minutes
+    idle = number("idle_seconds", 60, 5, 1500)  # RFC 2177: servers may drop at 30 minutes
     settings = ImapSettings(
         host=host,
         port=int(number("port", 993 if security == "tls" else 143, 1, 65535)),
