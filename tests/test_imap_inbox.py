@@ -26,7 +26,7 @@ from sgalert.workspace import Workspace
 
 from .conftest import Team
 from .dovecot import Dovecot
-from .imap_helpers import imap_inbox, imap_source, notice, wait_for
+from .imap_helpers import imap_inbox, imap_source, notice, notices_arriving_at, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +98,81 @@ async def test_idle_turns_new_mail_into_a_case_then_marks_it_seen(
     assert view.facts["police_reference"] == "44/100001/26"
     checkpoint = json.loads(await load_checkpoint(service, "encompass-imap") or "{}")
     assert checkpoint == {"uidvalidity": dovecot.uidvalidity(), "last_uid": uid}
+
+
+@pytest.mark.parametrize(
+    ("method", "when"),
+    [
+        # Between a round's last command and IDLE: Dovecot announces the mail with IDLE's
+        # "+ idling", in the same packet, so the socket never turns readable for it.
+        ("idle", "before"),
+        ("add_flags", "after"),
+        ("search", "after"),
+        ("idle", "after"),
+        ("search", "before"),
+        ("fetch", "after"),
+        ("add_flags", "before"),
+    ],
+)
+async def test_mail_arriving_at_any_point_of_the_conversation_becomes_a_case_at_once(
+    dovecot: Dovecot,
+    team: Team,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    when: str,
+) -> None:
+    """A notice waits in the folder; three more each arrive at the same point of the watcher's
+    IMAP conversation. Every one must be a case within seconds, not when IDLE is next re-issued
+    (a minute here); each exactly once, each marked read."""
+    first = dovecot.append("INBOX", notice(10, "Bea Invented"))
+    uids = notices_arriving_at(monkeypatch, dovecot, method, when, count=3)
+    service = team.service
+    async with watching(service, imap_inbox(dovecot, tmp_path, idle_seconds=60)):
+
+        async def four() -> bool:
+            return await count_cases(service) == 4
+
+        try:
+            await wait_for(four, within=8)
+        except AssertionError:
+            cases = await count_cases(service)
+            pytest.fail(f"{cases} case(s) from {1 + len(uids)} notice(s) in 8 s", pytrace=False)
+        await wait_for(lambda: asyncio.sleep(0, all(seen_flags(dovecot).values())), what="\\Seen")
+        await asyncio.sleep(0.3)
+    assert sorted(seen_flags(dovecot)) == [first, *uids]
+    assert await count_cases(service) == 4
+
+
+@pytest.mark.parametrize(("method", "when"), [("idle", "before"), ("move", "after")])
+async def test_moving_handled_mail_away_misses_nothing_that_arrives_meanwhile(
+    dovecot: Dovecot,
+    team: Team,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    when: str,
+) -> None:
+    """With ``after_commit = "move"`` the folder shrinks as it grows (EXPUNGE, then EXISTS with
+    a count it had before): mail arriving then is still a case at once, and every notice ends
+    up in the processed folder."""
+    dovecot.create_folder("Processed")
+    dovecot.append("INBOX", notice(10, "Bea Invented"))
+    uids = notices_arriving_at(monkeypatch, dovecot, method, when, count=3)
+    service = team.service
+    inbox = imap_inbox(dovecot, tmp_path, idle_seconds=60, after_commit="move", move_to="Processed")
+    async with watching(service, inbox):
+
+        async def four() -> bool:
+            return await count_cases(service) == 4
+
+        await wait_for(four, within=8, what="four cases")
+        await asyncio.sleep(0.3)
+    assert len(uids) == 3
+    assert seen_flags(dovecot) == {}
+    with dovecot.connect() as imap:
+        assert imap.select_folder("Processed", readonly=True)[b"EXISTS"] == 4
+    assert await count_cases(service) == 4
 
 
 async def test_backlog_already_in_the_folder_is_drained(
