@@ -840,15 +840,30 @@ async def test_a_webhook_that_stalls_is_retried(
     assert caught.value.retryable is True
 
 
-def test_retry_after_takes_seconds_or_a_date() -> None:
-    now = datetime(2026, 11, 22, 22, 0, tzinfo=UTC)
-    assert teams.retry_after_seconds("12", now) == 12.0
-    later = format_datetime(now + timedelta(seconds=90), usegmt=True)
-    assert teams.retry_after_seconds(later, now) == 90.0
-    assert teams.retry_after_seconds("soon", now) is None
-    assert teams.retry_after_seconds("-5", now) == 0.0
-    assert teams.retry_after_seconds("999999", now) == teams.MAX_RETRY_AFTER
-    assert teams.retry_after_seconds(None, now) is None
+# The one reading of Retry-After (sgalert.routing.backoff), as Teams' answers carry it: a garbled
+# value is no wait given (never "retry at once"), a date in the past is now, a huge one an hour.
+ODD_RETRY_AFTER = [
+    ("nan", None),
+    ("soon", None),
+    (format_datetime(datetime(2020, 1, 1, tzinfo=UTC), usegmt=True), 0.0),
+    ("99999999", 3600.0),
+]
+
+
+@pytest.mark.parametrize(("header", "wait"), ODD_RETRY_AFTER)
+async def test_an_odd_retry_after_from_teams_is_read_the_one_way(
+    sink: HttpSink,
+    tls: Tls,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    header: str,
+    wait: float | None,
+) -> None:
+    sink.script(Reply(429, {"Retry-After": header}))
+    channel = teams_channel(webhook(sink), tls, tmp_path, monkeypatch)
+    with pytest.raises(DeliveryError) as caught:
+        await channel.send(page(), Recipient("dsl-team"))
+    assert (caught.value.retryable, caught.value.retry_after) == (True, wait)
 
 
 async def test_the_webhook_url_never_appears_in_errors_or_logs(
