@@ -29,7 +29,7 @@ import logging
 import secrets
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -434,9 +434,7 @@ def _queue_fallbacks(
     """The same page on every other channel that may carry it (each at most once)."""
     origin = item.key.split(":", 1)[0]
     text = _page_text(item.notification, item.confidential)
-    text = PageText(
-        **{**asdict(text), "reason": f"{text.reason} (the {item.channel} channel is failing)"}
-    )
+    text = replace(text, reason=f"{text.reason} (the {item.channel} channel is failing)")
     queued: list[int] = []
     for channel in channels.names:
         if channel == item.channel:
