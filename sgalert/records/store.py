@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +33,61 @@ async def on_connection(db: aiosqlite.Connection, work: Callable[[sqlite3.Connec
     """
     execute: Callable[..., Awaitable[T]] = db._execute
     return await execute(work, db._conn)
+
+
+#: Ids asked for in one ``IN (...)``: SQLite refuses a statement with more host parameters than
+#: its limit (999 before 3.32, 32,766 since), and a query holds a few of its own besides.
+IN_CHUNK = 500
+
+
+def in_statements(
+    sql: str, ids: Sequence[Any], *, params: Sequence[Any] = (), chunk: int = IN_CHUNK
+) -> Iterator[tuple[str, list[Any]]]:
+    """``sql`` once per chunk of ``ids``: the statement and its parameters, to run in turn.
+
+    ``sql`` marks where the ids go with one ``{ids}``, e.g. ``... WHERE case_id IN ({ids})``;
+    ``params`` are the parameters before that mark. An ``ORDER BY`` orders each chunk, not the
+    whole. No ids, no statement.
+    """
+    if sql.count("{ids}") != 1:
+        raise ValueError("the statement needs exactly one {ids} mark")
+    step = max(chunk, 1)
+    for start in range(0, len(ids), step):
+        part = list(ids[start : start + step])
+        yield sql.replace("{ids}", ",".join("?" * len(part))), [*params, *part]
+
+
+def select_in(
+    conn: sqlite3.Connection,
+    sql: str,
+    ids: Sequence[Any],
+    *,
+    params: Sequence[Any] = (),
+    chunk: int = IN_CHUNK,
+) -> list[sqlite3.Row]:
+    """Every row of ``sql`` for all ``ids``, ``chunk`` at a time (see :func:`in_statements`).
+
+    For work already on the connection's thread (:meth:`Store.transact`, :func:`on_connection`).
+    """
+    rows: list[sqlite3.Row] = []
+    for statement, parameters in in_statements(sql, ids, params=params, chunk=chunk):
+        rows += conn.execute(statement, parameters).fetchall()
+    return rows
+
+
+async def fetch_in(
+    db: aiosqlite.Connection,
+    sql: str,
+    ids: Sequence[Any],
+    *,
+    params: Sequence[Any] = (),
+    chunk: int = IN_CHUNK,
+) -> list[sqlite3.Row]:
+    """Every row of ``sql`` for all ``ids``, ``chunk`` at a time (see :func:`in_statements`)."""
+    rows: list[sqlite3.Row] = []
+    for statement, parameters in in_statements(sql, ids, params=params, chunk=chunk):
+        rows += await db.execute_fetchall(statement, parameters)
+    return rows
 
 
 def split_statements(script: str) -> list[str]:
