@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
+import threading
+from importlib.metadata import version
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from sgalert.errors import StoreError
@@ -194,3 +198,33 @@ def test_a_chunked_query_needs_exactly_one_place_for_the_ids() -> None:
             select_in(conn, "SELECT 1 WHERE 1 IN (?)", [1])
     finally:
         conn.close()
+
+
+# ----- aiosqlite's private door -------------------------------------------------------------
+
+
+async def test_aiosqlite_still_has_the_private_door_the_store_uses(tmp_path: Path) -> None:
+    """``on_connection`` runs whole transactions on aiosqlite's worker thread through its
+    private ``Connection._execute`` and ``Connection._conn``; pyproject.toml pins aiosqlite to
+    the releases where they exist. An upgrade that drops or changes them must fail here, in CI,
+    not in a school's engine."""
+    installed = version("aiosqlite")
+    fix = (
+        f"aiosqlite {installed} changed the private API sgalert.records.store.on_connection "
+        "relies on ({}); keep aiosqlite within the range pinned in pyproject.toml, or move "
+        "on_connection to aiosqlite's new door"
+    )
+    execute = getattr(aiosqlite.Connection, "_execute", None)
+    assert inspect.iscoroutinefunction(execute), fix.format("Connection._execute")
+    assert isinstance(getattr(aiosqlite.Connection, "_conn", None), property), fix.format(
+        "Connection._conn"
+    )
+    async with await Store.open(tmp_path / "sgalert.db", create=True) as store:
+        async with store.read() as db:
+            inner = db._conn
+            assert isinstance(inner, sqlite3.Connection), fix.format(
+                "_conn is no sqlite3 connection"
+            )
+            seen = await on_connection(db, lambda conn: (conn, threading.get_ident()))
+        assert seen[0] is inner, fix.format("_execute does not pass the connection through")
+        assert seen[1] != threading.get_ident(), fix.format("_execute ran on the event loop")

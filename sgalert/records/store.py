@@ -29,7 +29,8 @@ async def on_connection(db: aiosqlite.Connection, work: Callable[[sqlite3.Connec
 
     Each aiosqlite call is a round trip to its worker thread (about 0.1 ms here), which dominated
     storing a case. aiosqlite has no public door for running a function on that thread, so this
-    uses ``_execute``, the one its own ``execute`` uses; the test suite pins the behaviour.
+    uses ``_execute``, the one its own ``execute`` uses. pyproject.toml caps aiosqlite to the tested
+    minor and ``tests/test_store.py`` fails loudly if a release drops that door.
     """
     execute: Callable[..., Awaitable[T]] = db._execute
     return await execute(work, db._conn)
