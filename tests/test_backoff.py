@@ -15,6 +15,14 @@ import pytest
 from sgalert.routing.backoff import MAX_RETRY_AFTER, backoff_seconds, retry_after_seconds
 
 NOW = datetime(2026, 11, 22, 22, 0, tzinfo=UTC)
+#: What every adapter must make of an odd header (used by the Teams, Graph and Entra tests too):
+#: a garbled value is no wait given (never "retry at once"), a past date now, a huge one an hour.
+ODD_RETRY_AFTER = [
+    ("nan", None),
+    ("soon", None),
+    (format_datetime(datetime(2020, 1, 1, tzinfo=UTC), usegmt=True), 0.0),
+    ("99999999", 3600.0),
+]
 
 
 def http_date(at: datetime) -> str:
@@ -27,6 +35,11 @@ def test_retry_after_takes_seconds_or_a_date() -> None:
     assert retry_after_seconds(http_date(NOW + timedelta(seconds=90)), NOW) == 90.0
     assert retry_after_seconds(None, NOW) is None
     assert retry_after_seconds("  ", NOW) is None
+
+
+@pytest.mark.parametrize(("header", "wait"), ODD_RETRY_AFTER)
+def test_the_odd_values_every_adapter_is_tested_with(header: str, wait: float | None) -> None:
+    assert retry_after_seconds(header, NOW) == wait
 
 
 @pytest.mark.parametrize("garbled", ["soon", "nan", "NaN", "inf", "-inf", "1_000", "0x10", "1e3"])

@@ -55,6 +55,7 @@ from .graph_server import (
     make_client_certificate,
     make_tls,
 )
+from .test_backoff import ODD_RETRY_AFTER
 
 CHANNEL = "graph-email"
 SECRET_ENV = "SGALERT_TEST_GRAPH_MAIL_SECRET"
@@ -393,14 +394,6 @@ async def test_an_authority_busy_with_retry_after_passes_it_on(
 
 # The one reading of Retry-After (sgalert.routing.backoff) from Graph and from the sign-in
 # authority alike: before, both read "nan" as "retry at once" and Entra ignored a date.
-ODD_RETRY_AFTER = [
-    ("nan", None),
-    ("soon", None),
-    (format_datetime(datetime(2020, 1, 1, tzinfo=UTC), usegmt=True), 0.0),
-    ("99999999", 3600.0),
-]
-
-
 @pytest.mark.parametrize(("header", "wait"), ODD_RETRY_AFTER)
 async def test_an_odd_retry_after_from_graph_is_read_the_one_way(
     graph: GraphServer, tls: Tls, header: str, wait: float | None

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from sgalert.ports import (
 )
 
 from .http_sink import HttpSink, Reply, Tls, make_tls, server_context
+from .test_backoff import ODD_RETRY_AFTER
 
 # ----- an invented case and the page about it -------------------------------------------------
 
@@ -840,16 +841,7 @@ async def test_a_webhook_that_stalls_is_retried(
     assert caught.value.retryable is True
 
 
-# The one reading of Retry-After (sgalert.routing.backoff), as Teams' answers carry it: a garbled
-# value is no wait given (never "retry at once"), a date in the past is now, a huge one an hour.
-ODD_RETRY_AFTER = [
-    ("nan", None),
-    ("soon", None),
-    (format_datetime(datetime(2020, 1, 1, tzinfo=UTC), usegmt=True), 0.0),
-    ("99999999", 3600.0),
-]
-
-
+# The one reading of Retry-After (sgalert.routing.backoff), as Teams' answers carry it.
 @pytest.mark.parametrize(("header", "wait"), ODD_RETRY_AFTER)
 async def test_an_odd_retry_after_from_teams_is_read_the_one_way(
     sink: HttpSink,

@@ -17,8 +17,8 @@ from sgalert.records.store import (
     IN_CHUNK,
     Store,
     fetch_in,
+    in_statements,
     on_connection,
-    select_in,
     split_statements,
 )
 
@@ -182,22 +182,20 @@ async def test_fetch_in_asks_past_sqlites_parameter_limit(tmp_path: Path) -> Non
         assert await fetch_in(db, "SELECT n FROM numbers WHERE n IN ({ids})", []) == []
 
 
-async def test_select_in_does_the_same_on_the_connections_thread(tmp_path: Path) -> None:
+async def test_in_statements_chunk_work_on_the_connections_thread(tmp_path: Path) -> None:
     ids = [*range(1_200), 99_999]  # one that is not there
+    statements = list(in_statements("SELECT n FROM numbers WHERE n IN ({ids})", ids))
+    assert [len(params) for _, params in statements] == [500, 500, 201]
     async with await store_with_numbers(tmp_path, 1_500, limit=IN_CHUNK + 10) as store:
         rows = await store.transact(
-            lambda conn: select_in(conn, "SELECT n FROM numbers WHERE n IN ({ids})", ids)
+            lambda conn: [row[0] for sql, ps in statements for row in conn.execute(sql, ps)]
         )
-        assert sorted(row[0] for row in rows) == list(range(1_200))
+        assert sorted(rows) == list(range(1_200))
 
 
 def test_a_chunked_query_needs_exactly_one_place_for_the_ids() -> None:
-    conn = sqlite3.connect(":memory:")
-    try:
-        with pytest.raises(ValueError, match="exactly one"):
-            select_in(conn, "SELECT 1 WHERE 1 IN (?)", [1])
-    finally:
-        conn.close()
+    with pytest.raises(ValueError, match="exactly one"):
+        list(in_statements("SELECT 1 WHERE 1 IN (?)", [1]))
 
 
 # ----- aiosqlite's private door -------------------------------------------------------------

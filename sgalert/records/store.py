@@ -48,7 +48,8 @@ def in_statements(
 
     ``sql`` marks where the ids go with one ``{ids}``, e.g. ``... WHERE case_id IN ({ids})``;
     ``params`` are the parameters before that mark. An ``ORDER BY`` orders each chunk, not the
-    whole. No ids, no statement.
+    whole. No ids, no statement. Work on the connection's own thread (:meth:`Store.transact`)
+    runs these with ``conn.execute``; async code uses :func:`fetch_in`.
     """
     if sql.count("{ids}") != 1:
         raise ValueError("the statement needs exactly one {ids} mark")
@@ -56,24 +57,6 @@ def in_statements(
     for start in range(0, len(ids), step):
         part = list(ids[start : start + step])
         yield sql.replace("{ids}", ",".join("?" * len(part))), [*params, *part]
-
-
-def select_in(
-    conn: sqlite3.Connection,
-    sql: str,
-    ids: Sequence[Any],
-    *,
-    params: Sequence[Any] = (),
-    chunk: int = IN_CHUNK,
-) -> list[sqlite3.Row]:
-    """Every row of ``sql`` for all ``ids``, ``chunk`` at a time (see :func:`in_statements`).
-
-    For work already on the connection's thread (:meth:`Store.transact`, :func:`on_connection`).
-    """
-    rows: list[sqlite3.Row] = []
-    for statement, parameters in in_statements(sql, ids, params=params, chunk=chunk):
-        rows += conn.execute(statement, parameters).fetchall()
-    return rows
 
 
 async def fetch_in(
