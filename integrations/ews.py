@@ -58,7 +58,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -79,6 +78,7 @@ from exchangelib.protocol import BaseProtocol, FailFast, Protocol
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
 from sgalert.ports import Deliver, Health, Inbound
+from sgalert.routing.backoff import backoff_seconds
 from sgalert.secrets import read_secret
 
 log = logging.getLogger(__name__)
@@ -671,7 +671,6 @@ class EwsInbox:
     def __init__(self, settings: EwsSettings) -> None:
         self.settings = settings
         self.name = settings.source_name
-        self._random = random.SystemRandom()
 
     async def run(self, deliver: Deliver, checkpoint: str | None, health: Health) -> None:
         """Watch until cancelled. Mailbox failures go to ``health``; an error from ``deliver``
@@ -690,7 +689,14 @@ class EwsInbox:
                 except _Unreachable as problem:
                     failures += 1
                     await health.failing(problem.reason)
-                    await asyncio.sleep(self._backoff(failures, problem.retry_after))
+                    await asyncio.sleep(
+                        backoff_seconds(
+                            failures,
+                            first=settings.backoff_first,
+                            cap=settings.backoff_cap,
+                            retry_after=problem.retry_after,
+                        )
+                    )
                     continue
                 failures = 0
                 await health.ok()
@@ -698,12 +704,6 @@ class EwsInbox:
         finally:
             mailbox.close()
             _untrust(trusted)
-
-    def _backoff(self, failures: int, retry_after: float | None) -> float:
-        s = self.settings
-        ceiling = min(s.backoff_cap, s.backoff_first * 2 ** min(failures - 1, 30))
-        delay = self._random.uniform(ceiling / 2, ceiling)
-        return max(delay, min(retry_after or 0.0, s.backoff_cap))
 
     async def _round(
         self,

@@ -73,7 +73,6 @@ from integrations.entra import (
     APP_OPTIONS,
     AUTHORITY_URL,
     CONTROL,
-    MAX_RETRY_AFTER,
     AppRegistration,
     AppToken,
     SignInError,
@@ -81,11 +80,12 @@ from integrations.entra import (
     read_app,
     untrusted_certificate,
 )
-from integrations.graph import GRAPH_URL, graph_error_code, retry_after_seconds
+from integrations.graph import GRAPH_URL, graph_error_code
 from integrations.smtp import check_address, check_header_text, is_addr_spec
 from sgalert.config import refuse_unknown_options
 from sgalert.errors import ConfigError
 from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from sgalert.routing.backoff import retry_after_seconds
 
 if TYPE_CHECKING:
     from sgalert.ports import NotifierFactory
@@ -249,12 +249,7 @@ def build_payload(
 
 def _undelivered(error: SignInError) -> DeliveryError:
     """A failed sign-in as the outbox needs it: the same safe reason, retry or fall back."""
-    wait = error.retry_after
-    return DeliveryError(
-        error.reason,
-        retryable=error.retryable,
-        retry_after=min(wait, MAX_RETRY_AFTER) if wait is not None else None,
-    )
+    return DeliveryError(error.reason, retryable=error.retryable, retry_after=error.retry_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +321,7 @@ class GraphMailNotifier:
             return _Answer(
                 status=status,
                 code="" if status < 300 else graph_error_code(response),
-                retry_after=retry_after_seconds(response),
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                 request_id=request_id if _REQUEST_ID.fullmatch(request_id) else None,
             )
 
@@ -375,11 +370,10 @@ class GraphMailNotifier:
         said = f"HTTP {status}{' ' + answer.code if answer.code else ''}"
         traced = f" [request-id {answer.request_id}]" if answer.request_id else ""
         if status in (429, 503, 504):
-            wait = answer.retry_after
             return DeliveryError(
                 f"Microsoft Graph is throttling or busy ({said}){traced}",
                 retryable=True,
-                retry_after=min(wait, MAX_RETRY_AFTER) if wait is not None else None,
+                retry_after=answer.retry_after,
             )
         if status >= 500 or status == 408:
             return DeliveryError(f"Microsoft Graph failed ({said}){traced}", retryable=True)

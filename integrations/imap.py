@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import socket
 import ssl
 import threading
@@ -44,6 +43,7 @@ from integrations.entra import APP_OPTIONS
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
 from sgalert.ports import Deliver, Health, Inbound, IngestOutcome
+from sgalert.routing.backoff import backoff_seconds
 from sgalert.secrets import read_secret
 
 log = logging.getLogger("sgalert.inbox.imap")
@@ -155,12 +155,12 @@ class ImapInbox:
         health: Health,
     ) -> None:
         state = _parse_checkpoint(checkpoint)
-        backoff = 1.0
+        failures = 0
         while not self._stop.is_set():
             client: IMAPClient | None = None
             try:
                 client = self._connect()
-                backoff = 1.0
+                failures = 0
                 self._watch(client, loop, deliver, health, state)
             except Stopped:
                 return
@@ -171,8 +171,8 @@ class ImapInbox:
             finally:
                 if client is not None:
                     _close_quietly(client)
-            delay = backoff * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not secrecy)
-            backoff = min(backoff * 2, self.settings.max_backoff)
+            failures += 1
+            delay = backoff_seconds(failures, first=1.0, cap=self.settings.max_backoff)
             if self._stop.wait(delay):
                 return
 

@@ -21,7 +21,6 @@ the standard library's ``urllib`` and follows no redirect.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import http.client
 import ipaddress
 import json
@@ -32,7 +31,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +40,7 @@ from integrations.smtp import is_addr_spec
 from sgalert.config import refuse_unknown_options
 from sgalert.errors import ConfigError
 from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from sgalert.routing.backoff import retry_after_seconds
 
 if TYPE_CHECKING:
     from sgalert.ports import NotifierFactory
@@ -52,7 +51,6 @@ log = logging.getLogger("sgalert.notify.teams")
 MAX_PAYLOAD_BYTES = 28 * 1024  # Teams refuses a message (card included) over 28 KB
 CARD_VERSION = "1.4"
 DEFAULT_TIMEOUT = 15.0
-MAX_RETRY_AFTER = 3600.0  # seconds: a longer wait is the engine's business, not the server's
 
 _OPTIONS = ("url_env", "url_file", "timeout", "ca_file")
 _MAX_READ = 16 * 1024  # of a reply body, read only so the connection ends cleanly
@@ -196,26 +194,6 @@ def build_payload(notification: Notification) -> bytes:
             retryable=False,
         )
     return payload
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (a number or an HTTP date), capped at an hour."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 @dataclass(frozen=True, slots=True)

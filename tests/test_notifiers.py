@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from sgalert.ports import (
 )
 
 from .http_sink import HttpSink, Reply, Tls, make_tls, server_context
+from .test_backoff import ODD_RETRY_AFTER
 
 # ----- an invented case and the page about it -------------------------------------------------
 
@@ -840,15 +841,21 @@ async def test_a_webhook_that_stalls_is_retried(
     assert caught.value.retryable is True
 
 
-def test_retry_after_takes_seconds_or_a_date() -> None:
-    now = datetime(2026, 11, 22, 22, 0, tzinfo=UTC)
-    assert teams.retry_after_seconds("12", now) == 12.0
-    later = format_datetime(now + timedelta(seconds=90), usegmt=True)
-    assert teams.retry_after_seconds(later, now) == 90.0
-    assert teams.retry_after_seconds("soon", now) is None
-    assert teams.retry_after_seconds("-5", now) == 0.0
-    assert teams.retry_after_seconds("999999", now) == teams.MAX_RETRY_AFTER
-    assert teams.retry_after_seconds(None, now) is None
+# The one reading of Retry-After (sgalert.routing.backoff), as Teams' answers carry it.
+@pytest.mark.parametrize(("header", "wait"), ODD_RETRY_AFTER)
+async def test_an_odd_retry_after_from_teams_is_read_the_one_way(
+    sink: HttpSink,
+    tls: Tls,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    header: str,
+    wait: float | None,
+) -> None:
+    sink.script(Reply(429, {"Retry-After": header}))
+    channel = teams_channel(webhook(sink), tls, tmp_path, monkeypatch)
+    with pytest.raises(DeliveryError) as caught:
+        await channel.send(page(), Recipient("dsl-team"))
+    assert (caught.value.retryable, caught.value.retry_after) == (True, wait)
 
 
 async def test_the_webhook_url_never_appears_in_errors_or_logs(

@@ -64,6 +64,7 @@ from sgalert.records import audit, crypto
 from sgalert.records.cases import FIELD_FACTS, case_ref, field_aad, unwrap_data_keys
 from sgalert.records.chronology import EntryKind
 from sgalert.records.keyring import Identity
+from sgalert.records.store import fetch_in
 from sgalert.routing.escalation import INTAKE_CLOCKS
 
 if TYPE_CHECKING:
@@ -282,12 +283,14 @@ async def _children(
         readable = [i for i in case_ids if (i, KeyName.CONTENT.value) in keys]
         if not readable:
             return found
-        cursor = await db.execute(
+        facts_rows = await fetch_in(
+            db,
             "SELECT case_id, blob FROM sealed_fields WHERE field = ? AND key_name = ?"
-            f" AND case_id IN ({','.join('?' * len(readable))})",
-            (FIELD_FACTS, KeyName.CONTENT.value, *readable),
+            " AND case_id IN ({ids})",
+            readable,
+            params=(FIELD_FACTS, KeyName.CONTENT.value),
         )
-        rows = {str(row[0]): bytes(row[1]) for row in await cursor.fetchall()}
+        rows = {str(row[0]): bytes(row[1]) for row in facts_rows}
         for case_id in readable:
             blob = rows.get(case_id)
             if blob is None:
@@ -324,17 +327,16 @@ async def _context(
     service: CaseService, case_ids: Sequence[str]
 ) -> tuple[dict[str, str], list[audit.AuditEntry], dict[str, str]]:
     """Where each case came from, the audit entries the chronology needs, and people's emails."""
-    marks = ",".join("?" * len(case_ids))
     async with service.store.read() as db:
-        cursor = await db.execute(
-            f"SELECT id, origin, source_name FROM cases WHERE id IN ({marks})", list(case_ids)
+        rows = await fetch_in(
+            db, "SELECT id, origin, source_name FROM cases WHERE id IN ({ids})", case_ids
         )
-        origins = {str(r[0]): str(r[2] or r[1]) for r in await cursor.fetchall()}
-        cursor = await db.execute(
+        origins = {str(r[0]): str(r[2] or r[1]) for r in rows}
+        rows = await fetch_in(
+            db,
             "SELECT seq, at, actor, action, case_id, detail, prev_hash, hash FROM audit"
-            f" WHERE case_id IN ({marks}) AND action IN ('assigned', 'clock-started', 'clock-met')"
-            " ORDER BY seq",
-            list(case_ids),
+            " WHERE case_id IN ({ids}) AND action IN ('assigned', 'clock-started', 'clock-met')",
+            case_ids,
         )
         entries = [
             audit.AuditEntry(
@@ -347,18 +349,13 @@ async def _context(
                 prev_hash=row[6],
                 hash=row[7],
             )
-            for row in await cursor.fetchall()
+            for row in sorted(rows, key=lambda row: int(row[0]))  # by seq, across chunks
         ]
-        people: dict[str, str] = {}
         assignees = sorted(
             {str(e.detail["assignee"]) for e in entries if e.action == "assigned"} - {""}
         )
-        if assignees:
-            cursor = await db.execute(
-                f"SELECT id, email FROM people WHERE id IN ({','.join('?' * len(assignees))})",
-                assignees,
-            )
-            people = {str(r[0]): str(r[1]) for r in await cursor.fetchall()}
+        rows = await fetch_in(db, "SELECT id, email FROM people WHERE id IN ({ids})", assignees)
+        people = {str(r[0]): str(r[1]) for r in rows}
     return origins, entries, people
 
 
@@ -564,10 +561,10 @@ async def is_stale(service: CaseService, found: ChildFile) -> bool:
     if (int(rows[0][0]), int(rows[0][1])) != found.store_mark:
         return True
     listed = {c.summary.id: c.summary.updated_at for c in (*found.cases, *found.possible)}
-    current = await service.store.fetchall(
-        f"SELECT id, updated_at FROM cases WHERE id IN ({','.join('?' * len(listed))})",
-        list(listed),
-    )
+    async with service.store.read() as db:
+        current = await fetch_in(
+            db, "SELECT id, updated_at FROM cases WHERE id IN ({ids})", list(listed)
+        )
     return len(current) != len(listed) or any(
         parse_iso(str(row[1])) != listed[str(row[0])] for row in current
     )

@@ -24,7 +24,7 @@ from sgalert.clock import iso, parse_iso
 from sgalert.errors import StoreError
 from sgalert.model import CaseState, CaseSummary, Source
 from sgalert.records.audit import AuditEntry, entries
-from sgalert.records.store import Store
+from sgalert.records.store import Store, fetch_in
 from sgalert.routing.outbox import FALLBACK_AFTER
 
 PAGE_SIZE = 100
@@ -430,13 +430,8 @@ async def audit_log(store: Store, *, limit: int = 500) -> tuple[AuditRow, ...]:
     async with store.read() as db:
         found = await entries(db, limit=limit)
         ids = sorted({e.case_id for e in found if e.case_id})
-        refs: dict[str, str] = {}
-        for start in range(0, len(ids), 500):  # under SQLite's host-parameter limit
-            chunk = ids[start : start + 500]
-            cursor = await db.execute(
-                f"SELECT id, ref FROM cases WHERE id IN ({','.join('?' * len(chunk))})", chunk
-            )
-            refs |= {str(row[0]): str(row[1]) for row in await cursor.fetchall()}
+        rows = await fetch_in(db, "SELECT id, ref FROM cases WHERE id IN ({ids})", ids)
+        refs = {str(row[0]): str(row[1]) for row in rows}
     return tuple(AuditRow(e, refs.get(e.case_id) if e.case_id else None) for e in found)
 
 

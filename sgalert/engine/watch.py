@@ -25,6 +25,7 @@ from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
 from sgalert.ports import Deliver, Inbound, Inbox, IngestOutcome, inbox_factory
 from sgalert.records import audit
 from sgalert.records.store import Store
+from sgalert.routing.backoff import backoff_seconds
 
 log = logging.getLogger("sgalert.engine.watch")
 
@@ -140,7 +141,7 @@ async def supervise(
         deliver = make_reply_deliver(ingestor.service, source)
     else:
         deliver = make_deliver(ingestor, SourceRules.from_config(source), on_stored)
-    backoff = 1.0
+    restarts = 0
     while True:
         checkpoint = await load_checkpoint(ingestor.service, source.name)
         try:
@@ -151,8 +152,8 @@ async def supervise(
         except Exception as exc:  # an adapter bug must not stop the watching
             log.exception("inbox %s stopped unexpectedly; restarting", source.name)
             await monitor.failing(f"adapter error: {type(exc).__name__}")
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, max_backoff)
+        restarts += 1
+        await asyncio.sleep(backoff_seconds(restarts, first=1.0, cap=max_backoff))
 
 
 async def watch_sources(

@@ -522,27 +522,25 @@ def page_system_alerts(conn: sqlite3.Connection, plan: Plan, now: datetime) -> i
         for channel in plan.channels:
             people = _alert_recipients(conn, plan, kind, source_name, channel)
             for person_id, address, what in people:
-                key = f"alert-{alert_id}:{channel}:{person_id or 'shared'}"
-                payload = {
-                    "idempotency_key": key,
-                    "school": plan.school,
-                    "case_ref": what,
-                    "source": "system",
-                    "received_at": raised_at,
-                    "urgency": "alert",
-                    "step": 0,
-                    "reason": SYSTEM_ALERT_TEXT.get(kind, kind),
-                    "ack_token": None,
-                    "reply_address": None,
-                    "due_at": None,
-                }
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO outbox (idempotency_key, channel, recipient, person_id,"
-                    " payload, state, next_attempt_at, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-                    (key, channel, address, person_id, json.dumps(payload), iso(now), iso(now)),
+                text = PageText(
+                    school=plan.school,
+                    case_ref=what,
+                    source="system",
+                    received_at=raised_at,
+                    urgency=Urgency.ALERT,
+                    step=0,
+                    reason=SYSTEM_ALERT_TEXT.get(kind, kind),
                 )
-                queued += cursor.rowcount
+                row_id = queue_page(
+                    conn,
+                    text,
+                    key=page_key(f"alert-{alert_id}", channel, person_id),
+                    channel=channel,
+                    recipient=address,
+                    person_id=person_id,
+                    now=now,
+                )
+                queued += row_id is not None
         conn.execute("UPDATE system_alerts SET paged_at = ? WHERE id = ?", (iso(now), alert_id))
     audit.append_now(
         conn,

@@ -29,7 +29,7 @@ import logging
 import secrets
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -173,39 +173,44 @@ class Claimed:
     notification: Notification
     attempts: int
     fallback_of: int | None
-    confidential: bool
+    text: PageText  # as stored, for the fallbacks
+
+    @property
+    def confidential(self) -> bool:
+        return self.text.confidential
 
 
-def _notification(payload: Mapping[str, object], zone: ZoneInfo) -> Notification:
-    due = payload.get("due_at")
-    return Notification(
-        idempotency_key=str(payload["idempotency_key"]),
+def stored_page(payload: Mapping[str, object]) -> PageText:
+    """What a stored outbox row's page says: the inverse of :func:`queue_page`'s payload."""
+    reply, due = payload.get("reply_address"), payload.get("due_at")
+    return PageText(
         school=str(payload["school"]),
         case_ref=str(payload["case_ref"]),
         source=str(payload["source"]),
-        received_at=parse_iso(str(payload["received_at"])),
+        received_at=str(payload["received_at"]),
         urgency=str(payload["urgency"]),
         step=int(str(payload["step"])),
         reason=str(payload["reason"]),
-        ack_token=str(payload["ack_token"]) if payload.get("ack_token") else None,
-        reply_address=str(payload["reply_address"]) if payload.get("reply_address") else None,
-        due_at=parse_iso(str(due)) if due else None,
-        zone=zone,
+        reply_address=str(reply) if reply else None,
+        due_at=str(due) if due else None,
+        confidential=bool(payload.get("confidential")),
     )
 
 
-def _page_text(notification: Notification, confidential: bool) -> PageText:
-    return PageText(
-        school=notification.school,
-        case_ref=notification.case_ref,
-        source=notification.source,
-        received_at=iso(notification.received_at),
-        urgency=notification.urgency,
-        step=notification.step,
-        reason=notification.reason,
-        reply_address=notification.reply_address,
-        due_at=iso(notification.due_at) if notification.due_at else None,
-        confidential=confidential,
+def _notification(text: PageText, payload: Mapping[str, object], zone: ZoneInfo) -> Notification:
+    return Notification(
+        idempotency_key=str(payload["idempotency_key"]),
+        school=text.school,
+        case_ref=text.case_ref,
+        source=text.source,
+        received_at=parse_iso(text.received_at),
+        urgency=text.urgency,
+        step=text.step,
+        reason=text.reason,
+        ack_token=str(payload["ack_token"]) if payload.get("ack_token") else None,
+        reply_address=text.reply_address,
+        due_at=parse_iso(text.due_at) if text.due_at else None,
+        zone=zone,
     )
 
 
@@ -272,6 +277,7 @@ def claim(
             superseded.append(row_id)
             continue
         payload = json.loads(payload_json)
+        text = stored_page(payload)
         claimed.append(
             Claimed(
                 id=row_id,
@@ -280,10 +286,10 @@ def claim(
                 timer_id=timer_id,
                 channel=row_channel,
                 recipient=Recipient(address=recipient, person_id=person_id),
-                notification=_notification(payload, zone),
+                notification=_notification(text, payload, zone),
                 attempts=attempts,
                 fallback_of=fallback_of,
-                confidential=bool(payload.get("confidential")),
+                text=text,
             )
         )
     conn.executemany(
@@ -433,10 +439,7 @@ def _queue_fallbacks(
 ) -> list[int]:
     """The same page on every other channel that may carry it (each at most once)."""
     origin = item.key.split(":", 1)[0]
-    text = _page_text(item.notification, item.confidential)
-    text = PageText(
-        **{**asdict(text), "reason": f"{text.reason} (the {item.channel} channel is failing)"}
-    )
+    text = replace(item.text, reason=f"{item.text.reason} (the {item.channel} channel is failing)")
     queued: list[int] = []
     for channel in channels.names:
         if channel == item.channel:
