@@ -24,6 +24,7 @@ import aiosqlite
 from sgalert.clock import Clock, utcnow
 from sgalert.config import Config, load_config
 from sgalert.desk import attachments, case_view, notification_history, transitions
+from sgalert.desk import child_file as child_files
 from sgalert.desk import views as desk
 from sgalert.desk.attachments import AttachmentContent, SavedAttachment
 from sgalert.desk.case_view import Attachment, CaseClock, CaseView
@@ -351,6 +352,16 @@ class CaseService:
         a case view reloads its notification history on (every page, delivery and timer of a
         case is audited under it). Metadata only; a short scan of the log's newest entries."""
         return await desk.case_activity(self.store, case_id, after=after)
+
+    async def child_file(
+        self, identity: Identity, ref: str, *, now: datetime | None = None
+    ) -> child_files.ChildFile:
+        """The file of the child named in case ``ref``, as this person may see it (audited)."""
+        return await child_files.child_file(self, identity, ref, now=now)
+
+    async def child_file_is_stale(self, found: child_files.ChildFile) -> bool:
+        """Whether a case was added, removed or changed since ``found`` was built."""
+        return await child_files.is_stale(self, found)
 
     # ----- acting (see :mod:`sgalert.desk.transitions`) -----------------------------------
 
