@@ -5,8 +5,11 @@ the module that answers it: :mod:`~sgalert.desk.transitions` (every state change
 transaction each with its check), :mod:`~sgalert.desk.views`, :mod:`~sgalert.desk.case_view`,
 :mod:`~sgalert.desk.notification_history` and :mod:`~sgalert.desk.attachments` (what people see
 and export). Reading a case needs an unlocked :class:`~sgalert.records.keyring.Identity`; listing
-cases needs nothing, because the metadata it returns carries no personal data. The engine, intake
-and routing never come through here: they work on the store and the state changes directly.
+cases needs nothing, because the metadata it returns carries no personal data.
+
+The engine and routing never import this module: they name only what they use (the engine's
+:class:`~sgalert.engine.workplace.Workplace`, the rota's ``RotaSources``), which this service
+happens to be. The new-case path below (seal, store, schedule) is ingest's, on its way to intake.
 """
 
 from __future__ import annotations
