@@ -56,7 +56,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from cryptography.exceptions import InvalidTag
 
 from sgalert.clock import parse_iso, utcnow
-from sgalert.errors import IntegrityError, InvalidInput, NotEntitled, NotFound
+from sgalert.desk.access import Refused, refuse
+from sgalert.errors import IntegrityError, InvalidInput, NotFound
 from sgalert.intake.dates import find_date
 from sgalert.intake.extract import strip_annotations
 from sgalert.model import CaseSummary, KeyName, Source
@@ -68,7 +69,8 @@ from sgalert.records.store import fetch_in
 from sgalert.routing.escalation import INTAKE_CLOCKS
 
 if TYPE_CHECKING:
-    from sgalert.desk.service import CaseService, CaseView
+    from sgalert.desk.case_view import CaseView
+    from sgalert.desk.service import CaseService
 
 CHUNK_SIZE = 500
 
@@ -315,12 +317,7 @@ async def _children(
 
 
 async def _refuse(service: CaseService, identity: Identity, anchor: CaseSummary) -> NoReturn:
-    async with service.store.write() as db:
-        await audit.append(
-            db,
-            [audit.AuditEvent(identity.email, "refused", anchor.id, {"action": "child-file"})],
-        )
-    raise NotEntitled(f"{identity.email} is not entitled to case {anchor.ref}")
+    await refuse(service.store, identity, Refused(anchor.id, anchor.ref), "child-file")
 
 
 async def _context(

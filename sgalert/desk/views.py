@@ -21,7 +21,7 @@ from pathlib import Path
 import aiosqlite
 
 from sgalert.clock import iso, parse_iso
-from sgalert.errors import StoreError
+from sgalert.errors import NotFound, StoreError
 from sgalert.model import CaseState, CaseSummary, Source
 from sgalert.records.audit import AuditEntry, entries
 from sgalert.records.store import Store, fetch_in
@@ -60,6 +60,40 @@ def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
         closed_at=when(row["closed_at"]),
         next_deadline=when(row["next_deadline"]),
     )
+
+
+async def find_summary(db: aiosqlite.Connection, ref: str) -> CaseSummary:
+    """One case's metadata by id or reference, read in the caller's transaction."""
+    cursor = await db.execute(
+        SUMMARY_SQL + " WHERE c.id = ? OR c.ref = ?", (ref.strip(), ref.strip().upper())
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        raise NotFound(f"no case {ref.strip()}")
+    return summary_from_row(row)
+
+
+async def list_cases(
+    store: Store,
+    *,
+    state: CaseState | None = None,
+    source: Source | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[CaseSummary]:
+    """Metadata only, newest first."""
+    where: list[str] = []
+    params: list[object] = []
+    if state is not None:
+        where.append("c.state = ?")
+        params.append(state.value)
+    if source is not None:
+        where.append("c.source = ?")
+        params.append(source.value)
+    sql = SUMMARY_SQL + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY c.received_at DESC, c.ref DESC LIMIT ? OFFSET ?"
+    params += [limit if limit is not None else -1, offset]
+    return [summary_from_row(row) for row in await store.fetchall(sql, params)]
 
 
 class QueueView(enum.StrEnum):

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from sgalert.clock import Clock, iso, parse_iso, utcnow
 from sgalert.config import Config
-from sgalert.desk.service import CaseService
 from sgalert.engine.watch import watch_sources
+from sgalert.engine.workplace import Workplace
 from sgalert.ports import Notifier, notifier_factory
 from sgalert.records import audit
 from sgalert.records.store import on_connection
@@ -70,7 +70,7 @@ class LeaseLost(Exception):
 class Engine:
     def __init__(
         self,
-        service: CaseService,
+        service: Workplace,
         root: Path,
         *,
         notifiers: Mapping[str, Notifier] | None = None,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sgalert.clock import Clock, iso, utcnow
 from sgalert.config import Config, SourceConfig
-from sgalert.desk.service import CaseService
+from sgalert.engine.workplace import Workplace
 from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
 from sgalert.ports import Deliver, Inbound, Inbox, IngestOutcome, inbox_factory
 from sgalert.records import audit
@@ -157,7 +157,7 @@ async def supervise(
 
 
 async def watch_sources(
-    service: CaseService,
+    workplace: Workplace,
     config: Config,
     root: Path,
     *,
@@ -165,15 +165,15 @@ async def watch_sources(
     on_stored: Callable[[], None] | None = None,
 ) -> None:
     """Run every configured source until cancelled."""
-    ingestor = Ingestor(service, config)
+    ingestor = workplace.ingestor()
     try:
-        await _watch_all(service, config, root, ingestor, check_every, on_stored)
+        await _watch_all(workplace.store, config, root, ingestor, check_every, on_stored)
     finally:
         ingestor.close()
 
 
 async def _watch_all(
-    service: CaseService,
+    store: Store,
     config: Config,
     root: Path,
     ingestor: Ingestor,
@@ -185,7 +185,7 @@ async def _watch_all(
         group.create_task(_start_workers(ingestor), name="ingest-workers")
         for source in config.sources:
             inbox = inbox_factory(source.kind)(source, root)
-            monitor = SourceMonitor(service.store, source)
+            monitor = SourceMonitor(store, source)
             monitors.append(monitor)
             group.create_task(
                 supervise(inbox, ingestor, source, monitor, on_stored=on_stored), name=source.name

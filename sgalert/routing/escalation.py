@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sgalert.clock import iso, parse_iso
+from sgalert.config import Config
 from sgalert.model import CaseState, Flag, Role, Source
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, raise_alert
@@ -74,6 +75,21 @@ class Plan:
         except ValueError:
             return None
         return rule.due(self.calendar, received)
+
+
+def make_plan(config: Config) -> Plan:
+    """The escalation plan a config describes: policies, calendar, configured channels."""
+    return Plan(
+        school=config.school_name,
+        calendar=config.calendar,
+        policies=config.policies,
+        channels=tuple(c.name for c in config.channels),
+        per_person_channels=frozenset(c.name for c in config.channels if c.per_person),
+        reply_address=next(
+            (str(c.options["reply_to"]) for c in config.channels if "reply_to" in c.options), None
+        ),
+        source_types={s.name: s.type for s in config.sources if s.purpose == "cases"},
+    )
 
 
 def confidential(source: str, flags: Sequence[str]) -> bool:
