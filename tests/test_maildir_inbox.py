@@ -12,7 +12,8 @@ from integrations.maildir import MaildirInbox, create
 from sgalert.config import SourceConfig
 from sgalert.engine.watch import make_deliver
 from sgalert.errors import ConfigError
-from sgalert.intake.ingest import Ingestor, SourceRules
+from sgalert.intake.ingest import Ingestor
+from sgalert.intake.prepare import SourceRules
 from sgalert.model import Source
 from sgalert.ports import Inbound, IngestOutcome
 
@@ -47,7 +48,7 @@ async def test_messages_become_cases_and_move_to_cur_as_seen(team: Team, tmp_pat
     assert isinstance(inbox, MaildirInbox)
     assert team.service.config is not None
     deliver = make_deliver(
-        Ingestor(team.service, team.service.config), SourceRules.from_config(source())
+        Ingestor(team.service.new_cases, team.service.config), SourceRules.from_config(source())
     )
     assert await inbox.poll_once(deliver) == 2
     assert len(await team.service.list_cases()) == 2
@@ -60,7 +61,7 @@ async def test_crash_before_marking_redelivers_the_same_case(team: Team, tmp_pat
     drop(folder, "1.a.host", notice(1))
     assert team.service.config is not None
     real = make_deliver(
-        Ingestor(team.service, team.service.config), SourceRules.from_config(source())
+        Ingestor(team.service.new_cases, team.service.config), SourceRules.from_config(source())
     )
 
     async def crash_after_commit(

@@ -458,7 +458,7 @@ class Runner:
         source = Source(self.args.source)
         async with await self.service() as service:
             assert service.config is not None
-            ingestor = Ingestor(service, service.config)
+            ingestor = Ingestor(service.new_cases, service.config)
             configured = [s for s in service.config.sources if s.type is source]
             rules = (
                 SourceRules.from_config(configured[0])
@@ -650,7 +650,7 @@ class Runner:
         as :func:`sgalert.desk.views.failing_channels` says. Either, or an open alert, exits 1.
         """
         from sgalert.clock import utcnow
-        from sgalert.intake.ingest import held_messages
+        from sgalert.intake.poison import held_messages
 
         async with await self.service() as service:
             lease = await service.engine_lease()
@@ -721,7 +721,7 @@ class Runner:
     async def held_release(self) -> int:
         """Forget a held message once someone has dealt with it, so its mailbox may offer it
         again (it is then tried afresh); the source's alert is cleared when none is left."""
-        from sgalert.intake.ingest import release_held
+        from sgalert.intake.poison import release_held
 
         async with await self.service() as service:
             identity = await self.unlocked(service)

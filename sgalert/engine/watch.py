@@ -21,7 +21,8 @@ from pathlib import Path
 from sgalert.clock import Clock, iso, utcnow
 from sgalert.config import Config, SourceConfig
 from sgalert.desk.service import CaseService
-from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
+from sgalert.intake.ingest import Ingestor, load_checkpoint
+from sgalert.intake.prepare import SourceRules
 from sgalert.ports import Deliver, Inbound, Inbox, IngestOutcome, inbox_factory
 from sgalert.records import audit
 from sgalert.records.store import Store
@@ -125,6 +126,7 @@ def make_deliver(
 
 
 async def supervise(
+    service: CaseService,
     inbox: Inbox,
     ingestor: Ingestor,
     source: SourceConfig,
@@ -137,12 +139,12 @@ async def supervise(
     if source.purpose == "replies":
         from sgalert.engine.replies import make_reply_deliver
 
-        deliver = make_reply_deliver(ingestor.service, source)
+        deliver = make_reply_deliver(service, source)
     else:
         deliver = make_deliver(ingestor, SourceRules.from_config(source), on_stored)
     backoff = 1.0
     while True:
-        checkpoint = await load_checkpoint(ingestor.service, source.name)
+        checkpoint = await load_checkpoint(service.store, source.name)
         try:
             await inbox.run(deliver, checkpoint, monitor)
             return
@@ -164,7 +166,7 @@ async def watch_sources(
     on_stored: Callable[[], None] | None = None,
 ) -> None:
     """Run every configured source until cancelled."""
-    ingestor = Ingestor(service, config)
+    ingestor = Ingestor(service.new_cases, config)
     try:
         await _watch_all(service, config, root, ingestor, check_every, on_stored)
     finally:
@@ -187,7 +189,8 @@ async def _watch_all(
             monitor = SourceMonitor(service.store, source)
             monitors.append(monitor)
             group.create_task(
-                supervise(inbox, ingestor, source, monitor, on_stored=on_stored), name=source.name
+                supervise(service, inbox, ingestor, source, monitor, on_stored=on_stored),
+                name=source.name,
             )
 
         async def keep_checking() -> None:
