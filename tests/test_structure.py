@@ -25,7 +25,6 @@ BACKWARD_TODAY = {
 OVERSIZE_TODAY = {
     "sgalert.cli.main": 1009,
     "sgalert.desk.service": 1202,
-    "sgalert.intake.extract": 864,
 }
 FACADE_USERS_TODAY = {
     "sgalert.engine.replies",
