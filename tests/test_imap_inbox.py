@@ -19,7 +19,8 @@ from sgalert.config import SourceConfig
 from sgalert.desk.service import CaseService
 from sgalert.desk.views import open_alerts
 from sgalert.engine.watch import SOURCE_DOWN, SourceMonitor, make_deliver
-from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
+from sgalert.intake.ingest import Ingestor, load_checkpoint
+from sgalert.intake.prepare import SourceRules
 from sgalert.model import Source
 from sgalert.ports import Inbound
 from sgalert.workspace import Workspace
@@ -53,8 +54,10 @@ async def watching(
     assert service.config is not None
     source = imap_source_for(inbox)
     monitor = monitor or SourceMonitor(service.store, source)
-    deliver = make_deliver(Ingestor(service, service.config), SourceRules.from_config(source))
-    checkpoint = await load_checkpoint(service, source.name)
+    deliver = make_deliver(
+        Ingestor(service.new_cases, service.config), SourceRules.from_config(source)
+    )
+    checkpoint = await load_checkpoint(service.store, source.name)
     task = asyncio.create_task(inbox.run(deliver, checkpoint, monitor))
     try:
         yield monitor
@@ -96,7 +99,7 @@ async def test_idle_turns_new_mail_into_a_case_then_marks_it_seen(
     view = await service.open_case(team["dsl@example.org"], summary.ref)
     assert view.facts["child_name"] == "Ada Invented"
     assert view.facts["police_reference"] == "44/100001/26"
-    checkpoint = json.loads(await load_checkpoint(service, "encompass-imap") or "{}")
+    checkpoint = json.loads(await load_checkpoint(service.store, "encompass-imap") or "{}")
     assert checkpoint == {"uidvalidity": dovecot.uidvalidity(), "last_uid": uid}
 
 
@@ -205,7 +208,9 @@ async def test_large_messages_are_fetched_in_batches_of_their_own(
     assert service.config is not None
     inbox = imap_inbox(dovecot, tmp_path, batch_size=4, batch_megabytes=1)  # large: > 256 KiB
     source = imap_source_for(inbox)
-    deliver = make_deliver(Ingestor(service, service.config), SourceRules.from_config(source))
+    deliver = make_deliver(
+        Ingestor(service.new_cases, service.config), SourceRules.from_config(source)
+    )
     batches: list[int] = []
 
     async def recording(messages: Sequence[Inbound], *, checkpoint: str | None = None) -> object:
@@ -300,7 +305,7 @@ async def test_uidvalidity_change_rescans_without_duplicates(
         await wait_for(lambda: cases(2), what="the new message")
         await asyncio.sleep(0.5)
     assert await count_cases(service) == 2  # the first message was not made a second case
-    checkpoint = json.loads(await load_checkpoint(service, "encompass-imap") or "{}")
+    checkpoint = json.loads(await load_checkpoint(service.store, "encompass-imap") or "{}")
     assert checkpoint["uidvalidity"] == new_validity
 
 

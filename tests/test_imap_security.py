@@ -26,7 +26,8 @@ from sgalert.config import SourceConfig
 from sgalert.desk.service import CaseService
 from sgalert.engine.watch import SourceMonitor, make_deliver
 from sgalert.errors import ConfigError
-from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
+from sgalert.intake.ingest import Ingestor, load_checkpoint
+from sgalert.intake.prepare import SourceRules
 from sgalert.model import Source
 
 from .conftest import Team
@@ -94,8 +95,10 @@ async def watching(
     assert service.config is not None
     source = SourceConfig(name=inbox.name, type=Source.ENCOMPASS, kind="imap")
     health = health or SourceMonitor(service.store, source)
-    deliver = make_deliver(Ingestor(service, service.config), SourceRules.from_config(source))
-    checkpoint = await load_checkpoint(service, source.name)
+    deliver = make_deliver(
+        Ingestor(service.new_cases, service.config), SourceRules.from_config(source)
+    )
+    checkpoint = await load_checkpoint(service.store, source.name)
     task = asyncio.create_task(inbox.run(deliver, checkpoint, health))
     try:
         yield health

@@ -12,7 +12,8 @@ from integrations.maildir import MaildirInbox, create
 from sgalert.config import SourceConfig
 from sgalert.engine.watch import make_deliver
 from sgalert.errors import ConfigError
-from sgalert.intake.ingest import Ingestor, SourceRules
+from sgalert.intake.ingest import Ingestor
+from sgalert.intake.prepare import SourceRules
 from sgalert.model import Source
 from sgalert.ports import Inbound, IngestOutcome
 
@@ -53,7 +54,7 @@ async def test_by_default_no_plain_copy_is_left_once_the_case_is_sealed(
     inbox = create(plain, tmp_path)
     assert team.service.config is not None
     deliver = make_deliver(
-        Ingestor(team.service, team.service.config), SourceRules.from_config(plain)
+        Ingestor(team.service.new_cases, team.service.config), SourceRules.from_config(plain)
     )
     assert await inbox.poll_once(deliver) == 2
     assert len(await team.service.list_cases()) == 2
@@ -81,7 +82,7 @@ async def test_mark_read_moves_messages_to_cur_as_seen(team: Team, tmp_path: Pat
     assert isinstance(inbox, MaildirInbox)
     assert team.service.config is not None
     deliver = make_deliver(
-        Ingestor(team.service, team.service.config), SourceRules.from_config(source())
+        Ingestor(team.service.new_cases, team.service.config), SourceRules.from_config(source())
     )
     assert await inbox.poll_once(deliver) == 2
     assert len(await team.service.list_cases()) == 2
@@ -94,7 +95,7 @@ async def test_crash_before_marking_redelivers_the_same_case(team: Team, tmp_pat
     drop(folder, "1.a.host", notice(1))
     assert team.service.config is not None
     real = make_deliver(
-        Ingestor(team.service, team.service.config), SourceRules.from_config(source())
+        Ingestor(team.service.new_cases, team.service.config), SourceRules.from_config(source())
     )
 
     async def crash_after_commit(
@@ -117,7 +118,7 @@ async def test_crash_before_deleting_redelivers_the_same_case(team: Team, tmp_pa
     drop(folder, "1.a.host", notice(1))
     assert team.service.config is not None
     real = make_deliver(
-        Ingestor(team.service, team.service.config), SourceRules.from_config(source("delete"))
+        Ingestor(team.service.new_cases, team.service.config), SourceRules.from_config(source("delete"))
     )
 
     async def crash_after_commit(

@@ -24,7 +24,7 @@ async def status(ctx: Context) -> int:
     as :func:`sgalert.desk.views.failing_channels` says. Either, or an open alert, exits 1.
     """
     from sgalert.clock import utcnow
-    from sgalert.intake.ingest import held_messages
+    from sgalert.intake.poison import held_messages
 
     async with await ctx.service() as service:
         lease = await service.engine_lease()
@@ -94,7 +94,7 @@ async def status(ctx: Context) -> int:
 async def held_release(ctx: Context) -> int:
     """Forget a held message once someone has dealt with it, so its mailbox may offer it
     again (it is then tried afresh); the source's alert is cleared when none is left."""
-    from sgalert.intake.ingest import release_held
+    from sgalert.intake.poison import release_held
 
     async with await ctx.service() as service:
         identity = await ctx.unlocked(service)
@@ -116,7 +116,7 @@ async def ingest(ctx: Context) -> int:
     source = Source(ctx.args.source)
     async with await ctx.service() as service:
         assert service.config is not None
-        ingestor = Ingestor(service, service.config)
+        ingestor = Ingestor(service.new_cases, service.config)
         configured = [s for s in service.config.sources if s.type is source]
         rules = (
             SourceRules.from_config(configured[0])

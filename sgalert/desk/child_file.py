@@ -11,7 +11,7 @@ Matching rule (conservative: merging two different children's records is worse t
     A case is **in the file** when its child's name, normalised by :func:`name_key`, equals the
     anchor's, the name has at least two words, and both cases record the same valid date of birth.
     Normalising drops an annotation after the name (``(Year 4)``, ``(aged 9)``, ``- Y4``, as
-    :func:`sgalert.intake.extract.strip_annotations` does), folds case, accents and repeated
+    :func:`sgalert.intake.names.strip_annotations` does), folds case, accents and repeated
     whitespace, drops apostrophes, treats hyphens and other punctuation as word breaks, and puts
     the surname last when the writing says which word is the surname: ``"Surname, Forename"`` (one
     comma) or a police-style ``"SURNAME Forename"`` (leading words in capitals followed by words
@@ -59,7 +59,7 @@ from sgalert.clock import parse_iso, utcnow
 from sgalert.desk.access import Refused, refuse
 from sgalert.errors import IntegrityError, InvalidInput, NotFound
 from sgalert.intake.dates import find_date
-from sgalert.intake.extract import strip_annotations
+from sgalert.intake.names import strip_annotations
 from sgalert.model import CaseSummary, KeyName, Source
 from sgalert.records import audit, crypto
 from sgalert.records.cases import FIELD_FACTS, case_ref, field_aad, unwrap_data_keys

@@ -14,7 +14,6 @@ happens to be. The new-case path below (seal, store, schedule) is ingest's, on i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ from sgalert.desk.notification_history import (
     delivery_error_class,
 )
 from sgalert.desk.transitions import REFERRALS
+from sgalert.intake.new_cases import NewCases
 from sgalert.model import CaseState, CaseSummary, Flag, KeyName, Readers, Source
 from sgalert.records import audit, keyring
 from sgalert.records.cases import (
@@ -47,14 +47,13 @@ from sgalert.records.cases import (
     NewCase,
     SealedBatch,
     StoredCase,
-    insert_now,
     seal_cases,
 )
 from sgalert.records.chronology import INSERT_ENTRY, EntryKind, seal_entry
 from sgalert.records.keyring import Identity, Person
-from sgalert.records.store import Store, on_connection
+from sgalert.records.store import Store
 from sgalert.routing.calendar_check import flag_guessed_deadlines
-from sgalert.routing.escalation import make_plan, schedule_new_cases
+from sgalert.routing.escalation import Plan, make_plan
 from sgalert.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -70,28 +69,46 @@ class CaseService:
 
     def __init__(self, store: Store, config: Config | None, clock: Clock = utcnow) -> None:
         self.store = store
-        self.config = config
-        self._clock = clock
-        # Public keys only; checked against the store inside every write that uses them.
-        self._keyring: keyring.PublicKeyring | None = None
-        self.plan = make_plan(config) if config is not None else None
+        # The new-case path owns the config, plan and clock it reads; this façade hands them
+        # on (so a change here, a test's virtual clock say, reaches it too).
+        self.new_cases = NewCases(
+            store, config, make_plan(config) if config is not None else None, clock
+        )
+
+    @property
+    def config(self) -> Config | None:
+        return self.new_cases.config
+
+    @config.setter
+    def config(self, config: Config | None) -> None:
+        self.new_cases.config = config
+
+    @property
+    def plan(self) -> Plan | None:
+        return self.new_cases.plan
+
+    @plan.setter
+    def plan(self, plan: Plan | None) -> None:
+        self.new_cases.plan = plan
+
+    @property
+    def _clock(self) -> Clock:
+        return self.new_cases.clock
+
+    @_clock.setter
+    def _clock(self, clock: Clock) -> None:
+        self.new_cases.clock = clock
 
     def schedule_now(
         self, conn: sqlite3.Connection, pairs: Sequence[tuple[StoredCase, NewCase]]
     ) -> None:
         """Clocks and first escalation timers, in the transaction that stores the cases."""
-        if self.plan is not None and pairs:
-            schedule_new_cases(conn, self.plan, pairs, self._clock())
+        self.new_cases.schedule_now(conn, pairs)
 
     async def _insert(
         self, db: aiosqlite.Connection, batch: SealedBatch, actor: str
     ) -> list[StoredCase]:
-        def work(conn: sqlite3.Connection) -> list[StoredCase]:
-            stored = insert_now(conn, batch, actor)
-            self.schedule_now(conn, [(s, c.case) for s, c in zip(stored, batch.cases, strict=True)])
-            return stored
-
-        return await on_connection(db, work)
+        return await self.new_cases.insert(db, batch, actor)
 
     @classmethod
     async def open(cls, workspace: Workspace, clock: Clock = utcnow) -> CaseService:
@@ -184,84 +201,27 @@ class CaseService:
         self, cases: Sequence[NewCase], actor: str = audit.ENGINE
     ) -> list[StoredCase]:
         """Seal and store cases in one transaction using public keys only (the engine's path)."""
-        return await self.store_sealed(await self.seal(cases), actor)
+        return await self.new_cases.create_cases(cases, actor)
 
     async def store_sealed(
         self, sealed: SealedBatch, actor: str = audit.ENGINE
     ) -> list[StoredCase]:
         """Store cases sealed by :meth:`seal`, resealing first if a group key rotated since."""
-
-        def work(conn: sqlite3.Connection) -> list[StoredCase]:
-            current = {
-                (str(r[0]), int(r[1]))
-                for r in conn.execute("SELECT name, current_version FROM groups")
-            }
-            if not sealed.group_versions() <= current:
-                raise _Rotated
-            stored = insert_now(conn, sealed, actor)
-            self.schedule_now(
-                conn, [(s, c.case) for s, c in zip(stored, sealed.cases, strict=True)]
-            )
-            return stored
-
-        try:
-            return await self.store.transact(work)  # one thread hop: the usual case
-        except _Rotated:
-            async with self.store.write() as db:
-                current = await self.reseal_if_rotated(db, sealed)
-                return await self._insert(db, current, actor)
+        return await self.new_cases.store_sealed(sealed, actor)
 
     async def create_cases_in_batches(
         self, cases: Sequence[NewCase], batch_size: int = 100, actor: str = audit.ENGINE
     ) -> list[StoredCase]:
-        """Store a backlog: each batch in one transaction, sealing the next while one commits.
-
-        Sealing is CPU work in a worker thread and SQLite releases the GIL while it writes and
-        syncs, so the two overlap; a catch-up after an outage runs close to twice as fast.
-        """
-        chunks = [cases[i : i + batch_size] for i in range(0, len(cases), batch_size)]
-        stored: list[StoredCase] = []
-        if not chunks:
-            return stored
-        sealing = asyncio.create_task(self.seal(chunks[0]))
-        for index in range(len(chunks)):
-            sealed = await sealing
-            if index + 1 < len(chunks):
-                sealing = asyncio.create_task(self.seal(chunks[index + 1]))
-            try:
-                stored += await self.store_sealed(sealed, actor)
-            except BaseException:
-                sealing.cancel()
-                raise
-        return stored
+        """Store a backlog: each batch in one transaction, sealing the next while one commits."""
+        return await self.new_cases.create_cases_in_batches(cases, batch_size, actor)
 
     async def seal(self, cases: Sequence[NewCase]) -> SealedBatch:
-        """Seal outside any transaction (in a worker thread for batches), so storing can overlap
-        sealing. The public keys may be cached: :meth:`store_sealed` checks them again."""
-        if self.config is not None:
-            flag_guessed_deadlines(self.config.calendar, cases)
-        ring = self._keyring
-        if ring is None:
-            async with self.store.read() as db:
-                ring = self._keyring = await keyring.load_public_keyring(db)
-        readers = self._readers
-        if len(cases) <= 4:  # a thread hop costs more than sealing a handful
-            return seal_cases(cases, ring, readers)
-        return await asyncio.to_thread(seal_cases, cases, ring, readers)
+        """Seal outside any transaction, so storing can overlap sealing."""
+        return await self.new_cases.seal(cases)
 
     async def reseal_if_rotated(self, db: aiosqlite.Connection, sealed: SealedBatch) -> SealedBatch:
-        """Inside the write transaction: if a group key rotated since sealing, seal again.
-
-        Otherwise a person removed a moment ago could read a case sealed to the old key.
-        """
-        current = {
-            (str(row[0]), int(row[1]))
-            for row in await db.execute_fetchall("SELECT name, current_version FROM groups")
-        }
-        if sealed.group_versions() <= current:
-            return sealed
-        ring = self._keyring = await keyring.load_public_keyring(db)
-        return seal_cases([s.case for s in sealed.cases], ring, self._readers)
+        """Inside the write transaction: if a group key rotated since sealing, seal again."""
+        return await self.new_cases.reseal_if_rotated(db, sealed)
 
     async def record_manual_case(
         self,
@@ -423,7 +383,7 @@ class CaseService:
         from sgalert.intake.ingest import Ingestor
 
         assert self.config is not None
-        return Ingestor(self, self.config)
+        return Ingestor(self.new_cases, self.config)
 
     # ----- audit --------------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from sgalert.clock import Clock, iso, utcnow
 from sgalert.config import Config, SourceConfig
 from sgalert.engine.workplace import Workplace
-from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
+from sgalert.intake.ingest import Ingestor, load_checkpoint
+from sgalert.intake.prepare import SourceRules
 from sgalert.ports import Deliver, Inbound, Inbox, IngestOutcome, inbox_factory
 from sgalert.records import audit
 from sgalert.records.store import Store
@@ -126,6 +127,7 @@ def make_deliver(
 
 
 async def supervise(
+    workplace: Workplace,
     inbox: Inbox,
     ingestor: Ingestor,
     source: SourceConfig,
@@ -138,12 +140,12 @@ async def supervise(
     if source.purpose == "replies":
         from sgalert.engine.replies import make_reply_deliver
 
-        deliver = make_reply_deliver(ingestor.service, source)
+        deliver = make_reply_deliver(workplace, source)
     else:
         deliver = make_deliver(ingestor, SourceRules.from_config(source), on_stored)
     restarts = 0
     while True:
-        checkpoint = await load_checkpoint(ingestor.service, source.name)
+        checkpoint = await load_checkpoint(workplace.store, source.name)
         try:
             await inbox.run(deliver, checkpoint, monitor)
             return
@@ -167,13 +169,13 @@ async def watch_sources(
     """Run every configured source until cancelled."""
     ingestor = workplace.ingestor()
     try:
-        await _watch_all(workplace.store, config, root, ingestor, check_every, on_stored)
+        await _watch_all(workplace, config, root, ingestor, check_every, on_stored)
     finally:
         ingestor.close()
 
 
 async def _watch_all(
-    store: Store,
+    workplace: Workplace,
     config: Config,
     root: Path,
     ingestor: Ingestor,
@@ -185,10 +187,11 @@ async def _watch_all(
         group.create_task(_start_workers(ingestor), name="ingest-workers")
         for source in config.sources:
             inbox = inbox_factory(source.kind)(source, root)
-            monitor = SourceMonitor(store, source)
+            monitor = SourceMonitor(workplace.store, source)
             monitors.append(monitor)
             group.create_task(
-                supervise(inbox, ingestor, source, monitor, on_stored=on_stored), name=source.name
+                supervise(workplace, inbox, ingestor, source, monitor, on_stored=on_stored),
+                name=source.name,
             )
 
         async def keep_checking() -> None:
