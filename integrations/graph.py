@@ -72,7 +72,7 @@ from integrations.entra import (
 from sgalert.clock import iso, parse_iso, utcnow
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError, SgalertError
-from sgalert.ports import Deliver, Health, Inbound, Inbox
+from sgalert.ports import Deliver, Health, Inbound, Inbox, ProbeFailed, ProbeReport
 
 log = logging.getLogger("sgalert.graph")
 
@@ -471,6 +471,37 @@ class GraphInbox:
     def __init__(self, settings: GraphSettings) -> None:
         self.settings = settings
         self.name = settings.name
+
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: sign in, then read the watched folder's id (a GET that
+        changes nothing). 403 and 404 are the usual misconfigurations: the app's access is not
+        scoped to this mailbox, or the mailbox or folder name is wrong."""
+        client = _GraphClient(self.settings)
+        folder = quote(self.settings.folder, safe="")
+        failure: ProbeFailed | None = None
+        try:
+            response = await client.call("GET", f"{client._user}/mailFolders/{folder}?$select=id")
+            status = response.status_code
+            response.close()
+        except GraphUnavailable as exc:
+            failure = ProbeFailed(f"{exc.reason}; check the app registration and the network")
+        finally:
+            client.close()
+        if failure is not None:
+            raise failure
+        if status == 200:
+            return ProbeReport(f"signed in; folder {self.settings.folder!r} readable")
+        if status in (401, 403):
+            raise ProbeFailed(
+                f"signed in, but Graph refused to read the mailbox (HTTP {status}); grant the"
+                " app Mail.ReadWrite scoped to this mailbox (see docs)"
+            )
+        if status == 404:
+            raise ProbeFailed(
+                f"Graph has no folder {self.settings.folder!r} in this mailbox (HTTP 404);"
+                " check mailbox and folder"
+            )
+        raise ProbeFailed(f"Graph answered HTTP {status} reading the folder; try again later")
 
     async def run(self, deliver: Deliver, checkpoint: str | None, health: Health) -> None:
         """Poll until cancelled; failures are reported through ``health`` and retried."""

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sgalert import __version__
+from sgalert.cli import doctor
 from sgalert.clock import iso, parse_iso
 from sgalert.config import load_config, render_template
 from sgalert.desk.service import CaseService, CaseView
@@ -30,7 +31,7 @@ from sgalert.records import audit
 from sgalert.records.keyring import Identity, add_person, approve_member, remove_person
 from sgalert.records.store import Store
 from sgalert.text import printable
-from sgalert.workspace import Workspace, resolve_workspace
+from sgalert.workspace import Workspace, make_private, resolve_workspace
 
 ENV_PASSPHRASE = "SGALERT_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 
@@ -219,7 +220,7 @@ class Runner:
         store = await Store.open(ws.store_path, create=True)
         async with store, store.write() as db:
             await audit.append(db, [audit.AuditEvent(audit.SYSTEM, "store-created")])
-        os.chmod(ws.store_path, 0o600)
+        make_private(ws)
         print(f"Created workspace: config {ws.config_path}, store {ws.store_path}")
         print("Next: add people with `sgalert user add --name NAME --email EMAIL --role dsl`")
         return 0
@@ -953,6 +954,7 @@ def _parser() -> argparse.ArgumentParser:
     cover.add_argument("--to", dest="end", required=True, metavar="ISO")
     as_email(cover)
 
+    doctor.add_parser(commands)  # issue 15's command modules (hook: the lead re-wires)
     audit_cmd = commands.add_parser("audit", help="the audit log")
     audit_cmds = audit_cmd.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     command(audit_cmds, "verify", Runner.audit_verify, "check the audit log's hash chain")
