@@ -82,6 +82,17 @@ def create(name: str, options: Mapping[str, Any], root: Path) -> MaildropNotifie
     )
 
 
+def _private_folders(path: Path) -> None:
+    """``mkdir -p`` with every folder it makes 0700 (``mkdir(parents=True)`` gives the parents
+    the umask's mode, usually 0755: the workspace must stay its owner's alone)."""
+    missing: list[Path] = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+
+
 def _fsync_directory(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -118,7 +129,7 @@ class MaildropNotifier:
     def _write(self, unique: str, data: bytes) -> bool:
         """In a worker thread: True if the file was written, False if it was already there."""
         for sub in ("tmp", "new", "cur"):
-            (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+            _private_folders(self.path / sub)
         if self.delivered(unique):
             return False
         tmp = self.path / "tmp" / f"{unique}.{os.getpid()}.{secrets.token_hex(6)}"

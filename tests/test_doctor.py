@@ -373,3 +373,29 @@ async def test_an_imap_server_without_idle_is_a_warning(tmp_path: Path) -> None:
         "the server does not offer IDLE, so it is polled every 30s; lower poll_seconds if that"
         " is too slow"
     )
+
+
+async def test_the_first_page_on_the_maildrop_channel_keeps_the_workspace_private(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by running the README: `serve`'s first page made outbox/ 0755 and doctor warned."""
+    from integrations import maildrop
+    from sgalert.ports import Recipient
+
+    from .test_notifiers import page
+
+    make_private(workspace)
+    channel = maildrop.create("email", {"path": "outbox/email"}, workspace.root)
+    await channel.send(page(), Recipient("dsl@example.org"))
+    modes = {
+        path.relative_to(workspace.root).as_posix(): oct(path.stat().st_mode & 0o777)
+        for path in [workspace.root / "outbox", *(workspace.root / "outbox").rglob("*")]
+        if path.is_dir()
+    }
+    assert modes == {
+        "outbox": "0o700",
+        "outbox/email": "0o700",
+        "outbox/email/cur": "0o700",
+        "outbox/email/new": "0o700",
+        "outbox/email/tmp": "0o700",
+    }
