@@ -252,6 +252,7 @@ def make_plan(config: Config) -> Plan:
             (str(c.options["reply_to"]) for c in config.channels if "reply_to" in c.options), None
         ),
         source_types={s.name: s.type for s in config.sources if s.purpose == "cases"},
+        accepts_replies=any(s.purpose == "replies" for s in config.sources),
     )
 
 

@@ -60,6 +60,9 @@ class Plan:
     channels: tuple[str, ...] = ("email", "teams")
     per_person_channels: frozenset[str] = frozenset({"email"})
     reply_address: str | None = None
+    # Whether a replies mailbox is watched, so a page may offer "reply to acknowledge" (and
+    # carry a token for it). ``make_plan`` sets it from the config's sources.
+    accepts_replies: bool = True
     # What each configured mailbox receives, by its name: who hears that it is down.
     source_types: Mapping[str, Source] = field(default_factory=dict)
 
@@ -338,6 +341,7 @@ def fire_due(
             reply_address=plan.reply_address,
             due_at=clock_due,
             confidential=secret,
+            accepts_replies=plan.accepts_replies,
         )
         origin_key = f"timer-{timer_id}"
         for channel in channels:
