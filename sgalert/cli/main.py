@@ -21,7 +21,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sgalert import __version__
-from sgalert.cli import backup, doctor
+from sgalert.cli import backup, doctor, retention
 from sgalert.clock import iso, parse_iso
 from sgalert.config import load_config, render_template
 from sgalert.desk.service import CaseService, CaseView
@@ -956,6 +956,7 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor.add_parser(commands)  # issue 15's command modules (hook: the lead re-wires)
     backup.add_parser(commands)
+    retention.add_parser(commands)
     audit_cmd = commands.add_parser("audit", help="the audit log")
     audit_cmds = audit_cmd.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     command(audit_cmds, "verify", Runner.audit_verify, "check the audit log's hash chain")
