@@ -473,14 +473,15 @@ class GraphInbox:
         self.name = settings.name
 
     async def probe(self) -> ProbeReport:
-        """For ``sgalert doctor``: sign in, then read the watched folder's id (a GET that
-        changes nothing). 403 and 404 are the usual misconfigurations: the app's access is not
-        scoped to this mailbox, or the mailbox or folder name is wrong."""
+        """For ``sgalert doctor``: sign in, then ask for the first page of the folder's delta
+        query, as the watcher does (message ids only, nothing read or marked). 403 and 404 are
+        the usual misconfigurations: the app's access is not scoped to this mailbox, or the
+        mailbox or folder name is wrong."""
         client = _GraphClient(self.settings)
-        folder = quote(self.settings.folder, safe="")
         failure: ProbeFailed | None = None
+        status = 0
         try:
-            response = await client.call("GET", f"{client._user}/mailFolders/{folder}?$select=id")
+            response = await client.call("GET", client._initial_delta_url())
             status = response.status_code
             response.close()
         except GraphUnavailable as exc:
@@ -489,17 +490,18 @@ class GraphInbox:
             client.close()
         if failure is not None:
             raise failure
+        folder = self.settings.folder
         if status == 200:
-            return ProbeReport(f"signed in; folder {self.settings.folder!r} readable")
+            return ProbeReport(f"signed in; folder {folder!r} of {self.settings.mailbox} readable")
         if status in (401, 403):
             raise ProbeFailed(
-                f"signed in, but Graph refused to read the mailbox (HTTP {status}); grant the"
-                " app Mail.ReadWrite scoped to this mailbox (see docs)"
+                f"signed in, but Graph refused to read the mailbox (HTTP {status}); give the"
+                " app Mail.ReadWrite and scope its access to this mailbox"
             )
         if status == 404:
             raise ProbeFailed(
-                f"Graph has no folder {self.settings.folder!r} in this mailbox (HTTP 404);"
-                " check mailbox and folder"
+                f"Graph found no mailbox {self.settings.mailbox} or folder {folder!r}"
+                " (HTTP 404); check mailbox and folder"
             )
         raise ProbeFailed(f"Graph answered HTTP {status} reading the folder; try again later")
 

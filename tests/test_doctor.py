@@ -399,3 +399,81 @@ async def test_the_first_page_on_the_maildrop_channel_keeps_the_workspace_privat
         "outbox/email/new": "0o700",
         "outbox/email/tmp": "0o700",
     }
+
+
+async def test_the_graph_probes_sign_in_and_read_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integrations import graph as graph_inbox
+    from integrations import graph_mail
+    from sgalert.config import SourceConfig
+    from sgalert.model import Source
+    from sgalert.ports import ProbeFailed
+
+    from .graph_server import CLIENT_ID, CLIENT_SECRET, MAILBOX, SENDER, TENANT, GraphServer
+    from .http_sink import make_tls
+
+    tls = make_tls(tmp_path / "tls")
+    server = GraphServer(tls).start()
+    try:
+        app = {
+            "tenant_id": TENANT,
+            "client_id": CLIENT_ID,
+            "client_secret_env": "SGALERT_TEST_DOCTOR_GRAPH_SECRET",
+            "graph_url": server.graph_url,
+            "authority_url": server.authority_url,
+            "ca_file": str(tls.ca_file),
+        }
+        source = SourceConfig("encompass", Source.ENCOMPASS, "graph", {**app, "mailbox": MAILBOX})
+        channel = {**app, "sender": SENDER}
+        monkeypatch.setenv("SGALERT_TEST_DOCTOR_GRAPH_SECRET", CLIENT_SECRET)
+        report = await graph_inbox.create(source, tmp_path).probe()
+        assert report.detail == f"signed in; folder 'Inbox' of {MAILBOX} readable"
+        sender = graph_mail.create("graph", channel, tmp_path)
+        assert (await sender.probe()).detail == "Graph token issued (nothing sent)"
+        await sender.close()
+        assert server.accepted() == []  # nothing was sent
+
+        monkeypatch.setenv("SGALERT_TEST_DOCTOR_GRAPH_SECRET", "not-the-secret")
+        with pytest.raises(ProbeFailed) as refused:
+            await graph_inbox.create(source, tmp_path).probe()
+        assert "check the app registration" in str(refused.value)
+        sender = graph_mail.create("graph", channel, tmp_path)
+        with pytest.raises(ProbeFailed, match=r"^no Graph token: .*check the app registration$"):
+            await sender.probe()
+        await sender.close()
+        assert "not-the-secret" not in str(refused.value)
+    finally:
+        server.stop()
+
+
+async def test_the_ews_probe_logs_in_and_finds_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integrations import ews
+    from sgalert.config import SourceConfig
+    from sgalert.model import Source
+    from sgalert.ports import ProbeFailed
+
+    from .ews_server import EwsServer
+
+    with EwsServer() as server:
+        options = {
+            "service_endpoint": server.url,
+            "username": server.username,
+            "password_env": "SGALERT_TEST_DOCTOR_EWS_PASSWORD",
+            "auth_type": "basic",
+            "mailbox": "safeguarding@school.example.org",
+        }
+        source = SourceConfig("encompass", Source.ENCOMPASS, "ews", options)
+        monkeypatch.setenv("SGALERT_TEST_DOCTOR_EWS_PASSWORD", server.password)
+        report = await ews.create(source, tmp_path).probe()
+        assert report.detail.endswith(", folder 'Inbox' found")
+        missing = SourceConfig(
+            "encompass", Source.ENCOMPASS, "ews", {**options, "folder": "Inbox/Encompass"}
+        )
+        with pytest.raises(ProbeFailed, match="folder Inbox/Encompass not found in the mailbox"):
+            await ews.create(missing, tmp_path).probe()
+        monkeypatch.setenv("SGALERT_TEST_DOCTOR_EWS_PASSWORD", "not-the-password")
+        with pytest.raises(ProbeFailed, match="refused the login; check username, password"):
+            await ews.create(source, tmp_path).probe()
