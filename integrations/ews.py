@@ -77,7 +77,7 @@ from exchangelib.protocol import BaseProtocol, FailFast, Protocol
 
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.ports import Deliver, Health, Inbound
+from sgalert.ports import Deliver, Health, Inbound, ProbeFailed, ProbeReport
 from sgalert.routing.backoff import backoff_seconds
 from sgalert.secrets import read_secret
 
@@ -704,6 +704,30 @@ class EwsInbox:
         finally:
             mailbox.close()
             _untrust(trusted)
+
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: log in and find the watched folder (and the move target),
+        reading no item and marking nothing."""
+        _quiet_exchangelib()
+        mailbox = _Mailbox(self.settings)
+        trusted = _trust(self.settings)
+        failure: ProbeFailed | None = None
+        try:
+            await asyncio.to_thread(self._find_folders, mailbox)
+        except _Unreachable as problem:
+            failure = ProbeFailed(problem.reason)
+        finally:
+            await asyncio.to_thread(mailbox.close)
+            _untrust(trusted)
+        if failure is not None:
+            raise failure
+        folder = "/".join(self.settings.folder)
+        return ProbeReport(f"logged in to {self.settings.host}, folder {folder!r} found")
+
+    @staticmethod
+    def _find_folders(mailbox: _Mailbox) -> None:
+        with _translated(mailbox.settings):
+            mailbox._connect()
 
     async def _round(
         self,

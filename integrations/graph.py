@@ -71,7 +71,7 @@ from integrations.entra import (
 from sgalert.clock import iso, parse_iso, utcnow
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError, SgalertError
-from sgalert.ports import Deliver, Health, Inbound, Inbox
+from sgalert.ports import Deliver, Health, Inbound, Inbox, ProbeFailed, ProbeReport
 from sgalert.routing.backoff import backoff_seconds, retry_after_seconds
 
 log = logging.getLogger("sgalert.graph")
@@ -452,6 +452,39 @@ class GraphInbox:
     def __init__(self, settings: GraphSettings) -> None:
         self.settings = settings
         self.name = settings.name
+
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: sign in, then ask for the first page of the folder's delta
+        query, as the watcher does (message ids only, nothing read or marked). 403 and 404 are
+        the usual misconfigurations: the app's access is not scoped to this mailbox, or the
+        mailbox or folder name is wrong."""
+        client = _GraphClient(self.settings)
+        failure: ProbeFailed | None = None
+        status = 0
+        try:
+            response = await client.call("GET", client._initial_delta_url())
+            status = response.status_code
+            response.close()
+        except GraphUnavailable as exc:
+            failure = ProbeFailed(f"{exc.reason}; check the app registration and the network")
+        finally:
+            client.close()
+        if failure is not None:
+            raise failure
+        folder = self.settings.folder
+        if status == 200:
+            return ProbeReport(f"signed in; folder {folder!r} of {self.settings.mailbox} readable")
+        if status in (401, 403):
+            raise ProbeFailed(
+                f"signed in, but Graph refused to read the mailbox (HTTP {status}); give the"
+                " app Mail.ReadWrite and scope its access to this mailbox"
+            )
+        if status == 404:
+            raise ProbeFailed(
+                f"Graph found no mailbox {self.settings.mailbox} or folder {folder!r}"
+                " (HTTP 404); check mailbox and folder"
+            )
+        raise ProbeFailed(f"Graph answered HTTP {status} reading the folder; try again later")
 
     async def run(self, deliver: Deliver, checkpoint: str | None, health: Health) -> None:
         """Poll until cancelled; failures are reported through ``health`` and retried."""

@@ -84,7 +84,14 @@ from integrations.graph import GRAPH_URL, graph_error_code
 from integrations.smtp import check_address, check_header_text, is_addr_spec
 from sgalert.config import refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from sgalert.ports import (
+    DeliveryError,
+    Notification,
+    ProbeFailed,
+    ProbeReport,
+    Receipt,
+    Recipient,
+)
 from sgalert.routing.backoff import retry_after_seconds
 
 if TYPE_CHECKING:
@@ -399,6 +406,18 @@ class GraphMailNotifier:
         else:
             problem = f"Microsoft Graph answered {said}"
         return DeliveryError(problem + traced, retryable=False)
+
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: an app-only token for Graph. Nothing is sent: only a real
+        page proves the sender mailbox may send (Mail.Send scoped to it)."""
+        failure: ProbeFailed | None = None
+        try:
+            await asyncio.to_thread(self._token.get)
+        except SignInError as error:
+            failure = ProbeFailed(f"no Graph token: {error.reason}; check the app registration")
+        if failure is not None:
+            raise failure
+        return ProbeReport("Graph token issued (nothing sent)")
 
     async def close(self) -> None:
         self._session.close()

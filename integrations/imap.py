@@ -42,7 +42,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from integrations.entra import APP_OPTIONS
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.ports import Deliver, Health, Inbound, IngestOutcome
+from sgalert.ports import Deliver, Health, Inbound, IngestOutcome, ProbeFailed, ProbeReport
 from sgalert.routing.backoff import backoff_seconds
 from sgalert.secrets import read_secret
 
@@ -131,6 +131,50 @@ class ImapInbox:
             await worker
         finally:
             self._stop.set()
+
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: log in, check the folder (and the move target) exist and
+        whether IDLE is offered, log out. Selects nothing, so no message is touched."""
+        return await asyncio.to_thread(self._probe)
+
+    def _probe(self) -> ProbeReport:
+        s = self.settings
+        where = f"{s.host}:{s.port}"
+        failure: ProbeFailed | None = None
+        client: IMAPClient | None = None
+        try:
+            client = self._connect()
+            missing = [f for f in (s.folder, s.move_to) if f and not client.folder_exists(f)]
+            can_idle = b"IDLE" in client.capabilities()
+        except LoginError:
+            failure = ProbeFailed(
+                f"{where} refused the login; check username and the password (or the app's"
+                " IMAP.AccessAsApp permission for xoauth2)"
+            )
+        except SignInUnavailable as exc:
+            failure = ProbeFailed(f"no sign-in token ({exc}); check the app registration")
+        except (OSError, IMAPClientError, ssl.SSLError) as exc:
+            failure = ProbeFailed(
+                f"cannot reach {where}: {self._reason(exc)}; check host, port and security,"
+                " and that the server is running"
+            )
+        finally:
+            if client is not None:
+                _close_quietly(client)
+        if failure is not None:
+            raise failure
+        if missing:
+            raise ProbeFailed(
+                f"{where} has no folder {missing[0]!r}; create it, or fix folder/move_to"
+            )
+        detail = f"logged in to {where}, folder {s.folder!r} exists"
+        if not can_idle:
+            return ProbeReport(
+                detail,
+                warning="the server does not offer IDLE, so it is polled every"
+                f" {s.poll_seconds:g}s; lower poll_seconds if that is too slow",
+            )
+        return ProbeReport(detail + ", IDLE offered")
 
     # ----- the worker thread ------------------------------------------------------------
 

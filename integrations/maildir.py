@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.ports import Deliver, Health, Inbound
+from sgalert.ports import Deliver, Health, Inbound, ProbeFailed, ProbeReport
 
 log = logging.getLogger("sgalert.inbox.maildir")
 
@@ -123,6 +123,15 @@ class MaildirInbox:
                     await asyncio.to_thread(self.done, item)
         return len(items)
 
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: ``new``, ``cur`` and ``tmp`` exist, and this process may
+        read them and move files between them. Reads no message."""
+        problem = maildir_problem(self.path)
+        if problem:
+            raise ProbeFailed(problem)
+        pending = len(await asyncio.to_thread(self.pending))
+        return ProbeReport(f"maildir {self.path} usable ({pending} unread)")
+
     async def run(self, deliver: Deliver, checkpoint: str | None, health: Health) -> None:
         while True:
             try:
@@ -132,6 +141,20 @@ class MaildirInbox:
             else:
                 await health.ok()
             await asyncio.sleep(self.poll_seconds)
+
+
+def maildir_problem(path: Path) -> str | None:
+    """Why this process cannot use ``path`` as a Maildir ("what; what to do"), or None."""
+    for sub in ("new", "cur", "tmp"):
+        folder = path / sub
+        if not folder.is_dir():
+            return f"{folder} is not a folder; make new, cur and tmp in {path} (mkdir -p)"
+        if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+            return (
+                f"{folder} is not writable by this user; give the sgalert user its ownership"
+                f" (chown -R) or fix the path"
+            )
+    return None
 
 
 def create(source: SourceConfig, root: Path) -> MaildirInbox:

@@ -57,7 +57,14 @@ from integrations.entra import (
 )
 from sgalert.config import refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from sgalert.ports import (
+    DeliveryError,
+    Notification,
+    ProbeFailed,
+    ProbeReport,
+    Receipt,
+    Recipient,
+)
 
 if TYPE_CHECKING:
     from sgalert.ports import NotifierFactory
@@ -479,6 +486,33 @@ class SmtpNotifier:
         await self._quit(client)
         log.info("channel %s: page %s accepted", self.name, notification.idempotency_key)
         return Receipt(channel=self.name, detail=_short(reply) or "accepted")
+
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: connect, EHLO, STARTTLS or TLS as configured, sign in if
+        configured, QUIT. Sends no message."""
+        settings = self.settings
+        where = f"{settings.host}:{settings.port}"
+        client = self._client()
+        failure: ProbeFailed | None = None
+        try:
+            async with asyncio.timeout(settings.timeout * 4):
+                token = await self._token.get() if self._token is not None else None
+                await client.connect()
+                if client.is_ehlo_or_helo_needed:
+                    await client.ehlo()
+                await self._sign_in(client, token)
+        except Exception as exc:
+            client.close()
+            error = translate(exc)
+            failure = ProbeFailed(
+                f"{where}: {error}; check host, port, security and the credentials, and that"
+                " the server is running"
+            )
+        if failure is not None:
+            raise failure
+        signed_in = " and signed in" if settings.username else ""
+        await self._quit(client)
+        return ProbeReport(f"connected to {where} ({settings.security.value}){signed_in}")
 
     @staticmethod
     async def _quit(client: aiosmtplib.SMTP) -> None:

@@ -26,6 +26,7 @@ import ipaddress
 import json
 import logging
 import re
+import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -39,7 +40,14 @@ from urllib.parse import quote, urlsplit
 from integrations.smtp import is_addr_spec
 from sgalert.config import refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from sgalert.ports import (
+    DeliveryError,
+    Notification,
+    ProbeFailed,
+    ProbeReport,
+    Receipt,
+    Recipient,
+)
 from sgalert.routing.backoff import retry_after_seconds
 
 if TYPE_CHECKING:
@@ -230,6 +238,7 @@ class TeamsNotifier:
             cafile=str(settings.ca_file) if settings.ca_file else None
         )
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._context = context
         self._opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=context), _NoRedirects()
         )
@@ -312,6 +321,39 @@ class TeamsNotifier:
             problem,
             retryable=retryable,
             retry_after=answer.retry_after if retryable else None,
+        )
+
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: a TLS handshake with the webhook's host, certificate
+        checked. Nothing is posted: any request to the URL itself would run the workflow (a
+        Workflows trigger has no harmless method), so only a real page proves the flow is on."""
+        return await asyncio.to_thread(self._probe)
+
+    def _probe(self) -> ProbeReport:
+        parts = urlsplit(self.settings.url)
+        host = parts.hostname or ""
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        failure: ProbeFailed | None = None
+        try:
+            with socket.create_connection((host, port), timeout=self.settings.timeout) as raw:
+                if tls:
+                    with self._context.wrap_socket(raw, server_hostname=host):
+                        pass
+        except ssl.SSLCertVerificationError:
+            failure = ProbeFailed(
+                f"the TLS certificate of {host} is not trusted; check the URL and ca_file"
+            )
+        except (OSError, ssl.SSLError) as exc:
+            failure = ProbeFailed(
+                f"cannot reach the webhook's host {host}:{port} ({type(exc).__name__}); check"
+                " the network, a proxy, or copy the URL again"
+            )
+        if failure is not None:
+            raise failure
+        what = "TLS handshake with" if tls else "connected to"
+        return ProbeReport(
+            f"{what} {host}:{port} (nothing posted; a real page proves the workflow is on)"
         )
 
     async def close(self) -> None:

@@ -101,6 +101,31 @@ def inbox_factory(kind: str) -> InboxFactory:
     )
 
 
+# ----- probes: trying a mailbox or channel for real, for ``sgalert doctor`` ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReport:
+    """What a probe found working (``detail``) and, when it works with less than expected (a
+    server without IDLE), ``warning``: what is missing and what to do. No secrets, no mail."""
+
+    detail: str
+    warning: str | None = None
+
+
+class ProbeFailed(SgalertError):
+    """A probe could not reach or use its mailbox or channel. The message reads "what is
+    wrong; what to do" and names hosts, folders and option keys, never a secret."""
+
+
+class Probe(Protocol):
+    """An inbox or notifier that ``sgalert doctor`` can try without changing anything: log in,
+    look, log out. Neither reads nor marks a message, nor sends a page. Optional: an adapter
+    without ``probe`` is reported as not tried."""
+
+    async def probe(self) -> ProbeReport: ...
+
+
 NOTIFIER_ENTRY_POINTS = "sgalert.notifiers"
 
 SOURCE_TITLES = {

@@ -9,6 +9,7 @@ Support, on Windows the roaming %APPDATA%.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,29 @@ class Workspace:
 
     def is_initialised(self) -> bool:
         return self.config_path.is_file() and self.store_path.is_file()
+
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def make_private(workspace: Workspace) -> None:
+    """Only the owner may enter the workspace's folders or read its files (``sgalert doctor``
+    flags anything wider). Called as a workspace is made or restored: the store is sealed, but
+    who works when, and the Maildir folders' raw notices, are for the owner's eyes only."""
+    for top in {workspace.config_path.parent, workspace.store_path.parent}:
+        os.chmod(top, PRIVATE_DIR)
+        for folder, dirs, files in os.walk(top):
+            for name in [*dirs, *files]:
+                path = os.path.join(folder, name)
+                mode = os.lstat(path).st_mode
+                if not stat.S_ISLNK(mode) and mode & 0o077:
+                    os.chmod(path, stat.S_IMODE(mode) & ~0o077)
+
+
+def wider_than(mode: int, allowed: int) -> bool:
+    """Whether ``mode`` grants group or others anything ``allowed`` does not."""
+    return bool(stat.S_IMODE(mode) & ~allowed & 0o077)
 
 
 def _platform_dirs() -> tuple[Path, Path]:

@@ -118,7 +118,8 @@ async def test_crash_before_deleting_redelivers_the_same_case(team: Team, tmp_pa
     drop(folder, "1.a.host", notice(1))
     assert team.service.config is not None
     real = make_deliver(
-        Ingestor(team.service.new_cases, team.service.config), SourceRules.from_config(source("delete"))
+        Ingestor(team.service.new_cases, team.service.config),
+        SourceRules.from_config(source("delete")),
     )
 
     async def crash_after_commit(

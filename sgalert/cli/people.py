@@ -4,7 +4,6 @@ its keys, lets a current member seal group keys to a newcomer, and removes a lea
 from __future__ import annotations
 
 import json
-import os
 
 from sgalert.cli.context import Context, read_passphrase
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group
@@ -15,6 +14,7 @@ from sgalert.records import audit
 from sgalert.records.keyring import add_person, approve_member, remove_person
 from sgalert.records.store import Store
 from sgalert.text import printable
+from sgalert.workspace import make_private
 
 
 async def init(ctx: Context) -> int:
@@ -30,7 +30,7 @@ async def init(ctx: Context) -> int:
     store = await Store.open(ws.store_path, create=True)
     async with store, store.write() as db:
         await audit.append(db, [audit.AuditEvent(audit.SYSTEM, "store-created")])
-    os.chmod(ws.store_path, 0o600)
+    make_private(ws)
     print(f"Created workspace: config {ws.config_path}, store {ws.store_path}")
     print("Next: add people with `sgalert user add --name NAME --email EMAIL --role dsl`")
     return 0

@@ -61,6 +61,9 @@ class Plan:
     channels: tuple[str, ...] = ("email", "teams")
     per_person_channels: frozenset[str] = frozenset({"email"})
     reply_address: str | None = None
+    # Whether a replies mailbox is watched, so a page may offer "reply to acknowledge" (and
+    # carry a token for it). ``make_plan`` sets it from the config's sources.
+    accepts_replies: bool = True
     # What each configured mailbox receives, by its name: who hears that it is down.
     source_types: Mapping[str, Source] = field(default_factory=dict)
 
@@ -89,6 +92,7 @@ def make_plan(config: Config) -> Plan:
             (str(c.options["reply_to"]) for c in config.channels if "reply_to" in c.options), None
         ),
         source_types={s.name: s.type for s in config.sources if s.purpose == "cases"},
+        accepts_replies=any(s.purpose == "replies" for s in config.sources),
     )
 
 
@@ -354,6 +358,7 @@ def fire_due(
             reply_address=plan.reply_address,
             due_at=clock_due,
             confidential=secret,
+            accepts_replies=plan.accepts_replies,
         )
         origin_key = f"timer-{timer_id}"
         for channel in channels:

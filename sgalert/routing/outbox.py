@@ -86,6 +86,8 @@ class PageText:
     reply_address: str | None = None
     due_at: str | None = None
     confidential: bool = False
+    # A replies mailbox is watched: pages to people carry an acknowledgement code to reply with.
+    accepts_replies: bool = False
 
 
 def page_key(origin: str, channel: str, person_id: str | None) -> str:
@@ -115,10 +117,12 @@ def queue_page(
     """Write one outbox row (once per key); returns its id, or None if it was already there.
 
     A page to a person about a case carries a single-use acknowledgement code (only its hash is
-    stored); a fallback on another personal channel reuses the root's code.
+    stored) when replies are watched (``text.accepts_replies``): without a replies mailbox a
+    reply would go unread, so the page must not offer one. A fallback on another personal
+    channel reuses the root's code.
     """
     token = ack_token
-    if token is None and person_id is not None and case_id is not None:
+    if token is None and person_id is not None and case_id is not None and text.accepts_replies:
         token = _new_token()
     payload = {
         **asdict(text),
