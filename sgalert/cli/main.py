@@ -729,14 +729,6 @@ class Runner:
         print(f"released {released.key} ({released.source_name}); it will be tried again")
         return 0
 
-    async def audit_verify(self) -> int:
-        async with await self.service() as service:
-            count = await service.verify_audit()
-            async with service.store.read() as db:
-                seq, digest = await audit.head(db)
-        print(f"audit chain intact: {count} entries checked; head {seq} {digest}")
-        return 0
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -955,7 +947,9 @@ def _parser() -> argparse.ArgumentParser:
 
     audit_cmd = commands.add_parser("audit", help="the audit log")
     audit_cmds = audit_cmd.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
-    command(audit_cmds, "verify", Runner.audit_verify, "check the audit log's hash chain")
+    from sgalert.cli import digest as digest_cli  # audit head/verify --anchor, digest
+
+    digest_cli.add_commands(commands, audit_cmds, command)
     return parser
 
 
