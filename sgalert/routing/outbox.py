@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from sgalert.clock import Clock, iso, parse_iso, utcnow
 from sgalert.model import CaseState, Role
-from sgalert.ports import DeliveryError, Notification, Notifier, Receipt, Recipient
+from sgalert.ports import DeliveryError, Document, Notification, Notifier, Receipt, Recipient
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, clear_alert, raise_alert
 from sgalert.records.entitlement import entitled_people
@@ -86,6 +86,8 @@ class PageText:
     reply_address: str | None = None
     due_at: str | None = None
     confidential: bool = False
+    # A whole document (the daily digest): subject, text and HTML. See ``ports.Document``.
+    document: Mapping[str, str] | None = None
 
 
 def page_key(origin: str, channel: str, person_id: str | None) -> str:
@@ -178,6 +180,7 @@ class Claimed:
 
 def _notification(payload: Mapping[str, object], zone: ZoneInfo) -> Notification:
     due = payload.get("due_at")
+    document = payload.get("document")
     return Notification(
         idempotency_key=str(payload["idempotency_key"]),
         school=str(payload["school"]),
@@ -191,6 +194,7 @@ def _notification(payload: Mapping[str, object], zone: ZoneInfo) -> Notification
         reply_address=str(payload["reply_address"]) if payload.get("reply_address") else None,
         due_at=parse_iso(str(due)) if due else None,
         zone=zone,
+        document=Document(**document) if isinstance(document, dict) else None,
     )
 
 
@@ -206,6 +210,7 @@ def _page_text(notification: Notification, confidential: bool) -> PageText:
         reply_address=notification.reply_address,
         due_at=iso(notification.due_at) if notification.due_at else None,
         confidential=confidential,
+        document=asdict(notification.document) if notification.document else None,
     )
 
 
@@ -434,9 +439,10 @@ def _queue_fallbacks(
     """The same page on every other channel that may carry it (each at most once)."""
     origin = item.key.split(":", 1)[0]
     text = _page_text(item.notification, item.confidential)
-    text = PageText(
-        **{**asdict(text), "reason": f"{text.reason} (the {item.channel} channel is failing)"}
-    )
+    if text.document is None:
+        text = PageText(
+            **{**asdict(text), "reason": f"{text.reason} (the {item.channel} channel is failing)"}
+        )
     queued: list[int] = []
     for channel in channels.names:
         if channel == item.channel:
@@ -446,7 +452,8 @@ def _queue_fallbacks(
             if item.confidential:
                 continue  # a shared channel never learns that such a report exists
             targets: list[tuple[str | None, str]] = [(None, channel)]
-        elif item.recipient.person_id is not None:
+        elif item.recipient.person_id is not None or text.document is not None:
+            # A document (the digest) is one person's copy: it goes to them and nobody else.
             targets = [(item.recipient.person_id, item.recipient.address)]
         else:
             targets = _people_behind_shared(conn, item)
@@ -456,8 +463,8 @@ def _queue_fallbacks(
                 text,
                 # One card per step on a shared channel says its personal pages are failing;
                 # on a personal channel the fallback is the same page as a root there would be.
-                key=page_key(origin, channel, person_id)
-                if person_id
+                key=page_key(origin, channel, person_id or address)
+                if person_id or text.document is not None
                 else f"{origin}:{channel}:fallback",
                 channel=channel,
                 recipient=address,
