@@ -185,3 +185,47 @@ async def test_the_emailed_anchor_verifies_until_the_logs_tail_is_deleted(team: 
         f"sgalert: audit entry {seq} (anchored as {anchor[: len(str(seq)) + 17]}) is missing:"
         f" the log ends at entry {seq - 1}, so entries were deleted since that anchor was taken\n"
     )
+
+
+@pytest.mark.slow
+async def test_digest_preview_html_and_send_on_the_command_line(team: Team, tmp_path: Path) -> None:
+    _, refs = await seed(team)
+    root = team.service.store.path.parent
+    preview = _cli(root, "digest", "--preview", "--date", "2026-12-07")
+    assert preview.returncode == 0, preview.stderr
+    lines = preview.stdout.splitlines()
+    assert lines[0] == "Test School: safeguarding digest for Monday 7 December 2026"
+    assert "At a glance: 4 new, 3 still unacknowledged, 1 statutory deadline overdue." in lines
+    assert refs["H1"] not in preview.stdout
+    chair = _cli(root, "digest", "--date", "2026-12-07", "--for", "chair")
+    assert f"  - {refs['H1']} (whistle), received Sat 5 Dec 12:00, not yet acknowledged" in (
+        chair.stdout.splitlines()
+    )
+
+    page = tmp_path / "digest.html"
+    written = _cli(root, "digest", "--date", "2026-12-07", "--html", str(page))
+    assert written.returncode == 0, written.stderr
+    assert written.stdout == f"wrote the HTML digest for 2026-12-07 (head's copy) to {page}\n"
+    assert page.stat().st_mode & 0o777 == 0o600
+    parser = _Text()
+    parser.feed(page.read_text(encoding="utf-8"))
+    parser.close()
+    assert "At a glance: 4 new, 3 still unacknowledged, 1 statutory deadline overdue." in (
+        parser.parts
+    )
+
+    bad = _cli(root, "digest", "--date", "7/12/2026")
+    assert (bad.returncode, bad.stdout) == (1, "")
+    assert bad.stderr == "sgalert: --date '7/12/2026' is not a date; write it as 2026-12-07\n"
+
+    sent = _cli(root, "digest", "--send", "--date", "2026-12-07")
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.splitlines() == [
+        "queued the digest for 2026-12-07 to 1 recipient(s)",
+        "  head@example.org: delivered",
+    ]
+    (mail,) = mails(team)
+    assert mail.get_content_type() == "multipart/alternative"
+    # Sending by hand does not stand in for the engine's own slot that day.
+    engine, _ = engine_at(team, at(7, 7, 31))
+    assert await engine.run_digest() == 1

@@ -8,10 +8,19 @@ so that the log can later be proved to still hold that state. Registered on the 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
+from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sgalert.clock import iso, parse_iso, utcnow
+from sgalert.config import Config
+from sgalert.desk.service import CaseService
+from sgalert.errors import InvalidInput
+from sgalert.model import Role
 from sgalert.records import audit
+from sgalert.records.store import on_connection
 
 if TYPE_CHECKING:
     from sgalert.cli.main import Runner
@@ -43,6 +52,77 @@ async def audit_verify(runner: Runner) -> int:
     return 0
 
 
+GOVERNOR = "governor"  # a configured address that is not a person in sgalert
+
+
+def _day(text: str | None, today: date) -> date:
+    if text is None:
+        return today
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(f"--date {text!r} is not a date; write it as 2026-12-07") from None
+
+
+async def digest(runner: Runner) -> int:
+    """Preview (text), write the HTML, or send a digest now. Metadata only: no unlock needed."""
+    from sgalert.routing.digest import Viewer, build_digest, queue_digest
+    from sgalert.routing.digest_render import render_html, render_text
+
+    args = runner.args
+    async with await runner.service() as service:
+        config = service.config
+        assert config is not None
+        now = utcnow()
+        day = _day(args.date, config.calendar.local(now).date())
+        async with service.store.read() as db:
+            built = await on_connection(db, lambda conn: build_digest(conn, config, day, now))
+        viewer = Viewer(None if args.for_role == GOVERNOR else args.for_role)
+        if args.html:
+            out = Path(args.html)
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(render_html(built, viewer))
+            print(f"wrote the HTML digest for {day} ({args.for_role}'s copy) to {out}")
+        if args.preview or not (args.html or args.send):
+            print(render_text(built, viewer), end="")
+        if args.send:
+            queued = await service.store.transact(
+                lambda conn: queue_digest(conn, config, built, now, manual=True)
+            )
+            print(f"queued the digest for {day} to {queued} recipient(s)")
+            if queued:
+                await _send_now(
+                    service, config, runner.workspace.root, f"digest-{day}-sent-{iso(now)}:"
+                )
+    return 0
+
+
+async def _send_now(service: CaseService, config: Config, root: Path, prefix: str) -> None:
+    """Send what is due now unless a running engine will (it holds the store's lease)."""
+    from sgalert.engine.serve import build_notifiers
+    from sgalert.routing.outbox import OutboxSender
+
+    lease = await service.store.fetchall("SELECT expires_at FROM engine_lease")
+    if lease and parse_iso(str(lease[0][0])) > utcnow():
+        print("the running engine sends it")
+        return
+    notifiers = build_notifiers(config, root)
+    try:
+        sender = OutboxSender(service.store, notifiers, zone=config.calendar.zone)
+        await sender.send_due()
+    finally:
+        for notifier in notifiers.values():
+            await notifier.close()
+    rows = await service.store.fetchall(
+        "SELECT recipient, state, last_error FROM outbox WHERE substr(idempotency_key, 1, ?) = ?"
+        " ORDER BY id",
+        (len(prefix), prefix),
+    )
+    for recipient, state, error in rows:
+        print(f"  {recipient}: {state}" + (f" ({error})" if error else ""))
+
+
 def add_commands(
     commands: SubParsers,
     audit_cmds: SubParsers,
@@ -61,4 +141,18 @@ def add_commands(
         action="append",
         metavar="SEQ:HASH",
         help="a state of the log kept elsewhere (from `audit head` or a daily digest); repeatable",
+    )
+    sub = command(
+        commands, "digest", digest, "the headteacher's daily digest (references, counts, times)"
+    )
+    sub.add_argument("--preview", action="store_true", help="print the text version (default)")
+    sub.add_argument("--date", metavar="YYYY-MM-DD", help="the digest of that day (default: today)")
+    sub.add_argument("--html", metavar="FILE", help="write the HTML version to FILE (mode 0600)")
+    sub.add_argument("--send", action="store_true", help="send it now to its recipients")
+    sub.add_argument(
+        "--for",
+        dest="for_role",
+        default=Role.HEAD.value,
+        choices=[Role.HEAD.value, Role.CHAIR.value, Role.MONITORING_OFFICER.value, GOVERNOR],
+        help="whose copy to show (default: the headteacher's)",
     )
