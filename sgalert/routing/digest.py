@@ -247,31 +247,24 @@ def _step_target(policy: Policy, step: int) -> str:
 def _escalations(
     conn: sqlite3.Connection, facts: _Facts, config: Config, since: str, until: str
 ) -> tuple[tuple[Escalation, ...], int]:
-    escalated = [
-        str(r[0])
-        for r in conn.execute(
-            "SELECT DISTINCT case_id FROM timers WHERE kind IN ('step', 'repeat') AND step >= 1"
-            " AND fired_at >= ? AND fired_at < ?",
-            (since, until),
-        )
-    ]
+    # Every fired step of every case that escalated in the period, in one pass by case.
+    fired_by_case: dict[str, list[tuple[int, datetime]]] = {}
+    for case_id, step, at in conn.execute(
+        "SELECT case_id, step, fired_at FROM timers WHERE case_id IN (SELECT case_id FROM timers"
+        " WHERE kind IN ('step', 'repeat') AND step >= 1 AND fired_at >= ? AND fired_at < ?)"
+        " AND kind IN ('step', 'repeat') AND fired_at IS NOT NULL AND fired_at < ?",
+        (since, until, until),
+    ):
+        fired_by_case.setdefault(str(case_id), []).append((int(step), parse_iso(at)))
     warnings = conn.execute(
         "SELECT COUNT(*) FROM timers WHERE (kind = 'clock-warning' OR kind LIKE 'clock:%')"
         " AND fired_at >= ? AND fired_at < ?",
         (since, until),
     ).fetchone()[0]
-    cases = facts.by_ids(escalated)
+    cases = facts.by_ids(list(fired_by_case))
     found = []
-    for case_id in escalated:
+    for case_id, fired in fired_by_case.items():
         case = cases[case_id]
-        fired = [
-            (int(step), parse_iso(at))
-            for step, at in conn.execute(
-                "SELECT step, fired_at FROM timers WHERE case_id = ? AND kind IN ('step', 'repeat')"
-                " AND fired_at IS NOT NULL AND fired_at < ?",
-                (case_id, until),
-            )
-        ]
         policy = ABOUT_HEAD_POLICY if case.about_head else config.policies[case.source]
         highest = max(step for step, _ in fired)
         answered: int | None = None
