@@ -4,6 +4,7 @@ channel as multipart text + HTML; late (and saying why) when the engine was down
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 import os
@@ -16,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from sgalert.config import DigestSettings
 from sgalert.engine.serve import Engine
+from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
 
 from .conftest import Team
 from .digest_support import PERSONAL, at, seed
-from .engine_helpers import VirtualClock
+from .engine_helpers import RecordingNotifier, VirtualClock
 from .test_digest import _Text
 
 
@@ -229,3 +232,45 @@ async def test_digest_preview_html_and_send_on_the_command_line(team: Team, tmp_
     # Sending by hand does not stand in for the engine's own slot that day.
     engine, _ = engine_at(team, at(7, 7, 31))
     assert await engine.run_digest() == 1
+
+
+class Refusing:
+    """An email channel that refuses every message for good."""
+
+    name = "email"
+    per_person = True
+
+    async def send(self, notification: Notification, recipient: Recipient) -> Receipt:
+        raise DeliveryError("550 refused", retryable=False)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_failing_channel_falls_back_to_the_same_person_never_a_shared_one(
+    team: Team,
+) -> None:
+    assert team.service.config is not None
+    team.service.config = dataclasses.replace(
+        team.service.config,
+        digest=DigestSettings(enabled=True, recipients=("head", "governor@example.org")),
+    )
+    clock = VirtualClock(at(7, 7, 31))
+    team.service._clock = clock
+    other, teams = RecordingNotifier("other-mail"), RecordingNotifier("teams", per_person=False)
+    engine = Engine(
+        team.service,
+        team.service.store.path.parent,
+        notifiers={"email": Refusing(), "other-mail": other, "teams": teams},
+        clock=clock,
+        watch=False,
+    )
+    assert await engine.run_digest() == 2
+    await engine.sender.send_due()  # refused on email: each falls back
+    await engine.sender.send_due()
+    assert teams.sent == []
+    assert sorted(r.address for _, r in other.sent) == ["governor@example.org", "head@example.org"]
+    for notification, _ in other.sent:
+        assert notification.document is not None
+        assert notification.subject().startswith("[sgalert] Daily digest")
+        assert "(the email channel is failing)" not in notification.body()
