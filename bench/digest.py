@@ -5,7 +5,8 @@
   copy as text and HTML: what the engine does at 07:30.
 - ``digest_without_reverify_s``: the same without re-verifying the previous anchor, to show what
   the chain check costs.
-- ``report_s``: the governors' termly report; ``null`` until it is built (issue 14, item 4).
+- ``report_s``: the governors' termly report over the whole 100 days (every case), rendered as
+  text, HTML with its SVG charts, and CSV.
 
 The store holds only what the digest reads: case metadata (100 days of invented cases, about
 1,000 a day across the three sources; 1% never acknowledged, 0.5% about the head, 15% escalated
@@ -45,6 +46,10 @@ from sgalert.records.keyring import add_person
 from sgalert.records.store import Store, on_connection
 from sgalert.routing.digest import Viewer, build_digest, queue_digest
 from sgalert.routing.digest_render import render_html, render_text
+from sgalert.routing.report import build_report
+from sgalert.routing.report_render import render_csv as render_report_csv
+from sgalert.routing.report_render import render_html as render_report_html
+from sgalert.routing.report_render import render_text as render_report_text
 
 SEED = 14
 TARGET = date(2026, 12, 14)  # a Monday in the autumn term
@@ -184,6 +189,15 @@ async def main() -> None:
             page = render_html(digest, Viewer("head"))
             timings[label] = round(time.perf_counter() - begin, 3)
             sizes = {"text_bytes": len(text.encode()), "html_bytes": len(page.encode())}
+        first_day = (END - timedelta(days=DAYS)).date()
+        begin = time.perf_counter()
+        async with store.read() as db:
+            term = await on_connection(
+                db, lambda conn: build_report(conn, config, first_day, TARGET, now)
+            )
+        term_html, term_csv = render_report_html(term), render_report_csv(term)
+        report_text = render_report_text(term)
+        timings["report_s"] = round(time.perf_counter() - begin, 3)
         await store.close()
         for line in text.splitlines()[:4]:
             print(f"  | {line}")
@@ -191,11 +205,16 @@ async def main() -> None:
         print(f"  digest without the re-verification: {timings['digest_without_reverify_s']:.3f} s")
         print(f"  head's copy: {sizes['text_bytes']:,} bytes text, {sizes['html_bytes']:,} HTML")
         print(
+            f"  term report {first_day} to {TARGET} ({term.total:,} cases, {len(term.weeks)}"
+            f" weeks): {timings['report_s']:.3f} s; {len(report_text):,} bytes text,"
+            f" {len(term_html):,} HTML, {len(term_csv):,} CSV"
+        )
+        print(
             json.dumps(
                 {
                     "digest_s": timings["digest_s"],
                     "digest_without_reverify_s": timings["digest_without_reverify_s"],
-                    "report_s": None,
+                    "report_s": timings["report_s"],
                     "audit_entries": entries,
                     "load_average": round(os.getloadavg()[0], 1),
                     "cases": args.cases,

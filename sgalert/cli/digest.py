@@ -55,13 +55,13 @@ async def audit_verify(runner: Runner) -> int:
 GOVERNOR = "governor"  # a configured address that is not a person in sgalert
 
 
-def _day(text: str | None, today: date) -> date:
+def _day(text: str | None, today: date, option: str = "--date") -> date:
     if text is None:
         return today
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidInput(f"--date {text!r} is not a date; write it as 2026-12-07") from None
+        raise InvalidInput(f"{option} {text!r} is not a date; write it as 2026-12-07") from None
 
 
 async def digest(runner: Runner) -> int:
@@ -123,6 +123,31 @@ async def _send_now(service: CaseService, config: Config, root: Path, prefix: st
         print(f"  {recipient}: {state}" + (f" ({error})" if error else ""))
 
 
+async def report(runner: Runner) -> int:
+    """The governors' termly report over --from..--to, as text, HTML or CSV."""
+    from sgalert.routing import report_render
+    from sgalert.routing.report import build_report
+
+    args = runner.args
+    first = _day(args.start, date.today(), "--from")
+    last = _day(args.end, date.today(), "--to")
+    async with await runner.service() as service:
+        config = service.config
+        assert config is not None
+        now = utcnow()
+        async with service.store.read() as db:
+            built = await on_connection(
+                db, lambda conn: build_report(conn, config, first, last, now)
+            )
+    render = {
+        "text": report_render.render_text,
+        "html": report_render.render_html,
+        "csv": report_render.render_csv,
+    }[args.format]
+    print(render(built), end="")
+    return 0
+
+
 def add_commands(
     commands: SubParsers,
     audit_cmds: SubParsers,
@@ -156,3 +181,12 @@ def add_commands(
         choices=[Role.HEAD.value, Role.CHAIR.value, Role.MONITORING_OFFICER.value, GOVERNOR],
         help="whose copy to show (default: the headteacher's)",
     )
+    term = command(
+        commands,
+        "report",
+        report,
+        "the governors' termly report: counts and times over a period, no personal data",
+    )
+    term.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
+    term.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
+    term.add_argument("--format", choices=("text", "html", "csv"), default="text")
