@@ -318,3 +318,21 @@ async def test_queueing_twice_for_one_date_queues_once(team: Team) -> None:
     assert [(r[0].split(":")[0], r[1]) for r in rows] == [("digest-2026-12-07", "head@example.org")]
     for datum in PERSONAL:
         assert datum.lower() not in rows[0][2].lower()
+
+
+async def test_a_digest_day_without_a_digest_is_covered_and_named_by_the_next(team: Team) -> None:
+    service, _ = await seed(team)
+    friday = await build(service, date(2026, 12, 4))
+    await queue(service, friday)
+    # No digest on Monday (the engine was down all day): Tuesday's reaches back to Friday's.
+    tuesday = await build(service, date(2026, 12, 8))
+    assert (tuesday.since, tuesday.until) == (at(4, 7, 30), at(8, 7, 30))
+    assert tuesday.missed_days == (MONDAY,)
+    lines = render_text(tuesday, Viewer("head")).splitlines()
+    assert (
+        "No digest went out on Mon 7 Dec: this one covers everything since the last one sent."
+        in lines
+    )
+    assert "Covering Fri 4 Dec 07:30 to Tue 8 Dec 07:30 (Europe/London)." in lines
+    # C1 E1 E2 L1 LATER (and H1, counted apart) arrived since Friday's slot.
+    assert "5 new cases in this period." in lines

@@ -274,3 +274,22 @@ async def test_a_failing_channel_falls_back_to_the_same_person_never_a_shared_on
         assert notification.document is not None
         assert notification.subject().startswith("[sgalert] Daily digest")
         assert "(the email channel is failing)" not in notification.body()
+
+
+async def test_a_failing_digest_never_stops_the_engine_and_is_tried_again(
+    team: Team, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sgalert.engine.serve as serve
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk trouble")
+
+    engine, clock = engine_at(team, at(7, 7, 31))
+    with monkeypatch.context() as patch:
+        patch.setattr(serve, "build_digest", broken)
+        assert await engine.digest_tick() == 0  # logged, not raised
+        assert "the daily digest could not be queued" in caplog.text
+    clock.advance(minutes=1)
+    assert await engine.digest_tick() == 0  # waits before trying again
+    clock.advance(minutes=5)
+    assert await engine.digest_tick() == 1

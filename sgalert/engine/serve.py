@@ -97,6 +97,7 @@ class Engine:
         self._wake_timers = asyncio.Event()
         self.started_at: datetime | None = None  # when this engine took the store
         self._digest_day: str | None = None  # the last day whose digest is known to be queued
+        self._digest_retry_at: datetime | None = None  # after a failure, not before this
 
     def _seconds(self, until: datetime | None) -> float:
         if until is None:
@@ -284,6 +285,19 @@ class Engine:
             self.sender.wake()
         return queued
 
+    async def digest_tick(self) -> int:
+        """:meth:`run_digest`, but a digest that fails never stops the engine paging: it is
+        logged (no personal data: the digest holds none) and tried again in a few minutes."""
+        now = self._clock()
+        if self._digest_retry_at is not None and now < self._digest_retry_at:
+            return 0
+        try:
+            return await self.run_digest()
+        except Exception:
+            log.exception("the daily digest could not be queued; trying again in 5 minutes")
+            self._digest_retry_at = now + timedelta(minutes=5)
+            return 0
+
     async def tick_timers(self) -> int:
         now = self._clock()
         due = await self.service.store.fetchall(
@@ -307,7 +321,7 @@ class Engine:
         while True:
             await self.tick_timers()
             await self.run_daily_jobs()
-            await self.run_digest()
+            await self.digest_tick()
             await self.tick_alerts()
             rows = await self.service.store.fetchall(
                 "SELECT MIN(due_at) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL"
