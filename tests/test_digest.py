@@ -57,7 +57,7 @@ async def queue(service: CaseService, digest: Digest) -> int:
 
 async def test_the_heads_copy_gives_the_hand_computed_figures(team: Team) -> None:
     service, refs = await seed(team)
-    text = render_text(await build(service), Viewer("head"))
+    text = render_text(await build(service), Viewer("head"), width=None)
     lines = text.splitlines()
     assert lines[0] == "Test School: safeguarding digest for Monday 7 December 2026"
     assert "Covering Fri 4 Dec 07:30 to Mon 7 Dec 07:30 (Europe/London)." in lines
@@ -110,7 +110,7 @@ async def test_the_heads_copy_gives_the_hand_computed_figures(team: Team) -> Non
 async def test_the_chairs_copy_lists_the_allegation_about_the_head(team: Team) -> None:
     service, refs = await seed(team)
     digest = await build(service)
-    chair = render_text(digest, Viewer("chair")).splitlines()
+    chair = render_text(digest, Viewer("chair"), width=None).splitlines()
     assert "5 new cases in this period." in chair
     assert "  - whistle: 1" in chair
     assert "  - Open at Mon 7 Dec 07:30: 6 (of which not yet acknowledged: 4)" in chair
@@ -118,7 +118,7 @@ async def test_the_chairs_copy_lists_the_allegation_about_the_head(team: Team) -
     # Not the chair's to read: counted, not named.
     assert refs["E0"] not in "\n".join(chair) and refs["W1"] not in "\n".join(chair)
     # A governor's address that is no person in sgalert: counts only, no reference at all.
-    governor = render_text(digest, Viewer(None))
+    governor = render_text(digest, Viewer(None), width=None)
     assert "SG-" not in governor.replace("SG-ALERT", "")
     assert "Allegations about the headteacher: 1 in this period, 1 open." in governor
 
@@ -148,7 +148,7 @@ async def test_every_copy_is_free_of_personal_data_and_its_html_is_its_text_twin
 ) -> None:
     service, _ = await seed(team)
     digest = await build(service)
-    text = render_text(digest, Viewer(role))
+    text = render_text(digest, Viewer(role), width=None)
     page = render_html(digest, Viewer(role))
     for rendered in (text, page):
         for datum in PERSONAL:
@@ -159,22 +159,26 @@ async def test_every_copy_is_free_of_personal_data_and_its_html_is_its_text_twin
     assert parser.open == []
     # Every paragraph and list item of the text version is in the HTML, in the same order.
     text_lines = [
-        line.removeprefix("  - ")
+        line.strip().removeprefix("- ")
         for line in text.splitlines()
         if line and not set(line) <= {"=", "-"}
     ]
     assert parser.parts == text_lines
+    # And the mailed text, wrapped at 78 columns, says the same words.
+    wrapped = render_text(digest, Viewer(role))
+    assert all(len(line) <= 78 or "--anchor" in line for line in wrapped.splitlines())
+    assert wrapped.split() == text.split()
 
 
 async def test_each_figure_is_the_same_for_a_past_date_built_later(team: Team) -> None:
     """Figures come from times, not from today's states: a preview of Monday built after more
     activity says what Monday's digest said."""
     service, refs = await seed(team)
-    first = render_text(await build(service), Viewer("head"))
+    first = render_text(await build(service), Viewer("head"), width=None)
     # Later that morning L1 is acknowledged: Monday's digest must not change.
     clock_service = CaseService(service.store, service.config, lambda: at(7, 9))
     await clock_service.acknowledge(team["dsl@example.org"], refs["L1"])
-    again = render_text(await build(service), Viewer("head"))
+    again = render_text(await build(service), Viewer("head"), width=None)
 
     def figures(text: str) -> list[str]:
         return [line for line in text.splitlines() if "anchor" not in line]
@@ -189,7 +193,7 @@ async def test_the_anchor_verifies_until_the_tail_is_deleted(team: Team) -> None
     assert await queue(service, monday) == 1  # the head
     anchor = monday.anchor
     shown = f"sgalert audit verify --anchor {anchor.seq}:{anchor.hash}"
-    assert shown in render_text(monday, Viewer("head"))
+    assert shown in render_text(monday, Viewer("head"))  # on a line of its own, unwrapped
     async with service.store.read() as db:
         assert await audit.verify(db, anchors=[anchor]) >= anchor.seq
     # Tuesday's digest re-verifies Monday's anchor.
@@ -198,7 +202,7 @@ async def test_the_anchor_verifies_until_the_tail_is_deleted(team: Team) -> None
     assert tuesday.previous is not None and tuesday.previous.holds
     assert (
         f"The previous digest's anchor (Mon 7 Dec: entry {anchor.seq}, {anchor.hash[:16]}...)"
-        " still holds" in render_text(tuesday, Viewer("head"))
+        " still holds" in render_text(tuesday, Viewer("head"), width=None)
     )
     db = sqlite3.connect(service.store.path, isolation_level=None)
     db.execute("DROP TRIGGER audit_no_delete")
@@ -231,7 +235,7 @@ async def test_a_rebuilt_chain_is_shouted_in_the_next_digest(team: Team) -> None
     # `audit verify --anchor`, tested in test_audit_anchor.py.)
     tuesday = await build(service, date(2026, 12, 8))
     assert tuesday.previous is not None and not tuesday.previous.holds
-    text = render_text(tuesday, Viewer("head"))
+    text = render_text(tuesday, Viewer("head"), width=None)
     assert text.splitlines()[2].startswith("WARNING: the audit log no longer holds the state")
     assert "DOES NOT HOLD" in text
 
@@ -328,7 +332,7 @@ async def test_a_digest_day_without_a_digest_is_covered_and_named_by_the_next(te
     tuesday = await build(service, date(2026, 12, 8))
     assert (tuesday.since, tuesday.until) == (at(4, 7, 30), at(8, 7, 30))
     assert tuesday.missed_days == (MONDAY,)
-    lines = render_text(tuesday, Viewer("head")).splitlines()
+    lines = render_text(tuesday, Viewer("head"), width=None).splitlines()
     assert (
         "No digest went out on Mon 7 Dec: this one covers everything since the last one sent."
         in lines

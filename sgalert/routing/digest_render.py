@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import statistics
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,26 @@ FOOTER = (
 )
 
 
+WIDTH = 78  # plain-text lines are wrapped here, as mail clients expect
+
+
+class Command(str):
+    """A line to copy as it is (the ``audit verify --anchor`` command)."""
+
+
+def _wrap(text: str, width: int | None, first: str = "", rest: str = "") -> list[str]:
+    if width is None:
+        return [first + text]
+    return textwrap.wrap(
+        text,
+        width,
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [first.rstrip()]
+
+
 @dataclass
 class Section:
     """A heading, then paragraphs (a string) and lists (a list of strings), in order."""
@@ -38,6 +59,10 @@ class Section:
 
     def say(self, text: str) -> None:
         self.blocks.append(text)
+
+    def command(self, text: str) -> None:
+        """A command to copy whole: never wrapped, set in code."""
+        self.blocks.append(Command(text))
 
     def items(self, lines: Sequence[str], *, more: int = 0) -> None:
         listed = list(lines)
@@ -348,9 +373,8 @@ class _Copy:
                 f" {previous.anchor.seq}, {previous.anchor.hash[:16]}...) DOES NOT HOLD:"
                 f" {previous.detail}"
             )
-        section.say(
-            f"To check the log later: sgalert audit verify --anchor {d.anchor.seq}:{d.anchor.hash}"
-        )
+        section.say("To check the log later:")
+        section.command(f"sgalert audit verify --anchor {d.anchor.seq}:{d.anchor.hash}")
         return section
 
     def sections(self) -> list[Section]:
@@ -384,18 +408,24 @@ class _Copy:
         return subject
 
 
-def render_text(digest: Digest, viewer: Viewer) -> str:
+def render_text(digest: Digest, viewer: Viewer, *, width: int | None = WIDTH) -> str:
+    """The text copy, wrapped at ``width`` (None: one line per paragraph or item)."""
     copy = _Copy(digest, viewer)
     title = copy.title()
-    out = [title, "=" * len(title), *copy.intro()]
+    out = [title, "=" * len(title)]
+    for line in copy.intro():
+        out += _wrap(line, width)
     for section in copy.sections():
         out += ["", section.title, "-" * len(section.title)]
         for block in section.blocks:
-            if isinstance(block, str):
-                out.append(block)
+            if isinstance(block, Command):
+                out.append(f"    {block}")
+            elif isinstance(block, str):
+                out += _wrap(block, width)
             else:
-                out += [f"  - {line}" for line in block]
-    out += ["", FOOTER]
+                for line in block:
+                    out += _wrap(line, width, "  - ", "    ")
+    out += ["", *_wrap(FOOTER, width)]
     return "\n".join(out) + "\n"
 
 
@@ -418,7 +448,9 @@ def render_html(digest: Digest, viewer: Viewer) -> str:
     for section in copy.sections():
         out.append(f"<h2>{e(section.title)}</h2>")
         for block in section.blocks:
-            if isinstance(block, str):
+            if isinstance(block, Command):
+                out.append(f"<p><code>{e(block)}</code></p>")
+            elif isinstance(block, str):
                 out.append(f"<p>{e(block)}</p>")
             else:
                 out.append("<ul>")
