@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from sgalert.clock import iso, parse_iso, utcnow
 from sgalert.config import Config
 from sgalert.desk.service import CaseService
-from sgalert.errors import InvalidInput
+from sgalert.errors import AuditChainBroken, InvalidInput
 from sgalert.model import Role
 from sgalert.records import audit
 from sgalert.records.store import on_connection
@@ -44,6 +44,11 @@ async def audit_verify(runner: Runner) -> int:
     async with await runner.service() as service, service.store.read() as db:
         count = await audit.verify(db, anchors=anchors)
         seq, digest = await audit.head(db)
+    if count == 0:
+        # `init` writes the first entry as it creates the store: an empty log was emptied.
+        raise AuditChainBroken(
+            1, "the audit log is empty: every store starts with an entry, so it was deleted"
+        )
     print(f"audit chain intact: {count} entries checked; head {seq} {digest}")
     for anchor in anchors:
         print(f"anchor {anchor.seq}:{anchor.hash[:16]} holds: the log still contains that state")
