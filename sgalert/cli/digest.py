@@ -192,6 +192,15 @@ def add_commands(
         report,
         "the governors' termly report: counts and times over a period, no personal data",
     )
-    term.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
-    term.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
-    term.add_argument("--format", choices=("text", "html", "csv"), default="text")
+    term.add_argument(
+        "--from", dest="start", required=True, metavar="YYYY-MM-DD", help="the first day"
+    )
+    term.add_argument(
+        "--to", dest="end", required=True, metavar="YYYY-MM-DD", help="the last day (inclusive)"
+    )
+    term.add_argument(
+        "--format",
+        choices=("text", "html", "csv"),
+        default="text",
+        help="text (default), HTML with a chart per figure, or CSV by week",
+    )
