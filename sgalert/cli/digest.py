@@ -183,8 +183,9 @@ def add_commands(
         "--for",
         dest="for_role",
         default=Role.HEAD.value,
-        choices=[Role.HEAD.value, Role.CHAIR.value, Role.MONITORING_OFFICER.value, GOVERNOR],
-        help="whose copy to show (default: the headteacher's)",
+        choices=[*(r.value for r in Role if r is not Role.STAFF), GOVERNOR],
+        help="whose copy to show (default: the headteacher's); governor: an address that is"
+        " not a person in sgalert",
     )
     term = command(
         commands,
