@@ -240,9 +240,14 @@ def build_payload(
     key = check_header_text(notification.idempotency_key, "the idempotency key")
     if not key.isascii() or not key.strip():
         raise DeliveryError("the idempotency key must be printable ASCII", retryable=False)
+    # sendMail takes a single body, so a document (the digest) goes as its HTML (the text twin
+    # is the same content; Exchange adds its own text part for text-only clients). Pages stay
+    # plain text.
+    html = notification.html()
+    body = {"contentType": "HTML", "content": html} if html else None
     message: dict[str, Any] = {
         "subject": subject,
-        "body": {"contentType": "Text", "content": notification.body()},
+        "body": body or {"contentType": "Text", "content": notification.body()},
         "toRecipients": _addresses(to),
     }
     if answer:

@@ -174,6 +174,11 @@ def build_message(
     # quoted-printable, so the message is 7-bit clean for servers without 8BITMIME.
     plain = body.isascii() and all(len(line) <= 900 for line in body.splitlines())
     message.set_content(body, cte="7bit" if plain else "quoted-printable")
+    html = notification.html()
+    if html is not None:
+        # A document (the daily digest): its HTML twin, the text part staying first for
+        # clients that show only text. Quoted-printable keeps long lines under the limit.
+        message.add_alternative(html, subtype="html", cte="quoted-printable")
     return message
 
 

@@ -28,6 +28,7 @@ CHANNEL_KINDS = ("maildrop", "smtp", "teams-workflow", "graph-mail")
 PER_PERSON_KINDS = frozenset({"maildrop", "smtp", "graph-mail"})
 GROUP_NAMES = (*(role.value for role in Role), WHISTLE_IDENTITY)
 
+
 TEMPLATE_RESOURCE = "config_template.toml"
 """The commented starting config that ``sgalert init`` writes, shipped inside the package; its
 ``{school_name}`` is filled in by :func:`render_template`."""
@@ -75,6 +76,18 @@ class ChannelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestSettings:
+    """The daily digest: when, to whom and by which email channel. Off unless ``[digest]`` is
+    in the config (``sgalert init`` writes it), so an existing school is not surprised."""
+
+    enabled: bool = False
+    at: time = time(7, 30)
+    recipients: tuple[str, ...] = ("head",)  # roles and/or email addresses
+    also_non_school_days: bool = False
+    channel: str | None = None  # a per-person channel; None: the first one configured
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The validated configuration."""
 
@@ -91,6 +104,7 @@ class Config:
     fallback: tuple[str, ...] = ()
     channels: tuple[ChannelConfig, ...] = ()
     policies: Mapping[Source, Policy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+    digest: DigestSettings = field(default_factory=DigestSettings)
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -216,6 +230,7 @@ def load_config(path: Path) -> Config:
         "readers",
         "ingest",
         "sources",
+        "digest",
     )
     for key in data:
         if key not in top:
@@ -273,6 +288,7 @@ def load_config(path: Path) -> Config:
     channels = _check_channels(check, data)
     policies = _check_policies(check, data, {c.name for c in channels})
     sources = _check_sources(check, data.get("sources", []))
+    digest = _check_digest(check, data, channels)
     return Config(
         path=path,
         school_name=school_name,
@@ -287,6 +303,65 @@ def load_config(path: Path) -> Config:
         fallback=fallback,
         channels=channels,
         policies=policies,
+        digest=digest,
+    )
+
+
+def _check_digest(
+    check: _Checker, data: Mapping[str, Any], channels: tuple[ChannelConfig, ...]
+) -> DigestSettings:
+    if "digest" not in data:
+        return DigestSettings()
+    table = check.table(
+        data, "digest", ("enabled", "time", "recipients", "also_non_school_days", "channel")
+    )
+    flags = {}
+    for key, default in (("enabled", True), ("also_non_school_days", False)):
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise check.fail(
+                f"digest.{key}",
+                "must be true or false",
+                f"e.g. {key} = {'true' if default else 'false'}",
+            )
+        flags[key] = value
+    recipients = (
+        check.strings(table, "recipients", "digest") if "recipients" in table else ("head",)
+    )
+    roles = tuple(r.value for r in Role)
+    for who in recipients:
+        if who not in roles and "@" not in who:
+            hint = difflib.get_close_matches(who, roles, n=1)
+            fix = (
+                f"did you mean {hint[0]!r}?"
+                if hint
+                else f"use a role ({', '.join(roles)}) or an email"
+            )
+            raise check.fail("digest.recipients", f"{who!r} is neither a role nor an email", fix)
+    if flags["enabled"] and not recipients:
+        raise check.fail(
+            "digest.recipients", "is empty", 'e.g. recipients = ["head"], or enabled = false'
+        )
+    channel = table.get("channel")
+    if channel is not None:
+        known = {c.name: c for c in channels}
+        if not isinstance(channel, str) or channel not in known:
+            names = ", ".join(c.name for c in channels if c.per_person) or "none configured"
+            raise check.fail(
+                "digest.channel", f"{channel!r} is not a configured channel", f"use one of {names}"
+            )
+        if not known[channel].per_person:
+            raise check.fail(
+                "digest.channel",
+                f"{channel!r} is a shared channel",
+                "the digest goes to each person: name a maildrop, smtp or graph-mail channel",
+            )
+    return DigestSettings(
+        enabled=flags["enabled"],
+        at=_clock(check, table, "time", "digest", "07:30"),
+        recipients=tuple(r.lower() for r in recipients),
+        also_non_school_days=flags["also_non_school_days"],
+        channel=channel,
     )
 
 

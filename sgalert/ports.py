@@ -133,7 +133,19 @@ SOURCE_TITLES = {
     "whistle": "Whistleblowing report",
     "lesson": "Lesson ended over a safeguarding concern",
     "system": "sgalert system alert",
+    "digest": "sgalert daily digest",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A notification that is a whole document (the daily digest) rather than a page: its own
+    subject, a text body and an HTML twin. Email channels send both as multipart/alternative;
+    it never goes to a shared channel. Still no personal data: references, counts and times."""
+
+    subject: str
+    text: str
+    html: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,18 +164,23 @@ class Notification:
     reply_address: str | None = None
     due_at: datetime | None = None
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/London"))
+    document: Document | None = None
 
     def title(self) -> str:
         return SOURCE_TITLES.get(self.source, self.source)
 
     def subject(self) -> str:
         """Email subject. Only sgalert's own words: no header injection from outside text."""
+        if self.document is not None:
+            return self.document.subject
         if self.source == "system":
             return f"[sgalert] ALERT: {self.case_ref}"
         token = f" [{self.ack_token}]" if self.ack_token else ""
         return f"[sgalert] {self.urgency.upper()}: {self.title()} {self.case_ref}{token}"
 
     def lines(self) -> list[str]:
+        if self.document is not None:
+            return self.document.text.splitlines()
         local = self.received_at.astimezone(self.zone)
         if self.source == "system":
             # received_at is when the alert was raised; for a rota gap that is not when the
@@ -213,6 +230,10 @@ class Notification:
 
     def body(self) -> str:
         return "\n".join(self.lines()) + "\n"
+
+    def html(self) -> str | None:
+        """The HTML twin of :meth:`body`, for a document; pages are plain text only."""
+        return self.document.html if self.document is not None else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,23 +1,10 @@
-"""``sgalert audit verify``: walk the audit log's hash chain and say where it stands."""
+"""``sgalert audit head`` and ``sgalert audit verify [--anchor SEQ:HASH]``: where the audit
+log's hash chain stands, and whether it still holds a state anchored earlier (the handlers live
+with the digest, which emails the anchor every morning)."""
 
 from __future__ import annotations
 
-from sgalert.cli.context import Context
-from sgalert.cli.spec import Command, Entry, Group
-from sgalert.records import audit
+from sgalert.cli.digest import AUDIT_COMMANDS
+from sgalert.cli.spec import Entry, Group
 
-
-async def verify(ctx: Context) -> int:
-    async with await ctx.service() as service:
-        count = await service.verify_audit()
-        async with service.store.read() as db:
-            seq, digest = await audit.head(db)
-    print(f"audit chain intact: {count} entries checked; head {seq} {digest}")
-    return 0
-
-
-COMMANDS: tuple[Entry, ...] = (
-    Group(
-        "audit", "the audit log", (Command("verify", "check the audit log's hash chain", verify),)
-    ),
-)
+COMMANDS: tuple[Entry, ...] = (Group("audit", "the audit log", AUDIT_COMMANDS),)

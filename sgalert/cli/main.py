@@ -20,7 +20,18 @@ from collections.abc import Iterable, Sequence
 from typing import TypeAlias
 
 from sgalert import __version__
-from sgalert.cli import audit, backup, cases, config_cmd, doctor, people, retention, rota, serve
+from sgalert.cli import (
+    audit,
+    backup,
+    cases,
+    config_cmd,
+    digest,
+    doctor,
+    people,
+    retention,
+    rota,
+    serve,
+)
 from sgalert.cli.context import Context
 from sgalert.cli.spec import Command, Entry, Handler
 from sgalert.errors import SgalertError
@@ -34,6 +45,7 @@ GROUPS: tuple[tuple[Entry, ...], ...] = (
     serve.COMMANDS,
     rota.COMMANDS,
     audit.COMMANDS,
+    digest.COMMANDS,
     doctor.COMMANDS,
     backup.COMMANDS,
     retention.COMMANDS,

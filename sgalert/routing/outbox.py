@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from sgalert.clock import Clock, iso, parse_iso, utcnow
 from sgalert.model import CaseState, Role
-from sgalert.ports import DeliveryError, Notification, Notifier, Receipt, Recipient
+from sgalert.ports import DeliveryError, Document, Notification, Notifier, Receipt, Recipient
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, clear_alert, raise_alert
 from sgalert.records.entitlement import entitled_people
@@ -88,6 +88,8 @@ class PageText:
     confidential: bool = False
     # A replies mailbox is watched: pages to people carry an acknowledgement code to reply with.
     accepts_replies: bool = False
+    # A whole document (the daily digest): subject, text and HTML. See ``ports.Document``.
+    document: Mapping[str, str] | None = None
 
 
 def page_key(origin: str, channel: str, person_id: str | None) -> str:
@@ -187,6 +189,7 @@ class Claimed:
 def stored_page(payload: Mapping[str, object]) -> PageText:
     """What a stored outbox row's page says: the inverse of :func:`queue_page`'s payload."""
     reply, due = payload.get("reply_address"), payload.get("due_at")
+    document = payload.get("document")
     return PageText(
         school=str(payload["school"]),
         case_ref=str(payload["case_ref"]),
@@ -198,6 +201,9 @@ def stored_page(payload: Mapping[str, object]) -> PageText:
         reply_address=str(reply) if reply else None,
         due_at=str(due) if due else None,
         confidential=bool(payload.get("confidential")),
+        document={str(k): str(v) for k, v in document.items()}
+        if isinstance(document, dict)
+        else None,
     )
 
 
@@ -215,6 +221,7 @@ def _notification(text: PageText, payload: Mapping[str, object], zone: ZoneInfo)
         reply_address=text.reply_address,
         due_at=parse_iso(text.due_at) if text.due_at else None,
         zone=zone,
+        document=Document(**text.document) if text.document else None,
     )
 
 
@@ -443,7 +450,9 @@ def _queue_fallbacks(
 ) -> list[int]:
     """The same page on every other channel that may carry it (each at most once)."""
     origin = item.key.split(":", 1)[0]
-    text = replace(item.text, reason=f"{item.text.reason} (the {item.channel} channel is failing)")
+    text = item.text
+    if text.document is None:  # a digest's text is the document's own
+        text = replace(text, reason=f"{text.reason} (the {item.channel} channel is failing)")
     queued: list[int] = []
     for channel in channels.names:
         if channel == item.channel:
@@ -453,7 +462,8 @@ def _queue_fallbacks(
             if item.confidential:
                 continue  # a shared channel never learns that such a report exists
             targets: list[tuple[str | None, str]] = [(None, channel)]
-        elif item.recipient.person_id is not None:
+        elif item.recipient.person_id is not None or text.document is not None:
+            # A document (the digest) is one person's copy: it goes to them and nobody else.
             targets = [(item.recipient.person_id, item.recipient.address)]
         else:
             targets = _people_behind_shared(conn, item)
@@ -463,8 +473,8 @@ def _queue_fallbacks(
                 text,
                 # One card per step on a shared channel says its personal pages are failing;
                 # on a personal channel the fallback is the same page as a root there would be.
-                key=page_key(origin, channel, person_id)
-                if person_id
+                key=page_key(origin, channel, person_id or address)
+                if person_id or text.document is not None
                 else f"{origin}:{channel}:fallback",
                 channel=channel,
                 recipient=address,
