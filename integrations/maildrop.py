@@ -86,11 +86,13 @@ def _private_folders(path: Path) -> None:
     """``mkdir -p`` with every folder it makes 0700 (``mkdir(parents=True)`` gives the parents
     the umask's mode, usually 0755: the workspace must stay its owner's alone)."""
     missing: list[Path] = []
+    wanted = path
     while not path.exists() and path != path.parent:
         missing.append(path)
         path = path.parent
     for folder in reversed(missing):
         folder.mkdir(mode=0o700, exist_ok=True)
+    wanted.mkdir(mode=0o700, exist_ok=True)  # a file in the way raises, as mkdir -p would
 
 
 def _fsync_directory(path: Path) -> None:

@@ -116,7 +116,7 @@ async def ingest(ctx: Context) -> int:
     source = Source(ctx.args.source)
     async with await ctx.service() as service:
         assert service.config is not None
-        ingestor = Ingestor(service.new_cases, service.config)
+        ingestor = Ingestor(service.new_cases, service.config, workers=0)  # one file: in-process
         configured = [s for s in service.config.sources if s.type is source]
         rules = (
             SourceRules.from_config(configured[0])

@@ -29,9 +29,7 @@ from sgalert.records.cases import (
 )
 from sgalert.records.chronology import ChronologyEntry, read_entries
 from sgalert.records.keyring import Identity
-from sgalert.records.store import Store
-
-CHUNK = 500  # cases per query, under SQLite's host-parameter limit
+from sgalert.records.store import Store, fetch_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,21 +103,17 @@ async def open_cases(store: Store, identity: Identity, refs: Sequence[str]) -> l
 
 async def _clocks(db: aiosqlite.Connection, ids: Sequence[str]) -> dict[str, list[CaseClock]]:
     clocks: dict[str, list[CaseClock]] = {case_id: [] for case_id in ids}
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        rows = await db.execute_fetchall(
-            "SELECT case_id, kind, due_at, met_at FROM clocks"
-            f" WHERE case_id IN ({','.join('?' * len(chunk))}) ORDER BY due_at",
-            chunk,
-        )
-        for row in rows:
-            clocks[row["case_id"]].append(
-                CaseClock(
-                    row["kind"],
-                    parse_iso(row["due_at"]),
-                    parse_iso(row["met_at"]) if row["met_at"] else None,
-                )
+    rows = await fetch_in(
+        db, "SELECT case_id, kind, due_at, met_at FROM clocks WHERE case_id IN ({ids})", ids
+    )
+    for row in sorted(rows, key=lambda row: str(row["due_at"])):  # ISO UTC: sorts as time
+        clocks[row["case_id"]].append(
+            CaseClock(
+                row["kind"],
+                parse_iso(row["due_at"]),
+                parse_iso(row["met_at"]) if row["met_at"] else None,
             )
+        )
     return clocks
 
 

@@ -16,6 +16,7 @@ from sgalert.desk.access import content_key, refusals
 from sgalert.desk.views import find_summary
 from sgalert.records.keyring import Identity
 from sgalert.records.store import Store
+from sgalert.routing.outbox import stored_page
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +142,7 @@ async def notification_history(store: Store, identity: Identity, ref: str) -> No
 
     notifications = []
     for row in rows:
-        payload = json.loads(row["payload"])
+        page = stored_page(json.loads(row["payload"]))
         state = str(row["state"])
         notifications.append(
             NotificationRecord(
@@ -150,9 +151,9 @@ async def notification_history(store: Store, identity: Identity, ref: str) -> No
                 channel=str(row["channel"]),
                 recipient=str(row["recipient"]),
                 raised_by="fallback" if row["fallback_of"] else str(row["timer_kind"] or ""),
-                step=int(payload.get("step") or 0),
-                urgency=str(payload.get("urgency") or ""),
-                reason=str(payload.get("reason") or ""),
+                step=page.step,
+                urgency=page.urgency,
+                reason=page.reason,
                 state=state,
                 attempts=int(row["attempts"]),
                 next_attempt_at=_when(row["next_attempt_at"]) if state == "pending" else None,

@@ -53,7 +53,7 @@ from sgalert.model import Flag, Source
 from sgalert.ports import Inbound, IngestOutcome
 from sgalert.records import audit
 from sgalert.records.cases import NewCase, SealedBatch, SealedCase, StoredCase, insert_now
-from sgalert.records.store import Store, on_connection
+from sgalert.records.store import Store, in_statements, on_connection
 
 # SourceRules too: every caller of ``Ingestor.ingest`` passes one.
 __all__ = ["Ingestor", "SourceRules", "load_checkpoint"]
@@ -405,24 +405,20 @@ def _store_now(
     and schedule the new cases' clocks and escalation timers."""
     keys = [p.key for p in prepared if p.key]
     known_keys: dict[str, tuple[str, str, str, str]] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        for key, case_id, ref, source, flags in conn.execute(
-            "SELECT r.idempotency_key, c.id, c.ref, c.source, c.flags FROM mailbox_receipts r"
-            f" JOIN cases c ON c.id = r.case_id WHERE r.idempotency_key IN"
-            f" ({','.join('?' * len(chunk))})",
-            chunk,
-        ):
+    for statement, chunk in in_statements(
+        "SELECT r.idempotency_key, c.id, c.ref, c.source, c.flags FROM mailbox_receipts r"
+        " JOIN cases c ON c.id = r.case_id WHERE r.idempotency_key IN ({ids})",
+        keys,
+    ):
+        for key, case_id, ref, source, flags in conn.execute(statement, chunk):
             known_keys[key] = (case_id, ref, source, flags)
     hashes = [p.case.content_sha256 for p in prepared if p.case.content_sha256]
     known_bytes: dict[str, tuple[str, str, str, str]] = {}
-    for start in range(0, len(hashes), 500):
-        chunk = [h for h in hashes[start : start + 500] if h]
-        for digest, case_id, ref, source, flags in conn.execute(
-            "SELECT content_sha256, id, ref, source, flags FROM cases WHERE content_sha256 IN"
-            f" ({','.join('?' * len(chunk))})",
-            chunk,
-        ):
+    for statement, chunk in in_statements(
+        "SELECT content_sha256, id, ref, source, flags FROM cases WHERE content_sha256 IN ({ids})",
+        hashes,
+    ):
+        for digest, case_id, ref, source, flags in conn.execute(statement, chunk):
             known_bytes[digest] = (case_id, ref, source, flags)
 
     outcomes: list[IngestOutcome | None] = [None] * len(prepared)

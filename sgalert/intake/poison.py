@@ -26,7 +26,7 @@ from sgalert.ports import Inbound
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind
 from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, FIELD_RAW, NewCase
-from sgalert.records.store import Store, on_connection
+from sgalert.records.store import Store, in_statements, on_connection
 from sgalert.text import printable
 
 # A message is tried this many times at most, a crash mid-try included, then quarantined.
@@ -129,13 +129,12 @@ def count_tries_now(
     it is held (held keys are not counted: they are not tried). For a ``batch``, nothing is
     counted if any key was tried before: its messages will be tried (and counted) alone."""
     known: dict[str, tuple[int, bool]] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        for key, tries, held in conn.execute(
-            "SELECT idempotency_key, tries, held_at IS NOT NULL FROM ingest_tries"
-            f" WHERE idempotency_key IN ({','.join('?' * len(chunk))})",
-            chunk,
-        ):
+    for statement, chunk in in_statements(
+        "SELECT idempotency_key, tries, held_at IS NOT NULL FROM ingest_tries"
+        " WHERE idempotency_key IN ({ids})",
+        keys,
+    ):
+        for key, tries, held in conn.execute(statement, chunk):
             known[key] = (int(tries), bool(held))
     if batch and any(tries for tries, held in known.values() if not held):
         return known
