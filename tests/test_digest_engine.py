@@ -246,8 +246,10 @@ async def test_digest_preview_html_and_send_on_the_command_line(team: Team, tmp_
 class Refusing:
     """An email channel that refuses every message for good."""
 
-    name = "email"
     per_person = True
+
+    def __init__(self, name: str = "email") -> None:
+        self.name = name
 
     async def send(self, notification: Notification, recipient: Recipient) -> Receipt:
         raise DeliveryError("550 refused", retryable=False)
@@ -302,3 +304,31 @@ async def test_a_failing_digest_never_stops_the_engine_and_is_tried_again(
     assert await engine.digest_tick() == 0  # waits before trying again
     clock.advance(minutes=5)
     assert await engine.digest_tick() == 1
+
+
+async def test_a_digest_that_fails_on_every_channel_raises_an_alert(team: Team) -> None:
+    """Silence must not look like safety: a head who gets no digest is not told nothing was
+    missed; the team is told the digest could not be delivered (no content in the alert)."""
+    assert team.service.config is not None
+    team.service.config = dataclasses.replace(
+        team.service.config, digest=DigestSettings(enabled=True, recipients=("head",))
+    )
+    clock = VirtualClock(at(7, 7, 31))
+    team.service._clock = clock
+    engine = Engine(
+        team.service,
+        team.service.store.path.parent,
+        notifiers={"email": Refusing(), "other-mail": Refusing("other-mail")},
+        clock=clock,
+        watch=False,
+    )
+    assert await engine.run_digest() == 1
+    for _ in range(4):
+        await engine.sender.send_due()
+        clock.advance(minutes=10)
+    rows = await team.service.store.fetchall(
+        "SELECT kind, source_name FROM system_alerts WHERE cleared_at IS NULL"
+    )
+    assert [(r["kind"], r["source_name"]) for r in rows] == [
+        ("page-undeliverable", "daily digest 2026-12-07")
+    ]

@@ -405,7 +405,9 @@ def record_failure(
                 )
             )
     audit.append_now(conn, events)
-    if item.case_id is not None and item.timer_id is not None and _exhausted(conn, item):
+    # A case's page, or a digest (a head who gets none must not take that as "nothing missed").
+    paged = item.case_id is not None and item.timer_id is not None
+    if (paged or item.text.document is not None) and _exhausted(conn, item):
         raise_alert(
             conn,
             AlertKind.PAGE_UNDELIVERABLE,
