@@ -39,6 +39,7 @@ from sgalert.records.keyring import Identity
 from sgalert.workspace import Workspace
 
 from .commands import DeskCommands
+from .formatting import plural
 from .screens.audit import AuditScreen
 from .screens.case import CaseScreen
 from .screens.help import HelpScreen
@@ -327,8 +328,8 @@ class SgalertApp(App[int]):
         """The idle lock and the periodic status check; screens keep their own tickers."""
         now = self.clock()
         if self.identity is not None and now - self._last_input >= self.idle_limit:
-            minutes = int(self.idle_limit.total_seconds() // 60)
-            self.lock(f"Locked after {minutes} minutes without a key press.")
+            minutes = plural(int(self.idle_limit.total_seconds() // 60), "minute")
+            self.lock(f"Locked after {minutes} without a key press.")
         if self._status_at is not None and now - self._status_at >= STATUS_REFRESH:
             self.refresh_status()
 

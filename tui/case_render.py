@@ -28,6 +28,7 @@ from .formatting import (
     OVERDUE,
     SOURCE_LONG,
     countdown,
+    fact_text,
     local_time,
     short_time,
     untrusted,
@@ -40,7 +41,7 @@ def section(title: str) -> Static:
     return Static(Text(title), classes="section-title", markup=False)
 
 
-def facts(view: CaseView) -> Text:
+def facts(view: CaseView, zone: Any) -> Text:
     text = Text()
     if not view.facts:
         text.append("No facts were extracted. Read the message and record them in a note.", "bold")
@@ -48,7 +49,10 @@ def facts(view: CaseView) -> Text:
     width = max(len(FACT_LABELS.get(key, key)) for key in view.facts)
     for key, value in view.facts.items():
         label = FACT_LABELS.get(key, key.replace("_", " "))
-        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if isinstance(value, str):
+            shown = fact_text(key, value, zone)
+        else:
+            shown = json.dumps(value, ensure_ascii=False)
         text.append(f"{label:<{width}}  ", LABEL)
         lines = untrusted(shown).split("\n")
         for index, line in enumerate(lines):
