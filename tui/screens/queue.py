@@ -192,7 +192,7 @@ class QueueScreen(DeskScreen[None]):
                 "deadline": deadline,
                 "flags": Text(flags_text(case.flags)),
             }
-            rows.append(Row(case.ref, cells))
+            rows.append(Row(case.ref, cells, highlight=case.ref in self.desk.fresh))
         self.page = page
         refs = [case.ref for case in page.rows]
         if self._select == "first" or not refs:
@@ -206,6 +206,11 @@ class QueueScreen(DeskScreen[None]):
         self._select = "keep"
         table.set_rows(rows, cursor=row)
         self._show_status()
+
+    def show_fresh(self) -> None:
+        """Highlight the new cases not yet opened here (the desk's ``fresh`` references)."""
+        if self.is_mounted:
+            self.query_one(CaseList).set_highlights(frozenset(self.desk.fresh))
 
     def _tab_label(self, tab: QueueView) -> str:
         count = self._counts.get(tab)
