@@ -19,6 +19,7 @@ and run it with :func:`run`. The app owns three things every screen relies on:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -31,14 +32,16 @@ from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState
 
 from sgalert.clock import Clock, utcnow
-from sgalert.desk.service import CaseService
-from sgalert.desk.views import ChangeMarks
+from sgalert.desk.service import CaseService, CaseView
+from sgalert.desk.views import AuditRow, ChangeMarks
 from sgalert.errors import SgalertError
 from sgalert.model import Role
 from sgalert.records.keyring import Identity
 from sgalert.workspace import Workspace
 
+from .attention import ENV_ATTENTION, Attention, NewCase, new_cases, toast_text
 from .commands import DeskCommands
+from .formatting import plural
 from .screens.audit import AuditScreen
 from .screens.case import CaseScreen
 from .screens.help import HelpScreen
@@ -56,6 +59,9 @@ T = TypeVar("T")
 DARK, LIGHT = "textual-dark", "textual-light"
 STATUS_REFRESH = timedelta(minutes=5)
 AUDIT_ROLES = frozenset({Role.DSL, Role.DEPUTY, Role.HEAD})
+# Audit entries read per look for new cases: a poll's worth, and more than the engine writes
+# between two polls even in a burst.
+ATTENTION_READ = 200
 
 
 @dataclass(slots=True)
@@ -89,6 +95,7 @@ class SgalertApp(App[int]):
         idle_lock_minutes: float | None = None,
         poll_seconds: float = 1.0,
         theme: str = DARK,
+        attention: Attention | None = None,
     ) -> None:
         super().__init__()
         self.workspace = workspace
@@ -110,6 +117,12 @@ class SgalertApp(App[int]):
         self.live_trouble: str | None = None
         self._initial_theme = theme
         self._queue: QueueScreen | None = None
+        self.attention = attention or Attention()
+        # New cases highlighted in the queue until opened here (references: metadata only).
+        self.fresh: set[str] = set()
+        self._attention_seq: int | None = None  # the newest audit entry looked at
+        self._attention_busy = False
+        self._attention_again = False
 
     # ----- the core -----------------------------------------------------------------------
 
@@ -327,14 +340,18 @@ class SgalertApp(App[int]):
         """The idle lock and the periodic status check; screens keep their own tickers."""
         now = self.clock()
         if self.identity is not None and now - self._last_input >= self.idle_limit:
-            minutes = int(self.idle_limit.total_seconds() // 60)
-            self.lock(f"Locked after {minutes} minutes without a key press.")
+            minutes = plural(int(self.idle_limit.total_seconds() // 60), "minute")
+            self.lock(f"Locked after {minutes} without a key press.")
         if self._status_at is not None and now - self._status_at >= STATUS_REFRESH:
             self.refresh_status()
 
     # ----- live updates and banners -------------------------------------------------------
 
     def on_store_changed(self, message: StoreChanged) -> None:
+        if message.previous is None:
+            self._attention_seq = message.marks.audit_seq  # what was there before is not new
+        elif message.cases_changed and self.attention.any:
+            self._look_for_new_cases()
         if self.status is not None:
             # Also when the lease is gone (a clean stop deletes it): the banner says so now.
             self.status = _with_lease(self.status, message.marks)
@@ -347,6 +364,65 @@ class SgalertApp(App[int]):
                 changed = getattr(screen, "store_changed", None)
                 if callable(changed):
                     changed()
+
+    # ----- attention: a new case rings, toasts and is highlighted -------------------------
+
+    def _look_for_new_cases(self) -> None:
+        """Read the audit entries after the last one looked at, one read at a time (a change
+        that comes meanwhile asks for another read when this one is done)."""
+        if self._attention_busy:
+            self._attention_again = True
+            return
+        after = self._attention_seq
+        if after is None or self._service is None:
+            return
+        self._attention_busy = True
+        self._attention_again = False
+
+        def done(rows: tuple[AuditRow, ...]) -> None:
+            self._attention_busy = False
+            if rows:
+                self._attention_seq = max(after, max(row.entry.seq for row in rows))
+            me = self.identity.email if self.identity is not None else self.as_email
+            self._announce(new_cases(rows, after=after, me=me))
+            if self._attention_again:
+                self._look_for_new_cases()
+
+        def failed(_: SgalertError) -> bool:
+            self._attention_busy = False
+            return False  # shown by the one error handler
+
+        self.submit(
+            self.service.audit_log(limit=ATTENTION_READ),
+            description="Looking for new cases",
+            done=done,
+            failed=failed,
+        )
+
+    def _announce(self, cases: list[NewCase]) -> None:
+        if not cases:
+            return
+        if self.attention.bell:
+            self.bell()
+        if self.attention.toast:
+            self.notify(
+                toast_text(cases),
+                title="New case" if len(cases) == 1 else f"{len(cases)} new cases",
+                severity="warning",
+                timeout=30,
+                markup=False,
+            )
+        if self.attention.highlight:
+            self.fresh.update(case.ref for case in cases)
+            if self._queue is not None:
+                self._queue.show_fresh()
+
+    def seen(self, ref: str) -> None:
+        """The case was opened here: its row is no longer highlighted."""
+        if ref in self.fresh:
+            self.fresh.discard(ref)
+            if self._queue is not None:
+                self._queue.show_fresh()
 
     def on_watcher_trouble(self, message: WatcherTrouble) -> None:
         self.live_trouble = message.reason
@@ -425,12 +501,16 @@ class SgalertApp(App[int]):
             self.submit(
                 self.service.open_case(identity, ref),
                 description=f"Opening {ref}",
-                done=lambda view: self.push_screen(CaseScreen(view)),
+                done=lambda view: self._show_case(view),
                 sensitive=True,
                 latest="open-case",
             )
 
         self.require_identity(load)
+
+    def _show_case(self, view: CaseView) -> None:
+        self.seen(view.summary.ref)
+        self.push_screen(CaseScreen(view))
 
 
 def _with_lease(status: DeskStatus, marks: ChangeMarks) -> DeskStatus:
@@ -445,6 +525,7 @@ def make_app(
     idle_lock_minutes: float | None = None,
     poll_seconds: float = 1.0,
     theme: str = DARK,
+    attention: Attention | None = None,
 ) -> SgalertApp:
     """The desk for one workspace. ``clock`` and ``poll_seconds`` exist for tests and snapshots;
     ``idle_lock_minutes`` overrides the config's ``security.idle_lock_minutes``."""
@@ -455,11 +536,13 @@ def make_app(
         idle_lock_minutes=idle_lock_minutes,
         poll_seconds=poll_seconds,
         theme=theme,
+        attention=attention,
     )
 
 
 def run(workspace: Workspace, as_email: str | None) -> int:
     """Run the desk in this terminal; returns the process exit code."""
-    app = make_app(workspace, as_email=as_email)
+    attention = Attention.parse(os.environ.get(ENV_ATTENTION))
+    app = make_app(workspace, as_email=as_email, attention=attention)
     app.run()
     return app.return_code or 0

@@ -35,6 +35,7 @@ class Column:
 class Row:
     key: str
     cells: dict[str, Text]
+    highlight: bool = False  # a new case not yet opened here
 
 
 class CaseList(Widget, can_focus=True):
@@ -53,6 +54,7 @@ class CaseList(Widget, can_focus=True):
         "case-list--header",
         "case-list--cursor",
         "case-list--odd",
+        "case-list--fresh",
     }
     DEFAULT_CSS = """
     CaseList {
@@ -73,6 +75,10 @@ class CaseList(Widget, can_focus=True):
     }
     CaseList > .case-list--odd {
         background: $surface-lighten-1 30%;
+    }
+    CaseList > .case-list--fresh {
+        background: $warning 35%;
+        text-style: bold;
     }
     """
 
@@ -123,6 +129,18 @@ class CaseList(Widget, can_focus=True):
         self._top = 0
         self.cursor_row = max(0, min(cursor, len(self._rows) - 1))
         self.refresh()
+
+    def set_highlights(self, keys: set[str] | frozenset[str]) -> None:
+        """Highlight the rows whose key is in ``keys`` and only those; redraws what changed."""
+        for index, row in enumerate(self._rows):
+            wanted = row.key in keys
+            if row.highlight != wanted:
+                row.highlight = wanted
+                for cursor in (False, True):
+                    self._cache.pop((index, cursor, self.size.width), None)
+                line = index - self._top + 1
+                if 0 < line < self.size.height:
+                    self._refresh_line(line)
 
     def update_cell(self, key: str, column: str, value: Text) -> None:
         index = self._index.get(key)
@@ -239,6 +257,8 @@ class CaseList(Widget, can_focus=True):
             style = base
             if index % 2:
                 style += self.get_component_rich_style("case-list--odd")
+            if self._rows[index].highlight:
+                style += self.get_component_rich_style("case-list--fresh")
             if cursor:
                 style += self.get_component_rich_style("case-list--cursor")
             cached = self._cache[key] = self._line(self._rows[index].cells, style)

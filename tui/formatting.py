@@ -8,7 +8,7 @@ subject of ``\\x1b[31m[/b]`` shows as exactly those characters.
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 
 from rich.text import Text
 
@@ -86,6 +86,33 @@ SOON = "bold yellow"
 def untrusted(text: str, *, one_line: bool = False, style: str = "") -> Text:
     """Text from outside, safe to show: escapes visible, never parsed as markup."""
     return Text(printable(text, keep_newlines=not one_line), style=style)
+
+
+# Facts that hold a date or a moment, written by the extractor (or typed) as ISO 8601.
+DATE_FACTS = frozenset({"child_dob"})
+MOMENT_FACTS = frozenset({"incident_at", "ended_at"})
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 minute``, ``2 minutes``, ``1,204 entries`` (``many`` for irregular plurals)."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"
+
+
+def fact_text(key: str, value: str, zone: tzinfo) -> str:
+    """A fact as the desk shows it: a date or moment the extractor wrote as ISO 8601 in the UK's
+    order and the school's time zone (``14 Mar 2017``, ``Sun 22 Nov 2026 20:30``); anything
+    else, including a date typed in another shape, exactly as it was written."""
+    if key not in DATE_FACTS | MOMENT_FACTS:
+        return value
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value).strftime("%d %b %Y")
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:  # a naive time is local already: never guess its zone
+        moment = moment.astimezone(zone)
+    return moment.strftime("%a %d %b %Y %H:%M")
 
 
 def local_time(moment: datetime, zone: tzinfo) -> str:

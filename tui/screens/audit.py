@@ -18,7 +18,7 @@ from sgalert.clock import parse_iso
 from sgalert.desk.views import AuditRow
 from sgalert.errors import AuditChainBroken, SgalertError
 
-from ..formatting import OVERDUE, local_time, untrusted
+from ..formatting import OVERDUE, local_time, plural, untrusted
 from . import DeskScreen
 
 
@@ -98,7 +98,12 @@ class AuditScreen(DeskScreen[None]):
         chain.update(Text("Verifying the chain…"))
 
         def verified(count: int) -> None:
-            chain.update(Text(f"✓ Chain intact: all {count:,} entries verified.", style="green"))
+            chain.update(
+                Text(
+                    f"✓ Chain intact: all {plural(count, 'entry', 'entries')} verified.",
+                    style="green",
+                )
+            )
 
         def broken(error: SgalertError) -> bool:
             if isinstance(error, AuditChainBroken):

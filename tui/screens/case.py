@@ -1,18 +1,16 @@
-"""One case, decrypted: facts first, then the message as plain text, then the record.
+"""One case, decrypted, and the actions on it.
 
-Every string that came from outside goes through :func:`~tui.formatting.untrusted` (a ``Text``,
-never markup, control and bidi characters shown as escapes). Actions that cannot be undone ask
-first. The screen is closed whenever the desk locks.
+The screen composes the sections that :mod:`tui.case_render` builds (facts first, then the
+clocks, the message as plain text, the record) and runs the actions: each asks in a dialog,
+confirms anything that cannot be undone, and runs as the unlocked person through the app's one
+job runner. Saving an attachment is its own flow in :mod:`tui.case_export`. The screen is closed
+whenever the desk locks.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -21,33 +19,21 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
-from sgalert.clock import parse_iso
 from sgalert.desk.child_file import names_child
-from sgalert.desk.export import default_directory, proposed_name
-from sgalert.desk.service import REFERRALS, CaseView, NotificationHistory, SavedAttachment
+from sgalert.desk.service import REFERRALS, CaseView, NotificationHistory
 from sgalert.errors import SgalertError
-from sgalert.model import CaseState, CaseSummary, Role, Source
+from sgalert.model import CaseState, CaseSummary, Role
 from sgalert.records.audit import AuditEntry
 from sgalert.records.keyring import Identity
-from sgalert.routing.escalation import ACTION_CLOCKS, CLOCK_TIMER, action_clock_due
-from sgalert.text import printable
+from sgalert.routing.escalation import ACTION_CLOCKS, action_clock_due
 
-from ..formatting import (
-    CLOCK_LABELS,
-    FACT_LABELS,
-    FLAG_SHORT,
-    OVERDUE,
-    SOURCE_LONG,
-    countdown,
-    local_time,
-    short_time,
-    untrusted,
-)
+from .. import case_render as render
+from ..case_export import save_attachment
+from ..formatting import CLOCK_LABELS, local_time, untrusted
 from . import DeskScreen
 from .child import open_child_file
 from .dialogs import (
     AssignScreen,
-    AttachmentSave,
     ClockScreen,
     CloseScreen,
     Closing,
@@ -57,244 +43,9 @@ from .dialogs import (
     NoteScreen,
     Referral,
     ReferScreen,
-    SaveAttachmentScreen,
 )
 
-LABEL = "bold"
 ASSIGNABLE = frozenset({Role.DSL, Role.DEPUTY, Role.HEAD, Role.MONITORING_OFFICER, Role.CHAIR})
-
-
-def _section(title: str) -> Static:
-    return Static(Text(title), classes="section-title", markup=False)
-
-
-def _facts(view: CaseView) -> Text:
-    text = Text()
-    if not view.facts:
-        text.append("No facts were extracted. Read the message and record them in a note.", "bold")
-        return text
-    width = max(len(FACT_LABELS.get(key, key)) for key in view.facts)
-    for key, value in view.facts.items():
-        label = FACT_LABELS.get(key, key.replace("_", " "))
-        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        text.append(f"{label:<{width}}  ", LABEL)
-        lines = untrusted(shown).split("\n")
-        for index, line in enumerate(lines):
-            if index:
-                text.append("\n" + " " * (width + 2))
-            text.append_text(line)
-        text.append("\n")
-    text.rstrip()
-    return text
-
-
-def _message(view: CaseView) -> Text:
-    text = Text()
-    if view.subject:
-        text.append("Subject  ", LABEL)
-        text.append_text(untrusted(view.subject, one_line=True))
-        text.append("\n")
-    if view.sender:
-        text.append("From     ", LABEL)
-        name = str(view.sender.get("display_name") or "")
-        address = str(view.sender.get("address") or "")
-        text.append_text(untrusted(f"{name} <{address}>" if name else address, one_line=True))
-        text.append("\n")
-    for kind in ("sender", "problems", "triage"):
-        for note in view.notes.get(kind, []) or []:
-            text.append("Note     ", "bold yellow")
-            text.append_text(untrusted(str(note), one_line=True))
-            text.append("\n")
-    if text.plain:
-        text.append("\n")
-    text.append_text(untrusted(view.body_text or "(no text)"))
-    return text
-
-
-def _attachments(view: CaseView) -> Text:
-    if not view.attachments:
-        return Text("None.", style="dim")
-    text = Text()
-    for index, item in enumerate(view.attachments):
-        if index:
-            text.append("\n")
-        text.append(f"{index + 1}. ", LABEL)
-        text.append_text(untrusted(item.filename, one_line=True))
-        text.append("  ")
-        text.append_text(untrusted(item.content_type, one_line=True, style="dim"))
-        text.append(f"  {item.size:,} bytes", "dim")
-    text.append("\nPress e to save a decrypted copy (it asks first; the export is audited).", "dim")
-    return text
-
-
-def _clocks(view: CaseView, now: datetime, zone: Any) -> Text:
-    if not view.clocks:
-        return Text("No statutory clock runs on this case.", style="dim")
-    text = Text()
-    for index, clock in enumerate(view.clocks):
-        if index:
-            text.append("\n")
-        text.append(CLOCK_LABELS.get(clock.kind, clock.kind), LABEL)
-        text.append(f"\n  due {local_time(clock.due_at, zone)}  ")
-        if clock.met_at is not None:
-            text.append(f"met {local_time(clock.met_at, zone)}", "green")
-        elif view.summary.state is CaseState.CLOSED:
-            text.append("case closed", "dim")
-        else:
-            text.append_text(countdown(clock.due_at, now))
-    return text
-
-
-def _chronology(view: CaseView, zone: Any) -> Text:
-    if not view.chronology:
-        return Text("Nothing recorded yet.", style="dim")
-    text = Text()
-    for index, entry in enumerate(view.chronology):
-        if index:
-            text.append("\n\n")
-        text.append(local_time(entry.at, zone), LABEL)
-        text.append("  ")
-        text.append_text(untrusted(f"{entry.author.name} <{entry.author.email}>", one_line=True))
-        text.append(f"  {entry.kind.value.upper()}  ", LABEL)
-        if entry.signature_valid:
-            text.append("✓ signed", "green")
-        else:
-            text.append("✗ SIGNATURE INVALID: altered after it was written", OVERDUE)
-        if entry.corrects:
-            text.append(f"\n  corrects entry {entry.corrects[:8]}", "italic")
-        for line in untrusted(entry.text).split("\n"):
-            text.append("\n  ")
-            text.append_text(line)
-        if entry.reason:
-            text.append("\n  Reason: ", LABEL)
-            text.append_text(untrusted(entry.reason, one_line=True))
-    return text
-
-
-def _reporter(view: CaseView) -> Text | None:
-    if view.summary.source is not Source.WHISTLE:
-        return None
-    if view.reporter is None:
-        return Text("Sealed: only the Monitoring Officer group can see who reported this.")
-    text = Text()
-    for key, value in view.reporter.items():
-        text.append(f"{key.replace('_', ' ')}  ", LABEL)
-        text.append_text(untrusted(str(value), one_line=True))
-        text.append("\n")
-    text.rstrip()
-    return text
-
-
-def _history(entries: list[AuditEntry], zone: Any) -> Text:
-    if not entries:
-        return Text("Nothing yet.", style="dim")
-    text = Text()
-    for index, entry in enumerate(reversed(entries)):
-        if index:
-            text.append("\n")
-        text.append(local_time(parse_iso(entry.at), zone), "dim")
-        text.append(f"  {entry.action:<22} ")
-        text.append_text(untrusted(entry.actor, one_line=True))
-    return text
-
-
-DELIVERY_STATES: dict[str, tuple[str, str]] = {
-    "pending": ("queued", "yellow"),
-    "sending": ("sending", "yellow"),
-    "delivered": ("delivered", "green"),
-    "failed": ("FAILED", OVERDUE),
-    "superseded": ("not sent: no longer needed (acknowledged, met or closed)", "dim"),
-}
-
-
-def _timer_label(kind: str, step: int) -> str:
-    if kind == "step":
-        return f"escalation step {step + 1}"
-    if kind == "repeat":
-        return "repeat reminder"
-    if kind == "clock-warning":
-        return "deadline warning"
-    if kind.startswith(CLOCK_TIMER):
-        clock = kind.removeprefix(CLOCK_TIMER)
-        label = CLOCK_LABELS.get(clock, clock)
-        return f"{label}: {'deadline passed' if step else 'warning'}"
-    if kind == "fallback":
-        return "fallback channel"
-    return kind or "page"
-
-
-def _notifications(history: NotificationHistory | None, now: datetime, zone: Any) -> Text:
-    """Who was paged, on which channel, and how it went; then the timers still to fire."""
-    if history is None:
-        return Text("Loading…", style="dim")
-    text = Text()
-    if not history.notifications:
-        text.append("Nobody has been paged about this case.", "dim")
-    for index, page in enumerate(history.notifications):
-        if index:
-            text.append("\n")
-        text.append(local_time(page.queued_at, zone), LABEL)
-        text.append(f"  {page.channel}  ")
-        text.append_text(untrusted(page.recipient, one_line=True))
-        text.append("  ")
-        text.append_text(untrusted(_timer_label(page.raised_by, page.step), one_line=True))
-        label, style = DELIVERY_STATES.get(page.state, (page.state, ""))
-        text.append("\n  ")
-        text.append(label, style)
-        if page.delivered_at is not None:
-            text.append(f" {short_time(page.delivered_at, zone)}")
-        tries = "attempt" if page.attempts == 1 else "attempts"
-        if page.attempts:
-            text.append(f" · {page.attempts} {tries}", "dim")
-        if page.error:
-            text.append(" · last error: ", "dim")
-            text.append_text(untrusted(page.error, one_line=True))
-        if page.state == "pending" and page.next_attempt_at is not None and page.attempts:
-            text.append(f" · next try {short_time(page.next_attempt_at, zone)}", "dim")
-        if page.acknowledged_at is not None:
-            text.append(f" · acknowledged {short_time(page.acknowledged_at, zone)}", "green")
-        if page.reason:
-            text.append("\n  reason: ", "dim")
-            text.append_text(untrusted(page.reason, one_line=True, style="dim"))
-    pending = [t for t in history.timers if t.state == "pending"]
-    done = [t for t in history.timers if t.state != "pending"]
-    text.append("\n\nEscalation timers", LABEL)
-    if not history.timers:
-        text.append("\n  none", "dim")
-    for timer in pending + done:
-        text.append(
-            f"\n  {local_time(timer.due_at, zone)}  {_timer_label(timer.kind, timer.step)}  "
-        )
-        if timer.fired_at is not None:
-            text.append(f"fired {short_time(timer.fired_at, zone)}", "dim")
-        elif timer.cancelled_at is not None:
-            text.append(f"cancelled {short_time(timer.cancelled_at, zone)}", "dim")
-        else:
-            text.append("pending (")
-            text.append_text(countdown(timer.due_at, now))
-            text.append(")")
-    return text
-
-
-def header(summary: CaseSummary, zone: Any) -> Text:
-    text = Text()
-    text.append(summary.ref, "bold")
-    text.append(f" · {SOURCE_LONG[summary.source]} · ")
-    text.append(summary.state.value.upper(), "bold red" if summary.state is CaseState.NEW else "")
-    text.append(f" · received {local_time(summary.received_at, zone)}")
-    details = []
-    if summary.assignee:
-        details.append(f"assigned {summary.assignee}")
-    if summary.acknowledged_by and summary.acknowledged_at:
-        details.append(
-            f"acknowledged by {summary.acknowledged_by} {local_time(summary.acknowledged_at, zone)}"
-        )
-    if summary.flags:
-        details.append("flags " + ", ".join(FLAG_SHORT.get(f, f) for f in summary.flags))
-    if details:
-        text.append("\n")
-        text.append_text(untrusted(" · ".join(details), one_line=True))
-    return text
 
 
 class CaseScreen(DeskScreen[None]):
@@ -355,28 +106,28 @@ class CaseScreen(DeskScreen[None]):
 
     def compose(self) -> ComposeResult:
         zone = self.desk.zone
-        yield Static(header(self.view.summary, zone), id="case-header", markup=False)
+        yield Static(render.header(self.view.summary, zone), id="case-header", markup=False)
         yield Static("", id="case-stale", classes="-hidden", markup=False)
         with VerticalScroll(id="case-body"):
-            yield _section("Facts")
-            yield Static(_facts(self.view), id="facts", markup=False)
-            yield _section("Clocks")
-            yield Static(_clocks(self.view, self.desk.now(), zone), id="clocks", markup=False)
-            yield _section("Original message (plain text, shown as received)")
-            yield Static(_message(self.view), id="message", markup=False)
-            yield _section(f"Attachments ({len(self.view.attachments)})")
-            yield Static(_attachments(self.view), id="attachments", markup=False)
-            reporter = _reporter(self.view)
+            yield render.section("Facts")
+            yield Static(render.facts(self.view, zone), id="facts", markup=False)
+            yield render.section("Clocks")
+            yield Static(render.clocks(self.view, self.desk.now(), zone), id="clocks", markup=False)
+            yield render.section("Original message (plain text, shown as received)")
+            yield Static(render.message(self.view), id="message", markup=False)
+            yield render.section(f"Attachments ({len(self.view.attachments)})")
+            yield Static(render.attachments(self.view), id="attachments", markup=False)
+            reporter = render.reporter(self.view)
             if reporter is not None:
-                yield _section("Reporter")
+                yield render.section("Reporter")
                 yield Static(reporter, id="reporter", markup=False)
-            yield _section("Chronology")
-            yield Static(_chronology(self.view, zone), id="chronology", markup=False)
-            yield _section("Notifications and escalations")
+            yield render.section("Chronology")
+            yield Static(render.chronology(self.view, zone), id="chronology", markup=False)
+            yield render.section("Notifications and escalations")
             yield Static(
-                _notifications(None, self.desk.now(), zone), id="notifications", markup=False
+                render.notifications(None, self.desk.now(), zone), id="notifications", markup=False
             )
-            yield _section("Audit trail: reads, pages and actions")
+            yield render.section("Audit trail: reads, pages and actions")
             yield Static(Text("Press h to show it.", style="dim"), id="history", markup=False)
         yield Footer(compact=True)
 
@@ -406,7 +157,7 @@ class CaseScreen(DeskScreen[None]):
             return  # a later load failed; its notice stands
         self.notifications = history
         self.query_one("#notifications", Static).update(
-            _notifications(history, self.desk.now(), self.desk.zone)
+            render.notifications(history, self.desk.now(), self.desk.zone)
         )
 
     def _notifications_failed(self, error: SgalertError) -> bool:
@@ -444,7 +195,7 @@ class CaseScreen(DeskScreen[None]):
         )
 
     def _show_history(self, found: list[AuditEntry]) -> None:
-        self.query_one("#history", Static).update(_history(found, self.desk.zone))
+        self.query_one("#history", Static).update(render.history(found, self.desk.zone))
         self.query_one("#history", Static).scroll_visible()
 
     def show_view(self, view: CaseView) -> None:
@@ -452,13 +203,13 @@ class CaseScreen(DeskScreen[None]):
         self.view = view
         self.stale = False
         self.query_one("#case-stale", Static).add_class("-hidden")
-        self.query_one("#case-header", Static).update(header(view.summary, zone))
-        self.query_one("#facts", Static).update(_facts(view))
-        self.query_one("#clocks", Static).update(_clocks(view, self.desk.now(), zone))
-        self.query_one("#message", Static).update(_message(view))
-        self.query_one("#attachments", Static).update(_attachments(view))
-        self.query_one("#chronology", Static).update(_chronology(view, zone))
-        reporter = _reporter(view)
+        self.query_one("#case-header", Static).update(render.header(view.summary, zone))
+        self.query_one("#facts", Static).update(render.facts(view, zone))
+        self.query_one("#clocks", Static).update(render.clocks(view, self.desk.now(), zone))
+        self.query_one("#message", Static).update(render.message(view))
+        self.query_one("#attachments", Static).update(render.attachments(view))
+        self.query_one("#chronology", Static).update(render.chronology(view, zone))
+        reporter = render.reporter(view)
         if reporter is not None and self.query("#reporter"):
             self.query_one("#reporter", Static).update(reporter)
         self._load_history()
@@ -468,11 +219,11 @@ class CaseScreen(DeskScreen[None]):
 
     def tick(self, now: datetime) -> None:
         self.query_one("#clocks", Static).update(
-            _clocks(self.view, now, self.desk.zone), layout=False
+            render.clocks(self.view, now, self.desk.zone), layout=False
         )
         if self.notifications is not None:
             self.query_one("#notifications", Static).update(
-                _notifications(self.notifications, now, self.desk.zone), layout=False
+                render.notifications(self.notifications, now, self.desk.zone), layout=False
             )
 
     def store_changed(self) -> None:
@@ -744,90 +495,4 @@ class CaseScreen(DeskScreen[None]):
     def action_save_attachment(self) -> None:
         """Pick an attachment and a path, read the warning, confirm (and again to replace a
         file); only then is the decrypted copy written, mode 0600, and the export audited."""
-        if not self.view.attachments:
-            self.desk.notify("This case has no attachments.", markup=False)
-            return
-        self.desk.submit(
-            asyncio.to_thread(default_directory),  # it looks at the file system
-            description="Finding your Downloads folder",
-            done=self._ask_where_to_save,
-        )
-
-    def _ask_where_to_save(self, folder: Path) -> None:
-        choices: list[tuple[Text, int]] = []
-        proposals: dict[int, str] = {}
-        for index, item in enumerate(self.view.attachments):
-            label = Text(f"{index + 1}. ")
-            label.append_text(untrusted(item.filename, one_line=True))
-            label.append(f"  {item.size:,} bytes", "dim")
-            choices.append((label, index))
-            proposals[index] = str(folder / proposed_name(self.ref, index, item.filename))
-
-        def save(request: AttachmentSave, overwrite: bool) -> None:
-            def run(identity: Identity) -> None:
-                def saved(result: SavedAttachment) -> None:
-                    shown = printable(str(result.path), keep_newlines=False)
-                    self.desk.notify(
-                        f"Decrypted copy written to {shown} (readable by you only). Delete it"
-                        " when you no longer need it.",
-                        title="Attachment saved",
-                        timeout=10,
-                        markup=False,
-                    )
-
-                self.desk.submit(
-                    self.desk.service.save_attachment(
-                        identity, self.ref, request.index, request.path, overwrite=overwrite
-                    ),
-                    description=f"Saving an attachment of {self.ref}",
-                    done=saved,
-                    sensitive=True,
-                )
-
-            self.desk.require_identity(run)
-
-        def replace_answered(request: AttachmentSave, yes: bool | None) -> None:
-            if yes:
-                save(request, overwrite=True)
-
-        def checked(request: AttachmentSave, taken: bool) -> None:
-            if taken:
-                self.app.push_screen(
-                    ConfirmScreen(
-                        "Replace the existing file?",
-                        "A file already exists at that path. Replacing it destroys what is"
-                        " there now and cannot be undone.",
-                        confirm="Replace",
-                    ),
-                    lambda again: replace_answered(request, again),
-                )
-                return
-            save(request, overwrite=False)
-
-        def warned(request: AttachmentSave, yes: bool | None) -> None:
-            if yes:
-                self.desk.submit(
-                    asyncio.to_thread(os.path.lexists, request.path),
-                    description="Checking the path",
-                    done=lambda taken: checked(request, taken),
-                )
-
-        def chosen(request: AttachmentSave | None) -> None:
-            if request is None:
-                return
-            who = self.desk.identity.email if self.desk.identity else "you"
-            where = printable(str(request.path), keep_newlines=False)
-            self.app.push_screen(
-                ConfirmScreen(
-                    "Write a decrypted copy outside the encrypted store?",
-                    "WARNING: this writes a decrypted copy of confidential safeguarding material"
-                    f" to\n  {where}\nwhere sgalert's encryption no longer protects it. From now"
-                    f" on {who} is responsible for it: keep it on an encrypted device, share it"
-                    " only with those who need to know, and delete it when it is no longer"
-                    " needed. The export is recorded in the audit log in your name.",
-                    confirm="Write copy",
-                ),
-                lambda yes: warned(request, yes),
-            )
-
-        self.app.push_screen(SaveAttachmentScreen(self.ref, choices, proposals), chosen)
+        save_attachment(self.desk, self.view)

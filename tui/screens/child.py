@@ -37,6 +37,7 @@ from ..formatting import (
     SOURCE_LONG,
     SOURCE_SHORT,
     STATE_SHORT,
+    plural,
     untrusted,
 )
 from . import DeskScreen
@@ -101,10 +102,10 @@ def title(found: ChildFile) -> Text:
 
 def summary_line(found: ChildFile) -> Text:
     cases = len(found.cases)
-    text = Text(f"{cases} case{'s' if cases != 1 else ''} with the same name and date of birth")
+    text = Text(f"{plural(cases, 'case')} with the same name and date of birth")
     if found.possible:
         text.append(f" · {len(found.possible)} possible, name only (not merged)", "yellow")
-    text.append(f" · from the {found.searched:,} cases you can open", "dim")
+    text.append(f" · from the {plural(found.searched, 'case')} you can open", "dim")
     return text
 
 
@@ -199,7 +200,7 @@ class ChildFileScreen(DeskScreen[None]):
         yield Static("", id="child-stale", classes="-hidden", markup=False)
         yield DataTable(id="child-cases", cursor_type="row", zebra_stripes=True)
         yield Static(
-            Text(f"Chronology ({len(self.file.events)} events)"),
+            Text(f"Chronology ({plural(len(self.file.events), 'event')})"),
             id="child-chronology-title",
             classes="section-title",
             markup=False,
@@ -244,7 +245,7 @@ class ChildFileScreen(DeskScreen[None]):
         self.query_one("#child-summary", Static).update(summary_line(found))
         self.query_one("#child-stale", Static).add_class("-hidden")
         self.query_one("#child-chronology-title", Static).update(
-            Text(f"Chronology ({len(found.events)} events)")
+            Text(f"Chronology ({plural(len(found.events), 'event')})")
         )
         self.query_one("#child-chronology", Static).update(chronology(found, self.desk.zone))
         self._fill()

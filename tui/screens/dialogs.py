@@ -58,9 +58,19 @@ class ConfirmScreen(DeskModal[bool]):
         self.dismiss(event.button.id == "yes")
 
 
-class FormScreen(DeskModal[FormResult | None]):
-    """Shared keys for the forms: ctrl+s saves, escape cancels."""
+FIELDS = "Input, TextArea, Select, Checkbox"
 
+
+class FormScreen(DeskModal[FormResult | None]):
+    """Shared keys for the forms: ctrl+s saves, escape cancels.
+
+    A form opens with its first field focused, so the first words typed land in it. (Textual
+    otherwise focuses the first focusable widget, which in a scrolling dialog is the scroll
+    container itself, and the keys pressed before a click went nowhere.) A form whose first
+    field is not where typing starts focuses its own field in ``on_mount``.
+    """
+
+    AUTO_FOCUS = FIELDS
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save", id="form.save", priority=True),
         Binding("escape", "cancel", "Cancel", id="form.cancel"),

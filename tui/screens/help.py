@@ -29,7 +29,6 @@ class HelpScreen(DeskModal[None]):
         table = Table(box=None, show_header=True, header_style="bold", expand=True)
         table.add_column("Key", no_wrap=True)
         table.add_column("Does")
-        table.add_column("Id", style="dim", no_wrap=True)
         seen: set[tuple[str, str]] = set()
         for active in self.under.active_bindings.values():
             binding = active.binding
@@ -42,12 +41,10 @@ class HelpScreen(DeskModal[None]):
             does = binding.description
             if binding.tooltip:
                 does = f"{does}: {binding.tooltip}"
-            table.add_row(Text(key), Text(does), Text(binding.id or ""))
-        table.add_row(Text("ctrl+p"), Text("Command palette: every action by name"), Text(""))
-        table.add_row(
-            Text("↑ ↓ pgup pgdn"), Text("Move; past the end of a page loads the next"), Text("")
-        )
-        table.add_row(Text("tab"), Text("Next field or area"), Text(""))
+            table.add_row(Text(key), Text(does))
+        table.add_row(Text("ctrl+p"), Text("Command palette: every action by name"))
+        table.add_row(Text("↑ ↓ pgup pgdn"), Text("Move; past the end of a page loads the next"))
+        table.add_row(Text("tab"), Text("Next field or area"))
         return table
 
     def _flag_table(self) -> Table:

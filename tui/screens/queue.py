@@ -69,6 +69,23 @@ SORT_CYCLE: dict[QueueView, tuple[SortKey, ...]] = {
     ),
 }
 DEFAULT_CYCLE = (SortKey.RECEIVED, SortKey.DEADLINE, SortKey.STATE, SortKey.REF, SortKey.ASSIGNEE)
+# How each order reads, natural then reversed (``S``), and its arrow: ↓ when the values fall
+# down the list (newest first), ↑ when they rise (soonest deadline first). Priority and state
+# are ranks, not values, so they are said in words only.
+SORT_WORDS: dict[SortKey, tuple[tuple[str, str], tuple[str, str]]] = {
+    SortKey.PRIORITY: (("most urgent first", ""), ("least urgent first", "")),
+    SortKey.DEADLINE: (("soonest deadline first", "↑"), ("latest deadline first", "↓")),
+    SortKey.RECEIVED: (("newest first", "↓"), ("oldest first", "↑")),
+    SortKey.REF: (("newest reference first", "↓"), ("oldest reference first", "↑")),
+    SortKey.STATE: (("new first", ""), ("closed first", "")),
+    SortKey.ASSIGNEE: (("assignee A to Z", "↑"), ("assignee Z to A", "↓")),
+}
+
+
+def sort_label(query: QueueQuery) -> str:
+    """``by received ↓ newest first``: the key, and the order in words as well as an arrow."""
+    words, arrow = SORT_WORDS[query.sort][query.descending]
+    return f"by {query.sort.value} {arrow} {words}" if arrow else f"by {query.sort.value}, {words}"
 
 
 class QueueScreen(DeskScreen[None]):
@@ -175,7 +192,7 @@ class QueueScreen(DeskScreen[None]):
                 "deadline": deadline,
                 "flags": Text(flags_text(case.flags)),
             }
-            rows.append(Row(case.ref, cells))
+            rows.append(Row(case.ref, cells, highlight=case.ref in self.desk.fresh))
         self.page = page
         refs = [case.ref for case in page.rows]
         if self._select == "first" or not refs:
@@ -189,6 +206,11 @@ class QueueScreen(DeskScreen[None]):
         self._select = "keep"
         table.set_rows(rows, cursor=row)
         self._show_status()
+
+    def show_fresh(self) -> None:
+        """Highlight the new cases not yet opened here (the desk's ``fresh`` references)."""
+        if self.is_mounted:
+            self.query_one(CaseList).set_highlights(frozenset(self.desk.fresh))
 
     def _tab_label(self, tab: QueueView) -> str:
         count = self._counts.get(tab)
@@ -223,8 +245,7 @@ class QueueScreen(DeskScreen[None]):
         else:
             first = query.offset + 1
             parts.append(f"{first:,}-{query.offset + len(page.rows):,} of {page.total:,}")
-        arrow = "↓" if query.descending else "↑"
-        parts.append(f"by {query.sort.value} {arrow}")
+        parts.append(sort_label(query))
         if query.search:
             parts.append(f"filter “{query.search}”")
         # Fixed one-line bar: no layout pass needed (a layout costs tens of milliseconds).
