@@ -134,3 +134,45 @@ def test_the_layer_check_sees_what_it_claims_to(tmp_path: Path) -> None:
     assert sgalert_imports(sample) == {"sgalert.records.audit", "sgalert.desk.service"}
     assert layer_of("sgalert.desk.service") == "desk" and layer_of("sgalert.config") == "vocabulary"
     assert layer_of("sgalert.rules.rota") == "vocabulary"
+
+
+TUI = CORE.parent / "tui"
+# What the desk may name from the core: the façade (and the types in its signatures, which it
+# re-exports), the read models, and the shared vocabulary of values and errors.
+TUI_MAY_IMPORT = {
+    "sgalert.desk.service",
+    "sgalert.desk.views",
+    "sgalert.model",
+    "sgalert.errors",
+    "sgalert.clock",
+    "sgalert.text",
+}
+
+
+def tui_imports_beyond_the_facade(root: Path) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        beyond = {
+            target
+            for target in sgalert_imports(path)
+            if not any(target == ok or target.startswith(ok + ".") for ok in TUI_MAY_IMPORT)
+        }
+        if beyond:
+            found[str(path.relative_to(root))] = beyond
+    return found
+
+
+def test_the_tui_talks_to_the_core_through_the_facade_only() -> None:
+    """The desk shows what the core decides: a TUI that reaches past the façade starts making
+    its own rules (deadlines, who may see what), and the two drift apart."""
+    assert tui_imports_beyond_the_facade(TUI) == {}
+
+
+def test_the_tui_check_sees_a_reach_past_the_facade(tmp_path: Path) -> None:
+    (tmp_path / "screen.py").write_text(
+        "from sgalert.desk.service import CaseService\n"
+        "from sgalert.model import Role\n"
+        "def later():\n"
+        "    from sgalert.routing.duty import load_rota\n"
+    )
+    assert tui_imports_beyond_the_facade(tmp_path) == {"screen.py": {"sgalert.routing.duty"}}

@@ -30,6 +30,8 @@ from sgalert.desk import child_file as child_files
 from sgalert.desk import views as desk
 from sgalert.desk.attachments import AttachmentContent, SavedAttachment
 from sgalert.desk.case_view import Attachment, CaseClock, CaseView
+from sgalert.desk.child_file import ChildFile, EventKind, FileCase, FileEvent, Match, names_child
+from sgalert.desk.export import default_directory, os_error_reason, proposed_name
 from sgalert.desk.notification_history import (
     EscalationTimer,
     NotificationHistory,
@@ -37,9 +39,11 @@ from sgalert.desk.notification_history import (
     delivery_error_class,
 )
 from sgalert.desk.transitions import REFERRALS
+from sgalert.errors import InvalidInput
 from sgalert.intake.new_cases import NewCases
 from sgalert.model import CaseState, CaseSummary, Flag, KeyName, Readers, Source
 from sgalert.records import audit, keyring
+from sgalert.records.audit import AuditEntry
 from sgalert.records.cases import (
     FIELD_ATTACHMENTS,
     FIELD_BODY,
@@ -52,12 +56,50 @@ from sgalert.records.cases import (
 from sgalert.records.chronology import INSERT_ENTRY, EntryKind, seal_entry
 from sgalert.records.keyring import Identity, Person
 from sgalert.records.store import Store
+from sgalert.routing import duty
 from sgalert.routing.calendar_check import flag_guessed_deadlines
-from sgalert.routing.escalation import Plan, make_plan
+from sgalert.routing.duty import RotaView
+from sgalert.routing.escalation import (
+    ACTION_CLOCKS,
+    CLOCK_TIMER,
+    SYSTEM_ALERT_TEXT,
+    Plan,
+    action_clock_due,
+    make_plan,
+)
+from sgalert.rules.rota import Cover, Gap, OnDuty
 from sgalert.workspace import Workspace
 
 if TYPE_CHECKING:
     from sgalert.intake.ingest import Ingestor
+
+# The types in the façade's signatures: the TUI and the CLI name them from here, never from the
+# modules that define them (tests/test_structure.py holds the TUI to that).
+__all__ = [
+    "ACTION_CLOCKS",
+    "CLOCK_TIMER",
+    "SYSTEM_ALERT_TEXT",
+    "AuditEntry",
+    "CaseService",
+    "CaseView",
+    "ChildFile",
+    "Cover",
+    "EventKind",
+    "FileCase",
+    "FileEvent",
+    "Gap",
+    "Identity",
+    "Match",
+    "OnDuty",
+    "Person",
+    "RotaView",
+    "StoredCase",
+    "Workspace",
+    "default_directory",
+    "names_child",
+    "os_error_reason",
+    "proposed_name",
+]
 
 
 class _Rotated(Exception):
@@ -325,6 +367,26 @@ class CaseService:
     async def child_file_is_stale(self, found: child_files.ChildFile) -> bool:
         """Whether a case was added, removed or changed since ``found`` was built."""
         return await child_files.is_stale(self, found)
+
+    # ----- the rota ---------------------------------------------------------------------
+
+    async def rota(self, *, since: datetime | None = None) -> RotaView:
+        """Who is on duty when, with the covers that end after ``since``. Metadata only."""
+        if self.config is None:
+            raise InvalidInput("this workspace has no config, so it has no rota")
+        return await duty.load_rota(self, since=since)
+
+    async def add_cover(
+        self, identity: Identity, who: str, starts: datetime, ends: datetime
+    ) -> Cover:
+        """Record that ``who`` covers from ``starts`` to ``ends``, in ``identity``'s name."""
+        return await duty.add_cover(self, identity, who, starts, ends)
+
+    def action_clock_due(self, kind: str, started: datetime) -> datetime | None:
+        """When a clock started now would run out, or None without a config to say."""
+        if self.plan is None:
+            return None
+        return action_clock_due(self.plan, kind, started)
 
     # ----- acting (see :mod:`sgalert.desk.transitions`) -----------------------------------
 

@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
-from sgalert.desk.export import os_error_reason
+from sgalert.desk.service import os_error_reason
 
 from . import DeskModal
 
