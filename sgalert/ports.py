@@ -18,6 +18,7 @@ through the ``sgalert.notifiers`` entry points.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -128,13 +129,40 @@ class Probe(Protocol):
 
 NOTIFIER_ENTRY_POINTS = "sgalert.notifiers"
 
-SOURCE_TITLES = {
-    "encompass": "Operation Encompass notice",
-    "whistle": "Whistleblowing report",
-    "lesson": "Lesson ended over a safeguarding concern",
-    "system": "sgalert system alert",
-    "digest": "sgalert daily digest",
+
+class PageSource(enum.StrEnum):
+    """What a page is about: a case from one of the watched sources, a system alert, or the
+    daily digest. Its value is stored in the outbox's payload, so it is checked on the way in."""
+
+    ENCOMPASS = "encompass"
+    WHISTLE = "whistle"
+    LESSON = "lesson"
+    SYSTEM = "system"
+    DIGEST = "digest"
+
+    @property
+    def heading(self) -> str:
+        """How a page names what it is about (``str.title`` is taken)."""
+        return _PAGE_TITLES[self]
+
+
+_PAGE_TITLES = {
+    PageSource.ENCOMPASS: "Operation Encompass notice",
+    PageSource.WHISTLE: "Whistleblowing report",
+    PageSource.LESSON: "Lesson ended over a safeguarding concern",
+    PageSource.SYSTEM: "sgalert system alert",
+    PageSource.DIGEST: "sgalert daily digest",
 }
+
+
+class Urgency(enum.StrEnum):
+    """How a page presents itself: the word in its subject and the colour of its card."""
+
+    URGENT = "urgent"
+    REMINDER = "reminder"
+    OVERDUE = "overdue"
+    ALERT = "alert"
+    DIGEST = "digest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +183,9 @@ class Notification:
     idempotency_key: str
     school: str
     case_ref: str
-    source: str
+    source: PageSource
     received_at: datetime
-    urgency: str  # "urgent", "reminder", "overdue" or "alert"
+    urgency: Urgency
     step: int
     reason: str  # why this page, e.g. "not acknowledged after 10 minutes"
     ack_token: str | None = None
@@ -167,13 +195,13 @@ class Notification:
     document: Document | None = None
 
     def title(self) -> str:
-        return SOURCE_TITLES.get(self.source, self.source)
+        return self.source.heading
 
     def subject(self) -> str:
         """Email subject. Only sgalert's own words: no header injection from outside text."""
         if self.document is not None:
             return self.document.subject
-        if self.source == "system":
+        if self.source is PageSource.SYSTEM:
             return f"[sgalert] ALERT: {self.case_ref}"
         token = f" [{self.ack_token}]" if self.ack_token else ""
         return f"[sgalert] {self.urgency.upper()}: {self.title()} {self.case_ref}{token}"
@@ -182,7 +210,7 @@ class Notification:
         if self.document is not None:
             return self.document.text.splitlines()
         local = self.received_at.astimezone(self.zone)
-        if self.source == "system":
+        if self.source is PageSource.SYSTEM:
             # received_at is when the alert was raised; for a rota gap that is not when the
             # gap begins (usually later), and the mail is not at risk, the cover is.
             if self.case_ref.startswith("rota-gap "):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sgalert.ports import Document, Notification, Recipient
+from sgalert.ports import Document, Notification, PageSource, Recipient, Urgency
 
 from .test_graph_mail import client_secret, graph, send, tls  # noqa: F401  (fixtures)
 from .test_graph_mail import only as graph_only
@@ -24,9 +24,9 @@ def digest_notification() -> Notification:
         idempotency_key="digest-2026-12-07:mail:p1",
         school="Test School",
         case_ref="daily digest 2026-12-07",
-        source="digest",
+        source=PageSource.DIGEST,
         received_at=datetime(2026, 12, 7, 7, 30, tzinfo=UTC),
-        urgency="digest",
+        urgency=Urgency.DIGEST,
         step=0,
         reason="daily digest",
         document=Document(
@@ -71,9 +71,9 @@ def test_a_page_stays_plain_text() -> None:
         idempotency_key="timer-1:mail:p1",
         school="Test School",
         case_ref="SG-2026-0001",
-        source="encompass",
+        source=PageSource.ENCOMPASS,
         received_at=datetime(2026, 12, 7, 7, 30, tzinfo=UTC),
-        urgency="urgent",
+        urgency=Urgency.URGENT,
         step=0,
         reason="new case",
     )

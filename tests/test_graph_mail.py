@@ -35,8 +35,10 @@ from sgalert.ports import (
     DeliveryError,
     Notification,
     Notifier,
+    PageSource,
     Receipt,
     Recipient,
+    Urgency,
     notifier_factory,
 )
 from sgalert.routing.escalation import Plan
@@ -81,9 +83,9 @@ def page(**changes: Any) -> Notification:
         idempotency_key=f"page:{CASE_REF}:step-1",
         school="Invented First School",
         case_ref=CASE_REF,
-        source="encompass",
+        source=PageSource.ENCOMPASS,
         received_at=datetime(2026, 11, 22, 21, 55, tzinfo=UTC),
-        urgency="urgent",
+        urgency=Urgency.URGENT,
         step=1,
         reason="new notice, not acknowledged after 10 minutes",
         ack_token=TOKEN,

@@ -37,7 +37,9 @@ from sgalert.ports import (
     DeliveryError,
     Notification,
     Notifier,
+    PageSource,
     Recipient,
+    Urgency,
     notifier_factory,
 )
 
@@ -79,9 +81,9 @@ def page(**changes: Any) -> Notification:
         idempotency_key=f"page:{CASE['ref']}:step-1",
         school="Invented First School",
         case_ref=CASE["ref"],
-        source=CASE["source"],
+        source=PageSource(CASE["source"]),
         received_at=CASE["received_at"],
-        urgency="urgent",
+        urgency=Urgency.URGENT,
         step=1,
         reason="new notice, not acknowledged after 10 minutes",
         ack_token=TOKEN,

@@ -27,6 +27,7 @@ from sgalert.clock import iso, parse_iso
 from sgalert.config import Config, DigestSettings
 from sgalert.errors import AuditChainBroken
 from sgalert.model import ABOUT_HEAD_READERS, Flag, Source, readers_for
+from sgalert.ports import PageSource, Urgency
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, raise_alert
 from sgalert.routing.outbox import PageText, queue_page
@@ -562,9 +563,9 @@ def queue_digest(
             text = PageText(
                 school=config.school_name,
                 case_ref=f"daily digest {day}",
-                source="digest",
+                source=PageSource.DIGEST,
                 received_at=iso(now),
-                urgency="digest",
+                urgency=Urgency.DIGEST,
                 step=0,
                 reason="daily digest",
                 confidential=True,  # never a shared channel, never a fallback to anyone else

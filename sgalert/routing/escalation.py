@@ -26,11 +26,12 @@ from datetime import datetime, timedelta
 from sgalert.clock import iso, parse_iso
 from sgalert.config import Config
 from sgalert.model import CaseState, Flag, Role, Source
+from sgalert.ports import PageSource, Urgency
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, raise_alert
 from sgalert.records.cases import NewCase, StoredCase
 from sgalert.records.entitlement import Person, entitled_people
-from sgalert.routing.outbox import PageText, Urgency, page_key, queue_page
+from sgalert.routing.outbox import PageText, page_key, queue_page
 from sgalert.rules.policy import ABOUT_HEAD_POLICY, DEFAULT_POLICIES, Policy
 from sgalert.rules.school_calendar import SchoolCalendar
 from sgalert.rules.statutory import (
@@ -350,7 +351,7 @@ def fire_due(
         text = PageText(
             school=plan.school,
             case_ref=ref,
-            source=source,
+            source=PageSource(source),
             received_at=received,
             urgency=decision.urgency,
             step=step,
@@ -546,7 +547,7 @@ def page_system_alerts(conn: sqlite3.Connection, plan: Plan, now: datetime) -> i
                 text = PageText(
                     school=plan.school,
                     case_ref=what,
-                    source="system",
+                    source=PageSource.SYSTEM,
                     received_at=raised_at,
                     urgency=Urgency.ALERT,
                     step=0,

@@ -35,7 +35,16 @@ from zoneinfo import ZoneInfo
 
 from sgalert.clock import Clock, iso, parse_iso, utcnow
 from sgalert.model import CaseState, Role
-from sgalert.ports import DeliveryError, Document, Notification, Notifier, Receipt, Recipient
+from sgalert.ports import (
+    DeliveryError,
+    Document,
+    Notification,
+    Notifier,
+    PageSource,
+    Receipt,
+    Recipient,
+    Urgency,
+)
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, clear_alert, raise_alert
 from sgalert.records.entitlement import entitled_people
@@ -63,24 +72,15 @@ class OutboxState(enum.StrEnum):
     SUPERSEDED = "superseded"  # no longer wanted: acknowledged, clock met, case closed, leaver
 
 
-class Urgency(enum.StrEnum):
-    """How a page presents itself."""
-
-    URGENT = "urgent"
-    REMINDER = "reminder"
-    OVERDUE = "overdue"
-    ALERT = "alert"
-
-
 @dataclass(frozen=True, slots=True)
 class PageText:
     """What a page says, shared by every row of it. No personal data: see ``Notification``."""
 
     school: str
     case_ref: str
-    source: str
+    source: PageSource
     received_at: str
-    urgency: str
+    urgency: Urgency
     step: int
     reason: str
     reply_address: str | None = None
@@ -193,9 +193,9 @@ def stored_page(payload: Mapping[str, object]) -> PageText:
     return PageText(
         school=str(payload["school"]),
         case_ref=str(payload["case_ref"]),
-        source=str(payload["source"]),
+        source=PageSource(str(payload["source"])),
         received_at=str(payload["received_at"]),
-        urgency=str(payload["urgency"]),
+        urgency=Urgency(str(payload["urgency"])),
         step=int(str(payload["step"])),
         reason=str(payload["reason"]),
         reply_address=str(reply) if reply else None,
