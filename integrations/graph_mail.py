@@ -59,7 +59,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,22 +67,20 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from integrations.channel_options import ChannelOptions
+
 # Shared with the Graph inbox and the SMTP channel rather than copied; see each for details.
 from integrations.entra import (
     APP_OPTIONS,
     AUTHORITY_URL,
-    CONTROL,
     AppRegistration,
     AppToken,
     SignInError,
-    local_path,
     read_app,
     untrusted_certificate,
 )
 from integrations.graph import GRAPH_URL, graph_error_code
-from integrations.smtp import check_address, check_header_text, is_addr_spec
-from sgalert.config import refuse_unknown_options
-from sgalert.errors import ConfigError
+from integrations.smtp import check_address, check_header_text
 from sgalert.ports import (
     DeliveryError,
     Notification,
@@ -152,57 +149,13 @@ def create(name: str, options: Mapping[str, Any], root: Path) -> GraphMailNotifi
 
 def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> GraphMailSettings:
     """Validate a channel's options, raising ConfigError that names the key and the fix."""
-    where = f"channels.{name}"
-
-    def fail(key: str, problem: str, fix: str) -> ConfigError:
-        return ConfigError(f"{where}.{key}: {problem}; {fix}")
-
-    refuse_unknown_options(options, _OPTIONS, where, "graph-mail")
-
-    def text(key: str, example: str, default: str | None = None) -> str:
-        value = options.get(key, default)
-        if not isinstance(value, str) or not value.strip() or CONTROL.search(value):
-            raise fail(key, "must be a non-empty string on one line", f'e.g. {key} = "{example}"')
-        return value.strip()
-
-    def address(key: str, example: str) -> str:
-        value = text(key, example)
-        if not is_addr_spec(value):
-            raise fail(key, f"{value!r} is not a plain email address", f'e.g. {key} = "{example}"')
-        return value
-
-    def https_url(key: str, default: str) -> str:
-        value = text(key, default, default).rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
-            raise fail(key, f"{value!r} is not an https URL", f'e.g. {key} = "{default}"')
-        return value
-
-    app = read_app(options, where, root)
-    sender = address("sender", "safeguarding@school.example.org")
-    reply_to = (
-        address("reply_to", "sgalert-ack@school.example.org") if "reply_to" in options else None
-    )
-
-    save = options.get("save_to_sent_items", False)
-    if not isinstance(save, bool):
-        raise fail("save_to_sent_items", "must be true or false", "e.g. save_to_sent_items = false")
-
-    timeout = options.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 1 <= timeout <= 300:
-        raise fail("timeout", "must be between 1 and 300 seconds", "e.g. timeout = 15")
-
-    ca_file: Path | None = None
-    if "ca_file" in options:
-        ca_file = local_path(text("ca_file", "proxy-ca.pem"), root)
-        if not ca_file.is_file():
-            raise fail("ca_file", f"{ca_file} is not a readable file", "give a PEM bundle")
-        try:
-            ssl.create_default_context(cafile=str(ca_file))
-        except (ssl.SSLError, OSError):
-            raise fail(
-                "ca_file", f"{ca_file} holds no usable certificate", "give a PEM bundle"
-            ) from None
+    read = ChannelOptions(name, "graph-mail", options, _OPTIONS, root)
+    app = read_app(options, read.where, root)
+    sender = read.address("sender", "safeguarding@school.example.org")
+    reply_to = read.optional_address("reply_to", "sgalert-ack@school.example.org")
+    save = read.flag("save_to_sent_items", False)
+    timeout = read.timeout(DEFAULT_TIMEOUT)
+    ca_file = read.ca_file("proxy-ca.pem")
 
     return GraphMailSettings(
         name=name,
@@ -212,10 +165,10 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> GraphMa
         credential=app.credential,
         reply_to=reply_to,
         save_to_sent_items=save,
-        graph_url=https_url("graph_url", GRAPH_URL),
+        graph_url=read.https_url("graph_url", GRAPH_URL),
         authority_url=app.authority_url,
         ca_file=ca_file,
-        timeout=float(timeout),
+        timeout=timeout,
     )
 
 

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from integrations.smtp import WIRE_POLICY, build_message, check_address, is_addr_spec
+from integrations.channel_options import is_addr_spec
+from integrations.smtp import WIRE_POLICY, build_message, check_address
 from sgalert.errors import ConfigError
 from sgalert.ports import (
     DeliveryError,

@@ -37,8 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from integrations.smtp import is_addr_spec
-from sgalert.config import refuse_unknown_options
+from integrations.channel_options import ChannelOptions, is_addr_spec
 from sgalert.errors import ConfigError
 from sgalert.ports import (
     DeliveryError,
@@ -92,8 +91,8 @@ def _is_loopback(host: str) -> bool:
 
 def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> TeamsSettings:
     """Validate a channel's options. Messages name where the URL comes from, never the URL."""
-    where = f"channels.{name}"
-    refuse_unknown_options(options, _OPTIONS, where, "teams-workflow")
+    read = ChannelOptions(name, "teams-workflow", options, _OPTIONS, root)
+    where = read.where
 
     url = read_secret(options, "url", where, root).strip()
     source = f"{where}.{'url_env' if 'url_env' in options else 'url_file'}"
@@ -109,20 +108,9 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> TeamsSe
             "workflow's 'When a Teams webhook request is received' trigger"
         )
 
-    timeout = options.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 1 <= timeout <= 300:
-        raise ConfigError(f"{where}.timeout: must be between 1 and 300 seconds; e.g. timeout = 15")
-
-    ca_file: Path | None = None
-    if "ca_file" in options:
-        raw = options["ca_file"]
-        if not isinstance(raw, str) or not raw.strip():
-            raise ConfigError(f'{where}.ca_file: must be a path; e.g. ca_file = "certs/ca.pem"')
-        path = Path(raw).expanduser()
-        ca_file = path if path.is_absolute() else root / path
-        if not ca_file.is_file():
-            raise ConfigError(f"{where}.ca_file: {ca_file} is not a file; give the CA's PEM file")
-    return TeamsSettings(name=name, url=url, timeout=float(timeout), ca_file=ca_file)
+    timeout = read.timeout(DEFAULT_TIMEOUT)
+    ca_file = read.ca_file("certs/ca.pem")
+    return TeamsSettings(name=name, url=url, timeout=timeout, ca_file=ca_file)
 
 
 def mailto(notification: Notification) -> str | None:
