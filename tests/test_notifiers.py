@@ -916,6 +916,17 @@ def test_teams_config_needs_a_secret_url(tmp_path: Path, monkeypatch: pytest.Mon
         teams.create("dsl-team", {"url_env": "SGALERT_TEST_TEAMS_URL"}, tmp_path)
 
 
+def test_a_teams_ca_file_without_certificates_is_refused_at_config_time(tmp_path: Path) -> None:
+    """Found at ``config check``, not at the first page the channel fails to send."""
+    secret = tmp_path / "teams-url"
+    secret.write_text("https://prod-01.uksouth.logic.azure.com/workflows/x?sig=abc\n")
+    secret.chmod(0o600)
+    (tmp_path / "empty.pem").write_text("no certificate here\n")
+    refused = r"^channels\.dsl-team\.ca_file: .* no usable certificate"
+    with pytest.raises(ConfigError, match=refused):
+        teams.create("dsl-team", {"url_file": "teams-url", "ca_file": "empty.pem"}, tmp_path)
+
+
 # ----- Maildrop ----------------------------------------------------------------------------------
 
 
