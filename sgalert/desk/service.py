@@ -25,18 +25,20 @@ import aiosqlite
 
 from sgalert.clock import Clock, utcnow
 from sgalert.config import Config, load_config
-from sgalert.desk import attachments, case_view, notification_history, transitions
+from sgalert.desk import attachments, case_view, notification_history, original, transitions
 from sgalert.desk import child_file as child_files
 from sgalert.desk import views as desk
 from sgalert.desk.attachments import AttachmentContent, SavedAttachment
-from sgalert.desk.case_view import Attachment, CaseClock, CaseView
+from sgalert.desk.case_view import Attachment, CaseView
 from sgalert.desk.notification_history import (
     EscalationTimer,
     NotificationHistory,
     NotificationRecord,
     delivery_error_class,
 )
+from sgalert.desk.original import Original
 from sgalert.desk.transitions import REFERRALS
+from sgalert.desk.views import CaseClock
 from sgalert.intake.new_cases import NewCases
 from sgalert.model import CaseState, CaseSummary, Flag, KeyName, Readers, Source
 from sgalert.records import audit, keyring
@@ -284,6 +286,11 @@ class CaseService:
         this person may not read are left out. Each case read is audited."""
         return await case_view.open_cases(self.store, identity, refs)
 
+    async def open_original(self, identity: Identity, ref: str) -> Original:
+        """Decrypt a case's original message (audited); a whistleblowing case's only for those
+        who may see the reporter's identity. See :mod:`sgalert.desk.original`."""
+        return await original.open_original(self.store, identity, ref)
+
     # ----- attachments and notification history ------------------------------------------
 
     async def attachment(self, identity: Identity, ref: str, index: int) -> AttachmentContent:
@@ -416,6 +423,7 @@ __all__ = [
     "EscalationTimer",
     "NotificationHistory",
     "NotificationRecord",
+    "Original",
     "SavedAttachment",
     "delivery_error_class",
     "load_config",
