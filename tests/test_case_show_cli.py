@@ -244,3 +244,20 @@ def test_clocks_show_local_due_times_and_countdowns(desk: tuple[Cli, dict[str, s
         r"(SOON: )?(\d+d \d\dh|\d+h \d\dm|\d+m \d\ds) left\n",
         text,
     )
+
+
+def test_a_message_intake_would_not_parse_is_shown_as_escaped_raw_text() -> None:
+    """A notice over intake's part limit (a flood of parts, as a malformed case holds) is not
+    handed to the parser: its raw text is shown, still escaped and marked as the message's."""
+    from sgalert.config import ParseLimits
+    from sgalert.desk.original import render_original
+
+    parts = "".join("--b\r\nContent-Type: text/plain\r\n\r\npart\r\n" for _ in range(30))
+    raw = (
+        'Subject: many parts\x1b[5m\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        f"{parts}--b--\r\n"
+    ).encode()
+    shown = render_original(raw, ParseLimits(max_parts=2))
+    assert "Its MIME structure is not shown: message has more than 20 MIME parts" in shown
+    assert "| Subject: many parts\\x1b[5m" in shown and "\x1b" not in shown
+    assert "[1] multipart/mixed" not in shown
