@@ -362,3 +362,68 @@ def test_config_check_and_serve_on_the_command_line(tmp_path: Path) -> None:
         f'sgalert: {config}: sources[police-b].prot: unknown option for kind = "imap";'
         " did you mean 'port'?\n"
     )
+
+
+# ----- every adapter's options, one clear line each ------------------------------------------
+
+APP = """tenant_id = "11111111-1111-1111-1111-111111111111"
+client_id = "22222222-2222-2222-2222-222222222222"
+client_secret_env = "SGALERT_TEST_SECRET"
+"""
+
+
+@pytest.mark.parametrize(
+    ("snippet", "line"),
+    [
+        (
+            f'[[sources]]\nname = "enc-graph"\ntype = "encompass"\nkind = "graph"\n{APP}'
+            'mailbox = "encompass@example.org"\nafter_commit = "delete"\n',
+            'sources[enc-graph].after_commit: unknown value \'delete\'; use "mark-read" or "move"',
+        ),
+        (
+            f'[channels.graph]\nkind = "graph-mail"\n{APP}sender = "not an address"\n',
+            "channels.graph.sender: 'not an address' is not a plain email address; e.g."
+            ' sender = "safeguarding@school.example.org"',
+        ),
+        (
+            '[[sources]]\nname = "enc-ews"\ntype = "encompass"\nkind = "ews"\n'
+            'service_endpoint = "http://mail.example.org/EWS/Exchange.asmx"\n'
+            'username = "svc@example.org"\npassword_env = "SGALERT_TEST_SECRET"\n'
+            'mailbox = "encompass@example.org"\n',
+            "sources[enc-ews].service_endpoint: plain http would send the password in the"
+            " clear; use https",
+        ),
+        (
+            '[[sources]]\nname = "enc-ews"\ntype = "encompass"\nkind = "ews"\n'
+            'server = "mail.example.org"\nusername = "svc@example.org"\n'
+            'password_env = "SGALERT_TEST_SECRET"\nmailbox = "encompass@example.org"\n'
+            'auth_type = "kerberos"\n',
+            'sources[enc-ews].auth_type: unknown value \'kerberos\'; use "ntlm" or "basic"',
+        ),
+        (
+            '[channels.teams]\nkind = "teams-workflow"\nurl_env = "SGALERT_TEST_NEVER_SET"\n',
+            "channels.teams.url_env: environment variable SGALERT_TEST_NEVER_SET is not set",
+        ),
+        (
+            '[channels.teams]\nkind = "teams-workflow"\nurl_env = "SGALERT_TEST_SECRET"\n',
+            "channels.teams.url_env: the webhook URL must be an https URL on one line; copy it"
+            " from the workflow's 'When a Teams webhook request is received' trigger",
+        ),
+        (
+            f'[channels.teams]\nkind = "teams-workflow"\nurl_env = "SGALERT_TEST_URL"\n'
+            f'ca_file = "{"c" * 300}.pem"\n',
+            'channels.teams: the "teams-workflow" adapter could not open a file these options'
+            " name (File name too long); check that each *_file option names a readable file"
+            " by a short path",
+        ),
+    ],
+    ids=["graph", "graph-mail", "ews-http", "ews-auth", "teams-unset", "teams-not-url", "ca-file"],
+)
+async def test_bad_options_of_each_adapter_are_one_clear_line(
+    team: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snippet: str, line: str
+) -> None:
+    monkeypatch.setenv("SGALERT_TEST_SECRET", "not-a-url")
+    monkeypatch.setenv("SGALERT_TEST_URL", "https://example.org/workflows/1/invoke?sig=x")
+    monkeypatch.delenv("SGALERT_TEST_NEVER_SET", raising=False)
+    found = errors(await run_check(team, load_config(write_config(tmp_path, extra=snippet))))
+    assert found == [line]

@@ -9,12 +9,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sgalert.cli.context import Context
 from sgalert.cli.render import print_view, summary_json, view_json
 from sgalert.cli.sensitive import ARGV_OK_ARGUMENT, case_text, fact, read_stdin, split_facts
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group, Handler
-from sgalert.clock import iso
+from sgalert.clock import iso, utcnow
+from sgalert.desk.original import ORIGINAL_CAP, capped, render_original
 from sgalert.desk.service import REFERRALS
 from sgalert.errors import InvalidInput, WorkspaceError
 from sgalert.model import CaseState, Source
@@ -45,13 +47,37 @@ async def cases_list(ctx: Context) -> int:
 
 
 async def case_show(ctx: Context) -> int:
+    if ctx.args.original:
+        return await _show_original(ctx)
+    if ctx.args.full:
+        raise InvalidInput("--full lifts the size cap of --original; use them together")
     async with await ctx.service() as service:
         identity = await ctx.unlocked(service)
         view = await service.open_case(identity, ctx.args.ref)
+        zone = service.config.timezone if service.config else ZoneInfo("Europe/London")
     if ctx.args.json:
         print(json.dumps(view_json(view), indent=2, ensure_ascii=False))
     else:
-        print_view(view)
+        print_view(view, utcnow(), zone)
+    return 0
+
+
+async def _show_original(ctx: Context) -> int:
+    """The sealed original as safe text: a tree of MIME parts, cut at a size unless --full."""
+    if ctx.args.json:
+        raise InvalidInput("--original prints text only; leave out --json")
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        original = await service.open_original(identity, ctx.args.ref)
+        limits = service.config.limits if service.config else None
+    rendered = render_original(original.raw, limits)
+    shown, cut = capped(rendered, None if ctx.args.full else ORIGINAL_CAP)
+    print(shown)
+    if cut:
+        print(
+            f"... cut at {ORIGINAL_CAP:,} of {len(rendered):,} characters; add --full to see all"
+            " of it"
+        )
     return 0
 
 
@@ -255,7 +281,30 @@ COMMANDS: tuple[Entry, ...] = (
         "case",
         "one case",
         (
-            Command("show", "decrypt and show a case", case_show, (REF, JSON, AS_EMAIL)),
+            Command(
+                "show",
+                "decrypt and show a case, its statutory clocks counting down",
+                case_show,
+                (
+                    REF,
+                    JSON,
+                    Argument(
+                        "--original",
+                        flag=True,
+                        help="show the message as it arrived instead: its MIME parts with their"
+                        " headers and decoded text, control characters shown as escapes"
+                        " (audited; a whistleblowing case's only to those who may see the"
+                        " reporter's identity)",
+                    ),
+                    Argument(
+                        "--full",
+                        flag=True,
+                        help=f"with --original, show all of it, not just the first"
+                        f" {ORIGINAL_CAP // 1024} KiB",
+                    ),
+                    AS_EMAIL,
+                ),
+            ),
             Command(
                 "attachment",
                 "write a decrypted copy of one attachment (mode 0600; the export is audited)",

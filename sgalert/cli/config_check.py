@@ -328,6 +328,13 @@ def check_source_adapters(config: Config, root: Path) -> list[Problem]:
 
 
 def _adapter_failed(where: str, kind: str, exc: Exception) -> Problem:
+    if isinstance(exc, OSError):  # a file option the adapter could not even look at
+        return _error(
+            where,
+            f'the "{kind}" adapter could not open a file these options name'
+            f" ({exc.strerror or type(exc).__name__})",
+            "check that each *_file option names a readable file by a short path",
+        )
     return _error(
         where,
         f'the "{kind}" adapter could not read these options ({type(exc).__name__})',

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import aiosqlite
 
 from sgalert.clock import parse_iso
 from sgalert.desk.access import Refused, refusals
-from sgalert.desk.views import SUMMARY_SQL, find_summary, summary_from_row
+from sgalert.desk.views import SUMMARY_SQL, CaseClock, find_summary, summary_from_row
 from sgalert.model import CaseSummary, KeyName
 from sgalert.records import audit
 from sgalert.records.cases import (
@@ -37,13 +36,6 @@ class Attachment:
     filename: str
     content_type: str
     size: int
-
-
-@dataclass(frozen=True, slots=True)
-class CaseClock:
-    kind: str
-    due_at: datetime
-    met_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
