@@ -8,6 +8,7 @@ as a system alert, with nothing lost; the second must be named by ``audit verify
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -18,6 +19,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from sgalert.cli.context import ENV_PASSPHRASE, Context
+from sgalert.cli.main import _parser
 from sgalert.errors import AuditChainBroken, IntegrityError, NoEntitledReaders, NotEntitled
 from sgalert.model import Role, Source
 from sgalert.records import audit, crypto, keytrust
@@ -26,8 +29,9 @@ from sgalert.records.keyring import group_key_message, remove_person
 from sgalert.records.keytrust import KeyTrust, group_key_statuses, sign_group_keys
 from sgalert.records.migrations import MIGRATIONS
 from sgalert.records.store import Store, split_statements
+from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace
 
-from .conftest import Team, add_member, encompass_case, whistle_case
+from .conftest import PASSPHRASES, Team, add_member, encompass_case, whistle_case
 
 
 def _raw(path: Path) -> sqlite3.Connection:
@@ -300,3 +304,42 @@ async def test_the_trust_lookups_use_the_audit_index(team: Team) -> None:
     async with aiosqlite.connect(team.service.store.path) as db:
         plan = await db.execute_fetchall(f"EXPLAIN QUERY PLAN {keytrust._VOUCHING}")
     assert any("audit_trust" in str(row[-1]) for row in plan), plan
+
+
+async def _command(root: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    args = _parser().parse_args(["--workspace", str(root), *argv])
+    code = await args.handler(Context(args))
+    return int(code), capsys.readouterr().out
+
+
+async def test_audit_verify_warns_of_legacy_keys_until_keys_sign(
+    team: Team,
+    workspace: Workspace,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await team.service.create_cases([encompass_case()])
+    root = tmp_path / "upgraded"
+    root.mkdir()
+    shutil.copy(workspace.config_path, root / CONFIG_NAME)
+    _as_version_9(team.service.store.path, root / STORE_NAME)
+
+    code, out = await _command(root, capsys, "audit", "verify")
+    assert code == 0, out
+    assert "every case's sealed fields and chronology match" in out
+    assert "warning: dsl key (version 1): legacy, unsigned" in out
+
+    monkeypatch.setenv(ENV_PASSPHRASE, PASSPHRASES["dsl@example.org"])
+    code, out = await _command(root, capsys, "keys", "sign", "--as", "dsl@example.org")
+    assert code == 0 and out.startswith("signed the keys of dsl\n"), out
+
+    code, out = await _command(root, capsys, "keys", "status")
+    assert "dsl key (version 1): signed by a current member" in out
+    assert "deputy key (version 1): legacy, unsigned" in out
+    assert code == 0
+
+    _swap_group_key(root / STORE_NAME, "head")
+    code, out = await _command(root, capsys, "audit", "verify")
+    assert code == 1
+    assert "warning: head key (version 1): NOT TRUSTED" in out
