@@ -27,6 +27,7 @@ from sgalert.cli import (
     config_cmd,
     digest,
     doctor,
+    keys,
     people,
     retention,
     rota,
@@ -49,6 +50,7 @@ GROUPS: tuple[tuple[Entry, ...], ...] = (
     doctor.COMMANDS,
     backup.COMMANDS,
     retention.COMMANDS,
+    keys.COMMANDS,
 )
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

@@ -44,7 +44,7 @@ from sgalert.desk.views import CaseClock
 from sgalert.errors import InvalidInput
 from sgalert.intake.new_cases import NewCases
 from sgalert.model import CaseState, CaseSummary, Flag, KeyName, Readers, Source
-from sgalert.records import audit, keyring
+from sgalert.records import audit, keyring, keytrust
 from sgalert.records.audit import AuditEntry
 from sgalert.records.cases import (
     FIELD_ATTACHMENTS,
@@ -55,8 +55,9 @@ from sgalert.records.cases import (
     StoredCase,
     seal_cases,
 )
-from sgalert.records.chronology import INSERT_ENTRY, EntryKind, seal_entry
+from sgalert.records.chronology import EntryKind, insert_entry, seal_entry
 from sgalert.records.keyring import Identity, Person
+from sgalert.records.manifest import MANIFEST
 from sgalert.records.store import Store
 from sgalert.routing import duty
 from sgalert.routing.calendar_check import flag_guessed_deadlines
@@ -79,10 +80,12 @@ if TYPE_CHECKING:
 # modules that define them (tests/test_structure.py holds the TUI to that).
 __all__ = [
     "ACTION_CLOCKS",
+    "CLOCK_TIMER",
+    "REFERRALS",
+    "SYSTEM_ALERT_TEXT",
     "Attachment",
     "AttachmentContent",
     "AuditEntry",
-    "CLOCK_TIMER",
     "CaseClock",
     "CaseService",
     "CaseView",
@@ -100,9 +103,7 @@ __all__ = [
     "OnDuty",
     "Original",
     "Person",
-    "REFERRALS",
     "RotaView",
-    "SYSTEM_ALERT_TEXT",
     "SavedAttachment",
     "StoredCase",
     "Workspace",
@@ -310,9 +311,11 @@ class CaseService:
         )
         if self.config is not None:
             flag_guessed_deadlines(self.config.calendar, [new])
+        async with self.store.write() as db:  # its own transaction: kept if sealing fails
+            await keytrust.alert_untrusted(db, await keytrust.load_public_keyring(db))
         async with self.store.write() as db:
             # Sealed inside the transaction: the signed first entry needs this exact data key.
-            ring = await keyring.load_public_keyring(db)
+            ring = await keytrust.load_public_keyring(db)
             sealed = seal_cases([new], ring, self._readers)
             _, entry_row = seal_entry(
                 identity,
@@ -323,10 +326,17 @@ class CaseService:
                 at=self._clock(),
             )
             (stored,) = await self._insert(db, sealed, identity.email)
-            await db.execute(INSERT_ENTRY, entry_row)
+            record = await insert_entry(db, entry_row)
             await audit.append(
                 db,
-                [audit.AuditEvent(identity.email, "note-added", new.id, {"kind": "case-recorded"})],
+                [
+                    audit.AuditEvent(
+                        identity.email,
+                        "note-added",
+                        new.id,
+                        {"kind": "case-recorded", MANIFEST: record},
+                    )
+                ],
             )
         return stored
 

@@ -23,10 +23,11 @@ from sgalert.errors import IllegalTransition, InvalidInput, NotEntitled, NotFoun
 from sgalert.model import CaseState, CaseSummary, KeyName
 from sgalert.records import audit, keyring
 from sgalert.records.cases import data_key_info
-from sgalert.records.chronology import INSERT_ENTRY, EntryKind, seal_entry
+from sgalert.records.chronology import EntryKind, insert_entry, seal_entry
 from sgalert.records.crypto import wrap_to_public_key
 from sgalert.records.entitlement import may_read
 from sgalert.records.keyring import Identity
+from sgalert.records.manifest import MANIFEST
 from sgalert.records.store import Store, on_connection
 from sgalert.routing.escalation import (
     ACTION_CLOCKS,
@@ -188,9 +189,9 @@ async def add_entry(
         entry_id, row = seal_entry(
             identity, key, summary.id, kind, text, at=clock(), reason=reason, corrects=corrects
         )
-        await db.execute(INSERT_ENTRY, row)
+        record = await insert_entry(db, row)
         await _touch(db, summary.id, clock())
-        detail: dict[str, object] = {"entry": entry_id, "kind": kind.value}
+        detail: dict[str, object] = {"entry": entry_id, "kind": kind.value, MANIFEST: record}
         if corrects:
             detail["corrects"] = corrects
         await audit.append(db, [audit.AuditEvent(identity.email, action, summary.id, detail)])
@@ -285,7 +286,7 @@ async def close_case(
         entry_id, row = seal_entry(
             identity, key, summary.id, EntryKind.OUTCOME, outcome, at=now_dt, reason=reason
         )
-        await db.execute(INSERT_ENTRY, row)
+        record = await insert_entry(db, row)
         await on_connection(db, lambda conn: stop_for_acknowledged(conn, summary.id, clock()))
         await db.execute(
             "UPDATE cases SET state = 'closed', closed_at = ?, closed_by = ?, updated_at = ?,"
@@ -294,7 +295,12 @@ async def close_case(
             (now, identity.id, now, now, identity.id, summary.id),
         )
         await audit.append(
-            db, [audit.AuditEvent(identity.email, "closed", summary.id, {"entry": entry_id})]
+            db,
+            [
+                audit.AuditEvent(
+                    identity.email, "closed", summary.id, {"entry": entry_id, MANIFEST: record}
+                )
+            ],
         )
         return await find_summary(db, summary.id)
 

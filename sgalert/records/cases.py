@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sgalert.clock import iso, utcnow
 from sgalert.errors import IntegrityError, NoEntitledReaders
 from sgalert.model import CaseState, KeyName, Readers, Source, readers_for
-from sgalert.records import audit, crypto
+from sgalert.records import audit, crypto, manifest
 from sgalert.records.keyring import Identity, PublicKeyring, held_group_keys
 from sgalert.records.store import fetch_in, in_statements, on_connection
 
@@ -129,6 +129,13 @@ def seal_cases(
         data_keys: dict[str, bytes] = {}
         for key_name, plain_fields, groups in parts:
             holders = [key for key in (keyring.get(g) for g in groups) if key is not None]
+            distrusted = [g for g in groups if g in keyring.untrusted]
+            if not holders and distrusted:
+                raise NoEntitledReaders(
+                    f"the {', '.join(distrusted)} group key failed its signature check, so a"
+                    f" {new.source.value} case cannot be sealed to it and is held; a member must"
+                    " run `sgalert keys sign`, or the group be rotated (see the system alert)"
+                )
             if not holders:
                 raise NoEntitledReaders(
                     f"no member of {', '.join(groups) or 'any group'} has keys yet, so a "
@@ -247,6 +254,9 @@ def insert_now(conn: sqlite3.Connection, batch: SealedBatch, actor: str) -> list
                     "source": sealed.case.source.value,
                     "origin": sealed.case.origin,
                     "flags": sorted(sealed.case.flags),
+                    manifest.MANIFEST: manifest.manifest_of(
+                        (name, key, blob) for _, name, key, blob in sealed.fields
+                    ),
                 },
             )
             for sealed, item in zip(cases, stored, strict=True)

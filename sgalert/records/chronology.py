@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import enum
 import json
+import sqlite3
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,10 +23,10 @@ from cryptography.exceptions import InvalidTag
 from sgalert.clock import iso, parse_iso
 from sgalert.errors import IntegrityError
 from sgalert.model import KeyName
-from sgalert.records import crypto
+from sgalert.records import crypto, manifest
 from sgalert.records.cases import case_ref, field_aad
 from sgalert.records.keyring import Identity, Person, person_by_id
-from sgalert.records.store import fetch_in
+from sgalert.records.store import fetch_in, on_connection
 
 
 class EntryKind(enum.StrEnum):
@@ -108,6 +109,21 @@ INSERT_ENTRY = (
     "INSERT INTO chronology (id, case_id, at, author_id, kind, corrects, blob)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+async def insert_entry(
+    db: aiosqlite.Connection, row: tuple[str, str, str, str, str, str | None, bytes]
+) -> str:
+    """Store a sealed entry inside the caller's write transaction; returns the case's new
+    manifest, which the caller's audit entry for the write must carry under
+    :data:`~sgalert.records.manifest.MANIFEST` (``audit verify`` compares the rows with it)."""
+    case_id = row[1]
+
+    def work(conn: sqlite3.Connection) -> str:
+        conn.execute(INSERT_ENTRY, row)
+        return manifest.case_manifest_now(conn, case_id)
+
+    return await on_connection(db, work)
 
 
 async def read_entries(

@@ -5,6 +5,11 @@ current member; a case's data keys are wrapped to the group's public key. Adding
 sealing, done by someone who already holds the group key; removing one rotates the group key so
 new cases are sealed to a key the leaver never had. Creating a case needs only public keys
 (:class:`PublicKeyring`), which is all the always-on engine ever loads.
+
+Each group key version is signed (Ed25519) by the person who created or rotated it, and each
+person's public signing key goes into the audit log's ``person-added`` entry, so a public key
+swapped in the store is refused rather than sealed to: :mod:`sgalert.records.keytrust` checks
+them and loads the :class:`PublicKeyring`.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -44,6 +50,7 @@ from sgalert.text import has_unsafe, printable
 
 _PERSON_KEYS_AAD = "sgalert/person-keys/v1"
 _GROUP_SEAL_INFO = "sgalert/group-key/v1"
+_GROUP_KEY_SIGNATURE = "sgalert/group-key-signature/v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +114,13 @@ class GroupKey:
 
 @dataclass(frozen=True, slots=True)
 class PublicKeyring:
-    """The current public key of every group that has one: enough to seal, never to read."""
+    """The current public key of every group that has a trusted one: enough to seal, never to
+    read. ``untrusted`` names the groups left out and why (a reason, never a key); ``legacy``
+    the groups whose key predates signing and is accepted until someone signs it."""
 
     groups: dict[str, GroupKey]
+    untrusted: Mapping[str, str] = field(default_factory=dict)
+    legacy: frozenset[str] = frozenset()
 
     def get(self, name: str) -> GroupKey | None:
         return self.groups.get(name)
@@ -135,6 +146,11 @@ def _group_kind(name: str) -> str:
 def groups_for_role(role: Role) -> tuple[str, ...]:
     """The role's own group plus the compartments that role joins automatically."""
     return (role.value, *ROLE_COMPARTMENTS.get(role, ()))
+
+
+def group_key_message(group: str, version: int, public_raw: bytes) -> bytes:
+    """What a group key's signer signs: the group, the version and the public key itself."""
+    return crypto.label(_GROUP_KEY_SIGNATURE, group, version, public_raw.hex())
 
 
 def _seal_info(group: str, version: int, person_id: str) -> bytes:
@@ -269,14 +285,21 @@ async def add_person(
             cursor = await db.execute("SELECT 1 FROM groups WHERE name = ?", (group,))
             if await cursor.fetchone() is None:
                 group_private = X25519PrivateKey.generate()
+                public_raw = crypto.raw_public_bytes(group_private.public_key())
                 await db.execute(
                     "INSERT INTO groups (name, kind, current_version) VALUES (?, ?, 1)",
                     (group, _group_kind(group)),
                 )
                 await db.execute(
-                    "INSERT INTO group_keys (group_name, version, public_key, created_at)"
-                    " VALUES (?, 1, ?, ?)",
-                    (group, crypto.raw_public_bytes(group_private.public_key()), iso(now)),
+                    "INSERT INTO group_keys (group_name, version, public_key, created_at,"
+                    " signer_id, signature) VALUES (?, 1, ?, ?, ?, ?)",
+                    (
+                        group,
+                        public_raw,
+                        iso(now),
+                        person_id,
+                        ed_private.sign(group_key_message(group, 1, public_raw)),
+                    ),
                 )
                 await db.execute(
                     "INSERT INTO group_key_seals (group_name, version, person_id, sealed)"
@@ -297,7 +320,13 @@ async def add_person(
                 audit.AuditEvent(
                     actor=actor,
                     action="person-added",
-                    detail={"person": person_id, "role": role.value, "groups": memberships},
+                    detail={
+                        "person": person_id,
+                        "role": role.value,
+                        "groups": memberships,
+                        # Vouches for the key that signs their group keys and record entries.
+                        "signing_key": crypto.raw_public_bytes(person.ed25519_public).hex(),
+                    },
                 )
             ],
         )
@@ -525,10 +554,18 @@ async def remove_person(store: Store, remover: Identity, email: str) -> list[str
                 )
             new_version = await _current_version(db, group) + 1
             new_private = X25519PrivateKey.generate()
+            public_raw = crypto.raw_public_bytes(new_private.public_key())
             await db.execute(
-                "INSERT INTO group_keys (group_name, version, public_key, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (group, new_version, crypto.raw_public_bytes(new_private.public_key()), iso(now)),
+                "INSERT INTO group_keys (group_name, version, public_key, created_at, signer_id,"
+                " signature) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    group,
+                    new_version,
+                    public_raw,
+                    iso(now),
+                    remover.id,
+                    remover.sign(group_key_message(group, new_version, public_raw)),
+                ),
             )
             await db.execute(
                 "UPDATE groups SET current_version = ? WHERE name = ?", (new_version, group)
@@ -571,23 +608,6 @@ async def _current_version(db: aiosqlite.Connection, group: str) -> int:
     return int(row["current_version"])
 
 
-async def load_public_keyring(db: aiosqlite.Connection) -> PublicKeyring:
-    """Current public keys of all groups. This is all the engine needs to create cases."""
-    cursor = await db.execute(
-        "SELECT g.name, g.current_version, k.public_key FROM groups g JOIN group_keys k"
-        " ON k.group_name = g.name AND k.version = g.current_version"
-    )
-    groups = {
-        row["name"]: GroupKey(
-            name=row["name"],
-            version=int(row["current_version"]),
-            public_key=crypto.load_x25519_public(row["public_key"]),
-        )
-        for row in await cursor.fetchall()
-    }
-    return PublicKeyring(groups=groups)
-
-
 async def active_groups(db: aiosqlite.Connection, person_id: str) -> set[str]:
     cursor = await db.execute(
         "SELECT group_name FROM group_members WHERE person_id = ? AND state = 'active'",
@@ -606,11 +626,11 @@ __all__ = [
     "add_person",
     "approve_member",
     "find_person",
+    "group_key_message",
     "group_private_key",
     "groups_for_role",
     "held_group_keys",
     "list_people",
-    "load_public_keyring",
     "remove_person",
     "unlock",
 ]

@@ -1,10 +1,14 @@
 """Numbered schema migrations. Append new ones; never edit one that has shipped.
 
 ``PRAGMA user_version`` records the last applied number. Each migration runs in its own
-transaction, so a crash leaves the store at a whole version.
+transaction, so a crash leaves the store at a whole version. A migration that must compute
+something (hashes, audit entries) has a Python step in :data:`STEPS`, run in that transaction.
 """
 
 from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -367,5 +371,67 @@ MIGRATIONS += (
         """,
     ),
 )
+
+MIGRATIONS += (
+    (
+        10,
+        """
+        -- Group public keys are signed by the person who created or rotated the group, so a key
+        -- swapped in the store is refused rather than sealed to. Keys from before this version
+        -- are unsigned: their public halves are written into the audit log by the step below
+        -- and accepted as "legacy, unsigned" until `sgalert keys sign` signs them.
+        ALTER TABLE group_keys ADD COLUMN signer_id TEXT REFERENCES people(id);
+        ALTER TABLE group_keys ADD COLUMN signature BLOB;
+        CREATE TRIGGER group_keys_no_swap BEFORE UPDATE OF group_name, version, public_key
+        ON group_keys
+        BEGIN SELECT RAISE(ABORT, 'a group key is never changed; rotate the group instead'); END;
+        -- The few audit entries the keyring checks each key against (see keytrust.TRUST_ACTIONS).
+        CREATE INDEX audit_trust ON audit(action)
+            WHERE action IN ('person-added', 'signing-key-recorded', 'group-key-legacy');
+        """,
+    ),
+)
+
+
+def _trust_baseline(conn: sqlite3.Connection) -> None:
+    """Migration 10's step: write into the audit chain what the store holds at the upgrade.
+
+    Each person's public signing key, each group public key (accepted as legacy until signed),
+    and each case's manifest. A row removed or a key swapped *before* the upgrade cannot be told
+    from the real thing; from here on the chain holds the upgrade's state.
+    """
+    # Imported here: the audit module imports the store, which imports this module.
+    from sgalert.records import audit, manifest
+
+    events = [
+        audit.AuditEvent(
+            audit.SYSTEM,
+            "signing-key-recorded",
+            detail={"person": str(person_id), "signing_key": bytes(key).hex()},
+        )
+        for person_id, key in conn.execute(
+            "SELECT id, ed25519_public FROM people ORDER BY created_at, id"
+        )
+    ]
+    events += [
+        audit.AuditEvent(
+            audit.SYSTEM,
+            "group-key-legacy",
+            detail={"group": str(group), "version": int(version), "public_key": bytes(key).hex()},
+        )
+        for group, version, key in conn.execute(
+            "SELECT group_name, version, public_key FROM group_keys ORDER BY group_name, version"
+        )
+    ]
+    events += [
+        audit.AuditEvent(audit.SYSTEM, manifest.RECORDED, case_id, {manifest.MANIFEST: digest})
+        for case_id, digest in manifest.baseline_now(conn)
+    ]
+    if events:
+        audit.append_now(conn, events)
+
+
+#: Python run after a migration's SQL, in the same transaction.
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {10: _trust_baseline}
 
 HEAD_VERSION = MIGRATIONS[-1][0]
