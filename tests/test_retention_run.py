@@ -385,3 +385,32 @@ def test_a_bad_period_in_the_config_is_one_line(tmp_path: Path) -> None:
 def path_with(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.mark.slow
+async def test_from_the_command_line(team: Team) -> None:
+    """As a user runs it: hold, run, release, run; the destroyed case lists as such and refuses
+    ``case show`` in one line."""
+    from .test_cli_errors import one_clear_line, sgalert
+
+    (case,) = await team.service.create_cases([lesson()])
+    await close(team, case.ref)
+    dsl = {"SGALERT_PASSPHRASE": PASSPHRASES["dsl@example.org"]}
+    held = sgalert(
+        team, "case", "hold", case.ref, "--as", "dsl@example.org", "--reason", "litigation", env=dsl
+    )
+    assert held.returncode == 0, held.stderr
+    kept = sgalert(team, "retention", "run")
+    assert "kept (legal hold)" in kept.stdout and "0 shredded" in kept.stdout, kept
+    released = sgalert(team, "case", "release", case.ref, "--as", "dsl@example.org", env=dsl)
+    assert released.returncode == 0, released.stderr
+    assert "1 shredded" in sgalert(team, "retention", "run").stdout
+    today = datetime.now(UTC).date()
+    listed = sgalert(team, "cases", "list").stdout
+    assert f"destroyed under retention on {today}" in listed
+    shown = sgalert(team, "case", "show", case.ref, "--as", "dsl@example.org", env=dsl)
+    assert one_clear_line(shown) == (
+        f"sgalert: case {case.ref} was destroyed under retention on {today}; only its metadata"
+        " (source, dates, state) is kept"
+    )
+    assert sgalert(team, "audit", "verify").returncode == 0
