@@ -116,3 +116,5 @@ class CaseSummary:
     acknowledged_by: str | None
     closed_at: datetime | None
     next_deadline: datetime | None
+    # Set once the case was crypto-shredded under retention: only this metadata is left.
+    destroyed_at: datetime | None = None

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sgalert.cli.context import Context
 from sgalert.cli.render import print_view, summary_json, view_json
+from sgalert.cli.retention import HOLD_COMMANDS
 from sgalert.cli.sensitive import ARGV_OK_ARGUMENT, case_text, fact, read_stdin, split_facts
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group, Handler
 from sgalert.clock import iso, utcnow
@@ -39,9 +40,14 @@ async def cases_list(ctx: Context) -> int:
         print("No cases.")
     for c in cases:
         flags = ",".join(c.flags) or "-"
+        destroyed = (
+            f"  destroyed under retention on {c.destroyed_at.date().isoformat()}"
+            if c.destroyed_at
+            else ""
+        )
         print(
             f"{c.ref:14} {c.source.value:10} {c.state.value:13} {iso(c.received_at)}  "
-            f"{c.assignee or '-':24} {flags}"
+            f"{c.assignee or '-':24} {flags}{destroyed}"
         )
     return 0
 
@@ -362,6 +368,7 @@ COMMANDS: tuple[Entry, ...] = (
                     AS_EMAIL,
                 ),
             ),
+            *HOLD_COMMANDS,
         ),
     ),
     _step("ack", "acknowledge a case", ack),

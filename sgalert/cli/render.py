@@ -36,6 +36,7 @@ def summary_json(summary: CaseSummary) -> dict[str, Any]:
         "acknowledged_by": summary.acknowledged_by,
         "closed_at": when(summary.closed_at),
         "next_deadline": when(summary.next_deadline),
+        "destroyed_at": when(summary.destroyed_at),
     }
 
 

@@ -14,11 +14,12 @@ from typing import NoReturn
 
 import aiosqlite
 
-from sgalert.errors import NotEntitled
+from sgalert.errors import CaseDestroyed, NotEntitled
 from sgalert.model import CaseSummary, KeyName
 from sgalert.records import audit
 from sgalert.records.cases import unwrap_data_keys
 from sgalert.records.keyring import Identity
+from sgalert.records.shredding import destroyed_line
 from sgalert.records.store import Store
 
 
@@ -78,7 +79,10 @@ def refusals(store: Store, identity: Identity, action: str) -> _Refusals:
 
 
 async def content_key(db: aiosqlite.Connection, identity: Identity, summary: CaseSummary) -> bytes:
-    """The case's content key as this person unwraps it; :class:`Refused` if they cannot."""
+    """The case's content key as this person unwraps it; :class:`Refused` if they cannot,
+    :class:`~sgalert.errors.CaseDestroyed` if retention destroyed it (no one can)."""
+    if summary.destroyed_at is not None:
+        raise CaseDestroyed(destroyed_line(summary.ref, summary.destroyed_at))
     keys = await unwrap_data_keys(db, identity, [summary.id])
     key = keys.get((summary.id, KeyName.CONTENT.value))
     if key is None:

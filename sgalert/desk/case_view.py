@@ -17,6 +17,7 @@ import aiosqlite
 from sgalert.clock import parse_iso
 from sgalert.desk.access import Refused, refusals
 from sgalert.desk.views import SUMMARY_SQL, CaseClock, find_summary, summary_from_row
+from sgalert.errors import CaseDestroyed
 from sgalert.model import CaseSummary, KeyName
 from sgalert.records import audit
 from sgalert.records.cases import (
@@ -28,6 +29,7 @@ from sgalert.records.cases import (
 )
 from sgalert.records.chronology import ChronologyEntry, read_entries
 from sgalert.records.keyring import Identity
+from sgalert.records.shredding import destroyed_line
 from sgalert.records.store import Store, fetch_in
 
 
@@ -64,6 +66,8 @@ async def open_case(store: Store, identity: Identity, ref: str) -> CaseView:
     """Decrypt what this person may see of one case. Audited, refusals included."""
     async with refusals(store, identity, "read"), store.write() as db:
         summary = await find_summary(db, ref)
+        if summary.destroyed_at is not None:
+            raise CaseDestroyed(destroyed_line(summary.ref, summary.destroyed_at))
         views = await _open(db, identity, [summary])
         if summary.id not in views:
             raise Refused(summary.id, summary.ref)

@@ -468,6 +468,14 @@ class CaseService:
         """Record that a statutory deadline was met; its warnings stop."""
         await transitions.meet_clock(self.store, self._clock, identity, ref, kind)
 
+    async def hold(self, identity: Identity, ref: str, reason: str) -> str:
+        """Put a case under a legal hold (retention never destroys it); the reason is sealed."""
+        return await transitions.place_hold(self.store, self._clock, identity, ref, reason)
+
+    async def release_hold(self, identity: Identity, ref: str) -> str:
+        """Lift a case's legal hold: retention applies to it again."""
+        return await transitions.release_hold(self.store, self._clock, identity, ref)
+
     # ----- the engine's intake --------------------------------------------------------------
 
     def ingestor(self) -> Ingestor:

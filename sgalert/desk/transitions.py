@@ -11,6 +11,7 @@ the desk's :func:`acknowledge`.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -28,6 +29,12 @@ from sgalert.records.crypto import wrap_to_public_key
 from sgalert.records.entitlement import may_read
 from sgalert.records.keyring import Identity
 from sgalert.records.manifest import MANIFEST
+from sgalert.records.shredding import (
+    HOLD_PLACED_ACTION,
+    HOLD_RELEASED_ACTION,
+    place_hold_now,
+    release_hold_now,
+)
 from sgalert.records.store import Store, on_connection
 from sgalert.routing.escalation import (
     ACTION_CLOCKS,
@@ -303,6 +310,79 @@ async def close_case(
             ],
         )
         return await find_summary(db, summary.id)
+
+
+# ----- legal holds (retention) -------------------------------------------------------------
+
+HoldChange = Callable[[sqlite3.Connection, str, str, str, str, datetime], None]
+
+
+async def _hold_entry(
+    store: Store,
+    clock: Clock,
+    identity: Identity,
+    ref: str,
+    text: str,
+    reason: str | None,
+    action: str,
+    change: HoldChange,
+) -> str:
+    """A hold's signed, sealed decision and its plaintext row, in one transaction."""
+    async with refusals(store, identity, action), store.write() as db:
+        summary = await find_summary(db, ref)
+        key = await content_key(db, identity, summary)
+        now = clock()
+        entry_id, row = seal_entry(
+            identity, key, summary.id, EntryKind.DECISION, text, at=now, reason=reason
+        )
+        await on_connection(
+            db, lambda conn: change(conn, summary.id, summary.ref, identity.id, entry_id, now)
+        )
+        record = await insert_entry(db, row)
+        await _touch(db, summary.id, now)
+        await audit.append(
+            db,
+            [
+                audit.AuditEvent(
+                    identity.email, action, summary.id, {"entry": entry_id, MANIFEST: record}
+                )
+            ],
+        )
+        return entry_id
+
+
+async def place_hold(store: Store, clock: Clock, identity: Identity, ref: str, reason: str) -> str:
+    """Put the case under a legal hold: retention never destroys it until the hold is released.
+
+    The reason may name people, so it is a signed decision sealed in the case's record; the
+    hold's own row holds only who and when. Open or closed cases alike; returns the entry id.
+    """
+    if not reason.strip():
+        raise InvalidInput("a legal hold needs its reason")
+    return await _hold_entry(
+        store,
+        clock,
+        identity,
+        ref,
+        "Legal hold placed: this case is not to be destroyed under retention.",
+        reason,
+        HOLD_PLACED_ACTION,
+        place_hold_now,
+    )
+
+
+async def release_hold(store: Store, clock: Clock, identity: Identity, ref: str) -> str:
+    """Lift the case's legal hold (a signed entry); retention applies to it again."""
+    return await _hold_entry(
+        store,
+        clock,
+        identity,
+        ref,
+        "Legal hold released: retention applies to this case again.",
+        None,
+        HOLD_RELEASED_ACTION,
+        release_hold_now,
+    )
 
 
 # ----- statutory clocks ---------------------------------------------------------------------

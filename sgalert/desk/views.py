@@ -35,6 +35,7 @@ PAGE_SIZE = 100
 SUMMARY_SQL = """
 SELECT c.id, c.ref, c.source, c.state, c.received_at, c.created_at, c.updated_at, c.flags,
        a.email AS assignee, c.acknowledged_at, k.email AS acknowledged_by, c.closed_at,
+       c.destroyed_at,
        (SELECT MIN(due_at) FROM clocks WHERE case_id = c.id AND met_at IS NULL) AS next_deadline
 FROM cases c
 LEFT JOIN people a ON a.id = c.assignee_id
@@ -62,6 +63,7 @@ def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
         acknowledged_by=row["acknowledged_by"],
         closed_at=when(row["closed_at"]),
         next_deadline=when(row["next_deadline"]),
+        destroyed_at=when(row["destroyed_at"]),
     )
 
 

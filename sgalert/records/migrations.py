@@ -393,6 +393,62 @@ MIGRATIONS += (
 )
 
 
+MIGRATIONS += (
+    (
+        11,
+        """
+        -- Retention (docs/retention.md). A destroyed case keeps its row (reference, source, times,
+        -- state, flags: what the counts need) and the day it was crypto-shredded; once set, never
+        -- unset. Its data keys and sealed rows are then deleted in the same transaction.
+        ALTER TABLE cases ADD COLUMN destroyed_at TEXT;
+
+        -- Legal holds: a held case is never destroyed. The reason is a signed, sealed decision
+        -- in the case's record (entry_id); only who and when are plaintext here.
+        CREATE TABLE legal_holds (
+            id          INTEGER PRIMARY KEY,
+            case_id     TEXT NOT NULL REFERENCES cases(id),
+            placed_at   TEXT NOT NULL,
+            placed_by   TEXT NOT NULL REFERENCES people(id),
+            entry_id    TEXT NOT NULL,
+            released_at TEXT,
+            released_by TEXT REFERENCES people(id),
+            released_entry_id TEXT
+        );
+        CREATE UNIQUE INDEX legal_holds_active ON legal_holds(case_id) WHERE released_at IS NULL;
+
+        CREATE TRIGGER cases_destroyed_is_final BEFORE UPDATE OF destroyed_at ON cases
+        WHEN OLD.destroyed_at IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'a destroyed case stays destroyed'); END;
+        CREATE TRIGGER cases_held_not_destroyed BEFORE UPDATE OF destroyed_at ON cases
+        WHEN NEW.destroyed_at IS NOT NULL AND EXISTS (
+            SELECT 1 FROM legal_holds WHERE case_id = NEW.id AND released_at IS NULL)
+        BEGIN SELECT RAISE(ABORT, 'a case under a legal hold is never destroyed'); END;
+
+        -- Crypto-shredding is the one sanctioned deletion of a record: allowed only for a case
+        -- already marked destroyed (in the same transaction, with its audit entry).
+        DROP TRIGGER chronology_no_delete;
+        CREATE TRIGGER chronology_no_delete BEFORE DELETE ON chronology
+        WHEN (SELECT destroyed_at FROM cases WHERE id = OLD.case_id) IS NULL
+        BEGIN SELECT RAISE(ABORT, 'chronology entries are never deleted; add a correction'); END;
+        DROP TRIGGER sealed_fields_no_delete;
+        CREATE TRIGGER sealed_fields_no_delete BEFORE DELETE ON sealed_fields
+        WHEN (SELECT destroyed_at FROM cases WHERE id = OLD.case_id) IS NULL
+        BEGIN SELECT RAISE(ABORT, 'sealed fields are never deleted'); END;
+        -- Nothing new is sealed into a destroyed case.
+        CREATE TRIGGER chronology_not_after_destroyed BEFORE INSERT ON chronology
+        WHEN (SELECT destroyed_at FROM cases WHERE id = NEW.case_id) IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'the case was destroyed under retention'); END;
+        CREATE TRIGGER sealed_fields_not_after_destroyed BEFORE INSERT ON sealed_fields
+        WHEN (SELECT destroyed_at FROM cases WHERE id = NEW.case_id) IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'the case was destroyed under retention'); END;
+        CREATE TRIGGER key_wraps_not_after_destroyed BEFORE INSERT ON key_wraps
+        WHEN (SELECT destroyed_at FROM cases WHERE id = NEW.case_id) IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'the case was destroyed under retention'); END;
+        """,
+    ),
+)
+
+
 def _trust_baseline(conn: sqlite3.Connection) -> None:
     """Migration 10's step: write into the audit chain what the store holds at the upgrade.
 
