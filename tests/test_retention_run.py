@@ -26,6 +26,7 @@ from sgalert.model import Source
 from sgalert.records import audit, shredding
 from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, FIELD_RAW, NewCase
 from sgalert.records.keyring import Identity
+from sgalert.records.manifest import EMPTY as EMPTY_MANIFEST
 from sgalert.records.store import on_connection
 from sgalert.routing.digest import build_digest
 from sgalert.routing.report import build_report
@@ -182,6 +183,7 @@ async def test_a_case_past_its_period_is_shredded_and_the_others_are_kept(
                 "sealed_fields": 5,
                 "chronology": 2,
                 "key_wraps": 1,
+                "manifest": EMPTY_MANIFEST,  # nothing left, which audit verify then checks
             },
         )
     ]
