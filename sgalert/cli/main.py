@@ -25,6 +25,7 @@ from sgalert.cli import (
     backup,
     cases,
     config_cmd,
+    demo,
     digest,
     doctor,
     people,
@@ -49,6 +50,7 @@ GROUPS: tuple[tuple[Entry, ...], ...] = (
     doctor.COMMANDS,
     backup.COMMANDS,
     retention.COMMANDS,
+    demo.COMMANDS,
 )
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
