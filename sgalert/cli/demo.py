@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sgalert.cli.context import Context
 from sgalert.cli.demo_servers import MailServer, TeamsSink
@@ -47,11 +48,14 @@ from sgalert.cli.demo_world import (
 from sgalert.cli.spec import Argument, Command, Entry
 from sgalert.clock import utcnow
 from sgalert.desk.service import CaseService
-from sgalert.errors import WorkspaceError
+from sgalert.errors import SgalertError, WorkspaceError
 from sgalert.model import Source
 from sgalert.records.crypto import KdfParams
 from sgalert.text import printable
 from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace, make_private
+
+if TYPE_CHECKING:
+    from sgalert.engine.serve import Engine
 
 DEFAULT_SECONDS = 20.0
 TUI_AFTER_SECONDS = 16.0  # the drip, the reply and the first escalations, before the desk opens
@@ -153,16 +157,7 @@ class Demo:
                 engine = Engine(service, self.workspace.root)
                 self._started = time.monotonic()
                 self.out("== The engine is running; notices start to arrive ==")
-                async with asyncio.TaskGroup() as group:
-                    running = [
-                        group.create_task(engine.run(), name="engine"),
-                        group.create_task(self._drip(), name="drip"),
-                        group.create_task(self._reply(mail), name="reply"),
-                        group.create_task(self._narrate(service), name="narrate"),
-                    ]
-                    await self._wait(seconds)
-                    for task in running:
-                        task.cancel()
+                await self._run_tasks(engine, service, mail, seconds)
                 elapsed = time.monotonic() - self._started
                 return await _summarise(service, mail, teams, elapsed, self.workspace.root)
         finally:
@@ -170,6 +165,28 @@ class Demo:
             teams.stop()
             logging.getLogger("sgalert").removeHandler(handler)
             handler.close()
+
+    async def _run_tasks(
+        self, engine: Engine, service: CaseService, mail: MailServer, seconds: float | None
+    ) -> None:
+        """The engine, the drip, the reply and the narrator, until the time is up. A task that
+        fails on purpose (an :class:`SgalertError`) ends the demo with its one line."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                running = [
+                    group.create_task(engine.run(), name="engine"),
+                    group.create_task(self._drip(), name="drip"),
+                    group.create_task(self._reply(mail), name="reply"),
+                    group.create_task(self._narrate(service), name="narrate"),
+                ]
+                await self._wait(seconds)
+                for task in running:
+                    task.cancel()
+        except ExceptionGroup as failed:
+            known = [e for e in failed.exceptions if isinstance(e, SgalertError)]
+            if known:
+                raise known[0] from None
+            raise
 
     def _log_to_file(self) -> logging.Handler:
         """The engine's structured log goes to a file in the workspace, not over the story."""
