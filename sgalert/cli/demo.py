@@ -221,7 +221,7 @@ class Demo:
         """As ``sgalert init`` and ``user add`` would, but with the demo's config and people
         (added through the keyring directly: the first-person rules of ``user add`` are for
         real schools)."""
-        from sgalert import config as config_module
+        from sgalert.config import load_config
         from sgalert.records import audit
         from sgalert.records.keyring import add_person
         from sgalert.records.store import Store
@@ -234,7 +234,7 @@ class Demo:
         fd = os.open(url_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(teams_url + "\n")
-        config_module.load_config(ws.config_path)  # the demo config must always be valid
+        load_config(ws.config_path)  # the demo config must always be valid
         for folder in (*INBOXES.values(), REPLIES):
             for sub in ("cur", "new", "tmp"):
                 (root / folder / sub).mkdir(parents=True, exist_ok=True)
@@ -288,7 +288,7 @@ class Demo:
         os.replace(folder / "tmp" / name, folder / "new" / name)
         ref = pages[0].subject.split()[-2] if "[ACK-" in pages[0].subject else "the case"
         self.say(f"reply  {DSL.email} answers the page for {ref} from their mail client")
-        await asyncio.sleep(TUI_AFTER_SECONDS - 6.0)
+        await asyncio.sleep(max(0.0, self._started + TUI_AFTER_SECONDS - time.monotonic()))
         self.drip_done.set()
 
     async def _narrate(self, service: CaseService) -> None:
