@@ -25,6 +25,7 @@ from sgalert.cli import (
     backup,
     cases,
     config_cmd,
+    demo,
     digest,
     doctor,
     keys,
@@ -51,6 +52,7 @@ GROUPS: tuple[tuple[Entry, ...], ...] = (
     backup.COMMANDS,
     retention.COMMANDS,
     keys.COMMANDS,
+    demo.COMMANDS,
 )
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
