@@ -10,8 +10,8 @@
 Each keeps what it was handed in the workspace (``sent/email``, a Maildir; ``sent/teams``, one
 JSON file a card), so the pages can be opened and read afterwards.
 
-aiosmtpd is a development dependency of sgalert (``pip install 'sgalert[dev]'``, which
-``make demo`` does); without it the demo says so in one line.
+aiosmtpd comes with sgalert's ``demo`` extra (``pip install 'sgalert[demo]'``; ``make demo``
+installs the dev extra, which includes it); without it the demo says so in one line.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class MailServer:
         except ImportError:
             raise WorkspaceError(
                 "the demo's mail server needs aiosmtpd: run `make demo`, or "
-                "`pip install 'sgalert[dev]'`"
+                "`pip install 'sgalert[demo]'`"
             ) from None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
