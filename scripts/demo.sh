@@ -8,14 +8,16 @@ export SGALERT_WORKSPACE="$PWD/.demo"
 rm -rf "$SGALERT_WORKSPACE"
 
 sgalert init --school-name "Example First School"
+# The first person bootstraps the workspace; the DSL, unlocked, adds everyone after them.
 SGALERT_PASSPHRASE="demo-dsl-passphrase" \
-  sgalert user add --name "Dana Demo" --email dsl@example.org --role dsl
-SGALERT_PASSPHRASE="demo-deputy-passphrase" \
-  sgalert user add --name "Dev Demo" --email deputy@example.org --role deputy
-SGALERT_PASSPHRASE="demo-head-passphrase" \
-  sgalert user add --name "Harper Demo" --email head@example.org --role head
-SGALERT_PASSPHRASE="demo-mo-passphrase" \
-  sgalert user add --name "Morgan Demo" --email mo@example.org --role monitoring-officer
+  sgalert user add --first --name "Dana Demo" --email dsl@example.org --role dsl
+SGALERT_PASSPHRASE="demo-dsl-passphrase" SGALERT_NEW_PASSPHRASE="demo-deputy-passphrase" \
+  sgalert user add --by dsl@example.org --name "Dev Demo" --email deputy@example.org --role deputy
+SGALERT_PASSPHRASE="demo-dsl-passphrase" SGALERT_NEW_PASSPHRASE="demo-head-passphrase" \
+  sgalert user add --by dsl@example.org --name "Harper Demo" --email head@example.org --role head
+SGALERT_PASSPHRASE="demo-dsl-passphrase" SGALERT_NEW_PASSPHRASE="demo-mo-passphrase" \
+  sgalert user add --by dsl@example.org --name "Morgan Demo" --email mo@example.org \
+  --role monitoring-officer
 
 echo
 echo "== Four notifications arrive in the Maildir inbox; sgalert serve picks them up =="
