@@ -354,5 +354,7 @@ async def test_an_allegation_taken_by_phone_is_struck_as_an_email_is(
     assert full.reporter == {
         "name": "Rowan Hartley",
         "contact": "07700 900123",
+        "preferred_contact": "R Hartley on 07700 900 123",
         "caller": "Rowan Hartley (07700 900123)",
     }
+    assert "preferred_contact" not in view.facts

@@ -246,11 +246,15 @@ class CaseService:
         recorded = f"Notification taken by phone from {caller}."
         if source is Source.WHISTLE:
             given = dict(reporter or {})
+            facts = dict(facts)
+            # How they asked to be contacted is theirs, sealed with them, as ingest keeps it.
+            if contact := facts.pop("preferred_contact", None):
+                given["preferred_contact"] = contact
             facts, body_text, _ = redact_manual_whistle(
-                dict(facts),
+                facts,
                 body_text,
                 names=[caller, given.get("name", "")],
-                contacts=[given.get("contact", "")],
+                contacts=[given.get("contact", ""), given.get("preferred_contact", "")],
             )
             reporter = {**given, "caller": caller}
             recorded = "Notification taken by phone; who called is sealed with the reporter."
