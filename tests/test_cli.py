@@ -187,7 +187,11 @@ def test_whistle_reporter_only_for_monitoring_officer(cli: Cli) -> None:
         "case", "show", ref, "--as", "mo@example.org", passphrase="monitoring-officer-passphrase"
     )
     assert isinstance(shown, dict)
-    assert shown["reporter"] == {"name": "Riley Reporter", "contact": "riley@example.org"}
+    assert shown["reporter"] == {
+        "name": "Riley Reporter",
+        "contact": "riley@example.org",
+        "caller": "Anonymous line",  # who called is sealed with the reporter (trust item 5)
+    }
     refused = cli.run(
         "case", "show", ref, "--as", "dsl@example.org", passphrase="dsl-passphrase", check=False
     )
