@@ -25,11 +25,14 @@ class Cli:
         passphrase: str | None = None,
         check: bool = True,
         stdin: str | None = None,
+        new_passphrase: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
         env["SGALERT_WORKSPACE"] = str(self.workspace)
         if passphrase is not None:
             env["SGALERT_PASSPHRASE"] = passphrase
+        if new_passphrase is not None:  # a newcomer's, for `user add --by`
+            env["SGALERT_NEW_PASSPHRASE"] = new_passphrase
         result = subprocess.run(
             [sys.executable, "-m", "sgalert", *args],
             capture_output=True,
@@ -52,8 +55,12 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """One workspace with a team and two cases, shared by this module's tests to save KDF time."""
     tool = Cli(tmp_path_factory.mktemp("cli") / "ws")
     tool.run("init", "--school-name", "Example First School")
+    tool.run(
+        *("user", "add", "--first", "--name", "Dana Example", "--email", "dsl@example.org"),
+        *("--role", "dsl"),
+        passphrase="dsl-passphrase",
+    )
     for name, email, role in [
-        ("Dana Example", "dsl@example.org", "dsl"),
         ("Dev Example", "deputy@example.org", "deputy"),
         ("Harper Example", "head@example.org", "head"),
         ("Morgan Example", "mo@example.org", "monitoring-officer"),
@@ -67,7 +74,10 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
             email,
             "--role",
             role,
-            passphrase=f"{role}-passphrase",
+            "--by",
+            "dsl@example.org",
+            passphrase="dsl-passphrase",
+            new_passphrase=f"{role}-passphrase",
         )
     tool.run(
         "case",
@@ -177,7 +187,11 @@ def test_whistle_reporter_only_for_monitoring_officer(cli: Cli) -> None:
         "case", "show", ref, "--as", "mo@example.org", passphrase="monitoring-officer-passphrase"
     )
     assert isinstance(shown, dict)
-    assert shown["reporter"] == {"name": "Riley Reporter", "contact": "riley@example.org"}
+    assert shown["reporter"] == {
+        "name": "Riley Reporter",
+        "contact": "riley@example.org",
+        "caller": "Anonymous line",  # who called is sealed with the reporter (trust item 5)
+    }
     refused = cli.run(
         "case", "show", ref, "--as", "dsl@example.org", passphrase="dsl-passphrase", check=False
     )

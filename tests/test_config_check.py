@@ -20,11 +20,10 @@ from sgalert.config import Config, load_config, render_template
 from sgalert.desk.service import CaseService
 from sgalert.errors import ConfigError
 from sgalert.model import Role
-from sgalert.records.crypto import TEST_KDF
-from sgalert.records.keyring import add_person, remove_person
+from sgalert.records.keyring import remove_person
 from sgalert.records.store import Store
 
-from .conftest import Team, add_member
+from .conftest import Team, add_member, add_people
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)  # the template's terms run to 21 July 2027
 
@@ -139,18 +138,20 @@ async def test_a_written_policy_naming_an_unknown_channel_is_an_error(
 async def test_a_role_with_no_member_is_an_error_naming_user_add(
     service: CaseService, tmp_path: Path
 ) -> None:
-    for email, role in (("dsl@example.org", Role.DSL), ("mo@example.org", Role.MONITORING_OFFICER)):
-        await add_person(
-            service.store, name="Invented Example", email=email, role=role,
-            passphrase="passphrase-1", kdf=TEST_KDF,
-        )  # fmt: skip
+    await add_people(
+        service.store,
+        [
+            (e, r, "passphrase-1")
+            for e, r in (("dsl@example.org", Role.DSL), ("mo@example.org", Role.MONITORING_OFFICER))
+        ],
+    )
     config = load_config(write_config(tmp_path))
     people = await current_people(service.store)
     found = errors(await check(config, tmp_path, people, NOW))
     assert (
         "policies.encompass: the default encompass policy (steps[1]): no current person with the"
         " role deputy may read encompass cases, so this pages nobody; run `sgalert user add"
-        " --name NAME --email EMAIL --role deputy`" in found
+        " --name NAME --email EMAIL --role deputy --by YOUR_EMAIL`" in found
     )
     assert any(
         line.startswith("policies.lesson: the default lesson policy (steps[1])") for line in found
@@ -305,17 +306,14 @@ def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 async def add_team(store_path: Path) -> None:
     store = await Store.open(store_path)
     async with store:
-        for email, role in (
+        team = (
             ("dsl@example.org", Role.DSL),
             ("deputy@example.org", Role.DEPUTY),
             ("head@example.org", Role.HEAD),
             ("mo@example.org", Role.MONITORING_OFFICER),
             ("chair@example.org", Role.CHAIR),
-        ):
-            await add_person(
-                store, name="Invented Example", email=email, role=role,
-                passphrase="passphrase-1", kdf=TEST_KDF,
-            )  # fmt: skip
+        )
+        await add_people(store, [(e, r, "passphrase-1") for e, r in team])
 
 
 @pytest.mark.slow

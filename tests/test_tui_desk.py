@@ -369,7 +369,9 @@ async def test_manual_entry_for_whistleblowing_seals_the_reporter(desk: Desk) ->
     try:
         mo = await mo_service.unlock("mo@example.org", PASSPHRASES["mo@example.org"])
         view = await mo_service.open_case(mo, "SG-2026-0007")
-        assert view.reporter == {"name": "Robin Reporter"}
+        # Who called goes with the reporter, sealed apart (trust model item 5).
+        assert view.reporter == {"name": "Robin Reporter", "caller": "A member of staff"}
+        assert "A member of staff" not in view.chronology[0].text
         assert "about-head" in view.summary.flags
     finally:
         await mo_service.close()

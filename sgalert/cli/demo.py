@@ -223,7 +223,7 @@ class Demo:
         real schools)."""
         from sgalert.config import load_config
         from sgalert.records import audit
-        from sgalert.records.keyring import add_person
+        from sgalert.records.keyring import add_first_person, add_person, unlock
         from sgalert.records.store import Store
 
         ws = self.workspace
@@ -243,15 +243,27 @@ class Demo:
             async with store.write() as db:
                 await audit.append(db, [audit.AuditEvent(audit.SYSTEM, "store-created")])
             self.out(f"== A demo school in {root}; its team (invented people) ==")
+            first = PEOPLE[0]  # the DSL starts the school, as `user add --first` does
+            await add_first_person(
+                store,
+                name=first.name,
+                email=first.email,
+                role=first.role,
+                passphrase=first.passphrase,
+                kdf=DEMO_KDF,
+            )
+            by = await unlock(store, first.email, first.passphrase)
             for person in PEOPLE:
-                await add_person(
-                    store,
-                    name=person.name,
-                    email=person.email,
-                    role=person.role,
-                    passphrase=person.passphrase,
-                    kdf=DEMO_KDF,
-                )
+                if person is not first:
+                    await add_person(
+                        store,
+                        by=by,
+                        name=person.name,
+                        email=person.email,
+                        role=person.role,
+                        passphrase=person.passphrase,
+                        kdf=DEMO_KDF,
+                    )
                 self.out(
                     f"  {person.role.value:18} {person.name:12} {person.email:20}"
                     f" passphrase: {person.passphrase}"

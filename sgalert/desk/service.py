@@ -43,6 +43,7 @@ from sgalert.desk.transitions import REFERRALS
 from sgalert.desk.views import CaseClock
 from sgalert.errors import InvalidInput
 from sgalert.intake.new_cases import NewCases
+from sgalert.intake.redact import redact_manual_whistle
 from sgalert.model import CaseState, CaseSummary, Flag, KeyName, Readers, Source
 from sgalert.records import audit, keyring, keytrust
 from sgalert.records.audit import AuditEntry
@@ -293,8 +294,28 @@ class CaseService:
         reporter: Mapping[str, str] | None = None,
         flags: frozenset[str] = frozenset(),
     ) -> StoredCase:
-        """Record a notification taken by phone: sealed as any other, with a signed first entry."""
+        """Record a notification taken by phone: sealed as any other, with a signed first entry.
+
+        A whistleblowing call is the whistleblower's as surely as their email is: who called
+        goes with the reporter's identity, sealed apart, and their names and contact details
+        are struck from the facts and text an investigator may be granted.
+        """
         received = received_at or self._clock()
+        recorded = f"Notification taken by phone from {caller}."
+        if source is Source.WHISTLE:
+            given = dict(reporter or {})
+            facts = dict(facts)
+            # How they asked to be contacted is theirs, sealed with them, as ingest keeps it.
+            if contact := facts.pop("preferred_contact", None):
+                given["preferred_contact"] = contact
+            facts, body_text, _ = redact_manual_whistle(
+                facts,
+                body_text,
+                names=[caller, given.get("name", "")],
+                contacts=[given.get("contact", ""), given.get("preferred_contact", "")],
+            )
+            reporter = {**given, "caller": caller}
+            recorded = "Notification taken by phone; who called is sealed with the reporter."
         content = {
             FIELD_FACTS: json.dumps(dict(facts), ensure_ascii=False).encode(),
             FIELD_BODY: body_text.encode(),
@@ -322,7 +343,7 @@ class CaseService:
                 sealed.cases[0].data_keys[KeyName.CONTENT],
                 new.id,
                 EntryKind.CASE_RECORDED,
-                f"Notification taken by phone from {caller}.",
+                recorded,
                 at=self._clock(),
             )
             (stored,) = await self._insert(db, sealed, identity.email)

@@ -217,7 +217,15 @@ async def list_people(store: Store) -> list[tuple[Person, dict[str, str]]]:
     return [(_person_from_row(row), by_person.get(row["id"], {})) for row in people]
 
 
-async def add_person(
+# Who may add a person once the workspace has one: the people a school's records are confined to
+# (the DSL and the headteacher [school 1.13.0]) and the monitoring officer, who answers for
+# whistleblowing [HMS]. A deputy, the chair and staff may not: each newcomer's access to a group
+# is still pending until a member of that group seals its key to them (:func:`approve_member`).
+ADDS_PEOPLE = frozenset({Role.DSL, Role.HEAD, Role.MONITORING_OFFICER})
+_ADDERS = "a DSL, the headteacher or a monitoring officer"
+
+
+async def add_first_person(
     store: Store,
     *,
     name: str,
@@ -225,14 +233,72 @@ async def add_person(
     role: Role,
     passphrase: str,
     kdf: crypto.KdfParams | None = None,
-    actor: str = audit.SYSTEM,
 ) -> tuple[Person, dict[str, str]]:
-    """Create a person with fresh keys wrapped under their passphrase.
+    """The first-run bootstrap: create the first person, only while the workspace has nobody.
 
-    For each of the person's groups: if the group has no key yet, it is created and sealed to this
-    person (active); otherwise the membership is pending until an existing member approves it,
-    because only someone holding the group key can seal it to a newcomer.
+    They must be someone who may add the others (:data:`ADDS_PEOPLE`); every later person is
+    added by :func:`add_person`, by someone unlocked. Both checks run inside the transaction that
+    inserts, so two first-runs at once cannot both succeed.
     """
+    return await _add(
+        store, None, name=name, email=email, role=role, passphrase=passphrase, kdf=kdf
+    )
+
+
+async def add_person(
+    store: Store,
+    *,
+    by: Identity,
+    name: str,
+    email: str,
+    role: Role,
+    passphrase: str,
+    kdf: crypto.KdfParams | None = None,
+) -> tuple[Person, dict[str, str]]:
+    """Create a person with fresh keys wrapped under their passphrase, added by ``by``.
+
+    ``by`` must be unlocked (their private key must match the one on file), current, and one of
+    :data:`ADDS_PEOPLE`; the audit entry names who added whom. For each of the person's groups:
+    if the group has no key yet, it is created and sealed to this person (active); otherwise the
+    membership is pending until an existing member approves it, because only someone holding the
+    group key can seal it to a newcomer.
+    """
+    return await _add(store, by, name=name, email=email, role=role, passphrase=passphrase, kdf=kdf)
+
+
+async def _check_adder(db: aiosqlite.Connection, by: Identity | None, role: Role) -> str:
+    """Refuse unless this add is allowed: the audit actor if it is."""
+    if by is None:
+        cursor = await db.execute("SELECT 1 FROM people LIMIT 1")
+        if await cursor.fetchone() is not None:
+            raise NotEntitled(
+                "this workspace already has people: a DSL, the headteacher or a monitoring officer"
+                " adds the next with `sgalert user add ... --by THEIR_EMAIL`"
+            )
+        if role not in ADDS_PEOPLE:
+            raise InvalidInput(f"the first person must be {_ADDERS}, who can then add the others")
+        return audit.SYSTEM
+    adder = await person_by_id(db, by.id)
+    held = crypto.raw_public_bytes(by.x25519().public_key())  # NotEntitled when locked
+    if held != crypto.raw_public_bytes(adder.x25519_public):
+        raise NotEntitled(f"the keys given for {adder.email} are not theirs; unlock again")
+    if adder.removed:
+        raise NotEntitled(f"{adder.email} has been removed and may not add people")
+    if adder.role not in ADDS_PEOPLE:
+        raise NotEntitled(f"{adder.email} may not add people: only {_ADDERS} may")
+    return adder.email
+
+
+async def _add(
+    store: Store,
+    by: Identity | None,
+    *,
+    name: str,
+    email: str,
+    role: Role,
+    passphrase: str,
+    kdf: crypto.KdfParams | None,
+) -> tuple[Person, dict[str, str]]:
     if not name.strip():
         raise InvalidInput("a person needs a name")
     if has_unsafe(name):
@@ -263,6 +329,7 @@ async def add_person(
     )
     memberships: dict[str, str] = {}
     async with store.write() as db:
+        actor = await _check_adder(db, by, role)
         cursor = await db.execute("SELECT 1 FROM people WHERE email = ?", (email,))
         if await cursor.fetchone():
             raise AlreadyExists(f"a person with email {email} already exists")
@@ -326,6 +393,7 @@ async def add_person(
                         "groups": memberships,
                         # Vouches for the key that signs their group keys and record entries.
                         "signing_key": crypto.raw_public_bytes(person.ed25519_public).hex(),
+                        "by": by.id if by is not None else "first-run",
                     },
                 )
             ],
@@ -617,12 +685,14 @@ async def active_groups(db: aiosqlite.Connection, person_id: str) -> set[str]:
 
 
 __all__ = [
+    "ADDS_PEOPLE",
     "WHISTLE_IDENTITY",
     "GroupKey",
     "Identity",
     "Person",
     "PublicKeyring",
     "active_groups",
+    "add_first_person",
     "add_person",
     "approve_member",
     "find_person",
