@@ -292,8 +292,9 @@ async def test_assign_to_an_entitled_person(desk: Desk) -> None:
 
 
 async def test_a_refused_action_is_reported_not_crashed(desk: Desk) -> None:
-    """Assigning to the monitoring officer, who cannot read an Encompass case, is refused by
-    the core; the one error handler shows it and the desk carries on."""
+    """The Assign list offers only those the core says may read the case (never the monitoring
+    officer for an Encompass case); an assignment the core then refuses (the case was closed
+    meanwhile at another desk) is shown by the one error handler and the desk carries on."""
     app = app_for(desk)
     ref = desk.refs["new"]
     async with app.run_test(size=SIZE) as pilot:
@@ -301,12 +302,16 @@ async def test_a_refused_action_is_reported_not_crashed(desk: Desk) -> None:
         screen = await open_case(pilot, app, ref)
         await pilot.press("s")
         await settle(pilot)
-        app.screen.query_one("#person", Select).value = "mo@example.org"
+        person = app.screen.query_one("#person", Select)
+        assert "mo@example.org" not in person._legal_values
+        person.value = "deputy@example.org"
+        assert app.identity is not None
+        await app.service.close_case(app.identity, ref, "Invented outcome", "Invented reason")
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert app.screen is screen
         messages = [n.message for n in app._notifications]
-        assert any("not entitled" in m for m in messages)
+        assert any("is closed" in m for m in messages)
         assert (await app.service.summary(ref)).assignee is None
 
 

@@ -15,6 +15,7 @@ from typing import Literal
 from sgalert.clock import parse_iso
 from sgalert.desk.service import CaseService
 from sgalert.desk.views import engine_silent
+from sgalert.records.keyring import Identity
 from sgalert.routing.duty import load_rota
 from sgalert.routing.escalation import SYSTEM_ALERT_TEXT
 from sgalert.rules.rota import Gap, OnDuty
@@ -44,7 +45,9 @@ class DeskStatus:
     lease_expires_at: datetime | None = None  # the engine's lease: silent once it has run out
 
 
-async def gather_status(service: CaseService, email: str | None, now: datetime) -> DeskStatus:
+async def gather_status(
+    service: CaseService, email: str | None, now: datetime, viewer: Identity | None = None
+) -> DeskStatus:
     lease = await service.engine_lease()
     alerts = tuple(await service.open_alerts())
     on_duty: OnDuty | None = None
@@ -53,7 +56,7 @@ async def gather_status(service: CaseService, email: str | None, now: datetime) 
         view = await load_rota(service, since=now)
         on_duty = view.who(now)
         gaps = tuple(await asyncio.to_thread(view.gaps, now, GAP_DAYS))
-    waiting = await service.unacknowledged(email)
+    waiting = await service.unacknowledged(email, viewer)
     return DeskStatus(
         lease.heartbeat_at if lease else None,
         alerts,

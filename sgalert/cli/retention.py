@@ -23,6 +23,7 @@ from typing import Protocol
 from sgalert.cli.spec import Argument, Command, Entry, Group
 from sgalert.clock import utcnow
 from sgalert.desk.service import CaseService
+from sgalert.desk.views import UPKEEP
 from sgalert.errors import InvalidInput, WorkspaceError
 from sgalert.intake.dates import find_date
 from sgalert.model import CaseState, CaseSummary, Source
@@ -106,7 +107,7 @@ async def _births(service: CaseService, identity: Identity) -> dict[str, date | 
     audited as any other)."""
     wanted = [
         c.ref
-        for c in await service.list_cases()
+        for c in await service.list_cases(viewer=UPKEEP)
         if DEFAULT_RETENTION[c.source].count_from is CountFrom.CHILD_BIRTH
     ]
     views = await service.open_cases(identity, wanted) if wanted else []
@@ -144,7 +145,7 @@ async def run(runner: _Runner) -> int:
         assert service.config is not None
         today = _day(args.on) if args.on else utcnow().astimezone(service.config.timezone).date()
         births = await _births(service, await runner.unlocked(service)) if args.as_email else None
-        found = assess(await service.list_cases(), today, births)
+        found = assess(await service.list_cases(viewer=UPKEEP), today, births)
         counts = Counter(a.verdict for a in found)
         async with service.store.write() as db:
             detail = {verdict.name.lower(): counts[verdict] for verdict in Verdict}
