@@ -198,6 +198,9 @@ async def test_a_key_wrongly_wrapped_to_the_head_still_never_pages_or_opens(team
     assert HEAD not in entitled
     with pytest.raises(NotEntitled):
         await team.service.add_note(team[HEAD], stored.ref, "Invented.")
+    with pytest.raises(NotEntitled):
+        await team.service.open_case(team[HEAD], stored.ref)
+    assert await team.service.open_cases(team[HEAD], [stored.ref]) == []
 
 
 # ----- 4. metadata does not tell the head, or anyone not entitled ---------------------------

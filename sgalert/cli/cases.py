@@ -33,7 +33,7 @@ async def cases_list(ctx: Context) -> int:
     async with await ctx.service() as service:
         viewer = await ctx.unlocked(service) if ctx.args.as_email else None
         cases = await service.list_cases(state=state, source=source, viewer=viewer)
-    if viewer is None and not ctx.args.json:
+    if viewer is None and not ctx.args.json and sys.stdout.isatty():
         print(
             "Whistleblowing cases and allegations about the headteacher are listed only to"
             " those who may read them: add --as EMAIL.",

@@ -25,6 +25,7 @@ from sgalert.model import CaseState, KeyName, Readers, Source, readers_for
 from sgalert.records import audit, crypto
 from sgalert.records.keyring import Identity, PublicKeyring, held_group_keys
 from sgalert.records.store import fetch_in, in_statements, on_connection
+from sgalert.rules.access import barred
 
 _DATA_KEY_INFO = "sgalert/data-key/v1"
 _BATCH_KEY_INFO = "sgalert/batch-key/v1"
@@ -271,8 +272,13 @@ async def unwrap_key_versions(
     db: aiosqlite.Connection, identity: Identity, case_ids: Iterable[str]
 ) -> dict[tuple[str, str], dict[int, bytes]]:
     """Every version of every data key of these cases the identity can reach:
-    (case id, key name) -> version -> key. The highest version is what new writes use."""
+    (case id, key name) -> version -> key. The highest version is what new writes use.
+
+    A case the access policy bars this person from (the head and an allegation about the head)
+    yields nothing, whatever key was wrapped to them: every read goes through here."""
     ids = list(dict.fromkeys(case_ids))
+    flagged = await fetch_in(db, "SELECT id, flags FROM cases WHERE id IN ({ids})", ids)
+    ids = [str(row[0]) for row in flagged if not barred(identity.person.role, json.loads(row[1]))]
     found: dict[tuple[str, str], dict[int, bytes]] = {}
     held = await held_group_keys(db, identity)
     batch_keys: dict[str, bytes | None] = {}
