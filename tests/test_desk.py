@@ -25,7 +25,7 @@ from sgalert.desk.views import (
 )
 from sgalert.engine.serve import Engine
 from sgalert.engine.watch import SourceMonitor
-from sgalert.errors import StoreError
+from sgalert.errors import NotFound, StoreError
 from sgalert.model import CaseState, CaseSummary, Source
 from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, NewCase
 from sgalert.records.store import Store
@@ -419,13 +419,15 @@ async def test_audit_log_is_newest_first_with_case_references(desk: Desk) -> Non
 
 async def test_case_history_is_that_case_only_newest_first(desk: Desk) -> None:
     summary = await desk.service.summary(desk.refs["acked-overdue"])
-    history = await desk.service.case_history(summary.id)
+    dsl = await desk.service.unlock("dsl@example.org", "dsl-passphrase-1")
+    history = await desk.service.case_history(dsl, summary.id)
     assert {entry.case_id for entry in history} == {summary.id}
     actions = [entry.action for entry in history]
     assert actions.index("clock-started") < actions.index("acknowledged")  # newest first
     assert [entry.seq for entry in history] == sorted((e.seq for e in history), reverse=True)
-    assert len(await desk.service.case_history(summary.id, limit=1)) == 1
-    assert await desk.service.case_history("no-such-case") == []
+    assert len(await desk.service.case_history(dsl, summary.id, limit=1)) == 1
+    with pytest.raises(NotFound):
+        await desk.service.case_history(dsl, "no-such-case")
 
 
 # ----- noticing changes --------------------------------------------------------------------

@@ -240,3 +240,13 @@ async def test_the_audit_log_is_refused_to_others_and_the_refusal_is_audited(
         await team.service.audit_log(team[reader])
     assert [r["action"] for r in await refusals(team, reader)] == ["read-audit-log"]
     assert await team.service.audit_log(team[DSL])
+
+
+async def test_a_cases_audit_trail_is_only_for_those_who_can_read_the_case(team: Team) -> None:
+    (stored,) = await team.service.create_cases([whistle_case(about_head=True)])
+    for outsider in (HEAD, DSL, STAFF):
+        with pytest.raises(NotEntitled):
+            await team.service.case_history(team[outsider], stored.id)
+        assert [r["action"] for r in await refusals(team, outsider)] == ["read-history"]
+    trail = await team.service.case_history(team[CHAIR], stored.id)
+    assert [entry.action for entry in trail] == ["refused"] * 3 + ["case-created"]

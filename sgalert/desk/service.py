@@ -32,7 +32,7 @@ from sgalert.config import Config, load_config
 from sgalert.desk import attachments, case_view, notification_history, transitions
 from sgalert.desk import child_file as child_files
 from sgalert.desk import views as desk
-from sgalert.desk.access import Refused, refusals
+from sgalert.desk.access import Refused, key_versions, refusals
 from sgalert.desk.attachments import AttachmentContent, SavedAttachment
 from sgalert.desk.case_view import Attachment, CaseClock, CaseView
 from sgalert.desk.notification_history import (
@@ -464,9 +464,15 @@ class CaseService:
             self.store, limit=limit, viewer=viewer_of(viewer), case_created_only=True
         )
 
-    async def case_history(self, case_id: str, *, limit: int = 200) -> list[audit.AuditEntry]:
-        """One case's audit trail, newest first: reads, notifications, escalations, actions."""
-        return await desk.case_history(self.store, case_id, limit=limit)
+    async def case_history(
+        self, identity: Identity, case_id: str, *, limit: int = 200
+    ) -> list[audit.AuditEntry]:
+        """One case's audit trail, newest first: reads, notifications, escalations, actions;
+        for someone who can read the case (a refusal is audited)."""
+        async with refusals(self.store, identity, "read-history"), self.store.read() as db:
+            summary = await desk.find_summary(db, case_id)
+            await key_versions(db, identity, summary)
+        return await desk.case_history(self.store, summary.id, limit=limit)
 
 
 def viewer_of(viewer: Identity | desk.Viewer | None) -> desk.Viewer:

@@ -187,8 +187,11 @@ class CaseScreen(DeskScreen[None]):
     def _load_history(self) -> None:
         if not self.history_shown:
             return
+        identity = self.desk.identity
+        if identity is None:
+            return
         self.desk.submit(
-            self.desk.service.case_history(self.view.summary.id),
+            self.desk.service.case_history(identity, self.view.summary.id),
             description="Loading the case history",
             done=self._show_history,
             latest="case-history",
