@@ -13,7 +13,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 
 from sgalert.desk.views import QueueQuery, QueueView
-from sgalert.errors import NotEntitled
+from sgalert.errors import InvalidInput, NotEntitled, NotFound
 from sgalert.intake.extract import extract
 from sgalert.model import Flag, KeyName, Source
 from sgalert.records import crypto
@@ -134,6 +134,17 @@ async def test_only_a_grantor_may_revoke_and_only_a_grant(team: Team) -> None:
     with pytest.raises(NotEntitled):
         await team.service.revoke(team[DSL], stored.ref, DEPUTY)
     assert (await team.service.open_case(team[DEPUTY], stored.ref)).facts
+    with pytest.raises(NotFound, match="no grant"):
+        await team.service.revoke(team[MO], stored.ref, STAFF)
+    # A grant to someone who also reads the case by their role: revoking it would mislead.
+    (plain,) = await team.service.create_cases([encompass_case()])
+    await team.service.grant(team[DSL], plain.ref, HEAD)
+    with pytest.raises(InvalidInput, match="through their role"):
+        await team.service.revoke(team[DSL], plain.ref, HEAD)
+    kept = await team.service.store.fetchall(
+        "SELECT COUNT(*), MAX(version) FROM key_wraps WHERE recipient = ?", (team[HEAD].id,)
+    )
+    assert tuple(kept[0]) == (1, 0)  # nothing changed: the grant stands, no key rotated
 
 
 # ----- 3. the about-head rule on every source ----------------------------------------------

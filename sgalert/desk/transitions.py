@@ -245,6 +245,12 @@ async def revoke(store: Store, identity: Identity, ref: str, person_email: str) 
             " AND recipient = ?",
             (summary.id, person.id),
         )
+        if await on_connection(db, lambda conn: may_read(conn, person.id, summary.id)):
+            # Rolled back: revoking a grant would not stop someone who reads it by their role.
+            raise InvalidInput(
+                f"{person.email} reads case {summary.ref} through their role, not only a grant;"
+                " nothing was changed (`sgalert user remove` takes a role away)"
+            )
         version = 0
         for name in held:
             version = max(version, await _rotate(db, identity, summary, name, keys[name]))
