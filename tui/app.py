@@ -392,7 +392,7 @@ class SgalertApp(App[int]):
             return False  # shown by the one error handler
 
         self.submit(
-            self.service.audit_log(limit=ATTENTION_READ),
+            self.service.new_case_entries(self.identity, limit=ATTENTION_READ),
             description="Looking for new cases",
             done=done,
             failed=failed,
@@ -433,7 +433,7 @@ class SgalertApp(App[int]):
         email = self.identity.email if self.identity else None
         self._status_at = self.clock()
         self.submit(
-            gather_status(self.service, email, self.clock()),
+            gather_status(self.service, email, self.clock(), self.identity),
             description="Checking the engine, sources and rota",
             done=self._status_ready,
             latest="status",

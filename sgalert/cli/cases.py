@@ -29,10 +29,19 @@ SOURCES = tuple(s.value for s in Source)
 
 
 async def cases_list(ctx: Context) -> int:
+    """Metadata of the cases the person may see: without ``--as``, nobody is identified and no
+    whistleblowing case or allegation about the head is listed (the core decides)."""
     state = CaseState(ctx.args.state) if ctx.args.state else None
     source = Source(ctx.args.source) if ctx.args.source else None
     async with await ctx.service() as service:
-        cases = await service.list_cases(state=state, source=source)
+        viewer = await ctx.unlocked(service) if ctx.args.as_email else None
+        cases = await service.list_cases(state=state, source=source, viewer=viewer)
+    if viewer is None and not ctx.args.json and sys.stdout.isatty():
+        print(
+            "Whistleblowing cases and allegations about the headteacher are listed only to"
+            " those who may read them: add --as EMAIL.",
+            file=sys.stderr,
+        )
     if ctx.args.json:
         print(json.dumps([summary_json(c) for c in cases], indent=2))
         return 0
@@ -199,8 +208,22 @@ async def assign(ctx: Context) -> int:
 async def grant(ctx: Context) -> int:
     async with await ctx.service() as service:
         identity = await ctx.unlocked(service)
-        await service.grant(identity, ctx.args.ref, ctx.args.to)
-    print(f"{ctx.args.to} may now read {ctx.args.ref}")
+        await service.grant(
+            identity, ctx.args.ref, ctx.args.to, with_identity=ctx.args.with_identity
+        )
+    also = " and the reporter's identity" if ctx.args.with_identity else ""
+    print(f"{ctx.args.to} may now read {ctx.args.ref}{also}")
+    return 0
+
+
+async def revoke(ctx: Context) -> int:
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        version = await service.revoke(identity, ctx.args.ref, ctx.args.from_email)
+    print(
+        f"{ctx.args.from_email} may no longer read {ctx.args.ref}; its key was rotated"
+        f" (version {version}) for everything written from now on"
+    )
     return 0
 
 
@@ -279,6 +302,13 @@ COMMANDS: tuple[Entry, ...] = (
                         help="only cases in this state",
                     ),
                     Argument("--source", choices=SOURCES, help="only cases from this source"),
+                    Argument(
+                        "--as",
+                        dest="as_email",
+                        metavar="EMAIL",
+                        help="who you are (unlocked with your passphrase): lists the"
+                        " confidential cases you may read too",
+                    ),
                 ),
             ),
         ),
@@ -405,6 +435,23 @@ COMMANDS: tuple[Entry, ...] = (
         "let one more person read a case",
         grant,
         Argument("--to", required=True, metavar="EMAIL", help="who may now read it"),
+        Argument(
+            "--with-identity",
+            flag=True,
+            help="whistleblowing, monitoring officer only: the reporter's identity goes too",
+        ),
+    ),
+    _step(
+        "revoke",
+        "stop one person reading a case they were granted (its key is rotated)",
+        revoke,
+        Argument(
+            "--from",
+            dest="from_email",
+            required=True,
+            metavar="EMAIL",
+            help="whose grant is taken back",
+        ),
     ),
     _step(
         "close",

@@ -28,6 +28,7 @@ from sgalert.cli.sensitive import ARGV_OK_ARGUMENT, case_text
 from sgalert.cli.spec import AS_EMAIL, Argument, Command, Entry, Group
 from sgalert.clock import utcnow
 from sgalert.desk.service import CaseService
+from sgalert.desk.views import UPKEEP
 from sgalert.errors import IllegalTransition, InvalidInput, NotFound, WorkspaceError
 from sgalert.intake.dates import find_date
 from sgalert.model import CaseState, CaseSummary
@@ -115,7 +116,7 @@ async def _births(
     audited as any other); ``refs`` narrows it to those cases."""
     wanted = [
         c.ref
-        for c in await service.list_cases()
+        for c in await service.list_cases(viewer=UPKEEP)
         if c.destroyed_at is None
         and (rule := rules.get(c.source)) is not None
         and rule.count_from is CountFrom.CHILD_BIRTH
@@ -181,7 +182,9 @@ async def run(runner: _Runner) -> int:
             if args.as_email
             else None
         )
-        found = assess(await service.list_cases(), today, births, rules, await _held(service))
+        found = assess(
+            await service.list_cases(viewer=UPKEEP), today, births, rules, await _held(service)
+        )
         actor = args.as_email or audit.SYSTEM
         if not dry:
             for item in found:

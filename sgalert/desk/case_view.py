@@ -25,7 +25,7 @@ from sgalert.records.cases import (
     FIELD_BODY,
     FIELD_FACTS,
     open_fields,
-    unwrap_data_keys,
+    unwrap_key_versions,
 )
 from sgalert.records.chronology import ChronologyEntry, read_entries
 from sgalert.records.keyring import Identity
@@ -117,10 +117,12 @@ async def _open(
     db: aiosqlite.Connection, identity: Identity, summaries: Sequence[CaseSummary]
 ) -> dict[str, CaseView]:
     """The views of the cases this person can unwrap; the others are left out."""
-    keys = await unwrap_data_keys(db, identity, [s.id for s in summaries])
+    versions = await unwrap_key_versions(db, identity, [s.id for s in summaries])
+    keys = {slot: found[min(found)] for slot, found in versions.items()}
     readable = [s for s in summaries if (s.id, KeyName.CONTENT.value) in keys]
     opened = await open_fields(db, keys, [s.id for s in readable])
-    content_keys = {s.id: keys[(s.id, KeyName.CONTENT.value)] for s in readable}
+    # Every version: entries written after a revoke are sealed with the rotated key.
+    content_keys = {s.id: tuple(versions[(s.id, KeyName.CONTENT.value)].values()) for s in readable}
     chronologies = await read_entries(db, content_keys)
     clocks = await _clocks(db, [s.id for s in readable])
     views: dict[str, CaseView] = {}

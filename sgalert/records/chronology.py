@@ -13,7 +13,7 @@ import enum
 import json
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -127,9 +127,11 @@ async def insert_entry(
 
 
 async def read_entries(
-    db: aiosqlite.Connection, keys: Mapping[str, bytes]
+    db: aiosqlite.Connection, keys: Mapping[str, bytes | Sequence[bytes]]
 ) -> dict[str, list[ChronologyEntry]]:
-    """Decrypt and check every entry of these cases (case id -> content key), oldest first."""
+    """Decrypt and check every entry of these cases (case id -> content key, or every version
+    of it when it was rotated: an entry is sealed with the version current when written),
+    oldest first."""
     entries: dict[str, list[ChronologyEntry]] = {case_id: [] for case_id in keys}
     authors: dict[str, Person] = {}
     rows = await fetch_in(
@@ -149,18 +151,25 @@ async def read_entries(
 
 
 async def _open_entry(
-    db: aiosqlite.Connection, row: aiosqlite.Row, data_key: bytes, author: Person
+    db: aiosqlite.Connection,
+    row: aiosqlite.Row,
+    data_keys: bytes | Sequence[bytes],
+    author: Person,
 ) -> ChronologyEntry:
     case_id, entry_id = row["case_id"], row["id"]
-    try:
-        plain = crypto.aead_open(
-            data_key, row["blob"], field_aad(case_id, _field_name(entry_id), KeyName.CONTENT)
-        )
-    except InvalidTag:
+    aad = field_aad(case_id, _field_name(entry_id), KeyName.CONTENT)
+    plain: bytes | None = None
+    for data_key in [data_keys] if isinstance(data_keys, bytes) else data_keys:
+        try:
+            plain = crypto.aead_open(data_key, row["blob"], aad)
+            break
+        except InvalidTag:
+            continue
+    if plain is None:
         raise IntegrityError(
             f"chronology entry {entry_id} of case {await case_ref(db, case_id)} failed its "
             "integrity check"
-        ) from None
+        )
     sealed = json.loads(plain)
     payload = sealed["payload"]
     expected_meta = {

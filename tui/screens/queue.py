@@ -156,14 +156,16 @@ class QueueScreen(DeskScreen[None]):
             self._counts = {}
         query = self.query_state
         desk.submit(
-            desk.service.queue_page(query, known_total=self._counts.get(query.view)),
+            desk.service.queue_page(
+                query, known_total=self._counts.get(query.view), viewer=desk.identity
+            ),
             description="Loading the queue",
             done=self._show_page,
             latest="queue",
         )
         if recount:
             desk.submit(
-                desk.service.queue_counts(),
+                desk.service.queue_counts(desk.identity),
                 description="Counting cases",
                 done=self._show_counts,
                 latest="queue-counts",
@@ -267,6 +269,7 @@ class QueueScreen(DeskScreen[None]):
                 table.update_cell(case.ref, "deadline", text)
 
     def identity_changed(self) -> None:
+        self.reload()  # what the queue shows depends on who is looking
         self._show_whoami(self.desk.now())
         self.show_banners()
         self.refresh_bindings()
