@@ -93,10 +93,26 @@ ABOUT_HEAD_READERS = Readers(
 
 
 def readers_for(source: Source, flags: frozenset[str], configured: Readers | None) -> Readers:
-    """The groups entitled to a new case, honouring the about-head rule over any configuration."""
-    if Flag.ABOUT_HEAD in flags:
+    """The groups entitled to a new case, honouring the about-head rule over any configuration.
+
+    An allegation about the head goes to the chair and the monitoring officer. Any other case
+    about the head (a police notice about their household, a lesson they ended) stays with the
+    safeguarding team, who must still act on it before the next school day, and is kept from
+    the head: the chair takes the head's place among its readers."""
+    readers = configured if configured is not None else DEFAULT_READERS[source]
+    if Flag.ABOUT_HEAD not in flags:
+        return readers
+    if source is Source.WHISTLE:
         return ABOUT_HEAD_READERS
-    return configured if configured is not None else DEFAULT_READERS[source]
+    return kept_from_the_head(readers)
+
+
+def kept_from_the_head(readers: Readers) -> Readers:
+    """``readers`` without the head; the chair in their place if the head was one of them."""
+    content = tuple(group for group in readers.content if group != Role.HEAD)
+    if len(content) < len(readers.content) and Role.CHAIR not in content:
+        content += (Role.CHAIR,)
+    return Readers(content=content, identity=readers.identity)
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,8 +94,9 @@ async def test_the_template_with_the_whole_team_is_valid_with_a_teams_warning(
 ) -> None:
     problems = await run_check(team, load_config(write_config(tmp_path)))
     assert errors(problems) == []
-    (warning,) = warnings(problems)
-    assert warning.startswith("channels.teams: the default policies for encompass, lesson")
+    head, teams = warnings(problems)
+    assert head.startswith("school.head_names: empty, so a police notice")
+    assert teams.startswith("channels.teams: the default policies for encompass, lesson")
 
 
 async def test_renaming_the_email_channel_is_an_error_for_every_default_policy(
@@ -283,8 +284,10 @@ async def test_the_order_is_stable_and_follows_the_file(team: Team, tmp_path: Pa
     again = await run_check(team, config, NOW + timedelta(days=170))
     assert first == again
     sections = [p.key.split(".")[0].split("[")[0] for p in first]
-    assert sections == sorted(sections, key=["calendar", "channels", "policies", "sources"].index)
-    assert first[0].severity is Severity.WARNING and first[0].key == "calendar.terms"
+    order = ["school", "calendar", "channels", "policies", "sources"]
+    assert sections == sorted(sections, key=order.index)
+    assert first[0].key == "school.head_names"
+    assert first[1].severity is Severity.WARNING and first[1].key == "calendar.terms"
 
 
 # ----- the commands, as an IT lead runs them -------------------------------------------------
@@ -337,16 +340,17 @@ def test_config_check_and_serve_on_the_command_line(tmp_path: Path) -> None:
     valid = run(root, "config", "check")
     assert valid.returncode == 0, valid.stdout
     *lines, last = valid.stdout.splitlines()
-    assert [line.split(": ")[0] for line in lines] == ["warning"]  # no Teams channel
-    assert last == f"{config}: valid (1 source(s)), 1 warning(s)"
+    # No head's names, no Teams channel.
+    assert [line.split(": ")[0] for line in lines] == ["warning", "warning"]
+    assert last == f"{config}: valid (1 source(s)), 2 warning(s)"
 
     config.write_text(config.read_text().replace("[channels.email]", "[channels.mail]"))
     renamed = run(root, "config", "check")
     assert renamed.returncode == 1 and renamed.stderr == ""
     *lines, last = renamed.stdout.splitlines()
-    assert len(lines) == 3
-    assert all(line.startswith(f"error: {config}: policies.") for line in lines)
-    assert last == f"{config}: 3 error(s), 0 warning(s)"
+    assert len(lines) == 4 and lines[0].startswith(f"warning: {config}: school.head_names")
+    assert all(line.startswith(f"error: {config}: policies.") for line in lines[1:])
+    assert last == f"{config}: 3 error(s), 1 warning(s)"
 
     config.write_text(
         config.read_text().replace("[channels.mail]", "[channels.email]")

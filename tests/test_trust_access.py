@@ -6,6 +6,7 @@ Each test is an attack that worked before the access policy was one core module.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -150,28 +151,51 @@ async def test_only_a_grantor_may_revoke_and_only_a_grant(team: Team) -> None:
 # ----- 3. the about-head rule on every source ----------------------------------------------
 
 
-@pytest.mark.parametrize("source", [Source.LESSON, Source.ENCOMPASS])
+HEAD_NAME = "Morgan Invented"  # the invented head, as [school] head_names gives them
+
+
+@pytest.mark.parametrize("source", [Source.LESSON, Source.ENCOMPASS, Source.WHISTLE])
 def test_a_notice_of_any_source_that_names_the_head_is_about_the_head(source: Source) -> None:
     found = extract(
         source,
         "Concern",
-        "Pupil: Ada Invented\nThe headteacher ended the lesson and shouted at the pupil.",
+        f"Pupil: Ada Invented\n{HEAD_NAME} ended the lesson and shouted at the pupil.",
         [],
         zone=ZoneInfo("Europe/London"),
+        head_names=(HEAD_NAME,),
     )
     assert Flag.ABOUT_HEAD in found.flags
+
+
+@pytest.mark.parametrize("source", [Source.LESSON, Source.ENCOMPASS])
+def test_a_notice_addressed_to_the_headteacher_is_not_about_them(source: Source) -> None:
+    """Police notices open "Dear Headteacher" and lesson reports copy the head in: read for the
+    title, nearly every one would be kept from the head and rerouted, so only the head's own
+    names count outside an allegation (an allegation is still read for the title)."""
+    body = (
+        "Dear Headteacher,\nPupil: Ada Invented\nThe police attended an incident overnight."
+        " The headteacher has been copied in."
+    )
+    found = extract(source, "Notice", body, [], zone=ZoneInfo("Europe/London"))
+    assert Flag.ABOUT_HEAD not in found.flags
+    allegation = extract(Source.WHISTLE, "Concern", body, [], zone=ZoneInfo("Europe/London"))
+    assert Flag.ABOUT_HEAD in allegation.flags
 
 
 async def test_a_concern_taken_by_phone_about_the_head_is_sealed_from_the_head_and_never_pages_them(
     team: Team,
 ) -> None:
+    """A lesson the head ended stays with the safeguarding team, who must act on it at once; the
+    chair takes the head's place; the head neither reads it nor is paged."""
+    assert team.service.config is not None
+    team.service.config = replace(team.service.config, head_names=(HEAD_NAME,))
     clock = VirtualClock()
     engine, email = make_engine(team, clock)
     stored = await team.service.record_manual_case(
         team[DSL],
         Source.LESSON,
         facts={"pupil": "Ada Invented"},
-        body_text="The head teacher ended the lesson; the pupil was upset.",
+        body_text=f"{HEAD_NAME} ended the lesson; the pupil was upset.",
         caller="Invented Parent",
         received_at=datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
     )
@@ -179,15 +203,40 @@ async def test_a_concern_taken_by_phone_about_the_head_is_sealed_from_the_head_a
     assert Flag.ABOUT_HEAD in summary.flags
     with pytest.raises(NotEntitled):
         await team.service.open_case(team[HEAD], stored.ref)
-    assert (await team.service.open_case(team[CHAIR], stored.ref)).facts == {
-        "pupil": "Ada Invented"
-    }
+    for reader in (DSL, CHAIR):
+        opened = await team.service.open_case(team[reader], stored.ref)
+        assert opened.facts == {"pupil": "Ada Invented"}
     for _ in range(4):
         await engine.tick_timers()
         clock.advance(days=1, minutes=1)
     await engine.sender.send_due()
     recipients = {r.address for _, r in email.sent}
-    assert CHAIR in recipients and HEAD not in recipients
+    assert DSL in recipients and HEAD not in recipients
+
+
+async def test_an_encompass_notice_about_the_head_pages_the_team_and_the_chair_not_the_head(
+    team: Team,
+) -> None:
+    """The DSL must still know before the child arrives; the step that would page the head
+    pages the chair instead."""
+    clock = VirtualClock()
+    engine, email = make_engine(team, clock)
+    case = replace(encompass_case(), flags=frozenset({Flag.ABOUT_HEAD}))
+    (stored,) = await team.service.create_cases([case])
+    with pytest.raises(NotEntitled):
+        await team.service.open_case(team[HEAD], stored.ref)
+    assert (await team.service.open_case(team[DEPUTY], stored.ref)).facts["child_name"]
+    for _ in range(6):
+        await engine.tick_timers()
+        clock.advance(minutes=11)
+    await engine.sender.send_due()
+    order = [r.address for _, r in email.sent]
+    assert order[0] == DSL  # the first page, at once, to the DSL on duty
+    assert CHAIR in order and HEAD not in order
+    clocks = await team.service.store.fetchall(
+        "SELECT kind FROM clocks WHERE case_id = ?", (stored.id,)
+    )
+    assert [c[0] for c in clocks] == ["encompass-before-school-day"]
 
 
 async def test_a_key_wrongly_wrapped_to_the_head_still_never_pages_or_opens(team: Team) -> None:

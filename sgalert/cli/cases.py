@@ -20,7 +20,7 @@ from sgalert.clock import iso, utcnow
 from sgalert.desk.original import ORIGINAL_CAP, capped, render_original
 from sgalert.desk.service import REFERRALS
 from sgalert.errors import InvalidInput, WorkspaceError
-from sgalert.model import CaseState, Source
+from sgalert.model import CaseState, Flag, Source
 from sgalert.routing.escalation import ACTION_CLOCKS
 from sgalert.text import printable
 from sgalert.workspace import Workspace
@@ -158,6 +158,7 @@ async def case_new(ctx: Context) -> int:
             caller=ctx.args.caller,
             received_at=received,
             reporter=reporter,
+            flags=frozenset({Flag.ABOUT_HEAD}) if ctx.args.about_head else frozenset(),
         )
     print(f"Recorded {stored.ref}")
     return 0
@@ -394,6 +395,12 @@ COMMANDS: tuple[Entry, ...] = (
                     ),
                     Argument("--reporter-name", help="whistleblowing: the reporter (sealed apart)"),
                     Argument("--reporter-contact", help="whistleblowing: their preferred contact"),
+                    Argument(
+                        "--about-head",
+                        flag=True,
+                        help="it concerns the headteacher: it never reaches them (sgalert also"
+                        " flags it when the text names [school] head_names)",
+                    ),
                     ARGV_OK_ARGUMENT,
                     AS_EMAIL,
                 ),

@@ -360,6 +360,7 @@ async def check(
     """Every problem, errors and warnings, in the file's order of sections (and, within one,
     the order they were found in)."""
     found = [
+        *check_head_names(config),
         *check_calendar(config, now),
         *await check_channel_adapters(config, root),
         *check_policy_channels(config),
@@ -367,6 +368,22 @@ async def check(
         *check_source_adapters(config, root),
     ]
     return sorted(found, key=_section_rank)
+
+
+def check_head_names(config: Config) -> list[Problem]:
+    """Without the head's names, a notice or a phoned-in concern about the head is kept from
+    them only if someone says so (allegations are still read for the title)."""
+    if config.head_names:
+        return []
+    return [
+        _warning(
+            "school.head_names",
+            "empty, so a police notice, lesson report or phoned-in concern that names the"
+            " headteacher is not recognised as about them (allegations still are, by title)",
+            'add the names the head is known by, e.g. head_names = ["Morgan Invented",'
+            ' "Mrs Invented"]',
+        )
+    ]
 
 
 SECTIONS = (

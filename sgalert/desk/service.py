@@ -350,7 +350,7 @@ class CaseService:
             FIELD_ATTACHMENTS: b"[]",
         }
         identity_fields = {"reporter": json.dumps(dict(reporter)).encode()} if reporter else {}
-        about = self._about_head(facts, body_text)
+        about = self._about_head(source, facts, body_text)
         new = NewCase(
             source=source,
             received_at=received,
@@ -390,12 +390,15 @@ class CaseService:
             )
         return stored
 
-    def _about_head(self, facts: Mapping[str, str], body_text: str) -> frozenset[str]:
+    def _about_head(
+        self, source: Source, facts: Mapping[str, str], body_text: str
+    ) -> frozenset[str]:
         """The about-head flag, if what was taken down names the headteacher (the same test
-        intake runs on every source's mail)."""
+        intake runs on that source's mail)."""
         names = self.config.head_names if self.config is not None else ()
         text = "\n".join([*facts.values(), body_text])
-        return frozenset({Flag.ABOUT_HEAD}) if mentions_head(text, names) else frozenset()
+        named = mentions_head(text, names, by_title=source is Source.WHISTLE)
+        return frozenset({Flag.ABOUT_HEAD}) if named else frozenset()
 
     # ----- reading ------------------------------------------------------------------------
 

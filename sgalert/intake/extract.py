@@ -59,19 +59,21 @@ def extract(
 ) -> Extraction:
     """The facts and flags for one message of the given source.
 
-    Whatever the source, a message that names the headteacher (by a configured name or by
-    title) is flagged about-head, so it is sealed to the chair and the monitoring officer and
-    never pages the head: a lesson report or a notice can be about the head as much as an
-    allegation can."""
+    Whatever the source, a message that names the headteacher is flagged about-head, so it
+    never reaches the head (see :func:`~sgalert.model.readers_for`): an allegation by a
+    configured name or by title, a notice or lesson report by a configured name only, since
+    those are addressed to the head far more often than they are about them."""
     if source is Source.ENCOMPASS:
         result = extract_encompass(subject, body, attachments, zone)
     elif source is Source.LESSON:
         result = extract_lesson(subject, body, zone)
     else:
         result = extract_whistle(subject, body, head_names)
-    if Flag.ABOUT_HEAD not in result.flags and mentions_head(f"{subject}\n{body}", head_names):
+    if Flag.ABOUT_HEAD not in result.flags and mentions_head(
+        f"{subject}\n{body}", head_names, by_title=source is Source.WHISTLE
+    ):
         result.flags.add(Flag.ABOUT_HEAD)
-        result.reasons.append("the notice names the headteacher; routed to the chair")
+        result.reasons.append("the notice names the headteacher; kept from the head")
     archives = [
         printable(a.filename, keep_newlines=False)
         for a in attachments

@@ -46,14 +46,20 @@ _NOT_THE_HEAD = re.compile(
 )
 
 
-def mentions_head(text: str, head_names: tuple[str, ...] = ()) -> bool:
-    """Does the text name the headteacher, by a configured name or by title?"""
+def mentions_head(text: str, head_names: tuple[str, ...] = (), *, by_title: bool = True) -> bool:
+    """Does the text name the headteacher, by a configured name or (``by_title``) by title?
+
+    A police notice or a lesson report addresses the school ("Dear Headteacher", "cc the
+    head") far more often than it concerns its head, so only an allegation is read for the
+    title; everything else is matched on the head's own names (``[school] head_names``)."""
     for name in head_names:
         words = name.split()
         if words and re.search(
             r"\b" + r"\s+".join(re.escape(w) for w in words) + r"\b", text, re.IGNORECASE
         ):
             return True
+    if not by_title:
+        return False
     for match in _HEAD_WORDS.finditer(text):
         before = text[max(0, match.start() - 12) : match.start()]
         if not _NOT_THE_HEAD.search(before):

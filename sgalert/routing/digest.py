@@ -31,7 +31,7 @@ from sgalert.ports import PageSource, Urgency
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, raise_alert
 from sgalert.routing.outbox import PageText, queue_page
-from sgalert.rules.policy import ABOUT_HEAD_POLICY, Policy
+from sgalert.rules.policy import ABOUT_HEAD_POLICY, Policy, without_the_head
 from sgalert.rules.school_calendar import SchoolCalendar
 
 DIGEST_ACTION = "digest-queued"  # the audit entry that records each digest and its anchor
@@ -266,7 +266,11 @@ def _escalations(
     found = []
     for case_id, fired in fired_by_case.items():
         case = cases[case_id]
-        policy = ABOUT_HEAD_POLICY if case.about_head else config.policies[case.source]
+        policy = config.policies[case.source]
+        if case.about_head:  # as the engine paged it (Plan.policy)
+            policy = (
+                ABOUT_HEAD_POLICY if case.source is Source.WHISTLE else without_the_head(policy)
+            )
         highest = max(step for step, _ in fired)
         answered: int | None = None
         ack = case.acknowledged_at
@@ -482,9 +486,9 @@ class Viewer:
         return self.role in KNOWS_ABOUT_HEAD
 
     def sees(self, case: CaseFact) -> bool:
-        """Whether the case appears at all (an allegation about the head is otherwise only
-        counted under "referred to the chair")."""
-        return not case.about_head or self.sees_about_head
+        """Whether the case appears at all: a case about the head only to its readers (an
+        allegation about the head is otherwise only counted under "referred to the chair")."""
+        return not case.about_head or (self.role is not None and self.role in case.readers)
 
     def names(self, case: CaseFact) -> bool:
         """Whether the copy may give the case's reference: only to people who may read it."""

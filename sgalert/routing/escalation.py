@@ -32,7 +32,7 @@ from sgalert.records.alerts import AlertKind, raise_alert
 from sgalert.records.cases import NewCase, StoredCase
 from sgalert.records.entitlement import Person, entitled_people
 from sgalert.routing.outbox import PageText, page_key, queue_page
-from sgalert.rules.policy import ABOUT_HEAD_POLICY, DEFAULT_POLICIES, Policy
+from sgalert.rules.policy import ABOUT_HEAD_POLICY, DEFAULT_POLICIES, Policy, without_the_head
 from sgalert.rules.school_calendar import SchoolCalendar
 from sgalert.rules.statutory import (
     ACTION_CLOCKS,
@@ -69,9 +69,13 @@ class Plan:
     source_types: Mapping[str, Source] = field(default_factory=dict)
 
     def policy(self, source: Source, flags: Sequence[str]) -> Policy:
-        if Flag.ABOUT_HEAD in flags:
+        """The source's policy; for a case about the head, the allegation route, or (any other
+        source) the source's own steps with the chair wherever they name the head."""
+        if Flag.ABOUT_HEAD not in flags:
+            return self.policies[source]
+        if source is Source.WHISTLE:
             return ABOUT_HEAD_POLICY
-        return self.policies[source]
+        return without_the_head(self.policies[source])
 
     def clock_due(self, clock: str, received: datetime) -> datetime | None:
         try:

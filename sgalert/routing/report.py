@@ -141,6 +141,7 @@ def build_report(
         week = week_of(received)
         week.new[source] += 1
         by_source[source] += 1
+        head = head and source == Source.WHISTLE  # allegations about the head, as reported
         about_head += head
         if seconds is None:
             unacknowledged += 1

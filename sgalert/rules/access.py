@@ -5,13 +5,14 @@ person actually holds a case's key is the store's question, asked by the desk
 (:mod:`sgalert.desk.access`) and by routing (:mod:`sgalert.records.entitlement`), which then ask
 this module whether the policy allows it.
 
-- **Readers**: the groups a new case is sealed to (:func:`sgalert.model.readers_for`). A case
-  flagged ``about-head`` is sealed to the chair and the monitoring officer, whatever its source.
+- **Readers**: the groups a new case is sealed to (:func:`sgalert.model.readers_for`). An
+  allegation flagged ``about-head`` is sealed to the chair and the monitoring officer; any other
+  case flagged so keeps its readers, the chair taking the head's place.
 - **The head and about-head**: the headteacher is never a reader, grantee, assignee or page
   recipient of a case flagged about-head, and never sees that one exists [school 2.1.1, 4.2].
 - **Granting**: a whistleblowing case is granted by the monitoring officer only (an investigator
-  they appoint may not pass it on) [HMS]; an allegation about the head by the chair or the
-  monitoring officer; any other case by anyone who can read it. Revoking follows the same rule.
+  they appoint may not pass it on) [HMS]; any other case by anyone who can read it (never to
+  the head if it is about them). Revoking follows the same rule.
 - **The reporter's identity compartment**: sealed apart; it goes with a grant only when the
   monitoring officer asks for it explicitly, and only on a whistleblowing case [HMS].
 - **Metadata**: a whistleblowing case or an allegation about the head is confidential: it appears
@@ -29,9 +30,8 @@ from sgalert.model import Flag, Role, Source
 # Who may open the audit log (the desk's rule, made the core's).
 AUDIT_LOG_READERS = frozenset({Role.DSL, Role.DEPUTY, Role.HEAD})
 
-# Who may grant (and revoke) access to a case whose readers are restricted.
+# Who may grant (and revoke) access to a whistleblowing case, about the head or not.
 WHISTLE_GRANTORS = frozenset({Role.MONITORING_OFFICER})
-ABOUT_HEAD_GRANTORS = frozenset({Role.CHAIR, Role.MONITORING_OFFICER})
 
 
 def about_head(flags: Iterable[str]) -> bool:
@@ -58,8 +58,6 @@ def may_grant(role: Role | str, source: Source | str, flags: Iterable[str]) -> b
         return False
     if source == Source.WHISTLE:
         return role in WHISTLE_GRANTORS
-    if about_head(flags):
-        return role in ABOUT_HEAD_GRANTORS
     return True
 
 

@@ -11,9 +11,9 @@ read the case are ever paged: an allegation about the head never pages the head.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from sgalert.model import Source
+from sgalert.model import Role, Source
 
 TARGETS = ("on-duty", "team", "dsl", "deputy", "head", "monitoring-officer", "chair", "staff")
 
@@ -79,3 +79,16 @@ ABOUT_HEAD_POLICY = Policy(
     clock="whistle-monitoring-officer-5-working-days",
     warn_minutes_before=24 * 60,
 )
+
+
+def without_the_head(policy: Policy) -> Policy:
+    """A policy whose steps never page the head: the chair takes each step that named them."""
+
+    def instead(target: str) -> str:
+        return Role.CHAIR.value if target == Role.HEAD.value else target
+
+    return replace(
+        policy,
+        steps=tuple(replace(step, target=instead(step.target)) for step in policy.steps),
+        repeat_target=instead(policy.repeat_target),
+    )

@@ -111,8 +111,10 @@ class NewCaseScreen(FormScreen[ManualCase]):
                 Label("The whistleblower (sealed apart; Monitoring Officer only)"),
                 Input(placeholder="Whistleblower's name", id="reporter-name"),
                 Input(placeholder="Whistleblower's contact details", id="reporter-contact"),
-                Checkbox("The allegation is about the headteacher", id="about-head"),
             ]
+        # Any source may concern the head (their household in a police notice, their conduct in
+        # a lesson): then it is kept from them, whoever the rota names.
+        widgets.append(Checkbox("It concerns the headteacher", id="about-head"))
         return widgets
 
     def on_mount(self) -> None:
@@ -151,8 +153,8 @@ class NewCaseScreen(FormScreen[ManualCase]):
             name = self.query_one("#reporter-name", Input).value.strip()
             contact = self.query_one("#reporter-contact", Input).value.strip()
             reporter = {k: v for k, v in (("name", name), ("contact", contact)) if v} or None
-            if self.query_one("#about-head", Checkbox).value:
-                flags.add(Flag.ABOUT_HEAD)
+        if self.query_one("#about-head", Checkbox).value:
+            flags.add(Flag.ABOUT_HEAD)
         self.dismiss(
             ManualCase(self.source, caller, received, facts, body, reporter, frozenset(flags))
         )
