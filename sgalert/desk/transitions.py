@@ -23,7 +23,7 @@ from sgalert.desk.views import find_summary
 from sgalert.errors import IllegalTransition, InvalidInput, NotEntitled, NotFound
 from sgalert.model import CaseState, CaseSummary, KeyName
 from sgalert.records import audit, crypto, keyring
-from sgalert.records.cases import data_key_info, open_batch_keys
+from sgalert.records.cases import WrapRecipient, data_key_info, open_batch_keys
 from sgalert.records.chronology import EntryKind, insert_entry, seal_entry
 from sgalert.records.crypto import wrap_to_public_key
 from sgalert.records.entitlement import entitled_people, may_read
@@ -202,7 +202,7 @@ async def _wrap_to_person(
     key: bytes,
     person: keyring.Person,
 ) -> None:
-    info = data_key_info(case_id, key_name, "person", person.id, version)
+    info = data_key_info(case_id, key_name, WrapRecipient.PERSON, person.id, version)
     await db.execute(
         "INSERT OR REPLACE INTO key_wraps (case_id, key_name, recipient_kind,"
         " recipient, version, wrapped) VALUES (?, ?, 'person', ?, ?, ?)",
@@ -296,7 +296,7 @@ async def _rotate(
         (summary.id, key_name.value),
     )
     holders = [(str(r[0]), str(r[1])) for r in await cursor.fetchall()]
-    batches = [recipient for kind, recipient in holders if kind == "batch"]
+    batches = [r for kind, r in holders if kind == WrapRecipient.BATCH]
     opened = await open_batch_keys(db, identity, batches)
     if set(batches) - opened.keys():
         raise Refused(
@@ -306,8 +306,8 @@ async def _rotate(
         )
     new_key, version = crypto.new_data_key(), current + 1
     for kind, recipient in holders:
-        if kind == "batch":
-            info = data_key_info(summary.id, key_name, "batch", recipient, version)
+        if kind == WrapRecipient.BATCH:
+            info = data_key_info(summary.id, key_name, WrapRecipient.BATCH, recipient, version)
             await db.execute(
                 "INSERT INTO key_wraps (case_id, key_name, recipient_kind, recipient, version,"
                 " wrapped) VALUES (?, ?, 'batch', ?, ?, ?)",

@@ -8,6 +8,7 @@ group's current public key. Reading needs an unlocked :class:`~sgalert.records.k
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 import uuid
@@ -86,7 +87,17 @@ class StoredCase:
     ref: str
 
 
-def data_key_info(case_id: str, key_name: str, kind: str, recipient: str, version: int) -> bytes:
+class WrapRecipient(enum.StrEnum):
+    """Who a case's data key is wrapped to (``key_wraps.recipient_kind``, checked by the
+    table's CHECK constraint): the batch key its readers' groups hold, or one person (a grant)."""
+
+    BATCH = "batch"
+    PERSON = "person"
+
+
+def data_key_info(
+    case_id: str, key_name: str, kind: WrapRecipient, recipient: str, version: int
+) -> bytes:
     return crypto.label(_DATA_KEY_INFO, case_id, key_name, kind, recipient, version)
 
 
@@ -153,12 +164,12 @@ def seal_cases(
             batch_id, batch_key = batch_keys[reader_set]
             data_key = crypto.new_data_key()
             data_keys[key_name.value] = data_key
-            info = data_key_info(new.id, key_name, "batch", batch_id, 0)
+            info = data_key_info(new.id, key_name, WrapRecipient.BATCH, batch_id, 0)
             wraps.append(
                 (
                     new.id,
                     key_name.value,
-                    "batch",
+                    WrapRecipient.BATCH,
                     batch_id,
                     0,
                     crypto.aead_seal(batch_key, data_key, info),
@@ -298,21 +309,22 @@ async def unwrap_key_versions(
         ids,
     ):
         rows = await db.execute_fetchall(sql, params)
-        wanted = {row["recipient"] for row in rows if row["recipient_kind"] == "batch"}
+        wanted = {row["recipient"] for row in rows if row["recipient_kind"] == WrapRecipient.BATCH}
         await _open_batch_keys(db, held, wanted - batch_keys.keys(), batch_keys)
         for row in rows:
             slot = (row["case_id"], row["key_name"])
-            kind, recipient, version = row["recipient_kind"], row["recipient"], int(row["version"])
+            kind = WrapRecipient(row["recipient_kind"])
+            recipient, version = row["recipient"], int(row["version"])
             if version in found.get(slot, {}):
                 continue
             info = data_key_info(slot[0], slot[1], kind, recipient, version)
             try:
-                if kind == "batch":
+                if kind is WrapRecipient.BATCH:
                     batch_key = batch_keys.get(recipient)
                     if batch_key is None:
                         continue
                     key = crypto.aead_open(batch_key, row["wrapped"], info)
-                elif kind == "person" and recipient == identity.id:
+                elif kind is WrapRecipient.PERSON and recipient == identity.id:
                     key = crypto.unwrap_with_private_key(row["wrapped"], identity.x25519(), info)
                 else:
                     continue
