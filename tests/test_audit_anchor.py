@@ -4,10 +4,8 @@ emptied, or rebuilt with every hash recomputed (issue 13, item 8)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from hypothesis import strategies as st
 from sgalert.errors import AuditChainBroken, InvalidInput
 from sgalert.records import audit
 
+from .cli_helpers import sgalert_cli
 from .conftest import Team, encompass_case
 
 
@@ -143,16 +142,7 @@ def test_the_fast_entry_hash_is_the_canonical_json_hash(
 
 
 def _cli(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
-    env["SGALERT_WORKSPACE"] = str(workspace)
-    return subprocess.run(
-        [sys.executable, "-m", "sgalert", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
+    return sgalert_cli(workspace, *args)
 
 
 @pytest.mark.slow

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import stat
 import subprocess
-import sys
 import threading
 from dataclasses import replace
 from datetime import timedelta
@@ -38,6 +36,7 @@ from sgalert.records.cases import FIELD_ATTACHMENTS, NewCase
 from sgalert.routing.escalation import Duty, Plan, fire_due
 from sgalert.routing.outbox import OutboxSender
 
+from .cli_helpers import sgalert_cli
 from .conftest import Team, encompass_case, whistle_case
 from .engine_helpers import RecordingNotifier, VirtualClock
 
@@ -504,20 +503,9 @@ def test_delivery_error_classes(message: str | None, expected: str | None) -> No
 @pytest.mark.slow
 def test_cli_writes_an_attachment_only_where_asked(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
-    env["SGALERT_WORKSPACE"] = str(workspace)
 
     def run(*args: str, passphrase: str | None = None) -> subprocess.CompletedProcess[str]:
-        extra = {"SGALERT_PASSPHRASE": passphrase} if passphrase else {}
-        return subprocess.run(
-            [sys.executable, "-m", "sgalert", *args],
-            capture_output=True,
-            text=True,
-            env=env | extra,
-            stdin=subprocess.DEVNULL,
-            timeout=60,
-            check=False,
-        )
+        return sgalert_cli(workspace, *args, passphrase=passphrase)
 
     assert run("init").returncode == 0
     added = run(

@@ -6,10 +6,8 @@ Each finding is one line naming the file, the key and the fix; errors exit 1, wa
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from sgalert.model import Role
 from sgalert.records.keyring import remove_person
 from sgalert.records.store import Store
 
+from .cli_helpers import sgalert_cli
 from .conftest import Team, add_member, add_people
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)  # the template's terms run to 21 July 2027
@@ -294,16 +293,7 @@ async def test_the_order_is_stable_and_follows_the_file(team: Team, tmp_path: Pa
 
 
 def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
-    env["SGALERT_WORKSPACE"] = str(root)
-    return subprocess.run(
-        [sys.executable, "-m", "sgalert", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
+    return sgalert_cli(root, *args)
 
 
 async def add_team(store_path: Path) -> None:

@@ -7,10 +7,8 @@ import asyncio
 import dataclasses
 import email
 import email.policy
-import os
 import sqlite3
 import subprocess
-import sys
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -21,6 +19,7 @@ from sgalert.config import DigestSettings
 from sgalert.engine.serve import Engine
 from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
 
+from .cli_helpers import sgalert_cli
 from .conftest import Team
 from .digest_support import PERSONAL, at, seed
 from .engine_helpers import RecordingNotifier, VirtualClock
@@ -155,16 +154,7 @@ async def test_the_email_is_multipart_text_and_html_with_no_personal_data(team: 
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
-    env["SGALERT_WORKSPACE"] = str(root)
-    return subprocess.run(
-        [sys.executable, "-m", "sgalert", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
+    return sgalert_cli(root, *args)
 
 
 @pytest.mark.slow

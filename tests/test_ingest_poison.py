@@ -38,6 +38,7 @@ from sgalert.records import audit
 from sgalert.records.cases import FIELD_FACTS, FIELD_RAW, SealedBatch, StoredCase, insert_now
 from sgalert.workspace import Workspace
 
+from .cli_helpers import sgalert_cli as run_sgalert
 from .conftest import PASSPHRASES, Team
 from .dovecot import Dovecot
 from .engine_helpers import VirtualClock
@@ -439,20 +440,7 @@ async def test_imap_leaves_a_held_message_unseen_and_does_not_retry_it_after_a_r
 def sgalert_cli(
     workspace: Workspace, *args: str, passphrase: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
-    env["SGALERT_WORKSPACE"] = str(workspace.root)
-    if passphrase is not None:
-        env["SGALERT_PASSPHRASE"] = passphrase
-    return subprocess.run(
-        [sys.executable, "-m", "sgalert", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-        cwd=Path(__file__).parent.parent,
-    )
+    return run_sgalert(workspace.root, *args, passphrase=passphrase)
 
 
 @pytest.mark.slow

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import subprocess
-import sys
 from datetime import date
 
 import pytest
@@ -18,6 +16,7 @@ from sgalert.records.store import on_connection
 from sgalert.routing.report import TermReport, build_report
 from sgalert.routing.report_render import render_csv, render_html, render_text
 
+from .cli_helpers import sgalert_cli
 from .conftest import Team
 from .digest_support import PERSONAL, at, seed
 from .test_digest import _Text
@@ -126,18 +125,9 @@ async def test_a_backwards_or_overlong_period_is_one_clear_line(team: Team) -> N
 @pytest.mark.slow
 async def test_report_on_the_command_line(team: Team) -> None:
     await seed(team)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
-    env["SGALERT_WORKSPACE"] = str(team.service.store.path.parent)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "sgalert", "report", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            timeout=60,
-        )
+        return sgalert_cli(team.service.store.path.parent, "report", *args)
 
     text = run("--from", "2026-11-30", "--to", "2026-12-13")
     assert text.returncode == 0, text.stderr

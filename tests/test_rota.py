@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
-import sys
 import time as host_time
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -26,6 +24,7 @@ from sgalert.rules.rota import Cover, Gap, Rota, Shift
 from sgalert.rules.school_calendar import SchoolCalendar, Term
 from sgalert.workspace import Workspace
 
+from .cli_helpers import sgalert_cli
 from .conftest import Team, add_people
 
 LONDON = ZoneInfo("Europe/London")
@@ -335,21 +334,11 @@ async def test_cover_is_stored_audited_and_used(team: Team) -> None:
 
 @pytest.mark.slow
 def test_rota_cli(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
-    env["SGALERT_WORKSPACE"] = str(tmp_path / "ws")
-
     def run(
         *args: str, passphrase: str | None = None, new_passphrase: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        extra = {"SGALERT_PASSPHRASE": passphrase} if passphrase else {}
-        if new_passphrase:
-            extra["SGALERT_NEW_PASSPHRASE"] = new_passphrase
-        return subprocess.run(
-            [sys.executable, "-m", "sgalert", *args],
-            capture_output=True,
-            text=True,
-            env={**env, **extra},
-            timeout=60,
+        return sgalert_cli(
+            tmp_path / "ws", *args, passphrase=passphrase, new_passphrase=new_passphrase
         )
 
     run("init")

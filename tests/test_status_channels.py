@@ -8,10 +8,8 @@ is the real command in a subprocess; it names the channel and never an address.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from sgalert.clock import iso
 from sgalert.desk.views import failing_channels
 from sgalert.engine.serve import Engine
 
+from .cli_helpers import sgalert_cli
 from .conftest import Team, encompass_case
 from .engine_helpers import VirtualClock
 
@@ -30,19 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def status(team: Team) -> tuple[int, str, dict[str, object]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
-    env["SGALERT_WORKSPACE"] = str(team.service.store.path.parent)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-
     def run(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "sgalert", "status", *extra],
-            capture_output=True,
-            text=True,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            timeout=60,
-        )
+        return sgalert_cli(team.service.store.path.parent, "status", *extra)
 
     text, as_json = run(), run("--json")
     assert "Traceback" not in text.stderr + as_json.stderr
