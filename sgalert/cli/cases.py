@@ -191,36 +191,34 @@ def _reason(ctx: Context) -> str:
 
 async def decide(ctx: Context) -> int:
     reason = _reason(ctx)
-    async with await ctx.service() as service:
-        identity = await ctx.unlocked(service)
-        entry = await service.record_decision(identity, ctx.args.ref, ctx.args.decision, reason)
+    entry = await ctx.acting(
+        lambda service, who: service.record_decision(who, ctx.args.ref, ctx.args.decision, reason)
+    )
     print(f"Decision {entry} recorded on {ctx.args.ref}")
     return 0
 
 
 async def assign(ctx: Context) -> int:
-    async with await ctx.service() as service:
-        identity = await ctx.unlocked(service)
-        summary = await service.assign(identity, ctx.args.ref, ctx.args.to)
+    summary = await ctx.acting(lambda service, who: service.assign(who, ctx.args.ref, ctx.args.to))
     print(f"{summary.ref} assigned to {summary.assignee}")
     return 0
 
 
 async def grant(ctx: Context) -> int:
-    async with await ctx.service() as service:
-        identity = await ctx.unlocked(service)
-        await service.grant(
-            identity, ctx.args.ref, ctx.args.to, with_identity=ctx.args.with_identity
+    await ctx.acting(
+        lambda service, who: service.grant(
+            who, ctx.args.ref, ctx.args.to, with_identity=ctx.args.with_identity
         )
+    )
     also = " and the reporter's identity" if ctx.args.with_identity else ""
     print(f"{ctx.args.to} may now read {ctx.args.ref}{also}")
     return 0
 
 
 async def revoke(ctx: Context) -> int:
-    async with await ctx.service() as service:
-        identity = await ctx.unlocked(service)
-        version = await service.revoke(identity, ctx.args.ref, ctx.args.from_email)
+    version = await ctx.acting(
+        lambda service, who: service.revoke(who, ctx.args.ref, ctx.args.from_email)
+    )
     print(
         f"{ctx.args.from_email} may no longer read {ctx.args.ref}; its key was rotated"
         f" (version {version}) for everything written from now on"
@@ -230,9 +228,9 @@ async def revoke(ctx: Context) -> int:
 
 async def close(ctx: Context) -> int:
     reason = _reason(ctx)
-    async with await ctx.service() as service:
-        identity = await ctx.unlocked(service)
-        summary = await service.close_case(identity, ctx.args.ref, ctx.args.outcome, reason)
+    summary = await ctx.acting(
+        lambda service, who: service.close_case(who, ctx.args.ref, ctx.args.outcome, reason)
+    )
     print(f"{summary.ref} closed")
     return 0
 
@@ -255,25 +253,21 @@ def tui(ctx: Context) -> int:
 
 async def refer(ctx: Context) -> int:
     text = case_text(ctx.args.text, "--text", "the referral", argv_ok=ctx.args.argv_visible_ok)
-    async with await ctx.service() as service:
-        identity = await ctx.unlocked(service)
-        await service.refer(identity, ctx.args.ref, ctx.args.to, text or "")
+    await ctx.acting(lambda service, who: service.refer(who, ctx.args.ref, ctx.args.to, text or ""))
     print(f"{ctx.args.ref} referred to {ctx.args.to}")
     return 0
 
 
 async def clock_start(ctx: Context) -> int:
-    async with await ctx.service() as service:
-        identity = await ctx.unlocked(service)
-        due = await service.start_clock(identity, ctx.args.ref, ctx.args.kind)
+    due = await ctx.acting(
+        lambda service, who: service.start_clock(who, ctx.args.ref, ctx.args.kind)
+    )
     print(f"{ctx.args.ref}: {ctx.args.kind} due {iso(due)}")
     return 0
 
 
 async def clock_met(ctx: Context) -> int:
-    async with await ctx.service() as service:
-        identity = await ctx.unlocked(service)
-        await service.meet_clock(identity, ctx.args.ref, ctx.args.kind)
+    await ctx.acting(lambda service, who: service.meet_clock(who, ctx.args.ref, ctx.args.kind))
     print(f"{ctx.args.ref}: {ctx.args.kind} met")
     return 0
 

@@ -8,13 +8,17 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
+from typing import TypeVar
 
 from sgalert.config import load_config
 from sgalert.desk.service import CaseService
 from sgalert.errors import InvalidInput, WorkspaceError
 from sgalert.records.keyring import Identity
 from sgalert.workspace import Workspace, resolve_workspace
+
+T = TypeVar("T")
 
 ENV_PASSPHRASE = "SGALERT_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 
@@ -89,3 +93,9 @@ class Context:
         """The keys of the person named by ``--as``, unlocked with their passphrase."""
         passphrase = read_passphrase(f"Passphrase for {self.args.as_email}: ")
         return await service.unlock(self.args.as_email, passphrase)
+
+    async def acting(self, act: Callable[[CaseService, Identity], Awaitable[T]]) -> T:
+        """One step on a case by the person named by ``--as``: open the workspace, unlock them,
+        and ``act`` (the façade's check and audit are the step's own)."""
+        async with await self.service() as service:
+            return await act(service, await self.unlocked(service))
