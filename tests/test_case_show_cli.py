@@ -96,10 +96,18 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cli, dict[str, str]]
         ("Casey Example", "chair@example.org", "chair"),
         ("Morgan Example", "mo@example.org", "monitoring-officer"),
     ]:
-        tool.run(
-            *("user", "add", "--name", name, "--email", email, "--role", role),
-            passphrase=f"{role}-passphrase",
-        )
+        if role == "dsl":  # the first person, then added by them
+            tool.run(
+                *("user", "add", "--first", "--name", name, "--email", email, "--role", role),
+                passphrase=f"{role}-passphrase",
+            )
+        else:
+            tool.run(
+                *("user", "add", "--name", name, "--email", email, "--role", role),
+                *("--by", "dsl@example.org"),
+                passphrase="dsl-passphrase",
+                new_passphrase=f"{role}-passphrase",
+            )
     refs = {}
     for key, source, raw in [
         ("hostile", "encompass", hostile_message()),

@@ -20,9 +20,8 @@ from __future__ import annotations
 import enum
 import json
 import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
@@ -646,83 +645,12 @@ def _read_only_uri(path: Path) -> str:
 # ----- statutory clocks, as every client shows them ------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CaseClock:
-    """A statutory or action clock on a case: its kind, when it runs out, when it was met."""
-
-    kind: str
-    due_at: datetime
-    met_at: datetime | None
-
-
-CLOCK_LABELS: dict[str, str] = {
-    "encompass-before-school-day": "Read before the next school day",
-    "whistle-monitoring-officer-5-working-days": "Monitoring Officer within 5 working days",
-    "lado-1-working-day": "LADO within 1 working day",
-    "suspension-confirmation-1-working-day": "Suspension confirmed in writing, 1 working day",
-    "file-transfer-5-school-days": "Child's file transferred within 5 school days",
-}
-"""Each clock's name as the desk, the command line and the pages say it."""
-
-SOON_SECONDS = 3_600  # the last hour before a deadline is shown as coming soon
-
-
-class ClockStanding(enum.StrEnum):
-    """Where a clock stands now: what decides how loudly each client shows it."""
-
-    MET = "met"
-    CASE_CLOSED = "case-closed"
-    RUNNING = "running"
-    SOON = "soon"
-    OVERDUE = "overdue"
-
-
-@dataclass(frozen=True, slots=True)
-class ClockLine:
-    """One clock, ready to show: its label, its due time in the school's zone, and where it
-    stands (``detail`` is the met time, or the time left or over, as words)."""
-
-    label: str
-    due: str
-    standing: ClockStanding
-    detail: str
-
-
-def local_time(moment: datetime, zone: tzinfo) -> str:
-    """A moment in the school's zone, as the desk writes it: ``Mon 23 Nov 09:00``."""
-    return moment.astimezone(zone).strftime("%a %d %b %H:%M")
-
-
-def span(seconds: int) -> str:
-    """A compact duration: ``2d 03h``, ``10h 33m``, ``4m 09s``."""
-    days, rest = divmod(max(seconds, 0), 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours:02d}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s"
-
-
-def clock_lines(
-    clocks: Sequence[CaseClock], state: CaseState, now: datetime, zone: tzinfo
-) -> tuple[ClockLine, ...]:
-    """A case's clocks as the desk and ``sgalert case show`` both show them (``state`` is the
-    case's): the due time in the school's zone, then met, case closed, or a countdown."""
-    lines = []
-    for clock in clocks:
-        label = CLOCK_LABELS.get(clock.kind, clock.kind)
-        due = local_time(clock.due_at, zone)
-        seconds = int((clock.due_at - now).total_seconds())
-        if clock.met_at is not None:
-            line = ClockLine(label, due, ClockStanding.MET, f"met {local_time(clock.met_at, zone)}")
-        elif state is CaseState.CLOSED:
-            line = ClockLine(label, due, ClockStanding.CASE_CLOSED, "case closed")
-        elif seconds < 0:
-            line = ClockLine(label, due, ClockStanding.OVERDUE, f"over {span(-seconds)}")
-        else:
-            standing = ClockStanding.SOON if seconds < SOON_SECONDS else ClockStanding.RUNNING
-            line = ClockLine(label, due, standing, span(seconds))
-        lines.append(line)
-    return tuple(lines)
+# What a case's clocks say, in words (kept in their own module; named here for the desk).
+from sgalert.desk.clock_view import CLOCK_LABELS as CLOCK_LABELS  # noqa: E402
+from sgalert.desk.clock_view import SOON_SECONDS as SOON_SECONDS  # noqa: E402
+from sgalert.desk.clock_view import CaseClock as CaseClock  # noqa: E402
+from sgalert.desk.clock_view import ClockLine as ClockLine  # noqa: E402
+from sgalert.desk.clock_view import ClockStanding as ClockStanding  # noqa: E402
+from sgalert.desk.clock_view import clock_lines as clock_lines  # noqa: E402
+from sgalert.desk.clock_view import local_time as local_time  # noqa: E402
+from sgalert.desk.clock_view import span as span  # noqa: E402

@@ -676,14 +676,6 @@ async def _current_version(db: aiosqlite.Connection, group: str) -> int:
     return int(row["current_version"])
 
 
-async def active_groups(db: aiosqlite.Connection, person_id: str) -> set[str]:
-    cursor = await db.execute(
-        "SELECT group_name FROM group_members WHERE person_id = ? AND state = 'active'",
-        (person_id,),
-    )
-    return {row["group_name"] for row in await cursor.fetchall()}
-
-
 __all__ = [
     "ADDS_PEOPLE",
     "WHISTLE_IDENTITY",
@@ -691,7 +683,6 @@ __all__ = [
     "Identity",
     "Person",
     "PublicKeyring",
-    "active_groups",
     "add_first_person",
     "add_person",
     "approve_member",

@@ -32,7 +32,6 @@ from sgalert.records.keyring import (
     GroupKey,
     Identity,
     PublicKeyring,
-    active_groups,
     group_key_message,
     group_private_key,
     groups_for_role,
@@ -282,3 +281,12 @@ __all__ = [
     "load_public_keyring_now",
     "sign_group_keys",
 ]
+
+
+async def active_groups(db: aiosqlite.Connection, person_id: str) -> set[str]:
+    """The groups this person is an active member of (holds the key of)."""
+    cursor = await db.execute(
+        "SELECT group_name FROM group_members WHERE person_id = ? AND state = 'active'",
+        (person_id,),
+    )
+    return {row["group_name"] for row in await cursor.fetchall()}
