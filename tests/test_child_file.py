@@ -146,7 +146,10 @@ async def story(team: Team) -> Story:
     police_style.received_at = at(11, 1, 23, 0)
     other_child = encompass_case("Ada Invented", child_dob="2016-01-01")
     other_child.received_at = at(11, 2, 23, 0)
+    # Sealed to the chair and the monitoring officer alone: an allegation about the head that
+    # names the child (an Encompass notice about the head stays with the DSLs).
     sealed_away = encompass_case("Ada Invented")
+    sealed_away.source = Source.WHISTLE
     sealed_away.flags = frozenset({Flag.ABOUT_HEAD})
     sealed_away.received_at = at(11, 3, 23, 0)
     anchor = encompass_case("Ada Invented")  # received Sun 22 Nov 21:55
