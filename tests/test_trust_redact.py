@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import unicodedata
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -297,7 +298,7 @@ def _whistle_message() -> bytes:
 def _as_shown(view: CaseView, capsys: pytest.CaptureFixture[str]) -> str:
     """What `case show --json`, `case show` and a proposed export name show of the case."""
     capsys.readouterr()
-    print_view(view)
+    print_view(view, datetime.now(UTC), ZoneInfo("Europe/London"))
     printed = capsys.readouterr().out
     exports = [
         proposed_name(view.summary.ref, i, a.filename) for i, a in enumerate(view.attachments)
