@@ -78,7 +78,8 @@ from integrations.imap import DEFAULT_BATCH_SIZE, create  # noqa: E402
 from sgalert.config import SourceConfig, load_config, render_template  # noqa: E402
 from sgalert.desk.service import CaseService  # noqa: E402
 from sgalert.engine.watch import SourceMonitor, make_deliver  # noqa: E402
-from sgalert.intake.ingest import Ingestor, SourceRules  # noqa: E402
+from sgalert.intake.ingest import Ingestor  # noqa: E402
+from sgalert.intake.prepare import SourceRules  # noqa: E402
 from sgalert.logs import JsonLines  # noqa: E402
 from sgalert.model import Source  # noqa: E402
 from sgalert.records.crypto import TEST_KDF  # noqa: E402
@@ -495,7 +496,7 @@ async def run_sgalert(
                 sender_domains=(POLICE_DOMAIN,),
             )
             assert service.config is not None
-            ingestor = Ingestor(service, service.config)
+            ingestor = Ingestor(service.new_cases, service.config)
             await ingestor.warm()  # as `sgalert serve` does when it starts watching
             deliver = make_deliver(ingestor, SourceRules.from_config(source))
             monitor = SourceMonitor(service.store, source)

@@ -56,6 +56,7 @@ import requests
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from sgalert.errors import ConfigError, SgalertError
+from sgalert.routing.backoff import retry_after_seconds
 from sgalert.secrets import read_secret
 
 AUTHORITY_URL = "https://login.microsoftonline.com"
@@ -76,9 +77,6 @@ APP_OPTIONS = (
 )
 #: Control characters, which no one-line option value may hold.
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-#: Seconds: the longest ``Retry-After`` honoured from Entra or Graph; a longer one is treated as
-#: this (msal caps its own memory of a Retry-After there too).
-MAX_RETRY_AFTER = 3600.0
 #: OAuth errors that no retry will cure: the app registration, its credential or the scope is
 #: wrong. Anything else the authority refuses with may pass.
 PERMANENT_ERRORS = frozenset(
@@ -266,15 +264,6 @@ def untrusted_certificate(exc: BaseException) -> bool:
     return False
 
 
-def _retry_after(response: Any) -> float | None:
-    """Seconds from a ``Retry-After`` header in seconds (what Entra sends), if there is one."""
-    headers = getattr(response, "headers", None) or {}
-    try:
-        return min(max(0.0, float(headers.get("Retry-After", ""))), MAX_RETRY_AFTER)
-    except (TypeError, ValueError):
-        return None
-
-
 class _MsalHttp:
     """The HTTP client msal uses: our session, our trust anchors and a timeout on every call.
 
@@ -290,7 +279,8 @@ class _MsalHttp:
         self.retry_after: float | None = None
 
     def _seen(self, response: Any) -> Any:
-        self.retry_after = _retry_after(response)
+        headers = getattr(response, "headers", None) or {}
+        self.retry_after = retry_after_seconds(headers.get("Retry-After"))
         return response
 
     def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:

@@ -58,7 +58,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -78,7 +77,8 @@ from exchangelib.protocol import BaseProtocol, FailFast, Protocol
 
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.ports import Deliver, Health, Inbound
+from sgalert.ports import Deliver, Health, Inbound, ProbeFailed, ProbeReport
+from sgalert.routing.backoff import backoff_seconds
 from sgalert.secrets import read_secret
 
 log = logging.getLogger(__name__)
@@ -671,7 +671,6 @@ class EwsInbox:
     def __init__(self, settings: EwsSettings) -> None:
         self.settings = settings
         self.name = settings.source_name
-        self._random = random.SystemRandom()
 
     async def run(self, deliver: Deliver, checkpoint: str | None, health: Health) -> None:
         """Watch until cancelled. Mailbox failures go to ``health``; an error from ``deliver``
@@ -690,7 +689,14 @@ class EwsInbox:
                 except _Unreachable as problem:
                     failures += 1
                     await health.failing(problem.reason)
-                    await asyncio.sleep(self._backoff(failures, problem.retry_after))
+                    await asyncio.sleep(
+                        backoff_seconds(
+                            failures,
+                            first=settings.backoff_first,
+                            cap=settings.backoff_cap,
+                            retry_after=problem.retry_after,
+                        )
+                    )
                     continue
                 failures = 0
                 await health.ok()
@@ -699,11 +705,29 @@ class EwsInbox:
             mailbox.close()
             _untrust(trusted)
 
-    def _backoff(self, failures: int, retry_after: float | None) -> float:
-        s = self.settings
-        ceiling = min(s.backoff_cap, s.backoff_first * 2 ** min(failures - 1, 30))
-        delay = self._random.uniform(ceiling / 2, ceiling)
-        return max(delay, min(retry_after or 0.0, s.backoff_cap))
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: log in and find the watched folder (and the move target),
+        reading no item and marking nothing."""
+        _quiet_exchangelib()
+        mailbox = _Mailbox(self.settings)
+        trusted = _trust(self.settings)
+        failure: ProbeFailed | None = None
+        try:
+            await asyncio.to_thread(self._find_folders, mailbox)
+        except _Unreachable as problem:
+            failure = ProbeFailed(problem.reason)
+        finally:
+            await asyncio.to_thread(mailbox.close)
+            _untrust(trusted)
+        if failure is not None:
+            raise failure
+        folder = "/".join(self.settings.folder)
+        return ProbeReport(f"logged in to {self.settings.host}, folder {folder!r} found")
+
+    @staticmethod
+    def _find_folders(mailbox: _Mailbox) -> None:
+        with _translated(mailbox.settings):
+            mailbox._connect()
 
     async def _round(
         self,

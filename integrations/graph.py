@@ -24,9 +24,10 @@ gone in April 2027). One source watches one folder of one mailbox:
   ``after_commit = "mark-read"``, a message that is already read and arrived before sgalert began
   watching is treated as done: otherwise connecting an old mailbox, or a resync, would turn years
   of handled mail into new cases. Every message that arrives while sgalert watches is delivered.
-- Throttling (429, 503, 504) waits for ``Retry-After``; other 5xx and network errors back off
-  with jitter; a 401 drops the cached token and asks again once. Blocking HTTP runs in worker
-  threads and every wait is an ``asyncio.sleep``, so cancelling a watcher takes effect at once.
+- Every retry backs off with jitter (:mod:`sgalert.routing.backoff`); throttling (429, 503,
+  504) waits at least the ``Retry-After`` asked for, up to five minutes at a time; a 401 drops
+  the cached token and asks again once. Blocking HTTP runs in worker threads and every wait is
+  an ``asyncio.sleep``, so cancelling a watcher takes effect at once.
 
 Every request asks for immutable ids (``Prefer: IdType="ImmutableId"``), so a moved message
 keeps its id.
@@ -45,15 +46,13 @@ permission, best confined to this mailbox by an Exchange application access poli
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import enum
 import json
 import logging
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -72,7 +71,8 @@ from integrations.entra import (
 from sgalert.clock import iso, parse_iso, utcnow
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError, SgalertError
-from sgalert.ports import Deliver, Health, Inbound, Inbox
+from sgalert.ports import Deliver, Health, Inbound, Inbox, ProbeFailed, ProbeReport
+from sgalert.routing.backoff import backoff_seconds, retry_after_seconds
 
 log = logging.getLogger("sgalert.graph")
 
@@ -271,30 +271,6 @@ def _merged(first: Sequence[str], more: Sequence[str]) -> list[str]:
     return ids[-_MAX_UNMARKED:]
 
 
-def retry_after_seconds(response: requests.Response) -> float | None:
-    """Seconds from a ``Retry-After`` header (a number or an HTTP date), if it has one."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - utcnow()).total_seconds())
-
-
-def _backoff(attempt: int) -> float:
-    """Capped exponential backoff with jitter, so many schools do not retry in step."""
-    ceiling = min(_MAX_WAIT, _BACKOFF_BASE * 2.0 ** max(0, attempt - 1))
-    return ceiling * (0.5 + random.random() / 2)  # noqa: S311  (jitter, not a secret)
-
-
 def graph_error_code(response: requests.Response) -> str:
     """Graph's error code (``{"error": {"code": ...}}``); never its message, which may hold data."""
     try:
@@ -375,7 +351,7 @@ class _GraphClient:
                     raise GraphUnavailable(
                         f"Microsoft Graph unreachable ({type(exc).__name__})"
                     ) from None
-                await asyncio.sleep(_backoff(attempt))
+                await asyncio.sleep(backoff_seconds(attempt, first=_BACKOFF_BASE, cap=_MAX_WAIT))
                 continue
             status = response.status_code
             if status == 401 and not renewed:
@@ -386,8 +362,13 @@ class _GraphClient:
                 attempt += 1
                 if attempt >= _MAX_TRIES:
                     raise _failure(f"Graph still failing after {attempt} tries", response)
-                wait = retry_after_seconds(response) if status in (429, 503, 504) else None
-                wait = _backoff(attempt) if wait is None else wait
+                told = response.headers.get("Retry-After") if status in (429, 503, 504) else None
+                wait = backoff_seconds(
+                    attempt,
+                    first=_BACKOFF_BASE,
+                    cap=_MAX_WAIT,
+                    retry_after=retry_after_seconds(told),
+                )
                 log.info("source %s: Graph answered %d; waiting %.1fs", self.name, status, wait)
                 await asyncio.sleep(min(wait, _MAX_WAIT))
                 continue
@@ -472,6 +453,39 @@ class GraphInbox:
         self.settings = settings
         self.name = settings.name
 
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: sign in, then ask for the first page of the folder's delta
+        query, as the watcher does (message ids only, nothing read or marked). 403 and 404 are
+        the usual misconfigurations: the app's access is not scoped to this mailbox, or the
+        mailbox or folder name is wrong."""
+        client = _GraphClient(self.settings)
+        failure: ProbeFailed | None = None
+        status = 0
+        try:
+            response = await client.call("GET", client._initial_delta_url())
+            status = response.status_code
+            response.close()
+        except GraphUnavailable as exc:
+            failure = ProbeFailed(f"{exc.reason}; check the app registration and the network")
+        finally:
+            client.close()
+        if failure is not None:
+            raise failure
+        folder = self.settings.folder
+        if status == 200:
+            return ProbeReport(f"signed in; folder {folder!r} of {self.settings.mailbox} readable")
+        if status in (401, 403):
+            raise ProbeFailed(
+                f"signed in, but Graph refused to read the mailbox (HTTP {status}); give the"
+                " app Mail.ReadWrite and scope its access to this mailbox"
+            )
+        if status == 404:
+            raise ProbeFailed(
+                f"Graph found no mailbox {self.settings.mailbox} or folder {folder!r}"
+                " (HTTP 404); check mailbox and folder"
+            )
+        raise ProbeFailed(f"Graph answered HTTP {status} reading the folder; try again later")
+
     async def run(self, deliver: Deliver, checkpoint: str | None, health: Health) -> None:
         """Poll until cancelled; failures are reported through ``health`` and retried."""
         state = _SyncState.load(checkpoint, self.name)
@@ -486,7 +500,9 @@ class GraphInbox:
                     failures += 1
                     log.warning("source %s: round failed: %s", self.name, exc.reason)
                     await health.failing(exc.reason)
-                    delay = min(self.settings.poll_seconds * 2.0 ** (failures - 1), _MAX_WAIT)
+                    delay = backoff_seconds(
+                        failures, first=self.settings.poll_seconds, cap=_MAX_WAIT
+                    )
                 else:
                     failures = 0
                     await health.ok()

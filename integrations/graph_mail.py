@@ -59,7 +59,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,24 +67,29 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from integrations.channel_options import ChannelOptions
+
 # Shared with the Graph inbox and the SMTP channel rather than copied; see each for details.
 from integrations.entra import (
     APP_OPTIONS,
     AUTHORITY_URL,
-    CONTROL,
-    MAX_RETRY_AFTER,
     AppRegistration,
     AppToken,
     SignInError,
-    local_path,
     read_app,
     untrusted_certificate,
 )
-from integrations.graph import GRAPH_URL, graph_error_code, retry_after_seconds
-from integrations.smtp import check_address, check_header_text, is_addr_spec
-from sgalert.config import refuse_unknown_options
-from sgalert.errors import ConfigError
-from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from integrations.graph import GRAPH_URL, graph_error_code
+from integrations.smtp import check_address, check_header_text
+from sgalert.ports import (
+    DeliveryError,
+    Notification,
+    ProbeFailed,
+    ProbeReport,
+    Receipt,
+    Recipient,
+)
+from sgalert.routing.backoff import retry_after_seconds
 
 if TYPE_CHECKING:
     from sgalert.ports import NotifierFactory
@@ -145,57 +149,13 @@ def create(name: str, options: Mapping[str, Any], root: Path) -> GraphMailNotifi
 
 def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> GraphMailSettings:
     """Validate a channel's options, raising ConfigError that names the key and the fix."""
-    where = f"channels.{name}"
-
-    def fail(key: str, problem: str, fix: str) -> ConfigError:
-        return ConfigError(f"{where}.{key}: {problem}; {fix}")
-
-    refuse_unknown_options(options, _OPTIONS, where, "graph-mail")
-
-    def text(key: str, example: str, default: str | None = None) -> str:
-        value = options.get(key, default)
-        if not isinstance(value, str) or not value.strip() or CONTROL.search(value):
-            raise fail(key, "must be a non-empty string on one line", f'e.g. {key} = "{example}"')
-        return value.strip()
-
-    def address(key: str, example: str) -> str:
-        value = text(key, example)
-        if not is_addr_spec(value):
-            raise fail(key, f"{value!r} is not a plain email address", f'e.g. {key} = "{example}"')
-        return value
-
-    def https_url(key: str, default: str) -> str:
-        value = text(key, default, default).rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
-            raise fail(key, f"{value!r} is not an https URL", f'e.g. {key} = "{default}"')
-        return value
-
-    app = read_app(options, where, root)
-    sender = address("sender", "safeguarding@school.example.org")
-    reply_to = (
-        address("reply_to", "sgalert-ack@school.example.org") if "reply_to" in options else None
-    )
-
-    save = options.get("save_to_sent_items", False)
-    if not isinstance(save, bool):
-        raise fail("save_to_sent_items", "must be true or false", "e.g. save_to_sent_items = false")
-
-    timeout = options.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 1 <= timeout <= 300:
-        raise fail("timeout", "must be between 1 and 300 seconds", "e.g. timeout = 15")
-
-    ca_file: Path | None = None
-    if "ca_file" in options:
-        ca_file = local_path(text("ca_file", "proxy-ca.pem"), root)
-        if not ca_file.is_file():
-            raise fail("ca_file", f"{ca_file} is not a readable file", "give a PEM bundle")
-        try:
-            ssl.create_default_context(cafile=str(ca_file))
-        except (ssl.SSLError, OSError):
-            raise fail(
-                "ca_file", f"{ca_file} holds no usable certificate", "give a PEM bundle"
-            ) from None
+    read = ChannelOptions(name, "graph-mail", options, _OPTIONS, root)
+    app = read_app(options, read.where, root)
+    sender = read.address("sender", "safeguarding@school.example.org")
+    reply_to = read.optional_address("reply_to", "sgalert-ack@school.example.org")
+    save = read.flag("save_to_sent_items", False)
+    timeout = read.timeout(DEFAULT_TIMEOUT)
+    ca_file = read.ca_file("proxy-ca.pem")
 
     return GraphMailSettings(
         name=name,
@@ -205,10 +165,10 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> GraphMa
         credential=app.credential,
         reply_to=reply_to,
         save_to_sent_items=save,
-        graph_url=https_url("graph_url", GRAPH_URL),
+        graph_url=read.https_url("graph_url", GRAPH_URL),
         authority_url=app.authority_url,
         ca_file=ca_file,
-        timeout=float(timeout),
+        timeout=timeout,
     )
 
 
@@ -233,9 +193,14 @@ def build_payload(
     key = check_header_text(notification.idempotency_key, "the idempotency key")
     if not key.isascii() or not key.strip():
         raise DeliveryError("the idempotency key must be printable ASCII", retryable=False)
+    # sendMail takes a single body, so a document (the digest) goes as its HTML (the text twin
+    # is the same content; Exchange adds its own text part for text-only clients). Pages stay
+    # plain text.
+    html = notification.html()
+    body = {"contentType": "HTML", "content": html} if html else None
     message: dict[str, Any] = {
         "subject": subject,
-        "body": {"contentType": "Text", "content": notification.body()},
+        "body": body or {"contentType": "Text", "content": notification.body()},
         "toRecipients": _addresses(to),
     }
     if answer:
@@ -249,12 +214,7 @@ def build_payload(
 
 def _undelivered(error: SignInError) -> DeliveryError:
     """A failed sign-in as the outbox needs it: the same safe reason, retry or fall back."""
-    wait = error.retry_after
-    return DeliveryError(
-        error.reason,
-        retryable=error.retryable,
-        retry_after=min(wait, MAX_RETRY_AFTER) if wait is not None else None,
-    )
+    return DeliveryError(error.reason, retryable=error.retryable, retry_after=error.retry_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +286,7 @@ class GraphMailNotifier:
             return _Answer(
                 status=status,
                 code="" if status < 300 else graph_error_code(response),
-                retry_after=retry_after_seconds(response),
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                 request_id=request_id if _REQUEST_ID.fullmatch(request_id) else None,
             )
 
@@ -375,11 +335,10 @@ class GraphMailNotifier:
         said = f"HTTP {status}{' ' + answer.code if answer.code else ''}"
         traced = f" [request-id {answer.request_id}]" if answer.request_id else ""
         if status in (429, 503, 504):
-            wait = answer.retry_after
             return DeliveryError(
                 f"Microsoft Graph is throttling or busy ({said}){traced}",
                 retryable=True,
-                retry_after=min(wait, MAX_RETRY_AFTER) if wait is not None else None,
+                retry_after=answer.retry_after,
             )
         if status >= 500 or status == 408:
             return DeliveryError(f"Microsoft Graph failed ({said}){traced}", retryable=True)
@@ -405,6 +364,18 @@ class GraphMailNotifier:
         else:
             problem = f"Microsoft Graph answered {said}"
         return DeliveryError(problem + traced, retryable=False)
+
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: an app-only token for Graph. Nothing is sent: only a real
+        page proves the sender mailbox may send (Mail.Send scoped to it)."""
+        failure: ProbeFailed | None = None
+        try:
+            await asyncio.to_thread(self._token.get)
+        except SignInError as error:
+            failure = ProbeFailed(f"no Graph token: {error.reason}; check the app registration")
+        if failure is not None:
+            raise failure
+        return ProbeReport("Graph token issued (nothing sent)")
 
     async def close(self) -> None:
         self._session.close()

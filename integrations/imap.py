@@ -9,8 +9,13 @@ are recognised by the core, so nothing is duplicated. A message the core reports
 be neither read nor quarantined) is left unmarked; the checkpoint passes it, so it is offered again
 only after a reconnect, and the core skips it until an operator releases it.
 
-IDLE is re-issued well before the server's 30-minute limit; servers without IDLE are polled.
-Lost connections reconnect with capped exponential backoff and jitter, and every failure is
+A server tells of new mail once, in whatever reply comes next: to one of our commands (kept by
+imaplib, never read by IMAPClient), or with IDLE's "+ idling" (read along with it, so the socket
+never turns readable for it). Both are looked for (:class:`_Announced`, :func:`_read_ahead`),
+so mail that arrives at any moment is fetched at once. As a guard against an announcement lost
+some other way, IDLE is ended and the folder searched every ``idle_seconds`` (a minute by
+default, well inside the server's 30-minute limit); servers without IDLE are polled. Lost
+connections reconnect with capped exponential backoff and jitter, and every failure is
 reported to the source monitor, which raises ``source-down`` if it lasts.
 """
 
@@ -19,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import socket
 import ssl
 import threading
@@ -38,7 +42,8 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from integrations.entra import APP_OPTIONS
 from sgalert.config import SourceConfig, refuse_unknown_options
 from sgalert.errors import ConfigError
-from sgalert.ports import Deliver, Health, Inbound, IngestOutcome
+from sgalert.ports import Deliver, Health, Inbound, IngestOutcome, ProbeFailed, ProbeReport
+from sgalert.routing.backoff import backoff_seconds
 from sgalert.secrets import read_secret
 
 log = logging.getLogger("sgalert.inbox.imap")
@@ -58,7 +63,7 @@ class ImapSettings:
     folder: str = "INBOX"
     after_commit: str = "mark-read"  # or "move"
     move_to: str | None = None
-    idle_seconds: float = 300.0
+    idle_seconds: float = 60.0
     poll_seconds: float = 30.0
     batch_size: int = DEFAULT_BATCH_SIZE
     batch_bytes: int = 64 * 1024 * 1024
@@ -69,6 +74,36 @@ class ImapSettings:
 
 class Stopped(Exception):
     """The watcher was asked to stop."""
+
+
+@dataclass(slots=True)
+class _Announced:
+    """How many messages the server last said the folder holds, from its EXISTS replies.
+
+    Mail that arrives during a round is announced once, in the reply to whichever command comes
+    next (Dovecot puts it after a SEARCH whose result cannot include it yet), and IDLE will not
+    announce it again. IMAPClient leaves those replies in imaplib's ``untagged_responses``, so
+    they are read from there. (STATUS is no substitute: on the selected mailbox Dovecot answers
+    from the session's last view, flagged ``[CLIENTBUG]``, and RFC 3501 forbids using it so.)
+    """
+
+    exists: int
+
+    def grew(self, client: IMAPClient) -> bool:
+        """True if the folder may hold mail the last SEARCH could not see.
+
+        A repeated, unchanged count is not growth (some servers repeat EXISTS), so a round
+        that only confirms it ends the drain. After expunges (``move``) the count alone cannot
+        tell, so any EXISTS then means one more look.
+        """
+        untagged: dict[str, list[Any]] = client._imap.untagged_responses
+        counts = untagged.pop("EXISTS", [])
+        expunged = untagged.pop("EXPUNGE", [])
+        untagged.pop("RECENT", None)  # never read; it would pile up for the connection's life
+        if not counts:
+            return False
+        before, self.exists = self.exists, int(counts[-1])
+        return bool(expunged) or self.exists != before
 
 
 class ImapInbox:
@@ -97,6 +132,50 @@ class ImapInbox:
         finally:
             self._stop.set()
 
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: log in, check the folder (and the move target) exist and
+        whether IDLE is offered, log out. Selects nothing, so no message is touched."""
+        return await asyncio.to_thread(self._probe)
+
+    def _probe(self) -> ProbeReport:
+        s = self.settings
+        where = f"{s.host}:{s.port}"
+        failure: ProbeFailed | None = None
+        client: IMAPClient | None = None
+        try:
+            client = self._connect()
+            missing = [f for f in (s.folder, s.move_to) if f and not client.folder_exists(f)]
+            can_idle = b"IDLE" in client.capabilities()
+        except LoginError:
+            failure = ProbeFailed(
+                f"{where} refused the login; check username and the password (or the app's"
+                " IMAP.AccessAsApp permission for xoauth2)"
+            )
+        except SignInUnavailable as exc:
+            failure = ProbeFailed(f"no sign-in token ({exc}); check the app registration")
+        except (OSError, IMAPClientError, ssl.SSLError) as exc:
+            failure = ProbeFailed(
+                f"cannot reach {where}: {self._reason(exc)}; check host, port and security,"
+                " and that the server is running"
+            )
+        finally:
+            if client is not None:
+                _close_quietly(client)
+        if failure is not None:
+            raise failure
+        if missing:
+            raise ProbeFailed(
+                f"{where} has no folder {missing[0]!r}; create it, or fix folder/move_to"
+            )
+        detail = f"logged in to {where}, folder {s.folder!r} exists"
+        if not can_idle:
+            return ProbeReport(
+                detail,
+                warning="the server does not offer IDLE, so it is polled every"
+                f" {s.poll_seconds:g}s; lower poll_seconds if that is too slow",
+            )
+        return ProbeReport(detail + ", IDLE offered")
+
     # ----- the worker thread ------------------------------------------------------------
 
     def _call(self, loop: asyncio.AbstractEventLoop, coroutine: Any) -> Any:
@@ -120,12 +199,12 @@ class ImapInbox:
         health: Health,
     ) -> None:
         state = _parse_checkpoint(checkpoint)
-        backoff = 1.0
+        failures = 0
         while not self._stop.is_set():
             client: IMAPClient | None = None
             try:
                 client = self._connect()
-                backoff = 1.0
+                failures = 0
                 self._watch(client, loop, deliver, health, state)
             except Stopped:
                 return
@@ -136,8 +215,8 @@ class ImapInbox:
             finally:
                 if client is not None:
                     _close_quietly(client)
-            delay = backoff * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not secrecy)
-            backoff = min(backoff * 2, self.settings.max_backoff)
+            failures += 1
+            delay = backoff_seconds(failures, first=1.0, cap=self.settings.max_backoff)
             if self._stop.wait(delay):
                 return
 
@@ -186,10 +265,11 @@ class ImapInbox:
             state.clear()
             state.update(uidvalidity=uidvalidity, last_uid=0)
         can_idle = b"IDLE" in client.capabilities()
+        announced = _Announced(int(selected.get(b"EXISTS", 0)))
         self._call(loop, health.ok())
         self._finish_interrupted(client, loop, deliver, state)
         while not self._stop.is_set():
-            while self._drain(client, loop, deliver, state):
+            while self._drain(client, loop, deliver, state, announced):
                 pass
             self._call(loop, health.ok())
             if can_idle:
@@ -250,10 +330,10 @@ class ImapInbox:
         loop: asyncio.AbstractEventLoop,
         deliver: Deliver,
         state: dict[str, int],
+        announced: _Announced,
     ) -> bool:
         """Deliver every message above the checkpoint; True if the folder grew meanwhile."""
-        s = self.settings
-        uidnext_before = _uidnext(client, s.folder)
+        announced.grew(client)  # what IDLE or the last round announced: this SEARCH sees it
         last = state["last_uid"]
         criteria = ["UID", f"{last + 1}:*"]
         uids = sorted(uid for uid in client.search(criteria) if uid > last)
@@ -276,7 +356,7 @@ class ImapInbox:
             self._settle(client, in_flight.popleft(), state)
         # Mail that arrived during the round was announced in replies to our own commands, so
         # IDLE would not announce it again: look once more if the folder grew.
-        return _uidnext(client, s.folder) != uidnext_before
+        return announced.grew(client)
 
     def _large(self) -> list[str]:
         """SEARCH criteria for a message too big to share a batch of ``batch_size``."""
@@ -332,11 +412,17 @@ class ImapInbox:
             client.add_flags(uids, [SEEN], silent=True)
 
     def _idle(self, client: IMAPClient, state: dict[str, int]) -> None:
-        """Wait in IDLE until the folder changes, the re-issue time comes, or we must stop."""
+        """Wait in IDLE until the folder changes, the re-issue time comes, or we must stop.
+
+        Whatever the server sent with "+ idling" (Dovecot's news of mail that came after our
+        last command) counts as a change: ``idle_check`` watches the socket and would miss it.
+        """
         client.idle()
         deadline = time.monotonic() + self.settings.idle_seconds
         try:
             while not self._stop.is_set() and time.monotonic() < deadline:
+                if _read_ahead(client):
+                    return
                 started = time.monotonic()
                 responses = client.idle_check(timeout=1.0)
                 if any(_is_exists(response) for response in responses):
@@ -392,12 +478,34 @@ def _closed(client: IMAPClient) -> bool:
         sock.settimeout(timeout)
 
 
+def _read_ahead(client: IMAPClient) -> bool:
+    """True when imaplib holds bytes from the server that nobody has parsed yet.
+
+    imaplib reads the socket in chunks, so the line it wants can bring the next ones along:
+    IMAPClient's ``idle()`` reads "+ idling" and with it any news sent in the same packet.
+    Those bytes never make the socket readable again, so ``idle_check``, which polls the
+    socket, would leave them until the server next spoke (a keepalive, minutes later).
+    """
+    imap = client._imap
+    sock = client.socket()
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True  # decrypted by the TLS layer but not yet taken by imaplib
+    chunks = getattr(imap, "_readbuf", None)  # Python 3.14+: imaplib buffers reads itself
+    if chunks is not None:
+        return any(chunks)
+    timeout = sock.gettimeout()
+    try:
+        sock.setblocking(False)
+        # The reader's buffer if it holds anything; else one read that cannot block.
+        return bool(imap.file.peek(1))
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
+    finally:
+        sock.settimeout(timeout)
+
+
 def _is_exists(response: object) -> bool:
     return isinstance(response, tuple) and len(response) > 1 and response[1] == b"EXISTS"
-
-
-def _uidnext(client: IMAPClient, folder: str) -> int:
-    return int(client.folder_status(folder, [b"UIDNEXT"])[b"UIDNEXT"])
 
 
 def _parse_checkpoint(checkpoint: str | None) -> dict[str, int]:
@@ -562,7 +670,7 @@ def create(source: SourceConfig, root: Path) -> ImapInbox:
         raise ConfigError(f'{where}.after_commit: use "mark-read" or "move"')
     if after == "move":
         need("move_to")
-    idle = number("idle_seconds", 300, 5, 1500)  # RFC 2177: servers may drop at 30 minutes
+    idle = number("idle_seconds", 60, 5, 1500)  # RFC 2177: servers may drop at 30 minutes
     settings = ImapSettings(
         host=host,
         port=int(number("port", 993 if security == "tls" else 143, 1, 65535)),

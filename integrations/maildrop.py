@@ -24,9 +24,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from integrations.smtp import WIRE_POLICY, build_message, check_address, is_addr_spec
+from integrations.channel_options import is_addr_spec
+from integrations.smtp import WIRE_POLICY, build_message, check_address
 from sgalert.errors import ConfigError
-from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from sgalert.ports import (
+    DeliveryError,
+    Notification,
+    ProbeFailed,
+    ProbeReport,
+    Receipt,
+    Recipient,
+)
 
 if TYPE_CHECKING:
     from sgalert.ports import NotifierFactory
@@ -75,6 +83,19 @@ def create(name: str, options: Mapping[str, Any], root: Path) -> MaildropNotifie
     )
 
 
+def _private_folders(path: Path) -> None:
+    """``mkdir -p`` with every folder it makes 0700 (``mkdir(parents=True)`` gives the parents
+    the umask's mode, usually 0755: the workspace must stay its owner's alone)."""
+    missing: list[Path] = []
+    wanted = path
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    wanted.mkdir(mode=0o700, exist_ok=True)  # a file in the way raises, as mkdir -p would
+
+
 def _fsync_directory(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -111,7 +132,7 @@ class MaildropNotifier:
     def _write(self, unique: str, data: bytes) -> bool:
         """In a worker thread: True if the file was written, False if it was already there."""
         for sub in ("tmp", "new", "cur"):
-            (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+            _private_folders(self.path / sub)
         if self.delivered(unique):
             return False
         tmp = self.path / "tmp" / f"{unique}.{os.getpid()}.{secrets.token_hex(6)}"
@@ -159,6 +180,24 @@ class MaildropNotifier:
         return Receipt(
             channel=self.name, detail=f"{'written' if written else 'already written'} {unique}"
         )
+
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: the folder (or, before the first page, the nearest folder
+        it will be made in) is writable by this process. Writes nothing."""
+        existing = self.path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise ProbeFailed(
+                f"{existing} is not a writable folder, so pages cannot be written to {self.path};"
+                " give the sgalert user its ownership (chown -R) or fix path"
+            )
+        for sub in ("new", "cur", "tmp"):
+            folder = self.path / sub
+            if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+                raise ProbeFailed(f"{folder} is not writable; give the sgalert user its ownership")
+        made = "" if self.path.exists() else " (made at the first page)"
+        return ProbeReport(f"maildir {self.path} writable{made}")
 
     async def close(self) -> None:
         return None

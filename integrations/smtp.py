@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 import aiosmtplib
 
+from integrations.channel_options import ChannelOptions, is_addr_spec
 from integrations.entra import (
     APP_OPTIONS,
     OUTLOOK_SCOPE,
@@ -55,9 +56,14 @@ from integrations.entra import (
     read_app,
     untrusted_certificate,
 )
-from sgalert.config import refuse_unknown_options
-from sgalert.errors import ConfigError
-from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from sgalert.ports import (
+    DeliveryError,
+    Notification,
+    ProbeFailed,
+    ProbeReport,
+    Receipt,
+    Recipient,
+)
 
 if TYPE_CHECKING:
     from sgalert.ports import NotifierFactory
@@ -86,25 +92,12 @@ _OPTIONS = (
 )
 _OAUTH_OPTIONS = (*APP_OPTIONS, "scope")
 
-# RFC 5322 dot-atom local part and an LDH domain of two or more labels; ASCII only, so every
-# address is safe on an SMTP command line without SMTPUTF8 and in a header without encoding.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_ADDR_SPEC = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})+")
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
 # Messages are flattened with headers on one line up to RFC 5322's hard limit of 998: at 78,
 # Python folds a long Subject straight after the colon, and a reply then carries
 # "Re:  [sgalert]...". (The body is encoded when it is set, under the 78-column policy.)
 WIRE_POLICY = email.policy.SMTP.clone(max_line_length=998)
-
-
-def is_addr_spec(address: str) -> bool:
-    """True for a plain ``local@domain.tld`` address sgalert is willing to put on the wire."""
-    if len(address) > 254 or _ADDR_SPEC.fullmatch(address) is None:
-        return False
-    local, _, domain = address.rpartition("@")
-    return len(local) <= 64 and len(domain) <= 253
 
 
 def check_address(address: str, what: str) -> str:
@@ -167,6 +160,11 @@ def build_message(
     # quoted-printable, so the message is 7-bit clean for servers without 8BITMIME.
     plain = body.isascii() and all(len(line) <= 900 for line in body.splitlines())
     message.set_content(body, cte="7bit" if plain else "quoted-printable")
+    html = notification.html()
+    if html is not None:
+        # A document (the daily digest): its HTML twin, the text part staying first for
+        # clients that show only text. Quoted-printable keeps long lines under the limit.
+        message.add_alternative(html, subtype="html", cte="quoted-printable")
     return message
 
 
@@ -219,24 +217,8 @@ def create(name: str, options: Mapping[str, Any], root: Path) -> SmtpNotifier:
 
 def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> SmtpSettings:
     """Validate a channel's options, raising ConfigError that names the key and the fix."""
-    where = f"channels.{name}"
-
-    def fail(key: str, problem: str, fix: str) -> ConfigError:
-        return ConfigError(f"{where}.{key}: {problem}; {fix}")
-
-    refuse_unknown_options(options, _OPTIONS, where, "smtp")
-
-    def text(key: str, example: str, default: str | None = None) -> str:
-        value = options.get(key, default)
-        if not isinstance(value, str) or not value.strip() or _HEADER_UNSAFE.search(value):
-            raise fail(key, "must be a non-empty string on one line", f'e.g. {key} = "{example}"')
-        return value.strip()
-
-    def address(key: str, example: str) -> str:
-        value = text(key, example)
-        if not is_addr_spec(value):
-            raise fail(key, f"{value!r} is not a plain email address", f'e.g. {key} = "{example}"')
-        return value
+    read = ChannelOptions(name, "smtp", options, _OPTIONS, root)
+    where, fail, text, address = read.where, read.fail, read.text, read.address
 
     host = text("host", "smtp.office365.com")
     if any(c.isspace() for c in host) or "/" in host:
@@ -261,26 +243,9 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> SmtpSet
         raise fail("port", "must be a whole number from 1 to 65535", "e.g. port = 587")
 
     from_address = address("from", "safeguarding@school.example.org")
-    reply_to = (
-        address("reply_to", "sgalert-ack@school.example.org") if "reply_to" in options else None
-    )
-
-    timeout = options.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 1 <= timeout <= 300:
-        raise fail("timeout", "must be between 1 and 300 seconds", "e.g. timeout = 15")
-
-    ca_file: Path | None = None
-    if "ca_file" in options:
-        path = Path(text("ca_file", "certs/school-ca.pem")).expanduser()
-        ca_file = path if path.is_absolute() else root / path
-        if not ca_file.is_file():
-            raise fail("ca_file", f"{ca_file} is not a file", "give the PEM file of the CA")
-        try:
-            ssl.create_default_context(cafile=str(ca_file))
-        except (ssl.SSLError, OSError):
-            raise fail(
-                "ca_file", f"{ca_file} holds no usable certificate", "give a PEM file"
-            ) from None
+    reply_to = read.optional_address("reply_to", "sgalert-ack@school.example.org")
+    timeout = read.timeout(DEFAULT_TIMEOUT)
+    ca_file = read.ca_file("certs/school-ca.pem")
 
     has_password = "password_env" in options or "password_file" in options
     auth = text("auth", "password", "password" if has_password or "username" in options else "none")
@@ -479,6 +444,33 @@ class SmtpNotifier:
         await self._quit(client)
         log.info("channel %s: page %s accepted", self.name, notification.idempotency_key)
         return Receipt(channel=self.name, detail=_short(reply) or "accepted")
+
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: connect, EHLO, STARTTLS or TLS as configured, sign in if
+        configured, QUIT. Sends no message."""
+        settings = self.settings
+        where = f"{settings.host}:{settings.port}"
+        client = self._client()
+        failure: ProbeFailed | None = None
+        try:
+            async with asyncio.timeout(settings.timeout * 4):
+                token = await self._token.get() if self._token is not None else None
+                await client.connect()
+                if client.is_ehlo_or_helo_needed:
+                    await client.ehlo()
+                await self._sign_in(client, token)
+        except Exception as exc:
+            client.close()
+            error = translate(exc)
+            failure = ProbeFailed(
+                f"{where}: {error}; check host, port, security and the credentials, and that"
+                " the server is running"
+            )
+        if failure is not None:
+            raise failure
+        signed_in = " and signed in" if settings.username else ""
+        await self._quit(client)
+        return ProbeReport(f"connected to {where} ({settings.security.value}){signed_in}")
 
     @staticmethod
     async def _quit(client: aiosmtplib.SMTP) -> None:

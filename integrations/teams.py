@@ -21,27 +21,33 @@ the standard library's ``urllib`` and follows no redirect.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import http.client
 import ipaddress
 import json
 import logging
 import re
+import socket
 import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from integrations.smtp import is_addr_spec
-from sgalert.config import refuse_unknown_options
+from integrations.channel_options import ChannelOptions, is_addr_spec
 from sgalert.errors import ConfigError
-from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from sgalert.ports import (
+    DeliveryError,
+    Notification,
+    ProbeFailed,
+    ProbeReport,
+    Receipt,
+    Recipient,
+)
+from sgalert.routing.backoff import retry_after_seconds
 
 if TYPE_CHECKING:
     from sgalert.ports import NotifierFactory
@@ -52,7 +58,6 @@ log = logging.getLogger("sgalert.notify.teams")
 MAX_PAYLOAD_BYTES = 28 * 1024  # Teams refuses a message (card included) over 28 KB
 CARD_VERSION = "1.4"
 DEFAULT_TIMEOUT = 15.0
-MAX_RETRY_AFTER = 3600.0  # seconds: a longer wait is the engine's business, not the server's
 
 _OPTIONS = ("url_env", "url_file", "timeout", "ca_file")
 _MAX_READ = 16 * 1024  # of a reply body, read only so the connection ends cleanly
@@ -86,8 +91,8 @@ def _is_loopback(host: str) -> bool:
 
 def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> TeamsSettings:
     """Validate a channel's options. Messages name where the URL comes from, never the URL."""
-    where = f"channels.{name}"
-    refuse_unknown_options(options, _OPTIONS, where, "teams-workflow")
+    read = ChannelOptions(name, "teams-workflow", options, _OPTIONS, root)
+    where = read.where
 
     url = read_secret(options, "url", where, root).strip()
     source = f"{where}.{'url_env' if 'url_env' in options else 'url_file'}"
@@ -103,20 +108,9 @@ def parse_settings(name: str, options: Mapping[str, Any], root: Path) -> TeamsSe
             "workflow's 'When a Teams webhook request is received' trigger"
         )
 
-    timeout = options.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 1 <= timeout <= 300:
-        raise ConfigError(f"{where}.timeout: must be between 1 and 300 seconds; e.g. timeout = 15")
-
-    ca_file: Path | None = None
-    if "ca_file" in options:
-        raw = options["ca_file"]
-        if not isinstance(raw, str) or not raw.strip():
-            raise ConfigError(f'{where}.ca_file: must be a path; e.g. ca_file = "certs/ca.pem"')
-        path = Path(raw).expanduser()
-        ca_file = path if path.is_absolute() else root / path
-        if not ca_file.is_file():
-            raise ConfigError(f"{where}.ca_file: {ca_file} is not a file; give the CA's PEM file")
-    return TeamsSettings(name=name, url=url, timeout=float(timeout), ca_file=ca_file)
+    timeout = read.timeout(DEFAULT_TIMEOUT)
+    ca_file = read.ca_file("certs/ca.pem")
+    return TeamsSettings(name=name, url=url, timeout=timeout, ca_file=ca_file)
 
 
 def mailto(notification: Notification) -> str | None:
@@ -198,26 +192,6 @@ def build_payload(notification: Notification) -> bytes:
     return payload
 
 
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (a number or an HTTP date), capped at an hour."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(MAX_RETRY_AFTER, max(0.0, seconds))
-
-
 @dataclass(frozen=True, slots=True)
 class _Answer:
     status: int
@@ -252,6 +226,7 @@ class TeamsNotifier:
             cafile=str(settings.ca_file) if settings.ca_file else None
         )
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._context = context
         self._opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=context), _NoRedirects()
         )
@@ -334,6 +309,39 @@ class TeamsNotifier:
             problem,
             retryable=retryable,
             retry_after=answer.retry_after if retryable else None,
+        )
+
+    async def probe(self) -> ProbeReport:
+        """For ``sgalert doctor``: a TLS handshake with the webhook's host, certificate
+        checked. Nothing is posted: any request to the URL itself would run the workflow (a
+        Workflows trigger has no harmless method), so only a real page proves the flow is on."""
+        return await asyncio.to_thread(self._probe)
+
+    def _probe(self) -> ProbeReport:
+        parts = urlsplit(self.settings.url)
+        host = parts.hostname or ""
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        failure: ProbeFailed | None = None
+        try:
+            with socket.create_connection((host, port), timeout=self.settings.timeout) as raw:
+                if tls:
+                    with self._context.wrap_socket(raw, server_hostname=host):
+                        pass
+        except ssl.SSLCertVerificationError:
+            failure = ProbeFailed(
+                f"the TLS certificate of {host} is not trusted; check the URL and ca_file"
+            )
+        except (OSError, ssl.SSLError) as exc:
+            failure = ProbeFailed(
+                f"cannot reach the webhook's host {host}:{port} ({type(exc).__name__}); check"
+                " the network, a proxy, or copy the URL again"
+            )
+        if failure is not None:
+            raise failure
+        what = "TLS handshake with" if tls else "connected to"
+        return ProbeReport(
+            f"{what} {host}:{port} (nothing posted; a real page proves the workflow is on)"
         )
 
     async def close(self) -> None:

@@ -60,8 +60,12 @@ echo
 echo "== A police call taken by phone is recorded by the DSL =="
 SGALERT_PASSPHRASE="demo-dsl-passphrase" sgalert case new --source encompass \
   --as dsl@example.org --caller "PC 0000, Example Constabulary" \
-  --field child_name="Eve Invented" --field child_dob=2018-01-05 \
-  --text "Officer reports Eve was present during an incident at home last night."
+  --text - <<'NOTICE'
+child_name: Eve Invented
+child_dob: 2018-01-05
+
+Officer reports Eve was present during an incident at home last night.
+NOTICE
 
 SGALERT_PASSPHRASE="demo-dsl-passphrase" sgalert ack "$first" --as dsl@example.org
 sgalert audit verify

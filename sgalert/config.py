@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,147 +28,10 @@ CHANNEL_KINDS = ("maildrop", "smtp", "teams-workflow", "graph-mail")
 PER_PERSON_KINDS = frozenset({"maildrop", "smtp", "graph-mail"})
 GROUP_NAMES = (*(role.value for role in Role), WHISTLE_IDENTITY)
 
-CONFIG_TEMPLATE = """\
-# sgalert configuration.
-#
-# People are not listed here: add them with `sgalert user add`, which creates their keys.
-# Secrets (mailbox passwords, client secrets, webhook URLs) never go in this file: they come from
-# environment variables or a 0600 secrets file, named where each adapter needs one.
-# After editing, `sgalert config check` tells you whether the file is valid.
 
-[school]
-# The school's or service's name, shown in notifications and the daily digest.
-name = "{school_name}"
-# The IANA time zone the school calendar works in. Times are stored in UTC.
-timezone = "Europe/London"
-# Names the headteacher is known by, so a whistleblowing allegation that names them is
-# routed to the chair of governors. The words "headteacher" and "principal" always count.
-head_names = []
-
-[security]
-# Minutes without a keypress after which the terminal UI locks and forgets the unlocked keys.
-idle_lock_minutes = 10
-
-[calendar]
-# Which UK nation's bank holidays apply: england, wales, scotland or northern-ireland.
-nation = "england"
-# When the school day starts and ends (local time). Operation Encompass notices must be read
-# before the next school day starts.
-school_day_starts = "08:30"
-school_day_ends = "15:30"
-# Staff training days: no pupils, so not school days.
-inset_days = [2026-09-01, 2027-01-04]
-
-# Each term as start and end dates (inclusive), with its half-term holiday if any.
-# Replace these with your own dates each year.
-[[calendar.terms]]
-name = "Autumn 2026"
-start = 2026-09-02
-end = 2026-12-18
-half_term = [2026-10-26, 2026-10-30]
-
-# The next term: name (any label), start, end, half_term.
-[[calendar.terms]]
-name = "Spring 2027"
-start = 2027-01-05
-end = 2027-03-26
-half_term = [2027-02-15, 2027-02-19]
-
-# And the one after.
-[[calendar.terms]]
-name = "Summer 2027"
-start = 2027-04-12
-end = 2027-07-21
-half_term = [2027-05-31, 2027-06-04]
-
-[rota]
-# Who answers when no shift or dated cover does, in order (emails of people added with
-# `sgalert user add`). Empty: the DSLs, then the deputies, then the headteacher. Such times
-# are reported as gaps by `sgalert rota check`.
-fallback = []
-# The weekly pattern: one [[rota.shifts]] table per slot, for example
-#   [[rota.shifts]]
-#   who = "dsl@school.example.org"      # a person added with `sgalert user add`
-#   days = ["mon", "tue", "wed", "thu", "fri"]
-#   from = "07:00"                      # local time
-#   to = "19:00"                        # at or before "from" means it runs past midnight
-#   when = "term"                       # "term", "holiday" (incl. half terms) or "always"
-# Dated covers ("the deputy covers 24 to 26 November") are added with `sgalert rota cover`.
-
-# How people are told. Each [channels.NAME] is one channel; escalation policies name them.
-#   kind = "maildrop"        writes each notification as an email file into a local Maildir
-#                            (the embedded default: nothing leaves the machine)
-#   kind = "smtp"            sends email: host, port, security ("tls" or "starttls"),
-#                            username, password_env or password_file, from, reply_to
-#   kind = "teams-workflow"  posts an Adaptive Card to a Teams Workflows webhook whose URL
-#                            comes from url_env or url_file (it is a secret)
-# When a channel keeps failing, the next one in this file is tried as well.
-[channels.email]
-kind = "maildrop"
-path = "outbox/email"
-
-# Escalation policies per source: [policies.encompass], [policies.whistle], [policies.lesson].
-# Unset, the defaults apply:
-#   encompass: the person on duty at once (email, teams), the deputies after 10 minutes, the
-#              head 10 minutes later, then the team every 30 minutes until acknowledged; the
-#              whole team 30 minutes before the next school day starts if still unacknowledged.
-#   whistle:   the monitoring officer at once, then daily; about the head: the chair and the
-#              monitoring officer, never the head. Deadline: 5 working days.
-#   lesson:    the person on duty at once, the deputies after 5 minutes, the team every 15.
-# To change one, give all of its keys, for example:
-#   [policies.lesson]
-#   steps = [{ target = "on-duty", channels = ["email"], delay_minutes = 0 },
-#            { target = "dsl", channels = ["email"], delay_minutes = 5 }]
-#   repeat_target = "team"        # on-duty, team, a role, or a person's email
-#   repeat_channels = ["email"]
-#   repeat_minutes = 15
-
-# Who may read each source's cases. Each value lists groups: the roles dsl, deputy, head,
-# monitoring-officer, chair, staff, or the compartment whistle-identity. Whatever you set here,
-# an allegation about the headteacher is readable only by the chair and the monitoring officer.
-[readers]
-# Operation Encompass notices from the police.
-encompass = ["dsl", "deputy", "head"]
-# Reports of online lessons ended over a safeguarding concern.
-lesson = ["dsl", "deputy", "head"]
-# Whistleblowing allegations about staff.
-whistle = ["monitoring-officer"]
-# The whistleblower's identity, sealed apart from the allegation; only the monitoring officer
-# and the deputies they nominate belong to the whistle-identity compartment.
-whistle_identity = ["whistle-identity"]
-
-[ingest]
-# Hard limits on one incoming message. A message over any of them still becomes a case,
-# flagged malformed, with the whole message sealed as evidence: nothing is dropped.
-max_message_mb = 25
-# Most headers one message may have.
-max_headers = 500
-# Deepest nesting of MIME parts that is read.
-max_mime_depth = 16
-# Most MIME parts that are read.
-max_mime_parts = 200
-
-# Mailboxes to watch. Repeat the [[sources]] table once per mailbox.
-#   name            a short unique label used in logs and alerts, e.g. "encompass"
-#   type            what arrives there: encompass, whistle or lesson; or "replies" for the
-#                   mailbox that receives replies to sgalert's notification emails, which
-#                   acknowledge cases (set that address as reply_to on the email channel)
-#   kind            how to reach it: maildir (a local folder), imap, graph or ews
-#   path            for kind = "maildir": the Maildir folder, relative to this file or absolute
-#   authserv_id     optional: the name your receiving mail server puts first in its
-#                   Authentication-Results header (e.g. "mx.school.example.org"), or
-#                   "exchange-online" for Microsoft 365. When unset, SPF/DKIM/DMARC results
-#                   are not checked (display-name spoofing still is).
-#   sender_domains  optional: the only domains this mailbox's notices may come from,
-#                   e.g. ["police.example.org"]; mail from elsewhere is flagged.
-#   down_after_minutes  optional (default 10): how long the mailbox may be unreachable before
-#                   the DSL team is alerted that it is down.
-[[sources]]
-name = "encompass"
-type = "encompass"
-kind = "maildir"
-path = "inbox/encompass"
-"""
+TEMPLATE_RESOURCE = "config_template.toml"
+"""The commented starting config that ``sgalert init`` writes, shipped inside the package; its
+``{school_name}`` is filled in by :func:`render_template`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +76,18 @@ class ChannelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestSettings:
+    """The daily digest: when, to whom and by which email channel. Off unless ``[digest]`` is
+    in the config (``sgalert init`` writes it), so an existing school is not surprised."""
+
+    enabled: bool = False
+    at: time = time(7, 30)
+    recipients: tuple[str, ...] = ("head",)  # roles and/or email addresses
+    also_non_school_days: bool = False
+    channel: str | None = None  # a per-person channel; None: the first one configured
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The validated configuration."""
 
@@ -228,6 +104,7 @@ class Config:
     fallback: tuple[str, ...] = ()
     channels: tuple[ChannelConfig, ...] = ()
     policies: Mapping[Source, Policy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+    digest: DigestSettings = field(default_factory=DigestSettings)
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -249,10 +126,15 @@ def refuse_unknown_options(
             raise ConfigError(f'{where}.{key}: unknown option for kind = "{kind}"; {fix}')
 
 
+def config_template() -> str:
+    """The starting config as shipped, with its ``{school_name}`` placeholder."""
+    return (resources.files("sgalert") / TEMPLATE_RESOURCE).read_text(encoding="utf-8")
+
+
 def render_template(school_name: str) -> str:
     """The commented starting config that ``sgalert init`` writes."""
     safe_name = school_name.replace("\\", "\\\\").replace('"', '\\"')
-    return CONFIG_TEMPLATE.replace("{school_name}", safe_name)
+    return config_template().replace("{school_name}", safe_name)
 
 
 class _Checker:
@@ -348,6 +230,7 @@ def load_config(path: Path) -> Config:
         "readers",
         "ingest",
         "sources",
+        "digest",
     )
     for key in data:
         if key not in top:
@@ -405,6 +288,7 @@ def load_config(path: Path) -> Config:
     channels = _check_channels(check, data)
     policies = _check_policies(check, data, {c.name for c in channels})
     sources = _check_sources(check, data.get("sources", []))
+    digest = _check_digest(check, data, channels)
     return Config(
         path=path,
         school_name=school_name,
@@ -419,6 +303,65 @@ def load_config(path: Path) -> Config:
         fallback=fallback,
         channels=channels,
         policies=policies,
+        digest=digest,
+    )
+
+
+def _check_digest(
+    check: _Checker, data: Mapping[str, Any], channels: tuple[ChannelConfig, ...]
+) -> DigestSettings:
+    if "digest" not in data:
+        return DigestSettings()
+    table = check.table(
+        data, "digest", ("enabled", "time", "recipients", "also_non_school_days", "channel")
+    )
+    flags = {}
+    for key, default in (("enabled", True), ("also_non_school_days", False)):
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise check.fail(
+                f"digest.{key}",
+                "must be true or false",
+                f"e.g. {key} = {'true' if default else 'false'}",
+            )
+        flags[key] = value
+    recipients = (
+        check.strings(table, "recipients", "digest") if "recipients" in table else ("head",)
+    )
+    roles = tuple(r.value for r in Role)
+    for who in recipients:
+        if who not in roles and "@" not in who:
+            hint = difflib.get_close_matches(who, roles, n=1)
+            fix = (
+                f"did you mean {hint[0]!r}?"
+                if hint
+                else f"use a role ({', '.join(roles)}) or an email"
+            )
+            raise check.fail("digest.recipients", f"{who!r} is neither a role nor an email", fix)
+    if flags["enabled"] and not recipients:
+        raise check.fail(
+            "digest.recipients", "is empty", 'e.g. recipients = ["head"], or enabled = false'
+        )
+    channel = table.get("channel")
+    if channel is not None:
+        known = {c.name: c for c in channels}
+        if not isinstance(channel, str) or channel not in known:
+            names = ", ".join(c.name for c in channels if c.per_person) or "none configured"
+            raise check.fail(
+                "digest.channel", f"{channel!r} is not a configured channel", f"use one of {names}"
+            )
+        if not known[channel].per_person:
+            raise check.fail(
+                "digest.channel",
+                f"{channel!r} is a shared channel",
+                "the digest goes to each person: name a maildrop, smtp or graph-mail channel",
+            )
+    return DigestSettings(
+        enabled=flags["enabled"],
+        at=_clock(check, table, "time", "digest", "07:30"),
+        recipients=tuple(r.lower() for r in recipients),
+        also_non_school_days=flags["also_non_school_days"],
+        channel=channel,
     )
 
 

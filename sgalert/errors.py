@@ -58,6 +58,10 @@ class WrongPassphrase(SgalertError):
     """The passphrase does not unlock the person's private keys."""
 
 
+class UnlockThrottled(SgalertError):
+    """Too many wrong passphrases for this person in a row: the next try must wait a little."""
+
+
 class NotEntitled(SgalertError):
     """The person may not read or act on this case; the refusal is audited."""
 

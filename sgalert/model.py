@@ -31,7 +31,7 @@ class Source(enum.StrEnum):
 
 
 class CaseState(enum.StrEnum):
-    """Where a case is in its life. Transitions live in :mod:`sgalert.desk.service`."""
+    """Where a case is in its life. Transitions live in :mod:`sgalert.desk.transitions`."""
 
     NEW = "new"
     ACKNOWLEDGED = "acknowledged"

@@ -18,6 +18,7 @@ through the ``sgalert.notifiers`` entry points.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,14 +102,78 @@ def inbox_factory(kind: str) -> InboxFactory:
     )
 
 
+# ----- probes: trying a mailbox or channel for real, for ``sgalert doctor`` ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReport:
+    """What a probe found working (``detail``) and, when it works with less than expected (a
+    server without IDLE), ``warning``: what is missing and what to do. No secrets, no mail."""
+
+    detail: str
+    warning: str | None = None
+
+
+class ProbeFailed(SgalertError):
+    """A probe could not reach or use its mailbox or channel. The message reads "what is
+    wrong; what to do" and names hosts, folders and option keys, never a secret."""
+
+
+class Probe(Protocol):
+    """An inbox or notifier that ``sgalert doctor`` can try without changing anything: log in,
+    look, log out. Neither reads nor marks a message, nor sends a page. Optional: an adapter
+    without ``probe`` is reported as not tried."""
+
+    async def probe(self) -> ProbeReport: ...
+
+
 NOTIFIER_ENTRY_POINTS = "sgalert.notifiers"
 
-SOURCE_TITLES = {
-    "encompass": "Operation Encompass notice",
-    "whistle": "Whistleblowing report",
-    "lesson": "Lesson ended over a safeguarding concern",
-    "system": "sgalert system alert",
+
+class PageSource(enum.StrEnum):
+    """What a page is about: a case from one of the watched sources, a system alert, or the
+    daily digest. Its value is stored in the outbox's payload, so it is checked on the way in."""
+
+    ENCOMPASS = "encompass"
+    WHISTLE = "whistle"
+    LESSON = "lesson"
+    SYSTEM = "system"
+    DIGEST = "digest"
+
+    @property
+    def heading(self) -> str:
+        """How a page names what it is about (``str.title`` is taken)."""
+        return _PAGE_TITLES[self]
+
+
+_PAGE_TITLES = {
+    PageSource.ENCOMPASS: "Operation Encompass notice",
+    PageSource.WHISTLE: "Whistleblowing report",
+    PageSource.LESSON: "Lesson ended over a safeguarding concern",
+    PageSource.SYSTEM: "sgalert system alert",
+    PageSource.DIGEST: "sgalert daily digest",
 }
+
+
+class Urgency(enum.StrEnum):
+    """How a page presents itself: the word in its subject and the colour of its card."""
+
+    URGENT = "urgent"
+    REMINDER = "reminder"
+    OVERDUE = "overdue"
+    ALERT = "alert"
+    DIGEST = "digest"
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A notification that is a whole document (the daily digest) rather than a page: its own
+    subject, a text body and an HTML twin. Email channels send both as multipart/alternative;
+    it never goes to a shared channel. Still no personal data: references, counts and times."""
+
+    subject: str
+    text: str
+    html: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,29 +183,34 @@ class Notification:
     idempotency_key: str
     school: str
     case_ref: str
-    source: str
+    source: PageSource
     received_at: datetime
-    urgency: str  # "urgent", "reminder", "overdue" or "alert"
+    urgency: Urgency
     step: int
     reason: str  # why this page, e.g. "not acknowledged after 10 minutes"
     ack_token: str | None = None
     reply_address: str | None = None
     due_at: datetime | None = None
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/London"))
+    document: Document | None = None
 
     def title(self) -> str:
-        return SOURCE_TITLES.get(self.source, self.source)
+        return self.source.heading
 
     def subject(self) -> str:
         """Email subject. Only sgalert's own words: no header injection from outside text."""
-        if self.source == "system":
+        if self.document is not None:
+            return self.document.subject
+        if self.source is PageSource.SYSTEM:
             return f"[sgalert] ALERT: {self.case_ref}"
         token = f" [{self.ack_token}]" if self.ack_token else ""
         return f"[sgalert] {self.urgency.upper()}: {self.title()} {self.case_ref}{token}"
 
     def lines(self) -> list[str]:
+        if self.document is not None:
+            return self.document.text.splitlines()
         local = self.received_at.astimezone(self.zone)
-        if self.source == "system":
+        if self.source is PageSource.SYSTEM:
             # received_at is when the alert was raised; for a rota gap that is not when the
             # gap begins (usually later), and the mail is not at risk, the cover is.
             if self.case_ref.startswith("rota-gap "):
@@ -188,6 +258,10 @@ class Notification:
 
     def body(self) -> str:
         return "\n".join(self.lines()) + "\n"
+
+    def html(self) -> str | None:
+        """The HTML twin of :meth:`body`, for a document; pages are plain text only."""
+        return self.document.html if self.document is not None else None
 
 
 @dataclass(frozen=True, slots=True)

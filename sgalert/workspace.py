@@ -1,16 +1,19 @@
 """Where a workspace lives: its config file and its store.
 
 A workspace is either one directory (``--workspace DIR`` or ``SGALERT_WORKSPACE``) holding
-``sgalert.toml`` and ``sgalert.db``, or, by default, the platform's own places: on Linux the XDG
-config and data directories, on macOS Application Support, on Windows %APPDATA%.
+``sgalert.toml`` and ``sgalert.db``, or, by default, the platform's own places as
+``platformdirs`` knows them: on Linux the XDG config and data directories, on macOS Application
+Support, on Windows the roaming %APPDATA%.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+import platformdirs
 
 CONFIG_NAME = "sgalert.toml"
 STORE_NAME = "sgalert.db"
@@ -33,17 +36,35 @@ class Workspace:
         return self.config_path.is_file() and self.store_path.is_file()
 
 
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def make_private(workspace: Workspace) -> None:
+    """Only the owner may enter the workspace's folders or read its files (``sgalert doctor``
+    flags anything wider). Called as a workspace is made or restored: the store is sealed, but
+    who works when, and the Maildir folders' raw notices, are for the owner's eyes only."""
+    for top in {workspace.config_path.parent, workspace.store_path.parent}:
+        os.chmod(top, PRIVATE_DIR)
+        for folder, dirs, files in os.walk(top):
+            for name in [*dirs, *files]:
+                path = os.path.join(folder, name)
+                mode = os.lstat(path).st_mode
+                if not stat.S_ISLNK(mode) and mode & 0o077:
+                    os.chmod(path, stat.S_IMODE(mode) & ~0o077)
+
+
+def wider_than(mode: int, allowed: int) -> bool:
+    """Whether ``mode`` grants group or others anything ``allowed`` does not."""
+    return bool(stat.S_IMODE(mode) & ~allowed & 0o077)
+
+
 def _platform_dirs() -> tuple[Path, Path]:
-    home = Path.home()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming") / "sgalert"
-        return base, base
-    if sys.platform == "darwin":
-        base = home / "Library" / "Application Support" / "sgalert"
-        return base, base
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
-    return config_home / "sgalert", data_home / "sgalert"
+    """Where the config and the store live by default. No author folder on Windows
+    (``%APPDATA%\\sgalert``, not ``sgalert\\sgalert``), and the roaming profile, as before."""
+    config_dir = platformdirs.user_config_path("sgalert", appauthor=False, roaming=True)
+    data_dir = platformdirs.user_data_path("sgalert", appauthor=False, roaming=True)
+    return config_dir, data_dir
 
 
 def resolve_workspace(explicit: str | os.PathLike[str] | None = None) -> Workspace:

@@ -336,7 +336,10 @@ def drop_tables(text: str, headers: set[str]) -> str:
 def fault_config(dovecot: Dovecot, smtp_port: int, ca_file: Path, step_delay_minutes: float) -> str:
     """The ``sgalert init`` template with the real servers, the DSL always on duty, and a
     policy of two steps: the DSL at once, the deputy ``step_delay_minutes`` later."""
-    text = drop_tables(render_template("Faults Test School"), {"[channels.email]", "[[sources]]"})
+    # No [digest]: on a school-day morning it would be one more email the figures do not count.
+    text = drop_tables(
+        render_template("Faults Test School"), {"[channels.email]", "[[sources]]", "[digest]"}
+    )
     both = '["email", "teams"]'
     return f"""{text}
 [channels.email]
@@ -1061,9 +1064,14 @@ def engine_killed(
             r.start_engine()
 
         for point in KILL_POINTS:
-            if _reach(r, point, send_delay):
-                kill(point)
-            else:
+            # A loaded machine can lose the race to a moment (a due step is fired within
+            # milliseconds): aim again, with a fresh notice where the moment needs one.
+            for attempt in range(3):
+                if attempt and point == "step_due":
+                    r.append()  # a new case, whose first step falls due in step_delay_s
+                if _reach(r, point, send_delay, within=20.0 + step_delay_s):
+                    kill(point)
+                    break
                 stages[f"{point}_missed"] += 1
         # Random moments: appends every ``spacing`` seconds, kills anywhere in the window
         # that also covers the second steps falling due.

@@ -16,7 +16,8 @@ from pathlib import Path
 from sgalert.config import SourceConfig
 from sgalert.desk.service import CaseService
 from sgalert.engine.watch import SourceMonitor, make_deliver
-from sgalert.intake.ingest import Ingestor, SourceRules
+from sgalert.intake.ingest import Ingestor
+from sgalert.intake.prepare import SourceRules
 from sgalert.model import Source
 from sgalert.ports import Inbound, IngestOutcome
 from sgalert.workspace import resolve_workspace
@@ -40,7 +41,9 @@ async def main(root: str, host: str, port: str, user: str) -> None:
             "password_env": "SGALERT_TEST_IMAP_PASSWORD",
         },
     )
-    real_deliver = make_deliver(Ingestor(service, service.config), SourceRules.from_config(source))
+    real_deliver = make_deliver(
+        Ingestor(service.new_cases, service.config), SourceRules.from_config(source)
+    )
 
     async def deliver_then_die(
         messages: Sequence[Inbound], *, checkpoint: str | None = None

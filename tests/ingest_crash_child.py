@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import sgalert.intake.ingest
+import sgalert.intake.prepare
 from integrations.maildir import MaildirInbox
 from sgalert.desk.service import CaseService
 from sgalert.engine.watch import make_deliver
 from sgalert.intake.extract import Extraction, extract
-from sgalert.intake.ingest import Ingestor, SourceRules
+from sgalert.intake.ingest import Ingestor
+from sgalert.intake.prepare import SourceRules
 from sgalert.model import Source
 from sgalert.workspace import resolve_workspace
 
@@ -29,13 +30,15 @@ async def main(root: str, deadly: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         return extract(source, subject, body, *args, **kw)
 
-    sgalert.intake.ingest.extract = killing  # type: ignore[assignment]
+    sgalert.intake.prepare.extract = killing  # type: ignore[assignment]
     service = await CaseService.open(resolve_workspace(root))
     try:
         assert service.config is not None
         rules = SourceRules("drop", Source.ENCOMPASS)
-        deliver = make_deliver(Ingestor(service, service.config, workers=0), rules)
-        await MaildirInbox("drop", Path(root) / "inbox").poll_once(deliver)
+        deliver = make_deliver(Ingestor(service.new_cases, service.config, workers=0), rules)
+        await MaildirInbox("drop", Path(root) / "inbox", after_commit="mark-read").poll_once(
+            deliver
+        )
     finally:
         await service.close()
 

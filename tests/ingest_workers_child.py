@@ -13,7 +13,8 @@ import os
 import sys
 
 from sgalert.desk.service import CaseService
-from sgalert.intake.ingest import Ingestor, _wait_for_parent
+from sgalert.intake.ingest import Ingestor
+from sgalert.intake.workers import _wait_for_parent
 from sgalert.workspace import resolve_workspace
 
 
@@ -21,10 +22,10 @@ async def main(root: str, mode: str) -> None:
     service = await CaseService.open(resolve_workspace(root))
     assert service.config is not None
     if mode == "pool":
-        ingestor = Ingestor(service, service.config, workers=2)
+        ingestor = Ingestor(service.new_cases, service.config, workers=2)
         await ingestor.warm()
-        assert ingestor._pool is not None
-        pids = sorted(ingestor._pool._processes)  # type: ignore[attr-defined]
+        assert ingestor.pool._pool is not None
+        pids = sorted(ingestor.pool._pool._processes)  # type: ignore[attr-defined]
     else:
         watcher = multiprocessing.get_context("spawn").Process(
             target=_wait_for_parent, args=(os.getpid(),)

@@ -76,7 +76,7 @@ def test_a_calendar_with_no_terms_still_answers() -> None:
 async def test_ingest_after_the_last_term_stores_a_flagged_encompass_case(team: Team) -> None:
     ran_out(team, LAST_TERM)
     assert team.service.config is not None
-    ingestor = Ingestor(team.service, team.service.config)
+    ingestor = Ingestor(team.service.new_cases, team.service.config)
     try:
         (outcome,) = await ingestor.ingest(
             [Inbound(notice(), key="imap:1:1", received_at=FRIDAY_EVENING.astimezone(UTC))], RULES
@@ -229,10 +229,11 @@ def test_case_new_and_ingest_after_the_terms_print_no_traceback(tmp_path: Path) 
         "dsl@example.org",
         "--caller",
         "PC 0000, Example Constabulary",
-        "--field",
-        "child_name=Ada Invented",
+        "--text",
+        "-",
         passphrase="dsl-passphrase",
         check=False,
+        stdin="child_name: Ada Invented\n\nPresent at an incident.\n",
     )
     assert (phoned.returncode, phoned.stderr) == (0, "")
     assert phoned.stdout.startswith("Recorded SG-")

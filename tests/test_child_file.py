@@ -255,6 +255,22 @@ async def test_refused_anchor_is_audited_and_a_case_without_a_child_is_refused(
         await child_file(story.service, team["dsl@example.org"], "SG-2026-9999")
 
 
+async def test_the_desk_reaches_the_child_file_through_its_service(
+    story: Story, team: Team
+) -> None:
+    dsl = team["dsl@example.org"]
+    found = await story.service.child_file(dsl, story.refs["anchor"], now=story.clock())
+    direct = await file_for(story, team, "dsl@example.org", "anchor")
+    assert (found.refs, found.possible, found.events) == (
+        direct.refs,
+        direct.possible,
+        direct.events,
+    )
+    assert not await story.service.child_file_is_stale(found)
+    await story.service.add_note(dsl, story.refs["phoned"], "Invented note.")
+    assert await story.service.child_file_is_stale(found)
+
+
 async def test_one_chronology_in_time_order_attributed_and_signed(story: Story, team: Team) -> None:
     found = await file_for(story, team, "dsl@example.org", "anchor")
     phoned, police, anchor = story.refs["phoned"], story.refs["police"], story.refs["anchor"]

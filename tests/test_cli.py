@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,11 @@ class Cli:
         self.workspace = workspace
 
     def run(
-        self, *args: str, passphrase: str | None = None, check: bool = True
+        self,
+        *args: str,
+        passphrase: str | None = None,
+        check: bool = True,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
         env["SGALERT_WORKSPACE"] = str(self.workspace)
@@ -30,7 +35,8 @@ class Cli:
             capture_output=True,
             text=True,
             env=env,
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
             timeout=60,
         )
         if check and result.returncode != 0:
@@ -72,15 +78,12 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
         "dsl@example.org",
         "--caller",
         "PC 0000, Example Constabulary",
-        "--field",
-        "child_name=Ada Invented",
-        "--field",
-        "child_dob=2017-03-14",
         "--text",
-        "Present at incident \x1b[31m.",
+        "-",
         "--received-at",
         "2026-11-22T21:55:00Z",
         passphrase="dsl-passphrase",
+        stdin="child_name: Ada Invented\nchild_dob: 2017-03-14\n\nPresent at incident \x1b[31m.\n",
     )
     tool.run(
         "case",
@@ -215,8 +218,9 @@ def test_ack_note_close_then_audit_verify_and_tamper(cli: Cli) -> None:
         "--as",
         "dsl@example.org",
         "--text",
-        "Ada said she felt safe at school.",
+        "-",
         passphrase="dsl-passphrase",
+        stdin="Ada said she felt safe at school.\n",
     )
     cli.run(
         "close",
@@ -227,6 +231,7 @@ def test_ack_note_close_then_audit_verify_and_tamper(cli: Cli) -> None:
         "Monitored",
         "--reason",
         "No further concern after a week",
+        "--i-know-argv-is-visible",
         passphrase="dsl-passphrase",
     )
     shown = cli.json("case", "show", ref, "--as", "head@example.org", passphrase="head-passphrase")
@@ -279,3 +284,75 @@ def test_status_without_an_engine_is_unhealthy(cli: Cli) -> None:
     assert report["engine"] is None and isinstance(report["unacknowledged"], list)
     for secret in ("Ada", "Riley"):
         assert secret not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin_hint"),
+    [
+        (("note", "{ref}", "--text", "Ada said she felt unsafe at home"), "--text -"),
+        (
+            (
+                "case",
+                "new",
+                "--source",
+                "encompass",
+                "--caller",
+                "PC 1",
+                "--field",
+                "child_name=Bo Invented",
+            ),
+            "--text -",
+        ),
+        (
+            (
+                "case",
+                "new",
+                "--source",
+                "encompass",
+                "--caller",
+                "PC 1",
+                "--field",
+                "note=seen 14/03/2017",
+            ),
+            "--text -",
+        ),
+        (("decide", "{ref}", "--decision", "nfa", "--reason", "Bo Invented is safe"), "--reason -"),
+    ],
+)
+def test_case_text_on_the_command_line_is_refused_and_nothing_is_recorded(
+    cli: Cli, args: tuple[str, ...], stdin_hint: str
+) -> None:
+    """Anything on a command line is visible in ps and kept in shell history (trust model 12)."""
+    ref = _ref(cli, "encompass")
+
+    def written() -> tuple[int, int]:
+        with closing(sqlite3.connect(cli.workspace / "sgalert.db")) as db:
+            return (
+                db.execute("SELECT COUNT(*) FROM audit").fetchone()[0],
+                db.execute("SELECT COUNT(*) FROM chronology").fetchone()[0],
+            )
+
+    before = written()
+    argv = [a.format(ref=ref) for a in args]
+    result = cli.run(*argv, "--as", "dsl@example.org", passphrase="dsl-passphrase", check=False)
+    assert result.returncode == 1, result
+    assert "command line" in result.stderr and stdin_hint in result.stderr
+    assert "Invented" not in result.stderr and "14/03" not in result.stderr
+    assert written() == before  # nothing was recorded
+
+
+def test_a_note_piped_in_is_recorded(cli: Cli) -> None:
+    ref = _ref(cli, "encompass")
+    result = cli.run(
+        "note",
+        ref,
+        "--as",
+        "dsl@example.org",
+        "--text",
+        "-",
+        passphrase="dsl-passphrase",
+        stdin="Bo Invented's aunt phoned; the welfare check found him well.\n",
+    )
+    assert "added to" in result.stdout
+    shown = cli.run("case", "show", ref, "--as", "dsl@example.org", passphrase="dsl-passphrase")
+    assert "the welfare check found him well" in shown.stdout

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from sgalert.config import load_config, render_template
+from sgalert.cli.main import main
+from sgalert.config import TEMPLATE_RESOURCE, load_config, render_template
 from sgalert.errors import ConfigError
 from sgalert.model import Readers, Source
 
@@ -30,6 +33,22 @@ def test_template_is_valid_and_documents_every_key(tmp_path: Path) -> None:
         if "=" in line and not line.lstrip().startswith("#"):
             block = lines[max(0, index - 8) : index]
             assert any(b.lstrip().startswith("#") for b in block), line
+
+
+def test_the_packaged_template_is_what_init_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The template ships as a package resource (so it is in the wheel, found wherever sgalert
+    is installed); it parses as TOML as it stands, and `sgalert init` writes exactly it."""
+    shipped = (resources.files("sgalert") / TEMPLATE_RESOURCE).read_text(encoding="utf-8")
+    assert tomllib.loads(shipped)["school"]["name"] == "{school_name}"
+    workspace = tmp_path / "ws"
+    assert main(["--workspace", str(workspace), "init", "--school-name", "Elm Grove School"]) == 0
+    assert "Created workspace" in capsys.readouterr().out
+    written = (workspace / "sgalert.toml").read_text(encoding="utf-8")
+    assert written == shipped.replace("{school_name}", "Elm Grove School")
+    assert written == render_template("Elm Grove School")
+    assert load_config(workspace / "sgalert.toml").school_name == "Elm Grove School"
 
 
 @pytest.mark.parametrize(

@@ -155,7 +155,7 @@ def fast(inbox: EwsInbox) -> EwsInbox:
 def ingestor_for(service: CaseService, endpoint: str, **options: Any) -> Ingestor:
     assert service.config is not None
     config: Config = replace(service.config, sources=(ews_source(endpoint, **options),))
-    return Ingestor(service, config)
+    return Ingestor(service.new_cases, config)
 
 
 @dataclass
@@ -289,7 +289,7 @@ async def test_a_failing_store_leaves_every_message_unread(harness: Harness) -> 
     assert server.events_of("UpdateItem") == [], "nothing marked read"
     assert not any(item.is_read for item in server.items.values())
     assert await harness.service.list_cases() == []
-    assert await load_checkpoint(harness.service, SOURCE) is None
+    assert await load_checkpoint(harness.service.store, SOURCE) is None
 
     # The supervisor restarts the inbox from the stored checkpoint (none): nothing was lost.
     deliver.fail_with = None
@@ -323,7 +323,7 @@ async def test_a_restart_resumes_from_the_saved_sync_state(harness: Harness) -> 
         await until(lambda: len(server.events_of("UpdateItem")) == 2, "first run marked")
         await until(lambda: harness.health.oks >= 2, "a quiet round after")
 
-    saved = await load_checkpoint(harness.service, SOURCE)
+    saved = await load_checkpoint(harness.service.store, SOURCE)
     assert saved is not None
     point = json.loads(saved)
     assert point["sync_state"] and point["mailbox"] == "safeguarding@school.example.org"
@@ -418,7 +418,7 @@ async def test_a_restart_marks_what_was_stored_but_not_marked(harness: Harness) 
         await until(lambda: harness.health.failures != [], "the refused mark reported")
     # The process stops here, with the case stored and the message still unread.
     assert not server.items[ada_id].is_read
-    saved = await load_checkpoint(harness.service, SOURCE)
+    saved = await load_checkpoint(harness.service.store, SOURCE)
     assert saved is not None and json.loads(saved)["unmarked"] == [ada_id]
 
     del server.refuse["UpdateItem"]

@@ -26,7 +26,8 @@ from sgalert.config import SourceConfig
 from sgalert.desk.service import CaseService
 from sgalert.engine.watch import SourceMonitor, make_deliver
 from sgalert.errors import ConfigError
-from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
+from sgalert.intake.ingest import Ingestor, load_checkpoint
+from sgalert.intake.prepare import SourceRules
 from sgalert.model import Source
 from sgalert.ports import Deliver, Inbound, Inbox, IngestOutcome, inbox_factory
 
@@ -103,7 +104,9 @@ class Watch:
         self.service = service
         self.graph = graph
         self.monitor = SourceMonitor(service.store, source)
-        self.real = make_deliver(Ingestor(service, service.config), SourceRules.from_config(source))
+        self.real = make_deliver(
+            Ingestor(service.new_cases, service.config), SourceRules.from_config(source)
+        )
         self.fail_with = fail_with
         self.outcomes: list[tuple[str, IngestOutcome]] = []
         self.health: list[tuple[str, str]] = []
@@ -142,7 +145,7 @@ class Watch:
         return sum(1 for state, _ in self.health if state == "ok")
 
     async def start(self) -> Watch:
-        checkpoint = await load_checkpoint(self.service, SOURCE)
+        checkpoint = await load_checkpoint(self.service.store, SOURCE)
         deliver: Deliver = self.deliver
         self.task = asyncio.create_task(self.inbox.run(deliver, checkpoint, self))
         return self
@@ -264,7 +267,7 @@ async def test_a_failed_store_marks_nothing_read(team: Team, graph: GraphServer,
     assert graph.kinds("mark-read", "move") == []
     assert not any(graph.mails[i].is_read for i in ids)
     assert await cases(team.service) == []
-    assert await load_checkpoint(team.service, SOURCE) is None
+    assert await load_checkpoint(team.service.store, SOURCE) is None
 
 
 async def test_a_restart_resumes_from_the_saved_delta_link(
@@ -274,7 +277,7 @@ async def test_a_restart_resumes_from_the_saved_delta_link(
     watcher = await watch(team.service, graph, tls)
     await watcher.until(lambda: len(graph.kinds("mark-read")) == 2)
     await watcher.stop()
-    checkpoint = await load_checkpoint(team.service, SOURCE)
+    checkpoint = await load_checkpoint(team.service.store, SOURCE)
     assert checkpoint is not None
     saved = json.loads(checkpoint)
     assert "$deltatoken=" in saved["deltaLink"] and saved["unmarked"] == []
@@ -506,7 +509,7 @@ async def test_a_failed_mark_is_kept_and_retried_after_a_restart(
     watcher = await watch(team.service, graph, tls)
     await watcher.until(lambda: len(graph.kinds("mark-read")) >= 2)
     await watcher.stop()
-    checkpoint = await load_checkpoint(team.service, SOURCE)
+    checkpoint = await load_checkpoint(team.service.store, SOURCE)
     assert checkpoint is not None and json.loads(checkpoint)["unmarked"] == [message_id]
     assert not graph.mails[message_id].is_read
 
@@ -517,7 +520,7 @@ async def test_a_failed_mark_is_kept_and_retried_after_a_restart(
 
     assert values(graph) == [message_id]  # marked without downloading it again
     assert len(await cases(team.service)) == 1
-    checkpoint = await load_checkpoint(team.service, SOURCE)
+    checkpoint = await load_checkpoint(team.service.store, SOURCE)
     assert checkpoint is not None and json.loads(checkpoint)["unmarked"] == []
 
 

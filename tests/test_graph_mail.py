@@ -15,7 +15,8 @@ import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,10 @@ from sgalert.ports import (
     DeliveryError,
     Notification,
     Notifier,
+    PageSource,
     Receipt,
     Recipient,
+    Urgency,
     notifier_factory,
 )
 from sgalert.routing.escalation import Plan
@@ -54,6 +57,7 @@ from .graph_server import (
     make_client_certificate,
     make_tls,
 )
+from .test_backoff import ODD_RETRY_AFTER
 
 CHANNEL = "graph-email"
 SECRET_ENV = "SGALERT_TEST_GRAPH_MAIL_SECRET"
@@ -79,9 +83,9 @@ def page(**changes: Any) -> Notification:
         idempotency_key=f"page:{CASE_REF}:step-1",
         school="Invented First School",
         case_ref=CASE_REF,
-        source="encompass",
+        source=PageSource.ENCOMPASS,
         received_at=datetime(2026, 11, 22, 21, 55, tzinfo=UTC),
-        urgency="urgent",
+        urgency=Urgency.URGENT,
         step=1,
         reason="new notice, not acknowledged after 10 minutes",
         ack_token=TOKEN,
@@ -388,6 +392,38 @@ async def test_an_authority_busy_with_retry_after_passes_it_on(
     assert error.retryable is True
     assert "sign-in authority failed (HTTP 503)" in str(error)
     assert error.retry_after == 120
+
+
+# The one reading of Retry-After (sgalert.routing.backoff) from Graph and from the sign-in
+# authority alike: before, both read "nan" as "retry at once" and Entra ignored a date.
+@pytest.mark.parametrize(("header", "wait"), ODD_RETRY_AFTER)
+async def test_an_odd_retry_after_from_graph_is_read_the_one_way(
+    graph: GraphServer, tls: Tls, header: str, wait: float | None
+) -> None:
+    graph.fail("send-mail", 429, retry_after=header, code="ApplicationThrottled")
+    error = await refused(graph, tls)
+    assert (error.retryable, error.retry_after) == (True, wait)
+
+
+@pytest.mark.parametrize(("header", "wait"), ODD_RETRY_AFTER)
+async def test_an_odd_retry_after_from_the_authority_is_read_the_one_way(
+    graph: GraphServer, tls: Tls, header: str, wait: float | None
+) -> None:
+    graph.fail("token", 503, retry_after=header)
+    error = await refused(graph, tls)
+    assert (error.retryable, error.retry_after) == (True, wait)
+
+
+async def test_the_authority_may_give_its_retry_after_as_a_date(
+    graph: GraphServer, tls: Tls
+) -> None:
+    graph.fail(
+        "token",
+        503,
+        retry_after=format_datetime(datetime.now(UTC) + timedelta(minutes=2), usegmt=True),
+    )
+    error = await refused(graph, tls)
+    assert error.retry_after is not None and 100 < error.retry_after <= 120
 
 
 async def test_an_unreachable_authority_is_retryable(graph: GraphServer, tls: Tls) -> None:

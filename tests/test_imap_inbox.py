@@ -19,14 +19,15 @@ from sgalert.config import SourceConfig
 from sgalert.desk.service import CaseService
 from sgalert.desk.views import open_alerts
 from sgalert.engine.watch import SOURCE_DOWN, SourceMonitor, make_deliver
-from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
+from sgalert.intake.ingest import Ingestor, load_checkpoint
+from sgalert.intake.prepare import SourceRules
 from sgalert.model import Source
 from sgalert.ports import Inbound
 from sgalert.workspace import Workspace
 
 from .conftest import Team
 from .dovecot import Dovecot
-from .imap_helpers import imap_inbox, imap_source, notice, wait_for
+from .imap_helpers import imap_inbox, imap_source, notice, notices_arriving_at, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +54,10 @@ async def watching(
     assert service.config is not None
     source = imap_source_for(inbox)
     monitor = monitor or SourceMonitor(service.store, source)
-    deliver = make_deliver(Ingestor(service, service.config), SourceRules.from_config(source))
-    checkpoint = await load_checkpoint(service, source.name)
+    deliver = make_deliver(
+        Ingestor(service.new_cases, service.config), SourceRules.from_config(source)
+    )
+    checkpoint = await load_checkpoint(service.store, source.name)
     task = asyncio.create_task(inbox.run(deliver, checkpoint, monitor))
     try:
         yield monitor
@@ -96,8 +99,83 @@ async def test_idle_turns_new_mail_into_a_case_then_marks_it_seen(
     view = await service.open_case(team["dsl@example.org"], summary.ref)
     assert view.facts["child_name"] == "Ada Invented"
     assert view.facts["police_reference"] == "44/100001/26"
-    checkpoint = json.loads(await load_checkpoint(service, "encompass-imap") or "{}")
+    checkpoint = json.loads(await load_checkpoint(service.store, "encompass-imap") or "{}")
     assert checkpoint == {"uidvalidity": dovecot.uidvalidity(), "last_uid": uid}
+
+
+@pytest.mark.parametrize(
+    ("method", "when"),
+    [
+        # Between a round's last command and IDLE: Dovecot announces the mail with IDLE's
+        # "+ idling", in the same packet, so the socket never turns readable for it.
+        ("idle", "before"),
+        ("add_flags", "after"),
+        ("search", "after"),
+        ("idle", "after"),
+        ("search", "before"),
+        ("fetch", "after"),
+        ("add_flags", "before"),
+    ],
+)
+async def test_mail_arriving_at_any_point_of_the_conversation_becomes_a_case_at_once(
+    dovecot: Dovecot,
+    team: Team,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    when: str,
+) -> None:
+    """A notice waits in the folder; three more each arrive at the same point of the watcher's
+    IMAP conversation. Every one must be a case within seconds, not when IDLE is next re-issued
+    (a minute here); each exactly once, each marked read."""
+    first = dovecot.append("INBOX", notice(10, "Bea Invented"))
+    uids = notices_arriving_at(monkeypatch, dovecot, method, when, count=3)
+    service = team.service
+    async with watching(service, imap_inbox(dovecot, tmp_path, idle_seconds=60)):
+
+        async def four() -> bool:
+            return await count_cases(service) == 4
+
+        try:
+            await wait_for(four, within=8)
+        except AssertionError:
+            cases = await count_cases(service)
+            pytest.fail(f"{cases} case(s) from {1 + len(uids)} notice(s) in 8 s", pytrace=False)
+        await wait_for(lambda: asyncio.sleep(0, all(seen_flags(dovecot).values())), what="\\Seen")
+        await asyncio.sleep(0.3)
+    assert sorted(seen_flags(dovecot)) == [first, *uids]
+    assert await count_cases(service) == 4
+
+
+@pytest.mark.parametrize(("method", "when"), [("idle", "before"), ("move", "after")])
+async def test_moving_handled_mail_away_misses_nothing_that_arrives_meanwhile(
+    dovecot: Dovecot,
+    team: Team,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    when: str,
+) -> None:
+    """With ``after_commit = "move"`` the folder shrinks as it grows (EXPUNGE, then EXISTS with
+    a count it had before): mail arriving then is still a case at once, and every notice ends
+    up in the processed folder."""
+    dovecot.create_folder("Processed")
+    dovecot.append("INBOX", notice(10, "Bea Invented"))
+    uids = notices_arriving_at(monkeypatch, dovecot, method, when, count=3)
+    service = team.service
+    inbox = imap_inbox(dovecot, tmp_path, idle_seconds=60, after_commit="move", move_to="Processed")
+    async with watching(service, inbox):
+
+        async def four() -> bool:
+            return await count_cases(service) == 4
+
+        await wait_for(four, within=8, what="four cases")
+        await asyncio.sleep(0.3)
+    assert len(uids) == 3
+    assert seen_flags(dovecot) == {}
+    with dovecot.connect() as imap:
+        assert imap.select_folder("Processed", readonly=True)[b"EXISTS"] == 4
+    assert await count_cases(service) == 4
 
 
 async def test_backlog_already_in_the_folder_is_drained(
@@ -130,7 +208,9 @@ async def test_large_messages_are_fetched_in_batches_of_their_own(
     assert service.config is not None
     inbox = imap_inbox(dovecot, tmp_path, batch_size=4, batch_megabytes=1)  # large: > 256 KiB
     source = imap_source_for(inbox)
-    deliver = make_deliver(Ingestor(service, service.config), SourceRules.from_config(source))
+    deliver = make_deliver(
+        Ingestor(service.new_cases, service.config), SourceRules.from_config(source)
+    )
     batches: list[int] = []
 
     async def recording(messages: Sequence[Inbound], *, checkpoint: str | None = None) -> object:
@@ -225,7 +305,7 @@ async def test_uidvalidity_change_rescans_without_duplicates(
         await wait_for(lambda: cases(2), what="the new message")
         await asyncio.sleep(0.5)
     assert await count_cases(service) == 2  # the first message was not made a second case
-    checkpoint = json.loads(await load_checkpoint(service, "encompass-imap") or "{}")
+    checkpoint = json.loads(await load_checkpoint(service.store, "encompass-imap") or "{}")
     assert checkpoint["uidvalidity"] == new_validity
 
 

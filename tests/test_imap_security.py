@@ -26,12 +26,13 @@ from sgalert.config import SourceConfig
 from sgalert.desk.service import CaseService
 from sgalert.engine.watch import SourceMonitor, make_deliver
 from sgalert.errors import ConfigError
-from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
+from sgalert.intake.ingest import Ingestor, load_checkpoint
+from sgalert.intake.prepare import SourceRules
 from sgalert.model import Source
 
 from .conftest import Team
 from .dovecot import CAPABILITY_WITHOUT_IDLE, Dovecot, Login, group_members, require_dovecot
-from .imap_helpers import imap_inbox, notice, wait_for
+from .imap_helpers import imap_inbox, notice, notices_arriving_at, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -94,8 +95,10 @@ async def watching(
     assert service.config is not None
     source = SourceConfig(name=inbox.name, type=Source.ENCOMPASS, kind="imap")
     health = health or SourceMonitor(service.store, source)
-    deliver = make_deliver(Ingestor(service, service.config), SourceRules.from_config(source))
-    checkpoint = await load_checkpoint(service, source.name)
+    deliver = make_deliver(
+        Ingestor(service.new_cases, service.config), SourceRules.from_config(source)
+    )
+    checkpoint = await load_checkpoint(service.store, source.name)
     task = asyncio.create_task(inbox.run(deliver, checkpoint, health))
     try:
         yield health
@@ -267,6 +270,38 @@ async def test_tls_connection_dropped_mid_idle_is_reported_and_resumed(
     assert all(
         login.encrypted for login in tls_server.logins() if login.local_port != tls_server.port
     )
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+async def test_mail_announced_with_the_idle_continuation_over_tls_is_not_left_waiting(
+    tls_server: Dovecot,
+    team: Team,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    security: str,
+) -> None:
+    """Mail that arrives just before IDLE is announced with "+ idling", inside the same TLS
+    record: the TLS layer hands both to imaplib at once, and the socket stays quiet after."""
+    uids = notices_arriving_at(monkeypatch, tls_server, "idle", "before", count=2)
+    service = team.service
+    inbox = imap_inbox(
+        tls_server,
+        tmp_path,
+        security=security,
+        port=port_for(tls_server, security),
+        ca_file=school_ca(tls_server, tmp_path),
+        idle_seconds=60,
+    )
+    async with watching(service, inbox):
+
+        async def two() -> bool:
+            return await count_cases(service) == 2
+
+        await wait_for(two, within=8, what="a case for each notice")
+        await wait_for(
+            lambda: asyncio.sleep(0, all(seen(tls_server, u) for u in uids)), what="\\Seen"
+        )
+    assert len(uids) == 2
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])

@@ -12,7 +12,8 @@ import sqlite3
 
 import pytest
 
-from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
+from sgalert.intake.ingest import Ingestor, load_checkpoint
+from sgalert.intake.prepare import SourceRules
 from sgalert.model import Flag, Source
 from sgalert.ports import Inbound, IngestOutcome
 from sgalert.records import audit
@@ -34,7 +35,7 @@ def notice(child: str = "Ada Invented", message_id: str = "<enc-0001@police.exam
 
 def ingestor(team: Team) -> Ingestor:
     assert team.service.config is not None
-    return Ingestor(team.service, team.service.config)
+    return Ingestor(team.service.new_cases, team.service.config)
 
 
 async def case_count(team: Team) -> int:
@@ -177,16 +178,16 @@ async def test_a_large_batch_is_deduplicated_the_same_way(team: Team) -> None:
 
 
 async def test_checkpoint_is_stored_with_the_batch(team: Team) -> None:
-    assert await load_checkpoint(team.service, "encompass") is None
+    assert await load_checkpoint(team.service.store, "encompass") is None
     (outcome,) = await ingestor(team).ingest(
         [Inbound(notice(), key="imap:encompass:7:1")], RULES, checkpoint="uidvalidity=7;uidnext=2"
     )
     assert outcome.created
-    assert await load_checkpoint(team.service, "encompass") == "uidvalidity=7;uidnext=2"
+    assert await load_checkpoint(team.service.store, "encompass") == "uidvalidity=7;uidnext=2"
     # A later batch moves it on; an empty batch may move it on by itself.
     await ingestor(team).ingest([], RULES, checkpoint="uidvalidity=7;uidnext=9")
-    assert await load_checkpoint(team.service, "encompass") == "uidvalidity=7;uidnext=9"
-    assert await load_checkpoint(team.service, "encompass-graph") is None
+    assert await load_checkpoint(team.service.store, "encompass") == "uidvalidity=7;uidnext=9"
+    assert await load_checkpoint(team.service.store, "encompass-graph") is None
 
 
 async def test_checkpoint_and_cases_commit_or_fail_together(team: Team) -> None:
@@ -204,14 +205,14 @@ async def test_checkpoint_and_cases_commit_or_fail_together(team: Team) -> None:
         )
     assert await case_count(team) == 0
     assert await receipts(team) == []
-    assert await load_checkpoint(team.service, "encompass") is None
+    assert await load_checkpoint(team.service.store, "encompass") is None
     async with team.service.store.write() as db:
         await db.execute("DROP TRIGGER refuse_checkpoint")
     (outcome,) = await ingestor(team).ingest(
         [Inbound(notice(), key="imap:encompass:7:1")], RULES, checkpoint="uidnext=2"
     )
     assert outcome.created
-    assert await load_checkpoint(team.service, "encompass") == "uidnext=2"
+    assert await load_checkpoint(team.service.store, "encompass") == "uidnext=2"
 
 
 async def test_same_mailbox_key_twice_in_one_batch_with_changed_bytes(team: Team) -> None:

@@ -19,7 +19,8 @@ import pytest
 
 from sgalert.desk.service import CaseService
 from sgalert.errors import NotEntitled
-from sgalert.intake.ingest import Ingestor, SourceRules, prepare
+from sgalert.intake.ingest import Ingestor
+from sgalert.intake.prepare import SourceRules, prepare
 from sgalert.model import Flag, Source
 from sgalert.ports import Inbound
 from sgalert.records.cases import FIELD_RAW, FIELD_REPORTER, open_fields, unwrap_data_keys
@@ -84,7 +85,7 @@ async def sealed_fields(service: CaseService, identity: Identity, case_id: str) 
 def ingestor(team: Team, **config_changes: object) -> Ingestor:
     config = team.service.config
     assert config is not None
-    return Ingestor(team.service, dataclasses.replace(config, **config_changes))  # type: ignore[arg-type]
+    return Ingestor(team.service.new_cases, dataclasses.replace(config, **config_changes))  # type: ignore[arg-type]
 
 
 # ----- Operation Encompass: labels --------------------------------------------------------------

@@ -23,8 +23,9 @@ import pytest
 
 from sgalert.config import ParseLimits
 from sgalert.intake.htmltext import html_to_text
-from sgalert.intake.ingest import Ingestor, SourceRules, prepare
+from sgalert.intake.ingest import Ingestor
 from sgalert.intake.mime import parse_message
+from sgalert.intake.prepare import SourceRules, prepare
 from sgalert.intake.sender import EXCHANGE_ONLINE, check_sender, parse_from
 from sgalert.model import Flag, Source
 from sgalert.ports import Inbound
@@ -506,7 +507,9 @@ def test_content_type_bomb_is_not_parsed_at_quadratic_cost() -> None:
 async def test_ingest_seals_the_raw_bytes_exactly(team: Team, hostile: Hostile) -> None:
     raw = hostile.build()
     assert team.service.config is not None
-    (outcome,) = await Ingestor(team.service, team.service.config).ingest([Inbound(raw)], RULES)
+    (outcome,) = await Ingestor(team.service.new_cases, team.service.config).ingest(
+        [Inbound(raw)], RULES
+    )
     assert outcome.created
     assert hostile.flags <= set(outcome.flags)
     dsl = team["dsl@example.org"]

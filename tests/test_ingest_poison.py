@@ -27,16 +27,11 @@ from sgalert.desk.views import open_alerts
 from sgalert.engine.watch import make_deliver
 from sgalert.errors import NoEntitledReaders
 from sgalert.intake.extract import Extraction, extract
-from sgalert.intake.ingest import (
-    MAX_TRIES,
-    MESSAGE_QUARANTINED,
-    Ingestor,
-    SourceRules,
-    held_messages,
-    load_checkpoint,
-    release_held,
-)
+from sgalert.intake.ingest import Ingestor, load_checkpoint
 from sgalert.intake.mime import AttachmentPart
+from sgalert.intake.new_cases import NewCases
+from sgalert.intake.poison import MAX_TRIES, MESSAGE_QUARANTINED, held_messages, release_held
+from sgalert.intake.prepare import SourceRules
 from sgalert.model import Flag, Source
 from sgalert.ports import Inbound
 from sgalert.records import audit
@@ -67,7 +62,10 @@ def five_notices() -> list[bytes]:
 
 def maildir_source() -> SourceConfig:
     return SourceConfig(
-        name="drop", type=Source.ENCOMPASS, kind="maildir", options={"path": "inbox"}
+        name="drop",
+        type=Source.ENCOMPASS,
+        kind="maildir",
+        options={"path": "inbox", "after_commit": "mark-read"},
     )
 
 
@@ -109,7 +107,7 @@ def break_prepare(monkeypatch: pytest.MonkeyPatch) -> Bug:
         bug.hit(body)
         return extract(source, subject, body, attachments, **kw)
 
-    monkeypatch.setattr("sgalert.intake.ingest.extract", poisoned)
+    monkeypatch.setattr("sgalert.intake.prepare.extract", poisoned)
     return bug
 
 
@@ -165,7 +163,7 @@ async def test_a_poison_message_is_quarantined_and_the_other_four_go_on(
     config = team.service.config
     assert config is not None
     deliver = make_deliver(
-        Ingestor(team.service, config), SourceRules.from_config(maildir_source())
+        Ingestor(team.service.new_cases, config), SourceRules.from_config(maildir_source())
     )
 
     assert await maildir_inbox(tmp_path).poll_once(deliver) == 5
@@ -207,7 +205,7 @@ async def test_a_poison_message_is_quarantined_and_the_other_four_go_on(
     assert [p[0] for p in pages] == ["dsl@example.org"]
 
     # Delivered again (a crash before marking, a second mailbox): the same cases, none new.
-    again = await Ingestor(team.service, config).ingest(
+    again = await Ingestor(team.service.new_cases, config).ingest(
         [Inbound(raw, key=f"maildir:drop:{n}.poison.host") for n, raw in enumerate(raws, 1)],
         SourceRules.from_config(maildir_source()),
     )
@@ -227,7 +225,7 @@ async def test_a_message_that_cannot_even_be_quarantined_is_held_unread_with_an_
     config = team.service.config
     assert config is not None
     deliver = make_deliver(
-        Ingestor(team.service, config), SourceRules.from_config(maildir_source())
+        Ingestor(team.service.new_cases, config), SourceRules.from_config(maildir_source())
     )
     inbox = maildir_inbox(tmp_path)
 
@@ -280,7 +278,7 @@ async def test_a_second_held_message_pages_again_and_is_listed_with_the_first(
     break_store(monkeypatch, when=by_bytes)
     config = team.service.config
     assert config is not None
-    ingestor = Ingestor(team.service, config)
+    ingestor = Ingestor(team.service.new_cases, config)
     rules = SourceRules.from_config(maildir_source())
     (first,) = await ingestor.ingest([Inbound(notice(1, POISON), key="k:1")], rules)
     await engine.tick_alerts()
@@ -304,13 +302,13 @@ async def test_a_store_wide_failure_is_retried_as_before_and_counts_no_try(
     """Nobody can read new cases yet (or the disk is full): every message alike, so the batch
     fails as before, to be retried, and no message is tried alone, counted or quarantined."""
 
-    async def nobody(self: CaseService, cases: object) -> SealedBatch:
+    async def nobody(self: NewCases, cases: object) -> SealedBatch:
         raise NoEntitledReaders("no member of dsl has keys yet")
 
-    monkeypatch.setattr(CaseService, "seal", nobody)
+    monkeypatch.setattr(NewCases, "seal", nobody)
     config = team.service.config
     assert config is not None
-    ingestor = Ingestor(team.service, config)
+    ingestor = Ingestor(team.service.new_cases, config)
     rules = SourceRules.from_config(maildir_source())
     messages = [Inbound(raw, key=f"k:{n}") for n, raw in enumerate(five_notices())]
     for _ in range(MAX_TRIES + 1):
@@ -318,7 +316,7 @@ async def test_a_store_wide_failure_is_retried_as_before_and_counts_no_try(
             await ingestor.ingest(messages, rules)
     assert await tries_left(team.service) == []
     monkeypatch.undo()
-    outcomes = await Ingestor(team.service, config).ingest(messages, rules)
+    outcomes = await Ingestor(team.service.new_cases, config).ingest(messages, rules)
     assert all(o.created and Flag.NEEDS_TRIAGE not in o.flags for o in outcomes)
 
 
@@ -332,7 +330,9 @@ async def test_a_poison_whistle_is_sealed_apart_with_the_identity(
     assert config is not None
     raw = notice(7, POISON)
     rules = SourceRules("whistle", Source.WHISTLE)
-    (outcome,) = await Ingestor(team.service, config).ingest([Inbound(raw, key="w:7")], rules)
+    (outcome,) = await Ingestor(team.service.new_cases, config).ingest(
+        [Inbound(raw, key="w:7")], rules
+    )
     assert outcome.created and Flag.NEEDS_TRIAGE in outcome.flags
     view = await team.service.open_case(team["mo@example.org"], outcome.ref)
     assert view.body_text == "" and view.notes["triage"]
@@ -402,7 +402,7 @@ async def test_imap_marks_all_five_seen_with_the_poison_quarantined(
     assert len(await created_once(team.service)) == 5
     assert sorted(Flag.NEEDS_TRIAGE in c.flags for c in cases) == [False] * 4 + [True]
     assert await tries_left(team.service) == []
-    checkpoint = json.loads(await load_checkpoint(team.service, "encompass-imap") or "{}")
+    checkpoint = json.loads(await load_checkpoint(team.service.store, "encompass-imap") or "{}")
     assert checkpoint["last_uid"] == uids[-1]
 
 
@@ -463,7 +463,7 @@ async def test_status_lists_a_held_message_until_someone_releases_it(
     config = team.service.config
     assert config is not None
     rules = SourceRules.from_config(maildir_source())
-    (outcome,) = await Ingestor(team.service, config).ingest(
+    (outcome,) = await Ingestor(team.service.new_cases, config).ingest(
         [Inbound(notice(3, POISON), key="maildir:drop:3.poison.host")], rules
     )
     assert outcome.held
@@ -530,7 +530,7 @@ async def test_graph_leaves_a_held_message_unread_even_after_a_restart(
     assert [graph.mails[i].is_read for i in ids] == [True, False, True]
     (held,) = await held_messages(team.service.store)
     assert held.key == f"graph:{GRAPH_MAILBOX}:{ids[1]}"
-    stored = json.loads(await load_checkpoint(team.service, "encompass-graph") or "{}")
+    stored = json.loads(await load_checkpoint(team.service.store, "encompass-graph") or "{}")
     assert ids[1] not in stored["unmarked"]
     # A restart marks what the checkpoint says is stored but unmarked: never the held one.
     watcher = await graph_watch(team.service, graph, tls)
@@ -554,7 +554,7 @@ async def test_ews_leaves_a_held_message_unread_even_after_a_restart(
         rounds = harness.health.oks
         await until(lambda: harness.health.oks >= rounds + 2, "two more rounds")
     assert [ews.items[i].is_read for i in ids] == [True, False, True]
-    checkpoint = await load_checkpoint(harness.service, "encompass-ews")
+    checkpoint = await load_checkpoint(harness.service.store, "encompass-ews")
     assert checkpoint is not None and ids[1] not in json.loads(checkpoint)["unmarked"]
     async with running(harness.inbox(), harness.recording(), harness.health, checkpoint):
         rounds = harness.health.oks
@@ -572,14 +572,16 @@ async def test_a_saved_file_is_tried_in_one_run_and_never_raises_an_unclearable_
     assert config is not None
     rules = SourceRules("file", Source.ENCOMPASS)
     bug = break_prepare(monkeypatch)
-    (quarantined,) = await Ingestor(team.service, config).ingest(
+    (quarantined,) = await Ingestor(team.service.new_cases, config).ingest(
         [Inbound(notice(3, POISON))], rules
     )
     assert quarantined.created and Flag.NEEDS_TRIAGE in quarantined.flags
     assert bug.reached == MAX_TRIES
     monkeypatch.undo()
     break_store(monkeypatch, when=by_bytes)
-    (held,) = await Ingestor(team.service, config).ingest([Inbound(notice(4, POISON))], rules)
+    (held,) = await Ingestor(team.service.new_cases, config).ingest(
+        [Inbound(notice(4, POISON))], rules
+    )
     assert held.held and held.key is None
     assert await open_alerts(team.service.store) == []
     assert await tries_left(team.service) == []

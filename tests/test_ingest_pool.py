@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sgalert.intake.ingest import POOL_MIN_BATCH, Ingestor
+from sgalert.intake.ingest import Ingestor
+from sgalert.intake.workers import POOL_MIN_BATCH
 from sgalert.model import Flag
 from sgalert.ports import Inbound
 from sgalert.records.cases import FIELD_RAW, FIELD_REPORTER, open_fields, unwrap_data_keys
@@ -49,14 +50,14 @@ async def test_a_backlog_prepared_in_workers_keeps_every_original_and_fact(team:
     messages = backlog(NOTICES, POOL_MIN_BATCH + 6, "notices")
     config = team.service.config
     assert config is not None
-    pooled = Ingestor(team.service, config, workers=2)
-    single = Ingestor(team.service, config, workers=0)
+    pooled = Ingestor(team.service.new_cases, config, workers=2)
+    single = Ingestor(team.service.new_cases, config, workers=0)
     try:
         await pooled.warm()
-        assert pooled._pool is not None, "the worker processes did not start"
+        assert pooled.pool._pool is not None, "the worker processes did not start"
         by_pool = await pooled.ingest(messages, ENCOMPASS)
         # The same bytes prepared in this process, as plain (unstored) cases, for comparison.
-        in_process = await single._prepare(messages, ENCOMPASS)
+        in_process = await single.pool.prepare(messages, ENCOMPASS)
     finally:
         pooled.close()
         single.close()
@@ -76,7 +77,7 @@ async def test_whistles_prepared_in_workers_keep_the_original_under_the_identity
     messages = backlog(("whistle_report.eml",), POOL_MIN_BATCH, "whistles")
     config = team.service.config
     assert config is not None
-    pooled = Ingestor(team.service, config, workers=2)
+    pooled = Ingestor(team.service.new_cases, config, workers=2)
     try:
         outcomes = await pooled.ingest(messages, WHISTLE)
     finally:
@@ -96,10 +97,10 @@ async def test_a_worker_that_dies_does_not_stop_the_backlog(team: Team) -> None:
     process instead, and the next backlog gets a fresh pool."""
     config = team.service.config
     assert config is not None
-    pooled = Ingestor(team.service, config, workers=2)
+    pooled = Ingestor(team.service.new_cases, config, workers=2)
     try:
         await pooled.warm()
-        pool = pooled._pool
+        pool = pooled.pool._pool
         assert pool is not None
         for process in list(pool._processes.values()):  # type: ignore[attr-defined]
             process.kill()
@@ -108,7 +109,7 @@ async def test_a_worker_that_dies_does_not_stop_the_backlog(team: Team) -> None:
         assert all(o.created for o in first)
         later = await pooled.ingest(backlog(NOTICES, POOL_MIN_BATCH, "fresh-pool"), ENCOMPASS)
         assert all(o.created for o in later)
-        assert pooled._pool is not None and pooled._pool is not pool
+        assert pooled.pool._pool is not None and pooled.pool._pool is not pool
     finally:
         pooled.close()
     assert len(await team.service.list_cases()) == 2 * POOL_MIN_BATCH

@@ -46,7 +46,8 @@ from sgalert.engine.replies import process_reply
 from sgalert.engine.serve import DAILY_AT, Engine, next_due
 from sgalert.engine.watch import SourceMonitor, make_deliver
 from sgalert.errors import SgalertError
-from sgalert.intake.ingest import Ingestor, SourceRules
+from sgalert.intake.ingest import Ingestor
+from sgalert.intake.prepare import SourceRules
 from sgalert.model import Flag, Source, readers_for
 from sgalert.ports import Inbound
 from sgalert.records.keyring import groups_for_role, remove_person
@@ -204,7 +205,7 @@ class NeverSilent(RuleBasedStateMachine):
         )
         assert await engine.try_lease(), "a new engine could not take over from a dead one"
         self.engine = engine
-        self.ingestor = Ingestor(service, config, workers=1)
+        self.ingestor = Ingestor(service.new_cases, config, workers=1)
         self.monitors = {
             s.name: SourceMonitor(store, s, clock=self.clock)
             for s in config.sources

@@ -77,7 +77,7 @@ async def test_email_is_unique_and_validated(team: Team) -> None:
             name="Dup",
             email="DSL@example.org",
             role=Role.DSL,
-            passphrase="whatever-123",
+            passphrase="unrelated-duplicate-words",
             kdf=TEST_KDF,
         )
     with pytest.raises(InvalidInput):
@@ -86,7 +86,7 @@ async def test_email_is_unique_and_validated(team: Team) -> None:
             name="Bad",
             email="not-an-email",
             role=Role.DSL,
-            passphrase="whatever-123",
+            passphrase="unrelated-duplicate-words",
             kdf=TEST_KDF,
         )
     with pytest.raises(InvalidInput, match="at least 8"):

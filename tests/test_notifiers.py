@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,14 @@ from sgalert.ports import (
     DeliveryError,
     Notification,
     Notifier,
+    PageSource,
     Recipient,
+    Urgency,
     notifier_factory,
 )
 
 from .http_sink import HttpSink, Reply, Tls, make_tls, server_context
+from .test_backoff import ODD_RETRY_AFTER
 
 # ----- an invented case and the page about it -------------------------------------------------
 
@@ -78,9 +81,9 @@ def page(**changes: Any) -> Notification:
         idempotency_key=f"page:{CASE['ref']}:step-1",
         school="Invented First School",
         case_ref=CASE["ref"],
-        source=CASE["source"],
+        source=PageSource(CASE["source"]),
         received_at=CASE["received_at"],
-        urgency="urgent",
+        urgency=Urgency.URGENT,
         step=1,
         reason="new notice, not acknowledged after 10 minutes",
         ack_token=TOKEN,
@@ -840,15 +843,21 @@ async def test_a_webhook_that_stalls_is_retried(
     assert caught.value.retryable is True
 
 
-def test_retry_after_takes_seconds_or_a_date() -> None:
-    now = datetime(2026, 11, 22, 22, 0, tzinfo=UTC)
-    assert teams.retry_after_seconds("12", now) == 12.0
-    later = format_datetime(now + timedelta(seconds=90), usegmt=True)
-    assert teams.retry_after_seconds(later, now) == 90.0
-    assert teams.retry_after_seconds("soon", now) is None
-    assert teams.retry_after_seconds("-5", now) == 0.0
-    assert teams.retry_after_seconds("999999", now) == teams.MAX_RETRY_AFTER
-    assert teams.retry_after_seconds(None, now) is None
+# The one reading of Retry-After (sgalert.routing.backoff), as Teams' answers carry it.
+@pytest.mark.parametrize(("header", "wait"), ODD_RETRY_AFTER)
+async def test_an_odd_retry_after_from_teams_is_read_the_one_way(
+    sink: HttpSink,
+    tls: Tls,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    header: str,
+    wait: float | None,
+) -> None:
+    sink.script(Reply(429, {"Retry-After": header}))
+    channel = teams_channel(webhook(sink), tls, tmp_path, monkeypatch)
+    with pytest.raises(DeliveryError) as caught:
+        await channel.send(page(), Recipient("dsl-team"))
+    assert (caught.value.retryable, caught.value.retry_after) == (True, wait)
 
 
 async def test_the_webhook_url_never_appears_in_errors_or_logs(
@@ -905,6 +914,17 @@ def test_teams_config_needs_a_secret_url(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("SGALERT_TEST_TEAMS_URL", "http://prod-01.uksouth.logic.azure.com/x")
     with pytest.raises(ConfigError, match=r"^channels\.dsl-team\.url_env: .* https"):
         teams.create("dsl-team", {"url_env": "SGALERT_TEST_TEAMS_URL"}, tmp_path)
+
+
+def test_a_teams_ca_file_without_certificates_is_refused_at_config_time(tmp_path: Path) -> None:
+    """Found at ``config check``, not at the first page the channel fails to send."""
+    secret = tmp_path / "teams-url"
+    secret.write_text("https://prod-01.uksouth.logic.azure.com/workflows/x?sig=abc\n")
+    secret.chmod(0o600)
+    (tmp_path / "empty.pem").write_text("no certificate here\n")
+    refused = r"^channels\.dsl-team\.ca_file: .* no usable certificate"
+    with pytest.raises(ConfigError, match=refused):
+        teams.create("dsl-team", {"url_file": "teams-url", "ca_file": "empty.pem"}, tmp_path)
 
 
 # ----- Maildrop ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sgalert.intake.ingest import SourceRules, prepare
+from sgalert.intake.prepare import SourceRules, prepare
 from sgalert.intake.redact import MARK, ReporterRedactor
 from sgalert.intake.sender import Sender
 from sgalert.model import Flag, Source

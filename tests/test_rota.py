@@ -412,7 +412,12 @@ async def _add_people(workspace: Workspace) -> None:
         for email, role in (("dsl@example.org", Role.DSL), ("deputy@example.org", Role.DEPUTY)):
             name = email.split("@")[0].title() + " Example"
             await add_person(
-                store, name=name, email=email, role=role, passphrase="x" * 12, kdf=TEST_KDF
+                store,
+                name=name,
+                email=email,
+                role=role,
+                passphrase="rota-test-lantern-orbit",
+                kdf=TEST_KDF,
             )
     finally:
         await store.close()

@@ -98,6 +98,8 @@ async def test_flipped_byte_fails_integrity_naming_the_case(team: Team) -> None:
         assert row is not None
         blob = bytearray(row[0])
         blob[20] ^= 0x01
+        # Someone with the database file itself can drop the guard; the seal must still hold.
+        await db.execute("DROP TRIGGER sealed_fields_no_update")
         await db.execute(
             "UPDATE sealed_fields SET blob = ? WHERE case_id = ? AND field = 'fields'",
             (bytes(blob), stored.id),
@@ -111,6 +113,7 @@ async def test_blob_copied_to_another_case_fails_naming_that_case(team: Team) ->
         [encompass_case("Ada Invented"), encompass_case("Cal Invented")]
     )
     async with team.service.store.write() as db:
+        await db.execute("DROP TRIGGER sealed_fields_no_update")  # as an attacker with the file
         await db.execute(
             "UPDATE sealed_fields SET blob = (SELECT blob FROM sealed_fields WHERE case_id = ?"
             " AND field = 'fields') WHERE case_id = ? AND field = 'fields'",

@@ -11,6 +11,7 @@ happened to be raised.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -23,7 +24,7 @@ from sgalert.model import Source
 from sgalert.ports import Notification
 from sgalert.workspace import Workspace
 
-from .conftest import Team
+from .conftest import Team, encompass_case
 from .engine_helpers import RecordingNotifier, VirtualClock
 
 WHISTLE_SOURCE = """
@@ -123,3 +124,21 @@ async def test_a_source_down_alert_is_dated_from_when_the_failure_began(team: Te
     (alert,) = await open_alerts(team.service.store)
     assert parse_iso(alert["raised_at"]) == began
     assert parse_iso(alert["since"]) == began
+
+
+async def test_an_alert_page_is_queued_like_a_case_page(team: Team) -> None:
+    """Alert pages and case pages go through the one page builder: the same stored fields, so
+    a failing alert page falls back and reads back like any other (only one key per page)."""
+    clock = VirtualClock()
+    engine, _, _ = engine_for(team, clock)
+    await team.service.create_cases([encompass_case()])
+    await engine.tick_timers()
+    await source_down(team, clock, "encompass", Source.ENCOMPASS)
+    await engine.tick_alerts()
+    rows = await team.service.store.fetchall("SELECT case_id, payload FROM outbox ORDER BY id")
+    alerts = [json.loads(p) for c, p in rows if c is None]
+    cases = [json.loads(p) for c, p in rows if c is not None]
+    assert alerts and cases
+    assert {frozenset(p) for p in alerts} == {frozenset(p) for p in cases}
+    assert {(p["confidential"], p["ack_token"]) for p in alerts} == {(False, None)}
+    assert all(p["root_key"] == p["idempotency_key"] for p in alerts)

@@ -32,12 +32,10 @@ from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState
 
 from sgalert.clock import Clock, utcnow
-from sgalert.desk.service import CaseService, CaseView
+from sgalert.desk.service import CaseService, CaseView, Identity, Workspace
 from sgalert.desk.views import AuditRow, ChangeMarks
 from sgalert.errors import SgalertError
 from sgalert.model import Role
-from sgalert.records.keyring import Identity
-from sgalert.workspace import Workspace
 
 from .attention import ENV_ATTENTION, Attention, NewCase, new_cases, toast_text
 from .commands import DeskCommands

@@ -15,9 +15,13 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from sgalert.desk.export import default_directory, proposed_name
-from sgalert.desk.service import CaseView, SavedAttachment
-from sgalert.records.keyring import Identity
+from sgalert.desk.service import (
+    CaseView,
+    Identity,
+    SavedAttachment,
+    default_directory,
+    proposed_name,
+)
 from sgalert.text import printable
 
 from .formatting import untrusted

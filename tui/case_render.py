@@ -16,10 +16,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from sgalert.clock import parse_iso
-from sgalert.desk.service import CaseView, NotificationHistory
+from sgalert.desk.service import CLOCK_TIMER, AuditEntry, CaseView, NotificationHistory
 from sgalert.model import CaseState, CaseSummary, Source
-from sgalert.records.audit import AuditEntry
-from sgalert.routing.escalation import CLOCK_TIMER
 
 from .formatting import (
     CLOCK_LABELS,

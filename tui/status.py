@@ -13,11 +13,8 @@ from datetime import datetime, tzinfo
 from typing import Literal
 
 from sgalert.clock import parse_iso
-from sgalert.desk.service import CaseService
+from sgalert.desk.service import SYSTEM_ALERT_TEXT, CaseService, Gap, OnDuty
 from sgalert.desk.views import engine_silent
-from sgalert.routing.duty import load_rota
-from sgalert.routing.escalation import SYSTEM_ALERT_TEXT
-from sgalert.rules.rota import Gap, OnDuty
 
 from .formatting import ago, local_time
 
@@ -50,7 +47,7 @@ async def gather_status(service: CaseService, email: str | None, now: datetime) 
     on_duty: OnDuty | None = None
     gaps: tuple[Gap, ...] = ()
     if service.config is not None:
-        view = await load_rota(service, since=now)
+        view = await service.rota(since=now)
         on_duty = view.who(now)
         gaps = tuple(await asyncio.to_thread(view.gaps, now, GAP_DAYS))
     waiting = await service.unacknowledged(email)

@@ -11,7 +11,7 @@ Matching rule (conservative: merging two different children's records is worse t
     A case is **in the file** when its child's name, normalised by :func:`name_key`, equals the
     anchor's, the name has at least two words, and both cases record the same valid date of birth.
     Normalising drops an annotation after the name (``(Year 4)``, ``(aged 9)``, ``- Y4``, as
-    :func:`sgalert.intake.extract.strip_annotations` does), folds case, accents and repeated
+    :func:`sgalert.intake.names.strip_annotations` does), folds case, accents and repeated
     whitespace, drops apostrophes, treats hyphens and other punctuation as word breaks, and puts
     the surname last when the writing says which word is the surname: ``"Surname, Forename"`` (one
     comma) or a police-style ``"SURNAME Forename"`` (leading words in capitals followed by words
@@ -56,18 +56,21 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from cryptography.exceptions import InvalidTag
 
 from sgalert.clock import parse_iso, utcnow
-from sgalert.errors import IntegrityError, InvalidInput, NotEntitled, NotFound
+from sgalert.desk.access import Refused, refuse
+from sgalert.errors import IntegrityError, InvalidInput, NotFound
 from sgalert.intake.dates import find_date
-from sgalert.intake.extract import strip_annotations
+from sgalert.intake.names import strip_annotations
 from sgalert.model import CaseSummary, KeyName, Source
 from sgalert.records import audit, crypto
 from sgalert.records.cases import FIELD_FACTS, case_ref, field_aad, unwrap_data_keys
 from sgalert.records.chronology import EntryKind
 from sgalert.records.keyring import Identity
+from sgalert.records.store import fetch_in
 from sgalert.routing.escalation import INTAKE_CLOCKS
 
 if TYPE_CHECKING:
-    from sgalert.desk.service import CaseService, CaseView
+    from sgalert.desk.case_view import CaseView
+    from sgalert.desk.service import CaseService
 
 CHUNK_SIZE = 500
 
@@ -282,12 +285,14 @@ async def _children(
         readable = [i for i in case_ids if (i, KeyName.CONTENT.value) in keys]
         if not readable:
             return found
-        cursor = await db.execute(
+        facts_rows = await fetch_in(
+            db,
             "SELECT case_id, blob FROM sealed_fields WHERE field = ? AND key_name = ?"
-            f" AND case_id IN ({','.join('?' * len(readable))})",
-            (FIELD_FACTS, KeyName.CONTENT.value, *readable),
+            " AND case_id IN ({ids})",
+            readable,
+            params=(FIELD_FACTS, KeyName.CONTENT.value),
         )
-        rows = {str(row[0]): bytes(row[1]) for row in await cursor.fetchall()}
+        rows = {str(row[0]): bytes(row[1]) for row in facts_rows}
         for case_id in readable:
             blob = rows.get(case_id)
             if blob is None:
@@ -312,29 +317,23 @@ async def _children(
 
 
 async def _refuse(service: CaseService, identity: Identity, anchor: CaseSummary) -> NoReturn:
-    async with service.store.write() as db:
-        await audit.append(
-            db,
-            [audit.AuditEvent(identity.email, "refused", anchor.id, {"action": "child-file"})],
-        )
-    raise NotEntitled(f"{identity.email} is not entitled to case {anchor.ref}")
+    await refuse(service.store, identity, Refused(anchor.id, anchor.ref), "child-file")
 
 
 async def _context(
     service: CaseService, case_ids: Sequence[str]
 ) -> tuple[dict[str, str], list[audit.AuditEntry], dict[str, str]]:
     """Where each case came from, the audit entries the chronology needs, and people's emails."""
-    marks = ",".join("?" * len(case_ids))
     async with service.store.read() as db:
-        cursor = await db.execute(
-            f"SELECT id, origin, source_name FROM cases WHERE id IN ({marks})", list(case_ids)
+        rows = await fetch_in(
+            db, "SELECT id, origin, source_name FROM cases WHERE id IN ({ids})", case_ids
         )
-        origins = {str(r[0]): str(r[2] or r[1]) for r in await cursor.fetchall()}
-        cursor = await db.execute(
+        origins = {str(r[0]): str(r[2] or r[1]) for r in rows}
+        rows = await fetch_in(
+            db,
             "SELECT seq, at, actor, action, case_id, detail, prev_hash, hash FROM audit"
-            f" WHERE case_id IN ({marks}) AND action IN ('assigned', 'clock-started', 'clock-met')"
-            " ORDER BY seq",
-            list(case_ids),
+            " WHERE case_id IN ({ids}) AND action IN ('assigned', 'clock-started', 'clock-met')",
+            case_ids,
         )
         entries = [
             audit.AuditEntry(
@@ -347,18 +346,13 @@ async def _context(
                 prev_hash=row[6],
                 hash=row[7],
             )
-            for row in await cursor.fetchall()
+            for row in sorted(rows, key=lambda row: int(row[0]))  # by seq, across chunks
         ]
-        people: dict[str, str] = {}
         assignees = sorted(
             {str(e.detail["assignee"]) for e in entries if e.action == "assigned"} - {""}
         )
-        if assignees:
-            cursor = await db.execute(
-                f"SELECT id, email FROM people WHERE id IN ({','.join('?' * len(assignees))})",
-                assignees,
-            )
-            people = {str(r[0]): str(r[1]) for r in await cursor.fetchall()}
+        rows = await fetch_in(db, "SELECT id, email FROM people WHERE id IN ({ids})", assignees)
+        people = {str(r[0]): str(r[1]) for r in rows}
     return origins, entries, people
 
 
@@ -564,10 +558,10 @@ async def is_stale(service: CaseService, found: ChildFile) -> bool:
     if (int(rows[0][0]), int(rows[0][1])) != found.store_mark:
         return True
     listed = {c.summary.id: c.summary.updated_at for c in (*found.cases, *found.possible)}
-    current = await service.store.fetchall(
-        f"SELECT id, updated_at FROM cases WHERE id IN ({','.join('?' * len(listed))})",
-        list(listed),
-    )
+    async with service.store.read() as db:
+        current = await fetch_in(
+            db, "SELECT id, updated_at FROM cases WHERE id IN ({ids})", list(listed)
+        )
     return len(current) != len(listed) or any(
         parse_iso(str(row[1])) != listed[str(row[0])] for row in current
     )

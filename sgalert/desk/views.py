@@ -21,10 +21,10 @@ from pathlib import Path
 import aiosqlite
 
 from sgalert.clock import iso, parse_iso
-from sgalert.errors import StoreError
+from sgalert.errors import NotFound, StoreError
 from sgalert.model import CaseState, CaseSummary, Source
 from sgalert.records.audit import AuditEntry, entries
-from sgalert.records.store import Store
+from sgalert.records.store import Store, fetch_in
 from sgalert.routing.outbox import FALLBACK_AFTER
 
 PAGE_SIZE = 100
@@ -60,6 +60,40 @@ def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
         closed_at=when(row["closed_at"]),
         next_deadline=when(row["next_deadline"]),
     )
+
+
+async def find_summary(db: aiosqlite.Connection, ref: str) -> CaseSummary:
+    """One case's metadata by id or reference, read in the caller's transaction."""
+    cursor = await db.execute(
+        SUMMARY_SQL + " WHERE c.id = ? OR c.ref = ?", (ref.strip(), ref.strip().upper())
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        raise NotFound(f"no case {ref.strip()}")
+    return summary_from_row(row)
+
+
+async def list_cases(
+    store: Store,
+    *,
+    state: CaseState | None = None,
+    source: Source | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[CaseSummary]:
+    """Metadata only, newest first."""
+    where: list[str] = []
+    params: list[object] = []
+    if state is not None:
+        where.append("c.state = ?")
+        params.append(state.value)
+    if source is not None:
+        where.append("c.source = ?")
+        params.append(source.value)
+    sql = SUMMARY_SQL + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY c.received_at DESC, c.ref DESC LIMIT ? OFFSET ?"
+    params += [limit if limit is not None else -1, offset]
+    return [summary_from_row(row) for row in await store.fetchall(sql, params)]
 
 
 class QueueView(enum.StrEnum):
@@ -430,13 +464,8 @@ async def audit_log(store: Store, *, limit: int = 500) -> tuple[AuditRow, ...]:
     async with store.read() as db:
         found = await entries(db, limit=limit)
         ids = sorted({e.case_id for e in found if e.case_id})
-        refs: dict[str, str] = {}
-        for start in range(0, len(ids), 500):  # under SQLite's host-parameter limit
-            chunk = ids[start : start + 500]
-            cursor = await db.execute(
-                f"SELECT id, ref FROM cases WHERE id IN ({','.join('?' * len(chunk))})", chunk
-            )
-            refs |= {str(row[0]): str(row[1]) for row in await cursor.fetchall()}
+        rows = await fetch_in(db, "SELECT id, ref FROM cases WHERE id IN ({ids})", ids)
+        refs = {str(row[0]): str(row[1]) for row in rows}
     return tuple(AuditRow(e, refs.get(e.case_id) if e.case_id else None) for e in found)
 
 

@@ -24,13 +24,12 @@ from dataclasses import dataclass
 
 from sgalert.clock import Clock, iso, parse_iso, utcnow
 from sgalert.config import SourceConfig
-from sgalert.desk.service import CaseService
+from sgalert.desk.transitions import mark_acknowledged
+from sgalert.engine.workplace import Workplace
 from sgalert.intake.mime import parse_message
 from sgalert.intake.sender import check_sender
 from sgalert.ports import Deliver, Inbound, IngestOutcome
 from sgalert.records import audit
-from sgalert.records.store import on_connection
-from sgalert.routing.escalation import stop_for_acknowledged
 
 TOKEN = re.compile(r"\bACK-[0-9A-F]{16}\b")
 
@@ -43,7 +42,7 @@ class ReplyOutcome:
 
 
 async def process_reply(
-    service: CaseService, raw: bytes, source: SourceConfig, clock: Clock = utcnow
+    service: Workplace, raw: bytes, source: SourceConfig, clock: Clock = utcnow
 ) -> ReplyOutcome:
     parsed = parse_message(raw)
     verdict = check_sender(
@@ -88,16 +87,7 @@ async def process_reply(
                     "UPDATE ack_tokens SET used_at = ? WHERE token_sha256 = ?", (iso(now), digest)
                 )
                 if state == "new":
-                    await on_connection(db, lambda conn: stop_for_acknowledged(conn, case_id, now))
-                    await db.execute(
-                        "UPDATE cases SET state = 'acknowledged', acknowledged_at = ?,"
-                        " acknowledged_by = ?, updated_at = ? WHERE id = ? AND state = 'new'",
-                        (iso(now), person_id, iso(now), case_id),
-                    )
-                    await audit.append(
-                        db,
-                        [audit.AuditEvent(str(email), "acknowledged", case_id, {"via": "reply"})],
-                    )
+                    await mark_acknowledged(db, case_id, person_id, str(email), now, via="reply")
                     return ReplyOutcome(True, "acknowledged", str(ref))
                 await audit.append(
                     db,
@@ -108,7 +98,7 @@ async def process_reply(
     return await _refuse(service, case, reason)
 
 
-async def _refuse(service: CaseService, case_id: str | None, reason: str) -> ReplyOutcome:
+async def _refuse(service: Workplace, case_id: str | None, reason: str) -> ReplyOutcome:
     async with service.store.write() as db:
         await audit.append(
             db, [audit.AuditEvent(audit.ENGINE, "ack-reply-refused", case_id, {"reason": reason})]
@@ -116,9 +106,7 @@ async def _refuse(service: CaseService, case_id: str | None, reason: str) -> Rep
     return ReplyOutcome(False, reason)
 
 
-def make_reply_deliver(
-    service: CaseService, source: SourceConfig, clock: Clock = utcnow
-) -> Deliver:
+def make_reply_deliver(service: Workplace, source: SourceConfig, clock: Clock = utcnow) -> Deliver:
     """A deliver function for a reply mailbox: acknowledges, never creates cases."""
 
     async def deliver(

@@ -22,12 +22,13 @@ from pathlib import Path
 
 from sgalert.clock import Clock, iso, parse_iso, utcnow
 from sgalert.config import Config
-from sgalert.desk.service import CaseService
 from sgalert.engine.watch import watch_sources
+from sgalert.engine.workplace import Workplace
 from sgalert.ports import Notifier, notifier_factory
 from sgalert.records import audit
 from sgalert.records.store import on_connection
 from sgalert.routing.calendar_check import note_calendar_coverage
+from sgalert.routing.digest import build_digest, is_digest_day, late_reason, queue_digest, slot
 from sgalert.routing.duty import load_rota
 from sgalert.routing.escalation import Duty, fire_due, next_due, page_system_alerts
 from sgalert.routing.outbox import OutboxSender, release_claims
@@ -70,7 +71,7 @@ class LeaseLost(Exception):
 class Engine:
     def __init__(
         self,
-        service: CaseService,
+        service: Workplace,
         root: Path,
         *,
         notifiers: Mapping[str, Notifier] | None = None,
@@ -94,6 +95,9 @@ class Engine:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.watch = watch
         self._wake_timers = asyncio.Event()
+        self.started_at: datetime | None = None  # when this engine took the store
+        self._digest_day: str | None = None  # the last day whose digest is known to be queued
+        self._digest_retry_at: datetime | None = None  # after a failure, not before this
 
     def _seconds(self, until: datetime | None) -> float:
         if until is None:
@@ -191,7 +195,7 @@ class Engine:
         return queued
 
     async def run_daily_jobs(self) -> None:
-        """Once per local day, after ``DAILY_AT``: the rota check (and, later, the digest)."""
+        """Once per local day, after ``DAILY_AT``: the rota check (the digest: ``run_digest``)."""
         now = self._clock()
         calendar = self.config.calendar
         local = calendar.local(now)
@@ -243,6 +247,57 @@ class Engine:
                 db, [audit.AuditEvent(audit.ENGINE, "rota-checked", detail={"gaps": len(gaps)})]
             )
 
+    async def run_digest(self) -> int:
+        """Queue today's digest once its slot has passed (late, saying why, if the engine was
+        not running then). Exactly once per date: the outbox key and the ``daily_jobs`` row are
+        written together, so a restart or a standby engine that takes over sends no second."""
+        settings = self.config.digest
+        if not settings.enabled:
+            return 0
+        now = self._clock()
+        calendar = self.config.calendar
+        day = calendar.local(now).date()
+        due = slot(calendar, settings, day)
+        if self._digest_day == day.isoformat() or now < due:
+            return 0
+        if not is_digest_day(calendar, settings, day):
+            self._digest_day = day.isoformat()
+            return 0
+        rows = await self.service.store.fetchall(
+            "SELECT last_day FROM daily_jobs WHERE name = 'digest'"
+        )
+        if rows and str(rows[0][0]) >= day.isoformat():
+            self._digest_day = day.isoformat()
+            return 0
+        late = late_reason(due, now, self.started_at, calendar.zone)
+        config = self.config
+        # Built in a read (it may verify the whole audit chain), queued in a short write.
+        async with self.service.store.read() as db:
+            digest = await on_connection(
+                db, lambda conn: build_digest(conn, config, day, now, late=late)
+            )
+        queued = await self.service.store.transact(
+            lambda conn: queue_digest(conn, config, digest, now)
+        )
+        self._digest_day = day.isoformat()
+        log.info("daily digest for %s queued for %d recipient(s)", day, queued)
+        if queued:
+            self.sender.wake()
+        return queued
+
+    async def digest_tick(self) -> int:
+        """:meth:`run_digest`, but a digest that fails never stops the engine paging: it is
+        logged (no personal data: the digest holds none) and tried again in a few minutes."""
+        now = self._clock()
+        if self._digest_retry_at is not None and now < self._digest_retry_at:
+            return 0
+        try:
+            return await self.run_digest()
+        except Exception:
+            log.exception("the daily digest could not be queued; trying again in 5 minutes")
+            self._digest_retry_at = now + timedelta(minutes=5)
+            return 0
+
     async def tick_timers(self) -> int:
         now = self._clock()
         due = await self.service.store.fetchall(
@@ -266,6 +321,7 @@ class Engine:
         while True:
             await self.tick_timers()
             await self.run_daily_jobs()
+            await self.digest_tick()
             await self.tick_alerts()
             rows = await self.service.store.fetchall(
                 "SELECT MIN(due_at) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL"
@@ -283,6 +339,7 @@ class Engine:
 
     async def run(self) -> None:
         await self.acquire_lease()
+        self.started_at = self._clock()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.keep_lease(), name="lease")

@@ -20,11 +20,13 @@ from pathlib import Path
 
 from sgalert.clock import Clock, iso, utcnow
 from sgalert.config import Config, SourceConfig
-from sgalert.desk.service import CaseService
-from sgalert.intake.ingest import Ingestor, SourceRules, load_checkpoint
+from sgalert.engine.workplace import Workplace
+from sgalert.intake.ingest import Ingestor, load_checkpoint
+from sgalert.intake.prepare import SourceRules
 from sgalert.ports import Deliver, Inbound, Inbox, IngestOutcome, inbox_factory
 from sgalert.records import audit
 from sgalert.records.store import Store
+from sgalert.routing.backoff import backoff_seconds
 
 log = logging.getLogger("sgalert.engine.watch")
 
@@ -125,6 +127,7 @@ def make_deliver(
 
 
 async def supervise(
+    workplace: Workplace,
     inbox: Inbox,
     ingestor: Ingestor,
     source: SourceConfig,
@@ -137,12 +140,12 @@ async def supervise(
     if source.purpose == "replies":
         from sgalert.engine.replies import make_reply_deliver
 
-        deliver = make_reply_deliver(ingestor.service, source)
+        deliver = make_reply_deliver(workplace, source)
     else:
         deliver = make_deliver(ingestor, SourceRules.from_config(source), on_stored)
-    backoff = 1.0
+    restarts = 0
     while True:
-        checkpoint = await load_checkpoint(ingestor.service, source.name)
+        checkpoint = await load_checkpoint(workplace.store, source.name)
         try:
             await inbox.run(deliver, checkpoint, monitor)
             return
@@ -151,12 +154,12 @@ async def supervise(
         except Exception as exc:  # an adapter bug must not stop the watching
             log.exception("inbox %s stopped unexpectedly; restarting", source.name)
             await monitor.failing(f"adapter error: {type(exc).__name__}")
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, max_backoff)
+        restarts += 1
+        await asyncio.sleep(backoff_seconds(restarts, first=1.0, cap=max_backoff))
 
 
 async def watch_sources(
-    service: CaseService,
+    workplace: Workplace,
     config: Config,
     root: Path,
     *,
@@ -164,15 +167,15 @@ async def watch_sources(
     on_stored: Callable[[], None] | None = None,
 ) -> None:
     """Run every configured source until cancelled."""
-    ingestor = Ingestor(service, config)
+    ingestor = workplace.ingestor()
     try:
-        await _watch_all(service, config, root, ingestor, check_every, on_stored)
+        await _watch_all(workplace, config, root, ingestor, check_every, on_stored)
     finally:
         ingestor.close()
 
 
 async def _watch_all(
-    service: CaseService,
+    workplace: Workplace,
     config: Config,
     root: Path,
     ingestor: Ingestor,
@@ -184,10 +187,11 @@ async def _watch_all(
         group.create_task(_start_workers(ingestor), name="ingest-workers")
         for source in config.sources:
             inbox = inbox_factory(source.kind)(source, root)
-            monitor = SourceMonitor(service.store, source)
+            monitor = SourceMonitor(workplace.store, source)
             monitors.append(monitor)
             group.create_task(
-                supervise(inbox, ingestor, source, monitor, on_stored=on_stored), name=source.name
+                supervise(workplace, inbox, ingestor, source, monitor, on_stored=on_stored),
+                name=source.name,
             )
 
         async def keep_checking() -> None:

@@ -106,3 +106,10 @@ def find_datetime(text: str, zone: ZoneInfo) -> datetime | date | None:
     if clock is None:
         return day
     return datetime.combine(day, clock, tzinfo=zone)
+
+
+def iso_or_none(moment: datetime | date | None) -> str | None:
+    """ISO 8601 for a date or date-time found, or None if none was."""
+    if moment is None:
+        return None
+    return moment.isoformat()

@@ -4,21 +4,30 @@ Each entry stores the SHA-256 of the previous entry and its own hash over a cano
 so editing, inserting or removing any row breaks the chain at that point. Triggers refuse UPDATE
 and DELETE; ``verify`` catches anyone who goes around them. Entries name actions, people and case
 ids, never case content.
+
+The chain alone cannot see a log cut short (its tail deleted), emptied, or rebuilt from scratch
+with every hash recomputed: the result is a valid chain. An *anchor* (an entry's number and hash,
+``SEQ:HASH``, as :func:`head` gives it) kept outside the machine closes that gap: the daily
+digest emails one every morning, and ``verify(anchors=...)`` proves the log still holds each
+anchored state. Because every hash covers the one before it, a log that verifies from entry 1 and
+still has the anchored hash at the anchored number holds exactly the anchored entries 1..SEQ.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring_ascii as _json_string
 
 import aiosqlite
 
 from sgalert.clock import iso, utcnow
-from sgalert.errors import AuditChainBroken
+from sgalert.errors import AuditChainBroken, InvalidInput
 from sgalert.records.crypto import canonical_json
 from sgalert.records.store import on_connection
 
@@ -51,10 +60,62 @@ class AuditEntry:
     hash: str
 
 
+# A hash given in an anchor may be shortened for reading aloud, but not below 64 bits.
+MIN_ANCHOR_HEX = 16
+_ANCHOR = re.compile(rf"(\d{{1,18}}):([0-9a-f]{{{MIN_ANCHOR_HEX},64}})")
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A state of the log remembered outside it: entry ``seq`` had hash ``hash`` (or a prefix)."""
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        """``SEQ:HASH`` as ``audit head`` and the digest print it, or one clear line."""
+        match = _ANCHOR.fullmatch(text.strip().lower())
+        if match is None:
+            shown = text.strip()[:40].encode("ascii", "replace").decode()
+            raise InvalidInput(
+                f"anchor {shown!r} is not SEQ:HASH (an entry number, a colon and at least"
+                f" {MIN_ANCHOR_HEX} hex digits of its hash), as `sgalert audit head` prints it"
+            )
+        return cls(int(match.group(1)), match.group(2))
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+    def matches(self, stored: str) -> bool:
+        return stored.startswith(self.hash)
+
+
 def entry_hash(
     prev_hash: str, seq: int, at: str, actor: str, action: str, case_id: str | None, detail: str
 ) -> str:
-    body = canonical_json(
+    """SHA-256 of the previous hash and the entry's canonical JSON (sorted keys, no spaces,
+    ASCII: byte for byte ``canonical_json`` of the six fields, which ``tests`` holds it to).
+
+    Spelt out rather than built by ``json.dumps`` because ``verify`` hashes every entry of a log
+    that grows for ever, at 07:30 each morning for the digest: this is four times faster.
+    """
+    body = '{"action":%s,"actor":%s,"at":%s,"case_id":%s,"detail":%s,"seq":%d}' % (  # noqa: UP031
+        _json_string(action),
+        _json_string(actor),
+        _json_string(at),
+        "null" if case_id is None else _json_string(case_id),
+        _json_string(detail),
+        seq,
+    )
+    return hashlib.sha256((prev_hash + body).encode("ascii")).hexdigest()
+
+
+def canonical_entry(
+    seq: int, at: str, actor: str, action: str, case_id: str | None, detail: str
+) -> bytes:
+    """What :func:`entry_hash` hashes after the previous hash, the slow, obvious way."""
+    return canonical_json(
         {
             "seq": seq,
             "at": at,
@@ -64,7 +125,6 @@ def entry_hash(
             "detail": detail,
         }
     )
-    return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
 
 
 async def append(
@@ -98,21 +158,36 @@ def append_now(
     return prev
 
 
-async def verify(db: aiosqlite.Connection, batch: int = 5000) -> int:
-    """Check the whole chain; returns the number of entries, or raises AuditChainBroken."""
+async def verify(
+    db: aiosqlite.Connection, batch: int = 5000, *, anchors: Sequence[Anchor] = ()
+) -> int:
+    """Check the whole chain, and that it still holds every anchored state; returns the number
+    of entries, or raises AuditChainBroken naming the first entry that is wrong or missing."""
+    return await on_connection(db, lambda conn: verify_now(conn, batch, anchors=anchors))
+
+
+def verify_now(
+    conn: sqlite3.Connection, batch: int = 5000, *, anchors: Sequence[Anchor] = ()
+) -> int:
+    """:func:`verify` on the connection's thread: one hop for the whole log, not one per batch."""
+    wanted: dict[int, list[Anchor]] = {}
+    for anchor in anchors:
+        wanted.setdefault(anchor.seq, []).append(anchor)
+    for anchor in wanted.pop(0, []):
+        if not anchor.matches(GENESIS_HASH):
+            raise AuditChainBroken(0, f"anchor {_short(anchor)} is not a state of any audit log")
     prev = GENESIS_HASH
     expected_seq = 1
     checked = 0
     last_seq = 0
     while True:
-        cursor = await db.execute(
+        rows = conn.execute(
             "SELECT seq, at, actor, action, case_id, detail, prev_hash, hash FROM audit"
             " WHERE seq > ? ORDER BY seq LIMIT ?",
             (last_seq, batch),
-        )
-        rows = await cursor.fetchall()
+        ).fetchall()
         if not rows:
-            return checked
+            break
         for seq, at, actor, action, case_id, detail, prev_hash, stored in rows:
             if seq != expected_seq:
                 raise AuditChainBroken(
@@ -123,16 +198,40 @@ async def verify(db: aiosqlite.Connection, batch: int = 5000) -> int:
             recomputed = entry_hash(prev, seq, at, actor, action, case_id, detail)
             if recomputed != stored:
                 raise AuditChainBroken(seq, f"audit entry {seq} does not match its hash")
+            for anchor in wanted.pop(seq, []):
+                if not anchor.matches(stored):
+                    raise AuditChainBroken(
+                        seq,
+                        f"audit entry {seq} is not the one anchored as {_short(anchor)}:"
+                        " the log was rewritten since that anchor was taken",
+                    )
             prev = stored
             expected_seq += 1
             checked += 1
             last_seq = seq
+    if wanted:
+        first = wanted[min(wanted)][0]
+        ends = f"ends at entry {last_seq}" if last_seq else "is empty"
+        raise AuditChainBroken(
+            first.seq,
+            f"audit entry {first.seq} (anchored as {_short(first)}) is missing: the log {ends},"
+            " so entries were deleted since that anchor was taken",
+        )
+    return checked
+
+
+def _short(anchor: Anchor) -> str:
+    return f"{anchor.seq}:{anchor.hash[:MIN_ANCHOR_HEX]}"
 
 
 async def head(db: aiosqlite.Connection) -> tuple[int, str]:
     """The newest entry's number and hash: the digest carries it to anchor the log outside."""
-    cursor = await db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-    row = await cursor.fetchone()
+    return await on_connection(db, head_now)
+
+
+def head_now(conn: sqlite3.Connection) -> tuple[int, str]:
+    """:func:`head` for code already running on the connection's thread."""
+    row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
 

@@ -24,7 +24,7 @@ from sgalert.errors import IntegrityError, NoEntitledReaders
 from sgalert.model import CaseState, KeyName, Readers, Source, readers_for
 from sgalert.records import audit, crypto
 from sgalert.records.keyring import Identity, PublicKeyring, held_group_keys
-from sgalert.records.store import on_connection
+from sgalert.records.store import fetch_in, in_statements, on_connection
 
 _DATA_KEY_INFO = "sgalert/data-key/v1"
 _BATCH_KEY_INFO = "sgalert/batch-key/v1"
@@ -263,14 +263,12 @@ async def unwrap_data_keys(
     found: dict[tuple[str, str], bytes] = {}
     held = await held_group_keys(db, identity)
     batch_keys: dict[str, bytes | None] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = await db.execute_fetchall(
-            "SELECT case_id, key_name, recipient_kind, recipient, version, wrapped FROM key_wraps"
-            f" WHERE case_id IN ({marks})",
-            chunk,
-        )
+    for sql, params in in_statements(
+        "SELECT case_id, key_name, recipient_kind, recipient, version, wrapped FROM key_wraps"
+        " WHERE case_id IN ({ids})",
+        ids,
+    ):
+        rows = await db.execute_fetchall(sql, params)
         wanted = {row["recipient"] for row in rows if row["recipient_kind"] == "batch"}
         await _open_batch_keys(db, held, wanted - batch_keys.keys(), batch_keys)
         for row in rows:
@@ -307,25 +305,23 @@ async def _open_batch_keys(
     pending = sorted(batch_ids)
     for batch_id in pending:
         opened[batch_id] = None
-    for start in range(0, len(pending), 500):
-        chunk = pending[start : start + 500]
-        rows = await db.execute_fetchall(
-            "SELECT batch_id, group_name, version, wrapped FROM batch_keys"
-            f" WHERE batch_id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        )
-        for batch_id, group, version, wrapped in rows:
-            private = held.get((group, int(version)))
-            if private is None or opened.get(batch_id) is not None:
-                continue
-            try:
-                opened[batch_id] = crypto.unwrap_with_private_key(
-                    wrapped, private, batch_key_info(batch_id, group, int(version))
-                )
-            except InvalidTag:
-                raise IntegrityError(
-                    f"batch key {batch_id} sealed to {group} failed its integrity check"
-                ) from None
+    rows = await fetch_in(
+        db,
+        "SELECT batch_id, group_name, version, wrapped FROM batch_keys WHERE batch_id IN ({ids})",
+        pending,
+    )
+    for batch_id, group, version, wrapped in rows:
+        private = held.get((group, int(version)))
+        if private is None or opened.get(batch_id) is not None:
+            continue
+        try:
+            opened[batch_id] = crypto.unwrap_with_private_key(
+                wrapped, private, batch_key_info(batch_id, group, int(version))
+            )
+        except InvalidTag:
+            raise IntegrityError(
+                f"batch key {batch_id} sealed to {group} failed its integrity check"
+            ) from None
 
 
 async def case_ref(db: aiosqlite.Connection, case_id: str) -> str:
@@ -346,14 +342,11 @@ async def open_fields(
     Attachment bodies are skipped unless asked for, since a case view needs only their list.
     """
     opened: dict[str, dict[str, bytes]] = {case_id: {} for case_id in case_ids}
-    for start in range(0, len(case_ids), 500):
-        chunk = list(case_ids[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        cursor = await db.execute(
-            f"SELECT case_id, field, key_name, blob FROM sealed_fields WHERE case_id IN ({marks})",
-            chunk,
-        )
-        for row in await cursor.fetchall():
+    for sql, params in in_statements(  # chunk by chunk: the sealed bodies may be large
+        "SELECT case_id, field, key_name, blob FROM sealed_fields WHERE case_id IN ({ids})",
+        case_ids,
+    ):
+        for row in await db.execute_fetchall(sql, params):
             name = row["field"]
             if skip_prefix and name.startswith(skip_prefix):
                 continue

@@ -25,6 +25,7 @@ from sgalert.model import KeyName
 from sgalert.records import crypto
 from sgalert.records.cases import case_ref, field_aad
 from sgalert.records.keyring import Identity, Person, person_by_id
+from sgalert.records.store import fetch_in
 
 
 class EntryKind(enum.StrEnum):
@@ -115,22 +116,19 @@ async def read_entries(
     """Decrypt and check every entry of these cases (case id -> content key), oldest first."""
     entries: dict[str, list[ChronologyEntry]] = {case_id: [] for case_id in keys}
     authors: dict[str, Person] = {}
-    ids = list(keys)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = await db.execute_fetchall(
-            "SELECT id, case_id, at, author_id, kind, corrects, blob FROM chronology"
-            f" WHERE case_id IN ({marks}) ORDER BY at, rowid",
-            chunk,
+    rows = await fetch_in(
+        db,
+        "SELECT id, case_id, at, author_id, kind, corrects, blob FROM chronology"
+        " WHERE case_id IN ({ids}) ORDER BY at, rowid",  # each case falls in one chunk
+        list(keys),
+    )
+    for row in rows:
+        case_id = row["case_id"]
+        if row["author_id"] not in authors:
+            authors[row["author_id"]] = await person_by_id(db, row["author_id"])
+        entries[case_id].append(
+            await _open_entry(db, row, keys[case_id], authors[row["author_id"]])
         )
-        for row in rows:
-            case_id = row["case_id"]
-            if row["author_id"] not in authors:
-                authors[row["author_id"]] = await person_by_id(db, row["author_id"])
-            entries[case_id].append(
-                await _open_entry(db, row, keys[case_id], authors[row["author_id"]])
-            )
     return entries
 
 

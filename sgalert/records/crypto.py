@@ -78,7 +78,10 @@ def derive_passphrase_key(passphrase: str, salt: bytes, params: KdfParams) -> by
         lanes=params.lanes,
         memory_cost=params.memory_kib,
     )
-    return kdf.derive(passphrase.encode("utf-8"))
+    # A terminal in another encoding can hand over undecodable bytes (kept by Python as
+    # surrogates): they are stretched as those same bytes, so nothing raises on them and the
+    # same keys typed the same way always unlock.
+    return kdf.derive(passphrase.encode("utf-8", "surrogateescape"))
 
 
 def new_salt() -> bytes:

@@ -42,3 +42,8 @@ def entitled_people(conn: sqlite3.Connection, case_id: str) -> dict[str, Person]
     key = KeyName.CONTENT.value
     rows = conn.execute(_ENTITLED_SQL, (case_id, key, case_id, key)).fetchall()
     return {str(r[1]).lower(): Person(str(r[0]), str(r[1]), str(r[2])) for r in rows}
+
+
+def may_read(conn: sqlite3.Connection, person_id: str, case_id: str) -> bool:
+    """Whether this current member of staff can read the case: asked before giving it to them."""
+    return any(p.id == person_id for p in entitled_people(conn, case_id).values())

@@ -10,6 +10,7 @@ new cases are sealed to a key the leaver never had. Creating a case needs only p
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,11 +28,19 @@ from sgalert.errors import (
     MembershipError,
     NotEntitled,
     NotFound,
+    UnlockThrottled,
     WrongPassphrase,
 )
 from sgalert.model import ROLE_COMPARTMENTS, WHISTLE_IDENTITY, Role
 from sgalert.records import audit, crypto
+from sgalert.records.passphrase import (
+    check_strength,
+    record_failure,
+    record_success,
+    refuse_if_throttled,
+)
 from sgalert.records.store import Store
+from sgalert.text import has_unsafe, printable
 
 _PERSON_KEYS_AAD = "sgalert/person-keys/v1"
 _GROUP_SEAL_INFO = "sgalert/group-key/v1"
@@ -142,11 +151,27 @@ def _seal_group_key(
     )
 
 
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+
+
 def normalise_email(email: str) -> str:
+    """A plain address (``name@school.example.org``) or :class:`InvalidInput`.
+
+    Addresses are printed by the CLI and the desk and sent to mail servers, so only the ordinary
+    characters of an address are accepted: no spaces, quotes, terminal escapes or bidi controls,
+    whatever a mail standard would allow. The refusal never echoes the value back raw.
+    """
     cleaned = email.strip()
     local, at, domain = cleaned.rpartition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in cleaned):
-        raise InvalidInput(f"{email!r} is not an email address")
+    if (
+        not at
+        or len(cleaned) > 254
+        or not _LOCAL_PART.fullmatch(local)
+        or len(local) > 64
+        or not _DOMAIN.fullmatch(domain)
+    ):
+        raise InvalidInput(f"{printable(cleaned)!r} is not a plain email address")
     return f"{local}@{domain.lower()}"
 
 
@@ -194,9 +219,10 @@ async def add_person(
     """
     if not name.strip():
         raise InvalidInput("a person needs a name")
+    if has_unsafe(name):
+        raise InvalidInput("a name cannot hold control characters or terminal escapes")
     email = normalise_email(email)
-    if len(passphrase) < 8:
-        raise InvalidInput("the passphrase must be at least 8 characters")
+    check_strength(passphrase, name=name, email=email)
     params = kdf or crypto.KdfParams()
     person_id = str(uuid.uuid4())
     x_private = X25519PrivateKey.generate()
@@ -287,8 +313,19 @@ async def unlock(store: Store, email: str, passphrase: str) -> Identity:
         )
         row = await cursor.fetchone()
     if person.removed:
+        async with store.write() as db:
+            await audit.append(db, [audit.AuditEvent(actor=person.email, action="unlock-refused")])
         raise NotEntitled(f"{person.email} has been removed and cannot unlock")
     assert row is not None
+    try:
+        async with store.read() as db:
+            await refuse_if_throttled(db, person.id, utcnow())
+    except UnlockThrottled:
+        async with store.write() as db:
+            await audit.append(
+                db, [audit.AuditEvent(actor=person.email, action="unlock-throttled")]
+            )
+        raise
     params, salt = crypto.KdfParams.from_json(row["kdf"])
     kek = await asyncio.to_thread(crypto.derive_passphrase_key, passphrase, salt, params)
     try:
@@ -297,7 +334,15 @@ async def unlock(store: Store, email: str, passphrase: str) -> Identity:
         )
     except InvalidTag:
         async with store.write() as db:
-            await audit.append(db, [audit.AuditEvent(actor=person.email, action="unlock-failed")])
+            failures = await record_failure(db, person.id, utcnow())
+            await audit.append(
+                db,
+                [
+                    audit.AuditEvent(
+                        actor=person.email, action="unlock-failed", detail={"in_a_row": failures}
+                    )
+                ],
+            )
         raise WrongPassphrase(f"wrong passphrase for {person.email}") from None
     identity = Identity(
         person=person,
@@ -305,6 +350,7 @@ async def unlock(store: Store, email: str, passphrase: str) -> Identity:
         _ed25519=crypto.load_ed25519_private(raw[32:]),
     )
     async with store.write() as db:
+        await record_success(db, person.id)
         await audit.append(db, [audit.AuditEvent(actor=person.email, action="unlock")])
     return identity
 

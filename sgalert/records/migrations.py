@@ -336,4 +336,36 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        8,
+        """
+        -- Wrong passphrases in a row, per person, so guessing is slowed across processes and
+        -- restarts; cleared by the next right one.
+        CREATE TABLE unlock_failures (
+            person_id    TEXT PRIMARY KEY REFERENCES people(id),
+            failures     INTEGER NOT NULL,
+            last_failed_at TEXT NOT NULL
+        );
+        """,
+    ),
+)
+
+MIGRATIONS += (
+    (
+        9,
+        """
+        -- A case's record is only ever added to: a decision or a sealed field that vanished
+        -- would leave no gap anyone could see. (Crypto-shredding at the end of retention will
+        -- replace these with triggers that allow it for expired cases only.)
+        CREATE TRIGGER chronology_no_delete BEFORE DELETE ON chronology
+        BEGIN SELECT RAISE(ABORT, 'chronology entries are never deleted; add a correction'); END;
+        CREATE TRIGGER sealed_fields_no_update BEFORE UPDATE ON sealed_fields
+        BEGIN SELECT RAISE(ABORT, 'sealed fields are never changed'); END;
+        CREATE TRIGGER sealed_fields_no_delete BEFORE DELETE ON sealed_fields
+        BEGIN SELECT RAISE(ABORT, 'sealed fields are never deleted'); END;
+        """,
+    ),
+)
+
 HEAD_VERSION = MIGRATIONS[-1][0]

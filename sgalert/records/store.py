@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,10 +29,49 @@ async def on_connection(db: aiosqlite.Connection, work: Callable[[sqlite3.Connec
 
     Each aiosqlite call is a round trip to its worker thread (about 0.1 ms here), which dominated
     storing a case. aiosqlite has no public door for running a function on that thread, so this
-    uses ``_execute``, the one its own ``execute`` uses; the test suite pins the behaviour.
+    uses ``_execute``, the one its own ``execute`` uses. pyproject.toml caps aiosqlite to the tested
+    minor and ``tests/test_store.py`` fails loudly if a release drops that door.
     """
     execute: Callable[..., Awaitable[T]] = db._execute
     return await execute(work, db._conn)
+
+
+#: Ids asked for in one ``IN (...)``: SQLite refuses a statement with more host parameters than
+#: its limit (999 before 3.32, 32,766 since), and a query holds a few of its own besides.
+IN_CHUNK = 500
+
+
+def in_statements(
+    sql: str, ids: Sequence[Any], *, params: Sequence[Any] = (), chunk: int = IN_CHUNK
+) -> Iterator[tuple[str, list[Any]]]:
+    """``sql`` once per chunk of ``ids``: the statement and its parameters, to run in turn.
+
+    ``sql`` marks where the ids go with one ``{ids}``, e.g. ``... WHERE case_id IN ({ids})``;
+    ``params`` are the parameters before that mark. An ``ORDER BY`` orders each chunk, not the
+    whole. No ids, no statement. Work on the connection's own thread (:meth:`Store.transact`)
+    runs these with ``conn.execute``; async code uses :func:`fetch_in`.
+    """
+    if sql.count("{ids}") != 1:
+        raise ValueError("the statement needs exactly one {ids} mark")
+    step = max(chunk, 1)
+    for start in range(0, len(ids), step):
+        part = list(ids[start : start + step])
+        yield sql.replace("{ids}", ",".join("?" * len(part))), [*params, *part]
+
+
+async def fetch_in(
+    db: aiosqlite.Connection,
+    sql: str,
+    ids: Sequence[Any],
+    *,
+    params: Sequence[Any] = (),
+    chunk: int = IN_CHUNK,
+) -> list[sqlite3.Row]:
+    """Every row of ``sql`` for all ``ids``, ``chunk`` at a time (see :func:`in_statements`)."""
+    rows: list[sqlite3.Row] = []
+    for statement, parameters in in_statements(sql, ids, params=params, chunk=chunk):
+        rows += await db.execute_fetchall(statement, parameters)
+    return rows
 
 
 def split_statements(script: str) -> list[str]:

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sgalert.clock import iso, parse_iso
-from sgalert.desk.service import CaseService
+from sgalert.config import Config
 from sgalert.errors import InvalidInput
 from sgalert.model import Role
 from sgalert.records import audit
 from sgalert.records.keyring import Identity, Person, find_person, list_people
+from sgalert.records.store import Store
 from sgalert.rules.rota import Cover, Gap, OnDuty, Rota
 
 _SENIORITY = (Role.DSL, Role.DEPUTY, Role.HEAD)
+
+
+class RotaSources(Protocol):
+    """Where the rota is read from: the store (people, dated covers) and the config (shifts,
+    calendar, fallback). The desk's service and the engine's workplace are both this."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def config(self) -> Config | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +56,7 @@ class RotaView:
         return sorted({email for email in named if not self.available.get(email, False)})
 
 
-async def load_rota(service: CaseService, *, since: datetime | None = None) -> RotaView:
+async def load_rota(service: RotaSources, *, since: datetime | None = None) -> RotaView:
     """The rota with current people and the covers that end after ``since``."""
     assert service.config is not None
     everyone = [person for person, _ in await list_people(service.store)]
@@ -69,7 +82,7 @@ async def load_rota(service: CaseService, *, since: datetime | None = None) -> R
 
 
 async def add_cover(
-    service: CaseService, actor: Identity, who: str, starts: datetime, ends: datetime
+    service: RotaSources, actor: Identity, who: str, starts: datetime, ends: datetime
 ) -> Cover:
     """Record that ``who`` covers from ``starts`` to ``ends``. Audited; no personal data kept."""
     if ends <= starts:

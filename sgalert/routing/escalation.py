@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sgalert.clock import iso, parse_iso
+from sgalert.config import Config
 from sgalert.model import CaseState, Flag, Role, Source
+from sgalert.ports import PageSource, Urgency
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, raise_alert
 from sgalert.records.cases import NewCase, StoredCase
 from sgalert.records.entitlement import Person, entitled_people
-from sgalert.routing.outbox import PageText, Urgency, page_key, queue_page
+from sgalert.routing.outbox import PageText, page_key, queue_page
 from sgalert.rules.policy import ABOUT_HEAD_POLICY, DEFAULT_POLICIES, Policy
 from sgalert.rules.school_calendar import SchoolCalendar
 from sgalert.rules.statutory import (
@@ -60,6 +62,9 @@ class Plan:
     channels: tuple[str, ...] = ("email", "teams")
     per_person_channels: frozenset[str] = frozenset({"email"})
     reply_address: str | None = None
+    # Whether a replies mailbox is watched, so a page may offer "reply to acknowledge" (and
+    # carry a token for it). ``make_plan`` sets it from the config's sources.
+    accepts_replies: bool = True
     # What each configured mailbox receives, by its name: who hears that it is down.
     source_types: Mapping[str, Source] = field(default_factory=dict)
 
@@ -74,6 +79,22 @@ class Plan:
         except ValueError:
             return None
         return rule.due(self.calendar, received)
+
+
+def make_plan(config: Config) -> Plan:
+    """The escalation plan a config describes: policies, calendar, configured channels."""
+    return Plan(
+        school=config.school_name,
+        calendar=config.calendar,
+        policies=config.policies,
+        channels=tuple(c.name for c in config.channels),
+        per_person_channels=frozenset(c.name for c in config.channels if c.per_person),
+        reply_address=next(
+            (str(c.options["reply_to"]) for c in config.channels if "reply_to" in c.options), None
+        ),
+        source_types={s.name: s.type for s in config.sources if s.purpose == "cases"},
+        accepts_replies=any(s.purpose == "replies" for s in config.sources),
+    )
 
 
 def confidential(source: str, flags: Sequence[str]) -> bool:
@@ -330,7 +351,7 @@ def fire_due(
         text = PageText(
             school=plan.school,
             case_ref=ref,
-            source=source,
+            source=PageSource(source),
             received_at=received,
             urgency=decision.urgency,
             step=step,
@@ -338,6 +359,7 @@ def fire_due(
             reply_address=plan.reply_address,
             due_at=clock_due,
             confidential=secret,
+            accepts_replies=plan.accepts_replies,
         )
         origin_key = f"timer-{timer_id}"
         for channel in channels:
@@ -522,27 +544,25 @@ def page_system_alerts(conn: sqlite3.Connection, plan: Plan, now: datetime) -> i
         for channel in plan.channels:
             people = _alert_recipients(conn, plan, kind, source_name, channel)
             for person_id, address, what in people:
-                key = f"alert-{alert_id}:{channel}:{person_id or 'shared'}"
-                payload = {
-                    "idempotency_key": key,
-                    "school": plan.school,
-                    "case_ref": what,
-                    "source": "system",
-                    "received_at": raised_at,
-                    "urgency": "alert",
-                    "step": 0,
-                    "reason": SYSTEM_ALERT_TEXT.get(kind, kind),
-                    "ack_token": None,
-                    "reply_address": None,
-                    "due_at": None,
-                }
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO outbox (idempotency_key, channel, recipient, person_id,"
-                    " payload, state, next_attempt_at, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-                    (key, channel, address, person_id, json.dumps(payload), iso(now), iso(now)),
+                text = PageText(
+                    school=plan.school,
+                    case_ref=what,
+                    source=PageSource.SYSTEM,
+                    received_at=raised_at,
+                    urgency=Urgency.ALERT,
+                    step=0,
+                    reason=SYSTEM_ALERT_TEXT.get(kind, kind),
                 )
-                queued += cursor.rowcount
+                row_id = queue_page(
+                    conn,
+                    text,
+                    key=page_key(f"alert-{alert_id}", channel, person_id),
+                    channel=channel,
+                    recipient=address,
+                    person_id=person_id,
+                    now=now,
+                )
+                queued += row_id is not None
         conn.execute("UPDATE system_alerts SET paged_at = ? WHERE id = ?", (iso(now), alert_id))
     audit.append_now(
         conn,

@@ -29,13 +29,22 @@ import logging
 import secrets
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sgalert.clock import Clock, iso, parse_iso, utcnow
 from sgalert.model import CaseState, Role
-from sgalert.ports import DeliveryError, Notification, Notifier, Receipt, Recipient
+from sgalert.ports import (
+    DeliveryError,
+    Document,
+    Notification,
+    Notifier,
+    PageSource,
+    Receipt,
+    Recipient,
+    Urgency,
+)
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, clear_alert, raise_alert
 from sgalert.records.entitlement import entitled_people
@@ -63,29 +72,24 @@ class OutboxState(enum.StrEnum):
     SUPERSEDED = "superseded"  # no longer wanted: acknowledged, clock met, case closed, leaver
 
 
-class Urgency(enum.StrEnum):
-    """How a page presents itself."""
-
-    URGENT = "urgent"
-    REMINDER = "reminder"
-    OVERDUE = "overdue"
-    ALERT = "alert"
-
-
 @dataclass(frozen=True, slots=True)
 class PageText:
     """What a page says, shared by every row of it. No personal data: see ``Notification``."""
 
     school: str
     case_ref: str
-    source: str
+    source: PageSource
     received_at: str
-    urgency: str
+    urgency: Urgency
     step: int
     reason: str
     reply_address: str | None = None
     due_at: str | None = None
     confidential: bool = False
+    # A replies mailbox is watched: pages to people carry an acknowledgement code to reply with.
+    accepts_replies: bool = False
+    # A whole document (the daily digest): subject, text and HTML. See ``ports.Document``.
+    document: Mapping[str, str] | None = None
 
 
 def page_key(origin: str, channel: str, person_id: str | None) -> str:
@@ -115,10 +119,12 @@ def queue_page(
     """Write one outbox row (once per key); returns its id, or None if it was already there.
 
     A page to a person about a case carries a single-use acknowledgement code (only its hash is
-    stored); a fallback on another personal channel reuses the root's code.
+    stored) when replies are watched (``text.accepts_replies``): without a replies mailbox a
+    reply would go unread, so the page must not offer one. A fallback on another personal
+    channel reuses the root's code.
     """
     token = ack_token
-    if token is None and person_id is not None and case_id is not None:
+    if token is None and person_id is not None and case_id is not None and text.accepts_replies:
         token = _new_token()
     payload = {
         **asdict(text),
@@ -173,39 +179,49 @@ class Claimed:
     notification: Notification
     attempts: int
     fallback_of: int | None
-    confidential: bool
+    text: PageText  # as stored, for the fallbacks
+
+    @property
+    def confidential(self) -> bool:
+        return self.text.confidential
 
 
-def _notification(payload: Mapping[str, object], zone: ZoneInfo) -> Notification:
-    due = payload.get("due_at")
-    return Notification(
-        idempotency_key=str(payload["idempotency_key"]),
+def stored_page(payload: Mapping[str, object]) -> PageText:
+    """What a stored outbox row's page says: the inverse of :func:`queue_page`'s payload."""
+    reply, due = payload.get("reply_address"), payload.get("due_at")
+    document = payload.get("document")
+    return PageText(
         school=str(payload["school"]),
         case_ref=str(payload["case_ref"]),
-        source=str(payload["source"]),
-        received_at=parse_iso(str(payload["received_at"])),
-        urgency=str(payload["urgency"]),
+        source=PageSource(str(payload["source"])),
+        received_at=str(payload["received_at"]),
+        urgency=Urgency(str(payload["urgency"])),
         step=int(str(payload["step"])),
         reason=str(payload["reason"]),
-        ack_token=str(payload["ack_token"]) if payload.get("ack_token") else None,
-        reply_address=str(payload["reply_address"]) if payload.get("reply_address") else None,
-        due_at=parse_iso(str(due)) if due else None,
-        zone=zone,
+        reply_address=str(reply) if reply else None,
+        due_at=str(due) if due else None,
+        confidential=bool(payload.get("confidential")),
+        document={str(k): str(v) for k, v in document.items()}
+        if isinstance(document, dict)
+        else None,
     )
 
 
-def _page_text(notification: Notification, confidential: bool) -> PageText:
-    return PageText(
-        school=notification.school,
-        case_ref=notification.case_ref,
-        source=notification.source,
-        received_at=iso(notification.received_at),
-        urgency=notification.urgency,
-        step=notification.step,
-        reason=notification.reason,
-        reply_address=notification.reply_address,
-        due_at=iso(notification.due_at) if notification.due_at else None,
-        confidential=confidential,
+def _notification(text: PageText, payload: Mapping[str, object], zone: ZoneInfo) -> Notification:
+    return Notification(
+        idempotency_key=str(payload["idempotency_key"]),
+        school=text.school,
+        case_ref=text.case_ref,
+        source=text.source,
+        received_at=parse_iso(text.received_at),
+        urgency=text.urgency,
+        step=text.step,
+        reason=text.reason,
+        ack_token=str(payload["ack_token"]) if payload.get("ack_token") else None,
+        reply_address=text.reply_address,
+        due_at=parse_iso(text.due_at) if text.due_at else None,
+        zone=zone,
+        document=Document(**text.document) if text.document else None,
     )
 
 
@@ -272,6 +288,7 @@ def claim(
             superseded.append(row_id)
             continue
         payload = json.loads(payload_json)
+        text = stored_page(payload)
         claimed.append(
             Claimed(
                 id=row_id,
@@ -280,10 +297,10 @@ def claim(
                 timer_id=timer_id,
                 channel=row_channel,
                 recipient=Recipient(address=recipient, person_id=person_id),
-                notification=_notification(payload, zone),
+                notification=_notification(text, payload, zone),
                 attempts=attempts,
                 fallback_of=fallback_of,
-                confidential=bool(payload.get("confidential")),
+                text=text,
             )
         )
     conn.executemany(
@@ -388,7 +405,9 @@ def record_failure(
                 )
             )
     audit.append_now(conn, events)
-    if item.case_id is not None and item.timer_id is not None and _exhausted(conn, item):
+    # A case's page, or a digest (a head who gets none must not take that as "nothing missed").
+    paged = item.case_id is not None and item.timer_id is not None
+    if (paged or item.text.document is not None) and _exhausted(conn, item):
         raise_alert(
             conn,
             AlertKind.PAGE_UNDELIVERABLE,
@@ -433,10 +452,9 @@ def _queue_fallbacks(
 ) -> list[int]:
     """The same page on every other channel that may carry it (each at most once)."""
     origin = item.key.split(":", 1)[0]
-    text = _page_text(item.notification, item.confidential)
-    text = PageText(
-        **{**asdict(text), "reason": f"{text.reason} (the {item.channel} channel is failing)"}
-    )
+    text = item.text
+    if text.document is None:  # a digest's text is the document's own
+        text = replace(text, reason=f"{text.reason} (the {item.channel} channel is failing)")
     queued: list[int] = []
     for channel in channels.names:
         if channel == item.channel:
@@ -446,7 +464,8 @@ def _queue_fallbacks(
             if item.confidential:
                 continue  # a shared channel never learns that such a report exists
             targets: list[tuple[str | None, str]] = [(None, channel)]
-        elif item.recipient.person_id is not None:
+        elif item.recipient.person_id is not None or text.document is not None:
+            # A document (the digest) is one person's copy: it goes to them and nobody else.
             targets = [(item.recipient.person_id, item.recipient.address)]
         else:
             targets = _people_behind_shared(conn, item)
@@ -456,8 +475,8 @@ def _queue_fallbacks(
                 text,
                 # One card per step on a shared channel says its personal pages are failing;
                 # on a personal channel the fallback is the same page as a root there would be.
-                key=page_key(origin, channel, person_id)
-                if person_id
+                key=page_key(origin, channel, person_id or address)
+                if person_id or text.document is not None
                 else f"{origin}:{channel}:fallback",
                 channel=channel,
                 recipient=address,

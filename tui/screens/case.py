@@ -19,13 +19,17 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
-from sgalert.desk.child_file import names_child
-from sgalert.desk.service import REFERRALS, CaseView, NotificationHistory
+from sgalert.desk.service import (
+    ACTION_CLOCKS,
+    REFERRALS,
+    AuditEntry,
+    CaseView,
+    Identity,
+    NotificationHistory,
+    names_child,
+)
 from sgalert.errors import SgalertError
 from sgalert.model import CaseState, CaseSummary, Role
-from sgalert.records.audit import AuditEntry
-from sgalert.records.keyring import Identity
-from sgalert.routing.escalation import ACTION_CLOCKS, action_clock_due
 
 from .. import case_render as render
 from ..case_export import save_attachment
@@ -475,11 +479,8 @@ class CaseScreen(DeskScreen[None]):
         def chosen(kind: str | None) -> None:
             if kind is None:
                 return
-            plan = self.desk.service.plan
-            due = ""
-            if plan is not None:
-                moment = action_clock_due(plan, kind, self.desk.now())
-                due = f"It will be due {local_time(moment, self.desk.zone)}. "
+            moment = self.desk.service.action_clock_due(kind, self.desk.now())
+            due = "" if moment is None else f"It will be due {local_time(moment, self.desk.zone)}. "
             self.app.push_screen(
                 ConfirmScreen(
                     f"Start the clock: {CLOCK_LABELS.get(kind, kind)}?",

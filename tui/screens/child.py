@@ -20,16 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
-from sgalert.desk.child_file import (
-    ChildFile,
-    EventKind,
-    FileCase,
-    FileEvent,
-    Match,
-    child_file,
-    is_stale,
-)
-from sgalert.records.keyring import Identity
+from sgalert.desk.service import ChildFile, EventKind, FileCase, FileEvent, Identity, Match
 
 from ..formatting import (
     CLOCK_LABELS,
@@ -80,7 +71,7 @@ def open_child_file(desk: SgalertApp, ref: str) -> None:
 
     def load(identity: Identity) -> None:
         desk.submit(
-            child_file(desk.service, identity, ref, now=desk.now()),
+            desk.service.child_file(identity, ref, now=desk.now()),
             description=f"Building the child file from {ref}",
             done=lambda found: desk.push_screen(ChildFileScreen(found)),
             sensitive=True,
@@ -261,7 +252,7 @@ class ChildFileScreen(DeskScreen[None]):
                 notice.remove_class("-hidden")
 
         self.desk.submit(
-            is_stale(self.desk.service, self.file),
+            self.desk.service.child_file_is_stale(self.file),
             description="Checking the child file",
             done=compare,
             latest="child-file-check",
@@ -291,7 +282,7 @@ class ChildFileScreen(DeskScreen[None]):
     def action_reload(self) -> None:
         def load(identity: Identity) -> None:
             self.desk.submit(
-                child_file(self.desk.service, identity, self.file.anchor.ref, now=self.desk.now()),
+                self.desk.service.child_file(identity, self.file.anchor.ref, now=self.desk.now()),
                 description="Rebuilding the child file",
                 done=self.show_file,
                 sensitive=True,

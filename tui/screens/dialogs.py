@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static, TextArea
 from textual.widgets.select import InvalidSelectValueError
 
-from sgalert.desk.export import os_error_reason
+from sgalert.desk.service import os_error_reason
 
 from ..drafts import FieldValue
 from . import DeskModal

@@ -16,9 +16,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Checkbox, Input, Label, Select, TextArea
 
+from sgalert.desk.service import Identity, StoredCase
 from sgalert.model import Flag, Source
-from sgalert.records.cases import StoredCase
-from sgalert.records.keyring import Identity
 
 from ..drafts import FieldValue
 from ..formatting import SOURCE_LONG

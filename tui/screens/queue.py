@@ -20,9 +20,9 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static, Tab, Tabs
 
+from sgalert.desk.service import Identity
 from sgalert.desk.views import QueuePage, QueueQuery, QueueView, SortKey
 from sgalert.model import CaseState, CaseSummary
-from sgalert.records.keyring import Identity
 
 from ..case_list import CaseList, Column, Row
 from ..formatting import (

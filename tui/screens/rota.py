@@ -17,11 +17,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
-from sgalert.desk.service import CaseService
+from sgalert.desk.service import CaseService, Cover, Gap, Identity, OnDuty, Person
 from sgalert.model import Role
-from sgalert.records.keyring import Identity, Person
-from sgalert.routing.duty import add_cover, load_rota
-from sgalert.rules.rota import Cover, Gap, OnDuty
 
 from ..formatting import OVERDUE, local_time, untrusted
 from ..status import GAP_DAYS
@@ -42,7 +39,7 @@ class RotaSummary:
 
 
 async def summarise(service: CaseService, now: datetime) -> RotaSummary:
-    view = await load_rota(service, since=now)
+    view = await service.rota(since=now)
 
     def work() -> RotaSummary:
         return RotaSummary(
@@ -209,7 +206,7 @@ class RotaScreen(DeskScreen[None]):
                 desk.refresh_status()
 
             desk.submit(
-                add_cover(desk.service, identity, request.who, request.starts, request.ends),
+                desk.service.add_cover(identity, request.who, request.starts, request.ends),
                 description="Adding the cover",
                 done=added,
             )

@@ -17,8 +17,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
+from sgalert.desk.service import Identity
 from sgalert.errors import NotEntitled, NotFound, SgalertError, WrongPassphrase
-from sgalert.records.keyring import Identity
 
 from . import DeskModal
 

@@ -1,0 +1,402 @@
+"""Working a case: list them, show one, record a phone call, and every step a DSL takes on one
+(acknowledge, note, decide, assign, grant, close, refer, statutory clocks), plus the desk itself
+(``sgalert tui``). Each step is one call on the service façade, which checks and audits it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from sgalert.cli.context import Context
+from sgalert.cli.render import print_view, summary_json, view_json
+from sgalert.cli.sensitive import ARGV_OK_ARGUMENT, case_text, fact, read_stdin, split_facts
+from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group, Handler
+from sgalert.clock import iso
+from sgalert.desk.service import REFERRALS
+from sgalert.errors import InvalidInput, WorkspaceError
+from sgalert.model import CaseState, Source
+from sgalert.routing.escalation import ACTION_CLOCKS
+from sgalert.text import printable
+from sgalert.workspace import Workspace
+
+SOURCES = tuple(s.value for s in Source)
+
+
+async def cases_list(ctx: Context) -> int:
+    state = CaseState(ctx.args.state) if ctx.args.state else None
+    source = Source(ctx.args.source) if ctx.args.source else None
+    async with await ctx.service() as service:
+        cases = await service.list_cases(state=state, source=source)
+    if ctx.args.json:
+        print(json.dumps([summary_json(c) for c in cases], indent=2))
+        return 0
+    if not cases:
+        print("No cases.")
+    for c in cases:
+        flags = ",".join(c.flags) or "-"
+        print(
+            f"{c.ref:14} {c.source.value:10} {c.state.value:13} {iso(c.received_at)}  "
+            f"{c.assignee or '-':24} {flags}"
+        )
+    return 0
+
+
+async def case_show(ctx: Context) -> int:
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        view = await service.open_case(identity, ctx.args.ref)
+    if ctx.args.json:
+        print(json.dumps(view_json(view), indent=2, ensure_ascii=False))
+    else:
+        print_view(view)
+    return 0
+
+
+async def case_attachment(ctx: Context) -> int:
+    """Write a decrypted copy of one attachment: only where asked, mode 0600, audited."""
+    from sgalert.desk.export import proposed_name
+
+    number = ctx.args.number
+    if number < 1:
+        raise InvalidInput("attachments are numbered from 1, as `sgalert case show` lists them")
+    out = Path(ctx.args.out).expanduser()
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        if os.path.isdir(out):  # False, not an OSError naming the path, for a bad one
+            view = await service.open_case(identity, ctx.args.ref)
+            if number > len(view.attachments):
+                raise InvalidInput(f"case {view.summary.ref} has no attachment {number}")
+            name = view.attachments[number - 1].filename
+            out = out / proposed_name(view.summary.ref, number - 1, name)
+        saved = await service.save_attachment(
+            identity, ctx.args.ref, number - 1, out, overwrite=ctx.args.overwrite
+        )
+    print(
+        printable(
+            f"Wrote a decrypted copy ({saved.size} bytes) to {saved.path}", keep_newlines=False
+        )
+    )
+    print(
+        f"WARNING: this copy of confidential safeguarding material is outside the encrypted"
+        f" store. {identity.email} is responsible for it: keep it on an encrypted device,"
+        " share it only with those who need to know, and delete it when done. The export is"
+        " recorded in the audit log.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def case_new(ctx: Context) -> int:
+    argv_ok = ctx.args.argv_visible_ok
+    facts = dict(fact(item, argv_ok=argv_ok) for item in ctx.args.field or [])
+    text = ""
+    if ctx.args.text == "-":
+        given, text = split_facts(read_stdin("what was said (facts first as NAME: VALUE lines)"))
+        facts.update(given)
+    else:
+        text = case_text(ctx.args.text, "--text", "what was said", argv_ok=argv_ok) or ""
+    reporter = None
+    if ctx.args.reporter_name or ctx.args.reporter_contact:
+        reporter = {
+            "name": ctx.args.reporter_name or "",
+            "contact": ctx.args.reporter_contact or "",
+        }
+    received = (
+        ctx.school_time(ctx.args.received_at, "--received-at") if ctx.args.received_at else None
+    )
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        stored = await service.record_manual_case(
+            identity,
+            Source(ctx.args.source),
+            facts=facts,
+            body_text=text,
+            caller=ctx.args.caller,
+            received_at=received,
+            reporter=reporter,
+        )
+    print(f"Recorded {stored.ref}")
+    return 0
+
+
+async def ack(ctx: Context) -> int:
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        summary = await service.acknowledge(identity, ctx.args.ref)
+    print(f"{summary.ref} acknowledged by {identity.email}")
+    return 0
+
+
+async def note(ctx: Context) -> int:
+    # The text is read (or refused) before the passphrase is asked for or anything is written.
+    text = case_text(ctx.args.text, "--text", "the note", argv_ok=ctx.args.argv_visible_ok)
+    assert text is not None  # required
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        entry = await service.add_note(identity, ctx.args.ref, text, corrects=ctx.args.corrects)
+    print(f"Note {entry} added to {ctx.args.ref}")
+    return 0
+
+
+def _reason(ctx: Context) -> str:
+    reason = case_text(ctx.args.reason, "--reason", "the reason", argv_ok=ctx.args.argv_visible_ok)
+    assert reason is not None  # required
+    return reason
+
+
+async def decide(ctx: Context) -> int:
+    reason = _reason(ctx)
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        entry = await service.record_decision(identity, ctx.args.ref, ctx.args.decision, reason)
+    print(f"Decision {entry} recorded on {ctx.args.ref}")
+    return 0
+
+
+async def assign(ctx: Context) -> int:
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        summary = await service.assign(identity, ctx.args.ref, ctx.args.to)
+    print(f"{summary.ref} assigned to {summary.assignee}")
+    return 0
+
+
+async def grant(ctx: Context) -> int:
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        await service.grant(identity, ctx.args.ref, ctx.args.to)
+    print(f"{ctx.args.to} may now read {ctx.args.ref}")
+    return 0
+
+
+async def close(ctx: Context) -> int:
+    reason = _reason(ctx)
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        summary = await service.close_case(identity, ctx.args.ref, ctx.args.outcome, reason)
+    print(f"{summary.ref} closed")
+    return 0
+
+
+def tui(ctx: Context) -> int:
+    """The terminal UI, found through an entry point so the core never imports it.
+
+    Not a coroutine: Textual runs its own event loop in the main thread.
+    """
+    from importlib.metadata import entry_points
+
+    if not ctx.workspace.config_path.is_file():
+        raise WorkspaceError(f"no workspace at {ctx.workspace.root}; run `sgalert init`")
+    found = [e for e in entry_points(group="sgalert.apps") if e.name == "tui"]
+    if not found:
+        raise WorkspaceError("the terminal UI is not installed; reinstall sgalert")
+    run: Callable[[Workspace, str | None], int] = found[0].load()
+    return run(ctx.workspace, ctx.args.as_email)
+
+
+async def refer(ctx: Context) -> int:
+    text = case_text(ctx.args.text, "--text", "the referral", argv_ok=ctx.args.argv_visible_ok)
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        await service.refer(identity, ctx.args.ref, ctx.args.to, text or "")
+    print(f"{ctx.args.ref} referred to {ctx.args.to}")
+    return 0
+
+
+async def clock_start(ctx: Context) -> int:
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        due = await service.start_clock(identity, ctx.args.ref, ctx.args.kind)
+    print(f"{ctx.args.ref}: {ctx.args.kind} due {iso(due)}")
+    return 0
+
+
+async def clock_met(ctx: Context) -> int:
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        await service.meet_clock(identity, ctx.args.ref, ctx.args.kind)
+    print(f"{ctx.args.ref}: {ctx.args.kind} met")
+    return 0
+
+
+REF = Argument("ref", help="case id or reference such as SG-2026-0042")
+
+
+def _step(name: str, help_text: str, handler: Handler, *extra: Argument) -> Command:
+    """A step on one case: ``sgalert NAME REF ... --as EMAIL``."""
+    return Command(name, help_text, handler, (REF, *extra, AS_EMAIL))
+
+
+COMMANDS: tuple[Entry, ...] = (
+    Group(
+        "cases",
+        "list cases (metadata only)",
+        (
+            Command(
+                "list",
+                "list cases, newest first",
+                cases_list,
+                (
+                    JSON,
+                    Argument(
+                        "--state",
+                        choices=tuple(s.value for s in CaseState),
+                        help="only cases in this state",
+                    ),
+                    Argument("--source", choices=SOURCES, help="only cases from this source"),
+                ),
+            ),
+        ),
+    ),
+    Group(
+        "case",
+        "one case",
+        (
+            Command("show", "decrypt and show a case", case_show, (REF, JSON, AS_EMAIL)),
+            Command(
+                "attachment",
+                "write a decrypted copy of one attachment (mode 0600; the export is audited)",
+                case_attachment,
+                (
+                    Argument("ref", help="case id or reference"),
+                    Argument(
+                        "number",
+                        type=int,
+                        help="the attachment's number, from 1, as `case show` lists them",
+                    ),
+                    Argument(
+                        "--out",
+                        required=True,
+                        metavar="PATH",
+                        help="the file to write, or a folder to write it into under a safe name",
+                    ),
+                    Argument("--overwrite", flag=True, help="replace a file already at PATH"),
+                    AS_EMAIL,
+                ),
+            ),
+            Command(
+                "new",
+                "record a notification received by phone",
+                case_new,
+                (
+                    Argument(
+                        "--source", required=True, choices=SOURCES, help="what kind of notice it is"
+                    ),
+                    Argument(
+                        "--caller",
+                        required=True,
+                        help="who phoned, e.g. 'PC 1234, Example Police'",
+                    ),
+                    Argument(
+                        "--field",
+                        repeat=True,
+                        metavar="NAME=VALUE",
+                        help="a fact that is not personal, e.g. school=Example Primary"
+                        " (repeatable); personal facts go on standard input with --text -",
+                    ),
+                    Argument(
+                        "--text",
+                        help="- to read what was said from standard input (NAME: VALUE fact"
+                        " lines, a blank line, then the text, verbatim where possible)",
+                    ),
+                    Argument(
+                        "--received-at",
+                        help="when the call came, ISO 8601, the school's local time unless it"
+                        " has an offset (default: now)",
+                    ),
+                    Argument("--reporter-name", help="whistleblowing: the reporter (sealed apart)"),
+                    Argument("--reporter-contact", help="whistleblowing: their preferred contact"),
+                    ARGV_OK_ARGUMENT,
+                    AS_EMAIL,
+                ),
+            ),
+        ),
+    ),
+    _step("ack", "acknowledge a case", ack),
+    _step(
+        "note",
+        "add a signed note to a case's record",
+        note,
+        Argument(
+            "--text",
+            required=True,
+            help="- to read the note from standard input, as it should stand in the record",
+        ),
+        Argument("--corrects", metavar="ENTRY", help="the id of the entry this corrects"),
+        ARGV_OK_ARGUMENT,
+    ),
+    _step(
+        "decide",
+        "record a decision and its reason",
+        decide,
+        Argument("--decision", required=True, help="what was decided"),
+        Argument(
+            "--reason", required=True, help="why, as it should stand in the record (- for stdin)"
+        ),
+        ARGV_OK_ARGUMENT,
+    ),
+    _step(
+        "assign",
+        "assign a case to an entitled person",
+        assign,
+        Argument("--to", required=True, metavar="EMAIL", help="who takes the case on"),
+    ),
+    _step(
+        "grant",
+        "let one more person read a case",
+        grant,
+        Argument("--to", required=True, metavar="EMAIL", help="who may now read it"),
+    ),
+    _step(
+        "close",
+        "close a case with its outcome",
+        close,
+        Argument("--outcome", required=True, help="how the case ended"),
+        Argument(
+            "--reason", required=True, help="why, as it should stand in the record (- for stdin)"
+        ),
+        ARGV_OK_ARGUMENT,
+    ),
+    Command(
+        "tui",
+        "the on-call DSL's desk in the terminal",
+        tui,
+        (Argument("--as", dest="as_email", metavar="EMAIL", help="who you are (asked if not)"),),
+    ),
+    _step(
+        "refer",
+        "record a referral (a LADO referral starts its 1-working-day clock)",
+        refer,
+        Argument("--to", required=True, choices=tuple(REFERRALS), help="where it was referred"),
+        Argument("--text", help="what was referred and how (- to read it from standard input)"),
+        ARGV_OK_ARGUMENT,
+    ),
+    Group(
+        "clock",
+        "statutory clocks",
+        tuple(
+            Command(
+                name,
+                text,
+                handler,
+                (
+                    REF,
+                    Argument(
+                        "--kind",
+                        required=True,
+                        choices=tuple(ACTION_CLOCKS),
+                        help="which statutory clock",
+                    ),
+                    AS_EMAIL,
+                ),
+            )
+            for name, handler, text in (
+                ("start", clock_start, "start a statutory clock"),
+                ("met", clock_met, "record a deadline as met"),
+            )
+        ),
+    ),
+)

@@ -1,0 +1,149 @@
+"""Setting up: ``sgalert init`` makes a workspace; ``sgalert user ...`` adds the people who hold
+its keys, lets a current member seal group keys to a newcomer, and removes a leaver."""
+
+from __future__ import annotations
+
+import json
+
+from sgalert.cli.context import Context, read_passphrase
+from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group
+from sgalert.config import load_config, render_template
+from sgalert.errors import WorkspaceError
+from sgalert.model import Role
+from sgalert.records import audit
+from sgalert.records.keyring import add_person, approve_member, remove_person
+from sgalert.records.store import Store
+from sgalert.text import printable
+from sgalert.workspace import make_private
+
+
+async def init(ctx: Context) -> int:
+    ws = ctx.workspace
+    if ws.config_path.exists() or ws.store_path.exists():
+        raise WorkspaceError(f"{ws.root} already holds an sgalert workspace; nothing changed")
+    ws.config_path.parent.mkdir(parents=True, exist_ok=True)
+    ws.store_path.parent.mkdir(parents=True, exist_ok=True)
+    ws.config_path.write_text(render_template(ctx.args.school_name), encoding="utf-8")
+    load_config(ws.config_path)  # the template must always be valid
+    for sub in ("cur", "new", "tmp"):
+        (ws.root / "inbox" / "encompass" / sub).mkdir(parents=True, exist_ok=True)
+    store = await Store.open(ws.store_path, create=True)
+    async with store, store.write() as db:
+        await audit.append(db, [audit.AuditEvent(audit.SYSTEM, "store-created")])
+    make_private(ws)
+    print(f"Created workspace: config {ws.config_path}, store {ws.store_path}")
+    print("Next: add people with `sgalert user add --name NAME --email EMAIL --role dsl`")
+    return 0
+
+
+async def user_add(ctx: Context) -> int:
+    role = Role(ctx.args.role)
+    passphrase = read_passphrase(f"New passphrase for {ctx.args.email}: ", confirm=True)
+    async with await ctx.service() as service:
+        person, groups = await add_person(
+            service.store,
+            name=ctx.args.name,
+            email=ctx.args.email,
+            role=role,
+            passphrase=passphrase,
+        )
+    print(f"Added {printable(person.name)} <{person.email}> as {role.value}")
+    pending = [group for group, state in groups.items() if state == "pending"]
+    if pending:
+        print(
+            f"Access to {', '.join(pending)} is pending: a current member must run "
+            f"`sgalert user approve {person.email} --as THEIR_EMAIL`"
+        )
+    return 0
+
+
+async def user_list(ctx: Context) -> int:
+    async with await ctx.service() as service:
+        people = await service.people()
+    if ctx.args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": p.id,
+                        "name": p.name,
+                        "email": p.email,
+                        "role": p.role.value,
+                        "groups": groups,
+                        "removed": p.removed,
+                    }
+                    for p, groups in people
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    if not people:
+        print("No people yet: add one with `sgalert user add`.")
+    for p, groups in people:
+        access = ", ".join(
+            f"{g}" + ("" if s == "active" else " (pending)") for g, s in sorted(groups.items())
+        )
+        gone = "  [removed]" if p.removed else ""
+        print(printable(f"{p.email:32}  {p.role.value:18}  {p.name}  [{access}]{gone}"))
+    return 0
+
+
+async def user_approve(ctx: Context) -> int:
+    async with await ctx.service() as service:
+        approver = await ctx.unlocked(service)
+        groups = await approve_member(service.store, approver, ctx.args.email)
+    print(f"{ctx.args.email} now holds the keys of {', '.join(groups)}")
+    return 0
+
+
+async def user_remove(ctx: Context) -> int:
+    async with await ctx.service() as service:
+        remover = await ctx.unlocked(service)
+        rotated = await remove_person(service.store, remover, ctx.args.email)
+    print(f"Removed {ctx.args.email}; rotated keys of {', '.join(rotated) or 'no group'}")
+    return 0
+
+
+COMMANDS: tuple[Entry, ...] = (
+    Command(
+        "init",
+        "create a workspace: config and store",
+        init,
+        (Argument("--school-name", default="Example School", help="the school's name"),),
+    ),
+    Group(
+        "user",
+        "people and their keys",
+        (
+            Command(
+                "add",
+                "add a person with new keys",
+                user_add,
+                (
+                    Argument("--name", required=True, help="their name as colleagues know it"),
+                    Argument("--email", required=True, help="their email address: their login"),
+                    Argument(
+                        "--role",
+                        required=True,
+                        choices=tuple(r.value for r in Role),
+                        help="their role, which decides the cases they may read",
+                    ),
+                ),
+            ),
+            Command("list", "list people and their access", user_list, (JSON,)),
+            Command(
+                "approve",
+                "seal your group keys to a person whose access is pending",
+                user_approve,
+                (Argument("email", help="the email of the person to approve"), AS_EMAIL),
+            ),
+            Command(
+                "remove",
+                "remove a person and rotate their groups' keys",
+                user_remove,
+                (Argument("email", help="the email of the person who is leaving"), AS_EMAIL),
+            ),
+        ),
+    ),
+)

@@ -1,0 +1,103 @@
+"""Case text never has to go on the command line.
+
+Anything on a command line is visible to every local user (``ps``) and stays in shell history,
+so the text of a phoned-in notice, a note, a decision's reason or a referral is read from
+standard input when the option is ``-`` (``sgalert note SG-2026-0001 --as me --text - < note``,
+or typed, ending with Ctrl-D). A value given on the command line that looks like personal data
+(a name, a date, a phone number, an address, or simply free text) is refused unless
+``--i-know-argv-is-visible`` says the person accepts the risk.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from sgalert.cli.spec import Argument
+from sgalert.errors import InvalidInput
+
+ARGV_OK = "--i-know-argv-is-visible"
+ARGV_OK_ARGUMENT = Argument(
+    ARGV_OK,
+    dest="argv_visible_ok",
+    flag=True,
+    help="accept case text given on the command line, where other users can see it in ps",
+)
+FREE_TEXT_CHARS = 40
+FREE_TEXT_WORDS = 3
+# A fact whose name says it is about a person is personal whatever its value looks like.
+PERSONAL_FACTS = re.compile(r"name|dob|birth|address|phone|reporter|child|pupil|teacher", re.I)
+_NAME = re.compile(r"\b[A-Z][a-z'\u2019-]+\s+[A-Z][a-z'\u2019-]+")
+_DATE = re.compile(r"\b\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}\b")
+_DIGITS = re.compile(r"(?:\d[\s-]?){7,}")
+_EMAIL = re.compile(r"\S+@\S+\.\S+")
+
+
+def looks_personal(value: str) -> bool:
+    """True for anything that may identify someone; deliberately errs towards True: free text of
+    more than a few words, or a capitalised word after the first (a name), counts."""
+    words = value.split()
+    return bool(
+        len(value) > FREE_TEXT_CHARS
+        or len(words) > FREE_TEXT_WORDS
+        or any(word[:1].isupper() for word in words[1:])
+        or _NAME.search(value)
+        or _DATE.search(value)
+        or _DIGITS.search(value)
+        or _EMAIL.search(value)
+    )
+
+
+def read_stdin(what: str) -> str:
+    if sys.stdin.isatty():
+        print(f"Type {what}; end with Ctrl-D on an empty line.", file=sys.stderr)
+    text = sys.stdin.read()
+    if not text.strip():
+        raise InvalidInput(f"no {what} on standard input")
+    return text.rstrip("\n")
+
+
+def case_text(value: str | None, option: str, what: str, *, argv_ok: bool) -> str | None:
+    """The text for ``option``: from standard input for ``-``, else the command line's value
+    if it cannot be personal data (or the person accepted that it is visible)."""
+    if value is None:
+        return None
+    if value == "-":
+        return read_stdin(what)
+    if looks_personal(value) and not argv_ok:
+        raise InvalidInput(
+            f"{option} puts {what} on the command line, where other users of this computer can"
+            f" see it and shell history keeps it; give {option} - and pipe or type it instead"
+            f" (or add {ARGV_OK})"
+        )
+    return value
+
+
+def fact(item: str, *, argv_ok: bool) -> tuple[str, str]:
+    """One ``--field NAME=VALUE``; a personal one only with ``--i-know-argv-is-visible``."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise InvalidInput("--field: write it as NAME=VALUE")
+    if (PERSONAL_FACTS.search(key) or looks_personal(value)) and not argv_ok:
+        raise InvalidInput(
+            f"--field {key.strip()}=… puts personal data on the command line, where other users"
+            " of this computer can see it; give the facts on standard input with --text -"
+            f" (NAME: VALUE lines, a blank line, then the text), or add {ARGV_OK}"
+        )
+    return key.strip(), value
+
+
+def split_facts(text: str) -> tuple[dict[str, str], str]:
+    """Standard input for ``case new``: optional ``name: value`` lines, a blank line, the text.
+
+    Without a leading block of ``name: value`` lines the whole input is the text."""
+    head, sep, body = text.partition("\n\n")
+    lines = [line for line in head.splitlines() if line.strip()]
+    pairs = [line.partition(":") for line in lines]
+    if (
+        not sep
+        or not lines
+        or not all(colon and re.fullmatch(r"[a-z_]+", key.strip()) for key, colon, _ in pairs)
+    ):
+        return {}, text
+    return {key.strip(): value.strip() for key, _, value in pairs}, body.strip("\n")

@@ -1,0 +1,86 @@
+"""Who may act on a case, and what a refusal leaves behind.
+
+A person reads or changes a case only with its content key, unwrapped from their own keys inside
+the transaction that acts. Anyone else is refused: the acting transaction rolls back, so it
+records nothing, and the refusal is audited in a transaction of its own before the caller sees
+:class:`~sgalert.errors.NotEntitled`. Every refusal on the desk goes through :func:`refusals`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import NoReturn
+
+import aiosqlite
+
+from sgalert.errors import NotEntitled
+from sgalert.model import CaseSummary, KeyName
+from sgalert.records import audit
+from sgalert.records.cases import unwrap_data_keys
+from sgalert.records.keyring import Identity
+from sgalert.records.store import Store
+
+
+class Refused(Exception):
+    """Raised inside a transaction so it rolls back; :func:`refusals` turns it into an audited
+    :class:`~sgalert.errors.NotEntitled`."""
+
+    def __init__(
+        self,
+        case_id: str,
+        ref: str,
+        what: str | None = None,
+        detail: Mapping[str, object] | None = None,
+    ) -> None:
+        self.case_id = case_id
+        self.ref = ref
+        self.what = what or f"case {ref}"  # what the person is not entitled to
+        self.detail = dict(detail or {})  # more for the audit entry (metadata only)
+
+
+async def refuse(store: Store, identity: Identity, refused: Refused, action: str) -> NoReturn:
+    """Audit the refused ``action`` in its own transaction, then raise NotEntitled."""
+    detail = {"action": action, **refused.detail}
+    async with store.write() as db:
+        await audit.append(
+            db, [audit.AuditEvent(identity.email, "refused", refused.case_id, detail)]
+        )
+    raise NotEntitled(f"{identity.email} is not entitled to {refused.what}")
+
+
+class _Refusals:
+    """See :func:`refusals`."""
+
+    def __init__(self, store: Store, identity: Identity, action: str) -> None:
+        self._store = store
+        self._identity = identity
+        self._action = action
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, Refused):
+            await refuse(self._store, self._identity, exc, self._action)
+
+
+def refusals(store: Store, identity: Identity, action: str) -> _Refusals:
+    """Around an action's transaction (``async with refusals(store, who, "assign"):``): a
+    :class:`Refused` raised inside becomes an audited NotEntitled once the transaction has rolled
+    back. Other errors pass through untouched."""
+    return _Refusals(store, identity, action)
+
+
+async def content_key(db: aiosqlite.Connection, identity: Identity, summary: CaseSummary) -> bytes:
+    """The case's content key as this person unwraps it; :class:`Refused` if they cannot."""
+    keys = await unwrap_data_keys(db, identity, [summary.id])
+    key = keys.get((summary.id, KeyName.CONTENT.value))
+    if key is None:
+        raise Refused(summary.id, summary.ref)
+    return key

@@ -1,0 +1,150 @@
+"""What an entitled person sees of a case once it is decrypted: :class:`CaseView`.
+
+Opening a case is itself recorded: every read is audited (``case-read``, and whether the
+reporter's identity was in it), in the transaction that decrypts it, and a person who may not
+read the case is refused and the refusal audited (see :mod:`sgalert.desk.access`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from sgalert.clock import parse_iso
+from sgalert.desk.access import Refused, refusals
+from sgalert.desk.views import SUMMARY_SQL, find_summary, summary_from_row
+from sgalert.model import CaseSummary, KeyName
+from sgalert.records import audit
+from sgalert.records.cases import (
+    FIELD_ATTACHMENTS,
+    FIELD_BODY,
+    FIELD_FACTS,
+    open_fields,
+    unwrap_data_keys,
+)
+from sgalert.records.chronology import ChronologyEntry, read_entries
+from sgalert.records.keyring import Identity
+from sgalert.records.store import Store, fetch_in
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaseClock:
+    kind: str
+    due_at: datetime
+    met_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    """What an entitled person sees of a case once it is decrypted."""
+
+    summary: CaseSummary
+    facts: dict[str, Any]
+    body_text: str
+    subject: str
+    sender: dict[str, Any] | None
+    notes: dict[str, Any]
+    attachments: tuple[Attachment, ...]
+    reporter: dict[str, Any] | None
+    chronology: tuple[ChronologyEntry, ...]
+    clocks: tuple[CaseClock, ...]
+
+
+def _read_event(identity: Identity, case_id: str, view: CaseView) -> audit.AuditEvent:
+    return audit.AuditEvent(
+        identity.email, "case-read", case_id, {"identity": view.reporter is not None}
+    )
+
+
+async def open_case(store: Store, identity: Identity, ref: str) -> CaseView:
+    """Decrypt what this person may see of one case. Audited, refusals included."""
+    async with refusals(store, identity, "read"), store.write() as db:
+        summary = await find_summary(db, ref)
+        views = await _open(db, identity, [summary])
+        if summary.id not in views:
+            raise Refused(summary.id, summary.ref)
+        view = views[summary.id]
+        await audit.append(db, [_read_event(identity, summary.id, view)])
+        return view
+
+
+async def open_cases(store: Store, identity: Identity, refs: Sequence[str]) -> list[CaseView]:
+    """Decrypt many cases in one transaction (child-file matching, bulk review).
+
+    Cases the person may not read are left out, not refused: a search over a queue is not an
+    attempt on one case. Each case read is audited.
+    """
+    async with store.write() as db:
+        marks = ",".join("?" * len(refs))
+        cursor = await db.execute(
+            SUMMARY_SQL + f" WHERE c.id IN ({marks}) OR c.ref IN ({marks})",
+            [*refs, *(ref.strip().upper() for ref in refs)],
+        )
+        summaries = [summary_from_row(row) for row in await cursor.fetchall()]
+        views = await _open(db, identity, summaries)
+        await audit.append(
+            db, [_read_event(identity, case_id, view) for case_id, view in views.items()]
+        )
+    order = {s.id: i for i, s in enumerate(summaries)}
+    return sorted(views.values(), key=lambda v: order[v.summary.id])
+
+
+async def _clocks(db: aiosqlite.Connection, ids: Sequence[str]) -> dict[str, list[CaseClock]]:
+    clocks: dict[str, list[CaseClock]] = {case_id: [] for case_id in ids}
+    rows = await fetch_in(
+        db, "SELECT case_id, kind, due_at, met_at FROM clocks WHERE case_id IN ({ids})", ids
+    )
+    for row in sorted(rows, key=lambda row: str(row["due_at"])):  # ISO UTC: sorts as time
+        clocks[row["case_id"]].append(
+            CaseClock(
+                row["kind"],
+                parse_iso(row["due_at"]),
+                parse_iso(row["met_at"]) if row["met_at"] else None,
+            )
+        )
+    return clocks
+
+
+async def _open(
+    db: aiosqlite.Connection, identity: Identity, summaries: Sequence[CaseSummary]
+) -> dict[str, CaseView]:
+    """The views of the cases this person can unwrap; the others are left out."""
+    keys = await unwrap_data_keys(db, identity, [s.id for s in summaries])
+    readable = [s for s in summaries if (s.id, KeyName.CONTENT.value) in keys]
+    opened = await open_fields(db, keys, [s.id for s in readable])
+    content_keys = {s.id: keys[(s.id, KeyName.CONTENT.value)] for s in readable}
+    chronologies = await read_entries(db, content_keys)
+    clocks = await _clocks(db, [s.id for s in readable])
+    views: dict[str, CaseView] = {}
+    for summary in readable:
+        fields = opened[summary.id]
+        reporter = json.loads(fields["reporter"]) if "reporter" in fields else None
+        attachments = tuple(
+            Attachment(a["filename"], a["content_type"], int(a["size"]))
+            for a in json.loads(fields.get(FIELD_ATTACHMENTS, b"[]"))
+        )
+        views[summary.id] = CaseView(
+            summary=summary,
+            facts=json.loads(fields.get(FIELD_FACTS, b"{}")),
+            body_text=fields.get(FIELD_BODY, b"").decode("utf-8", "replace"),
+            subject=fields.get("subject", b"").decode("utf-8", "replace"),
+            sender=json.loads(fields["sender"]) if "sender" in fields else None,
+            notes=json.loads(fields.get("ingest_notes", b"{}")),
+            attachments=attachments,
+            reporter=reporter,
+            chronology=tuple(chronologies[summary.id]),
+            clocks=tuple(clocks[summary.id]),
+        )
+    return views
