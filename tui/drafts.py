@@ -3,11 +3,11 @@
 Why seal rather than make the lock wait. A lock that waits for a confirmation while a draft
 exists keeps the desk unlocked, the case open and the child's words on screen for as long as
 the DSL is away, which is exactly when the idle lock matters: a draft would switch off the lock.
-So the lock always happens on time, and the draft is kept instead, encrypted (HPKE, as a case's
-data key is wrapped) to the public key of the person who typed it. Nothing of it stays on any
-screen; only that person's passphrase opens it again, and only in this process's memory: it is
-never written to disk and is lost when the desk quits. When someone else unlocks, their desk
-works as usual and the draft waits, still sealed, for its writer.
+So the lock always happens on time, and the draft is kept instead, encrypted by the core
+(:mod:`sgalert.desk.drafts`, through the façade) to the public key of the person who typed it.
+Nothing of it stays on any screen; only that person's passphrase opens it again, and only in
+this process's memory: it is never written to disk and is lost when the desk quits. When someone
+else unlocks, their desk works as usual and the draft waits, still sealed, for its writer.
 
 After unlock the desk reopens where the dialog was (the case, the queue or the rota), runs the
 action that opened the dialog, and the dialog fills itself from the draft when it mounts (see
@@ -17,16 +17,10 @@ dropped at lock is unreachable, not erased, as with :meth:`Identity.forget`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cryptography.exceptions import InvalidTag
-
-from sgalert.records.crypto import label, unwrap_with_private_key, wrap_to_public_key
-from sgalert.records.keyring import Identity, Person
-
-DRAFT_INFO = "sgalert/desk-draft/v1"
+from sgalert.desk.service import CaseService, Identity, Person
 
 FieldValue = str | int | bool | None
 Surface = Literal["case", "queue", "rota"]
@@ -64,10 +58,6 @@ class SealedDraft:
     sealed: bytes = field(repr=False)
 
 
-def _info(person: Person) -> bytes:
-    return label(DRAFT_INFO, person.id)
-
-
 class Drafts:
     """At most one sealed draft per person, and the one draft being given back after unlock."""
 
@@ -77,13 +67,12 @@ class Drafts:
 
     def seal(self, person: Person, draft: Draft) -> SealedDraft:
         """Encrypt ``draft`` to ``person`` (their public key: no unlock needed) and keep it."""
-        plain = json.dumps({"values": draft.values, "focus": draft.focus}).encode("utf-8")
         sealed = SealedDraft(
             owner=person.email.lower(),
             form=draft.form,
             where=draft.where,
             title=draft.title,
-            sealed=wrap_to_public_key(plain, person.x25519_public, _info(person)),
+            sealed=CaseService.seal_draft(person, draft.values, draft.focus),
         )
         self._sealed[sealed.owner] = sealed
         return sealed
@@ -104,11 +93,8 @@ class Drafts:
         sealed = self._sealed.pop(identity.email.lower(), None)
         if sealed is None:
             return None
-        try:
-            plain = unwrap_with_private_key(
-                sealed.sealed, identity.x25519(), _info(identity.person)
-            )
-        except InvalidTag:
+        opened = CaseService.open_draft(identity, sealed.sealed)
+        if opened is None:
             return None  # sealed to a key this person no longer has: nothing to give back
-        opened = json.loads(plain)
-        return Draft(sealed.form, sealed.where, sealed.title, opened["values"], opened["focus"])
+        values, focus = opened
+        return Draft(sealed.form, sealed.where, sealed.title, values, focus)

@@ -25,7 +25,7 @@ import aiosqlite
 
 from sgalert.clock import Clock, utcnow
 from sgalert.config import Config, load_config
-from sgalert.desk import attachments, case_view, notification_history, transitions
+from sgalert.desk import attachments, case_view, drafts, notification_history, transitions
 from sgalert.desk import child_file as child_files
 from sgalert.desk import views as desk
 from sgalert.desk.attachments import AttachmentContent, SavedAttachment
@@ -178,6 +178,22 @@ class CaseService:
 
     async def people(self) -> list[tuple[Person, dict[str, str]]]:
         return await keyring.list_people(self.store)
+
+    # ----- drafts across the idle lock (see :mod:`sgalert.desk.drafts`) ------------------
+
+    @staticmethod
+    def seal_draft(
+        person: Person, values: Mapping[str, drafts.FieldValue], focus: str | None
+    ) -> bytes:
+        """A half-typed dialog encrypted to its writer's public key: no unlock needed."""
+        return drafts.seal_draft(person, values, focus)
+
+    @staticmethod
+    def open_draft(
+        identity: Identity, sealed: bytes
+    ) -> tuple[dict[str, drafts.FieldValue], str | None] | None:
+        """The draft's fields and focus, or None if this person's key does not open it."""
+        return drafts.open_draft(identity, sealed)
 
     # ----- metadata (no unlock needed) ----------------------------------------------------
 
