@@ -53,6 +53,10 @@ class Flag(enum.StrEnum):
     # Set with NEEDS_TRIAGE when the facts that make a notice actionable (an Encompass child, a
     # lesson's pupil) were not extracted, so the page can say "facts not extracted: open the case".
     FACTS_MISSING = "facts-missing"
+    # A lesson ended over a disclosure by the pupil or an immediate risk to them: set at intake
+    # from the report's reason, so the queue can rank it with urgent notices without decrypting
+    # anything. The flag says only that; the words stay sealed in the case.
+    DISCLOSURE = "disclosure"
 
 
 class KeyName(enum.StrEnum):

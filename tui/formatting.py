@@ -39,6 +39,7 @@ FLAG_SHORT: dict[str, str] = {
     Flag.POSSIBLE_DUPLICATE: "dup?",
     Flag.MANUAL_ENTRY: "phoned",
     Flag.HOSTILE_TEXT: "hostile",
+    Flag.DISCLOSURE: "disclosure",
 }
 FLAG_MEANING: dict[str, str] = {
     Flag.UNVERIFIED_SENDER: "the sender could not be verified (SPF/DKIM/DMARC or domain)",
@@ -48,6 +49,7 @@ FLAG_MEANING: dict[str, str] = {
     Flag.POSSIBLE_DUPLICATE: "same Message-ID as an earlier case: check, never assume",
     Flag.MANUAL_ENTRY: "recorded by hand from a phone call",
     Flag.HOSTILE_TEXT: "the text held control or bidi characters, shown as escapes",
+    Flag.DISCLOSURE: "the lesson report records a disclosure or an immediate risk: act now",
 }
 FACT_LABELS: dict[str, str] = {
     "child_name": "Child",

@@ -22,7 +22,7 @@ import aiosqlite
 
 from sgalert.clock import iso, parse_iso
 from sgalert.errors import NotFound, StoreError
-from sgalert.model import CaseState, CaseSummary, Source
+from sgalert.model import CaseState, CaseSummary, Flag, Source
 from sgalert.records.audit import AuditEntry, entries
 from sgalert.records.store import Store, fetch_in
 from sgalert.routing.outbox import FALLBACK_AFTER
@@ -186,12 +186,21 @@ _ASSIGNEE_JOIN = " LEFT JOIN people a ON a.id = c.assignee_id"
 
 # Orders over ids only; rowid breaks ties so a page boundary never repeats or skips a case, and
 # it keeps "received" in index order. DEADLINE is answered in two parts: see _deadline_ids.
+# A lesson ended over a disclosure or an immediate risk has no statutory clock, but it cannot
+# wait: for the priority order, while unacknowledged, it is due the moment it arrived, so it
+# ranks with an urgent Encompass notice (one whose "before the next school day" has come) and
+# not after every case that has a clock. Judged on the plaintext flag set at intake, never on
+# the sealed text.
+_DUE = (
+    "COALESCE(nd.due, CASE WHEN c.state = 'new' AND c.flags LIKE"
+    " '%\"" + Flag.DISCLOSURE.value + "\"%' THEN c.received_at END)"
+)
 _ORDER: dict[SortKey, str] = {
     # Unacknowledged and overdue first, then unacknowledged, then overdue, then by clock.
     SortKey.PRIORITY: (
-        "CASE WHEN c.state = 'new' AND nd.due < :now THEN 0"
-        " WHEN c.state = 'new' THEN 1 WHEN nd.due < :now THEN 2 ELSE 3 END {asc},"
-        " nd.due {asc} NULLS LAST, c.received_at {asc}, c.rowid {asc}"
+        f"CASE WHEN c.state = 'new' AND {_DUE} < :now THEN 0"
+        f" WHEN c.state = 'new' THEN 1 WHEN {_DUE} < :now THEN 2 ELSE 3 END {{asc}},"
+        f" {_DUE} {{asc}} NULLS LAST, c.received_at {{asc}}, c.rowid {{asc}}"
     ),
     SortKey.RECEIVED: "c.received_at {desc}, c.rowid {desc}",
     SortKey.REF: "c.ref {desc}",
