@@ -120,3 +120,5 @@ class CaseSummary:
     acknowledged_by: str | None
     closed_at: datetime | None
     next_deadline: datetime | None
+    # Which statutory clock that deadline is (``clocks.kind``): says what the next step asks.
+    next_clock: str | None = None

@@ -120,6 +120,8 @@ class SgalertApp(App[int]):
         self._queue: QueueScreen | None = None
         self.attention = attention or Attention()
         self.drafts = Drafts()
+        # People who confirmed that working on a new case acknowledges it (see tui.working).
+        self.working_confirmed: set[str] = set()
         # New cases highlighted in the queue until opened here (references: metadata only).
         self.fresh: set[str] = set()
         self._attention_seq: int | None = None  # the newest audit entry looked at

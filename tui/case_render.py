@@ -31,6 +31,7 @@ from .formatting import (
     short_time,
     untrusted,
 )
+from .preview import step_text
 
 LABEL = "bold"
 
@@ -102,12 +103,12 @@ def attachments(view: CaseView) -> Text:
 
 
 def clocks(view: CaseView, now: datetime, zone: Any) -> Text:
+    text = step_text(view.summary, zone, now)  # what to do now, in the school's words
     if not view.clocks:
-        return Text("No statutory clock runs on this case.", style="dim")
-    text = Text()
-    for index, clock in enumerate(view.clocks):
-        if index:
-            text.append("\n")
+        text.append("\nNo statutory clock runs on this case.", style="dim")
+        return text
+    for clock in view.clocks:
+        text.append("\n")
         text.append(CLOCK_LABELS.get(clock.kind, clock.kind), LABEL)
         text.append(f"\n  due {local_time(clock.due_at, zone)}  ")
         if clock.met_at is not None:

@@ -108,21 +108,25 @@ def fact_text(key: str, value: str, zone: tzinfo) -> str:
         return value
     try:
         if len(value) == 10:
-            return date.fromisoformat(value).strftime("%d %b %Y")
+            day = date.fromisoformat(value)
+            return f"{day.day} {day:%b %Y}"
         moment = datetime.fromisoformat(value)
     except ValueError:
         return value
     if moment.tzinfo is not None:  # a naive time is local already: never guess its zone
         moment = moment.astimezone(zone)
-    return moment.strftime("%a %d %b %Y %H:%M")
+    return f"{moment:%a} {moment.day} {moment:%b %Y %H:%M}"
 
 
 def local_time(moment: datetime, zone: tzinfo) -> str:
-    return moment.astimezone(zone).strftime("%a %d %b %H:%M")
+    """``Mon 7 Dec 08:30``: the UK's order, the day without a leading zero."""
+    local = moment.astimezone(zone)
+    return f"{local:%a} {local.day} {local:%b %H:%M}"
 
 
 def short_time(moment: datetime, zone: tzinfo) -> str:
-    return moment.astimezone(zone).strftime("%d %b %H:%M")
+    local = moment.astimezone(zone)
+    return f"{local.day} {local:%b %H:%M}"
 
 
 def span(seconds: int) -> str:

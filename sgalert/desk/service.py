@@ -14,6 +14,7 @@ happens to be. The new-case path below (seal, store, schedule) is ingest's, on i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -29,15 +30,17 @@ from sgalert.desk import attachments, case_view, drafts, notification_history, t
 from sgalert.desk import child_file as child_files
 from sgalert.desk import views as desk
 from sgalert.desk.attachments import AttachmentContent, SavedAttachment
-from sgalert.desk.case_view import Attachment, CaseClock, CaseView
+from sgalert.desk.case_view import Attachment, CaseClock, CasePreview, CaseView
 from sgalert.desk.child_file import ChildFile, EventKind, FileCase, FileEvent, Match, names_child
 from sgalert.desk.export import default_directory, os_error_reason, proposed_name
+from sgalert.desk.next_step import NextStep, next_step, uk_time
 from sgalert.desk.notification_history import (
     EscalationTimer,
     NotificationHistory,
     NotificationRecord,
     delivery_error_class,
 )
+from sgalert.desk.settings import DeskSetting, read_setting, settings_path, write_setting
 from sgalert.desk.transitions import REFERRALS
 from sgalert.errors import InvalidInput
 from sgalert.intake.new_cases import NewCases
@@ -80,16 +83,19 @@ __all__ = [
     "CLOCK_TIMER",
     "SYSTEM_ALERT_TEXT",
     "AuditEntry",
+    "CasePreview",
     "CaseService",
     "CaseView",
     "ChildFile",
     "Cover",
+    "DeskSetting",
     "EventKind",
     "FileCase",
     "FileEvent",
     "Gap",
     "Identity",
     "Match",
+    "NextStep",
     "OnDuty",
     "Person",
     "RotaView",
@@ -97,8 +103,10 @@ __all__ = [
     "Workspace",
     "default_directory",
     "names_child",
+    "next_step",
     "os_error_reason",
     "proposed_name",
+    "uk_time",
 ]
 
 
@@ -178,6 +186,22 @@ class CaseService:
 
     async def people(self) -> list[tuple[Person, dict[str, str]]]:
         return await keyring.list_people(self.store)
+
+    # ----- a person's desk settings (see :mod:`sgalert.desk.settings`) -------------------
+
+    async def desk_setting(self, person_id: str, setting: DeskSetting) -> bool:
+        """Whether this person gave this answer at a desk before (False until they have)."""
+        return await asyncio.to_thread(
+            read_setting, settings_path(self.store.path), person_id, setting
+        )
+
+    async def remember_desk_setting(
+        self, person_id: str, setting: DeskSetting, value: bool = True
+    ) -> None:
+        """Remember this person's answer in the workspace, for every desk they sit at."""
+        await asyncio.to_thread(
+            write_setting, settings_path(self.store.path), person_id, setting, value
+        )
 
     # ----- drafts across the idle lock (see :mod:`sgalert.desk.drafts`) ------------------
 
@@ -334,8 +358,15 @@ class CaseService:
     # ----- reading ------------------------------------------------------------------------
 
     async def open_case(self, identity: Identity, ref: str) -> CaseView:
-        """Decrypt what this person may see of one case. Audited, refusals included."""
-        return await case_view.open_case(self.store, identity, ref)
+        """Decrypt what this person may see of one case. Audited, refusals included. Reading
+        it meets the clocks that ask for it to be read (Encompass, before the next school day).
+        """
+        return await case_view.open_case(self.store, identity, ref, now=self._clock())
+
+    async def preview_case(self, identity: Identity, ref: str) -> CasePreview | None:
+        """The queue's glance at a case (facts, clocks, last entries), or None if this person
+        may not read it. Audited; meets no clock (a preview is not reading the notice)."""
+        return await case_view.preview_case(self.store, identity, ref)
 
     async def open_cases(self, identity: Identity, refs: Sequence[str]) -> list[CaseView]:
         """Decrypt many cases in one transaction (child-file matching, bulk review); the ones
@@ -346,7 +377,7 @@ class CaseService:
 
     async def attachment(self, identity: Identity, ref: str, index: int) -> AttachmentContent:
         """Decrypt one attachment for export, audited as one; prefer :meth:`save_attachment`."""
-        return await attachments.attachment(self.store, identity, ref, index)
+        return await attachments.attachment(self.store, identity, ref, index, now=self._clock())
 
     async def save_attachment(
         self,
@@ -360,7 +391,7 @@ class CaseService:
         """Write a decrypted copy of one attachment to ``destination`` (mode 0600, atomically,
         recorded exactly when written); see :func:`sgalert.desk.attachments.save_attachment`."""
         return await attachments.save_attachment(
-            self.store, identity, ref, index, destination, overwrite=overwrite
+            self.store, identity, ref, index, destination, overwrite=overwrite, now=self._clock()
         )
 
     async def notification_history(self, identity: Identity, ref: str) -> NotificationHistory:
@@ -422,9 +453,12 @@ class CaseService:
             self.store, self._clock, identity, ref, decision, reason
         )
 
-    async def acknowledge(self, identity: Identity, ref: str) -> CaseSummary:
-        """NEW -> ACKNOWLEDGED, decided in one transaction so no escalation can follow it."""
-        return await transitions.acknowledge(self.store, self._clock, identity, ref)
+    async def acknowledge(self, identity: Identity, ref: str, *, read: bool = True) -> CaseSummary:
+        """NEW -> ACKNOWLEDGED, decided in one transaction so no escalation can follow it.
+        ``read=False`` (acknowledged from the queue, unread) leaves a "read before the next
+        school day" clock open until someone opens the case. Every other action on a NEW case
+        acknowledges it too (see :mod:`sgalert.desk.transitions`)."""
+        return await transitions.acknowledge(self.store, self._clock, identity, ref, read=read)
 
     async def assign(self, identity: Identity, ref: str, assignee_email: str) -> CaseSummary:
         """Give the case to an entitled person; someone who cannot read it is refused."""

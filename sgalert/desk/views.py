@@ -32,7 +32,9 @@ PAGE_SIZE = 100
 SUMMARY_SQL = """
 SELECT c.id, c.ref, c.source, c.state, c.received_at, c.created_at, c.updated_at, c.flags,
        a.email AS assignee, c.acknowledged_at, k.email AS acknowledged_by, c.closed_at,
-       (SELECT MIN(due_at) FROM clocks WHERE case_id = c.id AND met_at IS NULL) AS next_deadline
+       (SELECT MIN(due_at) FROM clocks WHERE case_id = c.id AND met_at IS NULL) AS next_deadline,
+       (SELECT kind FROM clocks WHERE case_id = c.id AND met_at IS NULL
+        ORDER BY due_at LIMIT 1) AS next_clock
 FROM cases c
 LEFT JOIN people a ON a.id = c.assignee_id
 LEFT JOIN people k ON k.id = c.acknowledged_by
@@ -59,6 +61,7 @@ def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
         acknowledged_by=row["acknowledged_by"],
         closed_at=when(row["closed_at"]),
         next_deadline=when(row["next_deadline"]),
+        next_clock=row["next_clock"],
     )
 
 
