@@ -131,6 +131,11 @@ class SgalertApp(App[int]):
     # ----- the core -----------------------------------------------------------------------
 
     @property
+    def epoch(self) -> int:
+        """Changes at every unlock and lock: what was decrypted under an older one is stale."""
+        return self._epoch
+
+    @property
     def service(self) -> CaseService:
         if self._service is None:
             raise RuntimeError("the store is not open yet")

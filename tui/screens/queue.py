@@ -183,6 +183,10 @@ class QueueScreen(DeskScreen[None]):
         self._counts: dict[QueueView, int] = dict(counts or {})
         self._whoami = ""
         self._preview_timer: Timer | None = None
+        # What the pane's decrypted preview is of: (reference, updated_at, whose epoch). A
+        # reload of the same unchanged case (the store watcher reloads the page on every
+        # commit, a preview's own audit entry included) keeps it rather than reading it again.
+        self._previewed: tuple[str, datetime, int] | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="topbar"):
@@ -289,7 +293,12 @@ class QueueScreen(DeskScreen[None]):
         summary = self._summary(self._highlighted_ref())
         identity = desk.identity
         if summary is None or identity is None:
+            self._previewed = None
             pane.show(summary, None, desk.zone, desk.now(), locked=True)
+            return
+        seen = (summary.ref, summary.updated_at, desk.epoch)
+        if seen == self._previewed and not pane.locked and not pane.loading:
+            pane.show(summary, pane.preview, desk.zone, desk.now(), locked=False)
             return
         if pane.summary is None or pane.summary.ref != summary.ref or pane.locked:
             # Until the worker answers, what is known without decrypting.
@@ -297,6 +306,7 @@ class QueueScreen(DeskScreen[None]):
 
         def loaded(preview: CasePreview | None) -> None:
             if self._highlighted_ref() == summary.ref and desk.identity is identity:
+                self._previewed = seen
                 pane.show(summary, preview, desk.zone, desk.now(), locked=False)
 
         desk.submit(
@@ -372,6 +382,7 @@ class QueueScreen(DeskScreen[None]):
 
     def identity_changed(self) -> None:
         if self.desk.identity is None:
+            self._previewed = None
             self.query_one(PreviewPane).clear()  # locked: nothing decrypted stays on screen
         self._highlight_moved()
         self._show_whoami(self.desk.now())
