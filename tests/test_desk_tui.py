@@ -36,7 +36,7 @@ ENCOMPASS_CLOCK = "encompass-before-school-day"
 @pytest.fixture
 async def desk(tmp_path: Path) -> Desk:
     workspace = make_workspace(tmp_path / "ws")
-    return Desk(workspace, await seed_desk(workspace))
+    return Desk(workspace, await seed_desk(workspace, working_confirmed=False))
 
 
 async def stored(desk: Desk, ref: str) -> tuple[CaseState, str | None, bool]:

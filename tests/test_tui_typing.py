@@ -12,7 +12,10 @@ import pytest
 from textual.widget import Widget
 from textual.widgets import Input, Select, TextArea
 
+from sgalert.config import load_config
+from sgalert.desk.service import CaseService
 from sgalert.model import Source
+from sgalert.records.store import Store
 from sgalert.workspace import Workspace
 from tui.app import SgalertApp, make_app
 from tui.case_list import CaseList
@@ -72,6 +75,15 @@ CASE_DIALOGS = (
 
 
 async def test_every_dialog_focuses_its_first_field_on_open(desk: Desk) -> None:
+    # Opening the case reads it, which meets its Encompass clock: an action clock keeps "m"
+    # (deadline met) with a clock to offer.
+    store = await Store.open(desk.workspace.store_path)
+    service = CaseService(store, load_config(desk.workspace.config_path), FakeClock())
+    try:
+        dsl = await service.unlock("dsl@example.org", PASSPHRASES["dsl@example.org"])
+        await service.start_clock(dsl, desk.refs["new"], "suspension-confirmation-1-working-day")
+    finally:
+        await service.close()
     app = make_app(desk.workspace, as_email="dsl@example.org", clock=FakeClock())
     async with app.run_test(size=SIZE) as pilot:
         await unlock(pilot)

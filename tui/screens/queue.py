@@ -287,8 +287,13 @@ class QueueScreen(DeskScreen[None]):
         rows = self.page.rows if self.page is not None else ()
         return next((case for case in rows if case.ref == ref), None)
 
+    def on_screen_resume(self) -> None:
+        self._highlight_moved()  # back on top: bring the preview up to date
+
     def _load_preview(self) -> None:
         desk = self.desk
+        if desk.screen is not self:
+            return  # covered (a case, a dialog): nothing to glance at until it comes back
         pane = self.query_one(PreviewPane)
         summary = self._summary(self._highlighted_ref())
         identity = desk.identity
