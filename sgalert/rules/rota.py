@@ -122,11 +122,12 @@ class Gap:
     covered_by: str | None
 
     def describe(self, zone: tzinfo) -> str:
-        """``Mon 07 Dec 17:03-17:04``, or ``Sat 28 Nov 07:00 to Sun 29 Nov 19:00``."""
+        """``Mon 7 Dec 17:03-17:04``, or ``Sat 28 Nov 07:00 to Sun 29 Nov 19:00`` (the UK's
+        order, as the desk writes its times)."""
         start, end = self.start.astimezone(zone), self.end.astimezone(zone)
         if start.date() == end.date():
-            return f"{start:%a %d %b %H:%M}-{end:%H:%M}"
-        return f"{start:%a %d %b %H:%M} to {end:%a %d %b %H:%M}"
+            return f"{start:%a} {start.day} {start:%b %H:%M}-{end:%H:%M}"
+        return f"{start:%a} {start.day} {start:%b %H:%M} to {end:%a} {end.day} {end:%b %H:%M}"
 
 
 def merge(spans: Iterable[Span]) -> list[Span]:
