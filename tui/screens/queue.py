@@ -43,6 +43,7 @@ Select = Literal["keep", "first", "last"]
 # the list never loads the cases passed over.
 PREVIEW_DEBOUNCE = 0.15
 AckAnswer = Literal["read", "unread", "open"]
+ACK_BUTTONS: dict[str, AckAnswer] = {"read": "read", "unread": "unread", "open": "open"}
 
 # Fixed widths: columns never jump between pages or tabs, and a new page never changes the
 # table's size, so loading one costs no layout pass.
@@ -129,8 +130,7 @@ class AcknowledgeScreen(DeskModal[AckAnswer | None]):
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
-        chosen = event.button.id
-        self.dismiss(chosen if chosen in ("read", "unread", "open") else None)  # type: ignore[arg-type]
+        self.dismiss(ACK_BUTTONS.get(event.button.id or ""))
 
 
 def due_time(due: datetime, zone: tzinfo, now: datetime) -> str:
