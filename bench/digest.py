@@ -42,7 +42,7 @@ from sgalert.config import load_config, render_template
 from sgalert.model import Role
 from sgalert.records import audit
 from sgalert.records.crypto import TEST_KDF
-from sgalert.records.keyring import add_person
+from sgalert.records.keyring import add_first_person
 from sgalert.records.store import Store, on_connection
 from sgalert.routing.digest import Viewer, build_digest, queue_digest
 from sgalert.routing.digest_render import render_html, render_text
@@ -146,7 +146,7 @@ async def main() -> None:
         config = load_config(config_path)
         store = await Store.open(root / "sgalert.db", create=True)
         started = time.perf_counter()
-        await add_person(
+        await add_first_person(
             store,
             name="Hal Madeup",
             email="head@example.org",

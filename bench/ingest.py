@@ -83,7 +83,7 @@ from sgalert.intake.prepare import SourceRules  # noqa: E402
 from sgalert.logs import JsonLines  # noqa: E402
 from sgalert.model import Source  # noqa: E402
 from sgalert.records.crypto import TEST_KDF  # noqa: E402
-from sgalert.records.keyring import add_person  # noqa: E402
+from sgalert.records.keyring import add_first_person, add_person, unlock  # noqa: E402
 from sgalert.records.store import Store  # noqa: E402
 from tests.dovecot import Dovecot  # noqa: E402
 
@@ -473,10 +473,23 @@ async def run_sgalert(
         pool = ThreadPoolExecutor()  # the watcher's thread, and ingest's prepare and seal
         asyncio.get_running_loop().set_default_executor(pool)
         try:
+            adder = None  # the first person bootstraps the store and adds the others
             for name, email, role in PEOPLE:
-                _, groups = await add_person(
-                    store, name=name, email=email, role=role, passphrase=PASSPHRASE, kdf=TEST_KDF
-                )
+                if adder is None:
+                    _, groups = await add_first_person(
+                        store,
+                        name=name,
+                        email=email,
+                        role=role,
+                        passphrase=PASSPHRASE,
+                        kdf=TEST_KDF,
+                    )
+                    adder = await unlock(store, email, PASSPHRASE)
+                else:
+                    _, groups = await add_person(
+                        store, by=adder, name=name, email=email, role=role,
+                        passphrase=PASSPHRASE, kdf=TEST_KDF,
+                    )  # fmt: skip
                 if groups.get(role.value) != "active":
                     raise SystemExit(f"{email} did not get the {role.value} key: {groups}")
             report("people added (dsl, deputy, head)", "test KDF: unlocking is not measured")

@@ -88,7 +88,7 @@ from sgalert.records.cases import (  # noqa: E402
     NewCase,
 )
 from sgalert.records.crypto import TEST_KDF  # noqa: E402
-from sgalert.records.keyring import add_person  # noqa: E402
+from sgalert.records.keyring import add_first_person, add_person, unlock  # noqa: E402
 from sgalert.records.store import Store  # noqa: E402
 from sgalert.workspace import CONFIG_NAME, STORE_NAME  # noqa: E402
 from tests.dovecot import Dovecot, DovecotError  # noqa: E402
@@ -322,10 +322,16 @@ async def make_workspace(root: Path, config_text: str) -> CaseService:
     config = load_config(root / CONFIG_NAME)
     check_config(config)
     store = await Store.open(root / STORE_NAME, create=True)
-    for name, email, role in PEOPLE:
+    (name, email, role), *others = PEOPLE  # the first bootstraps the store, adds the others
+    await add_first_person(
+        store, name=name, email=email, role=role, passphrase=PASSPHRASE, kdf=TEST_KDF
+    )
+    adder = await unlock(store, email, PASSPHRASE)
+    for name, email, role in others:
         await add_person(
-            store, name=name, email=email, role=role, passphrase=PASSPHRASE, kdf=TEST_KDF
-        )
+            store, by=adder, name=name, email=email, role=role, passphrase=PASSPHRASE,
+            kdf=TEST_KDF,
+        )  # fmt: skip
     return CaseService(store, config)
 
 

@@ -60,7 +60,7 @@ from sgalert.records.cases import (
     StoredCase,
 )
 from sgalert.records.crypto import KdfParams
-from sgalert.records.keyring import add_person
+from sgalert.records.keyring import add_first_person, add_person, unlock
 from sgalert.records.store import Store
 
 CASES = 10_000
@@ -299,10 +299,18 @@ async def main() -> None:
         service = CaseService(store, load_config(config_path))
         try:
             start = time.perf_counter()
+            adder = None  # the first person bootstraps the store and adds the others
             for name, email, role in PEOPLE:
-                _, groups = await add_person(
-                    store, name=name, email=email, role=role, passphrase=PASSPHRASE, kdf=kdf
-                )
+                if adder is None:
+                    _, groups = await add_first_person(
+                        store, name=name, email=email, role=role, passphrase=PASSPHRASE, kdf=kdf
+                    )
+                    adder = await unlock(store, email, PASSPHRASE)
+                else:
+                    _, groups = await add_person(
+                        store, by=adder, name=name, email=email, role=role,
+                        passphrase=PASSPHRASE, kdf=kdf,
+                    )  # fmt: skip
                 if groups.get(role.value) != "active":
                     raise SystemExit(f"{email} did not get the {role.value} key: {groups}")
             report("people added (dsl, deputy, head)", f"{time.perf_counter() - start:.2f} s")

@@ -42,17 +42,13 @@ from sgalert.desk.service import CaseService  # noqa: E402
 from sgalert.model import Role, Source  # noqa: E402
 from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, NewCase  # noqa: E402
 from sgalert.records.crypto import TEST_KDF  # noqa: E402
-from sgalert.records.keyring import add_person  # noqa: E402
+from sgalert.records.keyring import add_first_person, add_person, unlock  # noqa: E402
 from sgalert.records.store import Store  # noqa: E402
 from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace  # noqa: E402
 from tui.app import make_app  # noqa: E402
 from tui.case_list import CaseList as QueueTable  # noqa: E402
 
 NOW = datetime(2026, 11, 22, 22, 0, tzinfo=UTC)
-
-
-# Invented, and strong enough for add_person's check (a repeated letter no longer is).
-BENCH_PASSPHRASE = "bench-invented-quartz-lantern"
 
 
 def invented(number: int, rng: random.Random) -> NewCase:
@@ -77,18 +73,16 @@ async def build(root: Path, cases: int) -> Workspace:
     store = await Store.open(workspace.store_path, create=True)
     service = CaseService(store, load_config(workspace.config_path), lambda: NOW)
     try:
-        for email, role in (
-            ("dsl@example.org", Role.DSL),
-            ("mo@example.org", Role.MONITORING_OFFICER),
-        ):
-            await add_person(
-                store,
-                name="Bench Example",
-                email=email,
-                role=role,
-                passphrase=BENCH_PASSPHRASE,
-                kdf=TEST_KDF,
-            )
+        passphrase = "bench-lantern-orbit-shelf"
+        await add_first_person(
+            store, name="Bench Example", email="dsl@example.org", role=Role.DSL,
+            passphrase=passphrase, kdf=TEST_KDF,
+        )  # fmt: skip
+        await add_person(
+            store, by=await unlock(store, "dsl@example.org", passphrase), name="Bench Example",
+            email="mo@example.org", role=Role.MONITORING_OFFICER, passphrase=passphrase,
+            kdf=TEST_KDF,
+        )  # fmt: skip
         rng = random.Random(7)
         await service.create_cases_in_batches(
             [invented(n, rng) for n in range(cases)], batch_size=2000

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sgalert.errors import ConfigError
 from sgalert.model import DEFAULT_READERS, WHISTLE_IDENTITY, Readers, Role, Source
 from sgalert.rules.policy import DEFAULT_POLICIES, TARGETS, Policy, Step
+from sgalert.rules.retention import DEFAULT_RETENTION, AtExpiry, RetentionRule
 from sgalert.rules.rota import WEEKDAYS, Shift
 from sgalert.rules.school_calendar import NATIONS, SchoolCalendar, Term
 
@@ -105,6 +106,9 @@ class Config:
     channels: tuple[ChannelConfig, ...] = ()
     policies: Mapping[Source, Policy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
     digest: DigestSettings = field(default_factory=DigestSettings)
+    retention: Mapping[Source, RetentionRule] = field(
+        default_factory=lambda: dict(DEFAULT_RETENTION)
+    )
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -231,6 +235,7 @@ def load_config(path: Path) -> Config:
         "ingest",
         "sources",
         "digest",
+        "retention",
     )
     for key in data:
         if key not in top:
@@ -289,6 +294,7 @@ def load_config(path: Path) -> Config:
     policies = _check_policies(check, data, {c.name for c in channels})
     sources = _check_sources(check, data.get("sources", []))
     digest = _check_digest(check, data, channels)
+    retention = _check_retention(check, data)
     return Config(
         path=path,
         school_name=school_name,
@@ -304,7 +310,47 @@ def load_config(path: Path) -> Config:
         channels=channels,
         policies=policies,
         digest=digest,
+        retention=retention,
     )
+
+
+MAX_RETENTION_YEARS = 100
+
+
+def _check_retention(check: _Checker, data: Mapping[str, Any]) -> dict[Source, RetentionRule]:
+    """``[retention]``: per source, ``years`` and ``then`` ("destroy" or "review").
+
+    A period shorter than the policy's is refused unless ``below_policy = true`` records that
+    the school chose it on advice: a slip of the finger must not shred records early.
+    """
+    table = check.table(data, "retention", tuple(s.value for s in Source))
+    rules = dict(DEFAULT_RETENTION)
+    for source_name in table:
+        where = f"retention.{source_name}"
+        source = Source(source_name)
+        body = check.table(table, source_name, ("years", "then", "below_policy"))
+        policy = DEFAULT_RETENTION[source]
+        years = check.whole(body, "years", where, policy.years, 1, MAX_RETENTION_YEARS)
+        then_name = body.get("then", policy.then.value)
+        if then_name not in tuple(a.value for a in AtExpiry):
+            raise check.fail(
+                f"{where}.then",
+                f"unknown {then_name!r}",
+                'use "destroy" (shredded unattended) or "review" (listed for a person to decide)',
+            )
+        below = body.get("below_policy", False)
+        if not isinstance(below, bool):
+            raise check.fail(f"{where}.below_policy", "must be true or false", "e.g. false")
+        if years < policy.years and not below:
+            raise check.fail(
+                f"{where}.years",
+                f"{years} years is shorter than the policy's {policy.years} ({policy.why})",
+                f"write years = {policy.years} or more, or add below_policy = true if the"
+                " school decided this on advice",
+            )
+        why = policy.why if years == policy.years else f"the school keeps these {years} years"
+        rules[source] = RetentionRule(years, policy.count_from, AtExpiry(then_name), why)
+    return rules
 
 
 def _check_digest(

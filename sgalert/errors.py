@@ -14,6 +14,7 @@ message on one line and exits with its ``exit_code``. Messages name the thing th
     ├── WrongPassphrase        the passphrase does not unlock that person's keys
     ├── NotEntitled            the person may not read or act on that case (exit code 2)
     ├── IllegalTransition      the case is not in a state that allows the action
+    ├── CaseDestroyed          the case was crypto-shredded under retention: only metadata is left
     ├── IntegrityError         a sealed blob failed authentication (tampered or moved)
     ├── NoEntitledReaders      nobody holding a key may read a new case, so it cannot be sealed
     ├── MembershipError        a group change that would lock everyone out, or is not allowed
@@ -70,6 +71,10 @@ class NotEntitled(SgalertError):
 
 class IllegalTransition(SgalertError):
     """The case's current state does not allow the requested action."""
+
+
+class CaseDestroyed(SgalertError):
+    """The case was destroyed under retention: its content is gone, its metadata kept."""
 
 
 class IntegrityError(SgalertError):

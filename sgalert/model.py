@@ -120,5 +120,7 @@ class CaseSummary:
     acknowledged_by: str | None
     closed_at: datetime | None
     next_deadline: datetime | None
+    # Set once the case was crypto-shredded under retention: only this metadata is left.
+    destroyed_at: datetime | None = None
     # Which statutory clock that deadline is (``clocks.kind``): says what the next step asks.
     next_clock: str | None = None

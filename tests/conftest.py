@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +20,15 @@ from sgalert.config import load_config, render_template
 from sgalert.desk.service import CaseService
 from sgalert.model import Role, Source
 from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, FIELD_RAW, NewCase
-from sgalert.records.crypto import TEST_KDF
-from sgalert.records.keyring import Identity, add_person, approve_member
+from sgalert.records.crypto import TEST_KDF, KdfParams
+from sgalert.records.keyring import (
+    ADDS_PEOPLE,
+    Identity,
+    add_first_person,
+    add_person,
+    approve_member,
+    unlock,
+)
 from sgalert.records.store import Store
 from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace
 
@@ -103,19 +110,41 @@ class Team:
         return self.people[email]
 
 
+async def add_people(
+    store: Store,
+    people: Sequence[tuple[str, Role, str]],
+    *,
+    by: Identity | None = None,
+    kdf: KdfParams | None = TEST_KDF,
+) -> dict[str, dict[str, str]]:
+    """Add people (email, role, passphrase) as `sgalert user add` does: into an empty store, the
+    first of them who may add people comes first (``--first``) and adds the rest (``--by``).
+    Names are made from the emails. Returns each person's group memberships."""
+    added: dict[str, dict[str, str]] = {}
+    order = list(people)
+    if by is None:
+        first = next(p for p in order if p[1] in ADDS_PEOPLE)
+        order.remove(first)
+        email, role, passphrase = first
+        _, added[email] = await add_first_person(
+            store, name=_name(email), email=email, role=role, passphrase=passphrase, kdf=kdf
+        )
+        by = await unlock(store, email, passphrase)
+    for email, role, passphrase in order:
+        _, added[email] = await add_person(
+            store, by=by, name=_name(email), email=email, role=role, passphrase=passphrase, kdf=kdf
+        )
+    return added
+
+
+def _name(email: str) -> str:
+    return email.split("@")[0].title() + " Example"
+
+
 @pytest.fixture
 async def team(service: CaseService) -> Team:
-    people: dict[str, Identity] = {}
-    for email, role in ROLES.items():
-        await add_person(
-            service.store,
-            name=email.split("@")[0].title() + " Example",
-            email=email,
-            role=role,
-            passphrase=PASSPHRASES[email],
-            kdf=TEST_KDF,
-        )
-        people[email] = await service.unlock(email, PASSPHRASES[email])
+    await add_people(service.store, [(e, r, PASSPHRASES[e]) for e, r in ROLES.items()])
+    people = {email: await service.unlock(email, PASSPHRASES[email]) for email in ROLES}
     return Team(service, people)
 
 
@@ -124,6 +153,7 @@ async def add_member(team: Team, email: str, role: Role, approver: str) -> Ident
     passphrase = f"{email}-passphrase"
     await add_person(
         team.service.store,
+        by=team["dsl@example.org"],
         name="Second Example",
         email=email,
         role=role,

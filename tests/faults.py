@@ -56,12 +56,10 @@ from aiosmtpd.smtp import Envelope, Session
 
 from sgalert.clock import iso, parse_iso, utcnow
 from sgalert.config import load_config, render_template
-from sgalert.records.crypto import TEST_KDF
-from sgalert.records.keyring import add_person
 from sgalert.records.store import Store
 from sgalert.workspace import CONFIG_NAME, STORE_NAME
 
-from .conftest import PASSPHRASES, ROLES
+from .conftest import PASSPHRASES, ROLES, add_people
 from .dovecot import Dovecot, group_members
 from .http_sink import HttpSink, Reply, Request, make_tls
 from .imap_helpers import notice
@@ -386,15 +384,7 @@ when = "always"
 async def _make_store(root: Path) -> None:
     store = await Store.open(root / STORE_NAME, create=True)
     try:
-        for email in PEOPLE:
-            await add_person(
-                store,
-                name=email.split("@")[0].title() + " Example",
-                email=email,
-                role=ROLES[email],
-                passphrase=PASSPHRASES[email],
-                kdf=TEST_KDF,
-            )
+        await add_people(store, [(e, ROLES[e], PASSPHRASES[e]) for e in PEOPLE])
     finally:
         await store.close()
 

@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 
 from sgalert.model import Flag, Role, Source
 from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
-from sgalert.records.keyring import Identity, add_person, approve_member
+from sgalert.records.keyring import (
+    ADDS_PEOPLE,
+    Identity,
+    add_first_person,
+    add_person,
+    approve_member,
+)
 from sgalert.records.store import Store
 from sgalert.rules.policy import TARGETS, Policy
 
@@ -232,9 +238,23 @@ async def build_team(store: Store, members: Sequence[str]) -> dict[str, Identity
     from sgalert.records.keyring import unlock
 
     people: dict[str, Identity] = {}
+    # The first who may add people bootstraps the store (`user add --first`) and adds the rest.
+    first = next(email for email in members if role_of(email) in ADDS_PEOPLE)
+    await add_first_person(
+        store,
+        name=first.split("@")[0].title() + " Example",
+        email=first,
+        role=role_of(first),
+        passphrase=passphrase_of(first),
+        kdf=TEST_KDF,
+    )
+    people[first] = await unlock(store, first, passphrase_of(first))
     for email in members:
+        if email == first:
+            continue
         await add_person(
             store,
+            by=people[first],
             name=email.split("@")[0].title() + " Example",
             email=email,
             role=role_of(email),

@@ -33,8 +33,10 @@ async def _anchor(team: Team) -> audit.Anchor:
 
 
 async def _verify(team: Team, *anchors: audit.Anchor) -> int:
+    # The chain alone: a cut tail also drops the newest case manifests, which the records
+    # check would report (tests/test_trust_keys.py); these tests are about the anchor.
     async with team.service.store.read() as db:
-        return await audit.verify(db, anchors=anchors)
+        return await audit.verify(db, anchors=anchors, records=False)
 
 
 def _untriggered(path: Path) -> sqlite3.Connection:

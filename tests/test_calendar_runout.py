@@ -212,6 +212,7 @@ def test_case_new_and_ingest_after_the_terms_print_no_traceback(tmp_path: Path) 
     tool.run(
         "user",
         "add",
+        "--first",
         "--name",
         "Dana Example",
         "--email",

@@ -521,7 +521,17 @@ def test_cli_writes_an_attachment_only_where_asked(tmp_path: Path) -> None:
 
     assert run("init").returncode == 0
     added = run(
-        *("user", "add", "--name", "Dana Example", "--email", "dsl@example.org", "--role", "dsl"),
+        *(
+            "user",
+            "add",
+            "--first",
+            "--name",
+            "Dana Example",
+            "--email",
+            "dsl@example.org",
+            "--role",
+            "dsl",
+        ),
         passphrase="dsl-passphrase",
     )
     assert added.returncode == 0, added.stderr

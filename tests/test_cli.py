@@ -25,11 +25,14 @@ class Cli:
         passphrase: str | None = None,
         check: bool = True,
         stdin: str | None = None,
+        new_passphrase: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
         env["SGALERT_WORKSPACE"] = str(self.workspace)
         if passphrase is not None:
             env["SGALERT_PASSPHRASE"] = passphrase
+        if new_passphrase is not None:  # a newcomer's, for `user add --by`
+            env["SGALERT_NEW_PASSPHRASE"] = new_passphrase
         result = subprocess.run(
             [sys.executable, "-m", "sgalert", *args],
             capture_output=True,
@@ -52,8 +55,12 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """One workspace with a team and two cases, shared by this module's tests to save KDF time."""
     tool = Cli(tmp_path_factory.mktemp("cli") / "ws")
     tool.run("init", "--school-name", "Example First School")
+    tool.run(
+        *("user", "add", "--first", "--name", "Dana Example", "--email", "dsl@example.org"),
+        *("--role", "dsl"),
+        passphrase="dsl-passphrase",
+    )
     for name, email, role in [
-        ("Dana Example", "dsl@example.org", "dsl"),
         ("Dev Example", "deputy@example.org", "deputy"),
         ("Harper Example", "head@example.org", "head"),
         ("Morgan Example", "mo@example.org", "monitoring-officer"),
@@ -67,7 +74,10 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
             email,
             "--role",
             role,
-            passphrase=f"{role}-passphrase",
+            "--by",
+            "dsl@example.org",
+            passphrase="dsl-passphrase",
+            new_passphrase=f"{role}-passphrase",
         )
     tool.run(
         "case",
@@ -128,8 +138,14 @@ def test_user_list_json(cli: Cli) -> None:
     assert people[3]["groups"] == {"monitoring-officer": "active", "whistle-identity": "active"}
 
 
+MO_PASSPHRASE = "monitoring-officer-passphrase"
+
+
 def test_cases_list_json_is_metadata_only(cli: Cli) -> None:
-    cases = cli.json("cases", "list")
+    # Nobody identified: no whistleblowing case is listed, nor said to exist.
+    anonymous = cli.json("cases", "list")
+    assert isinstance(anonymous, list) and [c["source"] for c in anonymous] == ["encompass"]
+    cases = cli.json("cases", "list", "--as", "mo@example.org", passphrase=MO_PASSPHRASE)
     assert isinstance(cases, list) and len(cases) == 2
     for case in cases:
         assert {"id", "ref", "source", "state", "received_at", "flags"} <= set(case)
@@ -142,7 +158,7 @@ def test_cases_list_json_is_metadata_only(cli: Cli) -> None:
 
 
 def _ref(cli: Cli, source: str) -> str:
-    cases = cli.json("cases", "list")
+    cases = cli.json("cases", "list", "--as", "mo@example.org", passphrase=MO_PASSPHRASE)
     assert isinstance(cases, list)
     return next(str(c["ref"]) for c in cases if c["source"] == source)
 
@@ -177,7 +193,11 @@ def test_whistle_reporter_only_for_monitoring_officer(cli: Cli) -> None:
         "case", "show", ref, "--as", "mo@example.org", passphrase="monitoring-officer-passphrase"
     )
     assert isinstance(shown, dict)
-    assert shown["reporter"] == {"name": "Riley Reporter", "contact": "riley@example.org"}
+    assert shown["reporter"] == {
+        "name": "Riley Reporter",
+        "contact": "riley@example.org",
+        "caller": "Anonymous line",  # who called is sealed with the reporter (trust item 5)
+    }
     refused = cli.run(
         "case", "show", ref, "--as", "dsl@example.org", passphrase="dsl-passphrase", check=False
     )
@@ -356,3 +376,28 @@ def test_a_note_piped_in_is_recorded(cli: Cli) -> None:
     assert "added to" in result.stdout
     shown = cli.run("case", "show", ref, "--as", "dsl@example.org", passphrase="dsl-passphrase")
     assert "the welfare check found him well" in shown.stdout
+
+
+def test_grant_and_revoke_a_whistleblowing_case(cli: Cli) -> None:
+    """The monitoring officer grants an investigator the allegation, then takes it back."""
+    ref = _ref(cli, "whistle")
+    granted = cli.run(
+        "grant", ref, "--to", "dsl@example.org", "--as", "mo@example.org", passphrase=MO_PASSPHRASE
+    )
+    assert granted.stdout == f"dsl@example.org may now read {ref}\n"
+    shown = cli.json("case", "show", ref, "--as", "dsl@example.org", passphrase="dsl-passphrase")
+    assert isinstance(shown, dict) and "reporter" not in shown and shown["fields"]
+    passed_on = cli.run(
+        "grant", ref, "--to", "deputy@example.org", "--as", "dsl@example.org",
+        passphrase="dsl-passphrase", check=False,
+    )  # fmt: skip
+    assert passed_on.returncode == 2 and "not entitled to grant" in passed_on.stderr
+    revoked = cli.run(
+        "revoke", ref, "--from", "dsl@example.org", "--as", "mo@example.org",
+        passphrase=MO_PASSPHRASE,
+    )  # fmt: skip
+    assert revoked.stdout.startswith(f"dsl@example.org may no longer read {ref}")
+    refused = cli.run(
+        "case", "show", ref, "--as", "dsl@example.org", passphrase="dsl-passphrase", check=False
+    )
+    assert refused.returncode == 2

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import sgalert.cli
 from sgalert.cli.main import GROUPS, _parser
+from sgalert.cli.spec import Command
 
 
 def parsers(
@@ -53,3 +56,45 @@ def test_every_command_module_is_registered() -> None:
             declared.append(info.name)
             assert id(commands) in registered, f"{info.name}.COMMANDS is not in main.GROUPS"
     assert len(declared) == len(GROUPS)
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def command_paths() -> list[str]:
+    """Every command a person can type, as `sgalert --help` lists it: `ack`, `case show`, ..."""
+    paths = []
+    for entries in GROUPS:
+        for entry in entries:
+            if isinstance(entry, Command):
+                paths.append(entry.name)
+            else:
+                paths += [f"{entry.name} {command.name}" for command in entry.commands]
+    return paths
+
+
+def test_the_command_reference_lists_every_command() -> None:
+    """docs/commands.md has a row for each command, written as it is typed (`case show REF`)."""
+    reference = (DOCS / "commands.md").read_text(encoding="utf-8")
+    rows = {m.group(1) for m in re.finditer(r"^\| `([^`]+)`", reference, re.MULTILINE)}
+    listed = {
+        " ".join(word for word in row.split() if re.fullmatch(r"[a-z-]+", word)) for row in rows
+    }
+    missing = [path for path in command_paths() if not any(row.startswith(path) for row in listed)]
+    assert missing == [], "add a row to docs/commands.md for: " + ", ".join(missing)
+    assert len(command_paths()) > 30  # the walk sees the groups, not just the top level
+
+
+def test_no_paragraph_is_repeated_across_the_docs() -> None:
+    """Each fact is written once, on the page for its topic; other pages link to it."""
+    seen: dict[str, str] = {}
+    repeated = []
+    for page in sorted(DOCS.glob("*.md")):
+        for paragraph in re.split(r"\n\s*\n", page.read_text(encoding="utf-8")):
+            words = " ".join(paragraph.split())
+            if len(words) < 80 or words.startswith(("|", "```", "#")):
+                continue
+            if words in seen:
+                repeated.append(f"{page.name} repeats {seen[words]}: {words[:60]}...")
+            seen.setdefault(words, page.name)
+    assert repeated == []

@@ -20,11 +20,10 @@ from sgalert.config import Config, load_config, render_template
 from sgalert.desk.service import CaseService
 from sgalert.errors import ConfigError
 from sgalert.model import Role
-from sgalert.records.crypto import TEST_KDF
-from sgalert.records.keyring import add_person, remove_person
+from sgalert.records.keyring import remove_person
 from sgalert.records.store import Store
 
-from .conftest import Team, add_member
+from .conftest import Team, add_member, add_people
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)  # the template's terms run to 21 July 2027
 
@@ -139,18 +138,20 @@ async def test_a_written_policy_naming_an_unknown_channel_is_an_error(
 async def test_a_role_with_no_member_is_an_error_naming_user_add(
     service: CaseService, tmp_path: Path
 ) -> None:
-    for email, role in (("dsl@example.org", Role.DSL), ("mo@example.org", Role.MONITORING_OFFICER)):
-        await add_person(
-            service.store, name="Invented Example", email=email, role=role,
-            passphrase="passphrase-1", kdf=TEST_KDF,
-        )  # fmt: skip
+    await add_people(
+        service.store,
+        [
+            (e, r, "passphrase-1")
+            for e, r in (("dsl@example.org", Role.DSL), ("mo@example.org", Role.MONITORING_OFFICER))
+        ],
+    )
     config = load_config(write_config(tmp_path))
     people = await current_people(service.store)
     found = errors(await check(config, tmp_path, people, NOW))
     assert (
         "policies.encompass: the default encompass policy (steps[1]): no current person with the"
         " role deputy may read encompass cases, so this pages nobody; run `sgalert user add"
-        " --name NAME --email EMAIL --role deputy`" in found
+        " --name NAME --email EMAIL --role deputy --by YOUR_EMAIL`" in found
     )
     assert any(
         line.startswith("policies.lesson: the default lesson policy (steps[1])") for line in found
@@ -305,17 +306,14 @@ def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 async def add_team(store_path: Path) -> None:
     store = await Store.open(store_path)
     async with store:
-        for email, role in (
+        team = (
             ("dsl@example.org", Role.DSL),
             ("deputy@example.org", Role.DEPUTY),
             ("head@example.org", Role.HEAD),
             ("mo@example.org", Role.MONITORING_OFFICER),
             ("chair@example.org", Role.CHAIR),
-        ):
-            await add_person(
-                store, name="Invented Example", email=email, role=role,
-                passphrase="passphrase-1", kdf=TEST_KDF,
-            )  # fmt: skip
+        )
+        await add_people(store, [(e, r, "passphrase-1") for e, r in team])
 
 
 @pytest.mark.slow
@@ -362,3 +360,68 @@ def test_config_check_and_serve_on_the_command_line(tmp_path: Path) -> None:
         f'sgalert: {config}: sources[police-b].prot: unknown option for kind = "imap";'
         " did you mean 'port'?\n"
     )
+
+
+# ----- every adapter's options, one clear line each ------------------------------------------
+
+APP = """tenant_id = "11111111-1111-1111-1111-111111111111"
+client_id = "22222222-2222-2222-2222-222222222222"
+client_secret_env = "SGALERT_TEST_SECRET"
+"""
+
+
+@pytest.mark.parametrize(
+    ("snippet", "line"),
+    [
+        (
+            f'[[sources]]\nname = "enc-graph"\ntype = "encompass"\nkind = "graph"\n{APP}'
+            'mailbox = "encompass@example.org"\nafter_commit = "delete"\n',
+            'sources[enc-graph].after_commit: unknown value \'delete\'; use "mark-read" or "move"',
+        ),
+        (
+            f'[channels.graph]\nkind = "graph-mail"\n{APP}sender = "not an address"\n',
+            "channels.graph.sender: 'not an address' is not a plain email address; e.g."
+            ' sender = "safeguarding@school.example.org"',
+        ),
+        (
+            '[[sources]]\nname = "enc-ews"\ntype = "encompass"\nkind = "ews"\n'
+            'service_endpoint = "http://mail.example.org/EWS/Exchange.asmx"\n'
+            'username = "svc@example.org"\npassword_env = "SGALERT_TEST_SECRET"\n'
+            'mailbox = "encompass@example.org"\n',
+            "sources[enc-ews].service_endpoint: plain http would send the password in the"
+            " clear; use https",
+        ),
+        (
+            '[[sources]]\nname = "enc-ews"\ntype = "encompass"\nkind = "ews"\n'
+            'server = "mail.example.org"\nusername = "svc@example.org"\n'
+            'password_env = "SGALERT_TEST_SECRET"\nmailbox = "encompass@example.org"\n'
+            'auth_type = "kerberos"\n',
+            'sources[enc-ews].auth_type: unknown value \'kerberos\'; use "ntlm" or "basic"',
+        ),
+        (
+            '[channels.teams]\nkind = "teams-workflow"\nurl_env = "SGALERT_TEST_NEVER_SET"\n',
+            "channels.teams.url_env: environment variable SGALERT_TEST_NEVER_SET is not set",
+        ),
+        (
+            '[channels.teams]\nkind = "teams-workflow"\nurl_env = "SGALERT_TEST_SECRET"\n',
+            "channels.teams.url_env: the webhook URL must be an https URL on one line; copy it"
+            " from the workflow's 'When a Teams webhook request is received' trigger",
+        ),
+        (
+            f'[channels.teams]\nkind = "teams-workflow"\nurl_env = "SGALERT_TEST_URL"\n'
+            f'ca_file = "{"c" * 300}.pem"\n',
+            'channels.teams: the "teams-workflow" adapter could not open a file these options'
+            " name (File name too long); check that each *_file option names a readable file"
+            " by a short path",
+        ),
+    ],
+    ids=["graph", "graph-mail", "ews-http", "ews-auth", "teams-unset", "teams-not-url", "ca-file"],
+)
+async def test_bad_options_of_each_adapter_are_one_clear_line(
+    team: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snippet: str, line: str
+) -> None:
+    monkeypatch.setenv("SGALERT_TEST_SECRET", "not-a-url")
+    monkeypatch.setenv("SGALERT_TEST_URL", "https://example.org/workflows/1/invoke?sig=x")
+    monkeypatch.delenv("SGALERT_TEST_NEVER_SET", raising=False)
+    found = errors(await run_check(team, load_config(write_config(tmp_path, extra=snippet))))
+    assert found == [line]

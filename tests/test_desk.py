@@ -14,10 +14,18 @@ import pytest
 from sgalert.clock import parse_iso
 from sgalert.config import SourceConfig
 from sgalert.desk.service import CaseService
-from sgalert.desk.views import PAGE_SIZE, ChangeProbe, QueueQuery, QueueView, SortKey, _where
+from sgalert.desk.views import (
+    PAGE_SIZE,
+    UPKEEP,
+    ChangeProbe,
+    QueueQuery,
+    QueueView,
+    SortKey,
+    _where,
+)
 from sgalert.engine.serve import Engine
 from sgalert.engine.watch import SourceMonitor
-from sgalert.errors import StoreError
+from sgalert.errors import NotFound, StoreError
 from sgalert.model import CaseState, CaseSummary, Source
 from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, NewCase
 from sgalert.records.store import Store
@@ -126,7 +134,7 @@ async def desk(team: Team) -> Desk:
 
 async def page(desk: Desk, **query: Any) -> list[str]:
     """The names of one whole view's cases, in the order the queue shows them."""
-    found = await desk.service.queue_page(QueueQuery(**query))
+    found = await desk.service.queue_page(QueueQuery(**query), viewer=UPKEEP)
     return desk.names(found.rows)
 
 
@@ -135,7 +143,7 @@ async def page(desk: Desk, **query: Any) -> list[str]:
 
 async def test_the_story_has_the_deadlines_it_claims(desk: Desk) -> None:
     """The orders below rest on these facts about the clocks; check them, not assume them."""
-    rows = (await desk.service.queue_page(QueueQuery(view=QueueView.ALL))).rows
+    rows = (await desk.service.queue_page(QueueQuery(view=QueueView.ALL), viewer=UPKEEP)).rows
     due = {name: row.next_deadline for name, row in zip(desk.names(rows), rows, strict=True)}
     assert due["overdue-new"] is not None and due["overdue-new"] < NOW
     assert due["acked-overdue"] is not None and due["acked-overdue"] < NOW
@@ -173,7 +181,7 @@ async def test_source_views_and_all(desk: Desk) -> None:
 
 
 async def test_queue_counts_match_the_views(desk: Desk) -> None:
-    counts = await desk.service.queue_counts()
+    counts = await desk.service.queue_counts(viewer=UPKEEP)
     assert counts == {
         QueueView.NEEDS_ACTION: 6,
         QueueView.ENCOMPASS: 5,
@@ -182,7 +190,7 @@ async def test_queue_counts_match_the_views(desk: Desk) -> None:
         QueueView.ALL: 7,
     }
     for view, count in counts.items():
-        found = await desk.service.queue_page(QueueQuery(view=view))
+        found = await desk.service.queue_page(QueueQuery(view=view), viewer=UPKEEP)
         assert found.total == count == len(found.rows)
 
 
@@ -213,7 +221,7 @@ async def test_search_by_reference_and_within_a_view(desk: Desk) -> None:
     ref = desk.refs["acked-due"]
     assert await page(desk, view=QueueView.ALL, search=ref.lower()) == ["acked-due"]
     assert await page(desk, view=QueueView.NEEDS_ACTION, search="closed") == []
-    found = await desk.service.queue_page(QueueQuery(search="encompass"))
+    found = await desk.service.queue_page(QueueQuery(search="encompass"), viewer=UPKEEP)
     assert found.total == 4 and set(desk.names(found.rows)) == {
         "overdue-new",
         "acked-overdue",
@@ -271,13 +279,15 @@ async def test_sort_by_reference_state_and_assignee(desk: Desk) -> None:
 
 
 async def test_sort_by_deadline_dated_by_clock_then_the_rest_newest_first(desk: Desk) -> None:
-    found = await desk.service.queue_page(QueueQuery(view=QueueView.ALL, sort=SortKey.DEADLINE))
+    found = await desk.service.queue_page(
+        QueueQuery(view=QueueView.ALL, sort=SortKey.DEADLINE), viewer=UPKEEP
+    )
     names = desk.names(found.rows)
     dated = [row.next_deadline for row in found.rows if row.next_deadline is not None]
     assert len(dated) == 4 and dated == sorted(dated)
     assert names[4:] == ["closed", "acked-plain", "lesson-new"]
     latest_first = await desk.service.queue_page(
-        QueueQuery(view=QueueView.ALL, sort=SortKey.DEADLINE, descending=True)
+        QueueQuery(view=QueueView.ALL, sort=SortKey.DEADLINE, descending=True), viewer=UPKEEP
     )
     assert desk.names(latest_first.rows) == names[3::-1] + names[4:]
 
@@ -293,7 +303,7 @@ async def test_pages_join_up_to_the_whole_view(desk: Desk, sort: SortKey) -> Non
     joined: list[str] = []
     query = QueueQuery(view=view, sort=sort, limit=3)
     while True:
-        found = await desk.service.queue_page(query)
+        found = await desk.service.queue_page(query, viewer=UPKEEP)
         assert found.total == len(whole)
         assert found.has_previous == (query.offset > 0)
         joined += desk.names(found.rows)
@@ -310,7 +320,7 @@ async def test_paging_is_stable_when_cases_arrive_at_the_same_moment(team: Team)
         refs: list[str] = []
         for offset in range(0, 7, 2):
             found = await team.service.queue_page(
-                QueueQuery(view=QueueView.LESSON, sort=sort, offset=offset, limit=2)
+                QueueQuery(view=QueueView.LESSON, sort=sort, offset=offset, limit=2), viewer=UPKEEP
             )
             refs += [row.ref for row in found.rows]
         assert sorted(refs) == sorted(s.ref for s in stored), sort
@@ -318,7 +328,7 @@ async def test_paging_is_stable_when_cases_arrive_at_the_same_moment(team: Team)
 
 async def test_a_page_past_the_end_is_the_last_page(desk: Desk) -> None:
     found = await desk.service.queue_page(
-        QueueQuery(view=QueueView.ALL, sort=SortKey.RECEIVED, offset=30, limit=3)
+        QueueQuery(view=QueueView.ALL, sort=SortKey.RECEIVED, offset=30, limit=3), viewer=UPKEEP
     )
     assert found.query.offset == 6 and desk.names(found.rows) == ["whistle-new"]
     assert found.total == 7 and not found.has_next and found.has_previous
@@ -326,15 +336,15 @@ async def test_a_page_past_the_end_is_the_last_page(desk: Desk) -> None:
 
 async def test_a_known_total_spares_the_count_and_a_search_recounts(desk: Desk) -> None:
     query = QueueQuery(view=QueueView.ALL, limit=3)
-    assert (await desk.service.queue_page(query, known_total=7)).total == 7
+    assert (await desk.service.queue_page(query, known_total=7, viewer=UPKEEP)).total == 7
     searched = dataclasses.replace(query, search="lesson")
-    assert (await desk.service.queue_page(searched, known_total=7)).total == 1
+    assert (await desk.service.queue_page(searched, known_total=7, viewer=UPKEEP)).total == 1
 
 
 async def test_an_empty_store_has_an_empty_queue(service: CaseService) -> None:
-    found = await service.queue_page(QueueQuery(offset=PAGE_SIZE))
+    found = await service.queue_page(QueueQuery(offset=PAGE_SIZE), viewer=UPKEEP)
     assert found.rows == () and found.total == 0 and not found.has_next
-    assert set((await service.queue_counts()).values()) == {0}
+    assert set((await service.queue_counts(viewer=UPKEEP)).values()) == {0}
 
 
 def test_changing_view_starts_at_the_top_with_a_sort_that_fits() -> None:
@@ -350,15 +360,15 @@ def test_changing_view_starts_at_the_top_with_a_sort_that_fits() -> None:
 
 
 async def test_unacknowledged_counts_all_and_those_assigned_to_one_person(desk: Desk) -> None:
-    waiting = await desk.service.unacknowledged("Deputy@Example.org")
+    waiting = await desk.service.unacknowledged("Deputy@Example.org", viewer=UPKEEP)
     assert (waiting.total, waiting.assigned) == (3, 1)  # acked-plain is theirs but acknowledged
-    nobody = await desk.service.unacknowledged()
+    nobody = await desk.service.unacknowledged(viewer=UPKEEP)
     assert (nobody.total, nobody.assigned) == (3, 0)
     await desk.service.acknowledge(
         await desk.service.unlock("deputy@example.org", "deputy-passphrase-1"),
         desk.refs["overdue-new"],
     )
-    assert (await desk.service.unacknowledged("deputy@example.org")).assigned == 0
+    assert (await desk.service.unacknowledged("deputy@example.org", viewer=UPKEEP)).assigned == 0
 
 
 async def test_engine_heartbeat_is_none_until_an_engine_runs(team: Team) -> None:
@@ -398,27 +408,31 @@ async def test_open_alerts_are_the_sources_that_are_down(team: Team) -> None:
 
 
 async def test_audit_log_is_newest_first_with_case_references(desk: Desk) -> None:
-    rows = await desk.service.audit_log()
+    dsl = await desk.service.unlock("dsl@example.org", "dsl-passphrase-1")
+    rows = await desk.service.audit_log(dsl)
     seqs = [row.entry.seq for row in rows]
     assert seqs == sorted(seqs, reverse=True) and len(rows) > 10
     for row in rows:
         assert (row.ref is None) == (row.entry.case_id is None)
-    assert rows[0].entry.action == "closed" and rows[0].ref == desk.refs["closed"]
+    assert rows[0].entry.action == "unlock"  # the reader's own, just now
+    assert rows[1].entry.action == "closed" and rows[1].ref == desk.refs["closed"]
     summaries = {name: await desk.service.summary(ref) for name, ref in desk.refs.items()}
     ref_by_id = {s.id: s.ref for s in summaries.values()}
     assert all(row.ref == ref_by_id[row.entry.case_id] for row in rows if row.entry.case_id)
-    assert [row.entry.seq for row in await desk.service.audit_log(limit=3)] == seqs[:3]
+    assert [row.entry.seq for row in await desk.service.audit_log(dsl, limit=3)] == seqs[:3]
 
 
 async def test_case_history_is_that_case_only_newest_first(desk: Desk) -> None:
     summary = await desk.service.summary(desk.refs["acked-overdue"])
-    history = await desk.service.case_history(summary.id)
+    dsl = await desk.service.unlock("dsl@example.org", "dsl-passphrase-1")
+    history = await desk.service.case_history(dsl, summary.id)
     assert {entry.case_id for entry in history} == {summary.id}
     actions = [entry.action for entry in history]
     assert actions.index("clock-started") < actions.index("acknowledged")  # newest first
     assert [entry.seq for entry in history] == sorted((e.seq for e in history), reverse=True)
-    assert len(await desk.service.case_history(summary.id, limit=1)) == 1
-    assert await desk.service.case_history("no-such-case") == []
+    assert len(await desk.service.case_history(dsl, summary.id, limit=1)) == 1
+    with pytest.raises(NotFound):
+        await desk.service.case_history(dsl, "no-such-case")
 
 
 # ----- noticing changes --------------------------------------------------------------------

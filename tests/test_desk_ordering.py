@@ -14,7 +14,7 @@ from sgalert.model import Flag, Source
 from sgalert.ports import Inbound
 from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, NewCase
 
-from .conftest import Team, encompass_case, whistle_case
+from .conftest import Team, encompass_case
 from .corpus import AUTHSERV, plain_message
 from .test_desk import HandClock
 from .test_ingest_extraction import LONDON
@@ -78,22 +78,25 @@ async def test_a_disclosure_ranks_with_urgent_encompass_and_other_lessons_do_not
         (stored,) = await service.create_cases([case])
         names[stored.ref] = name
 
-    await store("whistle", whistle_case())  # Friday: 5 working days, due next Friday
     clock.now = datetime(2026, 11, 22, 21, 56, tzinfo=UTC)
     await store("encompass", encompass_case())  # Sunday night: due before Monday's school day
     clock.now = datetime(2026, 11, 23, 8, 50, tzinfo=UTC)
     await store("disclosure", lesson(clock.now, disclosure=True))
     await store("lesson", lesson(datetime(2026, 11, 23, 8, 40, tzinfo=UTC), disclosure=False))
+    later = encompass_case("Bo Invented")
+    later.received_at = clock.now = datetime(2026, 11, 23, 8, 55, tzinfo=UTC)
+    await store("later", later)  # after the school day began: due before Tuesday's
     clock.now = MONDAY
 
-    page = await service.queue_page(QueueQuery())
+    dsl = team["dsl@example.org"]
+    page = await service.queue_page(QueueQuery(), viewer=dsl)
     order = [names[row.ref] for row in page.rows]
     # The disclosure is due on arrival: it ranks with the overdue Encompass notice, both ahead
-    # of a whistleblowing clock days away and of a lesson that recorded no disclosure.
-    assert order == ["encompass", "disclosure", "whistle", "lesson"]
+    # of a notice due tomorrow and of a lesson that recorded no disclosure.
+    assert order == ["encompass", "disclosure", "later", "lesson"]
 
     # Acknowledged, it no longer counts as overdue: it joins the other acknowledged cases.
     disclosure = next(ref for ref, name in names.items() if name == "disclosure")
-    await service.acknowledge(team["dsl@example.org"], disclosure)
-    page = await service.queue_page(QueueQuery())
-    assert [names[row.ref] for row in page.rows] == ["encompass", "whistle", "lesson", "disclosure"]
+    await service.acknowledge(dsl, disclosure)
+    page = await service.queue_page(QueueQuery(), viewer=dsl)
+    assert [names[row.ref] for row in page.rows] == ["encompass", "later", "lesson", "disclosure"]

@@ -269,8 +269,8 @@ async def test_a_disclosure_is_listed_with_the_urgent_encompass_notices(desk: De
         keys = app.queue_screen.query_one(CaseList).keys
         refs = desk.refs
         # Unacknowledged and due: the two Encompass notices by deadline, the disclosure (due on
-        # arrival, Sunday 21:00) before them; the whistleblowing clock days away comes after.
-        assert keys[:4] == [case.ref, refs["hostile"], refs["new"], refs["whistle"]]
+        # arrival, Sunday 21:00) before them.
+        assert keys[:3] == [case.ref, refs["hostile"], refs["new"]]
         highlight(app, case.ref)
         await wait_for(pilot, lambda: "over a disclosure or risk" in pane(app))
         assert "Dee" not in pane(app)  # locked: metadata only

@@ -17,7 +17,13 @@ from sgalert.errors import (
 from sgalert.model import Role
 from sgalert.records import audit
 from sgalert.records.crypto import TEST_KDF, KdfParams
-from sgalert.records.keyring import add_person, approve_member, list_people, remove_person
+from sgalert.records.keyring import (
+    add_first_person,
+    add_person,
+    approve_member,
+    list_people,
+    remove_person,
+)
 
 from .conftest import Team, add_member, encompass_case
 
@@ -41,7 +47,7 @@ async def test_wrong_passphrase_is_refused_and_audited(team: Team) -> None:
 
 
 async def test_right_passphrase_unlocks_with_real_argon2id(service: CaseService) -> None:
-    await add_person(
+    await add_first_person(
         service.store,
         name="Real Kdf",
         email="real@example.org",
@@ -74,6 +80,7 @@ async def test_email_is_unique_and_validated(team: Team) -> None:
     with pytest.raises(AlreadyExists):
         await add_person(
             team.service.store,
+            by=team["dsl@example.org"],
             name="Dup",
             email="DSL@example.org",
             role=Role.DSL,
@@ -83,6 +90,7 @@ async def test_email_is_unique_and_validated(team: Team) -> None:
     with pytest.raises(InvalidInput):
         await add_person(
             team.service.store,
+            by=team["dsl@example.org"],
             name="Bad",
             email="not-an-email",
             role=Role.DSL,
@@ -92,6 +100,7 @@ async def test_email_is_unique_and_validated(team: Team) -> None:
     with pytest.raises(InvalidInput, match="at least 8"):
         await add_person(
             team.service.store,
+            by=team["dsl@example.org"],
             name="Short",
             email="short@example.org",
             role=Role.DSL,
@@ -104,6 +113,7 @@ async def test_second_member_is_pending_until_approved(team: Team) -> None:
     (stored,) = await team.service.create_cases([encompass_case()])
     await add_person(
         team.service.store,
+        by=team["dsl@example.org"],
         name="New Deputy",
         email="dep2@example.org",
         role=Role.DEPUTY,

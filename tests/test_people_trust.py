@@ -31,6 +31,7 @@ async def test_a_guessable_passphrase_is_refused_with_the_reason(team: Team, wea
     with pytest.raises(InvalidInput, match="too easy to guess") as refused:
         await add_person(
             team.service.store,
+            by=team[DSL],
             name="Grace Example",
             email="grace@example.org",
             role=Role.DEPUTY,
@@ -80,6 +81,7 @@ async def test_a_passphrase_with_undecodable_bytes_unlocks_and_never_raises(team
     odd = "caf\udce9-shelf-lantern-orbit"  # what a Latin-1 terminal's é becomes in Python
     await add_person(
         team.service.store,
+        by=team[DSL],
         name="Odd Bytes",
         email="odd@example.org",
         role=Role.STAFF,
@@ -108,6 +110,7 @@ async def test_an_address_with_escapes_or_oddities_is_refused(team: Team, email:
     with pytest.raises(InvalidInput, match="not a plain email address") as refused:
         await add_person(
             team.service.store,
+            by=team[DSL],
             name="Someone Example",
             email=email,
             role=Role.STAFF,
@@ -122,6 +125,7 @@ async def test_a_name_with_terminal_escapes_is_refused(team: Team) -> None:
     with pytest.raises(InvalidInput, match="control characters"):
         await add_person(
             team.service.store,
+            by=team[DSL],
             name="Evil\x1b[2J Example",
             email="evil@example.org",
             role=Role.STAFF,

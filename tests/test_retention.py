@@ -1,9 +1,10 @@
-"""``sgalert retention run --dry-run`` (issue 15, item 4: the listing; shredding comes later).
+"""``sgalert retention run --dry-run`` (issue 15, item 4: the listing; the shredding itself is
+tested in ``test_retention_run``).
 
 Lesson evidence is destroyed after 2 years, Encompass records are reviewed at the child's 25th
-birthday (sealed: only an unlocked reader can tell), allegations about staff reviewed after 10
-years. Open cases are never shredded. The dry run changes nothing but its own audit entry, and
-never prints a child's date of birth.
+birthday (sealed: only an unlocked reader can tell; unattended, 25 years from arrival, which is
+never earlier), allegations about staff reviewed after 10 years. Open cases are never shredded.
+The dry run changes nothing but its own audit entry, and never prints a child's date of birth.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def test_the_rules_count_from_arrival_or_from_the_childs_birth() -> None:
     assert DEFAULT_RETENTION[Source.LESSON].expires(RECEIVED) == date(2028, 11, 22)
     assert DEFAULT_RETENTION[Source.WHISTLE].expires(RECEIVED) == date(2036, 11, 22)
     encompass = DEFAULT_RETENTION[Source.ENCOMPASS]
-    assert encompass.expires(RECEIVED) is None  # the date of birth is sealed
+    # The date of birth is sealed: unattended, 25 years from arrival, never before the birthday.
+    assert encompass.expires(RECEIVED) == date(2051, 11, 22)
     assert encompass.expires(RECEIVED, date(2017, 3, 14)) == date(2042, 3, 14)
     assert encompass.expires(RECEIVED, date(2016, 2, 29)) == date(2041, 3, 1)
 
@@ -84,17 +86,22 @@ async def test_the_dry_run_lists_what_would_go_and_changes_nothing(
     await retention.run(Runner(workspace, on="2029-01-01"))
     out = capsys.readouterr().out.splitlines()
     assert out == [
-        f"{child.ref:14} encompass  closed        not assessed: the child's date of birth is"
-        " sealed; run with --as EMAIL (a reader)",
         f"{old_open.ref:14} lesson     new           expired but still open: lesson chat evidence"
         " is kept 2 years; close it first",
         f"{old_closed.ref:14} lesson     closed        would be shredded: lesson chat evidence is"
         " kept 2 years (expired 2028-11-22)",
         "dry run for 2029-01-01: 1 would be shredded, 0 due for review, 1 expired but still open,"
-        " 1 not assessed, 2 kept; nothing was changed",
-        "Legal holds are not recorded yet: check none of these is under one before shredding.",
+        " 0 kept (legal hold), 3 kept, 0 already destroyed; nothing was changed",
     ]
     assert recent.ref not in "\n".join(out)
+
+    # Unattended, the Encompass case counts 25 years from its arrival.
+    await retention.run(Runner(workspace, on="2051-11-22"))
+    assert (
+        f"{child.ref:14} encompass  closed        due for review: child-protection records are"
+        " kept until the child's 25th birthday, then reviewed (counted from arrival: the date of"
+        " birth is sealed) (expired 2051-11-22)"
+    ) in capsys.readouterr().out.splitlines()
 
     await retention.run(Runner(workspace, on="2043-01-01", as_email="dsl@example.org"))
     out = capsys.readouterr().out.splitlines()
@@ -116,22 +123,23 @@ async def test_the_dry_run_lists_what_would_go_and_changes_nothing(
     )
     assert [(a, json.loads(d)["review"]) for a, _, d in actions] == [
         ("system", 0),
+        ("system", 2),
         ("dsl@example.org", 2),
     ]
 
 
-async def test_shredding_is_refused_until_it_is_built(team: Team, workspace: Workspace) -> None:
-    with pytest.raises(InvalidInput, match=r"only `sgalert retention run --dry-run` is built"):
-        await retention.run(Runner(workspace, dry_run=False))
+async def test_a_day_that_is_not_a_date_is_one_line(team: Team, workspace: Workspace) -> None:
     with pytest.raises(InvalidInput, match=r"--on 'next year' is not a date"):
         await retention.run(Runner(workspace, on="next year"))
+    with pytest.raises(InvalidInput, match=r"--on is for --dry-run only"):
+        await retention.run(Runner(workspace, dry_run=False, on="2099-01-01"))
 
 
-async def test_a_reader_who_may_not_read_a_case_leaves_it_unassessed(
+async def test_a_reader_who_may_not_read_a_case_counts_it_from_arrival(
     team: Team, workspace: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (child,) = await team.service.create_cases([replace(encompass_case(), received_at=RECEIVED)])
     await retention.run(Runner(workspace, on="2043-01-01", as_email="mo@example.org"))
-    assert (
-        f"{child.ref:14} encompass  new           not assessed: you may not read this case"
-    ) in capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    assert child.ref not in out  # kept: 25 years from arrival is 2051
+    assert ", 1 kept," in out

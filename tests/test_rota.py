@@ -20,15 +20,13 @@ from hypothesis import strategies as st
 from sgalert.cli.main import main
 from sgalert.clock import parse_iso
 from sgalert.model import Role
-from sgalert.records.crypto import TEST_KDF
-from sgalert.records.keyring import add_person
 from sgalert.records.store import Store
 from sgalert.routing.duty import RotaView, add_cover, load_rota
 from sgalert.rules.rota import Cover, Gap, Rota, Shift
 from sgalert.rules.school_calendar import SchoolCalendar, Term
 from sgalert.workspace import Workspace
 
-from .conftest import Team
+from .conftest import Team, add_people
 
 LONDON = ZoneInfo("Europe/London")
 WEEKDAYS = frozenset(range(5))
@@ -340,8 +338,12 @@ def test_rota_cli(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
     env["SGALERT_WORKSPACE"] = str(tmp_path / "ws")
 
-    def run(*args: str, passphrase: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, passphrase: str | None = None, new_passphrase: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         extra = {"SGALERT_PASSPHRASE": passphrase} if passphrase else {}
+        if new_passphrase:
+            extra["SGALERT_NEW_PASSPHRASE"] = new_passphrase
         return subprocess.run(
             [sys.executable, "-m", "sgalert", *args],
             capture_output=True,
@@ -354,6 +356,7 @@ def test_rota_cli(tmp_path: Path) -> None:
     run(
         "user",
         "add",
+        "--first",
         "--name",
         "Dana Example",
         "--email",
@@ -371,7 +374,10 @@ def test_rota_cli(tmp_path: Path) -> None:
         "deputy@example.org",
         "--role",
         "deputy",
-        passphrase="deputy-passphrase",
+        "--by",
+        "dsl@example.org",
+        passphrase="dsl-passphrase",
+        new_passphrase="deputy-passphrase",
     )
     config = tmp_path / "ws" / "sgalert.toml"
     config.write_text(
@@ -409,16 +415,14 @@ def test_rota_cli(tmp_path: Path) -> None:
 async def _add_people(workspace: Workspace) -> None:
     store = await Store.open(workspace.store_path, create=True)
     try:
-        for email, role in (("dsl@example.org", Role.DSL), ("deputy@example.org", Role.DEPUTY)):
-            name = email.split("@")[0].title() + " Example"
-            await add_person(
-                store,
-                name=name,
-                email=email,
-                role=role,
-                passphrase="rota-test-lantern-orbit",
-                kdf=TEST_KDF,
-            )
+        passphrase = "rota-test-lantern-orbit"
+        await add_people(
+            store,
+            [
+                ("dsl@example.org", Role.DSL, passphrase),
+                ("deputy@example.org", Role.DEPUTY, passphrase),
+            ],
+        )
     finally:
         await store.close()
 

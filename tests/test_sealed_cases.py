@@ -9,7 +9,7 @@ from sgalert.errors import IntegrityError, NoEntitledReaders, NotEntitled
 from sgalert.model import Role
 from sgalert.records import audit
 from sgalert.records.cases import insert_sealed, seal_cases
-from sgalert.records.keyring import load_public_keyring
+from sgalert.records.keytrust import load_public_keyring
 
 from .conftest import Team, add_member, encompass_case, whistle_case
 

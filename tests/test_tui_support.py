@@ -19,13 +19,11 @@ from sgalert.config import load_config, render_template
 from sgalert.desk.service import CaseService, DeskSetting
 from sgalert.model import Source
 from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, FIELD_RAW, NewCase
-from sgalert.records.crypto import TEST_KDF
-from sgalert.records.keyring import add_person
 from sgalert.records.store import Store
 from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace
 from tui.app import SgalertApp
 
-from .conftest import PASSPHRASES, ROLES, encompass_case, whistle_case
+from .conftest import PASSPHRASES, ROLES, add_people, encompass_case, whistle_case
 
 NOW = datetime(2026, 11, 22, 22, 0, tzinfo=UTC)  # Sunday; GMT, so also 22:00 in London
 
@@ -117,15 +115,7 @@ async def seed_desk(
     store = await Store.open(workspace.store_path, create=True)
     service = CaseService(store, load_config(workspace.config_path), clock)
     try:
-        for email, role in ROLES.items():
-            await add_person(
-                store,
-                name=email.split("@")[0].title() + " Example",
-                email=email,
-                role=role,
-                passphrase=PASSPHRASES[email],
-                kdf=TEST_KDF,
-            )
+        await add_people(store, [(e, r, PASSPHRASES[e]) for e, r in ROLES.items()])
         if working_confirmed:
             for person, _ in await service.people():
                 await service.remember_desk_setting(person.id, DeskSetting.ACKNOWLEDGE_BY_WORKING)

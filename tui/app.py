@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, ClassVar, Generic, TypeVar
 
 from textual import events
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from sgalert.clock import Clock, utcnow
@@ -470,7 +471,7 @@ class SgalertApp(App[int]):
             return False  # shown by the one error handler
 
         self.submit(
-            self.service.audit_log(limit=ATTENTION_READ),
+            self.service.new_case_entries(self.identity, limit=ATTENTION_READ),
             description="Looking for new cases",
             done=done,
             failed=failed,
@@ -511,7 +512,7 @@ class SgalertApp(App[int]):
         email = self.identity.email if self.identity else None
         self._status_at = self.clock()
         self.submit(
-            gather_status(self.service, email, self.clock()),
+            gather_status(self.service, email, self.clock(), self.identity),
             description="Checking the engine, sources and rota",
             done=self._status_ready,
             latest="status",
@@ -534,6 +535,49 @@ class SgalertApp(App[int]):
         email = self.identity.email if self.identity else None
         found += banners(self.status, self.clock(), self.zone, email)
         return found
+
+    # ----- no screenshots -----------------------------------------------------------------
+    # Textual's "Screenshot" writes what is on screen (a decrypted case) to an SVG in the
+    # Downloads folder: readable by anyone on the machine, outside the store, in no audit log.
+    # Case material leaves only through the audited attachment export, so it is not offered,
+    # and every way in (the action, a key a later Textual binds to it) refuses.
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's own palette commands, less "Screenshot"."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Screenshot":
+                yield command
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        self._no_screenshot()
+
+    def deliver_screenshot(
+        self,
+        filename: str | None = None,
+        path: str | None = None,
+        time_format: str | None = None,
+    ) -> str | None:
+        self._no_screenshot()
+        return None
+
+    def save_screenshot(
+        self,
+        filename: str | None = None,
+        path: str | None = None,
+        time_format: str | None = None,
+    ) -> str:
+        """Refused too (``TEXTUAL_SCREENSHOT`` would call it): nothing is written."""
+        self._no_screenshot()
+        return ""
+
+    def _no_screenshot(self) -> None:
+        log.warning("screenshot refused")
+        self.notify(
+            "Screenshots are off: they would leave a readable copy of the case outside the"
+            " store. Save an attachment with its own audited export instead.",
+            severity="warning",
+            markup=False,
+        )
 
     # ----- app-wide actions ---------------------------------------------------------------
 

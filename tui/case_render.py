@@ -17,6 +17,7 @@ from textual.widgets import Static
 
 from sgalert.clock import parse_iso
 from sgalert.desk.service import CLOCK_TIMER, AuditEntry, CaseView, NotificationHistory
+from sgalert.desk.views import ClockStanding, clock_lines
 from sgalert.model import CaseState, CaseSummary, Source
 
 from .formatting import (
@@ -24,6 +25,7 @@ from .formatting import (
     FACT_LABELS,
     FLAG_SHORT,
     OVERDUE,
+    SOON,
     SOURCE_LONG,
     countdown,
     fact_text,
@@ -102,21 +104,25 @@ def attachments(view: CaseView) -> Text:
     return text
 
 
+CLOCK_STYLES: dict[ClockStanding, str] = {
+    ClockStanding.MET: "green",
+    ClockStanding.CASE_CLOSED: "dim",
+    ClockStanding.RUNNING: "",
+    ClockStanding.SOON: SOON,
+    ClockStanding.OVERDUE: OVERDUE,
+}
+
+
 def clocks(view: CaseView, now: datetime, zone: Any) -> Text:
     text = step_text(view.summary, zone, now)  # what to do now, in the school's words
     if not view.clocks:
         text.append("\nNo statutory clock runs on this case.", style="dim")
         return text
-    for clock in view.clocks:
+    for line in clock_lines(view.clocks, view.summary.state, now, zone):
         text.append("\n")
-        text.append(CLOCK_LABELS.get(clock.kind, clock.kind), LABEL)
-        text.append(f"\n  due {local_time(clock.due_at, zone)}  ")
-        if clock.met_at is not None:
-            text.append(f"met {local_time(clock.met_at, zone)}", "green")
-        elif view.summary.state is CaseState.CLOSED:
-            text.append("case closed", "dim")
-        else:
-            text.append_text(countdown(clock.due_at, now))
+        text.append(line.label, LABEL)
+        text.append(f"\n  due {line.due}  ")
+        text.append(line.detail, CLOCK_STYLES[line.standing])
     return text
 
 

@@ -12,6 +12,11 @@ from datetime import date, datetime, tzinfo
 
 from rich.text import Text
 
+# The clocks' names, local times and durations are the core's, so the desk and the command line
+# say them the same way; re-exported here for the screens.
+from sgalert.desk.views import CLOCK_LABELS as CLOCK_LABELS
+from sgalert.desk.views import SOON_SECONDS, span
+from sgalert.desk.views import local_time as local_time
 from sgalert.model import CaseState, Flag, Source
 from sgalert.text import printable
 
@@ -73,14 +78,6 @@ FACT_LABELS: dict[str, str] = {
     "subject_of_allegation": "About",
     "preferred_contact": "Preferred contact",
 }
-CLOCK_LABELS: dict[str, str] = {
-    "encompass-before-school-day": "Read before the next school day",
-    "whistle-monitoring-officer-5-working-days": "Monitoring Officer within 5 working days",
-    "lado-1-working-day": "LADO within 1 working day",
-    "suspension-confirmation-1-working-day": "Suspension confirmed in writing, 1 working day",
-    "file-transfer-5-school-days": "Child's file transferred within 5 school days",
-}
-
 OVERDUE = "bold red"
 SOON = "bold yellow"
 
@@ -118,27 +115,9 @@ def fact_text(key: str, value: str, zone: tzinfo) -> str:
     return f"{moment:%a} {moment.day} {moment:%b %Y %H:%M}"
 
 
-def local_time(moment: datetime, zone: tzinfo) -> str:
-    """``Mon 7 Dec 08:30``: the UK's order, the day without a leading zero."""
-    local = moment.astimezone(zone)
-    return f"{local:%a} {local.day} {local:%b %H:%M}"
-
-
 def short_time(moment: datetime, zone: tzinfo) -> str:
     local = moment.astimezone(zone)
     return f"{local.day} {local:%b %H:%M}"
-
-
-def span(seconds: int) -> str:
-    """A compact duration: ``2d 03h``, ``10h 33m``, ``4m 09s``."""
-    days, rest = divmod(max(seconds, 0), 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours:02d}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s"
 
 
 def countdown(due: datetime | None, now: datetime) -> Text:
@@ -148,7 +127,7 @@ def countdown(due: datetime | None, now: datetime) -> Text:
     seconds = int((due - now).total_seconds())
     if seconds < 0:
         return Text(f"over {span(-seconds)}", style=OVERDUE)
-    return Text(span(seconds), style=SOON if seconds < 3_600 else "")
+    return Text(span(seconds), style=SOON if seconds < SOON_SECONDS else "")
 
 
 def ago(then: datetime, now: datetime) -> str:

@@ -13,7 +13,7 @@ from datetime import datetime, tzinfo
 from typing import Literal
 
 from sgalert.clock import parse_iso
-from sgalert.desk.service import SYSTEM_ALERT_TEXT, CaseService, Gap, OnDuty
+from sgalert.desk.service import SYSTEM_ALERT_TEXT, CaseService, Gap, Identity, OnDuty
 from sgalert.desk.views import engine_silent
 
 from .formatting import ago, local_time
@@ -41,7 +41,9 @@ class DeskStatus:
     lease_expires_at: datetime | None = None  # the engine's lease: silent once it has run out
 
 
-async def gather_status(service: CaseService, email: str | None, now: datetime) -> DeskStatus:
+async def gather_status(
+    service: CaseService, email: str | None, now: datetime, viewer: Identity | None = None
+) -> DeskStatus:
     lease = await service.engine_lease()
     alerts = tuple(await service.open_alerts())
     on_duty: OnDuty | None = None
@@ -50,7 +52,7 @@ async def gather_status(service: CaseService, email: str | None, now: datetime) 
         view = await service.rota(since=now)
         on_duty = view.who(now)
         gaps = tuple(await asyncio.to_thread(view.gaps, now, GAP_DAYS))
-    waiting = await service.unacknowledged(email)
+    waiting = await service.unacknowledged(email, viewer)
     return DeskStatus(
         lease.heartbeat_at if lease else None,
         alerts,

@@ -9,12 +9,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sgalert.cli.context import Context
 from sgalert.cli.render import print_view, summary_json, view_json
+from sgalert.cli.retention import HOLD_COMMANDS
 from sgalert.cli.sensitive import ARGV_OK_ARGUMENT, case_text, fact, read_stdin, split_facts
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group, Handler
-from sgalert.clock import iso
+from sgalert.clock import iso, utcnow
+from sgalert.desk.original import ORIGINAL_CAP, capped, render_original
 from sgalert.desk.service import REFERRALS
 from sgalert.errors import InvalidInput, WorkspaceError
 from sgalert.model import CaseState, Source
@@ -26,10 +29,19 @@ SOURCES = tuple(s.value for s in Source)
 
 
 async def cases_list(ctx: Context) -> int:
+    """Metadata of the cases the person may see: without ``--as``, nobody is identified and no
+    whistleblowing case or allegation about the head is listed (the core decides)."""
     state = CaseState(ctx.args.state) if ctx.args.state else None
     source = Source(ctx.args.source) if ctx.args.source else None
     async with await ctx.service() as service:
-        cases = await service.list_cases(state=state, source=source)
+        viewer = await ctx.unlocked(service) if ctx.args.as_email else None
+        cases = await service.list_cases(state=state, source=source, viewer=viewer)
+    if viewer is None and not ctx.args.json and sys.stdout.isatty():
+        print(
+            "Whistleblowing cases and allegations about the headteacher are listed only to"
+            " those who may read them: add --as EMAIL.",
+            file=sys.stderr,
+        )
     if ctx.args.json:
         print(json.dumps([summary_json(c) for c in cases], indent=2))
         return 0
@@ -37,21 +49,50 @@ async def cases_list(ctx: Context) -> int:
         print("No cases.")
     for c in cases:
         flags = ",".join(c.flags) or "-"
+        destroyed = (
+            f"  destroyed under retention on {c.destroyed_at.date().isoformat()}"
+            if c.destroyed_at
+            else ""
+        )
         print(
             f"{c.ref:14} {c.source.value:10} {c.state.value:13} {iso(c.received_at)}  "
-            f"{c.assignee or '-':24} {flags}"
+            f"{c.assignee or '-':24} {flags}{destroyed}"
         )
     return 0
 
 
 async def case_show(ctx: Context) -> int:
+    if ctx.args.original:
+        return await _show_original(ctx)
+    if ctx.args.full:
+        raise InvalidInput("--full lifts the size cap of --original; use them together")
     async with await ctx.service() as service:
         identity = await ctx.unlocked(service)
         view = await service.open_case(identity, ctx.args.ref)
+        zone = service.config.timezone if service.config else ZoneInfo("Europe/London")
     if ctx.args.json:
         print(json.dumps(view_json(view), indent=2, ensure_ascii=False))
     else:
-        print_view(view)
+        print_view(view, utcnow(), zone)
+    return 0
+
+
+async def _show_original(ctx: Context) -> int:
+    """The sealed original as safe text: a tree of MIME parts, cut at a size unless --full."""
+    if ctx.args.json:
+        raise InvalidInput("--original prints text only; leave out --json")
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        original = await service.open_original(identity, ctx.args.ref)
+        limits = service.config.limits if service.config else None
+    rendered = render_original(original.raw, limits)
+    shown, cut = capped(rendered, None if ctx.args.full else ORIGINAL_CAP)
+    print(shown)
+    if cut:
+        print(
+            f"... cut at {ORIGINAL_CAP:,} of {len(rendered):,} characters; add --full to see all"
+            " of it"
+        )
     return 0
 
 
@@ -167,8 +208,22 @@ async def assign(ctx: Context) -> int:
 async def grant(ctx: Context) -> int:
     async with await ctx.service() as service:
         identity = await ctx.unlocked(service)
-        await service.grant(identity, ctx.args.ref, ctx.args.to)
-    print(f"{ctx.args.to} may now read {ctx.args.ref}")
+        await service.grant(
+            identity, ctx.args.ref, ctx.args.to, with_identity=ctx.args.with_identity
+        )
+    also = " and the reporter's identity" if ctx.args.with_identity else ""
+    print(f"{ctx.args.to} may now read {ctx.args.ref}{also}")
+    return 0
+
+
+async def revoke(ctx: Context) -> int:
+    async with await ctx.service() as service:
+        identity = await ctx.unlocked(service)
+        version = await service.revoke(identity, ctx.args.ref, ctx.args.from_email)
+    print(
+        f"{ctx.args.from_email} may no longer read {ctx.args.ref}; its key was rotated"
+        f" (version {version}) for everything written from now on"
+    )
     return 0
 
 
@@ -247,6 +302,13 @@ COMMANDS: tuple[Entry, ...] = (
                         help="only cases in this state",
                     ),
                     Argument("--source", choices=SOURCES, help="only cases from this source"),
+                    Argument(
+                        "--as",
+                        dest="as_email",
+                        metavar="EMAIL",
+                        help="who you are (unlocked with your passphrase): lists the"
+                        " confidential cases you may read too",
+                    ),
                 ),
             ),
         ),
@@ -255,7 +317,30 @@ COMMANDS: tuple[Entry, ...] = (
         "case",
         "one case",
         (
-            Command("show", "decrypt and show a case", case_show, (REF, JSON, AS_EMAIL)),
+            Command(
+                "show",
+                "decrypt and show a case, its statutory clocks counting down",
+                case_show,
+                (
+                    REF,
+                    JSON,
+                    Argument(
+                        "--original",
+                        flag=True,
+                        help="show the message as it arrived instead: its MIME parts with their"
+                        " headers and decoded text, control characters shown as escapes"
+                        " (audited; a whistleblowing case's only to those who may see the"
+                        " reporter's identity)",
+                    ),
+                    Argument(
+                        "--full",
+                        flag=True,
+                        help=f"with --original, show all of it, not just the first"
+                        f" {ORIGINAL_CAP // 1024} KiB",
+                    ),
+                    AS_EMAIL,
+                ),
+            ),
             Command(
                 "attachment",
                 "write a decrypted copy of one attachment (mode 0600; the export is audited)",
@@ -313,6 +398,7 @@ COMMANDS: tuple[Entry, ...] = (
                     AS_EMAIL,
                 ),
             ),
+            *HOLD_COMMANDS,
         ),
     ),
     _step("ack", "acknowledge a case", ack),
@@ -349,6 +435,23 @@ COMMANDS: tuple[Entry, ...] = (
         "let one more person read a case",
         grant,
         Argument("--to", required=True, metavar="EMAIL", help="who may now read it"),
+        Argument(
+            "--with-identity",
+            flag=True,
+            help="whistleblowing, monitoring officer only: the reporter's identity goes too",
+        ),
+    ),
+    _step(
+        "revoke",
+        "stop one person reading a case they were granted (its key is rotated)",
+        revoke,
+        Argument(
+            "--from",
+            dest="from_email",
+            required=True,
+            metavar="EMAIL",
+            help="whose grant is taken back",
+        ),
     ),
     _step(
         "close",

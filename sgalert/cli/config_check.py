@@ -221,7 +221,7 @@ def _target_problem(
             return None
         return (
             f"{target!r} pages nobody: no current person may read {source_label} cases",
-            f"run `sgalert user add --name NAME --email EMAIL --role {add_role}`",
+            f"run `sgalert user add --name NAME --email EMAIL --role {add_role} --by YOUR_EMAIL`",
         )
     if "@" in target:
         person = next((p for p in people if p.email == target.lower()), None)
@@ -246,7 +246,7 @@ def _target_problem(
     return (
         f"no current person with the role {target} may read {source_label} cases, so this"
         " pages nobody",
-        f"run `sgalert user add --name NAME --email EMAIL --role {target}`",
+        f"run `sgalert user add --name NAME --email EMAIL --role {target} --by YOUR_EMAIL`",
     )
 
 
@@ -259,8 +259,9 @@ def check_policy_targets(config: Config, people: Sequence[CurrentPerson]) -> lis
             _error(
                 "policies",
                 "nobody has been added yet, so every page goes to nobody",
-                "run `sgalert user add --name NAME --email EMAIL --role dsl` for each person"
-                " (dsl, deputy, head, monitoring-officer, chair)",
+                "run `sgalert user add --first --name NAME --email EMAIL --role dsl`, then"
+                " `sgalert user add ... --by YOUR_EMAIL` for each other person"
+                " (deputy, head, monitoring-officer, chair)",
             )
         ]
     policies: list[tuple[Source, Policy, bool]] = [(s, config.policies[s], False) for s in Source]
@@ -328,6 +329,13 @@ def check_source_adapters(config: Config, root: Path) -> list[Problem]:
 
 
 def _adapter_failed(where: str, kind: str, exc: Exception) -> Problem:
+    if isinstance(exc, OSError):  # a file option the adapter could not even look at
+        return _error(
+            where,
+            f'the "{kind}" adapter could not open a file these options name'
+            f" ({exc.strerror or type(exc).__name__})",
+            "check that each *_file option names a readable file by a short path",
+        )
     return _error(
         where,
         f'the "{kind}" adapter could not read these options ({type(exc).__name__})',

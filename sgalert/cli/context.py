@@ -19,23 +19,24 @@ from sgalert.workspace import Workspace, resolve_workspace
 ENV_PASSPHRASE = "SGALERT_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 
 
-def read_passphrase(prompt: str, *, confirm: bool = False) -> str:
-    """The passphrase from SGALERT_PASSPHRASE, else from the terminal (never from a pipe).
+def read_passphrase(prompt: str, *, confirm: bool = False, env: str = ENV_PASSPHRASE) -> str:
+    """The passphrase from SGALERT_PASSPHRASE (or ``env``), else from the terminal (never from
+    a pipe).
 
     Passphrases are UTF-8 text: bytes that are not (a Latin-1 terminal, a mangled variable) are
     refused in one line that never echoes them.
     """
-    from_env = os.environ.get(ENV_PASSPHRASE)
+    from_env = os.environ.get(env)
     if from_env is not None:
         try:
             from_env.encode("utf-8")  # undecodable bytes arrive as lone surrogates
         except UnicodeEncodeError:
             raise InvalidInput(
-                f"the passphrase in {ENV_PASSPHRASE} is not UTF-8 text; set it again as UTF-8"
+                f"the passphrase in {env} is not UTF-8 text; set it again as UTF-8"
             ) from None
         return from_env
     if not sys.stdin.isatty():
-        raise InvalidInput(f"no terminal to ask for the passphrase; set {ENV_PASSPHRASE}")
+        raise InvalidInput(f"no terminal to ask for the passphrase; set {env}")
     try:
         first = getpass.getpass(prompt)
         if confirm and getpass.getpass("Repeat the passphrase: ") != first:

@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sgalert.cli import config_check
+from sgalert.cli.keys import trust_line
 from sgalert.cli.spec import Argument, Command, Entry
 from sgalert.clock import utcnow
 from sgalert.config import Config, load_config
 from sgalert.errors import AuditChainBroken, SgalertError
 from sgalert.ports import ProbeReport, inbox_factory, notifier_factory
 from sgalert.records import audit
+from sgalert.records.keytrust import KeyTrust, group_key_statuses
 from sgalert.records.store import Store
 from sgalert.text import printable
 from sgalert.workspace import PRIVATE_DIR, PRIVATE_FILE, Workspace, wider_than
@@ -357,9 +359,16 @@ async def audit_findings(store: Store) -> list[Finding]:
     try:
         async with store.read() as db:
             count = await audit.verify(db)
+        keys = await group_key_statuses(db)
     except AuditChainBroken as exc:
         return [fail("audit", f"{exc}; keep the store as evidence and tell the head")]
-    return [ok("audit", f"chain intact ({count} entries)")]
+    found = [ok("audit", f"chain intact ({count} entries), every case matches its manifest")]
+    for status in keys:
+        if status.trust is KeyTrust.LEGACY:
+            found.append(warn("keys", trust_line(status)))
+        elif status.trust is KeyTrust.UNTRUSTED:
+            found.append(fail("keys", f"{trust_line(status)}; keep the store and tell the head"))
+    return found
 
 
 async def engine_findings(store: Store, now: datetime) -> tuple[list[Finding], datetime | None]:

@@ -25,8 +25,10 @@ from sgalert.cli import (
     backup,
     cases,
     config_cmd,
+    demo,
     digest,
     doctor,
+    keys,
     people,
     retention,
     rota,
@@ -49,6 +51,8 @@ GROUPS: tuple[tuple[Entry, ...], ...] = (
     doctor.COMMANDS,
     backup.COMMANDS,
     retention.COMMANDS,
+    keys.COMMANDS,
+    demo.COMMANDS,
 )
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

@@ -8,13 +8,21 @@ import json
 from sgalert.cli.context import Context, read_passphrase
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group
 from sgalert.config import load_config, render_template
-from sgalert.errors import WorkspaceError
+from sgalert.errors import InvalidInput, WorkspaceError
 from sgalert.model import Role
 from sgalert.records import audit
-from sgalert.records.keyring import add_person, approve_member, remove_person
+from sgalert.records.keyring import (
+    add_first_person,
+    add_person,
+    approve_member,
+    remove_person,
+)
 from sgalert.records.store import Store
 from sgalert.text import printable
 from sgalert.workspace import make_private
+
+# The newcomer's passphrase, apart from $SGALERT_PASSPHRASE which unlocks whoever adds them.
+ENV_NEW_PASSPHRASE = "SGALERT_NEW_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 
 
 async def init(ctx: Context) -> int:
@@ -32,21 +40,47 @@ async def init(ctx: Context) -> int:
         await audit.append(db, [audit.AuditEvent(audit.SYSTEM, "store-created")])
     make_private(ws)
     print(f"Created workspace: config {ws.config_path}, store {ws.store_path}")
-    print("Next: add people with `sgalert user add --name NAME --email EMAIL --role dsl`")
+    print(
+        "Next: add yourself, the first person, with"
+        " `sgalert user add --first --name NAME --email EMAIL --role dsl`"
+    )
     return 0
 
 
 async def user_add(ctx: Context) -> int:
     role = Role(ctx.args.role)
-    passphrase = read_passphrase(f"New passphrase for {ctx.args.email}: ", confirm=True)
-    async with await ctx.service() as service:
-        person, groups = await add_person(
-            service.store,
-            name=ctx.args.name,
-            email=ctx.args.email,
-            role=role,
-            passphrase=passphrase,
+    if ctx.args.first == bool(ctx.args.by):
+        raise InvalidInput(
+            "say who is adding this person with `--by YOUR_EMAIL` (a DSL, the headteacher or a"
+            " monitoring officer, who is asked for their passphrase), or `--first` for the"
+            " first person in a new workspace"
         )
+    async with await ctx.service() as service:
+        if ctx.args.first:
+            passphrase = read_passphrase(f"New passphrase for {ctx.args.email}: ", confirm=True)
+            person, groups = await add_first_person(
+                service.store,
+                name=ctx.args.name,
+                email=ctx.args.email,
+                role=role,
+                passphrase=passphrase,
+            )
+        else:
+            adder = await service.unlock(
+                ctx.args.by, read_passphrase(f"Passphrase for {ctx.args.by}: ")
+            )
+            person, groups = await add_person(
+                service.store,
+                by=adder,
+                name=ctx.args.name,
+                email=ctx.args.email,
+                role=role,
+                passphrase=read_passphrase(
+                    f"New passphrase for {ctx.args.email}: ",
+                    confirm=True,
+                    env=ENV_NEW_PASSPHRASE,
+                ),
+            )
     print(f"Added {printable(person.name)} <{person.email}> as {role.value}")
     pending = [group for group, state in groups.items() if state == "pending"]
     if pending:
@@ -118,9 +152,21 @@ COMMANDS: tuple[Entry, ...] = (
         (
             Command(
                 "add",
-                "add a person with new keys",
+                "add a person with new keys (the first with --first, the rest --by someone)",
                 user_add,
                 (
+                    Argument(
+                        "--by",
+                        metavar="EMAIL",
+                        help="who is adding them: a DSL, the headteacher or a monitoring officer,"
+                        " unlocked with $SGALERT_PASSPHRASE or the terminal; the newcomer's own"
+                        f" passphrase then comes from ${ENV_NEW_PASSPHRASE} or the terminal",
+                    ),
+                    Argument(
+                        "--first",
+                        flag=True,
+                        help="the first person in a new workspace (refused once it has anyone)",
+                    ),
                     Argument("--name", required=True, help="their name as colleagues know it"),
                     Argument("--email", required=True, help="their email address: their login"),
                     Argument(

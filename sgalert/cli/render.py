@@ -6,11 +6,12 @@ case cannot drive the terminal.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from sgalert.clock import iso
 from sgalert.desk.service import CaseView
+from sgalert.desk.views import ClockStanding, clock_lines
 from sgalert.model import CaseSummary
 from sgalert.text import printable
 
@@ -35,6 +36,7 @@ def summary_json(summary: CaseSummary) -> dict[str, Any]:
         "acknowledged_by": summary.acknowledged_by,
         "closed_at": when(summary.closed_at),
         "next_deadline": when(summary.next_deadline),
+        "destroyed_at": when(summary.destroyed_at),
     }
 
 
@@ -76,7 +78,27 @@ def view_json(view: CaseView) -> dict[str, Any]:
     return data
 
 
-def print_view(view: CaseView) -> None:
+CLOCK_WORDS: dict[ClockStanding, str] = {
+    ClockStanding.MET: "{detail}",
+    ClockStanding.CASE_CLOSED: "{detail}",
+    ClockStanding.RUNNING: "{detail} left",
+    ClockStanding.SOON: "SOON: {detail} left",
+    ClockStanding.OVERDUE: "OVERDUE: {detail}",
+}
+
+
+def clock_text(view: CaseView, now: datetime, zone: tzinfo) -> list[str]:
+    """The case's clocks as the desk shows them: label, local due time, met or a countdown."""
+    if not view.clocks:
+        return ["Clocks: no statutory clock runs on this case."]
+    lines = [f"Clocks (times in {zone}):"]
+    for line in clock_lines(view.clocks, view.summary.state, now, zone):
+        status = CLOCK_WORDS[line.standing].format(detail=line.detail)
+        lines += [f"  {line.label}", f"    due {line.due}  {status}"]
+    return lines
+
+
+def print_view(view: CaseView, now: datetime, zone: tzinfo) -> None:
     """An opened case as text for a person at a terminal, made printable as a whole."""
     s = view.summary
     lines = [
@@ -99,6 +121,7 @@ def print_view(view: CaseView) -> None:
     if view.reporter is not None:
         lines += ["", "Reporter (confidential):"]
         lines += [f"  {key}: {value}" for key, value in view.reporter.items()]
+    lines += ["", *clock_text(view, now, zone)]
     lines += ["", "Message:", view.body_text or "(empty)", ""]
     if view.attachments:
         lines.append("Attachments:")

@@ -24,13 +24,14 @@ async def status(ctx: Context) -> int:
     as :func:`sgalert.desk.views.failing_channels` says. Either, or an open alert, exits 1.
     """
     from sgalert.clock import utcnow
+    from sgalert.desk.views import UPKEEP
     from sgalert.intake.poison import held_messages
 
     async with await ctx.service() as service:
         lease = await service.engine_lease()
         alerts = await service.open_alerts()
         channels = await service.failing_channels()
-        waiting = await service.list_cases(state=CaseState.NEW)
+        waiting = await service.list_cases(state=CaseState.NEW, viewer=UPKEEP)
         held = await held_messages(service.store)
     now = utcnow()
     report: dict[str, Any] = {

@@ -14,12 +14,14 @@ from typing import NoReturn
 
 import aiosqlite
 
-from sgalert.errors import NotEntitled
+from sgalert.errors import CaseDestroyed, NotEntitled
 from sgalert.model import CaseSummary, KeyName
 from sgalert.records import audit
-from sgalert.records.cases import unwrap_data_keys
+from sgalert.records.cases import unwrap_key_versions
 from sgalert.records.keyring import Identity
+from sgalert.records.shredding import destroyed_line
 from sgalert.records.store import Store
+from sgalert.rules.access import barred
 
 
 class Refused(Exception):
@@ -28,7 +30,7 @@ class Refused(Exception):
 
     def __init__(
         self,
-        case_id: str,
+        case_id: str | None,
         ref: str,
         what: str | None = None,
         detail: Mapping[str, object] | None = None,
@@ -77,10 +79,32 @@ def refusals(store: Store, identity: Identity, action: str) -> _Refusals:
     return _Refusals(store, identity, action)
 
 
+async def key_versions(
+    db: aiosqlite.Connection,
+    identity: Identity,
+    summary: CaseSummary,
+    key_name: KeyName = KeyName.CONTENT,
+) -> dict[int, bytes]:
+    """Every version of one of the case's data keys this person unwraps; :class:`Refused` if
+    they reach none, or if the access policy bars them from the case (the head and an
+    allegation about the head) whatever key they hold."""
+    if barred(identity.person.role, summary.flags):
+        raise Refused(summary.id, summary.ref, detail={"reason": "about-head"})
+    found = await unwrap_key_versions(db, identity, [summary.id])
+    versions = found.get((summary.id, key_name.value))
+    if not versions:
+        what = (
+            None if key_name is KeyName.CONTENT else f"the {key_name.value} of case {summary.ref}"
+        )
+        raise Refused(summary.id, summary.ref, what)
+    return versions
+
+
 async def content_key(db: aiosqlite.Connection, identity: Identity, summary: CaseSummary) -> bytes:
-    """The case's content key as this person unwraps it; :class:`Refused` if they cannot."""
-    keys = await unwrap_data_keys(db, identity, [summary.id])
-    key = keys.get((summary.id, KeyName.CONTENT.value))
-    if key is None:
-        raise Refused(summary.id, summary.ref)
-    return key
+    """The case's current content key as this person unwraps it (the newest version, which new
+    entries are sealed with); :class:`Refused` if they cannot,
+    :class:`~sgalert.errors.CaseDestroyed` if retention destroyed it (no one can)."""
+    if summary.destroyed_at is not None:
+        raise CaseDestroyed(destroyed_line(summary.ref, summary.destroyed_at))
+    versions = await key_versions(db, identity, summary)
+    return versions[max(versions)]

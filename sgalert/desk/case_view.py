@@ -19,7 +19,8 @@ import aiosqlite
 
 from sgalert.clock import parse_iso
 from sgalert.desk.access import Refused, refusals
-from sgalert.desk.views import SUMMARY_SQL, find_summary, summary_from_row
+from sgalert.desk.views import SUMMARY_SQL, CaseClock, find_summary, summary_from_row
+from sgalert.errors import CaseDestroyed
 from sgalert.model import CaseSummary, KeyName
 from sgalert.records import audit
 from sgalert.records.cases import (
@@ -28,10 +29,11 @@ from sgalert.records.cases import (
     FIELD_FACTS,
     open_field,
     open_fields,
-    unwrap_data_keys,
+    unwrap_key_versions,
 )
 from sgalert.records.chronology import ChronologyEntry, read_entries
 from sgalert.records.keyring import Identity
+from sgalert.records.shredding import destroyed_line
 from sgalert.records.store import Store, fetch_in, on_connection
 from sgalert.routing.escalation import meet_by_reading
 
@@ -41,13 +43,6 @@ class Attachment:
     filename: str
     content_type: str
     size: int
-
-
-@dataclass(frozen=True, slots=True)
-class CaseClock:
-    kind: str
-    due_at: datetime
-    met_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +81,17 @@ async def preview_case(store: Store, identity: Identity, ref: str) -> CasePrevie
     preview is not reading the notice, so it meets no clock."""
     async with store.write() as db:
         summary = await find_summary(db, ref)
-        keys = await unwrap_data_keys(db, identity, [summary.id])
-        content = keys.get((summary.id, KeyName.CONTENT.value))
-        if content is None:
+        if summary.destroyed_at is not None:
+            return None
+        versions = await unwrap_key_versions(db, identity, [summary.id])
+        keys = {slot: found[min(found)] for slot, found in versions.items()}
+        content = (summary.id, KeyName.CONTENT.value)
+        if content not in keys:
             return None
         facts = json.loads(await open_field(db, keys, summary.id, FIELD_FACTS) or b"{}")
-        entries = (await read_entries(db, {summary.id: content}))[summary.id]
+        # Every version: entries written after a revoke are sealed with the rotated key.
+        every = {summary.id: tuple(versions[content].values())}
+        entries = (await read_entries(db, every))[summary.id]
         clocks = (await _clocks(db, [summary.id]))[summary.id]
         await audit.append(db, [audit.AuditEvent(identity.email, "case-previewed", summary.id, {})])
     return CasePreview(summary, facts, tuple(clocks), tuple(entries[-PREVIEW_ENTRIES:]))
@@ -110,6 +110,8 @@ async def open_case(
     ``now``, the clocks met by reading the case are met (see :func:`meet_by_reading`)."""
     async with refusals(store, identity, "read"), store.write() as db:
         summary = await find_summary(db, ref)
+        if summary.destroyed_at is not None:
+            raise CaseDestroyed(destroyed_line(summary.ref, summary.destroyed_at))
         views = await _open(db, identity, [summary])
         if summary.id not in views:
             raise Refused(summary.id, summary.ref)
@@ -173,10 +175,12 @@ async def _open(
     db: aiosqlite.Connection, identity: Identity, summaries: Sequence[CaseSummary]
 ) -> dict[str, CaseView]:
     """The views of the cases this person can unwrap; the others are left out."""
-    keys = await unwrap_data_keys(db, identity, [s.id for s in summaries])
+    versions = await unwrap_key_versions(db, identity, [s.id for s in summaries])
+    keys = {slot: found[min(found)] for slot, found in versions.items()}
     readable = [s for s in summaries if (s.id, KeyName.CONTENT.value) in keys]
     opened = await open_fields(db, keys, [s.id for s in readable])
-    content_keys = {s.id: keys[(s.id, KeyName.CONTENT.value)] for s in readable}
+    # Every version: entries written after a revoke are sealed with the rotated key.
+    content_keys = {s.id: tuple(versions[(s.id, KeyName.CONTENT.value)].values()) for s in readable}
     chronologies = await read_entries(db, content_keys)
     clocks = await _clocks(db, [s.id for s in readable])
     views: dict[str, CaseView] = {}

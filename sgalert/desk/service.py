@@ -5,7 +5,10 @@ the module that answers it: :mod:`~sgalert.desk.transitions` (every state change
 transaction each with its check), :mod:`~sgalert.desk.views`, :mod:`~sgalert.desk.case_view`,
 :mod:`~sgalert.desk.notification_history` and :mod:`~sgalert.desk.attachments` (what people see
 and export). Reading a case needs an unlocked :class:`~sgalert.records.keyring.Identity`; listing
-cases needs nothing, because the metadata it returns carries no personal data.
+cases needs no unlock, because the metadata it returns carries no personal data; but every list,
+page and count is of what its viewer may see (a whistleblowing case or an allegation about the
+head only to those who can read it: :mod:`sgalert.rules.access`), so the TUI and the CLI pass
+who is looking, and nobody identified sees no confidential case.
 
 The engine and routing never import this module: they name only what they use (the engine's
 :class:`~sgalert.engine.workplace.Workplace`, the rota's ``RotaSources``), which this service
@@ -18,6 +21,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,11 +30,12 @@ import aiosqlite
 
 from sgalert.clock import Clock, utcnow
 from sgalert.config import Config, load_config
-from sgalert.desk import attachments, case_view, drafts, notification_history, transitions
+from sgalert.desk import attachments, case_view, drafts, notification_history, original, transitions
 from sgalert.desk import child_file as child_files
 from sgalert.desk import views as desk
+from sgalert.desk.access import Refused, key_versions, refusals
 from sgalert.desk.attachments import AttachmentContent, SavedAttachment
-from sgalert.desk.case_view import Attachment, CaseClock, CasePreview, CaseView
+from sgalert.desk.case_view import Attachment, CasePreview, CaseView
 from sgalert.desk.child_file import ChildFile, EventKind, FileCase, FileEvent, Match, names_child
 from sgalert.desk.export import default_directory, os_error_reason, proposed_name
 from sgalert.desk.next_step import NextStep, next_step, uk_time
@@ -40,12 +45,16 @@ from sgalert.desk.notification_history import (
     NotificationRecord,
     delivery_error_class,
 )
+from sgalert.desk.original import Original
 from sgalert.desk.settings import DeskSetting, read_setting, settings_path, write_setting
 from sgalert.desk.transitions import REFERRALS
+from sgalert.desk.views import CaseClock
 from sgalert.errors import InvalidInput
 from sgalert.intake.new_cases import NewCases
+from sgalert.intake.redact import redact_manual_whistle
+from sgalert.intake.whistle import mentions_head
 from sgalert.model import CaseState, CaseSummary, Flag, KeyName, Readers, Source
-from sgalert.records import audit, keyring
+from sgalert.records import audit, keyring, keytrust
 from sgalert.records.audit import AuditEntry
 from sgalert.records.cases import (
     FIELD_ATTACHMENTS,
@@ -56,8 +65,9 @@ from sgalert.records.cases import (
     StoredCase,
     seal_cases,
 )
-from sgalert.records.chronology import INSERT_ENTRY, EntryKind, seal_entry
+from sgalert.records.chronology import EntryKind, insert_entry, seal_entry
 from sgalert.records.keyring import Identity, Person
+from sgalert.records.manifest import MANIFEST
 from sgalert.records.store import Store
 from sgalert.routing import duty
 from sgalert.routing.calendar_check import flag_guessed_deadlines
@@ -70,6 +80,7 @@ from sgalert.routing.escalation import (
     action_clock_due,
     make_plan,
 )
+from sgalert.rules.access import may_read_audit_log
 from sgalert.rules.rota import Cover, Gap, OnDuty
 from sgalert.workspace import Workspace
 
@@ -81,14 +92,19 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTION_CLOCKS",
     "CLOCK_TIMER",
+    "REFERRALS",
     "SYSTEM_ALERT_TEXT",
+    "Attachment",
+    "AttachmentContent",
     "AuditEntry",
+    "CaseClock",
     "CasePreview",
     "CaseService",
     "CaseView",
     "ChildFile",
     "Cover",
     "DeskSetting",
+    "EscalationTimer",
     "EventKind",
     "FileCase",
     "FileEvent",
@@ -96,14 +112,22 @@ __all__ = [
     "Identity",
     "Match",
     "NextStep",
+    "NotificationHistory",
+    "NotificationRecord",
     "OnDuty",
+    "Original",
     "Person",
     "RotaView",
+    "SavedAttachment",
     "StoredCase",
     "Workspace",
     "default_directory",
+    "delivery_error_class",
+    "load_config",
+    "make_plan",
     "names_child",
     "next_step",
+    "open_service",
     "os_error_reason",
     "proposed_name",
     "uk_time",
@@ -228,10 +252,18 @@ class CaseService:
         source: Source | None = None,
         limit: int | None = None,
         offset: int = 0,
+        viewer: Identity | desk.Viewer | None = None,
     ) -> list[CaseSummary]:
-        """Metadata only, newest first."""
+        """Metadata only, newest first, of the cases ``viewer`` may see (nobody identified: no
+        confidential case; :data:`~sgalert.desk.views.UPKEEP`: every case, for the store's own
+        upkeep such as retention and ``sgalert status``)."""
         return await desk.list_cases(
-            self.store, state=state, source=source, limit=limit, offset=offset
+            self.store,
+            state=state,
+            source=source,
+            limit=limit,
+            offset=offset,
+            viewer=viewer_of(viewer),
         )
 
     async def summary(self, ref: str) -> CaseSummary:
@@ -241,16 +273,26 @@ class CaseService:
     # ----- the desk: queue, counts, banners, live updates (no unlock needed) --------------
 
     async def queue_page(
-        self, query: desk.QueueQuery, *, known_total: int | None = None
+        self,
+        query: desk.QueueQuery,
+        *,
+        known_total: int | None = None,
+        viewer: Identity | desk.Viewer | None = None,
     ) -> desk.QueuePage:
-        """One page of the queue, paged, sorted and filtered in SQL; overdue judged by this
-        service's clock. ``known_total`` is the view's count from :meth:`queue_counts`, which
-        saves a count per page turn when there is no search."""
-        return await desk.queue_page(self.store, query, self._clock(), known_total=known_total)
+        """One page of the queue ``viewer`` may see, paged, sorted and filtered in SQL; overdue
+        judged by this service's clock. ``known_total`` is the view's count from
+        :meth:`queue_counts` (for the same viewer), which saves a count per page turn when
+        there is no search."""
+        seen = replace(query, viewer=viewer_of(viewer))
+        page = await desk.queue_page(self.store, seen, self._clock(), known_total=known_total)
+        # The caller's query back (offset clamped), so a desk compares pages as it asked them.
+        return replace(page, query=replace(page.query, viewer=query.viewer))
 
-    async def queue_counts(self) -> dict[desk.QueueView, int]:
-        """How many cases each queue view holds."""
-        return await desk.queue_counts(self.store)
+    async def queue_counts(
+        self, viewer: Identity | desk.Viewer | None = None
+    ) -> dict[desk.QueueView, int]:
+        """How many cases each queue view holds, of those ``viewer`` may see."""
+        return await desk.queue_counts(self.store, viewer_of(viewer))
 
     async def engine_heartbeat(self) -> datetime | None:
         """When the engine last beat; None if it never ran here. Stale means nobody is paged."""
@@ -264,9 +306,11 @@ class CaseService:
         """Notification channels not getting pages through (channel names only)."""
         return await desk.failing_channels(self.store)
 
-    async def unacknowledged(self, email: str | None = None) -> desk.Unacknowledged:
-        """Unacknowledged cases, and how many of them are assigned to ``email``."""
-        return await desk.unacknowledged(self.store, email)
+    async def unacknowledged(
+        self, email: str | None = None, viewer: Identity | desk.Viewer | None = None
+    ) -> desk.Unacknowledged:
+        """Unacknowledged cases ``viewer`` may see, and how many are assigned to ``email``."""
+        return await desk.unacknowledged(self.store, email, viewer_of(viewer))
 
     async def open_alerts(self) -> list[dict[str, str]]:
         """System alerts not yet cleared (a source down…): silence must not look like safety."""
@@ -317,43 +361,81 @@ class CaseService:
         reporter: Mapping[str, str] | None = None,
         flags: frozenset[str] = frozenset(),
     ) -> StoredCase:
-        """Record a notification taken by phone: sealed as any other, with a signed first entry."""
+        """Record a notification taken by phone: sealed as any other, with a signed first entry.
+
+        A whistleblowing call is the whistleblower's as surely as their email is: who called
+        goes with the reporter's identity, sealed apart, and their names and contact details
+        are struck from the facts and text an investigator may be granted. A notice that names
+        the headteacher is flagged about-head, as mail is, and never reaches the head.
+        """
         received = received_at or self._clock()
+        recorded = f"Notification taken by phone from {caller}."
+        if source is Source.WHISTLE:
+            given = dict(reporter or {})
+            facts = dict(facts)
+            # How they asked to be contacted is theirs, sealed with them, as ingest keeps it.
+            if contact := facts.pop("preferred_contact", None):
+                given["preferred_contact"] = contact
+            facts, body_text, _ = redact_manual_whistle(
+                facts,
+                body_text,
+                names=[caller, given.get("name", "")],
+                contacts=[given.get("contact", ""), given.get("preferred_contact", "")],
+            )
+            reporter = {**given, "caller": caller}
+            recorded = "Notification taken by phone; who called is sealed with the reporter."
         content = {
             FIELD_FACTS: json.dumps(dict(facts), ensure_ascii=False).encode(),
             FIELD_BODY: body_text.encode(),
             FIELD_ATTACHMENTS: b"[]",
         }
         identity_fields = {"reporter": json.dumps(dict(reporter)).encode()} if reporter else {}
+        about = self._about_head(facts, body_text)
         new = NewCase(
             source=source,
             received_at=received,
             origin="manual",
             content=content,
             identity=identity_fields,
-            flags=frozenset(flags | {Flag.MANUAL_ENTRY}),
+            flags=frozenset(flags | {Flag.MANUAL_ENTRY} | about),
         )
         if self.config is not None:
             flag_guessed_deadlines(self.config.calendar, [new])
+        async with self.store.write() as db:  # its own transaction: kept if sealing fails
+            await keytrust.alert_untrusted(db, await keytrust.load_public_keyring(db))
         async with self.store.write() as db:
             # Sealed inside the transaction: the signed first entry needs this exact data key.
-            ring = await keyring.load_public_keyring(db)
+            ring = await keytrust.load_public_keyring(db)
             sealed = seal_cases([new], ring, self._readers)
             _, entry_row = seal_entry(
                 identity,
                 sealed.cases[0].data_keys[KeyName.CONTENT],
                 new.id,
                 EntryKind.CASE_RECORDED,
-                f"Notification taken by phone from {caller}.",
+                recorded,
                 at=self._clock(),
             )
             (stored,) = await self._insert(db, sealed, identity.email)
-            await db.execute(INSERT_ENTRY, entry_row)
+            record = await insert_entry(db, entry_row)
             await audit.append(
                 db,
-                [audit.AuditEvent(identity.email, "note-added", new.id, {"kind": "case-recorded"})],
+                [
+                    audit.AuditEvent(
+                        identity.email,
+                        "note-added",
+                        new.id,
+                        {"kind": "case-recorded", MANIFEST: record},
+                    )
+                ],
             )
         return stored
+
+    def _about_head(self, facts: Mapping[str, str], body_text: str) -> frozenset[str]:
+        """The about-head flag, if what was taken down names the headteacher (the same test
+        intake runs on every source's mail)."""
+        names = self.config.head_names if self.config is not None else ()
+        text = "\n".join([*facts.values(), body_text])
+        return frozenset({Flag.ABOUT_HEAD}) if mentions_head(text, names) else frozenset()
 
     # ----- reading ------------------------------------------------------------------------
 
@@ -372,6 +454,11 @@ class CaseService:
         """Decrypt many cases in one transaction (child-file matching, bulk review); the ones
         this person may not read are left out. Each case read is audited."""
         return await case_view.open_cases(self.store, identity, refs)
+
+    async def open_original(self, identity: Identity, ref: str) -> Original:
+        """Decrypt a case's original message (audited); a whistleblowing case's only for those
+        who may see the reporter's identity. See :mod:`sgalert.desk.original`."""
+        return await original.open_original(self.store, identity, ref)
 
     # ----- attachments and notification history ------------------------------------------
 
@@ -470,9 +557,25 @@ class CaseService:
         """Close with an outcome and its reason, as a signed entry. Closing also acknowledges."""
         return await transitions.close_case(self.store, self._clock, identity, ref, outcome, reason)
 
-    async def grant(self, identity: Identity, ref: str, grantee_email: str) -> None:
-        """Wrap the case's content key to one more person (never the whistleblower's identity)."""
-        await transitions.grant(self.store, identity, ref, grantee_email)
+    async def grant(
+        self, identity: Identity, ref: str, grantee_email: str, *, with_identity: bool = False
+    ) -> None:
+        """Let one more person read the case, as the access policy allows (a whistleblowing case
+        only by the monitoring officer; never the head for an allegation about the head). The
+        whistleblower's identity goes too only with ``with_identity``."""
+        await transitions.grant(
+            self.store, identity, ref, grantee_email, with_identity=with_identity
+        )
+
+    async def revoke(self, identity: Identity, ref: str, person_email: str) -> int:
+        """Take back a grant and rotate the case's key for what is written from now on; returns
+        the new key version. Who may revoke is who may grant."""
+        return await transitions.revoke(self.store, identity, ref, person_email)
+
+    async def eligible_assignees(self, identity: Identity, ref: str) -> list[Person]:
+        """Who the case may be assigned to: current people entitled to read it under the access
+        policy (never the head for an allegation about the head)."""
+        return await transitions.eligible_assignees(self.store, identity, ref)
 
     async def refer(self, identity: Identity, ref: str, to: str, text: str) -> str:
         """Record a referral as a signed entry; a LADO referral starts its clock with it."""
@@ -487,6 +590,14 @@ class CaseService:
     async def meet_clock(self, identity: Identity, ref: str, kind: str) -> None:
         """Record that a statutory deadline was met; its warnings stop."""
         await transitions.meet_clock(self.store, self._clock, identity, ref, kind)
+
+    async def hold(self, identity: Identity, ref: str, reason: str) -> str:
+        """Put a case under a legal hold (retention never destroys it); the reason is sealed."""
+        return await transitions.place_hold(self.store, self._clock, identity, ref, reason)
+
+    async def release_hold(self, identity: Identity, ref: str) -> str:
+        """Lift a case's legal hold: retention applies to it again."""
+        return await transitions.release_hold(self.store, self._clock, identity, ref)
 
     # ----- the engine's intake --------------------------------------------------------------
 
@@ -503,34 +614,46 @@ class CaseService:
         async with self.store.read() as db:
             return await audit.verify(db)
 
-    async def audit_log(self, *, limit: int = 500) -> tuple[desk.AuditRow, ...]:
-        """The newest audit entries, each case shown by reference. Metadata only; who may see
-        the log is the desk's decision (the DSLs and the headteacher)."""
-        return await desk.audit_log(self.store, limit=limit)
+    async def audit_log(self, identity: Identity, *, limit: int = 500) -> tuple[desk.AuditRow, ...]:
+        """The newest audit entries, each case shown by reference, for someone who may read the
+        log (the DSLs and the headteacher: :func:`sgalert.rules.access.may_read_audit_log`);
+        anyone else is refused, and the refusal audited. Entries about cases this person may
+        not see are left out. Metadata only."""
+        async with refusals(self.store, identity, "read-audit-log"):
+            if not may_read_audit_log(identity.person.role):
+                raise Refused(None, "", "the audit log")
+        return await desk.audit_log(self.store, limit=limit, viewer=viewer_of(identity))
 
-    async def case_history(self, case_id: str, *, limit: int = 200) -> list[audit.AuditEntry]:
-        """One case's audit trail, newest first: reads, notifications, escalations, actions."""
-        return await desk.case_history(self.store, case_id, limit=limit)
+    async def new_case_entries(
+        self, viewer: Identity | None = None, *, limit: int = 500
+    ) -> tuple[desk.AuditRow, ...]:
+        """The ``case-created`` entries among the newest ``limit``, of cases ``viewer`` may
+        see: what a desk's attention (bell, toast, highlight) looks for. Needs no right to
+        the audit log: it tells only what the viewer's queue shows anyway."""
+        return await desk.audit_log(
+            self.store, limit=limit, viewer=viewer_of(viewer), case_created_only=True
+        )
+
+    async def case_history(
+        self, identity: Identity, case_id: str, *, limit: int = 200
+    ) -> list[audit.AuditEntry]:
+        """One case's audit trail, newest first: reads, notifications, escalations, actions;
+        for someone who can read the case (a refusal is audited)."""
+        async with refusals(self.store, identity, "read-history"), self.store.read() as db:
+            summary = await desk.find_summary(db, case_id)
+            await key_versions(db, identity, summary)
+        return await desk.case_history(self.store, summary.id, limit=limit)
+
+
+def viewer_of(viewer: Identity | desk.Viewer | None) -> desk.Viewer:
+    """Who is looking at metadata, as the views take it."""
+    if viewer is None:
+        return desk.NOBODY
+    if isinstance(viewer, desk.Viewer):
+        return viewer
+    return desk.Viewer(viewer.id, viewer.person.role)
 
 
 async def open_service(workspace: Workspace, clock: Clock = utcnow) -> CaseService:
     """Open the workspace's store with its validated config."""
     return await CaseService.open(workspace, clock)
-
-
-__all__ = [
-    "REFERRALS",
-    "Attachment",
-    "AttachmentContent",
-    "CaseClock",
-    "CaseService",
-    "CaseView",
-    "EscalationTimer",
-    "NotificationHistory",
-    "NotificationRecord",
-    "SavedAttachment",
-    "delivery_error_class",
-    "load_config",
-    "make_plan",
-    "open_service",
-]

@@ -17,22 +17,30 @@ the action).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import aiosqlite
 
 from sgalert.clock import Clock, iso
-from sgalert.desk.access import content_key, refusals
+from sgalert.desk.access import Refused, content_key, key_versions, refusals
 from sgalert.desk.views import find_summary
 from sgalert.errors import IllegalTransition, InvalidInput, NotEntitled, NotFound
 from sgalert.model import CaseState, CaseSummary, KeyName
-from sgalert.records import audit, keyring
-from sgalert.records.cases import data_key_info
-from sgalert.records.chronology import INSERT_ENTRY, EntryKind, seal_entry
+from sgalert.records import audit, crypto, keyring
+from sgalert.records.cases import data_key_info, open_batch_keys
+from sgalert.records.chronology import EntryKind, insert_entry, seal_entry
 from sgalert.records.crypto import wrap_to_public_key
-from sgalert.records.entitlement import may_read
+from sgalert.records.entitlement import entitled_people, may_read
 from sgalert.records.keyring import Identity
+from sgalert.records.manifest import MANIFEST
+from sgalert.records.shredding import (
+    HOLD_PLACED_ACTION,
+    HOLD_RELEASED_ACTION,
+    place_hold_now,
+    release_hold_now,
+)
 from sgalert.records.store import Store, on_connection
 from sgalert.routing.escalation import (
     ACTION_CLOCKS,
@@ -40,6 +48,7 @@ from sgalert.routing.escalation import (
     start_action_clock,
     stop_for_acknowledged,
 )
+from sgalert.rules import access as rules
 
 # Where a case can be referred: a label for the record, and the clock a referral starts.
 REFERRALS: dict[str, tuple[str, str | None]] = {
@@ -159,31 +168,198 @@ async def assign(
         return await find_summary(db, summary.id)
 
 
-async def grant(store: Store, identity: Identity, ref: str, grantee_email: str) -> None:
-    """Wrap the case's content key to one more person (an investigator, a newcomer).
+async def eligible_assignees(store: Store, identity: Identity, ref: str) -> list[keyring.Person]:
+    """Who the case may be given to: current people entitled to read it under the access policy
+    (never the head for an allegation about the head). Asked by someone who can read it."""
+    async with refusals(store, identity, "list-assignees"), store.write() as db:
+        summary = await find_summary(db, ref)
+        await content_key(db, identity, summary)
+        entitled = await on_connection(db, lambda conn: entitled_people(conn, summary.id))
+        people = [await keyring.person_by_id(db, p.id) for p in entitled.values()]
+    return sorted((p for p in people if not p.removed), key=lambda p: p.email.lower())
 
-    The whistleblower's identity key is never granted this way: it stays with its compartment.
+
+async def grant(
+    store: Store, identity: Identity, ref: str, grantee_email: str, *, with_identity: bool = False
+) -> None:
+    """Wrap the case's content key (every version of it) to one more person: an investigator,
+    a newcomer. Who may grant, and to whom, is :mod:`sgalert.rules.access`'s: a whistleblowing
+    case only by the monitoring officer, never the head for an allegation about the head.
+
+    The whistleblower's identity key goes too only with ``with_identity``, the monitoring
+    officer's explicit choice; otherwise it stays with its compartment.
     """
     async with refusals(store, identity, "grant"), store.write() as db:
         summary = await find_summary(db, ref)
-        key = await content_key(db, identity, summary)
+        versions = await key_versions(db, identity, summary)
+        role = identity.person.role
+        if not rules.may_grant(role, summary.source, summary.flags):
+            raise Refused(
+                summary.id,
+                summary.ref,
+                f"grant access to case {summary.ref}",
+                {"reason": "not a grantor of this case"},
+            )
         grantee = await keyring.find_person(db, grantee_email)
         if grantee.removed:
             raise NotEntitled(f"{grantee.email} has been removed")
-        info = data_key_info(summary.id, KeyName.CONTENT, "person", grantee.id, 0)
-        await db.execute(
-            "INSERT OR REPLACE INTO key_wraps (case_id, key_name, recipient_kind,"
-            " recipient, version, wrapped) VALUES (?, 'content', 'person', ?, 0, ?)",
-            (summary.id, grantee.id, wrap_to_public_key(key, grantee.x25519_public, info)),
+        if not rules.may_hold(grantee.role, summary.flags):
+            raise Refused(
+                summary.id,
+                summary.ref,
+                f"grant case {summary.ref} to {grantee.email}",
+                {"grantee": grantee.id, "reason": "about-head"},
+            )
+        wraps = {KeyName.CONTENT: versions}
+        if with_identity:
+            if not rules.may_grant_identity(role, summary.source):
+                raise Refused(
+                    summary.id,
+                    summary.ref,
+                    f"grant the reporter's identity on case {summary.ref}",
+                    {"grantee": grantee.id},
+                )
+            wraps[KeyName.IDENTITY] = await key_versions(db, identity, summary, KeyName.IDENTITY)
+        for key_name, keys in wraps.items():
+            for version, key in keys.items():
+                await _wrap_to_person(db, summary.id, key_name, version, key, grantee)
+        detail: dict[str, object] = {"grantee": grantee.id}
+        if with_identity:
+            detail["identity"] = True
+        await audit.append(
+            db, [audit.AuditEvent(identity.email, "access-granted", summary.id, detail)]
         )
+
+
+async def _wrap_to_person(
+    db: aiosqlite.Connection,
+    case_id: str,
+    key_name: KeyName,
+    version: int,
+    key: bytes,
+    person: keyring.Person,
+) -> None:
+    info = data_key_info(case_id, key_name, "person", person.id, version)
+    await db.execute(
+        "INSERT OR REPLACE INTO key_wraps (case_id, key_name, recipient_kind,"
+        " recipient, version, wrapped) VALUES (?, ?, 'person', ?, ?, ?)",
+        (
+            case_id,
+            key_name.value,
+            person.id,
+            version,
+            wrap_to_public_key(key, person.x25519_public, info),
+        ),
+    )
+
+
+async def revoke(store: Store, identity: Identity, ref: str, person_email: str) -> int:
+    """Take back a grant: the person's own key wraps on the case are deleted, and each data key
+    they held is rotated, so every entry written from now on is sealed with a new key wrapped
+    to everyone else who reads the case, and a copy of the old one opens nothing new. Who may
+    revoke is who may grant. Returns the new key version. Audited; a refusal too.
+
+    Someone who reads the case through their role's group keeps it: that is ``user remove``'s.
+    """
+    async with refusals(store, identity, "revoke"), store.write() as db:
+        summary = await find_summary(db, ref)
+        await key_versions(db, identity, summary)
+        if not rules.may_grant(identity.person.role, summary.source, summary.flags):
+            raise Refused(
+                summary.id,
+                summary.ref,
+                f"revoke access to case {summary.ref}",
+                {"reason": "not a grantor of this case"},
+            )
+        person = await keyring.find_person(db, person_email)
+        cursor = await db.execute(
+            "SELECT DISTINCT key_name FROM key_wraps WHERE case_id = ?"
+            " AND recipient_kind = 'person' AND recipient = ?",
+            (summary.id, person.id),
+        )
+        held = sorted(KeyName(str(row[0])) for row in await cursor.fetchall())
+        if not held:
+            raise NotFound(
+                f"{person.email} holds no grant on case {summary.ref}; someone who reads it"
+                " through their role is removed with `sgalert user remove`"
+            )
+        # The keys are read (and the revoker's reach checked) before anything is deleted.
+        keys = {name: await key_versions(db, identity, summary, name) for name in held}
+        await db.execute(
+            "DELETE FROM key_wraps WHERE case_id = ? AND recipient_kind = 'person'"
+            " AND recipient = ?",
+            (summary.id, person.id),
+        )
+        if await on_connection(db, lambda conn: may_read(conn, person.id, summary.id)):
+            # Rolled back: revoking a grant would not stop someone who reads it by their role.
+            raise InvalidInput(
+                f"{person.email} reads case {summary.ref} through their role, not only a grant;"
+                " nothing was changed (`sgalert user remove` takes a role away)"
+            )
+        version = 0
+        for name in held:
+            version = max(version, await _rotate(db, identity, summary, name, keys[name]))
         await audit.append(
             db,
             [
                 audit.AuditEvent(
-                    identity.email, "access-granted", summary.id, {"grantee": grantee.id}
+                    identity.email,
+                    "access-revoked",
+                    summary.id,
+                    {"person": person.id, "keys": [n.value for n in held], "version": version},
                 )
             ],
         )
+        return version
+
+
+async def _rotate(
+    db: aiosqlite.Connection,
+    identity: Identity,
+    summary: CaseSummary,
+    key_name: KeyName,
+    known: dict[int, bytes],
+) -> int:
+    """A new version of one data key, wrapped to every remaining holder of the current one."""
+    cursor = await db.execute(
+        "SELECT MAX(version) FROM key_wraps WHERE case_id = ? AND key_name = ?",
+        (summary.id, key_name.value),
+    )
+    row = await cursor.fetchone()
+    current = max(int(row[0]) if row and row[0] is not None else 0, max(known))
+    cursor = await db.execute(
+        "SELECT DISTINCT recipient_kind, recipient FROM key_wraps WHERE case_id = ?"
+        " AND key_name = ?",
+        (summary.id, key_name.value),
+    )
+    holders = [(str(r[0]), str(r[1])) for r in await cursor.fetchall()]
+    batches = [recipient for kind, recipient in holders if kind == "batch"]
+    opened = await open_batch_keys(db, identity, batches)
+    if set(batches) - opened.keys():
+        raise Refused(
+            summary.id,
+            summary.ref,
+            f"rotate the key of case {summary.ref} (it needs someone who reads it by their role)",
+        )
+    new_key, version = crypto.new_data_key(), current + 1
+    for kind, recipient in holders:
+        if kind == "batch":
+            info = data_key_info(summary.id, key_name, "batch", recipient, version)
+            await db.execute(
+                "INSERT INTO key_wraps (case_id, key_name, recipient_kind, recipient, version,"
+                " wrapped) VALUES (?, ?, 'batch', ?, ?, ?)",
+                (
+                    summary.id,
+                    key_name.value,
+                    recipient,
+                    version,
+                    crypto.aead_seal(opened[recipient], new_key, info),
+                ),
+            )
+        else:
+            holder = await keyring.person_by_id(db, recipient)
+            await _wrap_to_person(db, summary.id, key_name, version, new_key, holder)
+    return version
 
 
 # ----- signed entries: notes, decisions, referrals, the outcome -----------------------------
@@ -226,9 +402,9 @@ async def add_entry(
         entry_id, row = seal_entry(
             identity, key, summary.id, kind, text, at=clock(), reason=reason, corrects=corrects
         )
-        await db.execute(INSERT_ENTRY, row)
+        record = await insert_entry(db, row)
         await _touch(db, summary.id, clock())
-        detail: dict[str, object] = {"entry": entry_id, "kind": kind.value}
+        detail: dict[str, object] = {"entry": entry_id, "kind": kind.value, MANIFEST: record}
         if corrects:
             detail["corrects"] = corrects
         await audit.append(db, [audit.AuditEvent(identity.email, action, summary.id, detail)])
@@ -323,7 +499,7 @@ async def close_case(
         entry_id, row = seal_entry(
             identity, key, summary.id, EntryKind.OUTCOME, outcome, at=now_dt, reason=reason
         )
-        await db.execute(INSERT_ENTRY, row)
+        record = await insert_entry(db, row)
         await on_connection(db, lambda conn: stop_for_acknowledged(conn, summary.id, clock()))
         await db.execute(
             "UPDATE cases SET state = 'closed', closed_at = ?, closed_by = ?, updated_at = ?,"
@@ -332,9 +508,87 @@ async def close_case(
             (now, identity.id, now, now, identity.id, summary.id),
         )
         await audit.append(
-            db, [audit.AuditEvent(identity.email, "closed", summary.id, {"entry": entry_id})]
+            db,
+            [
+                audit.AuditEvent(
+                    identity.email, "closed", summary.id, {"entry": entry_id, MANIFEST: record}
+                )
+            ],
         )
         return await find_summary(db, summary.id)
+
+
+# ----- legal holds (retention) -------------------------------------------------------------
+
+HoldChange = Callable[[sqlite3.Connection, str, str, str, str, datetime], None]
+
+
+async def _hold_entry(
+    store: Store,
+    clock: Clock,
+    identity: Identity,
+    ref: str,
+    text: str,
+    reason: str | None,
+    action: str,
+    change: HoldChange,
+) -> str:
+    """A hold's signed, sealed decision and its plaintext row, in one transaction."""
+    async with refusals(store, identity, action), store.write() as db:
+        summary = await find_summary(db, ref)
+        key = await content_key(db, identity, summary)
+        now = clock()
+        entry_id, row = seal_entry(
+            identity, key, summary.id, EntryKind.DECISION, text, at=now, reason=reason
+        )
+        await on_connection(
+            db, lambda conn: change(conn, summary.id, summary.ref, identity.id, entry_id, now)
+        )
+        record = await insert_entry(db, row)
+        await _touch(db, summary.id, now)
+        await audit.append(
+            db,
+            [
+                audit.AuditEvent(
+                    identity.email, action, summary.id, {"entry": entry_id, MANIFEST: record}
+                )
+            ],
+        )
+        return entry_id
+
+
+async def place_hold(store: Store, clock: Clock, identity: Identity, ref: str, reason: str) -> str:
+    """Put the case under a legal hold: retention never destroys it until the hold is released.
+
+    The reason may name people, so it is a signed decision sealed in the case's record; the
+    hold's own row holds only who and when. Open or closed cases alike; returns the entry id.
+    """
+    if not reason.strip():
+        raise InvalidInput("a legal hold needs its reason")
+    return await _hold_entry(
+        store,
+        clock,
+        identity,
+        ref,
+        "Legal hold placed: this case is not to be destroyed under retention.",
+        reason,
+        HOLD_PLACED_ACTION,
+        place_hold_now,
+    )
+
+
+async def release_hold(store: Store, clock: Clock, identity: Identity, ref: str) -> str:
+    """Lift the case's legal hold (a signed entry); retention applies to it again."""
+    return await _hold_entry(
+        store,
+        clock,
+        identity,
+        ref,
+        "Legal hold released: retention applies to this case again.",
+        None,
+        HOLD_RELEASED_ACTION,
+        release_hold_now,
+    )
 
 
 # ----- statutory clocks ---------------------------------------------------------------------

@@ -5,6 +5,12 @@ assigned): no unlock, no personal data, no case content. The queue pages, sorts 
 so 100,000 cases never become 100,000 rows in memory: one page of ids is chosen with
 index-friendly queries, then the metadata of just those rows is read. :class:`ChangeProbe` lets a
 desk notice, cheaply and from its own thread, that another connection changed the store.
+:func:`clock_lines` says how a case's statutory clocks stand, in the same words for the desk and
+the command line.
+
+Every list, page and count is seen by a :class:`Viewer`: a whistleblowing case or an allegation
+about the head appears only to people who can read it, and never to the head if it is about them
+(:func:`sgalert.rules.access.may_see`, in SQL here).
 
 Callers outside the core reach these through :class:`~sgalert.desk.service.CaseService`.
 """
@@ -14,17 +20,19 @@ from __future__ import annotations
 import enum
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 import aiosqlite
 
 from sgalert.clock import iso, parse_iso
 from sgalert.errors import NotFound, StoreError
-from sgalert.model import CaseState, CaseSummary, Flag, Source
+from sgalert.model import CaseState, CaseSummary, Flag, Role, Source
 from sgalert.records.audit import AuditEntry, entries
-from sgalert.records.store import Store, fetch_in
+from sgalert.records.entitlement import READS_CASE_SQL
+from sgalert.records.store import Store
 from sgalert.routing.outbox import FALLBACK_AFTER
 
 PAGE_SIZE = 100
@@ -32,6 +40,7 @@ PAGE_SIZE = 100
 SUMMARY_SQL = """
 SELECT c.id, c.ref, c.source, c.state, c.received_at, c.created_at, c.updated_at, c.flags,
        a.email AS assignee, c.acknowledged_at, k.email AS acknowledged_by, c.closed_at,
+       c.destroyed_at,
        (SELECT MIN(due_at) FROM clocks WHERE case_id = c.id AND met_at IS NULL) AS next_deadline,
        (SELECT kind FROM clocks WHERE case_id = c.id AND met_at IS NULL
         ORDER BY due_at LIMIT 1) AS next_clock
@@ -39,6 +48,43 @@ FROM cases c
 LEFT JOIN people a ON a.id = c.assignee_id
 LEFT JOIN people k ON k.id = c.acknowledged_by
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is looking at the metadata: a person (their id and role), somebody not yet identified
+    (no id: sees no confidential case), or the store's own upkeep (``every_case``: retention,
+    ``sgalert status``), which must see every case so none is missed."""
+
+    person_id: str | None = None
+    role: Role | None = None
+    every_case: bool = False
+
+
+NOBODY = Viewer()
+UPKEEP = Viewer(every_case=True)
+
+_CONFIDENTIAL = "(c.source = 'whistle' OR c.flags LIKE '%\"about-head\"%')"
+
+
+def visible(viewer: Viewer) -> tuple[str | None, dict[str, object]]:
+    """The SQL condition (over ``cases c``, named parameters) for the cases this viewer may see
+    in lists and counts, or None for every case: :func:`sgalert.rules.access.may_see`."""
+    if viewer.every_case:
+        return None, {}
+    if viewer.person_id is None:
+        return f"NOT {_CONFIDENTIAL}", {}
+    clause = f"(NOT {_CONFIDENTIAL} OR {READS_CASE_SQL})"
+    if viewer.role is Role.HEAD:
+        clause = f"c.flags NOT LIKE '%\"about-head\"%' AND {clause}"
+    return clause, {"viewer": viewer.person_id}
+
+
+async def _fetch(store: Store, sql: str, params: dict[str, object]) -> list[aiosqlite.Row]:
+    """One read with named parameters."""
+    async with store.read() as db:
+        cursor = await db.execute(sql, params)
+        return list(await cursor.fetchall())
 
 
 def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
@@ -61,6 +107,7 @@ def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
         acknowledged_by=row["acknowledged_by"],
         closed_at=when(row["closed_at"]),
         next_deadline=when(row["next_deadline"]),
+        destroyed_at=when(row["destroyed_at"]),
         next_clock=row["next_clock"],
     )
 
@@ -83,20 +130,23 @@ async def list_cases(
     source: Source | None = None,
     limit: int | None = None,
     offset: int = 0,
+    viewer: Viewer = NOBODY,
 ) -> list[CaseSummary]:
-    """Metadata only, newest first."""
-    where: list[str] = []
-    params: list[object] = []
+    """Metadata only, newest first, of the cases ``viewer`` may see."""
+    seen, params = visible(viewer)
+    where: list[str] = [seen] if seen else []
     if state is not None:
-        where.append("c.state = ?")
-        params.append(state.value)
+        where.append("c.state = :state")
+        params["state"] = state.value
     if source is not None:
-        where.append("c.source = ?")
-        params.append(source.value)
+        where.append("c.source = :source")
+        params["source"] = source.value
     sql = SUMMARY_SQL + (" WHERE " + " AND ".join(where) if where else "")
-    sql += " ORDER BY c.received_at DESC, c.ref DESC LIMIT ? OFFSET ?"
-    params += [limit if limit is not None else -1, offset]
-    return [summary_from_row(row) for row in await store.fetchall(sql, params)]
+    sql += " ORDER BY c.received_at DESC, c.ref DESC LIMIT :limit OFFSET :offset"
+    params |= {"limit": limit if limit is not None else -1, "offset": offset}
+    async with store.read() as db:
+        cursor = await db.execute(sql, params)
+        return [summary_from_row(row) for row in await cursor.fetchall()]
 
 
 class QueueView(enum.StrEnum):
@@ -134,6 +184,8 @@ class QueueQuery:
     descending: bool = False
     offset: int = 0
     limit: int = PAGE_SIZE
+    # Who is looking: confidential cases appear only to those who can read them.
+    viewer: Viewer = NOBODY
 
     def with_view(self, view: QueueView) -> QueueQuery:
         """The first page of another view. Priority only means something where cases need
@@ -189,11 +241,8 @@ _ASSIGNEE_JOIN = " LEFT JOIN people a ON a.id = c.assignee_id"
 
 # Orders over ids only; rowid breaks ties so a page boundary never repeats or skips a case, and
 # it keeps "received" in index order. DEADLINE is answered in two parts: see _deadline_ids.
-# A lesson ended over a disclosure or an immediate risk has no statutory clock, but it cannot
-# wait: for the priority order, while unacknowledged, it is due the moment it arrived, so it
-# ranks with an urgent Encompass notice (one whose "before the next school day" has come) and
-# not after every case that has a clock. Judged on the plaintext flag set at intake, never on
-# the sealed text.
+# A lesson ended over a disclosure or immediate risk (a plaintext flag set at intake) has no
+# clock; unacknowledged, it is due on arrival, so it ranks with urgent Encompass notices.
 _DUE = (
     "COALESCE(nd.due, CASE WHEN c.state = 'new' AND c.flags LIKE"
     " '%\"" + Flag.DISCLOSURE.value + "\"%' THEN c.received_at END)"
@@ -220,8 +269,8 @@ Params = dict[str, object]
 def _where(query: QueueQuery) -> tuple[list[str], Params]:
     """The view and search as SQL conditions; search terms are LIKE patterns with their
     wildcards escaped, so "100%" finds "100%" and not everything starting "100"."""
-    clauses: list[str] = []
-    params: Params = {}
+    seen, params = visible(query.viewer)
+    clauses: list[str] = [seen] if seen else []
     if query.view is QueueView.NEEDS_ACTION:
         clauses.append("c.state IN ('new', 'acknowledged')")  # uses cases_by_state
     elif query.view is not QueueView.ALL:
@@ -351,11 +400,15 @@ async def queue_page(
     return QueuePage(query, ordered, max(total, query.offset + len(ordered)), has_next)
 
 
-async def queue_counts(store: Store) -> dict[QueueView, int]:
-    """How many cases each view holds, in one pass over the cases table."""
-    rows = await store.fetchall(
-        "SELECT COUNT(*), TOTAL(state != 'closed'), TOTAL(source = 'encompass'),"
-        " TOTAL(source = 'whistle'), TOTAL(source = 'lesson') FROM cases"
+async def queue_counts(store: Store, viewer: Viewer = NOBODY) -> dict[QueueView, int]:
+    """How many cases each view holds for ``viewer``, in one pass over the cases table."""
+    seen, params = visible(viewer)
+    rows = await _fetch(
+        store,
+        "SELECT COUNT(*), TOTAL(c.state != 'closed'), TOTAL(c.source = 'encompass'),"
+        " TOTAL(c.source = 'whistle'), TOTAL(c.source = 'lesson') FROM cases c"
+        + (f" WHERE {seen}" if seen else ""),
+        params,
     )
     total, needs, encompass, whistle, lesson = (int(value) for value in rows[0])
     return {
@@ -446,12 +499,17 @@ async def failing_channels(store: Store) -> list[FailingChannel]:
     return [FailingChannel(str(r[0]), int(r[1]), parse_iso(r[2])) for r in rows]
 
 
-async def unacknowledged(store: Store, email: str | None = None) -> Unacknowledged:
-    """Unacknowledged cases, and how many of them are assigned to ``email`` (any case)."""
-    rows = await store.fetchall(
-        "SELECT COUNT(*), TOTAL(p.email = ? COLLATE NOCASE) FROM cases c"
-        " LEFT JOIN people p ON p.id = c.assignee_id WHERE c.state = 'new'",
-        (email or "",),
+async def unacknowledged(
+    store: Store, email: str | None = None, viewer: Viewer = NOBODY
+) -> Unacknowledged:
+    """Unacknowledged cases ``viewer`` may see, and how many of them are assigned to ``email``."""
+    seen, params = visible(viewer)
+    rows = await _fetch(
+        store,
+        "SELECT COUNT(*), TOTAL(p.email = :email COLLATE NOCASE) FROM cases c"
+        " LEFT JOIN people p ON p.id = c.assignee_id WHERE c.state = 'new'"
+        + (f" AND {seen}" if seen else ""),
+        params | {"email": email or ""},
     )
     return Unacknowledged(int(rows[0][0]), int(rows[0][1]))
 
@@ -471,14 +529,35 @@ async def open_alerts(store: Store) -> list[dict[str, str]]:
 # ----- the audit log -----------------------------------------------------------------------
 
 
-async def audit_log(store: Store, *, limit: int = 500) -> tuple[AuditRow, ...]:
-    """The newest ``limit`` audit entries, newest first, each case id shown as its reference."""
+async def audit_log(
+    store: Store, *, limit: int = 500, viewer: Viewer = NOBODY, case_created_only: bool = False
+) -> tuple[AuditRow, ...]:
+    """The newest ``limit`` audit entries, newest first, each case id shown as its reference;
+    entries about a case ``viewer`` may not see are left out (so the log does not tell of it).
+    ``case_created_only``: just the new cases (what a desk's attention looks for)."""
+    seen, params = visible(viewer)
     async with store.read() as db:
         found = await entries(db, limit=limit)
+        if case_created_only:
+            found = [e for e in found if e.action == "case-created"]
         ids = sorted({e.case_id for e in found if e.case_id})
-        rows = await fetch_in(db, "SELECT id, ref FROM cases WHERE id IN ({ids})", ids)
-        refs = {str(row[0]): str(row[1]) for row in rows}
-    return tuple(AuditRow(e, refs.get(e.case_id) if e.case_id else None) for e in found)
+        refs: dict[str, str] = {}
+        hidden: set[str] = set()
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            marks = ",".join(f":id{n}" for n in range(len(chunk)))
+            cursor = await db.execute(
+                f"SELECT c.id, c.ref, {seen or 1} FROM cases c WHERE c.id IN ({marks})",
+                params | {f"id{n}": case_id for n, case_id in enumerate(chunk)},
+            )
+            for row in await cursor.fetchall():
+                refs[str(row[0])] = str(row[1])
+                if not row[2]:
+                    hidden.add(str(row[0]))
+    return tuple(
+        AuditRow(e, refs.get(e.case_id) if e.case_id else None)
+        for e in found
+        if e.case_id not in hidden
+    )
 
 
 async def case_history(store: Store, case_id: str, *, limit: int = 200) -> list[AuditEntry]:
@@ -571,3 +650,90 @@ def _read_only_uri(path: Path) -> str:
     missing store must fail, not leave an empty database where the store should be. The path
     is percent-encoded, so a ``?`` or ``#`` in a folder name stays part of the path."""
     return f"{path.absolute().as_uri()}?mode=ro"
+
+
+# ----- statutory clocks, as every client shows them ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaseClock:
+    """A statutory or action clock on a case: its kind, when it runs out, when it was met."""
+
+    kind: str
+    due_at: datetime
+    met_at: datetime | None
+
+
+CLOCK_LABELS: dict[str, str] = {
+    "encompass-before-school-day": "Read before the next school day",
+    "whistle-monitoring-officer-5-working-days": "Monitoring Officer within 5 working days",
+    "lado-1-working-day": "LADO within 1 working day",
+    "suspension-confirmation-1-working-day": "Suspension confirmed in writing, 1 working day",
+    "file-transfer-5-school-days": "Child's file transferred within 5 school days",
+}
+"""Each clock's name as the desk, the command line and the pages say it."""
+
+SOON_SECONDS = 3_600  # the last hour before a deadline is shown as coming soon
+
+
+class ClockStanding(enum.StrEnum):
+    """Where a clock stands now: what decides how loudly each client shows it."""
+
+    MET = "met"
+    CASE_CLOSED = "case-closed"
+    RUNNING = "running"
+    SOON = "soon"
+    OVERDUE = "overdue"
+
+
+@dataclass(frozen=True, slots=True)
+class ClockLine:
+    """One clock, ready to show: its label, its due time in the school's zone, and where it
+    stands (``detail`` is the met time, or the time left or over, as words)."""
+
+    label: str
+    due: str
+    standing: ClockStanding
+    detail: str
+
+
+def local_time(moment: datetime, zone: tzinfo) -> str:
+    """A moment in the school's zone, as the desk writes it, in the UK's order without a
+    leading zero: ``Mon 7 Dec 09:00``."""
+    local = moment.astimezone(zone)
+    return f"{local:%a} {local.day} {local:%b %H:%M}"
+
+
+def span(seconds: int) -> str:
+    """A compact duration: ``2d 03h``, ``10h 33m``, ``4m 09s``."""
+    days, rest = divmod(max(seconds, 0), 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s"
+
+
+def clock_lines(
+    clocks: Sequence[CaseClock], state: CaseState, now: datetime, zone: tzinfo
+) -> tuple[ClockLine, ...]:
+    """A case's clocks as the desk and ``sgalert case show`` both show them (``state`` is the
+    case's): the due time in the school's zone, then met, case closed, or a countdown."""
+    lines = []
+    for clock in clocks:
+        label = CLOCK_LABELS.get(clock.kind, clock.kind)
+        due = local_time(clock.due_at, zone)
+        seconds = int((clock.due_at - now).total_seconds())
+        if clock.met_at is not None:
+            line = ClockLine(label, due, ClockStanding.MET, f"met {local_time(clock.met_at, zone)}")
+        elif state is CaseState.CLOSED:
+            line = ClockLine(label, due, ClockStanding.CASE_CLOSED, "case closed")
+        elif seconds < 0:
+            line = ClockLine(label, due, ClockStanding.OVERDUE, f"over {span(-seconds)}")
+        else:
+            standing = ClockStanding.SOON if seconds < SOON_SECONDS else ClockStanding.RUNNING
+            line = ClockLine(label, due, standing, span(seconds))
+        lines.append(line)
+    return tuple(lines)

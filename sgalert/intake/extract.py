@@ -32,7 +32,7 @@ from sgalert.intake.encompass import extract_encompass
 from sgalert.intake.labels import Extraction
 from sgalert.intake.lesson import extract_lesson
 from sgalert.intake.mime import AttachmentPart
-from sgalert.intake.whistle import extract_whistle
+from sgalert.intake.whistle import extract_whistle, mentions_head
 from sgalert.model import Flag, Source
 from sgalert.text import printable
 
@@ -57,13 +57,21 @@ def extract(
     zone: ZoneInfo,
     head_names: tuple[str, ...] = (),
 ) -> Extraction:
-    """The facts and flags for one message of the given source."""
+    """The facts and flags for one message of the given source.
+
+    Whatever the source, a message that names the headteacher (by a configured name or by
+    title) is flagged about-head, so it is sealed to the chair and the monitoring officer and
+    never pages the head: a lesson report or a notice can be about the head as much as an
+    allegation can."""
     if source is Source.ENCOMPASS:
         result = extract_encompass(subject, body, attachments, zone)
     elif source is Source.LESSON:
         result = extract_lesson(subject, body, zone)
     else:
         result = extract_whistle(subject, body, head_names)
+    if Flag.ABOUT_HEAD not in result.flags and mentions_head(f"{subject}\n{body}", head_names):
+        result.flags.add(Flag.ABOUT_HEAD)
+        result.reasons.append("the notice names the headteacher; routed to the chair")
     archives = [
         printable(a.filename, keep_newlines=False)
         for a in attachments

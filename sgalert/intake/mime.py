@@ -267,6 +267,12 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     return parsed
 
 
+def structure_refusal(raw: bytes, limits: ParseLimits) -> str | None:
+    """Why the MIME structure must not be parsed at all, or None: what intake and the desk's
+    view of a sealed original both ask before handing bytes to the parser."""
+    return _refusal(raw, limits)
+
+
 def _refusal(raw: bytes, limits: ParseLimits) -> str | None:
     """Why the MIME structure must not be parsed at all, or None."""
     if len(raw) > limits.max_message_bytes:

@@ -18,7 +18,7 @@ import aiosqlite
 from sgalert.clock import Clock, utcnow
 from sgalert.config import Config
 from sgalert.model import Readers, Source
-from sgalert.records import audit, keyring
+from sgalert.records import audit, keyring, keytrust
 from sgalert.records.cases import NewCase, SealedBatch, StoredCase, insert_now, seal_cases
 from sgalert.records.store import Store, on_connection
 from sgalert.routing.calendar_check import flag_guessed_deadlines
@@ -134,7 +134,10 @@ class NewCases:
         ring = self._keyring
         if ring is None:
             async with self.store.read() as db:
-                ring = self._keyring = await keyring.load_public_keyring(db)
+                ring = self._keyring = await keytrust.load_public_keyring(db)
+        if ring.untrusted:  # sealed to the trusted groups only: never quietly
+            async with self.store.write() as db:
+                await keytrust.alert_untrusted(db, ring)
         readers = self.readers
         if len(cases) <= 4:  # a thread hop costs more than sealing a handful
             return seal_cases(cases, ring, readers)
@@ -151,5 +154,6 @@ class NewCases:
         }
         if sealed.group_versions() <= current:
             return sealed
-        ring = self._keyring = await keyring.load_public_keyring(db)
+        ring = self._keyring = await keytrust.load_public_keyring(db)
+        await keytrust.alert_untrusted(db, ring)
         return seal_cases([s.case for s in sealed.cases], ring, self.readers)

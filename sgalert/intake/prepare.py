@@ -21,8 +21,8 @@ from sgalert.clock import utcnow
 from sgalert.config import ParseLimits, SourceConfig
 from sgalert.intake.extract import extract
 from sgalert.intake.mime import parse_message
+from sgalert.intake.redact import EMAIL_MARK, PHONE_MARK, ReporterRedactor
 from sgalert.intake.redact import MARK as REPORTER_MARK
-from sgalert.intake.redact import ReporterRedactor
 from sgalert.intake.sender import check_sender
 from sgalert.model import Flag, Source
 from sgalert.ports import Inbound
@@ -123,7 +123,9 @@ def prepare(
     contact = facts.pop("preferred_contact", None) if whistle else None
     # Whoever is granted an allegation reads what is shown of it: the reporter's own name and
     # address in it (a signature, say) are struck out; the original is sealed with their identity.
-    shown = ReporterRedactor(verdict.sender) if whistle else _as_written
+    redactor = ReporterRedactor(verdict.sender) if whistle else None
+    shown = redactor or _as_written
+    shown_filename = redactor.filename if redactor else _as_written
     subject, body_text = shown(parsed.subject), shown(parsed.body_text)
     facts = {key: shown(value) for key, value in facts.items()}
     reasons = [shown(reason) for reason in found.reasons]
@@ -132,12 +134,10 @@ def prepare(
         flags.add(Flag.MALFORMED)
     if verdict.problems:
         flags.add(Flag.UNVERIFIED_SENDER)
-    shown_body = printable(body_text)  # escaped once: it also says whether anything was
-    if (
-        shown_body != body_text
-        or _looks_hostile(subject, verdict.sender.display_name)
-        or (_MARKUP.search(body_text))
-    ):
+    shown_body = printable(body_text)
+    # Judged on the text as written: striking a name (and a bidi control hidden inside it)
+    # out of what is shown must not hide that the message was hostile.
+    if _looks_hostile(parsed.subject, parsed.body_text, verdict.sender.display_name):
         flags.add(Flag.HOSTILE_TEXT)
 
     sender = {
@@ -151,16 +151,17 @@ def prepare(
     }
     attachments = [
         {
-            "filename": printable(shown(a.filename), keep_newlines=False),
+            "filename": printable(shown_filename(a.filename), keep_newlines=False),
             "content_type": a.content_type,
             "size": len(a.payload),
         }
         for a in parsed.attachments
     ]
-    if isinstance(shown, ReporterRedactor) and shown.hits:
+    if redactor is not None and redactor.hits:
         notes["identity"] = [
-            f"the reporter's name or address appeared in the message and reads {REPORTER_MARK}"
-            " here; the original is sealed with the reporter's identity"
+            f"the reporter's name or address, or a phone number or email address, appeared in"
+            f" the message and reads {REPORTER_MARK}, {PHONE_MARK} or {EMAIL_MARK} here; the"
+            " original is sealed with the reporter's identity"
         ]
     content: dict[str, bytes] = {
         FIELD_SUBJECT: printable(subject, keep_newlines=False).encode(),

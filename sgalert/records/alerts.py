@@ -28,6 +28,7 @@ class AlertKind(enum.StrEnum):
     CHANNEL_MISSING = "channel-missing"  # a policy names channels that are not configured
     MESSAGE_QUARANTINED = "message-quarantined"  # a message could not be read nor quarantined
     CALENDAR_ENDING = "calendar-ending"  # the configured terms end within 60 days, or have
+    GROUP_KEY_UNTRUSTED = "group-key-untrusted"  # a group's public key fails its signature check
 
 
 def raise_alert(

@@ -28,6 +28,7 @@ import aiosqlite
 
 from sgalert.clock import iso, utcnow
 from sgalert.errors import AuditChainBroken, InvalidInput
+from sgalert.records import manifest
 from sgalert.records.crypto import canonical_json
 from sgalert.records.store import on_connection
 
@@ -159,11 +160,40 @@ def append_now(
 
 
 async def verify(
-    db: aiosqlite.Connection, batch: int = 5000, *, anchors: Sequence[Anchor] = ()
+    db: aiosqlite.Connection,
+    batch: int = 5000,
+    *,
+    anchors: Sequence[Anchor] = (),
+    records: bool = True,
 ) -> int:
     """Check the whole chain, and that it still holds every anchored state; returns the number
-    of entries, or raises AuditChainBroken naming the first entry that is wrong or missing."""
-    return await on_connection(db, lambda conn: verify_now(conn, batch, anchors=anchors))
+    of entries, or raises AuditChainBroken naming the first entry that is wrong or missing.
+
+    With ``records`` (the default) it then checks every case's sealed fields and chronology
+    against the newest manifest the chain holds for it (:mod:`sgalert.records.manifest`): that
+    reads every sealed blob, so the daily digest, which only needs the chain, leaves it out.
+    """
+
+    def check(conn: sqlite3.Connection) -> int:
+        count = verify_now(conn, batch, anchors=anchors)
+        if records:
+            verify_records_now(conn)
+        return count
+
+    return await on_connection(db, check)
+
+
+def verify_records_now(conn: sqlite3.Connection) -> None:
+    """Raise AuditChainBroken, one line naming the case(s), if any record fails its manifest."""
+    found = manifest.check_now(conn)
+    if not found:
+        return
+    first, rest = found[0], found[1:]
+    more = ""
+    if rest:
+        shown = ", ".join(m.ref for m in rest[:10])
+        more = f" (and {len(rest)} more: {shown}{', ...' if len(rest) > 10 else ''})"
+    raise AuditChainBroken(first.seq, first.line() + more)
 
 
 def verify_now(

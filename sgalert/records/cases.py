@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sgalert.clock import iso, utcnow
 from sgalert.errors import IntegrityError, NoEntitledReaders
 from sgalert.model import CaseState, KeyName, Readers, Source, readers_for
-from sgalert.records import audit, crypto
+from sgalert.records import audit, crypto, manifest
 from sgalert.records.keyring import Identity, PublicKeyring, held_group_keys
 from sgalert.records.store import fetch_in, in_statements, on_connection
+from sgalert.rules.access import barred
 
 _DATA_KEY_INFO = "sgalert/data-key/v1"
 _BATCH_KEY_INFO = "sgalert/batch-key/v1"
@@ -129,6 +130,13 @@ def seal_cases(
         data_keys: dict[str, bytes] = {}
         for key_name, plain_fields, groups in parts:
             holders = [key for key in (keyring.get(g) for g in groups) if key is not None]
+            distrusted = [g for g in groups if g in keyring.untrusted]
+            if not holders and distrusted:
+                raise NoEntitledReaders(
+                    f"the {', '.join(distrusted)} group key failed its signature check, so a"
+                    f" {new.source.value} case cannot be sealed to it and is held; a member must"
+                    " run `sgalert keys sign`, or the group be rotated (see the system alert)"
+                )
             if not holders:
                 raise NoEntitledReaders(
                     f"no member of {', '.join(groups) or 'any group'} has keys yet, so a "
@@ -247,6 +255,9 @@ def insert_now(conn: sqlite3.Connection, batch: SealedBatch, actor: str) -> list
                     "source": sealed.case.source.value,
                     "origin": sealed.case.origin,
                     "flags": sorted(sealed.case.flags),
+                    manifest.MANIFEST: manifest.manifest_of(
+                        (name, key, blob) for _, name, key, blob in sealed.fields
+                    ),
                 },
             )
             for sealed, item in zip(cases, stored, strict=True)
@@ -258,9 +269,27 @@ def insert_now(conn: sqlite3.Connection, batch: SealedBatch, actor: str) -> list
 async def unwrap_data_keys(
     db: aiosqlite.Connection, identity: Identity, case_ids: Iterable[str]
 ) -> dict[tuple[str, str], bytes]:
-    """Every data key of these cases that the identity can reach: (case id, key name) -> key."""
+    """Every data key of these cases that the identity can reach: (case id, key name) -> key.
+
+    The key of the case's first version: the one its sealed fields are sealed with. A case whose
+    content key was rotated (a revoked grant) has later versions for later chronology entries;
+    :func:`unwrap_key_versions` gives them all."""
+    versions = await unwrap_key_versions(db, identity, case_ids)
+    return {slot: keys[min(keys)] for slot, keys in versions.items()}
+
+
+async def unwrap_key_versions(
+    db: aiosqlite.Connection, identity: Identity, case_ids: Iterable[str]
+) -> dict[tuple[str, str], dict[int, bytes]]:
+    """Every version of every data key of these cases the identity can reach:
+    (case id, key name) -> version -> key. The highest version is what new writes use.
+
+    A case the access policy bars this person from (the head and an allegation about the head)
+    yields nothing, whatever key was wrapped to them: every read goes through here."""
     ids = list(dict.fromkeys(case_ids))
-    found: dict[tuple[str, str], bytes] = {}
+    flagged = await fetch_in(db, "SELECT id, flags FROM cases WHERE id IN ({ids})", ids)
+    ids = [str(row[0]) for row in flagged if not barred(identity.person.role, json.loads(row[1]))]
+    found: dict[tuple[str, str], dict[int, bytes]] = {}
     held = await held_group_keys(db, identity)
     batch_keys: dict[str, bytes | None] = {}
     for sql, params in in_statements(
@@ -273,26 +302,37 @@ async def unwrap_data_keys(
         await _open_batch_keys(db, held, wanted - batch_keys.keys(), batch_keys)
         for row in rows:
             slot = (row["case_id"], row["key_name"])
-            if slot in found:
-                continue
             kind, recipient, version = row["recipient_kind"], row["recipient"], int(row["version"])
+            if version in found.get(slot, {}):
+                continue
             info = data_key_info(slot[0], slot[1], kind, recipient, version)
             try:
                 if kind == "batch":
                     batch_key = batch_keys.get(recipient)
                     if batch_key is None:
                         continue
-                    found[slot] = crypto.aead_open(batch_key, row["wrapped"], info)
+                    key = crypto.aead_open(batch_key, row["wrapped"], info)
                 elif kind == "person" and recipient == identity.id:
-                    found[slot] = crypto.unwrap_with_private_key(
-                        row["wrapped"], identity.x25519(), info
-                    )
+                    key = crypto.unwrap_with_private_key(row["wrapped"], identity.x25519(), info)
+                else:
+                    continue
             except InvalidTag:
                 raise IntegrityError(
                     f"a wrapped key of case {await case_ref(db, slot[0])} failed its "
                     "integrity check"
                 ) from None
+            found.setdefault(slot, {})[version] = key
     return found
+
+
+async def open_batch_keys(
+    db: aiosqlite.Connection, identity: Identity, batch_ids: Iterable[str]
+) -> dict[str, bytes]:
+    """The batch keys this person's group keys open (the others are left out): what re-wraps a
+    rotated data key to the same groups."""
+    opened: dict[str, bytes | None] = {}
+    await _open_batch_keys(db, await held_group_keys(db, identity), set(batch_ids), opened)
+    return {batch_id: key for batch_id, key in opened.items() if key is not None}
 
 
 async def _open_batch_keys(

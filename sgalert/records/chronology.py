@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import enum
 import json
+import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,10 +23,10 @@ from cryptography.exceptions import InvalidTag
 from sgalert.clock import iso, parse_iso
 from sgalert.errors import IntegrityError
 from sgalert.model import KeyName
-from sgalert.records import crypto
+from sgalert.records import crypto, manifest
 from sgalert.records.cases import case_ref, field_aad
 from sgalert.records.keyring import Identity, Person, person_by_id
-from sgalert.records.store import fetch_in
+from sgalert.records.store import fetch_in, on_connection
 
 
 class EntryKind(enum.StrEnum):
@@ -110,10 +111,27 @@ INSERT_ENTRY = (
 )
 
 
+async def insert_entry(
+    db: aiosqlite.Connection, row: tuple[str, str, str, str, str, str | None, bytes]
+) -> str:
+    """Store a sealed entry inside the caller's write transaction; returns the case's new
+    manifest, which the caller's audit entry for the write must carry under
+    :data:`~sgalert.records.manifest.MANIFEST` (``audit verify`` compares the rows with it)."""
+    case_id = row[1]
+
+    def work(conn: sqlite3.Connection) -> str:
+        conn.execute(INSERT_ENTRY, row)
+        return manifest.case_manifest_now(conn, case_id)
+
+    return await on_connection(db, work)
+
+
 async def read_entries(
-    db: aiosqlite.Connection, keys: Mapping[str, bytes]
+    db: aiosqlite.Connection, keys: Mapping[str, bytes | Sequence[bytes]]
 ) -> dict[str, list[ChronologyEntry]]:
-    """Decrypt and check every entry of these cases (case id -> content key), oldest first."""
+    """Decrypt and check every entry of these cases (case id -> content key, or every version
+    of it when it was rotated: an entry is sealed with the version current when written),
+    oldest first."""
     entries: dict[str, list[ChronologyEntry]] = {case_id: [] for case_id in keys}
     authors: dict[str, Person] = {}
     rows = await fetch_in(
@@ -133,18 +151,25 @@ async def read_entries(
 
 
 async def _open_entry(
-    db: aiosqlite.Connection, row: aiosqlite.Row, data_key: bytes, author: Person
+    db: aiosqlite.Connection,
+    row: aiosqlite.Row,
+    data_keys: bytes | Sequence[bytes],
+    author: Person,
 ) -> ChronologyEntry:
     case_id, entry_id = row["case_id"], row["id"]
-    try:
-        plain = crypto.aead_open(
-            data_key, row["blob"], field_aad(case_id, _field_name(entry_id), KeyName.CONTENT)
-        )
-    except InvalidTag:
+    aad = field_aad(case_id, _field_name(entry_id), KeyName.CONTENT)
+    plain: bytes | None = None
+    for data_key in [data_keys] if isinstance(data_keys, bytes) else data_keys:
+        try:
+            plain = crypto.aead_open(data_key, row["blob"], aad)
+            break
+        except InvalidTag:
+            continue
+    if plain is None:
         raise IntegrityError(
             f"chronology entry {entry_id} of case {await case_ref(db, case_id)} failed its "
             "integrity check"
-        ) from None
+        )
     sealed = json.loads(plain)
     payload = sealed["payload"]
     expected_meta = {

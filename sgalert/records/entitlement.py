@@ -3,15 +3,18 @@
 A person is entitled to a case when its content key is wrapped to them directly (a grant) or to
 a batch key sealed to a group version of which they are an active member, and they have not been
 removed. Only entitled people are ever paged about a case, so a page never tells someone of a
-case they cannot open (an allegation about the head never reaches the head).
+case they cannot open. The access policy (:mod:`sgalert.rules.access`) is applied on top of the
+keys: the head is never entitled to a case flagged about-head, even if a key was wrapped to them.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 
 from sgalert.model import KeyName
+from sgalert.rules.access import may_hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +44,29 @@ def entitled_people(conn: sqlite3.Connection, case_id: str) -> dict[str, Person]
     """Current people who can read the case's content, by lower-cased email."""
     key = KeyName.CONTENT.value
     rows = conn.execute(_ENTITLED_SQL, (case_id, key, case_id, key)).fetchall()
-    return {str(r[1]).lower(): Person(str(r[0]), str(r[1]), str(r[2])) for r in rows}
+    found = conn.execute("SELECT flags FROM cases WHERE id = ?", (case_id,)).fetchone()
+    flags = json.loads(found[0]) if found else []
+    return {
+        str(r[1]).lower(): Person(str(r[0]), str(r[1]), str(r[2]))
+        for r in rows
+        if may_hold(str(r[2]), flags)
+    }
 
 
 def may_read(conn: sqlite3.Connection, person_id: str, case_id: str) -> bool:
     """Whether this current member of staff can read the case: asked before giving it to them."""
     return any(p.id == person_id for p in entitled_people(conn, case_id).values())
+
+
+# Whether the person ``:viewer`` holds case ``c``'s content key: wrapped to them directly (a
+# grant) or to a batch key sealed to a group version of which they are an active member. For a
+# query over ``cases c`` with a named ``:viewer`` parameter (the desk's metadata views).
+READS_CASE_SQL = (
+    "EXISTS (SELECT 1 FROM key_wraps rw WHERE rw.case_id = c.id AND rw.key_name = 'content'"
+    " AND ((rw.recipient_kind = 'person' AND rw.recipient = :viewer)"
+    " OR (rw.recipient_kind = 'batch' AND EXISTS (SELECT 1 FROM batch_keys rb"
+    " JOIN group_key_seals rs ON rs.group_name = rb.group_name AND rs.version = rb.version"
+    " JOIN group_members rm ON rm.group_name = rs.group_name AND rm.person_id = rs.person_id"
+    "   AND rm.state = 'active'"
+    " WHERE rb.batch_id = rw.recipient AND rs.person_id = :viewer))))"
+)

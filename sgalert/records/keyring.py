@@ -5,6 +5,11 @@ current member; a case's data keys are wrapped to the group's public key. Adding
 sealing, done by someone who already holds the group key; removing one rotates the group key so
 new cases are sealed to a key the leaver never had. Creating a case needs only public keys
 (:class:`PublicKeyring`), which is all the always-on engine ever loads.
+
+Each group key version is signed (Ed25519) by the person who created or rotated it, and each
+person's public signing key goes into the audit log's ``person-added`` entry, so a public key
+swapped in the store is refused rather than sealed to: :mod:`sgalert.records.keytrust` checks
+them and loads the :class:`PublicKeyring`.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -44,6 +50,7 @@ from sgalert.text import has_unsafe, printable
 
 _PERSON_KEYS_AAD = "sgalert/person-keys/v1"
 _GROUP_SEAL_INFO = "sgalert/group-key/v1"
+_GROUP_KEY_SIGNATURE = "sgalert/group-key-signature/v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +114,13 @@ class GroupKey:
 
 @dataclass(frozen=True, slots=True)
 class PublicKeyring:
-    """The current public key of every group that has one: enough to seal, never to read."""
+    """The current public key of every group that has a trusted one: enough to seal, never to
+    read. ``untrusted`` names the groups left out and why (a reason, never a key); ``legacy``
+    the groups whose key predates signing and is accepted until someone signs it."""
 
     groups: dict[str, GroupKey]
+    untrusted: Mapping[str, str] = field(default_factory=dict)
+    legacy: frozenset[str] = frozenset()
 
     def get(self, name: str) -> GroupKey | None:
         return self.groups.get(name)
@@ -135,6 +146,11 @@ def _group_kind(name: str) -> str:
 def groups_for_role(role: Role) -> tuple[str, ...]:
     """The role's own group plus the compartments that role joins automatically."""
     return (role.value, *ROLE_COMPARTMENTS.get(role, ()))
+
+
+def group_key_message(group: str, version: int, public_raw: bytes) -> bytes:
+    """What a group key's signer signs: the group, the version and the public key itself."""
+    return crypto.label(_GROUP_KEY_SIGNATURE, group, version, public_raw.hex())
 
 
 def _seal_info(group: str, version: int, person_id: str) -> bytes:
@@ -201,7 +217,15 @@ async def list_people(store: Store) -> list[tuple[Person, dict[str, str]]]:
     return [(_person_from_row(row), by_person.get(row["id"], {})) for row in people]
 
 
-async def add_person(
+# Who may add a person once the workspace has one: the people a school's records are confined to
+# (the DSL and the headteacher [school 1.13.0]) and the monitoring officer, who answers for
+# whistleblowing [HMS]. A deputy, the chair and staff may not: each newcomer's access to a group
+# is still pending until a member of that group seals its key to them (:func:`approve_member`).
+ADDS_PEOPLE = frozenset({Role.DSL, Role.HEAD, Role.MONITORING_OFFICER})
+_ADDERS = "a DSL, the headteacher or a monitoring officer"
+
+
+async def add_first_person(
     store: Store,
     *,
     name: str,
@@ -209,14 +233,72 @@ async def add_person(
     role: Role,
     passphrase: str,
     kdf: crypto.KdfParams | None = None,
-    actor: str = audit.SYSTEM,
 ) -> tuple[Person, dict[str, str]]:
-    """Create a person with fresh keys wrapped under their passphrase.
+    """The first-run bootstrap: create the first person, only while the workspace has nobody.
 
-    For each of the person's groups: if the group has no key yet, it is created and sealed to this
-    person (active); otherwise the membership is pending until an existing member approves it,
-    because only someone holding the group key can seal it to a newcomer.
+    They must be someone who may add the others (:data:`ADDS_PEOPLE`); every later person is
+    added by :func:`add_person`, by someone unlocked. Both checks run inside the transaction that
+    inserts, so two first-runs at once cannot both succeed.
     """
+    return await _add(
+        store, None, name=name, email=email, role=role, passphrase=passphrase, kdf=kdf
+    )
+
+
+async def add_person(
+    store: Store,
+    *,
+    by: Identity,
+    name: str,
+    email: str,
+    role: Role,
+    passphrase: str,
+    kdf: crypto.KdfParams | None = None,
+) -> tuple[Person, dict[str, str]]:
+    """Create a person with fresh keys wrapped under their passphrase, added by ``by``.
+
+    ``by`` must be unlocked (their private key must match the one on file), current, and one of
+    :data:`ADDS_PEOPLE`; the audit entry names who added whom. For each of the person's groups:
+    if the group has no key yet, it is created and sealed to this person (active); otherwise the
+    membership is pending until an existing member approves it, because only someone holding the
+    group key can seal it to a newcomer.
+    """
+    return await _add(store, by, name=name, email=email, role=role, passphrase=passphrase, kdf=kdf)
+
+
+async def _check_adder(db: aiosqlite.Connection, by: Identity | None, role: Role) -> str:
+    """Refuse unless this add is allowed: the audit actor if it is."""
+    if by is None:
+        cursor = await db.execute("SELECT 1 FROM people LIMIT 1")
+        if await cursor.fetchone() is not None:
+            raise NotEntitled(
+                "this workspace already has people: a DSL, the headteacher or a monitoring officer"
+                " adds the next with `sgalert user add ... --by THEIR_EMAIL`"
+            )
+        if role not in ADDS_PEOPLE:
+            raise InvalidInput(f"the first person must be {_ADDERS}, who can then add the others")
+        return audit.SYSTEM
+    adder = await person_by_id(db, by.id)
+    held = crypto.raw_public_bytes(by.x25519().public_key())  # NotEntitled when locked
+    if held != crypto.raw_public_bytes(adder.x25519_public):
+        raise NotEntitled(f"the keys given for {adder.email} are not theirs; unlock again")
+    if adder.removed:
+        raise NotEntitled(f"{adder.email} has been removed and may not add people")
+    if adder.role not in ADDS_PEOPLE:
+        raise NotEntitled(f"{adder.email} may not add people: only {_ADDERS} may")
+    return adder.email
+
+
+async def _add(
+    store: Store,
+    by: Identity | None,
+    *,
+    name: str,
+    email: str,
+    role: Role,
+    passphrase: str,
+    kdf: crypto.KdfParams | None,
+) -> tuple[Person, dict[str, str]]:
     if not name.strip():
         raise InvalidInput("a person needs a name")
     if has_unsafe(name):
@@ -247,6 +329,7 @@ async def add_person(
     )
     memberships: dict[str, str] = {}
     async with store.write() as db:
+        actor = await _check_adder(db, by, role)
         cursor = await db.execute("SELECT 1 FROM people WHERE email = ?", (email,))
         if await cursor.fetchone():
             raise AlreadyExists(f"a person with email {email} already exists")
@@ -269,14 +352,21 @@ async def add_person(
             cursor = await db.execute("SELECT 1 FROM groups WHERE name = ?", (group,))
             if await cursor.fetchone() is None:
                 group_private = X25519PrivateKey.generate()
+                public_raw = crypto.raw_public_bytes(group_private.public_key())
                 await db.execute(
                     "INSERT INTO groups (name, kind, current_version) VALUES (?, ?, 1)",
                     (group, _group_kind(group)),
                 )
                 await db.execute(
-                    "INSERT INTO group_keys (group_name, version, public_key, created_at)"
-                    " VALUES (?, 1, ?, ?)",
-                    (group, crypto.raw_public_bytes(group_private.public_key()), iso(now)),
+                    "INSERT INTO group_keys (group_name, version, public_key, created_at,"
+                    " signer_id, signature) VALUES (?, 1, ?, ?, ?, ?)",
+                    (
+                        group,
+                        public_raw,
+                        iso(now),
+                        person_id,
+                        ed_private.sign(group_key_message(group, 1, public_raw)),
+                    ),
                 )
                 await db.execute(
                     "INSERT INTO group_key_seals (group_name, version, person_id, sealed)"
@@ -297,7 +387,14 @@ async def add_person(
                 audit.AuditEvent(
                     actor=actor,
                     action="person-added",
-                    detail={"person": person_id, "role": role.value, "groups": memberships},
+                    detail={
+                        "person": person_id,
+                        "role": role.value,
+                        "groups": memberships,
+                        # Vouches for the key that signs their group keys and record entries.
+                        "signing_key": crypto.raw_public_bytes(person.ed25519_public).hex(),
+                        "by": by.id if by is not None else "first-run",
+                    },
                 )
             ],
         )
@@ -525,10 +622,18 @@ async def remove_person(store: Store, remover: Identity, email: str) -> list[str
                 )
             new_version = await _current_version(db, group) + 1
             new_private = X25519PrivateKey.generate()
+            public_raw = crypto.raw_public_bytes(new_private.public_key())
             await db.execute(
-                "INSERT INTO group_keys (group_name, version, public_key, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (group, new_version, crypto.raw_public_bytes(new_private.public_key()), iso(now)),
+                "INSERT INTO group_keys (group_name, version, public_key, created_at, signer_id,"
+                " signature) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    group,
+                    new_version,
+                    public_raw,
+                    iso(now),
+                    remover.id,
+                    remover.sign(group_key_message(group, new_version, public_raw)),
+                ),
             )
             await db.execute(
                 "UPDATE groups SET current_version = ? WHERE name = ?", (new_version, group)
@@ -571,23 +676,6 @@ async def _current_version(db: aiosqlite.Connection, group: str) -> int:
     return int(row["current_version"])
 
 
-async def load_public_keyring(db: aiosqlite.Connection) -> PublicKeyring:
-    """Current public keys of all groups. This is all the engine needs to create cases."""
-    cursor = await db.execute(
-        "SELECT g.name, g.current_version, k.public_key FROM groups g JOIN group_keys k"
-        " ON k.group_name = g.name AND k.version = g.current_version"
-    )
-    groups = {
-        row["name"]: GroupKey(
-            name=row["name"],
-            version=int(row["current_version"]),
-            public_key=crypto.load_x25519_public(row["public_key"]),
-        )
-        for row in await cursor.fetchall()
-    }
-    return PublicKeyring(groups=groups)
-
-
 async def active_groups(db: aiosqlite.Connection, person_id: str) -> set[str]:
     cursor = await db.execute(
         "SELECT group_name FROM group_members WHERE person_id = ? AND state = 'active'",
@@ -597,20 +685,22 @@ async def active_groups(db: aiosqlite.Connection, person_id: str) -> set[str]:
 
 
 __all__ = [
+    "ADDS_PEOPLE",
     "WHISTLE_IDENTITY",
     "GroupKey",
     "Identity",
     "Person",
     "PublicKeyring",
     "active_groups",
+    "add_first_person",
     "add_person",
     "approve_member",
     "find_person",
+    "group_key_message",
     "group_private_key",
     "groups_for_role",
     "held_group_keys",
     "list_people",
-    "load_public_keyring",
     "remove_person",
     "unlock",
 ]

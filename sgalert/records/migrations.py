@@ -1,10 +1,14 @@
 """Numbered schema migrations. Append new ones; never edit one that has shipped.
 
 ``PRAGMA user_version`` records the last applied number. Each migration runs in its own
-transaction, so a crash leaves the store at a whole version.
+transaction, so a crash leaves the store at a whole version. A migration that must compute
+something (hashes, audit entries) has a Python step in :data:`STEPS`, run in that transaction.
 """
 
 from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -367,5 +371,123 @@ MIGRATIONS += (
         """,
     ),
 )
+
+MIGRATIONS += (
+    (
+        10,
+        """
+        -- Group public keys are signed by the person who created or rotated the group, so a key
+        -- swapped in the store is refused rather than sealed to. Keys from before this version
+        -- are unsigned: their public halves are written into the audit log by the step below
+        -- and accepted as "legacy, unsigned" until `sgalert keys sign` signs them.
+        ALTER TABLE group_keys ADD COLUMN signer_id TEXT REFERENCES people(id);
+        ALTER TABLE group_keys ADD COLUMN signature BLOB;
+        CREATE TRIGGER group_keys_no_swap BEFORE UPDATE OF group_name, version, public_key
+        ON group_keys
+        BEGIN SELECT RAISE(ABORT, 'a group key is never changed; rotate the group instead'); END;
+        -- The few audit entries the keyring checks each key against (see keytrust.TRUST_ACTIONS).
+        CREATE INDEX audit_trust ON audit(action)
+            WHERE action IN ('person-added', 'signing-key-recorded', 'group-key-legacy');
+        """,
+    ),
+)
+
+
+MIGRATIONS += (
+    (
+        11,
+        """
+        -- Retention (docs/retention.md). A destroyed case keeps its row (reference, source, times,
+        -- state, flags: what the counts need) and the day it was crypto-shredded; once set, never
+        -- unset. Its data keys and sealed rows are then deleted in the same transaction.
+        ALTER TABLE cases ADD COLUMN destroyed_at TEXT;
+
+        -- Legal holds: a held case is never destroyed. The reason is a signed, sealed decision
+        -- in the case's record (entry_id); only who and when are plaintext here.
+        CREATE TABLE legal_holds (
+            id          INTEGER PRIMARY KEY,
+            case_id     TEXT NOT NULL REFERENCES cases(id),
+            placed_at   TEXT NOT NULL,
+            placed_by   TEXT NOT NULL REFERENCES people(id),
+            entry_id    TEXT NOT NULL,
+            released_at TEXT,
+            released_by TEXT REFERENCES people(id),
+            released_entry_id TEXT
+        );
+        CREATE UNIQUE INDEX legal_holds_active ON legal_holds(case_id) WHERE released_at IS NULL;
+
+        CREATE TRIGGER cases_destroyed_is_final BEFORE UPDATE OF destroyed_at ON cases
+        WHEN OLD.destroyed_at IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'a destroyed case stays destroyed'); END;
+        CREATE TRIGGER cases_held_not_destroyed BEFORE UPDATE OF destroyed_at ON cases
+        WHEN NEW.destroyed_at IS NOT NULL AND EXISTS (
+            SELECT 1 FROM legal_holds WHERE case_id = NEW.id AND released_at IS NULL)
+        BEGIN SELECT RAISE(ABORT, 'a case under a legal hold is never destroyed'); END;
+
+        -- Crypto-shredding is the one sanctioned deletion of a record: allowed only for a case
+        -- already marked destroyed (in the same transaction, with its audit entry).
+        DROP TRIGGER chronology_no_delete;
+        CREATE TRIGGER chronology_no_delete BEFORE DELETE ON chronology
+        WHEN (SELECT destroyed_at FROM cases WHERE id = OLD.case_id) IS NULL
+        BEGIN SELECT RAISE(ABORT, 'chronology entries are never deleted; add a correction'); END;
+        DROP TRIGGER sealed_fields_no_delete;
+        CREATE TRIGGER sealed_fields_no_delete BEFORE DELETE ON sealed_fields
+        WHEN (SELECT destroyed_at FROM cases WHERE id = OLD.case_id) IS NULL
+        BEGIN SELECT RAISE(ABORT, 'sealed fields are never deleted'); END;
+        -- Nothing new is sealed into a destroyed case.
+        CREATE TRIGGER chronology_not_after_destroyed BEFORE INSERT ON chronology
+        WHEN (SELECT destroyed_at FROM cases WHERE id = NEW.case_id) IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'the case was destroyed under retention'); END;
+        CREATE TRIGGER sealed_fields_not_after_destroyed BEFORE INSERT ON sealed_fields
+        WHEN (SELECT destroyed_at FROM cases WHERE id = NEW.case_id) IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'the case was destroyed under retention'); END;
+        CREATE TRIGGER key_wraps_not_after_destroyed BEFORE INSERT ON key_wraps
+        WHEN (SELECT destroyed_at FROM cases WHERE id = NEW.case_id) IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'the case was destroyed under retention'); END;
+        """,
+    ),
+)
+
+
+def _trust_baseline(conn: sqlite3.Connection) -> None:
+    """Migration 10's step: write into the audit chain what the store holds at the upgrade.
+
+    Each person's public signing key, each group public key (accepted as legacy until signed),
+    and each case's manifest. A row removed or a key swapped *before* the upgrade cannot be told
+    from the real thing; from here on the chain holds the upgrade's state.
+    """
+    # Imported here: the audit module imports the store, which imports this module.
+    from sgalert.records import audit, manifest
+
+    events = [
+        audit.AuditEvent(
+            audit.SYSTEM,
+            "signing-key-recorded",
+            detail={"person": str(person_id), "signing_key": bytes(key).hex()},
+        )
+        for person_id, key in conn.execute(
+            "SELECT id, ed25519_public FROM people ORDER BY created_at, id"
+        )
+    ]
+    events += [
+        audit.AuditEvent(
+            audit.SYSTEM,
+            "group-key-legacy",
+            detail={"group": str(group), "version": int(version), "public_key": bytes(key).hex()},
+        )
+        for group, version, key in conn.execute(
+            "SELECT group_name, version, public_key FROM group_keys ORDER BY group_name, version"
+        )
+    ]
+    events += [
+        audit.AuditEvent(audit.SYSTEM, manifest.RECORDED, case_id, {manifest.MANIFEST: digest})
+        for case_id, digest in manifest.baseline_now(conn)
+    ]
+    if events:
+        audit.append_now(conn, events)
+
+
+#: Python run after a migration's SQL, in the same transaction.
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {10: _trust_baseline}
 
 HEAD_VERSION = MIGRATIONS[-1][0]

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from sgalert.errors import StoreError
-from sgalert.records.migrations import HEAD_VERSION, MIGRATIONS
+from sgalert.records.migrations import HEAD_VERSION, MIGRATIONS, STEPS
 
 BUSY_TIMEOUT_MS = 15_000
 
@@ -151,6 +151,9 @@ class Store:
                     continue  # another process applied it while we waited
                 for statement in split_statements(script):
                     await db.execute(statement)
+                step = STEPS.get(number)
+                if step is not None:
+                    await on_connection(db, step)
                 await db.execute(f"PRAGMA user_version = {int(number)}")
 
     async def _statement(self, sql: str) -> None:

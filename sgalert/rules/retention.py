@@ -7,14 +7,20 @@
   reaches normal retirement age, whichever is longer (KCSIE). sgalert does not record retirement
   ages, so at 10 years such a case is due for review, never destroyed unattended.
 
-Only ``DESTROY`` rules ever lead to automatic crypto-shredding; ``REVIEW`` ones list the case for
-a person to decide. Pure arithmetic on dates: the child's date of birth is sealed, so whoever
-asks for an Encompass case's date must have unlocked it.
+Only ``DESTROY`` rules ever lead to unattended crypto-shredding; ``REVIEW`` ones list the case for
+a person to decide. A school may set its own periods in ``[retention]`` (see
+:mod:`sgalert.config`), never shorter than the policy's unless it says it chose so on advice.
+
+The child's date of birth is sealed, so the engine cannot count from it. Every rule can always
+count from the day the case arrived: a child is born before a notice about them arrives, so the
+arrival date plus 25 years is never before the 25th birthday. That is the unattended date; a
+reader who unlocks (``retention run --as``) sees the earlier, exact one. Pure arithmetic on dates.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -31,6 +37,14 @@ class CountFrom(enum.StrEnum):
     CHILD_BIRTH = "child-birth"  # the child's date of birth (sealed: needs an unlocked reader)
 
 
+def add_years(start: date, years: int) -> date:
+    """``start`` moved on ``years`` years; 29 February lands on 1 March in a common year."""
+    try:
+        return start.replace(year=start.year + years)
+    except ValueError:
+        return date(start.year + years, 3, 1)
+
+
 @dataclass(frozen=True, slots=True)
 class RetentionRule:
     """Keep a case ``years`` from ``count_from``, then ``then``; ``why`` cites the policy."""
@@ -40,16 +54,16 @@ class RetentionRule:
     then: AtExpiry
     why: str
 
-    def expires(self, received_at: datetime, child_dob: date | None = None) -> date | None:
-        """The first day the case is past its period, or None when that is not known (an
-        Encompass case whose child's date of birth was not read, or not given)."""
-        start = received_at.date() if self.count_from is CountFrom.RECEIVED else child_dob
-        if start is None:
-            return None
-        try:
-            return start.replace(year=start.year + self.years)
-        except ValueError:  # 29 February, into a year without one
-            return date(start.year + self.years, 3, 1)
+    def expires(self, received_at: datetime, child_dob: date | None = None) -> date:
+        """The first day the case is past its period.
+
+        A rule that counts from the child's birth uses ``child_dob`` when a reader supplied it;
+        without it, the day the case arrived stands in, which is never earlier (the child was
+        born before the notice came), so nothing is ever let go too soon.
+        """
+        if self.count_from is CountFrom.CHILD_BIRTH and child_dob is not None:
+            return add_years(child_dob, self.years)
+        return add_years(received_at.date(), self.years)
 
 
 DEFAULT_RETENTION: dict[Source, RetentionRule] = {
@@ -69,3 +83,5 @@ DEFAULT_RETENTION: dict[Source, RetentionRule] = {
         "allegations about staff are kept 10 years or to retirement age, whichever is longer",
     ),
 }
+
+RetentionRules = Mapping[Source, RetentionRule]

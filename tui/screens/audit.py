@@ -58,8 +58,11 @@ class AuditScreen(DeskScreen[None]):
         self.dismiss(None)
 
     def action_reload(self) -> None:
+        identity = self.desk.identity
+        if identity is None:
+            return
         self.desk.submit(
-            self.desk.service.audit_log(),
+            self.desk.service.audit_log(identity),
             description="Reading the audit log",
             done=self._show,
             latest="audit",

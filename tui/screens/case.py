@@ -192,8 +192,11 @@ class CaseScreen(DeskScreen[None]):
     def _load_history(self) -> None:
         if not self.history_shown:
             return
+        identity = self.desk.identity
+        if identity is None:
+            return
         self.desk.submit(
-            self.desk.service.case_history(self.view.summary.id),
+            self.desk.service.case_history(identity, self.view.summary.id),
             description="Loading the case history",
             done=self._show_history,
             latest="case-history",
@@ -405,15 +408,22 @@ class CaseScreen(DeskScreen[None]):
                     f"{self.ref} assigned to {email}.",
                 )
 
-        def ask(people: list[tuple[Any, dict[str, str]]]) -> None:
+        def ask(people: list[Any]) -> None:
+            # The core says who may take the case (never the head for an allegation about them).
             choices = [
                 (f"{person.name} <{person.email}> ({person.role.value})", person.email)
-                for person, _ in people
-                if not person.removed and person.role in ASSIGNABLE
+                for person in people
+                if person.role in ASSIGNABLE
             ]
             self.app.push_screen(AssignScreen(self.ref, choices), chosen)
 
-        self.desk.submit(self.desk.service.people(), description="Listing people", done=ask)
+        self.desk.require_identity(
+            lambda who: self.desk.submit(
+                self.desk.service.eligible_assignees(who, self.ref),
+                description="Listing who may take the case",
+                done=ask,
+            )
+        )
 
     def action_refer(self) -> None:
         if confirm_working(self.desk, self.view.summary, self.action_refer):

@@ -224,14 +224,16 @@ class QueueScreen(DeskScreen[None]):
             self._counts = {}
         query = self.query_state
         desk.submit(
-            desk.service.queue_page(query, known_total=self._counts.get(query.view)),
+            desk.service.queue_page(
+                query, known_total=self._counts.get(query.view), viewer=desk.identity
+            ),
             description="Loading the queue",
             done=self._show_page,
             latest="queue",
         )
         if recount:
             desk.submit(
-                desk.service.queue_counts(),
+                desk.service.queue_counts(desk.identity),
                 description="Counting cases",
                 done=self._show_counts,
                 latest="queue-counts",
@@ -389,6 +391,7 @@ class QueueScreen(DeskScreen[None]):
         if self.desk.identity is None:
             self._previewed = None
             self.query_one(PreviewPane).clear()  # locked: nothing decrypted stays on screen
+        self.reload()  # what the queue shows depends on who is looking
         self._highlight_moved()
         self._show_whoami(self.desk.now())
         self.show_banners()

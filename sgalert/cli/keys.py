@@ -1,0 +1,59 @@
+"""``sgalert keys status`` and ``sgalert keys sign --as EMAIL``: whether each group's public key
+may be sealed to, and signing the keys a store had before group keys were signed (see
+:mod:`sgalert.records.keytrust`)."""
+
+from __future__ import annotations
+
+from sgalert.cli.context import Context
+from sgalert.cli.spec import AS_EMAIL, Command, Entry, Group
+from sgalert.records.keytrust import GroupKeyStatus, KeyTrust, group_key_statuses, sign_group_keys
+
+
+def trust_line(status: GroupKeyStatus) -> str:
+    """One group's key as ``keys status``, ``audit verify`` and ``doctor`` word it."""
+    where = f"{status.group} key (version {status.version})"
+    if status.trust is KeyTrust.SIGNED:
+        return f"{where}: signed by a current member"
+    if status.trust is KeyTrust.LEGACY:
+        return (
+            f"{where}: legacy, unsigned (from before keys were signed); a member of {status.group}"
+            " should run `sgalert keys sign --as EMAIL`"
+        )
+    return f"{where}: NOT TRUSTED ({status.reason}); no new case is sealed to it"
+
+
+async def keys_status(ctx: Context) -> int:
+    async with await ctx.service() as service, service.store.read() as db:
+        statuses = await group_key_statuses(db)
+    for status in statuses:
+        print(trust_line(status))
+    if not statuses:
+        print("no group has a key yet: add people with `sgalert user add`")
+    return 1 if any(s.trust is KeyTrust.UNTRUSTED for s in statuses) else 0
+
+
+async def keys_sign(ctx: Context) -> int:
+    async with await ctx.service() as service:
+        signer = await ctx.unlocked(service)
+        signed, remaining = await sign_group_keys(service.store, signer)
+    print(f"signed the keys of {', '.join(signed) or 'no group (nothing of yours needed it)'}")
+    if remaining:
+        print(f"still not signed: {', '.join(remaining)}; a member of each must run this too")
+    return 0
+
+
+COMMANDS: tuple[Entry, ...] = (
+    Group(
+        "keys",
+        "group public keys and their signatures",
+        (
+            Command("status", "show whether each group's public key is signed", keys_status),
+            Command(
+                "sign",
+                "sign the unsigned keys of your groups (stores from before keys were signed)",
+                keys_sign,
+                (AS_EMAIL,),
+            ),
+        ),
+    ),
+)

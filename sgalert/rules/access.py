@@ -1,0 +1,89 @@
+"""Who may do what with a case: the access policy in one place.
+
+Pure decisions on plaintext metadata (a person's role, a case's source and flags); whether a
+person actually holds a case's key is the store's question, asked by the desk
+(:mod:`sgalert.desk.access`) and by routing (:mod:`sgalert.records.entitlement`), which then ask
+this module whether the policy allows it.
+
+- **Readers**: the groups a new case is sealed to (:func:`sgalert.model.readers_for`). A case
+  flagged ``about-head`` is sealed to the chair and the monitoring officer, whatever its source.
+- **The head and about-head**: the headteacher is never a reader, grantee, assignee or page
+  recipient of a case flagged about-head, and never sees that one exists [school 2.1.1, 4.2].
+- **Granting**: a whistleblowing case is granted by the monitoring officer only (an investigator
+  they appoint may not pass it on) [HMS]; an allegation about the head by the chair or the
+  monitoring officer; any other case by anyone who can read it. Revoking follows the same rule.
+- **The reporter's identity compartment**: sealed apart; it goes with a grant only when the
+  monitoring officer asks for it explicitly, and only on a whistleblowing case [HMS].
+- **Metadata**: a whistleblowing case or an allegation about the head is confidential: it appears
+  in lists, queues and counts only to people who can read it.
+- **The audit log**: the DSLs and the headteacher [school 1.13.0], each seeing only the entries
+  about cases they may see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sgalert.model import Flag, Role, Source
+
+# Who may open the audit log (the desk's rule, made the core's).
+AUDIT_LOG_READERS = frozenset({Role.DSL, Role.DEPUTY, Role.HEAD})
+
+# Who may grant (and revoke) access to a case whose readers are restricted.
+WHISTLE_GRANTORS = frozenset({Role.MONITORING_OFFICER})
+ABOUT_HEAD_GRANTORS = frozenset({Role.CHAIR, Role.MONITORING_OFFICER})
+
+
+def about_head(flags: Iterable[str]) -> bool:
+    """Whether the case is flagged as being about the headteacher."""
+    return Flag.ABOUT_HEAD in set(flags)
+
+
+def confidential(source: Source | str, flags: Iterable[str]) -> bool:
+    """A whistleblowing case or an allegation about the head: its very existence is told only
+    to those who can read it, and its pages never go to a shared channel."""
+    return source == Source.WHISTLE or about_head(flags)
+
+
+def barred(role: Role | str, flags: Iterable[str]) -> bool:
+    """The head and a case about the head: never a reader, grantee, assignee or page
+    recipient, whatever any key or configuration says."""
+    return role == Role.HEAD and about_head(flags)
+
+
+def may_grant(role: Role | str, source: Source | str, flags: Iterable[str]) -> bool:
+    """Whether a person of this role, who can read the case, may let someone else read it (or
+    stop someone reading it)."""
+    if barred(role, flags):
+        return False
+    if source == Source.WHISTLE:
+        return role in WHISTLE_GRANTORS
+    if about_head(flags):
+        return role in ABOUT_HEAD_GRANTORS
+    return True
+
+
+def may_grant_identity(role: Role | str, source: Source | str) -> bool:
+    """Whether the reporter's identity may go with a grant: the monitoring officer's explicit
+    choice, on a whistleblowing case only."""
+    return source == Source.WHISTLE and role in WHISTLE_GRANTORS
+
+
+def may_hold(role: Role | str, flags: Iterable[str]) -> bool:
+    """Whether a person of this role may be given the case at all (granted, assigned, paged)."""
+    return not barred(role, flags)
+
+
+def may_see(
+    role: Role | str | None, source: Source | str, flags: Iterable[str], *, reads: bool
+) -> bool:
+    """Whether the case appears in this person's lists, queues and counts. ``reads``: they hold
+    its key. ``role`` None is somebody not identified, who sees no confidential case."""
+    if role is not None and barred(role, flags):
+        return False
+    return not confidential(source, flags) or (role is not None and reads)
+
+
+def may_read_audit_log(role: Role | str | None) -> bool:
+    """Whether this person may open the audit log."""
+    return role in AUDIT_LOG_READERS
