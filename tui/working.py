@@ -10,8 +10,9 @@ once per desk or per case.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sgalert.desk.service import DeskSetting
 from sgalert.model import CaseState, CaseSummary
@@ -19,6 +20,8 @@ from sgalert.model import CaseState, CaseSummary
 from .screens.dialogs import ConfirmScreen
 
 if TYPE_CHECKING:
+    from sgalert.desk.service import CaseView
+
     from .app import SgalertApp
 
 SETTING = DeskSetting.ACKNOWLEDGE_BY_WORKING
@@ -67,3 +70,24 @@ def confirm_working(desk: SgalertApp, summary: CaseSummary, then: Callable[[], o
         done=known,
     )
     return True
+
+
+class _OnACase(Protocol):
+    @property
+    def desk(self) -> SgalertApp: ...
+
+    view: CaseView
+
+
+Screen = TypeVar("Screen", bound=_OnACase)
+
+
+def working(action: Callable[[Screen], None]) -> Callable[[Screen], None]:
+    """An action on the case screen that works on the case: on a new case, confirmed first."""
+
+    @functools.wraps(action)
+    def ask_first(screen: Screen) -> None:
+        if not confirm_working(screen.desk, screen.view.summary, lambda: action(screen)):
+            action(screen)
+
+    return ask_first

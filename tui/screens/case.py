@@ -34,7 +34,7 @@ from sgalert.model import CaseState, CaseSummary, Role
 from .. import case_render as render
 from ..case_export import save_attachment
 from ..formatting import CLOCK_LABELS, local_time, untrusted
-from ..working import confirm_working
+from ..working import working
 from . import DeskScreen
 from .child import open_child_file
 from .dialogs import (
@@ -340,9 +340,8 @@ class CaseScreen(DeskScreen[None]):
             answered,
         )
 
+    @working
     def action_note(self) -> None:
-        if confirm_working(self.desk, self.view.summary, self.action_note):
-            return  # a new case: acknowledging by working is confirmed first
 
         def written(text: str | None) -> None:
             if text:
@@ -354,9 +353,8 @@ class CaseScreen(DeskScreen[None]):
 
         self.app.push_screen(NoteScreen(self.ref), written)
 
+    @working
     def action_decision(self) -> None:
-        if confirm_working(self.desk, self.view.summary, self.action_decision):
-            return  # a new case: acknowledging by working is confirmed first
 
         def decided(result: Decision | None) -> None:
             if result is not None:
@@ -396,9 +394,8 @@ class CaseScreen(DeskScreen[None]):
 
         self.app.push_screen(CloseScreen(self.ref), chosen)
 
+    @working
     def action_assign(self) -> None:
-        if confirm_working(self.desk, self.view.summary, self.action_assign):
-            return  # a new case: acknowledging by working is confirmed first
 
         def chosen(email: str | None) -> None:
             if email:
@@ -425,9 +422,8 @@ class CaseScreen(DeskScreen[None]):
             )
         )
 
+    @working
     def action_refer(self) -> None:
-        if confirm_working(self.desk, self.view.summary, self.action_refer):
-            return  # a new case: acknowledging by working is confirmed first
 
         def confirmed(referral: Referral, yes: bool | None) -> None:
             if yes:
@@ -488,10 +484,9 @@ class CaseScreen(DeskScreen[None]):
             (CLOCK_LABELS.get(kind, kind), kind) for kind in ACTION_CLOCKS if kind not in running
         ]
 
+    @working
     def action_start_clock(self) -> None:
         """Choose a statutory clock, confirm, start it; the section then counts it down."""
-        if confirm_working(self.desk, self.view.summary, self.action_start_clock):
-            return  # a new case: acknowledging by working is confirmed first
 
         def confirmed(kind: str, yes: bool | None) -> None:
             if yes:
@@ -518,9 +513,8 @@ class CaseScreen(DeskScreen[None]):
 
         self.app.push_screen(ClockScreen(self.ref, self._startable_clocks(), starting=True), chosen)
 
+    @working
     def action_save_attachment(self) -> None:
         """Pick an attachment and a path, read the warning, confirm (and again to replace a
         file); only then is the decrypted copy written, mode 0600, and the export audited."""
-        if confirm_working(self.desk, self.view.summary, self.action_save_attachment):
-            return  # a new case: acknowledging by working is confirmed first
         save_attachment(self.desk, self.view)
