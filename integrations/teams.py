@@ -51,6 +51,7 @@ from sgalert.routing.backoff import retry_after_seconds
 
 if TYPE_CHECKING:
     from sgalert.ports import NotifierFactory
+from sgalert.clock import in_words
 from sgalert.secrets import read_secret
 
 log = logging.getLogger("sgalert.notify.teams")
@@ -129,13 +130,13 @@ def build_card(notification: Notification) -> dict[str, Any]:
     facts = [
         {"title": "School", "value": notification.school},
         {"title": "Source", "value": notification.title()},
-        {"title": "Received", "value": f"{received:%a %d %b %Y %H:%M %Z}"},
+        {"title": "Received", "value": in_words(received, zone, year=True, zone_name=True)},
         {"title": "Step", "value": str(notification.step)},
         {"title": "Reason", "value": notification.reason},
     ]
     if notification.due_at is not None:
-        due = notification.due_at.astimezone(zone)
-        facts.append({"title": "Deadline", "value": f"{due:%a %d %b %Y %H:%M %Z}"})
+        due = in_words(notification.due_at, zone, year=True, zone_name=True)
+        facts.append({"title": "Deadline", "value": due})
     how = f"Acknowledge in the terminal: sgalert ack {notification.case_ref} --as YOUR-EMAIL"
     if notification.ack_token:
         how += f", or reply by email keeping {notification.ack_token} in the subject"

@@ -53,6 +53,10 @@ class Flag(enum.StrEnum):
     # Set with NEEDS_TRIAGE when the facts that make a notice actionable (an Encompass child, a
     # lesson's pupil) were not extracted, so the page can say "facts not extracted: open the case".
     FACTS_MISSING = "facts-missing"
+    # A lesson ended over a disclosure by the pupil or an immediate risk to them: set at intake
+    # from the report's reason, so the queue can rank it with urgent notices without decrypting
+    # anything. The flag says only that; the words stay sealed in the case.
+    DISCLOSURE = "disclosure"
 
 
 class KeyName(enum.StrEnum):
@@ -134,3 +138,5 @@ class CaseSummary:
     next_deadline: datetime | None
     # Set once the case was crypto-shredded under retention: only this metadata is left.
     destroyed_at: datetime | None = None
+    # Which statutory clock that deadline is (``clocks.kind``): says what the next step asks.
+    next_clock: str | None = None

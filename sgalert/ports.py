@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from sgalert.clock import in_words
 from sgalert.config import SourceConfig
 from sgalert.errors import ConfigError, SgalertError
 from sgalert.model import Source
@@ -209,7 +210,6 @@ class Notification:
     def lines(self) -> list[str]:
         if self.document is not None:
             return self.document.text.splitlines()
-        local = self.received_at.astimezone(self.zone)
         if self.source is PageSource.SYSTEM:
             # received_at is when the alert was raised; for a rota gap that is not when the
             # gap begins (usually later), and the mail is not at risk, the cover is.
@@ -226,7 +226,7 @@ class Notification:
             return [
                 f"{self.school}: sgalert needs attention: {self.case_ref}.",
                 "",
-                f"Raised: {local:%a %d %b %Y %H:%M %Z}",
+                f"Raised: {in_words(self.received_at, self.zone, year=True, zone_name=True)}",
                 f"What: {self.reason}",
                 "",
                 *consequence,
@@ -234,11 +234,11 @@ class Notification:
         lines = [
             f"{self.school}: {self.title()} {self.case_ref} needs acknowledging.",
             "",
-            f"Received: {local:%a %d %b %Y %H:%M %Z}",
+            f"Received: {in_words(self.received_at, self.zone, year=True, zone_name=True)}",
             f"Why you are getting this: {self.reason}",
         ]
         if self.due_at is not None:
-            lines.append(f"Deadline: {self.due_at.astimezone(self.zone):%a %d %b %Y %H:%M %Z}")
+            lines.append(f"Deadline: {in_words(self.due_at, self.zone, year=True, zone_name=True)}")
         lines += [
             "",
             "To acknowledge:",

@@ -108,7 +108,12 @@ async def desk(team: Team) -> Desk:
     await service.start_clock(dsl, ref, "lado-1-working-day")
     clock.now = datetime(2026, 11, 22, 21, 56, tzinfo=UTC)
     ref = await store("overdue-new", encompass_case("Ada Invented"))  # received Sunday 21:55
-    await service.assign(dsl, ref, "deputy@example.org")
+    # Given to the deputy by hand: assigning at the desk would acknowledge it (working on it).
+    async with service.store.write() as db:
+        await db.execute(
+            "UPDATE cases SET assignee_id = (SELECT id FROM people WHERE email = ?) WHERE ref = ?",
+            ("deputy@example.org", ref),
+        )
     clock.now = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
     await store("lesson-new", lesson_case(clock.now))
     clock.now = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)

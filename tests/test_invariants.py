@@ -658,7 +658,10 @@ class NeverSilent(RuleBasedStateMachine):
                 kind = clock
         except SgalertError:
             return
-        model.action_clocks.setdefault(kind, ActionClock(kind, self.ledger.next_seq()))
+        seq = self.ledger.next_seq()
+        if model.ack is None:  # working on a new case acknowledges it first (issue 16)
+            model.ack = Ack(person.id, seq, self.now(), "working")
+        model.action_clocks.setdefault(kind, ActionClock(kind, seq))
 
     @rule(case=CASE_PICKS)
     def statutory_clock_is_met(self, case: int) -> None:

@@ -63,7 +63,7 @@ async def test_the_rota_gap_alert_is_raised_now_and_names_the_exact_first_gap(
 
     text = alert_banner(alert, MONDAY_MORNING)
     assert (
-        text == "ROTA GAP ALERT raised Mon 07 Dec 07:05; first gap Mon 07 Dec 17:03-17:04. Press r."
+        text == "ROTA GAP ALERT raised Mon 7 Dec 07:05; first gap Mon 7 Dec 17:03-17:04. Press r."
     )
     assert "SOURCE DOWN" not in text and "mail" not in text
 
@@ -72,7 +72,7 @@ async def test_the_rota_gap_alert_is_raised_now_and_names_the_exact_first_gap(
     page = email.sent[0][0]
     assert page.subject() == "[sgalert] ALERT: rota-gap (rota)"
     body = page.body()
-    assert "Raised: Mon 07 Dec 2026 07:05 GMT" in body
+    assert "Raised: Mon 7 Dec 2026 07:05 GMT" in body
     assert "sgalert rota check" in body
     assert "may not reach" not in body and "Since" not in body
 
@@ -102,11 +102,11 @@ def test_an_older_rota_gap_alert_shows_its_gap_as_a_gap_not_a_since() -> None:
         "since": iso(raised + timedelta(days=5)),  # what the engine used to record
     }
     assert alert_banner(alert, raised) == (
-        "ROTA GAP ALERT raised Mon 07 Dec 07:05; first gap from Sat 12 Dec 07:05. Press r."
+        "ROTA GAP ALERT raised Mon 7 Dec 07:05; first gap from Sat 12 Dec 07:05. Press r."
     )
 
 
 def test_an_alert_of_another_kind_is_not_called_source_down() -> None:
     alert = {"kind": "something-new", "source": "engine", "raised_at": iso(MONDAY_MORNING)}
     text = alert_banner(alert, MONDAY_MORNING)
-    assert text == "ALERT: something-new (raised Mon 07 Dec 07:05)."
+    assert text == "ALERT: something-new (raised Mon 7 Dec 07:05)."

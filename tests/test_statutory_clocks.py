@@ -65,7 +65,8 @@ async def test_acknowledging_meets_the_intake_clock_only(team: Team) -> None:
     await team.service.start_clock(
         team["dsl@example.org"], stored.ref, "suspension-confirmation-1-working-day"
     )
-    await team.service.acknowledge(team["dsl@example.org"], stored.ref)
+    # Starting a clock on a NEW case is working on it: it acknowledges the case first.
+    assert (await team.service.summary(stored.ref)).acknowledged_by == "dsl@example.org"
     rows = await team.service.store.fetchall("SELECT kind, met_at FROM clocks ORDER BY kind")
     met = {row[0]: row[1] is not None for row in rows}
     assert met == {

@@ -20,8 +20,17 @@ from textual.pilot import Pilot
 
 from sgalert.workspace import Workspace
 from tui.app import LIGHT, SgalertApp, make_app
+from tui.case_list import CaseList
+from tui.preview import PreviewPane
 
-from .test_tui_support import FakeClock, make_workspace, seed_desk_sync, settle, unlock
+from .test_tui_support import (
+    FakeClock,
+    make_workspace,
+    seed_desk_sync,
+    settle,
+    unlock,
+    wait_for,
+)
 
 SNAPSHOTS = Path(__file__).parent / "__snapshots__" / Path(__file__).stem
 DOCS_IMAGES = Path(__file__).parent.parent / "docs" / "images"
@@ -130,3 +139,30 @@ def test_rota(
     image = (SNAPSHOTS / f"{request.node.name}.svg").read_text(encoding="utf-8")
     assert not [word for word in PERSONAL if word in image]
     export("rota", request)
+
+
+@pytest.mark.parametrize("size", [(120, 34), (80, 24)], ids=["120x34", "80x24"])
+def test_queue_with_preview(
+    snap_compare: Compare,
+    seeded: tuple[Workspace, dict[str, str]],
+    request: pytest.FixtureRequest,
+    size: tuple[int, int],
+) -> None:
+    """Unlocked, the preview pane shows the highlighted case: next step, facts, clocks and the
+    last chronology entries (issue 16)."""
+    workspace, refs = seeded
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, SgalertApp)
+        await unlock(pilot)
+        table = app.queue_screen.query_one(CaseList)
+        table.move_cursor(row=table.get_row_index(refs["acknowledged"]))
+        await wait_for(
+            pilot, lambda: "Bea" in str(app.queue_screen.query_one(PreviewPane).render())
+        )
+        await settle(pilot)
+
+    assert snap_compare(desk(workspace), run_before=run_before, terminal_size=size)
+    if size == (120, 34):
+        export("queue-preview", request)

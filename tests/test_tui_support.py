@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 from textual.worker import WorkerState
 
 from sgalert.config import load_config, render_template
-from sgalert.desk.service import CaseService
+from sgalert.desk.service import CaseService, DeskSetting
 from sgalert.model import Source
 from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, FIELD_RAW, NewCase
 from sgalert.records.store import Store
@@ -105,13 +105,20 @@ def hostile_case() -> NewCase:
     )
 
 
-async def seed_desk(workspace: Workspace, *, hostile: bool = True) -> dict[str, str]:
-    """The invented desk; returns case refs by role in the story."""
+async def seed_desk(
+    workspace: Workspace, *, hostile: bool = True, working_confirmed: bool = True
+) -> dict[str, str]:
+    """The invented desk; returns case refs by role in the story. ``working_confirmed``: everyone
+    has already confirmed, once, that working on a new case acknowledges it, so that question
+    (tested on its own in test_desk_tui.py) does not stand between a test and its dialog."""
     clock = FakeClock(NOW - timedelta(days=3))
     store = await Store.open(workspace.store_path, create=True)
     service = CaseService(store, load_config(workspace.config_path), clock)
     try:
         await add_people(store, [(e, r, PASSPHRASES[e]) for e, r in ROLES.items()])
+        if working_confirmed:
+            for person, _ in await service.people():
+                await service.remember_desk_setting(person.id, DeskSetting.ACKNOWLEDGE_BY_WORKING)
         dsl = await service.unlock("dsl@example.org", PASSPHRASES["dsl@example.org"])
         deputy = await service.unlock("deputy@example.org", PASSPHRASES["deputy@example.org"])
         refs: dict[str, str] = {}

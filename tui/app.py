@@ -40,9 +40,12 @@ from sgalert.model import Role
 
 from .attention import ENV_ATTENTION, Attention, NewCase, new_cases, toast_text
 from .commands import DeskCommands
+from .drafts import Draft, Drafts, SealedDraft, Where
 from .formatting import plural
+from .screens import DeskScreen
 from .screens.audit import AuditScreen
 from .screens.case import CaseScreen
+from .screens.dialogs import FormScreen
 from .screens.help import HelpScreen
 from .screens.manual import start_manual_entry
 from .screens.queue import QueueScreen
@@ -117,6 +120,9 @@ class SgalertApp(App[int]):
         self._initial_theme = theme
         self._queue: QueueScreen | None = None
         self.attention = attention or Attention()
+        self.drafts = Drafts()
+        # People who confirmed that working on a new case acknowledges it (see tui.working).
+        self.working_confirmed: set[str] = set()
         # New cases highlighted in the queue until opened here (references: metadata only).
         self.fresh: set[str] = set()
         self._attention_seq: int | None = None  # the newest audit entry looked at
@@ -124,6 +130,11 @@ class SgalertApp(App[int]):
         self._attention_again = False
 
     # ----- the core -----------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """Changes at every unlock and lock: what was decrypted under an older one is stale."""
+        return self._epoch
 
     @property
     def service(self) -> CaseService:
@@ -298,13 +309,21 @@ class SgalertApp(App[int]):
         self.refresh_status()
         self._identity_changed()
         self.refresh_bindings()
+        self._reopen_draft(identity)
 
     def action_lock(self) -> None:
         self.lock("Locked. Your key has been forgotten.")
 
     def lock(self, reason: str) -> None:
-        """Forget the key and close every screen that could show decrypted content."""
+        """Forget the key and close every screen that could show decrypted content; a dialog
+        with something typed in it is sealed first (see :mod:`tui.drafts`)."""
         had_identity = self.identity is not None
+        kept = self._seal_draft()
+        if kept is not None:
+            reason = (
+                f"{reason} Your draft ({kept.title}) is sealed in memory and reopens when you"
+                " unlock."
+            )
         if self.identity is not None:
             self.identity.forget()
             self.identity = None
@@ -316,6 +335,66 @@ class SgalertApp(App[int]):
         self._identity_changed()
         if had_identity or not isinstance(self.screen, UnlockScreen):
             self.push_screen(UnlockScreen(email=self.as_email, reason=reason), self._unlocked)
+
+    # ----- drafts across the lock -----------------------------------------------------------
+
+    def _seal_draft(self) -> SealedDraft | None:
+        """Seal the topmost dialog holding typed text (or a draft given back but not yet taken)
+        to the unlocked person, before the lock closes it."""
+        identity = self.identity
+        if identity is None:
+            return None
+        untaken, self.drafts.restoring = self.drafts.restoring, None
+        stack = self.screen_stack
+        for index in range(len(stack) - 1, 0, -1):
+            form = stack[index]
+            if not isinstance(form, FormScreen):
+                continue
+            where = _where(stack[index - 1], form)
+            if where is not None and form.has_draft:
+                draft = Draft(
+                    type(form).__name__,
+                    where,
+                    form.draft_title,
+                    form.draft_fields(),
+                    form.focused_field(),
+                )
+                return self.drafts.seal(identity.person, draft)
+            break
+        if untaken is not None:
+            return self.drafts.seal(identity.person, untaken)
+        return None
+
+    def _reopen_draft(self, identity: Identity) -> None:
+        """Open again where this person's draft was; the dialog fills itself when it mounts."""
+        draft = self.drafts.open_for(identity)
+        if draft is None:
+            return
+        self.drafts.restoring = draft
+        where = draft.where
+        if where.surface == "case" and where.ref is not None:
+            self.open_case(where.ref, then=where.action)
+        elif where.surface == "rota":
+            rota = RotaScreen()
+            self.push_screen(rota)
+            self.call_after_refresh(self._reopen_form, rota, where.action)
+        elif self._queue is not None:
+            self.call_after_refresh(self._reopen_form, self._queue, where.action)
+
+    async def _reopen_form(self, screen: DeskScreen[Any], action: str) -> None:
+        if self.screen is not screen or self.drafts.restoring is None:
+            return  # locked again, or the person went elsewhere: the draft waits for the lock
+        target: App[int] | DeskScreen[Any] = self if action.startswith("app.") else screen
+        if target.check_action(action.removeprefix("app."), ()) is False:
+            self.notify(
+                "Your draft could not be reopened: the case has changed. It is kept until you"
+                " lock, and fills the same dialog if you open it.",
+                severity="warning",
+                timeout=15,
+                markup=False,
+            )
+            return
+        await self.run_action(action, screen)
 
     def _identity_changed(self) -> None:
         if self._queue is not None:
@@ -536,23 +615,41 @@ class SgalertApp(App[int]):
     def action_new_case(self) -> None:
         self.require_identity(lambda identity: start_manual_entry(self, identity))
 
-    def open_case(self, ref: str) -> None:
-        """Decrypt and show one case (asks for the passphrase first if locked)."""
+    def open_case(self, ref: str, *, then: str | None = None) -> None:
+        """Decrypt and show one case (asks for the passphrase first if locked); ``then`` is an
+        action to run on it once shown (reopening a draft's dialog)."""
 
         def load(identity: Identity) -> None:
             self.submit(
                 self.service.open_case(identity, ref),
                 description=f"Opening {ref}",
-                done=lambda view: self._show_case(view),
+                done=lambda view: self._show_case(view, then),
                 sensitive=True,
                 latest="open-case",
             )
 
         self.require_identity(load)
 
-    def _show_case(self, view: CaseView) -> None:
+    def _show_case(self, view: CaseView, then: str | None = None) -> None:
         self.seen(view.summary.ref)
-        self.push_screen(CaseScreen(view))
+        screen = CaseScreen(view)
+        self.push_screen(screen)
+        if then is not None:
+            self.call_after_refresh(self._reopen_form, screen, then)
+
+
+def _where(beneath: object, form: FormScreen[Any]) -> Where | None:
+    """Where ``form`` was opened, if the desk knows how to open it there again."""
+    action = form.reopen
+    if action is None:
+        return None
+    if isinstance(beneath, CaseScreen):
+        return Where("case", beneath.ref, action)
+    if isinstance(beneath, RotaScreen):
+        return Where("rota", None, action)
+    if isinstance(beneath, QueueScreen):
+        return Where("queue", None, action)
+    return None
 
 
 def _with_lease(status: DeskStatus, marks: ChangeMarks) -> DeskStatus:

@@ -33,6 +33,7 @@ from .formatting import (
     short_time,
     untrusted,
 )
+from .preview import step_text
 
 LABEL = "bold"
 
@@ -113,12 +114,12 @@ CLOCK_STYLES: dict[ClockStanding, str] = {
 
 
 def clocks(view: CaseView, now: datetime, zone: Any) -> Text:
+    text = step_text(view.summary, zone, now)  # what to do now, in the school's words
     if not view.clocks:
-        return Text("No statutory clock runs on this case.", style="dim")
-    text = Text()
-    for index, line in enumerate(clock_lines(view.clocks, view.summary.state, now, zone)):
-        if index:
-            text.append("\n")
+        text.append("\nNo statutory clock runs on this case.", style="dim")
+        return text
+    for line in clock_lines(view.clocks, view.summary.state, now, zone):
+        text.append("\n")
         text.append(line.label, LABEL)
         text.append(f"\n  due {line.due}  ")
         text.append(line.detail, CLOCK_STYLES[line.standing])

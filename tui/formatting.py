@@ -44,6 +44,7 @@ FLAG_SHORT: dict[str, str] = {
     Flag.POSSIBLE_DUPLICATE: "dup?",
     Flag.MANUAL_ENTRY: "phoned",
     Flag.HOSTILE_TEXT: "hostile",
+    Flag.DISCLOSURE: "disclosure",
 }
 FLAG_MEANING: dict[str, str] = {
     Flag.UNVERIFIED_SENDER: "the sender could not be verified (SPF/DKIM/DMARC or domain)",
@@ -53,6 +54,7 @@ FLAG_MEANING: dict[str, str] = {
     Flag.POSSIBLE_DUPLICATE: "same Message-ID as an earlier case: check, never assume",
     Flag.MANUAL_ENTRY: "recorded by hand from a phone call",
     Flag.HOSTILE_TEXT: "the text held control or bidi characters, shown as escapes",
+    Flag.DISCLOSURE: "the lesson report records a disclosure or an immediate risk: act now",
 }
 FACT_LABELS: dict[str, str] = {
     "child_name": "Child",
@@ -103,17 +105,19 @@ def fact_text(key: str, value: str, zone: tzinfo) -> str:
         return value
     try:
         if len(value) == 10:
-            return date.fromisoformat(value).strftime("%d %b %Y")
+            day = date.fromisoformat(value)
+            return f"{day.day} {day:%b %Y}"
         moment = datetime.fromisoformat(value)
     except ValueError:
         return value
     if moment.tzinfo is not None:  # a naive time is local already: never guess its zone
         moment = moment.astimezone(zone)
-    return moment.strftime("%a %d %b %Y %H:%M")
+    return f"{moment:%a} {moment.day} {moment:%b %Y %H:%M}"
 
 
 def short_time(moment: datetime, zone: tzinfo) -> str:
-    return moment.astimezone(zone).strftime("%d %b %H:%M")
+    local = moment.astimezone(zone)
+    return f"{local.day} {local:%b %H:%M}"
 
 
 def countdown(due: datetime | None, now: datetime) -> Text:

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from sgalert.cli import config_check
 from sgalert.cli.keys import trust_line
 from sgalert.cli.spec import Argument, Command, Entry
-from sgalert.clock import utcnow
+from sgalert.clock import in_words, utcnow
 from sgalert.config import Config, load_config
 from sgalert.errors import AuditChainBroken, SgalertError
 from sgalert.ports import ProbeReport, inbox_factory, notifier_factory
@@ -231,7 +231,6 @@ def _ntp_synchronised() -> bool | None:
 
 
 def clock_findings(config: Config, now: datetime, heartbeat: datetime | None) -> list[Finding]:
-    local = now.astimezone(config.timezone)
     found: list[Finding] = []
     if heartbeat is not None and heartbeat - now > timedelta(minutes=1):
         found.append(
@@ -243,7 +242,7 @@ def clock_findings(config: Config, now: datetime, heartbeat: datetime | None) ->
             )
         )
     synced = _ntp_synchronised()
-    what = f"{local:%a %d %b %Y %H:%M %Z} in {config.timezone.key}"
+    what = f"{in_words(now, config.timezone, year=True, zone_name=True)} in {config.timezone.key}"
     if synced is False:
         found.append(
             warn(

@@ -7,7 +7,7 @@ import json
 
 from sgalert.cli.context import Context
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group
-from sgalert.clock import iso
+from sgalert.clock import in_words, iso
 from sgalert.errors import InvalidInput
 from sgalert.text import printable
 
@@ -36,9 +36,9 @@ async def who(ctx: Context) -> int:
             )
         )
         return 0
-    local = view.rota.calendar.local(at)
+    when = in_words(at, view.rota.calendar.zone, year=True, zone_name=True)
     name = f"{printable(person.name)} <{duty.who}>" if person else "nobody"
-    print(f"{local:%a %d %b %Y %H:%M %Z}: {name} ({duty.rule})")
+    print(f"{when}: {name} ({duty.rule})")
     return 0
 
 
@@ -53,7 +53,7 @@ async def check(ctx: Context) -> int:
         view = await load_rota(service, since=now)
     gaps = view.gaps(now, ctx.args.days)
     unknown = view.unknown_people()
-    zone = view.rota.calendar
+    zone = view.rota.calendar.zone
     if ctx.args.json:
         print(
             json.dumps(
@@ -72,8 +72,8 @@ async def check(ctx: Context) -> int:
             print(f"warning: the rota names {email}, who is not a current person")
         for gap in gaps:
             print(
-                f"warning: gap {zone.local(gap.start):%a %d %b %H:%M} to "
-                f"{zone.local(gap.end):%a %d %b %H:%M}: no shift or cover; "
+                f"warning: gap {in_words(gap.start, zone)} to "
+                f"{in_words(gap.end, zone)}: no shift or cover; "
                 f"fallback {gap.covered_by or 'NOBODY'}"
             )
         if not gaps and not unknown:

@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ import aiosqlite
 
 from sgalert.desk import export
 from sgalert.desk.access import Refused, refusals
+from sgalert.desk.transitions import acknowledge_by_working
 from sgalert.desk.views import find_summary
 from sgalert.errors import CaseDestroyed, NotFound
 from sgalert.model import CaseSummary, KeyName
@@ -64,18 +66,22 @@ async def _to_thread_to_the_end(work: Callable[..., T], *args: object) -> T:
         raise
 
 
-async def attachment(store: Store, identity: Identity, ref: str, index: int) -> AttachmentContent:
+async def attachment(
+    store: Store, identity: Identity, ref: str, index: int, *, now: datetime | None = None
+) -> AttachmentContent:
     """Decrypt one attachment (numbered from 0 as the case view lists them) for export.
 
     Handing out the plaintext is an export, so it is audited as one (``attachment-exported``
     with the index and size, never the filename); a person not entitled to the case, or
     whose keys do not reach the attachment (one sealed with a whistleblower's identity), is
     refused and the refusal audited. Prefer :func:`save_attachment`, which also writes the
-    copy safely.
+    copy safely. Given ``now``, a NEW case is acknowledged by the export (working on it).
     """
     async with refusals(store, identity, "export-attachment"), store.write() as db:
         summary = await find_summary(db, ref)
         content = await _decrypt(db, identity, summary, index)
+        if now is not None:
+            await acknowledge_by_working(db, identity, summary, now, "export-attachment")
         await _audit_export(db, identity, summary, content, "caller")
         return content
 
@@ -88,6 +94,7 @@ async def save_attachment(
     destination: Path,
     *,
     overwrite: bool = False,
+    now: datetime | None = None,
 ) -> SavedAttachment:
     """Write a decrypted copy of one attachment to ``destination``: mode 0600, atomically,
     never over an existing file unless ``overwrite`` (:class:`AlreadyExists` otherwise).
@@ -97,7 +104,8 @@ async def save_attachment(
     nameless, in a worker thread outside any transaction; then one short write transaction
     checks the entitlement again, appends the audit entry and gives the copy its name. If
     that does not commit, the copy is removed again and a file it replaced is restored.
-    Cancelled at any point, it waits for the thread it started and cleans up first.
+    Cancelled at any point, it waits for the thread it started and cleans up first. Given
+    ``now``, a NEW case is acknowledged in that transaction (working on it acknowledges it).
     """
     copy = export.StagedCopy(destination, overwrite=overwrite)
     try:
@@ -110,6 +118,10 @@ async def save_attachment(
                 async with store.write() as db:
                     summary = await find_summary(db, ref)
                     await _reach(db, identity, summary, index)
+                    if now is not None:
+                        await acknowledge_by_working(
+                            db, identity, summary, now, "export-attachment"
+                        )
                     await _audit_export(db, identity, summary, content, "file")
                     await _to_thread_to_the_end(copy.place)
             except BaseException:

@@ -2,14 +2,17 @@
 
 Opening a case is itself recorded: every read is audited (``case-read``, and whether the
 reporter's identity was in it), in the transaction that decrypts it, and a person who may not
-read the case is refused and the refusal audited (see :mod:`sgalert.desk.access`).
+read the case is refused and the refusal audited (see :mod:`sgalert.desk.access`). Opening one
+case meets the clocks that ask for it to be read (an Encompass notice, before the next school
+day), audited as ``clock-met`` by reading.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import aiosqlite
@@ -24,13 +27,15 @@ from sgalert.records.cases import (
     FIELD_ATTACHMENTS,
     FIELD_BODY,
     FIELD_FACTS,
+    open_field,
     open_fields,
     unwrap_key_versions,
 )
 from sgalert.records.chronology import ChronologyEntry, read_entries
 from sgalert.records.keyring import Identity
 from sgalert.records.shredding import destroyed_line
-from sgalert.records.store import Store, fetch_in
+from sgalert.records.store import Store, fetch_in, on_connection
+from sgalert.routing.escalation import meet_by_reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +61,53 @@ class CaseView:
     clocks: tuple[CaseClock, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class CasePreview:
+    """The queue's glance at a case: its facts, clocks and latest entries, not its message."""
+
+    summary: CaseSummary
+    facts: dict[str, Any]
+    clocks: tuple[CaseClock, ...]
+    latest: tuple[ChronologyEntry, ...]  # the last few entries, oldest first
+
+
+PREVIEW_ENTRIES = 3
+
+
+async def preview_case(store: Store, identity: Identity, ref: str) -> CasePreview | None:
+    """Decrypt the facts and the last :data:`PREVIEW_ENTRIES` chronology entries of one case
+    for the queue's preview pane; None if this person may not read it (a glance down the queue
+    is not an attempt on a case, so that is not a refusal). Audited as ``case-previewed``: a
+    preview is not reading the notice, so it meets no clock."""
+    async with store.write() as db:
+        summary = await find_summary(db, ref)
+        if summary.destroyed_at is not None:
+            return None
+        versions = await unwrap_key_versions(db, identity, [summary.id])
+        keys = {slot: found[min(found)] for slot, found in versions.items()}
+        content = (summary.id, KeyName.CONTENT.value)
+        if content not in keys:
+            return None
+        facts = json.loads(await open_field(db, keys, summary.id, FIELD_FACTS) or b"{}")
+        # Every version: entries written after a revoke are sealed with the rotated key.
+        every = {summary.id: tuple(versions[content].values())}
+        entries = (await read_entries(db, every))[summary.id]
+        clocks = (await _clocks(db, [summary.id]))[summary.id]
+        await audit.append(db, [audit.AuditEvent(identity.email, "case-previewed", summary.id, {})])
+    return CasePreview(summary, facts, tuple(clocks), tuple(entries[-PREVIEW_ENTRIES:]))
+
+
 def _read_event(identity: Identity, case_id: str, view: CaseView) -> audit.AuditEvent:
     return audit.AuditEvent(
         identity.email, "case-read", case_id, {"identity": view.reporter is not None}
     )
 
 
-async def open_case(store: Store, identity: Identity, ref: str) -> CaseView:
-    """Decrypt what this person may see of one case. Audited, refusals included."""
+async def open_case(
+    store: Store, identity: Identity, ref: str, *, now: datetime | None = None
+) -> CaseView:
+    """Decrypt what this person may see of one case. Audited, refusals included. Given
+    ``now``, the clocks met by reading the case are met (see :func:`meet_by_reading`)."""
     async with refusals(store, identity, "read"), store.write() as db:
         summary = await find_summary(db, ref)
         if summary.destroyed_at is not None:
@@ -72,7 +116,21 @@ async def open_case(store: Store, identity: Identity, ref: str) -> CaseView:
         if summary.id not in views:
             raise Refused(summary.id, summary.ref)
         view = views[summary.id]
-        await audit.append(db, [_read_event(identity, summary.id, view)])
+        events = [_read_event(identity, summary.id, view)]
+        if now is not None:
+            met = await on_connection(db, lambda conn: meet_by_reading(conn, summary.id, now))
+            events += [
+                audit.AuditEvent(
+                    identity.email, "clock-met", summary.id, {"clock": kind, "via": "read"}
+                )
+                for kind in met
+            ]
+            if met:
+                clocks = (await _clocks(db, [summary.id]))[summary.id]
+                view = replace(
+                    view, summary=await find_summary(db, summary.id), clocks=tuple(clocks)
+                )
+        await audit.append(db, events)
         return view
 
 

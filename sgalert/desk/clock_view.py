@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from sgalert.clock import in_words
 from sgalert.model import CaseState
 
 
@@ -57,8 +58,9 @@ class ClockLine:
 
 
 def local_time(moment: datetime, zone: tzinfo) -> str:
-    """A moment in the school's zone, as the desk writes it: ``Mon 23 Nov 09:00``."""
-    return moment.astimezone(zone).strftime("%a %d %b %H:%M")
+    """A moment in the school's zone, as the desk writes it, in the UK's order without a
+    leading zero: ``Mon 7 Dec 09:00``."""
+    return in_words(moment, zone)
 
 
 def span(seconds: int) -> str:
@@ -84,7 +86,11 @@ def clock_lines(
         due = local_time(clock.due_at, zone)
         seconds = int((clock.due_at - now).total_seconds())
         if clock.met_at is not None:
-            line = ClockLine(label, due, ClockStanding.MET, f"met {local_time(clock.met_at, zone)}")
+            late = int((clock.met_at - clock.due_at).total_seconds())
+            met = f"met {local_time(clock.met_at, zone)}" + (
+                f", {span(late)} late" if late > 0 else ""
+            )
+            line = ClockLine(label, due, ClockStanding.MET, met)
         elif state is CaseState.CLOSED:
             line = ClockLine(label, due, ClockStanding.CASE_CLOSED, "case closed")
         elif seconds < 0:

@@ -17,6 +17,7 @@ happens to be. The new-case path below (seal, store, schedule) is ingest's, on i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -29,14 +30,15 @@ import aiosqlite
 
 from sgalert.clock import Clock, utcnow
 from sgalert.config import Config, load_config
-from sgalert.desk import attachments, case_view, notification_history, original, transitions
+from sgalert.desk import attachments, case_view, drafts, notification_history, original, transitions
 from sgalert.desk import child_file as child_files
 from sgalert.desk import views as desk
 from sgalert.desk.access import Refused, key_versions, refusals
 from sgalert.desk.attachments import AttachmentContent, SavedAttachment
-from sgalert.desk.case_view import Attachment, CaseView
+from sgalert.desk.case_view import Attachment, CasePreview, CaseView
 from sgalert.desk.child_file import ChildFile, EventKind, FileCase, FileEvent, Match, names_child
 from sgalert.desk.export import default_directory, os_error_reason, proposed_name
+from sgalert.desk.next_step import NextStep, next_step, uk_time
 from sgalert.desk.notification_history import (
     EscalationTimer,
     NotificationHistory,
@@ -44,6 +46,7 @@ from sgalert.desk.notification_history import (
     delivery_error_class,
 )
 from sgalert.desk.original import Original
+from sgalert.desk.settings import DeskSetting, read_setting, settings_path, write_setting
 from sgalert.desk.transitions import REFERRALS
 from sgalert.desk.views import CaseClock
 from sgalert.errors import InvalidInput
@@ -95,10 +98,12 @@ __all__ = [
     "AttachmentContent",
     "AuditEntry",
     "CaseClock",
+    "CasePreview",
     "CaseService",
     "CaseView",
     "ChildFile",
     "Cover",
+    "DeskSetting",
     "EscalationTimer",
     "EventKind",
     "FileCase",
@@ -106,6 +111,7 @@ __all__ = [
     "Gap",
     "Identity",
     "Match",
+    "NextStep",
     "NotificationHistory",
     "NotificationRecord",
     "OnDuty",
@@ -120,9 +126,11 @@ __all__ = [
     "load_config",
     "make_plan",
     "names_child",
+    "next_step",
     "open_service",
     "os_error_reason",
     "proposed_name",
+    "uk_time",
 ]
 
 
@@ -202,6 +210,38 @@ class CaseService:
 
     async def people(self) -> list[tuple[Person, dict[str, str]]]:
         return await keyring.list_people(self.store)
+
+    # ----- a person's desk settings (see :mod:`sgalert.desk.settings`) -------------------
+
+    async def desk_setting(self, person_id: str, setting: DeskSetting) -> bool:
+        """Whether this person gave this answer at a desk before (False until they have)."""
+        return await asyncio.to_thread(
+            read_setting, settings_path(self.store.path), person_id, setting
+        )
+
+    async def remember_desk_setting(
+        self, person_id: str, setting: DeskSetting, value: bool = True
+    ) -> None:
+        """Remember this person's answer in the workspace, for every desk they sit at."""
+        await asyncio.to_thread(
+            write_setting, settings_path(self.store.path), person_id, setting, value
+        )
+
+    # ----- drafts across the idle lock (see :mod:`sgalert.desk.drafts`) ------------------
+
+    @staticmethod
+    def seal_draft(
+        person: Person, values: Mapping[str, drafts.FieldValue], focus: str | None
+    ) -> bytes:
+        """A half-typed dialog encrypted to its writer's public key: no unlock needed."""
+        return drafts.seal_draft(person, values, focus)
+
+    @staticmethod
+    def open_draft(
+        identity: Identity, sealed: bytes
+    ) -> tuple[dict[str, drafts.FieldValue], str | None] | None:
+        """The draft's fields and focus, or None if this person's key does not open it."""
+        return drafts.open_draft(identity, sealed)
 
     # ----- metadata (no unlock needed) ----------------------------------------------------
 
@@ -403,8 +443,15 @@ class CaseService:
     # ----- reading ------------------------------------------------------------------------
 
     async def open_case(self, identity: Identity, ref: str) -> CaseView:
-        """Decrypt what this person may see of one case. Audited, refusals included."""
-        return await case_view.open_case(self.store, identity, ref)
+        """Decrypt what this person may see of one case. Audited, refusals included. Reading
+        it meets the clocks that ask for it to be read (Encompass, before the next school day).
+        """
+        return await case_view.open_case(self.store, identity, ref, now=self._clock())
+
+    async def preview_case(self, identity: Identity, ref: str) -> CasePreview | None:
+        """The queue's glance at a case (facts, clocks, last entries), or None if this person
+        may not read it. Audited; meets no clock (a preview is not reading the notice)."""
+        return await case_view.preview_case(self.store, identity, ref)
 
     async def open_cases(self, identity: Identity, refs: Sequence[str]) -> list[CaseView]:
         """Decrypt many cases in one transaction (child-file matching, bulk review); the ones
@@ -420,7 +467,7 @@ class CaseService:
 
     async def attachment(self, identity: Identity, ref: str, index: int) -> AttachmentContent:
         """Decrypt one attachment for export, audited as one; prefer :meth:`save_attachment`."""
-        return await attachments.attachment(self.store, identity, ref, index)
+        return await attachments.attachment(self.store, identity, ref, index, now=self._clock())
 
     async def save_attachment(
         self,
@@ -434,7 +481,7 @@ class CaseService:
         """Write a decrypted copy of one attachment to ``destination`` (mode 0600, atomically,
         recorded exactly when written); see :func:`sgalert.desk.attachments.save_attachment`."""
         return await attachments.save_attachment(
-            self.store, identity, ref, index, destination, overwrite=overwrite
+            self.store, identity, ref, index, destination, overwrite=overwrite, now=self._clock()
         )
 
     async def notification_history(self, identity: Identity, ref: str) -> NotificationHistory:
@@ -496,9 +543,12 @@ class CaseService:
             self.store, self._clock, identity, ref, decision, reason
         )
 
-    async def acknowledge(self, identity: Identity, ref: str) -> CaseSummary:
-        """NEW -> ACKNOWLEDGED, decided in one transaction so no escalation can follow it."""
-        return await transitions.acknowledge(self.store, self._clock, identity, ref)
+    async def acknowledge(self, identity: Identity, ref: str, *, read: bool = True) -> CaseSummary:
+        """NEW -> ACKNOWLEDGED, decided in one transaction so no escalation can follow it.
+        ``read=False`` (acknowledged from the queue, unread) leaves a "read before the next
+        school day" clock open until someone opens the case. Every other action on a NEW case
+        acknowledges it too (see :mod:`sgalert.desk.transitions`)."""
+        return await transitions.acknowledge(self.store, self._clock, identity, ref, read=read)
 
     async def assign(self, identity: Identity, ref: str, assignee_email: str) -> CaseSummary:
         """Give the case to an entitled person; someone who cannot read it is refused."""

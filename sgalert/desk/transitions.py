@@ -7,6 +7,12 @@ nothing but itself (see :mod:`sgalert.desk.access`). The transitions take what t
 store, the clock, the escalation plan) rather than the service façade, so the engine can call
 them too: a reply to a page acknowledges through :func:`mark_acknowledged`, the same write as
 the desk's :func:`acknowledge`.
+
+Acknowledging by working: every action on a NEW case (a note, a decision, a referral, an
+assignment, a clock started, an attachment exported) acknowledges it first, as the person acting
+and in the action's own transaction (:func:`acknowledge_by_working`), so whoever is already
+working on a case is never still paged about it. The audit entry says so (``via: working`` and
+the action).
 """
 
 from __future__ import annotations
@@ -73,21 +79,49 @@ async def mark_acknowledged(
     now: datetime,
     *,
     via: str,
+    read: bool = True,
+    action: str | None = None,
 ) -> None:
     """NEW -> ACKNOWLEDGED inside the caller's transaction, which has checked the case is new:
-    its escalation stops, the case records who, and the audit log how (``direct``, ``reply``).
-    The one write of an acknowledgement, whichever door it came through."""
-    await on_connection(db, lambda conn: stop_for_acknowledged(conn, case_id, now))
+    its escalation stops, the case records who, and the audit log how (``direct``, ``reply``,
+    ``working``) and, for the desk, whether the person had read it. The one write of an
+    acknowledgement, whichever door it came through. ``read=False`` leaves the clocks that ask
+    for the notice to be read open (see :func:`~sgalert.routing.escalation.stop_for_acknowledged`).
+    """
+    await on_connection(db, lambda conn: stop_for_acknowledged(conn, case_id, now, read=read))
     await db.execute(
         "UPDATE cases SET state = 'acknowledged', acknowledged_at = ?,"
         " acknowledged_by = ?, updated_at = ? WHERE id = ? AND state = 'new'",
         (iso(now), person_id, iso(now), case_id),
     )
-    await audit.append(db, [audit.AuditEvent(actor, "acknowledged", case_id, {"via": via})])
+    detail: dict[str, object] = {"via": via}
+    if not read:
+        detail["read"] = False
+    if action is not None:
+        detail["action"] = action
+    await audit.append(db, [audit.AuditEvent(actor, "acknowledged", case_id, detail)])
 
 
-async def acknowledge(store: Store, clock: Clock, identity: Identity, ref: str) -> CaseSummary:
-    """NEW -> ACKNOWLEDGED, decided in one transaction so no escalation can follow it."""
+async def acknowledge_by_working(
+    db: aiosqlite.Connection, identity: Identity, summary: CaseSummary, now: datetime, action: str
+) -> None:
+    """Inside an action's transaction, after its checks: a NEW case is acknowledged first, as
+    the person acting, audited as acknowledged by working (``action`` names the work). Working
+    on a case means having it open, so it counts as read."""
+    if summary.state is CaseState.NEW:
+        await mark_acknowledged(
+            db, summary.id, identity.id, identity.email, now, via="working", action=action
+        )
+
+
+async def acknowledge(
+    store: Store, clock: Clock, identity: Identity, ref: str, *, read: bool = True
+) -> CaseSummary:
+    """NEW -> ACKNOWLEDGED, decided in one transaction so no escalation can follow it.
+
+    ``read``: whether the person has read the case (from the queue the desk asks). Unread, the
+    escalation stops but a "read before the next school day" clock stays open until someone
+    opens the case."""
     async with refusals(store, identity, "acknowledge"), store.write() as db:
         summary = await find_summary(db, ref)
         await content_key(db, identity, summary)
@@ -97,7 +131,9 @@ async def acknowledge(store: Store, clock: Clock, identity: Identity, ref: str) 
             )
         if summary.state is CaseState.CLOSED:
             raise IllegalTransition(f"case {summary.ref} is closed")
-        await mark_acknowledged(db, summary.id, identity.id, identity.email, clock(), via="direct")
+        await mark_acknowledged(
+            db, summary.id, identity.id, identity.email, clock(), via="direct", read=read
+        )
         return await find_summary(db, summary.id)
 
 
@@ -120,6 +156,7 @@ async def assign(
             raise NotEntitled(
                 f"{assignee.email} is not entitled to case {summary.ref}; grant access first"
             )
+        await acknowledge_by_working(db, identity, summary, clock(), "assign")
         await db.execute(
             "UPDATE cases SET assignee_id = ?, updated_at = ? WHERE id = ?",
             (assignee.id, iso(clock()), summary.id),
@@ -361,6 +398,7 @@ async def add_entry(
             )
             if await cursor.fetchone() is None:
                 raise NotFound(f"case {summary.ref} has no entry {corrects} to correct")
+        await acknowledge_by_working(db, identity, summary, clock(), action)
         entry_id, row = seal_entry(
             identity, key, summary.id, kind, text, at=clock(), reason=reason, corrects=corrects
         )
@@ -586,6 +624,7 @@ async def start_clock(
         await content_key(db, identity, summary)
         if summary.state is CaseState.CLOSED:
             raise IllegalTransition(f"case {summary.ref} is closed")
+        await acknowledge_by_working(db, identity, summary, clock(), "start-clock")
         return await start_clock_in(db, clock, plan, identity, summary, kind)
 
 

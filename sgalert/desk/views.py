@@ -28,7 +28,7 @@ import aiosqlite
 
 from sgalert.clock import iso, parse_iso
 from sgalert.errors import NotFound, StoreError
-from sgalert.model import CaseState, CaseSummary, Role, Source
+from sgalert.model import CaseState, CaseSummary, Flag, Role, Source
 from sgalert.records.audit import AuditEntry, entries
 from sgalert.records.entitlement import READS_CASE_SQL
 from sgalert.records.store import Store
@@ -40,7 +40,9 @@ SUMMARY_SQL = """
 SELECT c.id, c.ref, c.source, c.state, c.received_at, c.created_at, c.updated_at, c.flags,
        a.email AS assignee, c.acknowledged_at, k.email AS acknowledged_by, c.closed_at,
        c.destroyed_at,
-       (SELECT MIN(due_at) FROM clocks WHERE case_id = c.id AND met_at IS NULL) AS next_deadline
+       (SELECT MIN(due_at) FROM clocks WHERE case_id = c.id AND met_at IS NULL) AS next_deadline,
+       (SELECT kind FROM clocks WHERE case_id = c.id AND met_at IS NULL
+        ORDER BY due_at LIMIT 1) AS next_clock
 FROM cases c
 LEFT JOIN people a ON a.id = c.assignee_id
 LEFT JOIN people k ON k.id = c.acknowledged_by
@@ -105,6 +107,7 @@ def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
         closed_at=when(row["closed_at"]),
         next_deadline=when(row["next_deadline"]),
         destroyed_at=when(row["destroyed_at"]),
+        next_clock=row["next_clock"],
     )
 
 
@@ -237,12 +240,18 @@ _ASSIGNEE_JOIN = " LEFT JOIN people a ON a.id = c.assignee_id"
 
 # Orders over ids only; rowid breaks ties so a page boundary never repeats or skips a case, and
 # it keeps "received" in index order. DEADLINE is answered in two parts: see _deadline_ids.
+# A lesson ended over a disclosure or immediate risk (a plaintext flag set at intake) has no
+# clock; unacknowledged, it is due on arrival, so it ranks with urgent Encompass notices.
+_DUE = (
+    "COALESCE(nd.due, CASE WHEN c.state = 'new' AND c.flags LIKE"
+    " '%\"" + Flag.DISCLOSURE.value + "\"%' THEN c.received_at END)"
+)
 _ORDER: dict[SortKey, str] = {
     # Unacknowledged and overdue first, then unacknowledged, then overdue, then by clock.
     SortKey.PRIORITY: (
-        "CASE WHEN c.state = 'new' AND nd.due < :now THEN 0"
-        " WHEN c.state = 'new' THEN 1 WHEN nd.due < :now THEN 2 ELSE 3 END {asc},"
-        " nd.due {asc} NULLS LAST, c.received_at {asc}, c.rowid {asc}"
+        f"CASE WHEN c.state = 'new' AND {_DUE} < :now THEN 0"
+        f" WHEN c.state = 'new' THEN 1 WHEN {_DUE} < :now THEN 2 ELSE 3 END {{asc}},"
+        f" {_DUE} {{asc}} NULLS LAST, c.received_at {{asc}}, c.rowid {{asc}}"
     ),
     SortKey.RECEIVED: "c.received_at {desc}, c.rowid {desc}",
     SortKey.REF: "c.ref {desc}",

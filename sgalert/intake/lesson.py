@@ -50,7 +50,30 @@ LESSON_LABELS: Mapping[str, str] = {
         ],
         "responsible_adult_present",
     ),
+    **dict.fromkeys(
+        ["disclosure", "disclosure made", "immediate risk", "child at risk", "risk"],
+        "disclosure_row",
+    ),
 }
+
+
+# A report that records a disclosure or an immediate risk to the pupil: ranked as urgent.
+_DISCLOSURE = re.compile(
+    r"\b(?:disclos(?:e|ed|es|ing|ure)|immediate(?:ly)?\s+(?:risk|danger)|(?:at|in)\s+"
+    r"(?:immediate\s+)?(?:risk|danger)|unsafe\s+at\s+home|self[-\s]?harm\w*|suicid\w*)",
+    re.IGNORECASE,
+)
+_DISCLOSURE_ROW = re.compile(r"^\s*(?:yes|y|true)\b", re.IGNORECASE)
+# "no disclosure was made", "not at immediate risk": said, and ruled out.
+_NEGATED = re.compile(r"(?:\b(?:no|not|never|without|nor)\b|n['\u2019]t)\W*(?:\w+\W+){0,2}$", re.I)
+
+
+def _records_disclosure(text: str) -> bool:
+    """Whether the report says the pupil disclosed something or is at immediate risk."""
+    return any(
+        not _NEGATED.search(text[max(match.start() - 40, 0) : match.start()])
+        for match in _DISCLOSURE.finditer(text)
+    )
 
 
 _LESSON_REASONS = (
@@ -131,6 +154,7 @@ def extract_lesson(subject: str, body: str, zone: ZoneInfo) -> Extraction:
     for key, value in sentence.items():
         values.setdefault(key, value)
     reason_text = values.pop("reason_text", "")
+    disclosure_row = values.pop("disclosure_row", "")
     if "pupil" in values:
         values["pupil"] = name_facts(values["pupil"], values)
     if "ended_at" in values:
@@ -144,6 +168,9 @@ def extract_lesson(subject: str, body: str, zone: ZoneInfo) -> Extraction:
     if reason_text:
         values["reason_detail"] = reason_text
     result.facts.update(values)
+    if _DISCLOSURE_ROW.match(disclosure_row) or _records_disclosure(f"{subject}\n{basis}"):
+        # A disclosure or immediate risk ranks with urgent notices (sgalert.desk.views).
+        result.flags.add(Flag.DISCLOSURE)
     if not values.get("pupil"):
         # Who the concern is about is what the safeguarding team needs first.
         result.flags.update((Flag.NEEDS_TRIAGE, Flag.FACTS_MISSING))

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sgalert.clock import parse_iso
+from sgalert.clock import in_words, parse_iso
 from sgalert.model import Role, Source
 from sgalert.ports import Document
 from sgalert.routing.digest import ABOUT_HEAD, CaseFact, ClockFact, Digest, Viewer
@@ -98,8 +98,7 @@ class _Copy:
         self.zone = digest.calendar.zone
 
     def at(self, moment: datetime) -> str:
-        local = moment.astimezone(self.zone)
-        return f"{local:%a} {local.day} {local:%b %H:%M}"
+        return in_words(moment, self.zone)
 
     def visible(self, cases: Iterable[CaseFact]) -> list[CaseFact]:
         return [c for c in cases if self.v.sees(c)]

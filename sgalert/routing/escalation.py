@@ -40,6 +40,7 @@ from sgalert.rules.statutory import (
     CLOCK_RULES,
     INTAKE_CLOCKS,
     MET_BY_ACKNOWLEDGEMENT,
+    MET_BY_READING,
     StatutoryClock,
     TimerKind,
     TimerOrigin,
@@ -459,9 +460,15 @@ _STOPPED_BY_ACK = (
 )
 
 
-def stop_for_acknowledged(conn: sqlite3.Connection, case_id: str, now: datetime) -> None:
+def stop_for_acknowledged(
+    conn: sqlite3.Connection, case_id: str, now: datetime, *, read: bool = True
+) -> None:
     """In the acknowledging transaction: no further escalation step or queued page for it, and
-    the clocks that acknowledgement meets are met. Statutory clocks started by actions go on."""
+    the clocks that acknowledgement meets are met. Statutory clocks started by actions go on.
+
+    ``read``: whether the person acknowledging has read the case. A clock that asks for the
+    notice to be read (Encompass, before the next school day) is met only if so; unread, it
+    stays open until someone opens the case (:func:`meet_by_reading`)."""
     marks = ",".join("?" * len(_STOPPED_BY_ACK))
     conn.execute(
         "UPDATE timers SET cancelled_at = ? WHERE case_id = ? AND fired_at IS NULL"
@@ -473,12 +480,25 @@ def stop_for_acknowledged(conn: sqlite3.Connection, case_id: str, now: datetime)
         f" AND timer_id IN (SELECT id FROM timers WHERE case_id = ? AND kind IN ({marks}))",
         (case_id, case_id, *_STOPPED_BY_ACK),
     )
-    met = tuple(c.value for c in MET_BY_ACKNOWLEDGEMENT)
+    met = tuple(c.value for c in MET_BY_ACKNOWLEDGEMENT if read or c not in MET_BY_READING)
     conn.execute(
         "UPDATE clocks SET met_at = ? WHERE case_id = ? AND met_at IS NULL"
         f" AND kind IN ({','.join('?' * len(met))})",
         (iso(now), case_id, *met),
     )
+
+
+def meet_by_reading(conn: sqlite3.Connection, case_id: str, now: datetime) -> list[str]:
+    """In the transaction that decrypts a case for someone: the clocks met by reading it are
+    met now. Returns the ones this met, for the audit entry."""
+    kinds = tuple(c.value for c in MET_BY_READING)
+    marks = ",".join("?" * len(kinds))
+    rows = conn.execute(
+        f"UPDATE clocks SET met_at = ? WHERE case_id = ? AND met_at IS NULL AND kind IN ({marks})"
+        " RETURNING kind",
+        (iso(now), case_id, *kinds),
+    ).fetchall()
+    return sorted(str(row[0]) for row in rows)
 
 
 SYSTEM_ALERT_TEXT = {
@@ -587,6 +607,7 @@ __all__ = [
     "action_clock_due",
     "confidential",
     "fire_due",
+    "meet_by_reading",
     "next_due",
     "page_system_alerts",
     "schedule_new_cases",

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from sgalert.clock import in_words
 from sgalert.rules.school_calendar import SchoolCalendar
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -122,11 +123,12 @@ class Gap:
     covered_by: str | None
 
     def describe(self, zone: tzinfo) -> str:
-        """``Mon 07 Dec 17:03-17:04``, or ``Sat 28 Nov 07:00 to Sun 29 Nov 19:00``."""
+        """``Mon 7 Dec 17:03-17:04``, or ``Sat 28 Nov 07:00 to Sun 29 Nov 19:00`` (the UK's
+        order, as the desk writes its times)."""
         start, end = self.start.astimezone(zone), self.end.astimezone(zone)
         if start.date() == end.date():
-            return f"{start:%a %d %b %H:%M}-{end:%H:%M}"
-        return f"{start:%a %d %b %H:%M} to {end:%a %d %b %H:%M}"
+            return f"{start:%a} {start.day} {start:%b %H:%M}-{end:%H:%M}"
+        return f"{start:%a} {start.day} {start:%b %H:%M} to {end:%a} {end.day} {end:%b %H:%M}"
 
 
 def merge(spans: Iterable[Span]) -> list[Span]:
@@ -204,11 +206,10 @@ class Rota:
         at = at.astimezone(UTC)  # aware times in one zone compare by wall clock: never here
         for cover in sorted(covers, key=lambda c: c.starts_at.astimezone(UTC), reverse=True):
             if cover.starts_at <= at < cover.ends_at and _usable(cover.who, available):
-                begins = self.calendar.local(cover.starts_at)
-                ends = self.calendar.local(cover.ends_at)
-                return OnDuty(
-                    cover.who, f"cover {begins:%a %d %b %H:%M} to {ends:%a %d %b %H:%M}", False
-                )
+                zone = self.calendar.zone
+                begins = in_words(cover.starts_at, zone)
+                ends = in_words(cover.ends_at, zone)
+                return OnDuty(cover.who, f"cover {begins} to {ends}", False)
         today = self.calendar.local(at).date()
         for index, shift in enumerate(self.shifts):
             if not _usable(shift.who, available):

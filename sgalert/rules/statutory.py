@@ -55,6 +55,9 @@ class ClockRule:
     met_by_acknowledgement: bool
     # What the deadline asks for, in the school's words, for pages and the desk.
     wording: str
+    # The deadline asks for the notice to be read: an acknowledgement meets it only from
+    # someone who has read the case (opened it, or said so); opening the case meets it too.
+    met_by_reading: bool = False
 
 
 def _next_school_day(calendar: SchoolCalendar, start: datetime) -> datetime:
@@ -79,6 +82,7 @@ CLOCK_RULES: Mapping[StatutoryClock, ClockRule] = {
             timedelta(minutes=30),
             met_by_acknowledgement=True,
             wording="read the notice before the next school day starts",
+            met_by_reading=True,
         ),
         ClockRule(
             StatutoryClock.WHISTLE_MONITORING_OFFICER,
@@ -123,6 +127,9 @@ ACTION_CLOCKS: tuple[StatutoryClock, ...] = tuple(
 )
 MET_BY_ACKNOWLEDGEMENT: tuple[StatutoryClock, ...] = tuple(
     c for c, r in CLOCK_RULES.items() if r.met_by_acknowledgement
+)
+MET_BY_READING: tuple[StatutoryClock, ...] = tuple(
+    c for c, r in CLOCK_RULES.items() if r.met_by_reading
 )
 
 

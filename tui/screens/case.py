@@ -34,6 +34,7 @@ from sgalert.model import CaseState, CaseSummary, Role
 from .. import case_render as render
 from ..case_export import save_attachment
 from ..formatting import CLOCK_LABELS, local_time, untrusted
+from ..working import working
 from . import DeskScreen
 from .child import open_child_file
 from .dialogs import (
@@ -339,7 +340,9 @@ class CaseScreen(DeskScreen[None]):
             answered,
         )
 
+    @working
     def action_note(self) -> None:
+
         def written(text: str | None) -> None:
             if text:
                 self._act(
@@ -350,7 +353,9 @@ class CaseScreen(DeskScreen[None]):
 
         self.app.push_screen(NoteScreen(self.ref), written)
 
+    @working
     def action_decision(self) -> None:
+
         def decided(result: Decision | None) -> None:
             if result is not None:
                 self._act(
@@ -389,7 +394,9 @@ class CaseScreen(DeskScreen[None]):
 
         self.app.push_screen(CloseScreen(self.ref), chosen)
 
+    @working
     def action_assign(self) -> None:
+
         def chosen(email: str | None) -> None:
             if email:
                 self._act(
@@ -415,7 +422,9 @@ class CaseScreen(DeskScreen[None]):
             )
         )
 
+    @working
     def action_refer(self) -> None:
+
         def confirmed(referral: Referral, yes: bool | None) -> None:
             if yes:
                 self._act(
@@ -475,6 +484,7 @@ class CaseScreen(DeskScreen[None]):
             (CLOCK_LABELS.get(kind, kind), kind) for kind in ACTION_CLOCKS if kind not in running
         ]
 
+    @working
     def action_start_clock(self) -> None:
         """Choose a statutory clock, confirm, start it; the section then counts it down."""
 
@@ -503,6 +513,7 @@ class CaseScreen(DeskScreen[None]):
 
         self.app.push_screen(ClockScreen(self.ref, self._startable_clocks(), starting=True), chosen)
 
+    @working
     def action_save_attachment(self) -> None:
         """Pick an attachment and a path, read the warning, confirm (and again to replace a
         file); only then is the decrypted copy written, mode 0600, and the export audited."""

@@ -20,6 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
+from sgalert.clock import in_words
 from sgalert.desk.service import ChildFile, EventKind, FileCase, FileEvent, Identity, Match
 
 from ..formatting import (
@@ -114,7 +115,7 @@ def _deadline(event: FileEvent, zone: Any) -> str:
 
 def when(moment: datetime, zone: Any) -> str:
     """A child's file spans years, so its times carry the year."""
-    return moment.astimezone(zone).strftime("%d %b %Y %H:%M")
+    return in_words(moment, zone, year=True)
 
 
 def _event(event: FileEvent, zone: Any) -> Text:

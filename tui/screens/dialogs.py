@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static, TextArea
+from textual.widgets.select import InvalidSelectValueError
 
 from sgalert.desk.service import os_error_reason
 
+from ..drafts import FieldValue
 from . import DeskModal
 
 FormResult = TypeVar("FormResult")
@@ -75,6 +77,87 @@ class FormScreen(DeskModal[FormResult | None]):
         Binding("ctrl+s", "save", "Save", id="form.save", priority=True),
         Binding("escape", "cancel", "Cancel", id="form.cancel"),
     ]
+    # The action, on the screen underneath, that opens this form: run again to reopen a draft
+    # after the lock (see tui.drafts).
+    REOPEN: ClassVar[str | None] = None
+    ref: str | None = None  # the case the form is about, if any
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._initial: dict[str, FieldValue] = {}
+
+    @property
+    def reopen(self) -> str | None:
+        return self.REOPEN
+
+    @property
+    def draft_title(self) -> str:
+        """What the lock screen calls the draft: the dialog's title (metadata, e.g. a ref)."""
+        titles = self.query(".dialog-title")
+        return str(titles.first().render()) if titles else type(self).__name__
+
+    def draft_fields(self) -> dict[str, FieldValue]:
+        """Every named field's value, in the order on screen."""
+        values: dict[str, FieldValue] = {}
+        for widget in self.query(FIELDS):
+            if widget.id is None:
+                continue
+            if isinstance(widget, Input):
+                values[widget.id] = widget.value
+            elif isinstance(widget, TextArea):
+                values[widget.id] = widget.text
+            elif isinstance(widget, Checkbox):
+                values[widget.id] = widget.value
+            elif isinstance(widget, Select):
+                value = widget.value
+                values[widget.id] = value if isinstance(value, str | int) else None
+        return values
+
+    @property
+    def has_draft(self) -> bool:
+        """Something was typed or chosen since the form opened."""
+        return self.is_mounted and self.draft_fields() != self._initial
+
+    def focused_field(self) -> str | None:
+        focused = self.focused
+        return focused.id if focused is not None and focused.id in self._initial else None
+
+    @on(events.Mount)
+    async def _take_draft(self) -> None:
+        """Note the fields as opened, then fill them from a draft given back after the lock.
+        Runs after a subclass's own ``on_mount`` (Textual runs each class's handler)."""
+        self._initial = self.draft_fields()
+        draft = self.desk.drafts.take(type(self).__name__, self.ref)
+        if draft is not None:
+            await self.restore(draft.values, draft.focus)
+
+    async def prepare_restore(self, values: dict[str, FieldValue]) -> None:
+        """Make the fields the values need (a form whose fields follow a choice overrides it)."""
+
+    async def restore(self, values: dict[str, FieldValue], focus: str | None) -> None:
+        """Fill the fields from a draft, cursors at the end, and focus where the writer was."""
+        await self.prepare_restore(values)
+        for widget in self.query(FIELDS):
+            if widget.id is None or widget.id not in values:
+                continue
+            value = values[widget.id]
+            if isinstance(widget, Input) and isinstance(value, str):
+                widget.value = value
+                widget.cursor_position = len(value)
+            elif isinstance(widget, TextArea) and isinstance(value, str):
+                widget.text = value
+                widget.move_cursor(widget.document.end)
+            elif isinstance(widget, Checkbox) and isinstance(value, bool):
+                widget.value = value
+            elif isinstance(widget, Select) and value is not None:
+                try:
+                    widget.value = value
+                except InvalidSelectValueError:
+                    pass  # no longer offered (the person was removed, say): choose again
+        if focus is not None:
+            target = self.query(f"#{focus}")
+            if target:
+                target.first().focus()
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -102,6 +185,8 @@ class FormScreen(DeskModal[FormResult | None]):
 
 class NoteScreen(FormScreen[str]):
     """A signed note. The words are kept verbatim, including a child's own words."""
+
+    REOPEN = "note"
 
     def __init__(self, ref: str) -> None:
         super().__init__()
@@ -138,6 +223,8 @@ class Decision:
 
 class DecisionScreen(FormScreen[Decision]):
     """A decision and the reason for it: the record needs both [school 1.13.0]."""
+
+    REOPEN = "decision"
 
     def __init__(self, ref: str) -> None:
         super().__init__()
@@ -181,6 +268,8 @@ class Closing:
 class CloseScreen(FormScreen[Closing]):
     """The outcome and its reason; closing is confirmed separately because it is final."""
 
+    REOPEN = "close_case"
+
     def __init__(self, ref: str) -> None:
         super().__init__()
         self.ref = ref
@@ -211,6 +300,8 @@ class CloseScreen(FormScreen[Closing]):
 
 class AssignScreen(FormScreen[str]):
     """Give the case to someone; the core refuses anyone not entitled to read it."""
+
+    REOPEN = "assign"
 
     def __init__(self, ref: str, people: list[tuple[str, str]]) -> None:
         super().__init__()
@@ -244,6 +335,8 @@ class Referral:
 class ReferScreen(FormScreen[Referral]):
     """Who the case is referred to and what was said; a LADO referral starts its clock."""
 
+    REOPEN = "refer"
+
     def __init__(self, ref: str, agencies: list[tuple[str, str]]) -> None:
         super().__init__()
         self.ref = ref
@@ -267,6 +360,10 @@ class ReferScreen(FormScreen[Referral]):
 
 class ClockScreen(FormScreen[str]):
     """Which running deadline has been met, or (with ``starting``) which clock to start."""
+
+    @property
+    def reopen(self) -> str | None:
+        return "start_clock" if self.starting else "meet_clock"
 
     def __init__(self, ref: str, clocks: list[tuple[str, str]], *, starting: bool = False) -> None:
         super().__init__()
@@ -319,6 +416,8 @@ class SaveAttachmentScreen(FormScreen[AttachmentSave]):
 
     Nothing is written here: the caller confirms the warning, and any overwrite, first.
     """
+
+    REOPEN = "save_attachment"
 
     def __init__(
         self, ref: str, attachments: list[tuple[Text, int]], proposals: dict[int, str]

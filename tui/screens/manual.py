@@ -19,6 +19,7 @@ from textual.widgets import Checkbox, Input, Label, Select, TextArea
 from sgalert.desk.service import Identity, StoredCase
 from sgalert.model import Flag, Source
 
+from ..drafts import FieldValue
 from ..formatting import SOURCE_LONG
 from .dialogs import FormScreen
 
@@ -79,6 +80,8 @@ def parse_local(value: str, zone: tzinfo) -> datetime | None:
 class NewCaseScreen(FormScreen[ManualCase]):
     """The phoned notification's form. The fields follow the chosen source."""
 
+    REOPEN = "app.new_case"
+
     def __init__(self, now: datetime, zone: tzinfo) -> None:
         super().__init__()
         self.now = now
@@ -122,12 +125,23 @@ class NewCaseScreen(FormScreen[ManualCase]):
 
     @on(Select.Changed, "#source")
     async def _source_changed(self, event: Select.Changed) -> None:
-        if not isinstance(event.value, str) or event.value == self.source.value:
+        # A change posted before a draft set the source (the Select's first value) is stale.
+        if isinstance(event.value, str) and event.value == event.select.value:
+            await self._show_source(Source(event.value))
+
+    async def _show_source(self, source: Source) -> None:
+        if source is self.source:
             return
-        self.source = Source(event.value)
+        self.source = source
         box = self.query_one("#facts", Vertical)
         await box.remove_children()
         await box.mount_all(self._fact_inputs(self.source))
+
+    async def prepare_restore(self, values: dict[str, FieldValue]) -> None:
+        """A draft for another source needs that source's fact fields before they are filled."""
+        chosen = values.get("source")
+        if isinstance(chosen, str) and chosen in {source.value for source in Source}:
+            await self._show_source(Source(chosen))
 
     def action_save(self) -> None:
         caller = self.query_one("#caller", Input).value.strip()

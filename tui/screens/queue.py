@@ -9,7 +9,7 @@ the deadline countdowns live without touching the store.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import ClassVar, Literal
 
 from rich.text import Text
@@ -18,9 +18,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static, Tab, Tabs
+from textual.widgets import Button, Footer, Input, Static, Tab, Tabs
 
-from sgalert.desk.service import Identity
+from sgalert.desk.service import CasePreview, Identity
 from sgalert.desk.views import QueuePage, QueueQuery, QueueView, SortKey
 from sgalert.model import CaseState, CaseSummary
 
@@ -34,11 +34,16 @@ from ..formatting import (
     person_label,
     short_time,
 )
+from ..preview import PreviewPane
 from ..status import Banner
-from . import DeskScreen
-from .dialogs import ConfirmScreen
+from . import DeskModal, DeskScreen
 
 Select = Literal["keep", "first", "last"]
+# How long the highlight must rest before the preview loads: holding down a key to move down
+# the list never loads the cases passed over.
+PREVIEW_DEBOUNCE = 0.15
+AckAnswer = Literal["read", "unread", "open"]
+ACK_BUTTONS: dict[str, AckAnswer] = {"read": "read", "unread": "unread", "open": "open"}
 
 # Fixed widths: columns never jump between pages or tabs, and a new page never changes the
 # table's size, so loading one costs no layout pass.
@@ -48,8 +53,8 @@ COLUMNS = (
     ("received", "Received", 12),
     ("state", "State", 6),
     ("assignee", "Assignee", 8),
-    ("deadline", "Deadline", 12),
-    ("flags", "Flags", 48),
+    ("deadline", "Deadline", 24),
+    ("flags", "Flags", 36),
 )
 # One tab per queue view, in this order.
 TAB_LABELS: dict[QueueView, str] = {
@@ -80,6 +85,61 @@ SORT_WORDS: dict[SortKey, tuple[tuple[str, str], tuple[str, str]]] = {
     SortKey.STATE: (("new first", ""), ("closed first", "")),
     SortKey.ASSIGNEE: (("assignee A to Z", "↑"), ("assignee Z to A", "↓")),
 }
+
+
+class AcknowledgeScreen(DeskModal[AckAnswer | None]):
+    """Acknowledging from the queue, without the case open: have you read it? Only reading it
+    meets an Encompass notice's "read before the next school day"; unread, escalation stops but
+    that deadline stays open until someone opens the case."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer('read')", "Read it", id="ack.read"),
+        Binding("u", "answer('unread')", "Unread", id="ack.unread"),
+        Binding("o", "answer('open')", "Open it", id="ack.open"),
+        Binding("n,escape", "answer(None)", "Cancel", id="ack.cancel"),
+    ]
+
+    def __init__(self, ref: str) -> None:
+        super().__init__()
+        self.ref = ref
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Text(f"Acknowledge {self.ref}? Have you read it?"), classes="dialog-title")
+            yield Static(
+                Text(
+                    "You take responsibility for this case now: escalation stops and the"
+                    " acknowledgement is recorded in your name. This cannot be undone. Only"
+                    " reading the case meets a deadline to read it (an Encompass notice before"
+                    " the next school day): acknowledged unread, that deadline stays open until"
+                    " someone opens the case."
+                ),
+                classes="dialog-body",
+            )
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("I have read it (y)", variant="error", id="read")
+                yield Button("Not yet read (u)", id="unread")
+                yield Button("Open it (o)", id="open")
+                yield Button("Cancel (n)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def action_answer(self, answer: AckAnswer | None) -> None:
+        self.dismiss(answer)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(ACK_BUTTONS.get(event.button.id or ""))
+
+
+def due_time(due: datetime, zone: tzinfo, now: datetime) -> str:
+    """A deadline's local time, short: ``Mon 08:30`` within the coming week, else ``7 Dec 08:30``
+    (UK order; the preview and the case say it in full)."""
+    local, today = due.astimezone(zone), now.astimezone(zone)
+    if 0 <= (local.date() - today.date()).days < 6:
+        return f"{local:%a %H:%M}"
+    return f"{local.day} {local:%b %H:%M}"
 
 
 def sort_label(query: QueueQuery) -> str:
@@ -122,6 +182,11 @@ class QueueScreen(DeskScreen[None]):
         self._search_timer: Timer | None = None
         self._counts: dict[QueueView, int] = dict(counts or {})
         self._whoami = ""
+        self._preview_timer: Timer | None = None
+        # What the pane's decrypted preview is of: (reference, updated_at, whose epoch). A
+        # reload of the same unchanged case (the store watcher reloads the page on every
+        # commit, a preview's own audit entry included) keeps it rather than reading it again.
+        self._previewed: tuple[str, datetime, int] | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="topbar"):
@@ -131,6 +196,7 @@ class QueueScreen(DeskScreen[None]):
         # Counted before the first paint, so the tabs do not change width a moment later.
         yield Tabs(*(Tab(self._tab_label(tab), id=tab.value) for tab in TAB_LABELS), id="tabs")
         yield CaseList([Column(*column) for column in COLUMNS], id="queue")
+        yield PreviewPane(id="preview")
         yield Input(
             placeholder="Filter: reference, source, state, flag, assignee (Esc clears)",
             id="filter",
@@ -141,7 +207,9 @@ class QueueScreen(DeskScreen[None]):
 
     def on_mount(self) -> None:
         self.identity_changed()
-        self.query_one(CaseList).focus()
+        table = self.query_one(CaseList)
+        table.focus()
+        self.watch(table, "cursor_row", self._highlight_moved, init=False)
         # The screen's own timer: it stops with the screen, so it never ticks a torn-down DOM.
         self.set_interval(self.desk.poll_seconds, lambda: self.tick(self.desk.now()))
 
@@ -209,6 +277,53 @@ class QueueScreen(DeskScreen[None]):
         table.set_rows(rows, cursor=row)
         self._show_status()
 
+    # ----- the preview pane -----------------------------------------------------------------
+
+    def _highlight_moved(self) -> None:
+        """Wait for the highlight to rest, then load its preview (in a worker)."""
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+        self._preview_timer = self.set_timer(PREVIEW_DEBOUNCE, self._load_preview)
+
+    def _summary(self, ref: str | None) -> CaseSummary | None:
+        rows = self.page.rows if self.page is not None else ()
+        return next((case for case in rows if case.ref == ref), None)
+
+    def on_screen_resume(self) -> None:
+        self._highlight_moved()  # back on top: bring the preview up to date
+
+    def _load_preview(self) -> None:
+        desk = self.desk
+        if desk.screen is not self:
+            return  # covered (a case, a dialog): nothing to glance at until it comes back
+        pane = self.query_one(PreviewPane)
+        summary = self._summary(self._highlighted_ref())
+        identity = desk.identity
+        if summary is None or identity is None:
+            self._previewed = None
+            pane.show(summary, None, desk.zone, desk.now(), locked=True)
+            return
+        seen = (summary.ref, summary.updated_at, desk.epoch)
+        if seen == self._previewed and not pane.locked and not pane.loading:
+            pane.show(summary, pane.preview, desk.zone, desk.now(), locked=False)
+            return
+        if pane.summary is None or pane.summary.ref != summary.ref or pane.locked:
+            # Until the worker answers, what is known without decrypting.
+            pane.show(summary, None, desk.zone, desk.now(), locked=False, loading=True)
+
+        def loaded(preview: CasePreview | None) -> None:
+            if self._highlighted_ref() == summary.ref and desk.identity is identity:
+                self._previewed = seen
+                pane.show(summary, preview, desk.zone, desk.now(), locked=False)
+
+        desk.submit(
+            desk.service.preview_case(identity, summary.ref),
+            description=f"Previewing {summary.ref}",
+            done=loaded,
+            sensitive=True,
+            latest="preview",
+        )
+
     def show_fresh(self) -> None:
         """Highlight the new cases not yet opened here (the desk's ``fresh`` references)."""
         if self.is_mounted:
@@ -227,11 +342,14 @@ class QueueScreen(DeskScreen[None]):
             if widget.label_text != label:
                 widget.label = label
 
-    @staticmethod
-    def _deadline(case: CaseSummary, now: datetime) -> Text:
+    def _deadline(self, case: CaseSummary, now: datetime) -> Text:
+        """The countdown and, beside it, the local time it runs out (``10h 30m Mon 08:30``)."""
         if case.state is CaseState.CLOSED:
             return Text("-", style="dim")
-        return countdown(case.next_deadline, now)
+        text = countdown(case.next_deadline, now)
+        if case.next_deadline is not None:
+            text.append(f" {due_time(case.next_deadline, self.desk.zone, now)}", style="dim")
+        return text
 
     def _highlighted_ref(self) -> str | None:
         return self.query_one(CaseList).highlighted
@@ -261,6 +379,7 @@ class QueueScreen(DeskScreen[None]):
         self.show_banners()
         if self.page is None:
             return
+        self.query_one(PreviewPane).redraw(self.desk.zone, now)
         table = self.query_one(CaseList)
         for case in self.page.rows:
             text = self._deadline(case, now)
@@ -269,7 +388,11 @@ class QueueScreen(DeskScreen[None]):
                 table.update_cell(case.ref, "deadline", text)
 
     def identity_changed(self) -> None:
+        if self.desk.identity is None:
+            self._previewed = None
+            self.query_one(PreviewPane).clear()  # locked: nothing decrypted stays on screen
         self.reload()  # what the queue shows depends on who is looking
+        self._highlight_moved()
         self._show_whoami(self.desk.now())
         self.show_banners()
         self.refresh_bindings()
@@ -390,27 +513,23 @@ class QueueScreen(DeskScreen[None]):
             return
         desk = self.desk
 
-        def confirmed(identity: Identity, yes: bool | None) -> None:
-            if not yes:
+        def answered(identity: Identity, answer: AckAnswer | None) -> None:
+            if answer is None:
+                return
+            if answer == "open":
+                desk.open_case(ref)
                 return
             desk.submit(
-                desk.service.acknowledge(identity, ref),
+                desk.service.acknowledge(identity, ref, read=answer == "read"),
                 description=f"Acknowledging {ref}",
                 done=lambda _: self._acknowledged(ref),
             )
 
-        def ask(identity: Identity) -> None:
-            desk.push_screen(
-                ConfirmScreen(
-                    f"Acknowledge {ref}?",
-                    "You take responsibility for this case now: escalation stops and the"
-                    " acknowledgement is recorded in your name. This cannot be undone.",
-                    confirm="Acknowledge",
-                ),
-                lambda yes: confirmed(identity, yes),
+        desk.require_identity(
+            lambda identity: desk.push_screen(
+                AcknowledgeScreen(ref), lambda answer: answered(identity, answer)
             )
-
-        desk.require_identity(ask)
+        )
 
     def _acknowledged(self, ref: str) -> None:
         self.desk.notify(f"{ref} acknowledged.", markup=False)

@@ -79,6 +79,8 @@ class CoverRequest:
 class CoverScreen(FormScreen[CoverRequest]):
     """Who covers, from when, until when (local time); opened on the first gap, exactly."""
 
+    REOPEN = "add_cover"
+
     def __init__(
         self, people: tuple[Person, ...], start: datetime, end: datetime, zone: tzinfo
     ) -> None:
