@@ -139,6 +139,12 @@ class SgalertApp(App[int]):
         return self.clock()
 
     @property
+    def person_email(self) -> str | None:
+        """Whose desk this is: the unlocked person, else the one it was started for. Counts
+        are of the cases this person can read (metadata only, so no unlock is needed)."""
+        return self.identity.email if self.identity is not None else self.as_email
+
+    @property
     def queue_screen(self) -> QueueScreen:
         if self._queue is None:
             raise RuntimeError("the queue is not mounted yet")
@@ -161,7 +167,7 @@ class SgalertApp(App[int]):
         elif self._idle_override:
             self.idle_limit = timedelta(minutes=self._idle_override)
         self.title = f"sgalert · {self.school}"
-        self._queue = QueueScreen(await self.service.queue_counts())
+        self._queue = QueueScreen(await self.service.queue_counts(self.person_email))
         await self.push_screen(self._queue)
         self._watcher = StoreWatcher(
             self.service.change_probe(), self.post_message, interval=self.poll_seconds
@@ -429,8 +435,8 @@ class SgalertApp(App[int]):
     def refresh_status(self) -> None:
         if self._service is None:
             return
-        email = self.identity.email if self.identity else None
         self._status_at = self.clock()
+        email = self.person_email
         self.submit(
             gather_status(self.service, email, self.clock()),
             description="Checking the engine, sources and rota",

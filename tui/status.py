@@ -16,7 +16,7 @@ from sgalert.clock import parse_iso
 from sgalert.desk.service import SYSTEM_ALERT_TEXT, CaseService, Gap, OnDuty
 from sgalert.desk.views import engine_silent
 
-from .formatting import ago, local_time
+from .formatting import ago, local_time, plural
 
 GAP_DAYS = 14
 
@@ -39,6 +39,7 @@ class DeskStatus:
     unacknowledged: int
     assigned_to_me: int
     lease_expires_at: datetime | None = None  # the engine's lease: silent once it has run out
+    overdue: int = 0  # open cases with a clock past due (of those the person can read)
 
 
 async def gather_status(service: CaseService, email: str | None, now: datetime) -> DeskStatus:
@@ -59,6 +60,7 @@ async def gather_status(service: CaseService, email: str | None, now: datetime) 
         waiting.total,
         waiting.assigned,
         lease.expires_at if lease else None,
+        waiting.overdue,
     )
 
 
@@ -126,12 +128,19 @@ def banners(
             if on_duty
             else (f", {status.assigned_to_me} assigned to you" if status.assigned_to_me else "")
         )
-        plural = "s" if status.unacknowledged != 1 else ""
         found.append(
             Banner(
                 "unacknowledged",
                 "warning",
-                f"{status.unacknowledged} unacknowledged case{plural}{mine}.",
+                f"{plural(status.unacknowledged, 'unacknowledged case')}{mine}.",
+            )
+        )
+    if status.overdue:
+        found.append(
+            Banner(
+                "overdue",
+                "error",
+                f"OVERDUE: {plural(status.overdue, 'case')} with a clock past due.",
             )
         )
     if status.gaps:

@@ -208,9 +208,10 @@ class CaseService:
         saves a count per page turn when there is no search."""
         return await desk.queue_page(self.store, query, self._clock(), known_total=known_total)
 
-    async def queue_counts(self) -> dict[desk.QueueView, int]:
-        """How many cases each queue view holds."""
-        return await desk.queue_counts(self.store)
+    async def queue_counts(self, reader: str | None = None) -> dict[desk.QueueView, int]:
+        """How many cases each queue view holds; with ``reader`` (an email), of the cases that
+        person can read."""
+        return await desk.queue_counts(self.store, reader)
 
     async def engine_heartbeat(self) -> datetime | None:
         """When the engine last beat; None if it never ran here. Stale means nobody is paged."""
@@ -225,8 +226,9 @@ class CaseService:
         return await desk.failing_channels(self.store)
 
     async def unacknowledged(self, email: str | None = None) -> desk.Unacknowledged:
-        """Unacknowledged cases, and how many of them are assigned to ``email``."""
-        return await desk.unacknowledged(self.store, email)
+        """Unacknowledged cases, how many of them are assigned to ``email``, and the open cases
+        overdue by this service's clock; given ``email``, of the cases that person can read."""
+        return await desk.unacknowledged(self.store, email, now=self._clock())
 
     async def open_alerts(self) -> list[dict[str, str]]:
         """System alerts not yet cleared (a source down…): silence must not look like safety."""

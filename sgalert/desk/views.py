@@ -160,10 +160,13 @@ class QueuePage:
 
 @dataclass(frozen=True, slots=True)
 class Unacknowledged:
-    """Cases nobody has acknowledged yet: all of them, and those assigned to one person."""
+    """Cases nobody has acknowledged yet, and those assigned to one person; ``overdue``: open
+    cases with a clock past due. Asked for one person, every count is of the cases that
+    person can read, so a banner never announces cases its reader cannot open."""
 
     total: int
     assigned: int
+    overdue: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,13 +342,56 @@ async def queue_page(
     return QueuePage(query, ordered, max(total, query.offset + len(ordered)), has_next)
 
 
-async def queue_counts(store: Store) -> dict[QueueView, int]:
-    """How many cases each view holds, in one pass over the cases table."""
-    rows = await store.fetchall(
-        "SELECT COUNT(*), TOTAL(state != 'closed'), TOTAL(source = 'encompass'),"
-        " TOTAL(source = 'whistle'), TOTAL(source = 'lesson') FROM cases"
+# ----- who can act on what --------------------------------------------------------------
+
+# The cases a person can read: the case's content key is wrapped to a batch key sealed to a
+# version of a group they are an active member of, or to them directly (a grant). The same
+# test as :func:`sgalert.records.entitlement.may_read`, asked of every case at once: the
+# batches the person can open are few, so SQLite builds that set once per query.
+_READABLE = (
+    "c.id IN (SELECT w.case_id FROM key_wraps w WHERE w.key_name = 'content' AND ("
+    "(w.recipient_kind = 'person' AND w.recipient = :reader) OR (w.recipient_kind = 'batch'"
+    " AND w.recipient IN (SELECT b.batch_id FROM batch_keys b JOIN group_key_seals s"
+    " ON s.group_name = b.group_name AND s.version = b.version JOIN group_members m"
+    " ON m.group_name = s.group_name AND m.person_id = s.person_id AND m.state = 'active'"
+    " WHERE s.person_id = :reader))))"
+)
+
+
+async def _reader_id(db: aiosqlite.Connection, email: str) -> str:
+    """The id of the current member of staff with this email; "" (nobody, so nothing is
+    readable) for an unknown or removed address."""
+    cursor = await db.execute(
+        "SELECT id FROM people WHERE email = ? COLLATE NOCASE AND removed_at IS NULL",
+        (email.strip(),),
     )
-    total, needs, encompass, whistle, lesson = (int(value) for value in rows[0])
+    row = await cursor.fetchone()
+    return str(row[0]) if row else ""
+
+
+async def _scope(db: aiosqlite.Connection, reader: str | None) -> tuple[str, Params]:
+    """A WHERE clause (or "") keeping the cases ``reader`` (an email) can read."""
+    if reader is None:
+        return "", {}
+    return f" WHERE {_READABLE}", {"reader": await _reader_id(db, reader)}
+
+
+async def queue_counts(store: Store, reader: str | None = None) -> dict[QueueView, int]:
+    """How many cases each view holds, in one pass over the cases table.
+
+    With ``reader`` (an email) only the cases that person can read are counted: a monitoring
+    officer is not told of seven cases they could open none of.
+    """
+    async with store.read() as db:
+        where, params = await _scope(db, reader)
+        cursor = await db.execute(
+            "SELECT COUNT(*), TOTAL(c.state != 'closed'), TOTAL(c.source = 'encompass'),"
+            " TOTAL(c.source = 'whistle'), TOTAL(c.source = 'lesson') FROM cases c" + where,
+            params,
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    total, needs, encompass, whistle, lesson = (int(value) for value in row)
     return {
         QueueView.NEEDS_ACTION: needs,
         QueueView.ENCOMPASS: encompass,
@@ -434,14 +480,30 @@ async def failing_channels(store: Store) -> list[FailingChannel]:
     return [FailingChannel(str(r[0]), int(r[1]), parse_iso(r[2])) for r in rows]
 
 
-async def unacknowledged(store: Store, email: str | None = None) -> Unacknowledged:
-    """Unacknowledged cases, and how many of them are assigned to ``email`` (any case)."""
-    rows = await store.fetchall(
-        "SELECT COUNT(*), TOTAL(p.email = ? COLLATE NOCASE) FROM cases c"
-        " LEFT JOIN people p ON p.id = c.assignee_id WHERE c.state = 'new'",
-        (email or "",),
-    )
-    return Unacknowledged(int(rows[0][0]), int(rows[0][1]))
+async def unacknowledged(
+    store: Store, email: str | None = None, *, now: datetime | None = None
+) -> Unacknowledged:
+    """Unacknowledged cases and how many of them are assigned to ``email``; with ``now``, also
+    the open cases with a clock past due. Given ``email``, only cases that person can read."""
+    async with store.read() as db:
+        where, params = await _scope(db, email)
+        scope = where.replace(" WHERE ", " AND ", 1)
+        cursor = await db.execute(
+            "SELECT COUNT(*), TOTAL(p.email = :email COLLATE NOCASE) FROM cases c"
+            " LEFT JOIN people p ON p.id = c.assignee_id WHERE c.state = 'new'" + scope,
+            params | {"email": email or ""},
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        overdue = 0
+        if now is not None:
+            overdue = await _count(
+                db,
+                "SELECT COUNT(*) FROM cases c WHERE c.state != 'closed' AND c.id IN"
+                " (SELECT case_id FROM clocks WHERE met_at IS NULL AND due_at < :now)" + scope,
+                params | {"now": iso(now)},
+            )
+    return Unacknowledged(int(row[0]), int(row[1]), overdue)
 
 
 async def open_alerts(store: Store) -> list[dict[str, str]]:

@@ -122,6 +122,7 @@ class QueueScreen(DeskScreen[None]):
         self._search_timer: Timer | None = None
         self._counts: dict[QueueView, int] = dict(counts or {})
         self._whoami = ""
+        self._counted_for: str | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="topbar"):
@@ -154,16 +155,18 @@ class QueueScreen(DeskScreen[None]):
         desk = self.desk
         if recount:
             self._counts = {}
+            self._counted_for = desk.person_email
         query = self.query_state
+        # The tabs count what this person can read; the page counts what it lists.
         desk.submit(
-            desk.service.queue_page(query, known_total=self._counts.get(query.view)),
+            desk.service.queue_page(query),
             description="Loading the queue",
             done=self._show_page,
             latest="queue",
         )
         if recount:
             desk.submit(
-                desk.service.queue_counts(),
+                desk.service.queue_counts(desk.person_email),
                 description="Counting cases",
                 done=self._show_counts,
                 latest="queue-counts",
@@ -267,6 +270,8 @@ class QueueScreen(DeskScreen[None]):
                 table.update_cell(case.ref, "deadline", text)
 
     def identity_changed(self) -> None:
+        if self.page is not None and self.desk.person_email != self._counted_for:
+            self.reload()  # another person: their counts (and their own cases)
         self._show_whoami(self.desk.now())
         self.show_banners()
         self.refresh_bindings()
