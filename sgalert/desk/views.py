@@ -97,13 +97,15 @@ async def list_cases(
 
 
 class QueueView(enum.StrEnum):
-    """Which cases a queue shows: those needing action (not closed), one source's, or all."""
+    """Which cases a queue shows: those needing action (not closed), one source's, all, or the
+    person's own (``MINE``: see :data:`_MINE`)."""
 
     NEEDS_ACTION = "needs"
     ENCOMPASS = "encompass"
     WHISTLE = "whistle"
     LESSON = "lesson"
     ALL = "all"
+    MINE = "mine"
 
 
 class SortKey(enum.StrEnum):
@@ -123,6 +125,7 @@ class QueueQuery:
 
     ``search`` is whitespace-separated terms, each matched (as a substring, wildcards taken
     literally) against the reference, source, state, flags or assignee; every term must match.
+    ``person`` (an email) is whose cases ``MINE`` shows; without one it shows none.
     """
 
     view: QueueView = QueueView.NEEDS_ACTION
@@ -131,16 +134,21 @@ class QueueQuery:
     descending: bool = False
     offset: int = 0
     limit: int = PAGE_SIZE
+    person: str | None = None
 
     def with_view(self, view: QueueView) -> QueueQuery:
         """The first page of another view. Priority only means something where cases need
         action, so it swaps with newest-first on the way in and out of that view."""
         sort = self.sort
-        if view is not QueueView.NEEDS_ACTION and sort is SortKey.PRIORITY:
+        if view not in OPEN_VIEWS and sort is SortKey.PRIORITY:
             sort = SortKey.RECEIVED
-        if view is QueueView.NEEDS_ACTION and sort is SortKey.RECEIVED:
+        if view in OPEN_VIEWS and sort is SortKey.RECEIVED:
             sort = SortKey.PRIORITY
         return replace(self, view=view, sort=sort, offset=0)
+
+
+# Views of open cases only, where "most urgent first" means something.
+OPEN_VIEWS = frozenset({QueueView.NEEDS_ACTION, QueueView.MINE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +215,20 @@ _ORDER: dict[SortKey, str] = {
 
 Params = dict[str, object]
 
+# A person's own open cases: assigned to them, acknowledged by them and given to nobody else,
+# or waiting for their step: an unacknowledged case they were paged about (escalated to them),
+# or a clock they started and have not met. ``:me`` is their email; the subqueries start from
+# small, indexed sets (one person's pages, unmet clocks) and never read the whole audit log.
+_ME = "(SELECT id FROM people WHERE email = :me COLLATE NOCASE)"
+_MINE = (
+    "(c.state != 'closed' AND (c.assignee_id = " + _ME + " OR (c.assignee_id IS NULL"
+    " AND c.acknowledged_by = " + _ME + ") OR (c.state = 'new' AND c.id IN"
+    " (SELECT o.case_id FROM outbox o WHERE o.person_id = " + _ME + ")) OR c.id IN"
+    " (SELECT k.case_id FROM clocks k JOIN audit l ON l.case_id = k.case_id"
+    " AND l.action = 'clock-started' AND l.actor = :me COLLATE NOCASE"
+    " AND json_extract(l.detail, '$.clock') = k.kind WHERE k.met_at IS NULL)))"
+)
+
 
 def _where(query: QueueQuery) -> tuple[list[str], Params]:
     """The view and search as SQL conditions; search terms are LIKE patterns with their
@@ -215,6 +237,9 @@ def _where(query: QueueQuery) -> tuple[list[str], Params]:
     params: Params = {}
     if query.view is QueueView.NEEDS_ACTION:
         clauses.append("c.state IN ('new', 'acknowledged')")  # uses cases_by_state
+    elif query.view is QueueView.MINE:
+        clauses.append(_MINE)
+        params["me"] = query.person or ""
     elif query.view is not QueueView.ALL:
         clauses.append("c.source = :source")
         params["source"] = query.view.value
@@ -386,18 +411,20 @@ async def queue_counts(store: Store, reader: str | None = None) -> dict[QueueVie
         where, params = await _scope(db, reader)
         cursor = await db.execute(
             "SELECT COUNT(*), TOTAL(c.state != 'closed'), TOTAL(c.source = 'encompass'),"
-            " TOTAL(c.source = 'whistle'), TOTAL(c.source = 'lesson') FROM cases c" + where,
-            params,
+            f" TOTAL(c.source = 'whistle'), TOTAL(c.source = 'lesson'), TOTAL({_MINE})"
+            " FROM cases c" + where,
+            params | {"me": reader or ""},
         )
         row = await cursor.fetchone()
     assert row is not None
-    total, needs, encompass, whistle, lesson = (int(value) for value in row)
+    total, needs, encompass, whistle, lesson, mine = (int(value) for value in row)
     return {
         QueueView.NEEDS_ACTION: needs,
         QueueView.ENCOMPASS: encompass,
         QueueView.WHISTLE: whistle,
         QueueView.LESSON: lesson,
         QueueView.ALL: total,
+        QueueView.MINE: mine,
     }
 
 

@@ -58,15 +58,12 @@ TAB_LABELS: dict[QueueView, str] = {
     QueueView.WHISTLE: "Whistleblowing",
     QueueView.LESSON: "Lesson",
     QueueView.ALL: "All",
+    QueueView.MINE: "My cases",
 }
+OPEN_CYCLE = (SortKey.PRIORITY, SortKey.DEADLINE, SortKey.RECEIVED, SortKey.REF, SortKey.ASSIGNEE)
 SORT_CYCLE: dict[QueueView, tuple[SortKey, ...]] = {
-    QueueView.NEEDS_ACTION: (
-        SortKey.PRIORITY,
-        SortKey.DEADLINE,
-        SortKey.RECEIVED,
-        SortKey.REF,
-        SortKey.ASSIGNEE,
-    ),
+    QueueView.NEEDS_ACTION: OPEN_CYCLE,
+    QueueView.MINE: OPEN_CYCLE,
 }
 DEFAULT_CYCLE = (SortKey.RECEIVED, SortKey.DEADLINE, SortKey.STATE, SortKey.REF, SortKey.ASSIGNEE)
 # How each order reads, natural then reversed (``S``), and its arrow: ↓ when the values fall
@@ -107,6 +104,14 @@ class QueueScreen(DeskScreen[None]):
         Binding("3", "tab('whistle')", "Whistleblowing tab", id="queue.tab.whistle", show=False),
         Binding("4", "tab('lesson')", "Lesson tab", id="queue.tab.lesson", show=False),
         Binding("5", "tab('all')", "All cases tab", id="queue.tab.all", show=False),
+        Binding(
+            "6",
+            "tab('mine')",
+            "My cases tab",
+            id="queue.tab.mine",
+            show=False,
+            tooltip="Assigned to you, paged to you, or a clock you started",
+        ),
         Binding("right_square_bracket", "page(1)", "Next page", id="queue.next", show=False),
         Binding("left_square_bracket", "page(-1)", "Previous page", id="queue.prev", show=False),
         Binding("escape", "clear_filter", "Clear filter", id="queue.clear_filter", show=False),
@@ -156,6 +161,8 @@ class QueueScreen(DeskScreen[None]):
         if recount:
             self._counts = {}
             self._counted_for = desk.person_email
+        if self.query_state.person != desk.person_email:
+            self.query_state = replace(self.query_state, person=desk.person_email)
         query = self.query_state
         # The tabs count what this person can read; the page counts what it lists.
         desk.submit(
