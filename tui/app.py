@@ -115,6 +115,9 @@ class SgalertApp(App[int]):
         self.live_trouble: str | None = None
         self._initial_theme = theme
         self._queue: QueueScreen | None = None
+        # Staff names by lower-cased email, from the people table (metadata): people are shown
+        # by name, their addresses in detail views.
+        self.names: dict[str, str] = {}
         self.attention = attention or Attention()
         # New cases highlighted in the queue until opened here (references: metadata only).
         self.fresh: set[str] = set()
@@ -167,6 +170,9 @@ class SgalertApp(App[int]):
         elif self._idle_override:
             self.idle_limit = timedelta(minutes=self._idle_override)
         self.title = f"sgalert · {self.school}"
+        self.names = {
+            person.email.lower(): person.name for person, _ in await self.service.people()
+        }
         self._queue = QueueScreen(await self.service.queue_counts(self.person_email))
         await self.push_screen(self._queue)
         self._watcher = StoreWatcher(
@@ -459,7 +465,7 @@ class SgalertApp(App[int]):
                 Banner("live", "error", f"LIVE UPDATES PAUSED: {self.live_trouble}. Retrying.")
             )
         email = self.identity.email if self.identity else None
-        found += banners(self.status, self.clock(), self.zone, email)
+        found += banners(self.status, self.clock(), self.zone, email, self.names)
         return found
 
     # ----- app-wide actions ---------------------------------------------------------------

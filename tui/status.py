@@ -8,6 +8,7 @@ judges it), so a dead engine shows up even when nothing in the store moves.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Literal
@@ -16,7 +17,7 @@ from sgalert.clock import parse_iso
 from sgalert.desk.service import SYSTEM_ALERT_TEXT, CaseService, Gap, OnDuty
 from sgalert.desk.views import engine_silent
 
-from .formatting import ago, local_time, plural
+from .formatting import ago, local_time, person_name, plural
 
 GAP_DAYS = 14
 
@@ -80,7 +81,11 @@ def _rota_gap_alert(alert: dict[str, str], zone: tzinfo) -> Banner:
 
 
 def banners(
-    status: DeskStatus | None, now: datetime, zone: tzinfo, email: str | None
+    status: DeskStatus | None,
+    now: datetime,
+    zone: tzinfo,
+    email: str | None,
+    names: Mapping[str, str] | None = None,
 ) -> list[Banner]:
     if status is None:
         return []
@@ -145,7 +150,7 @@ def banners(
         )
     if status.gaps:
         gap = status.gaps[0]
-        cover = f"fallback {gap.covered_by}" if gap.covered_by else "NOBODY"
+        cover = f"fallback {person_name(gap.covered_by, names)}" if gap.covered_by else "NOBODY"
         more = f" (+{len(status.gaps) - 1} more)" if len(status.gaps) > 1 else ""
         found.append(
             Banner(

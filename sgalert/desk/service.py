@@ -25,10 +25,11 @@ import aiosqlite
 
 from sgalert.clock import Clock, utcnow
 from sgalert.config import Config, load_config
-from sgalert.desk import attachments, case_view, notification_history, transitions
+from sgalert.desk import attachments, audit_view, case_view, notification_history, transitions
 from sgalert.desk import child_file as child_files
 from sgalert.desk import views as desk
 from sgalert.desk.attachments import AttachmentContent, SavedAttachment
+from sgalert.desk.audit_view import AuditLine
 from sgalert.desk.case_view import Attachment, CaseClock, CaseView
 from sgalert.desk.child_file import ChildFile, EventKind, FileCase, FileEvent, Match, names_child
 from sgalert.desk.export import default_directory, os_error_reason, proposed_name
@@ -80,6 +81,7 @@ __all__ = [
     "CLOCK_TIMER",
     "SYSTEM_ALERT_TEXT",
     "AuditEntry",
+    "AuditLine",
     "CaseService",
     "CaseView",
     "ChildFile",
@@ -459,6 +461,11 @@ class CaseService:
         """The newest audit entries, each case shown by reference. Metadata only; who may see
         the log is the desk's decision (the DSLs and the headteacher)."""
         return await desk.audit_log(self.store, limit=limit)
+
+    async def audit_lines(self, *, limit: int = 500) -> tuple[AuditLine, ...]:
+        """The newest audit entries in words ("Dana Example acknowledged SG-2026-0003"), each
+        with its raw fields (ids, emails, hash) for a detail view. Metadata only."""
+        return await audit_view.audit_lines(self.store, limit=limit)
 
     async def case_history(self, case_id: str, *, limit: int = 200) -> list[audit.AuditEntry]:
         """One case's audit trail, newest first: reads, notifications, escalations, actions."""

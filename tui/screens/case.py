@@ -110,7 +110,9 @@ class CaseScreen(DeskScreen[None]):
 
     def compose(self) -> ComposeResult:
         zone = self.desk.zone
-        yield Static(render.header(self.view.summary, zone), id="case-header", markup=False)
+        yield Static(
+            render.header(self.view.summary, zone, self.desk.names), id="case-header", markup=False
+        )
         yield Static("", id="case-stale", classes="-hidden", markup=False)
         with VerticalScroll(id="case-body"):
             yield render.section("Facts")
@@ -207,7 +209,9 @@ class CaseScreen(DeskScreen[None]):
         self.view = view
         self.stale = False
         self.query_one("#case-stale", Static).add_class("-hidden")
-        self.query_one("#case-header", Static).update(render.header(view.summary, zone))
+        self.query_one("#case-header", Static).update(
+            render.header(view.summary, zone, self.desk.names)
+        )
         self.query_one("#facts", Static).update(render.facts(view, zone))
         self.query_one("#clocks", Static).update(render.clocks(view, self.desk.now(), zone))
         self.query_one("#message", Static).update(render.message(view))

@@ -198,7 +198,7 @@ class QueueScreen(DeskScreen[None]):
                 "source": Text(SOURCE_SHORT[case.source]),
                 "received": Text(short_time(case.received_at, zone)),
                 "state": Text(STATE_SHORT[case.state], style="bold red" if new else ""),
-                "assignee": Text(person_label(case.assignee)),
+                "assignee": Text(person_label(case.assignee, self.desk.names)),
                 "deadline": deadline,
                 "flags": Text(flags_text(case.flags)),
             }
