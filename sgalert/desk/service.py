@@ -14,10 +14,11 @@ happens to be. The new-case path below (seal, store, schedule) is ingest's, on i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,14 @@ import aiosqlite
 
 from sgalert.clock import Clock, utcnow
 from sgalert.config import Config, load_config
-from sgalert.desk import attachments, audit_view, case_view, notification_history, transitions
+from sgalert.desk import (
+    attachments,
+    audit_view,
+    case_view,
+    notification_history,
+    rota_week,
+    transitions,
+)
 from sgalert.desk import child_file as child_files
 from sgalert.desk import views as desk
 from sgalert.desk.attachments import AttachmentContent, SavedAttachment
@@ -39,6 +47,7 @@ from sgalert.desk.notification_history import (
     NotificationRecord,
     delivery_error_class,
 )
+from sgalert.desk.rota_week import RotaWeek, Slot, Stretch
 from sgalert.desk.transitions import REFERRALS
 from sgalert.errors import InvalidInput
 from sgalert.intake.new_cases import NewCases
@@ -95,7 +104,10 @@ __all__ = [
     "OnDuty",
     "Person",
     "RotaView",
+    "RotaWeek",
+    "Slot",
     "StoredCase",
+    "Stretch",
     "Workspace",
     "default_directory",
     "names_child",
@@ -379,6 +391,15 @@ class CaseService:
         if self.config is None:
             raise InvalidInput("this workspace has no config, so it has no rota")
         return await duty.load_rota(self, since=since)
+
+    async def rota_week(self, monday: date) -> RotaWeek:
+        """The week from ``monday`` as a grid: each day's duty slots, who covers each (by
+        name), the gaps and the covers. Metadata only; built off the event loop."""
+        if self.config is None:
+            raise InvalidInput("this workspace has no config, so it has no rota")
+        since = datetime.combine(monday - timedelta(days=1), time(0), self.config.timezone)
+        view = await duty.load_rota(self, since=since)
+        return await asyncio.to_thread(rota_week.build, view, monday)
 
     async def add_cover(
         self, identity: Identity, who: str, starts: datetime, ends: datetime

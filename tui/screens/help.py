@@ -63,6 +63,7 @@ WORDS: dict[str, str] = {
     "child.reload": "Look for the child's cases again",
     "rota.back": "Go back to the list of cases",
     "rota.add_cover": "Put someone on duty for a stretch of time, instead of the usual rota",
+    "rota.edit_slot": "Put someone on duty for the highlighted slot of the week",
     "rota.reload": "Read the rota again",
     "rota.next_week": "Show the next week",
     "rota.previous_week": "Show the previous week",
