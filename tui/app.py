@@ -32,7 +32,7 @@ from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState
 
 from sgalert.clock import Clock, utcnow
-from sgalert.desk.service import CaseService, CaseView, Identity, Workspace
+from sgalert.desk.service import CaseService, CaseView, Identity, SearchIndex, Workspace
 from sgalert.desk.views import AuditRow, ChangeMarks
 from sgalert.errors import SgalertError
 from sgalert.model import Role
@@ -46,6 +46,7 @@ from .screens.help import HelpScreen
 from .screens.manual import start_manual_entry
 from .screens.queue import QueueScreen
 from .screens.rota import RotaScreen
+from .screens.search import SearchScreen
 from .screens.unlock import UnlockScreen
 from .status import Banner, DeskStatus, banners, gather_status
 from .watcher import StoreChanged, StoreWatcher, WatcherTrouble
@@ -118,6 +119,9 @@ class SgalertApp(App[int]):
         # Staff names by lower-cased email, from the people table (metadata): people are shown
         # by name, their addresses in detail views.
         self.names: dict[str, str] = {}
+        # Search over the cases the unlocked person can read: built after unlock, in memory
+        # only, forgotten at lock.
+        self.search_index: SearchIndex | None = None
         self.attention = attention or Attention()
         # New cases highlighted in the queue until opened here (references: metadata only).
         self.fresh: set[str] = set()
@@ -194,6 +198,7 @@ class SgalertApp(App[int]):
         if self.identity is not None:
             self.identity.forget()
             self.identity = None
+        self._forget_search_index()
         if self._service is not None:
             service, self._service = self._service, None
             await service.close()
@@ -309,6 +314,34 @@ class SgalertApp(App[int]):
         self.refresh_status()
         self._identity_changed()
         self.refresh_bindings()
+        self._build_search_index(identity)
+
+    def _build_search_index(self, identity: Identity) -> None:
+        """Index the cases this person can read, off the event loop's way; a result that
+        arrives after a lock (or for someone else) is forgotten at once, never shown."""
+        self._forget_search_index()
+        epoch = self._epoch
+
+        def ready(index: SearchIndex) -> None:
+            if epoch != self._epoch or self.identity is None:
+                index.forget()
+                return
+            self.search_index = index
+            for screen in self.screen_stack:
+                if isinstance(screen, SearchScreen):
+                    screen.search_ready()
+
+        self.submit(
+            self.service.search_index(identity),
+            description="Preparing search",
+            done=ready,
+            latest="search-index",
+        )
+
+    def _forget_search_index(self) -> None:
+        if self.search_index is not None:
+            self.search_index.forget()
+            self.search_index = None
 
     def action_lock(self) -> None:
         self.lock("Locked. Your key has been forgotten.")
@@ -319,6 +352,7 @@ class SgalertApp(App[int]):
         if self.identity is not None:
             self.identity.forget()
             self.identity = None
+        self._forget_search_index()
         self._epoch += 1
         while self._queue is not None and self.screen is not self._queue:
             if len(self.screen_stack) <= 1:
@@ -498,6 +532,13 @@ class SgalertApp(App[int]):
                 return
             if not isinstance(self.screen, AuditScreen):
                 self.push_screen(AuditScreen())
+
+        self.require_identity(show)
+
+    def action_search(self) -> None:
+        def show(_: Identity) -> None:
+            if not isinstance(self.screen, SearchScreen):
+                self.push_screen(SearchScreen())
 
         self.require_identity(show)
 

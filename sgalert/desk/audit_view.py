@@ -167,6 +167,9 @@ _PHRASES: dict[str, Phrase] = {
         f"{who} was refused ({str(d.get('action', 'an action')).replace('-', ' ')}) on {ref}"
     ),
     "attachment-exported": lambda who, ref, d, p: f"{who} saved an attachment of {ref}",
+    "search-indexed": lambda who, ref, d, p: (
+        f"{who} prepared search over {_count(d.get('cases', 0), 'case')} they can read"
+    ),
     "child-file-viewed": lambda who, ref, d, p: (
         f"{who} viewed the child's file from {ref} ({_count(d.get('cases', 0), 'case')})"
     ),

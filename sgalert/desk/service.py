@@ -32,6 +32,7 @@ from sgalert.desk import (
     case_view,
     notification_history,
     rota_week,
+    search,
     transitions,
 )
 from sgalert.desk import child_file as child_files
@@ -48,6 +49,7 @@ from sgalert.desk.notification_history import (
     delivery_error_class,
 )
 from sgalert.desk.rota_week import RotaWeek, Slot, Stretch
+from sgalert.desk.search import Hit, Matched, SearchIndex
 from sgalert.desk.transitions import REFERRALS
 from sgalert.errors import InvalidInput
 from sgalert.intake.new_cases import NewCases
@@ -99,12 +101,15 @@ __all__ = [
     "FileCase",
     "FileEvent",
     "Gap",
+    "Hit",
     "Identity",
     "Match",
+    "Matched",
     "OnDuty",
     "Person",
     "RotaView",
     "RotaWeek",
+    "SearchIndex",
     "Slot",
     "StoredCase",
     "Stretch",
@@ -373,6 +378,12 @@ class CaseService:
         a case view reloads its notification history on (every page, delivery and timer of a
         case is audited under it). Metadata only; a short scan of the log's newest entries."""
         return await desk.case_activity(self.store, case_id, after=after)
+
+    async def search_index(self, identity: Identity) -> SearchIndex:
+        """Decrypt the facts and text of every case this person can read into an index held
+        in memory only (never written anywhere); call ``forget()`` on it at lock. Audited once,
+        with a count; see :mod:`sgalert.desk.search`."""
+        return await search.build(self.store, identity)
 
     async def child_file(
         self, identity: Identity, ref: str, *, now: datetime | None = None

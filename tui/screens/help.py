@@ -37,6 +37,7 @@ WORDS: dict[str, str] = {
     "queue.rota": "See who is on duty, this week's cover and any gaps",
     "queue.audit": "See the audit log: who did what to which case, and when",
     "queue.unlock": "Unlock the desk with your passphrase",
+    "queue.search": "Find cases by a child's name, date of birth, police reference or words",
     "queue.tab.needs": "Show the cases that still need action",
     "queue.tab.encompass": "Show the Operation Encompass notices",
     "queue.tab.whistle": "Show the whistleblowing cases",
@@ -68,6 +69,7 @@ WORDS: dict[str, str] = {
     "rota.next_week": "Show the next week",
     "rota.previous_week": "Show the previous week",
     "rota.this_week": "Go back to this week",
+    "search.back": "Go back to the list of cases",
     "audit.back": "Go back to the list of cases",
     "audit.filter": "Show only the entries that contain a name, a case or a word",
     "audit.verify": "Check that no entry of the log was changed or removed",
@@ -94,12 +96,14 @@ def _sections() -> list[Section]:
     from .child import ChildFileScreen
     from .queue import QueueScreen
     from .rota import RotaScreen
+    from .search import SearchScreen
 
     return [
         ("The list of cases", QueueScreen, [*CaseList.BINDINGS, *QueueScreen.BINDINGS]),
         ("A case", CaseScreen, CaseScreen.BINDINGS),
         ("A child's file", ChildFileScreen, ChildFileScreen.BINDINGS),
         ("The rota", RotaScreen, RotaScreen.BINDINGS),
+        ("Finding a case", SearchScreen, SearchScreen.BINDINGS),
         ("The audit log", AuditScreen, AuditScreen.BINDINGS),
     ]
 

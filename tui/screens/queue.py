@@ -97,6 +97,7 @@ class QueueScreen(DeskScreen[None]):
             "n", "app.new_case", "New", id="queue.new_case", tooltip="Record a phoned notification"
         ),
         Binding("r", "app.open_rota", "Rota", id="queue.rota", tooltip="Who is on duty"),
+        Binding("f", "app.search", "Find", id="queue.search", tooltip="By child, birth date, ref"),
         Binding("l", "app.open_audit", "Audit", id="queue.audit", tooltip="The log", show=False),
         Binding("u", "app.unlock", "Unlock", id="queue.unlock", tooltip="Unlock your key"),
         Binding("1", "tab('needs')", "Needs action", id="queue.tab.needs", show=False),
