@@ -22,7 +22,7 @@ from tui.screens.search import SearchScreen
 from tui.screens.unlock import UnlockScreen
 
 from .conftest import encompass_case
-from .test_tui_support import FakeClock, make_workspace, seed_desk, settle, unlock
+from .test_tui_support import FakeClock, make_workspace, seed_desk, settle, unlock, wait_for
 
 SIZE = (100, 30)
 
@@ -94,6 +94,15 @@ async def test_search_finds_by_name_birth_date_and_police_ref_and_is_forgotten_a
         assert found(app) == {}
         status = app.screen.query_one("#search-status", Static)
         assert "0 cases found." in str(status.visual)
+
+        # A case that arrives while searching is indexed (only it) and found.
+        await type_query(pilot, app, "eve invented")
+        assert found(app) == {}
+        (eve,) = await CaseService(app.service.store, app.service.config).create_cases(
+            [encompass_case("Eve Invented")]
+        )
+        await wait_for(pilot, lambda: found(app) == {eve.ref: "child's name"})
+        assert len(index) == 9
 
         await pilot.press("ctrl+l")
         await settle(pilot)

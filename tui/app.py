@@ -338,6 +338,25 @@ class SgalertApp(App[int]):
             latest="search-index",
         )
 
+    def _update_search_index(self) -> None:
+        """Index the cases that arrived since (only those: an update that finds none writes
+        nothing, so its own audit entry cannot set off another)."""
+        index, identity = self.search_index, self.identity
+        if index is None or identity is None:
+            return
+
+        def updated(found: SearchIndex) -> None:
+            for screen in self.screen_stack:
+                if isinstance(screen, SearchScreen) and not found.forgotten:
+                    screen.search_ready()
+
+        self.submit(
+            self.service.search_index(identity, update=index),
+            description="Updating search",
+            done=updated,
+            latest="search-update",
+        )
+
     def _forget_search_index(self) -> None:
         if self.search_index is not None:
             self.search_index.forget()
@@ -401,6 +420,7 @@ class SgalertApp(App[int]):
             self.status = _with_lease(self.status, message.marks)
             self.show_banners()
         if message.cases_changed and message.previous is not None:
+            self._update_search_index()
             if self._queue is not None:
                 self._queue.reload()
             self.refresh_status()

@@ -20,10 +20,11 @@ text, then newest.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -68,6 +69,7 @@ class Hit:
 
 @dataclass(slots=True)
 class _Entry:
+    case_id: str
     ref: str
     source: Source
     state: CaseState
@@ -83,12 +85,15 @@ def _letters(text: str) -> str:
     return re.sub(r"[\W_]+", "", _fold(text)).casefold()
 
 
-def _entry(ref: str, row: Sequence[object], facts: dict[str, object], body: str) -> _Entry:
+def _entry(
+    case_id: str, ref: str, row: Sequence[object], facts: dict[str, object], body: str
+) -> _Entry:
     child = next((v for k in NAME_FACTS if isinstance(v := facts.get(k), str) and v.strip()), None)
     dob = next((d for k in ("child_dob",) if (d := parse_dob(facts.get(k))) is not None), None)
     police = " ".join(str(facts[k]) for k in POLICE_FACTS if isinstance(facts.get(k), str))
     words = " ".join(str(value) for value in facts.values() if isinstance(value, str))
     return _Entry(
+        case_id,
         ref,
         Source(str(row[0])),
         CaseState(str(row[1])),
@@ -107,12 +112,22 @@ class SearchIndex:
     def __init__(self, email: str, entries: list[_Entry]) -> None:
         self.email = email
         self._entries = entries
+        self.forgotten = False
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    def case_ids(self) -> set[str]:
+        return {entry.case_id for entry in self._entries}
+
+    def add(self, entries: list[_Entry]) -> None:
+        """Cases indexed since; refused once forgotten, so a late update cannot refill it."""
+        if not self.forgotten:
+            self._entries.extend(entries)
+
     def forget(self) -> None:
         """Drop every entry: nothing decrypted outlives the unlock."""
+        self.forgotten = True
         self._entries.clear()
 
     def _why(
@@ -152,12 +167,56 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
-async def build(store: Store, identity: Identity, *, chunk_size: int = CHUNK_SIZE) -> SearchIndex:
+def _open_chunk(
+    readable: Sequence[str],
+    keys: Mapping[tuple[str, str], bytes],
+    blobs: Mapping[tuple[str, str], bytes],
+    meta: Mapping[str, tuple[str, Sequence[object]]],
+) -> list[_Entry]:
+    """Decrypt the facts and text of one chunk of readable cases into index entries."""
+    content = KeyName.CONTENT
+    entries: list[_Entry] = []
+    for case_id in readable:
+        key = keys[(case_id, content.value)]
+        opened: dict[str, str] = {}
+        for name in (FIELD_FACTS, FIELD_BODY):
+            blob = blobs.get((case_id, name))
+            if blob is None:
+                continue
+            try:
+                plain = crypto.aead_open(key, blob, field_aad(case_id, name, content))
+            except InvalidTag:
+                continue
+            opened[name] = plain.decode("utf-8", "replace")
+        try:
+            facts = json.loads(opened.get(FIELD_FACTS, "{}"))
+        except ValueError:
+            facts = {}
+        ref, row = meta[case_id]
+        body = opened.get(FIELD_BODY, "")
+        entries.append(_entry(case_id, ref, row, facts if isinstance(facts, dict) else {}, body))
+    return entries
+
+
+async def build(
+    store: Store,
+    identity: Identity,
+    *,
+    into: SearchIndex | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> SearchIndex:
     """Decrypt the facts and message text of every case ``identity`` can read, chunk by
-    chunk, into an index in memory. A field that fails its integrity check is left out of
-    the index (opening that case reports it), so one damaged case does not stop the search."""
+    chunk, into an index in memory; with ``into``, only the cases it does not hold yet (new
+    ones), added to it. A field that fails its integrity check is left out of the index
+    (opening that case reports it), so one damaged case does not stop the search. Audited
+    once per build or update that indexed anything, with a count only."""
+    known = into.case_ids() if into is not None else set()
     rows = await store.fetchall("SELECT id, ref, source, state, received_at FROM cases")
-    meta = {str(row[0]): (str(row[1]), (row[2], row[3], row[4])) for row in rows}
+    meta = {
+        str(row[0]): (str(row[1]), (row[2], row[3], row[4]))
+        for row in rows
+        if str(row[0]) not in known
+    }
     entries: list[_Entry] = []
     content = KeyName.CONTENT
     for chunk in _chunks(list(meta), chunk_size):
@@ -174,30 +233,19 @@ async def build(store: Store, identity: Identity, *, chunk_size: int = CHUNK_SIZ
                 params=(content.value, FIELD_FACTS, FIELD_BODY),
             )
         blobs = {(str(r[0]), str(r[1])): bytes(r[2]) for r in sealed}
-        for case_id in readable:
-            key = keys[(case_id, content.value)]
-            opened: dict[str, str] = {}
-            for name in (FIELD_FACTS, FIELD_BODY):
-                blob = blobs.get((case_id, name))
-                if blob is None:
-                    continue
-                try:
-                    plain = crypto.aead_open(key, blob, field_aad(case_id, name, content))
-                except InvalidTag:
-                    continue
-                opened[name] = plain.decode("utf-8", "replace")
-            try:
-                facts = json.loads(opened.get(FIELD_FACTS, "{}"))
-            except ValueError:
-                facts = {}
-            ref, row = meta[case_id]
-            entries.append(
-                _entry(
-                    ref, row, facts if isinstance(facts, dict) else {}, opened.get(FIELD_BODY, "")
-                )
-            )
+        # AES-GCM and JSON for a chunk of cases: in a thread, so the desk stays responsive.
+        entries += await asyncio.to_thread(_open_chunk, readable, keys, blobs, meta)
+    if into is not None:
+        if entries:
+            into.add(entries)
+            await _audit(store, identity, len(entries))
+        return into
+    await _audit(store, identity, len(entries))
+    return SearchIndex(identity.email, entries)
+
+
+async def _audit(store: Store, identity: Identity, count: int) -> None:
     async with store.write() as db:
         await audit.append(
-            db, [audit.AuditEvent(identity.email, "search-indexed", None, {"cases": len(entries)})]
+            db, [audit.AuditEvent(identity.email, "search-indexed", None, {"cases": count})]
         )
-    return SearchIndex(identity.email, entries)

@@ -379,11 +379,14 @@ class CaseService:
         case is audited under it). Metadata only; a short scan of the log's newest entries."""
         return await desk.case_activity(self.store, case_id, after=after)
 
-    async def search_index(self, identity: Identity) -> SearchIndex:
+    async def search_index(
+        self, identity: Identity, *, update: SearchIndex | None = None
+    ) -> SearchIndex:
         """Decrypt the facts and text of every case this person can read into an index held
-        in memory only (never written anywhere); call ``forget()`` on it at lock. Audited once,
-        with a count; see :mod:`sgalert.desk.search`."""
-        return await search.build(self.store, identity)
+        in memory only (never written anywhere); call ``forget()`` on it at lock. With
+        ``update``, index just the cases it lacks (new ones) into it. Audited with a count;
+        see :mod:`sgalert.desk.search`."""
+        return await search.build(self.store, identity, into=update)
 
     async def child_file(
         self, identity: Identity, ref: str, *, now: datetime | None = None

@@ -372,14 +372,15 @@ async def queue_page(
 # The cases a person can read: the case's content key is wrapped to a batch key sealed to a
 # version of a group they are an active member of, or to them directly (a grant). The same
 # test as :func:`sgalert.records.entitlement.may_read`, asked of every case at once: the
-# batches the person can open are few, so SQLite builds that set once per query.
+# batches the person can open are few, so SQLite builds that set once per query and looks up
+# each case's few wraps by the table's key.
 _READABLE = (
-    "c.id IN (SELECT w.case_id FROM key_wraps w WHERE w.key_name = 'content' AND ("
-    "(w.recipient_kind = 'person' AND w.recipient = :reader) OR (w.recipient_kind = 'batch'"
-    " AND w.recipient IN (SELECT b.batch_id FROM batch_keys b JOIN group_key_seals s"
-    " ON s.group_name = b.group_name AND s.version = b.version JOIN group_members m"
-    " ON m.group_name = s.group_name AND m.person_id = s.person_id AND m.state = 'active'"
-    " WHERE s.person_id = :reader))))"
+    "EXISTS (SELECT 1 FROM key_wraps w WHERE w.case_id = c.id AND w.key_name = 'content'"
+    " AND ((w.recipient_kind = 'batch' AND w.recipient IN (SELECT b.batch_id FROM batch_keys b"
+    " JOIN group_key_seals s ON s.group_name = b.group_name AND s.version = b.version"
+    " JOIN group_members m ON m.group_name = s.group_name AND m.person_id = s.person_id"
+    " AND m.state = 'active' WHERE s.person_id = :reader))"
+    " OR (w.recipient_kind = 'person' AND w.recipient = :reader)))"
 )
 
 
