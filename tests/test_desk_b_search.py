@@ -14,10 +14,12 @@ from textual.widgets import DataTable, Input, Static
 
 from sgalert.config import load_config
 from sgalert.desk.service import CaseService
+from sgalert.records.audit import entries
 from sgalert.records.store import Store
 from tui.app import SgalertApp, make_app
 from tui.screens.case import CaseScreen
 from tui.screens.child import ChildFileScreen
+from tui.screens.dialogs import ConfirmScreen
 from tui.screens.search import SearchScreen
 from tui.screens.unlock import UnlockScreen
 
@@ -134,3 +136,17 @@ async def test_the_child_file_reads_through_an_annotation_and_offers_a_name_only
         assert {refs["later"], refs["new"]} <= in_file  # "(Year 4)" is not part of the name
         assert refs["namesake"] not in in_file
         assert refs["namesake"] in {case.summary.ref for case in child.possible}
+
+        # The DSL judges the name-only case to be the same child: it joins this view.
+        table = screen.query_one("#child-cases", DataTable)
+        table.move_cursor(row=table.get_row_index(refs["namesake"]))
+        await pilot.press("y")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert app.screen is screen
+        assert refs["namesake"] in screen.file.refs and not screen.file.possible
+        async with app.service.store.read() as db:
+            (viewed,) = [e for e in await entries(db, limit=3) if e.action == "child-file-viewed"]
+        assert viewed.detail["confirmed"] == 1

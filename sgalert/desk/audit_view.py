@@ -171,7 +171,13 @@ _PHRASES: dict[str, Phrase] = {
         f"{who} prepared search over {_count(d.get('cases', 0), 'case')} they can read"
     ),
     "child-file-viewed": lambda who, ref, d, p: (
-        f"{who} viewed the child's file from {ref} ({_count(d.get('cases', 0), 'case')})"
+        f"{who} viewed the child's file from {ref} ({_count(d.get('cases', 0), 'case')}"
+        + (
+            f", {_count(d['confirmed'], 'match', 'matches')} confirmed"
+            if d.get("confirmed")
+            else ""
+        )
+        + ")"
     ),
     "rota-cover-added": lambda who, ref, d, p: (
         f"{who} added a cover: {p.person(d.get('person'))} from {_when(d.get('from'))}"

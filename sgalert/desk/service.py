@@ -389,10 +389,16 @@ class CaseService:
         return await search.build(self.store, identity, into=update)
 
     async def child_file(
-        self, identity: Identity, ref: str, *, now: datetime | None = None
+        self,
+        identity: Identity,
+        ref: str,
+        *,
+        now: datetime | None = None,
+        confirmed: Sequence[str] = (),
     ) -> child_files.ChildFile:
-        """The file of the child named in case ``ref``, as this person may see it (audited)."""
-        return await child_files.child_file(self, identity, ref, now=now)
+        """The file of the child named in case ``ref``, as this person may see it (audited);
+        ``confirmed``: references of name-only matches they judged the same child, merged."""
+        return await child_files.child_file(self, identity, ref, now=now, confirmed=confirmed)
 
     async def child_file_is_stale(self, found: child_files.ChildFile) -> bool:
         """Whether a case was added, removed or changed since ``found`` was built."""

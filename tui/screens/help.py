@@ -62,6 +62,7 @@ WORDS: dict[str, str] = {
     "child.back": "Go back to the case",
     "child.open": "Open the highlighted case",
     "child.reload": "Look for the child's cases again",
+    "child.confirm": "Say a “name only?” case is about the same child, to see it in the file",
     "rota.back": "Go back to the list of cases",
     "rota.add_cover": "Put someone on duty for a stretch of time, instead of the usual rota",
     "rota.edit_slot": "Put someone on duty for the highlighted slot of the week",
