@@ -435,7 +435,8 @@ class SmtpNotifier:
                     message.as_bytes(policy=WIRE_POLICY),
                 )
         except Exception as exc:
-            client.close()  # after a failure the session's state is unknown: no polite QUIT
+            # After a failure the session's state is unknown: no polite QUIT.
+            await _hang_up(client)
             error = translate(exc)
             log.warning(
                 "channel %s: page %s not sent: %s", self.name, notification.idempotency_key, error
@@ -460,7 +461,7 @@ class SmtpNotifier:
                     await client.ehlo()
                 await self._sign_in(client, token)
         except Exception as exc:
-            client.close()
+            await _hang_up(client)
             error = translate(exc)
             failure = ProbeFailed(
                 f"{where}: {error}; check host, port, security and the credentials, and that"
@@ -477,13 +478,24 @@ class SmtpNotifier:
         """Say goodbye; the message is already accepted, so a failure here changes nothing."""
         try:
             async with asyncio.timeout(5):
-                await client.quit()
+                await client.execute_command(b"QUIT")
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            client.close()
+            pass
+        await _hang_up(client)
 
     async def close(self) -> None:
         if self._token is not None:
             self._token.close()
+
+
+async def _hang_up(client: aiosmtplib.SMTP) -> None:
+    """Drop the connection now. A TLS close would wait for the server's close_notify, and a
+    socket left waiting on it outlives the send; SMTP needs none (QUIT ends the session, and
+    after a failure the session's state is unknown), so the socket closes with the send."""
+    if isinstance(client.transport, asyncio.WriteTransport):
+        client.transport.abort()
+    client.close()  # aiosmtplib's own state: disconnected, its connect lock released
+    await asyncio.sleep(0)  # one turn of the loop: the transport's scheduled close runs now
 
 
 if TYPE_CHECKING:

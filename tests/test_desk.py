@@ -188,6 +188,7 @@ async def test_queue_counts_match_the_views(desk: Desk) -> None:
         QueueView.WHISTLE: 1,
         QueueView.LESSON: 1,
         QueueView.ALL: 7,
+        QueueView.MINE: 0,  # nobody's: no person was named
     }
     for view, count in counts.items():
         found = await desk.service.queue_page(QueueQuery(view=view), viewer=UPKEEP)
@@ -362,6 +363,10 @@ def test_changing_view_starts_at_the_top_with_a_sort_that_fits() -> None:
 async def test_unacknowledged_counts_all_and_those_assigned_to_one_person(desk: Desk) -> None:
     waiting = await desk.service.unacknowledged("Deputy@Example.org", viewer=UPKEEP)
     assert (waiting.total, waiting.assigned) == (3, 1)  # acked-plain is theirs but acknowledged
+    deputy = await desk.service.unlock("deputy@example.org", "deputy-passphrase-1")
+    # At the deputy's desk: only the cases they can open (not the whistleblowing one).
+    theirs = await desk.service.unacknowledged("deputy@example.org", deputy)
+    assert (theirs.total, theirs.assigned) == (2, 1)
     nobody = await desk.service.unacknowledged(viewer=UPKEEP)
     assert (nobody.total, nobody.assigned) == (3, 0)
     await desk.service.acknowledge(

@@ -43,7 +43,7 @@ async def test_the_case_screen_shows_what_the_renderers_build(tmp_path: Path) ->
         assert isinstance(screen, CaseScreen)
         view, zone, now = screen.view, app.zone, app.now()
         expected = {
-            "#case-header": render.header(view.summary, zone),
+            "#case-header": render.header(view.summary, zone, app.names),
             "#facts": render.facts(view, zone),
             "#clocks": render.clocks(view, now, zone),
             "#message": render.message(view),

@@ -130,7 +130,7 @@ async def test_palette_and_help_offer_the_child_file_and_locking_closes_it(
         assert isinstance(rows, Table)
         keys = [str(cell) for cell in rows.columns[0]._cells]
         does = [str(cell) for cell in rows.columns[1]._cells]
-        assert "F" in keys and does[keys.index("F")].startswith("Child file")
+        assert "F" in keys and does[keys.index("F")].startswith("Open the child's file")
         await pilot.press("escape")
         await settle(pilot)
         await labels[label]()  # what the palette runs

@@ -57,7 +57,7 @@ async def test_the_cover_form_opens_on_the_exact_first_gap(tmp_path: Path) -> No
         assert isinstance(rota, RotaScreen)
         duty = rota.query_one("#duty", Static).visual
         assert isinstance(duty, Content)
-        assert "dsl@example.org from Mon 23 Nov 07:00" in duty.plain
+        assert "Dsl Example from Mon 23 Nov 07:00" in duty.plain
         gaps = rota.query_one("#gaps", DataTable)
         assert (cell(gaps, 0, 0), cell(gaps, 0, 1)) == ("Mon 23 Nov 17:03", "Mon 23 Nov 19:00")
 

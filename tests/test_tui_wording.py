@@ -93,7 +93,8 @@ async def test_help_shows_what_keys_do_not_binding_ids(tmp_path: Path) -> None:
         console = Console(width=120, record=True, file=io.StringIO())
         console.print(app.screen._binding_table())
         shown = console.export_text()
-        assert "Add a signed note" in shown and "Every key binding" in shown
+        assert "Add a note to the case's record, signed in your name" in shown
+        assert "Lock the desk: your key is forgotten" in shown
         for internal in ("case.note", "app.lock", "case.save_attachment", "queue.open"):
             assert internal not in shown, internal
 

@@ -33,7 +33,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from sgalert.clock import Clock, utcnow
-from sgalert.desk.service import CaseService, CaseView, Identity, Workspace
+from sgalert.desk.service import CaseService, CaseView, Identity, SearchIndex, Workspace
 from sgalert.desk.views import AuditRow, ChangeMarks
 from sgalert.errors import SgalertError
 from sgalert.model import Role
@@ -50,6 +50,7 @@ from .screens.help import HelpScreen
 from .screens.manual import start_manual_entry
 from .screens.queue import QueueScreen
 from .screens.rota import RotaScreen
+from .screens.search import SearchScreen
 from .screens.unlock import UnlockScreen
 from .status import Banner, DeskStatus, banners, gather_status
 from .watcher import StoreChanged, StoreWatcher, WatcherTrouble
@@ -119,6 +120,12 @@ class SgalertApp(App[int]):
         self.live_trouble: str | None = None
         self._initial_theme = theme
         self._queue: QueueScreen | None = None
+        # Staff names by lower-cased email, from the people table (metadata): people are shown
+        # by name, their addresses in detail views.
+        self.names: dict[str, str] = {}
+        # Search over the cases the unlocked person can read: built after unlock, in memory
+        # only, forgotten at lock.
+        self.search_index: SearchIndex | None = None
         self.attention = attention or Attention()
         self.drafts = Drafts()
         # People who confirmed that working on a new case acknowledges it (see tui.working).
@@ -151,6 +158,12 @@ class SgalertApp(App[int]):
         return self.clock()
 
     @property
+    def person_email(self) -> str | None:
+        """Whose desk this is: the unlocked person, else the one it was started for. Counts
+        are of the cases this person can read (metadata only, so no unlock is needed)."""
+        return self.identity.email if self.identity is not None else self.as_email
+
+    @property
     def queue_screen(self) -> QueueScreen:
         if self._queue is None:
             raise RuntimeError("the queue is not mounted yet")
@@ -173,7 +186,10 @@ class SgalertApp(App[int]):
         elif self._idle_override:
             self.idle_limit = timedelta(minutes=self._idle_override)
         self.title = f"sgalert · {self.school}"
-        self._queue = QueueScreen(await self.service.queue_counts())
+        self.names = {
+            person.email.lower(): person.name for person, _ in await self.service.people()
+        }
+        self._queue = QueueScreen(await self.service.queue_counts(self.identity))
         await self.push_screen(self._queue)
         self._watcher = StoreWatcher(
             self.service.change_probe(), self.post_message, interval=self.poll_seconds
@@ -194,6 +210,7 @@ class SgalertApp(App[int]):
         if self.identity is not None:
             self.identity.forget()
             self.identity = None
+        self._forget_search_index()
         if self._service is not None:
             service, self._service = self._service, None
             await service.close()
@@ -310,6 +327,53 @@ class SgalertApp(App[int]):
         self._identity_changed()
         self.refresh_bindings()
         self._reopen_draft(identity)
+        self._build_search_index(identity)
+
+    def _build_search_index(self, identity: Identity) -> None:
+        """Index the cases this person can read, off the event loop's way; a result that
+        arrives after a lock (or for someone else) is forgotten at once, never shown."""
+        self._forget_search_index()
+        epoch = self._epoch
+
+        def ready(index: SearchIndex) -> None:
+            if epoch != self._epoch or self.identity is None:
+                index.forget()
+                return
+            self.search_index = index
+            for screen in self.screen_stack:
+                if isinstance(screen, SearchScreen):
+                    screen.search_ready()
+
+        self.submit(
+            self.service.search_index(identity),
+            description="Preparing search",
+            done=ready,
+            latest="search-index",
+        )
+
+    def _update_search_index(self) -> None:
+        """Index the cases that arrived since (only those: an update that finds none writes
+        nothing, so its own audit entry cannot set off another)."""
+        index, identity = self.search_index, self.identity
+        if index is None or identity is None:
+            return
+
+        def updated(found: SearchIndex) -> None:
+            for screen in self.screen_stack:
+                if isinstance(screen, SearchScreen) and not found.forgotten:
+                    screen.search_ready()
+
+        self.submit(
+            self.service.search_index(identity, update=index),
+            description="Updating search",
+            done=updated,
+            latest="search-update",
+        )
+
+    def _forget_search_index(self) -> None:
+        if self.search_index is not None:
+            self.search_index.forget()
+            self.search_index = None
 
     def action_lock(self) -> None:
         self.lock("Locked. Your key has been forgotten.")
@@ -327,6 +391,7 @@ class SgalertApp(App[int]):
         if self.identity is not None:
             self.identity.forget()
             self.identity = None
+        self._forget_search_index()
         self._epoch += 1
         while self._queue is not None and self.screen is not self._queue:
             if len(self.screen_stack) <= 1:
@@ -435,6 +500,7 @@ class SgalertApp(App[int]):
             self.status = _with_lease(self.status, message.marks)
             self.show_banners()
         if message.cases_changed and message.previous is not None:
+            self._update_search_index()
             if self._queue is not None:
                 self._queue.reload()
             self.refresh_status()
@@ -509,8 +575,8 @@ class SgalertApp(App[int]):
     def refresh_status(self) -> None:
         if self._service is None:
             return
-        email = self.identity.email if self.identity else None
         self._status_at = self.clock()
+        email = self.person_email
         self.submit(
             gather_status(self.service, email, self.clock(), self.identity),
             description="Checking the engine, sources and rota",
@@ -533,7 +599,7 @@ class SgalertApp(App[int]):
                 Banner("live", "error", f"LIVE UPDATES PAUSED: {self.live_trouble}. Retrying.")
             )
         email = self.identity.email if self.identity else None
-        found += banners(self.status, self.clock(), self.zone, email)
+        found += banners(self.status, self.clock(), self.zone, email, self.names)
         return found
 
     # ----- no screenshots -----------------------------------------------------------------
@@ -609,6 +675,13 @@ class SgalertApp(App[int]):
                 return
             if not isinstance(self.screen, AuditScreen):
                 self.push_screen(AuditScreen())
+
+        self.require_identity(show)
+
+    def action_search(self) -> None:
+        def show(_: Identity) -> None:
+            if not isinstance(self.screen, SearchScreen):
+                self.push_screen(SearchScreen())
 
         self.require_identity(show)
 

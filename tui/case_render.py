@@ -9,6 +9,7 @@ same text. Every string that came from outside goes through :func:`~tui.formatti
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from .formatting import (
     countdown,
     fact_text,
     local_time,
+    person_name,
     short_time,
     untrusted,
 )
@@ -257,7 +259,8 @@ def notifications(history: NotificationHistory | None, now: datetime, zone: Any)
     return text
 
 
-def header(summary: CaseSummary, zone: Any) -> Text:
+def header(summary: CaseSummary, zone: Any, names: Mapping[str, str] | None = None) -> Text:
+    """The case's first lines; people by name (``names``: lower-cased email to name)."""
     text = Text()
     text.append(summary.ref, "bold")
     text.append(f" · {SOURCE_LONG[summary.source]} · ")
@@ -265,10 +268,11 @@ def header(summary: CaseSummary, zone: Any) -> Text:
     text.append(f" · received {local_time(summary.received_at, zone)}")
     details = []
     if summary.assignee:
-        details.append(f"assigned {summary.assignee}")
+        details.append(f"assigned to {person_name(summary.assignee, names)}")
     if summary.acknowledged_by and summary.acknowledged_at:
         details.append(
-            f"acknowledged by {summary.acknowledged_by} {local_time(summary.acknowledged_at, zone)}"
+            f"acknowledged by {person_name(summary.acknowledged_by, names)}"
+            f" {local_time(summary.acknowledged_at, zone)}"
         )
     if summary.flags:
         details.append("flags " + ", ".join(FLAG_SHORT.get(f, f) for f in summary.flags))

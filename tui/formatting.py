@@ -8,6 +8,7 @@ subject of ``\\x1b[31m[/b]`` shows as exactly those characters.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, tzinfo
 
 from rich.text import Text
@@ -138,8 +139,22 @@ def flags_text(flags: tuple[str, ...] | list[str]) -> str:
     return " ".join(FLAG_SHORT.get(flag, flag) for flag in flags)
 
 
-def person_label(email: str | None) -> str:
-    """An assignee as the queue shows it: the address's local part, which is staff metadata."""
+def person_name(email: str | None, names: Mapping[str, str] | None = None) -> str:
+    """A member of staff by name (``names``: lower-cased email to name, from the people
+    table); an address nobody has is shown as it is, so nothing is hidden."""
+    if not email:
+        return "nobody"
+    return printable((names or {}).get(email.lower(), email), keep_newlines=False)
+
+
+def person_label(email: str | None, names: Mapping[str, str] | None = None) -> str:
+    """An assignee as the queue's narrow column shows it: first name and initial ("Dana E."),
+    or the address's local part for an address nobody has. Staff metadata, not personal data
+    about a child."""
     if not email:
         return "-"
+    name = (names or {}).get(email.lower())
+    if name:
+        first, *rest = name.split()
+        return printable(f"{first} {rest[-1][0]}." if rest else first, keep_newlines=False)
     return printable(email.split("@", 1)[0], keep_newlines=False)

@@ -8,6 +8,7 @@ judges it), so a dead engine shows up even when nothing in the store moves.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Literal
@@ -16,7 +17,7 @@ from sgalert.clock import parse_iso
 from sgalert.desk.service import SYSTEM_ALERT_TEXT, CaseService, Gap, Identity, OnDuty
 from sgalert.desk.views import engine_silent
 
-from .formatting import ago, local_time
+from .formatting import ago, local_time, person_name, plural
 
 GAP_DAYS = 14
 
@@ -39,6 +40,7 @@ class DeskStatus:
     unacknowledged: int
     assigned_to_me: int
     lease_expires_at: datetime | None = None  # the engine's lease: silent once it has run out
+    overdue: int = 0  # open cases with a clock past due (of those the person can read)
 
 
 async def gather_status(
@@ -61,6 +63,7 @@ async def gather_status(
         waiting.total,
         waiting.assigned,
         lease.expires_at if lease else None,
+        waiting.overdue,
     )
 
 
@@ -80,7 +83,11 @@ def _rota_gap_alert(alert: dict[str, str], zone: tzinfo) -> Banner:
 
 
 def banners(
-    status: DeskStatus | None, now: datetime, zone: tzinfo, email: str | None
+    status: DeskStatus | None,
+    now: datetime,
+    zone: tzinfo,
+    email: str | None,
+    names: Mapping[str, str] | None = None,
 ) -> list[Banner]:
     if status is None:
         return []
@@ -128,17 +135,24 @@ def banners(
             if on_duty
             else (f", {status.assigned_to_me} assigned to you" if status.assigned_to_me else "")
         )
-        plural = "s" if status.unacknowledged != 1 else ""
         found.append(
             Banner(
                 "unacknowledged",
                 "warning",
-                f"{status.unacknowledged} unacknowledged case{plural}{mine}.",
+                f"{plural(status.unacknowledged, 'unacknowledged case')}{mine}.",
+            )
+        )
+    if status.overdue:
+        found.append(
+            Banner(
+                "overdue",
+                "error",
+                f"OVERDUE: {plural(status.overdue, 'case')} with a clock past due.",
             )
         )
     if status.gaps:
         gap = status.gaps[0]
-        cover = f"fallback {gap.covered_by}" if gap.covered_by else "NOBODY"
+        cover = f"fallback {person_name(gap.covered_by, names)}" if gap.covered_by else "NOBODY"
         more = f" (+{len(status.gaps) - 1} more)" if len(status.gaps) > 1 else ""
         found.append(
             Banner(

@@ -48,7 +48,7 @@ import enum
 import json
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -89,6 +89,7 @@ class Match(enum.StrEnum):
     ANCHOR = "anchor"  # the case the file was opened from
     SAME_CHILD = "same-child"  # same name and the same date of birth
     NAME_ONLY = "name-only"  # same name, no date of birth to confirm it: listed, not merged
+    CONFIRMED = "confirmed"  # a name-only match the person viewing said is the same child
 
 
 class EventKind(enum.StrEnum):
@@ -462,9 +463,14 @@ async def child_file(
     ref: str,
     *,
     now: datetime | None = None,
+    confirmed: Collection[str] = (),
     chunk_size: int = CHUNK_SIZE,
 ) -> ChildFile:
     """The file of the child named in case ``ref``, as ``identity`` may see it.
+
+    ``confirmed`` names (by reference) name-only matches the person has judged to be the same
+    child: those are merged like a full match, for this view only (nothing about the match is
+    stored; the audit entry counts them).
 
     Raises :class:`~sgalert.errors.NotFound` for an unknown case,
     :class:`~sgalert.errors.NotEntitled` (audited) when the person cannot open it, and
@@ -497,6 +503,14 @@ async def child_file(
             found = compare(anchor_child, child)
             if found is not None:
                 matches[case_id] = found
+    if confirmed:
+        wanted = {ref.strip().upper() for ref in confirmed}
+        named = [i for i, m in matches.items() if m is Match.NAME_ONLY]
+        async with service.store.read() as db:
+            rows = await fetch_in(db, "SELECT id, ref FROM cases WHERE id IN ({ids})", named)
+        for row in rows:
+            if str(row[1]) in wanted:
+                matches[str(row[0])] = Match.CONFIRMED
     merged = [i for i, m in matches.items() if m is not Match.NAME_ONLY]
     views: list[CaseView] = []
     for start in range(0, len(merged), 200):
@@ -522,6 +536,7 @@ async def child_file(
         (v for k in NAME_FACTS if isinstance(v := anchor_view.facts.get(k), str) and v.strip()),
         "",
     )
+    judged = sum(m is Match.CONFIRMED for m in matches.values())
     async with service.store.write() as db:
         await audit.append(
             db,
@@ -530,7 +545,8 @@ async def child_file(
                     identity.email,
                     "child-file-viewed",
                     anchor.id,
-                    {"cases": len(views), "possible": len(possible), "searched": searched},
+                    {"cases": len(views), "possible": len(possible), "searched": searched}
+                    | ({"confirmed": judged} if judged else {}),
                 )
             ],
         )

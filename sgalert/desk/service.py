@@ -22,7 +22,7 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,11 +30,22 @@ import aiosqlite
 
 from sgalert.clock import Clock, utcnow
 from sgalert.config import Config, load_config
-from sgalert.desk import attachments, case_view, drafts, notification_history, original, transitions
+from sgalert.desk import (
+    attachments,
+    audit_view,
+    case_view,
+    drafts,
+    notification_history,
+    original,
+    rota_week,
+    search,
+    transitions,
+)
 from sgalert.desk import child_file as child_files
 from sgalert.desk import views as desk
 from sgalert.desk.access import Refused, key_versions, refusals
 from sgalert.desk.attachments import AttachmentContent, SavedAttachment
+from sgalert.desk.audit_view import AuditLine
 from sgalert.desk.case_view import Attachment, CasePreview, CaseView
 from sgalert.desk.child_file import ChildFile, EventKind, FileCase, FileEvent, Match, names_child
 from sgalert.desk.export import default_directory, os_error_reason, proposed_name
@@ -46,12 +57,15 @@ from sgalert.desk.notification_history import (
     delivery_error_class,
 )
 from sgalert.desk.original import Original
+from sgalert.desk.rota_week import RotaWeek, Slot, Stretch
+from sgalert.desk.scope import desk_viewer, viewer_of
+from sgalert.desk.search import Hit, Matched, SearchIndex
 from sgalert.desk.settings import DeskSetting, read_setting, settings_path, write_setting
 from sgalert.desk.transitions import REFERRALS
 from sgalert.desk.views import CaseClock
 from sgalert.errors import InvalidInput
 from sgalert.intake.new_cases import NewCases
-from sgalert.intake.redact import redact_manual_whistle
+from sgalert.intake.redact import phoned_whistle
 from sgalert.intake.whistle import mentions_head
 from sgalert.model import CaseState, CaseSummary, Flag, KeyName, Readers, Source
 from sgalert.records import audit, keyring, keytrust
@@ -97,6 +111,7 @@ __all__ = [
     "Attachment",
     "AttachmentContent",
     "AuditEntry",
+    "AuditLine",
     "CaseClock",
     "CasePreview",
     "CaseService",
@@ -109,8 +124,10 @@ __all__ = [
     "FileCase",
     "FileEvent",
     "Gap",
+    "Hit",
     "Identity",
     "Match",
+    "Matched",
     "NextStep",
     "NotificationHistory",
     "NotificationRecord",
@@ -118,8 +135,12 @@ __all__ = [
     "Original",
     "Person",
     "RotaView",
+    "RotaWeek",
     "SavedAttachment",
+    "SearchIndex",
+    "Slot",
     "StoredCase",
+    "Stretch",
     "Workspace",
     "default_directory",
     "delivery_error_class",
@@ -283,7 +304,7 @@ class CaseService:
         judged by this service's clock. ``known_total`` is the view's count from
         :meth:`queue_counts` (for the same viewer), which saves a count per page turn when
         there is no search."""
-        seen = replace(query, viewer=viewer_of(viewer))
+        seen = replace(query, viewer=desk_viewer(viewer))
         page = await desk.queue_page(self.store, seen, self._clock(), known_total=known_total)
         # The caller's query back (offset clamped), so a desk compares pages as it asked them.
         return replace(page, query=replace(page.query, viewer=query.viewer))
@@ -291,8 +312,8 @@ class CaseService:
     async def queue_counts(
         self, viewer: Identity | desk.Viewer | None = None
     ) -> dict[desk.QueueView, int]:
-        """How many cases each queue view holds, of those ``viewer`` may see."""
-        return await desk.queue_counts(self.store, viewer_of(viewer))
+        """How many cases each queue view holds, of those ``viewer`` can open at the desk."""
+        return await desk.queue_counts(self.store, desk_viewer(viewer))
 
     async def engine_heartbeat(self) -> datetime | None:
         """When the engine last beat; None if it never ran here. Stale means nobody is paged."""
@@ -309,8 +330,9 @@ class CaseService:
     async def unacknowledged(
         self, email: str | None = None, viewer: Identity | desk.Viewer | None = None
     ) -> desk.Unacknowledged:
-        """Unacknowledged cases ``viewer`` may see, and how many are assigned to ``email``."""
-        return await desk.unacknowledged(self.store, email, viewer_of(viewer))
+        """Unacknowledged cases ``viewer`` can open at the desk, how many of them are assigned
+        to ``email``, and the open ones overdue by this service's clock."""
+        return await desk.unacknowledged(self.store, email, desk_viewer(viewer), now=self._clock())
 
     async def open_alerts(self) -> list[dict[str, str]]:
         """System alerts not yet cleared (a source down…): silence must not look like safety."""
@@ -371,18 +393,7 @@ class CaseService:
         received = received_at or self._clock()
         recorded = f"Notification taken by phone from {caller}."
         if source is Source.WHISTLE:
-            given = dict(reporter or {})
-            facts = dict(facts)
-            # How they asked to be contacted is theirs, sealed with them, as ingest keeps it.
-            if contact := facts.pop("preferred_contact", None):
-                given["preferred_contact"] = contact
-            facts, body_text, _ = redact_manual_whistle(
-                facts,
-                body_text,
-                names=[caller, given.get("name", "")],
-                contacts=[given.get("contact", ""), given.get("preferred_contact", "")],
-            )
-            reporter = {**given, "caller": caller}
+            facts, body_text, reporter = phoned_whistle(facts, body_text, caller, reporter)
             recorded = "Notification taken by phone; who called is sealed with the reporter."
         content = {
             FIELD_FACTS: json.dumps(dict(facts), ensure_ascii=False).encode(),
@@ -495,11 +506,26 @@ class CaseService:
         case is audited under it). Metadata only; a short scan of the log's newest entries."""
         return await desk.case_activity(self.store, case_id, after=after)
 
+    async def search_index(
+        self, identity: Identity, *, update: SearchIndex | None = None
+    ) -> SearchIndex:
+        """Decrypt the facts and text of every case this person can read into an index held
+        in memory only (never written anywhere); call ``forget()`` on it at lock. With
+        ``update``, index just the cases it lacks (new ones) into it. Audited with a count;
+        see :mod:`sgalert.desk.search`."""
+        return await search.build(self.store, identity, into=update)
+
     async def child_file(
-        self, identity: Identity, ref: str, *, now: datetime | None = None
+        self,
+        identity: Identity,
+        ref: str,
+        *,
+        now: datetime | None = None,
+        confirmed: Sequence[str] = (),
     ) -> child_files.ChildFile:
-        """The file of the child named in case ``ref``, as this person may see it (audited)."""
-        return await child_files.child_file(self, identity, ref, now=now)
+        """The file of the child named in case ``ref``, as this person may see it (audited);
+        ``confirmed``: references of name-only matches they judged the same child, merged."""
+        return await child_files.child_file(self, identity, ref, now=now, confirmed=confirmed)
 
     async def child_file_is_stale(self, found: child_files.ChildFile) -> bool:
         """Whether a case was added, removed or changed since ``found`` was built."""
@@ -512,6 +538,15 @@ class CaseService:
         if self.config is None:
             raise InvalidInput("this workspace has no config, so it has no rota")
         return await duty.load_rota(self, since=since)
+
+    async def rota_week(self, monday: date) -> RotaWeek:
+        """The week from ``monday`` as a grid: each day's duty slots, who covers each (by
+        name), the gaps and the covers. Metadata only; built off the event loop."""
+        if self.config is None:
+            raise InvalidInput("this workspace has no config, so it has no rota")
+        since = datetime.combine(monday - timedelta(days=1), time(0), self.config.timezone)
+        view = await duty.load_rota(self, since=since)
+        return await asyncio.to_thread(rota_week.build, view, monday)
 
     async def add_cover(
         self, identity: Identity, who: str, starts: datetime, ends: datetime
@@ -627,6 +662,15 @@ class CaseService:
                 raise Refused(None, "", "the audit log")
         return await desk.audit_log(self.store, limit=limit, viewer=viewer_of(identity))
 
+    async def audit_lines(self, identity: Identity, *, limit: int = 500) -> tuple[AuditLine, ...]:
+        """The newest audit entries in words ("Dana Example acknowledged SG-2026-0003"), each
+        with its raw fields for a detail view: the same right, refusal and leaving-out as
+        :meth:`audit_log`. Metadata only."""
+        async with refusals(self.store, identity, "read-audit-log"):
+            if not may_read_audit_log(identity.person.role):
+                raise Refused(None, "", "the audit log")
+        return await audit_view.audit_lines(self.store, limit=limit, viewer=viewer_of(identity))
+
     async def new_case_entries(
         self, viewer: Identity | None = None, *, limit: int = 500
     ) -> tuple[desk.AuditRow, ...]:
@@ -634,7 +678,7 @@ class CaseService:
         see: what a desk's attention (bell, toast, highlight) looks for. Needs no right to
         the audit log: it tells only what the viewer's queue shows anyway."""
         return await desk.audit_log(
-            self.store, limit=limit, viewer=viewer_of(viewer), case_created_only=True
+            self.store, limit=limit, viewer=desk_viewer(viewer), case_created_only=True
         )
 
     async def case_history(
@@ -646,15 +690,6 @@ class CaseService:
             summary = await desk.find_summary(db, case_id)
             await key_versions(db, identity, summary)
         return await desk.case_history(self.store, summary.id, limit=limit)
-
-
-def viewer_of(viewer: Identity | desk.Viewer | None) -> desk.Viewer:
-    """Who is looking at metadata, as the views take it."""
-    if viewer is None:
-        return desk.NOBODY
-    if isinstance(viewer, desk.Viewer):
-        return viewer
-    return desk.Viewer(viewer.id, viewer.person.role)
 
 
 async def open_service(workspace: Workspace, clock: Clock = utcnow) -> CaseService:

@@ -28,9 +28,8 @@ import aiosqlite
 
 from sgalert.clock import iso, parse_iso
 from sgalert.errors import NotFound, StoreError
-from sgalert.model import CaseState, CaseSummary, Flag, Role, Source
+from sgalert.model import CaseState, CaseSummary, Flag, Source
 from sgalert.records.audit import AuditEntry, entries
-from sgalert.records.entitlement import READS_CASE_SQL
 from sgalert.records.store import Store
 from sgalert.routing.outbox import FALLBACK_AFTER
 
@@ -49,34 +48,11 @@ LEFT JOIN people k ON k.id = c.acknowledged_by
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    """Who is looking at the metadata: a person (their id and role), somebody not yet identified
-    (no id: sees no confidential case), or the store's own upkeep (``every_case``: retention,
-    ``sgalert status``), which must see every case so none is missed."""
-
-    person_id: str | None = None
-    role: Role | None = None
-    every_case: bool = False
-
-
-NOBODY = Viewer()
-UPKEEP = Viewer(every_case=True)
-
-_CONFIDENTIAL = "(c.source = 'whistle' OR c.flags LIKE '%\"about-head\"%')"
-
-
-def visible(viewer: Viewer) -> tuple[str | None, dict[str, object]]:
-    """The SQL condition (over ``cases c``, named parameters) for the cases this viewer may see
-    in lists and counts, or None for every case: :func:`sgalert.rules.access.may_see`."""
-    if viewer.every_case:
-        return None, {}
-    if viewer.person_id is None:
-        return f"NOT {_CONFIDENTIAL}", {}
-    clause = f"(NOT {_CONFIDENTIAL} OR {READS_CASE_SQL})"
-    if viewer.role is Role.HEAD:
-        clause = f"c.flags NOT LIKE '%\"about-head\"%' AND {clause}"
-    return clause, {"viewer": viewer.person_id}
+# Who sees which cases in metadata: one rule, in its own module (named here for the views).
+from sgalert.desk.scope import NOBODY as NOBODY  # noqa: E402
+from sgalert.desk.scope import UPKEEP as UPKEEP  # noqa: E402
+from sgalert.desk.scope import Viewer as Viewer  # noqa: E402
+from sgalert.desk.scope import visible as visible  # noqa: E402
 
 
 async def _fetch(store: Store, sql: str, params: dict[str, object]) -> list[aiosqlite.Row]:
@@ -149,13 +125,15 @@ async def list_cases(
 
 
 class QueueView(enum.StrEnum):
-    """Which cases a queue shows: those needing action (not closed), one source's, or all."""
+    """Which cases a queue shows: those needing action (not closed), one source's, all, or the
+    person's own (``MINE``: see :data:`_MINE`)."""
 
     NEEDS_ACTION = "needs"
     ENCOMPASS = "encompass"
     WHISTLE = "whistle"
     LESSON = "lesson"
     ALL = "all"
+    MINE = "mine"
 
 
 class SortKey(enum.StrEnum):
@@ -175,6 +153,7 @@ class QueueQuery:
 
     ``search`` is whitespace-separated terms, each matched (as a substring, wildcards taken
     literally) against the reference, source, state, flags or assignee; every term must match.
+    ``person`` (an email) is whose cases ``MINE`` shows; without one it shows none.
     """
 
     view: QueueView = QueueView.NEEDS_ACTION
@@ -190,11 +169,15 @@ class QueueQuery:
         """The first page of another view. Priority only means something where cases need
         action, so it swaps with newest-first on the way in and out of that view."""
         sort = self.sort
-        if view is not QueueView.NEEDS_ACTION and sort is SortKey.PRIORITY:
+        if view not in OPEN_VIEWS and sort is SortKey.PRIORITY:
             sort = SortKey.RECEIVED
-        if view is QueueView.NEEDS_ACTION and sort is SortKey.RECEIVED:
+        if view in OPEN_VIEWS and sort is SortKey.RECEIVED:
             sort = SortKey.PRIORITY
         return replace(self, view=view, sort=sort, offset=0)
+
+
+# Views of open cases only, where "most urgent first" means something.
+OPEN_VIEWS = frozenset({QueueView.NEEDS_ACTION, QueueView.MINE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +197,13 @@ class QueuePage:
 
 @dataclass(frozen=True, slots=True)
 class Unacknowledged:
-    """Cases nobody has acknowledged yet: all of them, and those assigned to one person."""
+    """Cases nobody has acknowledged yet, and those assigned to one person; ``overdue``: open
+    cases with a clock past due. Asked for one person, every count is of the cases that
+    person can read, so a banner never announces cases its reader cannot open."""
 
     total: int
     assigned: int
+    overdue: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +250,20 @@ _ORDER: dict[SortKey, str] = {
 
 Params = dict[str, object]
 
+# A person's own open cases: assigned to them, acknowledged by them and given to nobody else,
+# or waiting for their step: an unacknowledged case they were paged about (escalated to them),
+# or a clock they started and have not met. ``:me`` is their email; the subqueries start from
+# small, indexed sets (one person's pages, unmet clocks) and never read the whole audit log.
+_ME = "(SELECT id FROM people WHERE email = :me COLLATE NOCASE)"
+_MINE = (
+    "(c.state != 'closed' AND (c.assignee_id = " + _ME + " OR (c.assignee_id IS NULL"
+    " AND c.acknowledged_by = " + _ME + ") OR (c.state = 'new' AND c.id IN"
+    " (SELECT o.case_id FROM outbox o WHERE o.person_id = " + _ME + ")) OR c.id IN"
+    " (SELECT k.case_id FROM clocks k JOIN audit l ON l.case_id = k.case_id"
+    " AND l.action = 'clock-started' AND l.actor = :me COLLATE NOCASE"
+    " AND json_extract(l.detail, '$.clock') = k.kind WHERE k.met_at IS NULL)))"
+)
+
 
 def _where(query: QueueQuery) -> tuple[list[str], Params]:
     """The view and search as SQL conditions; search terms are LIKE patterns with their
@@ -272,6 +272,9 @@ def _where(query: QueueQuery) -> tuple[list[str], Params]:
     clauses: list[str] = [seen] if seen else []
     if query.view is QueueView.NEEDS_ACTION:
         clauses.append("c.state IN ('new', 'acknowledged')")  # uses cases_by_state
+    elif query.view is QueueView.MINE:
+        clauses.append(_MINE)
+        params["me"] = query.viewer.email or ""
     elif query.view is not QueueView.ALL:
         clauses.append("c.source = :source")
         params["source"] = query.view.value
@@ -400,22 +403,25 @@ async def queue_page(
 
 
 async def queue_counts(store: Store, viewer: Viewer = NOBODY) -> dict[QueueView, int]:
-    """How many cases each view holds for ``viewer``, in one pass over the cases table."""
+    """How many cases each view holds for ``viewer``, in one pass over the cases table (a
+    desk's viewer counts only what the person can open: a monitoring officer is not told of
+    seven cases they could open none of)."""
     seen, params = visible(viewer)
     rows = await _fetch(
         store,
         "SELECT COUNT(*), TOTAL(c.state != 'closed'), TOTAL(c.source = 'encompass'),"
-        " TOTAL(c.source = 'whistle'), TOTAL(c.source = 'lesson') FROM cases c"
-        + (f" WHERE {seen}" if seen else ""),
-        params,
+        f" TOTAL(c.source = 'whistle'), TOTAL(c.source = 'lesson'), TOTAL({_MINE})"
+        " FROM cases c" + (f" WHERE {seen}" if seen else ""),
+        params | {"me": viewer.email or ""},
     )
-    total, needs, encompass, whistle, lesson = (int(value) for value in rows[0])
+    total, needs, encompass, whistle, lesson, mine = (int(value) for value in rows[0])
     return {
         QueueView.NEEDS_ACTION: needs,
         QueueView.ENCOMPASS: encompass,
         QueueView.WHISTLE: whistle,
         QueueView.LESSON: lesson,
         QueueView.ALL: total,
+        QueueView.MINE: mine,
     }
 
 
@@ -499,18 +505,33 @@ async def failing_channels(store: Store) -> list[FailingChannel]:
 
 
 async def unacknowledged(
-    store: Store, email: str | None = None, viewer: Viewer = NOBODY
+    store: Store,
+    email: str | None = None,
+    viewer: Viewer = NOBODY,
+    *,
+    now: datetime | None = None,
 ) -> Unacknowledged:
-    """Unacknowledged cases ``viewer`` may see, and how many of them are assigned to ``email``."""
+    """Unacknowledged cases ``viewer`` may see and how many of them are assigned to ``email``;
+    with ``now``, also the open cases with a clock past due."""
     seen, params = visible(viewer)
-    rows = await _fetch(
-        store,
-        "SELECT COUNT(*), TOTAL(p.email = :email COLLATE NOCASE) FROM cases c"
-        " LEFT JOIN people p ON p.id = c.assignee_id WHERE c.state = 'new'"
-        + (f" AND {seen}" if seen else ""),
-        params | {"email": email or ""},
-    )
-    return Unacknowledged(int(rows[0][0]), int(rows[0][1]))
+    scope = f" AND {seen}" if seen else ""
+    async with store.read() as db:
+        cursor = await db.execute(
+            "SELECT COUNT(*), TOTAL(p.email = :email COLLATE NOCASE) FROM cases c"
+            " LEFT JOIN people p ON p.id = c.assignee_id WHERE c.state = 'new'" + scope,
+            params | {"email": email or ""},
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        overdue = 0
+        if now is not None:
+            overdue = await _count(
+                db,
+                "SELECT COUNT(*) FROM cases c WHERE c.state != 'closed' AND c.id IN"
+                " (SELECT case_id FROM clocks WHERE met_at IS NULL AND due_at < :now)" + scope,
+                params | {"now": iso(now)},
+            )
+    return Unacknowledged(int(row[0]), int(row[1]), overdue)
 
 
 async def open_alerts(store: Store) -> list[dict[str, str]]:

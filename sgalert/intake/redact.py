@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sgalert.intake.sender import Sender
 
@@ -261,3 +261,23 @@ def redact_manual_whistle(
     redactor = ReporterRedactor(names=[n for n in names if n], addresses=contacts)
     shown = {key: redactor(value) for key, value in facts.items()}
     return shown, redactor(body_text), redactor.hits
+
+
+def phoned_whistle(
+    facts: Mapping[str, str], body_text: str, caller: str, reporter: Mapping[str, str] | None
+) -> tuple[dict[str, str], str, dict[str, str]]:
+    """A whistleblowing call made ready to seal: who called goes with the reporter's identity
+    (sealed apart), and their names and contact details are struck from the facts and text an
+    investigator may be granted. How they asked to be contacted is theirs, as ingest keeps it.
+    Returns the facts, the text and the reporter's identity."""
+    given = dict(reporter or {})
+    kept = dict(facts)
+    if contact := kept.pop("preferred_contact", None):
+        given["preferred_contact"] = contact
+    kept, body_text, _ = redact_manual_whistle(
+        kept,
+        body_text,
+        names=[caller, given.get("name", "")],
+        contacts=[given.get("contact", ""), given.get("preferred_contact", "")],
+    )
+    return kept, body_text, {**given, "caller": caller}

@@ -111,7 +111,8 @@ class CaseScreen(DeskScreen[None]):
 
     def compose(self) -> ComposeResult:
         zone = self.desk.zone
-        yield Static(render.header(self.view.summary, zone), id="case-header", markup=False)
+        header = render.header(self.view.summary, zone, self.desk.names)
+        yield Static(header, id="case-header", markup=False)
         yield Static("", id="case-stale", classes="-hidden", markup=False)
         with VerticalScroll(id="case-body"):
             yield render.section("Facts")
@@ -167,10 +168,10 @@ class CaseScreen(DeskScreen[None]):
 
     def _notifications_failed(self, error: SgalertError) -> bool:
         """Stop loading the notifications and say so, once."""
-        if self.notifications_stopped or not self.is_attached:  # told already, or closed
-            self.notifications_stopped = True
-            return True
+        told = self.notifications_stopped or not self.is_attached  # told already, or closed
         self.notifications_stopped = True
+        if told:
+            return True
         self.notifications = None
         text = Text("Not shown: ", style="bold")
         text.append_text(untrusted(str(error), one_line=True))
@@ -190,10 +191,8 @@ class CaseScreen(DeskScreen[None]):
         self._load_history()
 
     def _load_history(self) -> None:
-        if not self.history_shown:
-            return
         identity = self.desk.identity
-        if identity is None:
+        if not self.history_shown or identity is None:
             return
         self.desk.submit(
             self.desk.service.case_history(identity, self.view.summary.id),
@@ -211,7 +210,8 @@ class CaseScreen(DeskScreen[None]):
         self.view = view
         self.stale = False
         self.query_one("#case-stale", Static).add_class("-hidden")
-        self.query_one("#case-header", Static).update(render.header(view.summary, zone))
+        header = render.header(view.summary, zone, self.desk.names)
+        self.query_one("#case-header", Static).update(header)
         self.query_one("#facts", Static).update(render.facts(view, zone))
         self.query_one("#clocks", Static).update(render.clocks(view, self.desk.now(), zone))
         self.query_one("#message", Static).update(render.message(view))

@@ -33,6 +33,7 @@ from ..formatting import (
     untrusted,
 )
 from . import DeskScreen
+from .dialogs import ConfirmScreen
 
 if TYPE_CHECKING:
     from tui.app import SgalertApp
@@ -56,6 +57,7 @@ MATCH_LABELS: dict[Match, str] = {
     Match.ANCHOR: "this case",
     Match.SAME_CHILD: "name + DOB",
     Match.NAME_ONLY: "name only?",
+    Match.CONFIRMED: "confirmed by you",
 }
 
 
@@ -180,11 +182,16 @@ class ChildFileScreen(DeskScreen[None]):
         Binding("escape", "back", "Back", id="child.back", tooltip="Back to the case"),
         Binding("enter", "open_case", "Open case", id="child.open", tooltip="Open the case"),
         Binding("r", "reload", "Rebuild", id="child.reload", tooltip="Match the cases again"),
+        Binding("y", "confirm_match", "Same child", id="child.confirm", tooltip="Confirm a match"),
     ]
 
     def __init__(self, found: ChildFile) -> None:
         super().__init__()
         self.file = found
+        # Name-only matches this person said are the same child: merged in this view only.
+        self.confirmed: set[str] = {
+            c.summary.ref for c in found.cases if c.match is Match.CONFIRMED
+        }
 
     def compose(self) -> ComposeResult:
         yield Static(title(self.file), id="child-title", classes="screen-title", markup=False)
@@ -283,7 +290,12 @@ class ChildFileScreen(DeskScreen[None]):
     def action_reload(self) -> None:
         def load(identity: Identity) -> None:
             self.desk.submit(
-                self.desk.service.child_file(identity, self.file.anchor.ref, now=self.desk.now()),
+                self.desk.service.child_file(
+                    identity,
+                    self.file.anchor.ref,
+                    now=self.desk.now(),
+                    confirmed=sorted(self.confirmed),
+                ),
                 description="Rebuilding the child file",
                 done=self.show_file,
                 sensitive=True,
@@ -291,3 +303,30 @@ class ChildFileScreen(DeskScreen[None]):
             )
 
         self.desk.require_identity(load)
+
+    def action_confirm_match(self) -> None:
+        """Ask whether a name-only match is the same child; yes merges it into this view."""
+        ref = self._selected_ref()
+        possible = {case.summary.ref for case in self.file.possible}
+        if ref is None or ref not in possible:
+            self.desk.notify(
+                "Choose a case marked “name only?” to confirm it is the same child.",
+                markup=False,
+            )
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.confirmed.add(ref)
+                self.action_reload()
+
+        self.desk.push_screen(
+            ConfirmScreen(
+                f"Is {ref} about the same child?",
+                "It has the same name but no date of birth to confirm it. Yes merges its record"
+                " into this file while you look at it; nothing about the match is stored, and"
+                " the audit log counts it as confirmed by you.",
+                confirm="Same child",
+            ),
+            answered,
+        )

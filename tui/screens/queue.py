@@ -63,15 +63,12 @@ TAB_LABELS: dict[QueueView, str] = {
     QueueView.WHISTLE: "Whistleblowing",
     QueueView.LESSON: "Lesson",
     QueueView.ALL: "All",
+    QueueView.MINE: "My cases",
 }
+OPEN_CYCLE = (SortKey.PRIORITY, SortKey.DEADLINE, SortKey.RECEIVED, SortKey.REF, SortKey.ASSIGNEE)
 SORT_CYCLE: dict[QueueView, tuple[SortKey, ...]] = {
-    QueueView.NEEDS_ACTION: (
-        SortKey.PRIORITY,
-        SortKey.DEADLINE,
-        SortKey.RECEIVED,
-        SortKey.REF,
-        SortKey.ASSIGNEE,
-    ),
+    QueueView.NEEDS_ACTION: OPEN_CYCLE,
+    QueueView.MINE: OPEN_CYCLE,
 }
 DEFAULT_CYCLE = (SortKey.RECEIVED, SortKey.DEADLINE, SortKey.STATE, SortKey.REF, SortKey.ASSIGNEE)
 # How each order reads, natural then reversed (``S``), and its arrow: ↓ when the values fall
@@ -160,6 +157,7 @@ class QueueScreen(DeskScreen[None]):
             "n", "app.new_case", "New", id="queue.new_case", tooltip="Record a phoned notification"
         ),
         Binding("r", "app.open_rota", "Rota", id="queue.rota", tooltip="Who is on duty"),
+        Binding("f", "app.search", "Find", id="queue.search", tooltip="By child, birth date, ref"),
         Binding("l", "app.open_audit", "Audit", id="queue.audit", tooltip="The log", show=False),
         Binding("u", "app.unlock", "Unlock", id="queue.unlock", tooltip="Unlock your key"),
         Binding("1", "tab('needs')", "Needs action", id="queue.tab.needs", show=False),
@@ -167,6 +165,14 @@ class QueueScreen(DeskScreen[None]):
         Binding("3", "tab('whistle')", "Whistleblowing tab", id="queue.tab.whistle", show=False),
         Binding("4", "tab('lesson')", "Lesson tab", id="queue.tab.lesson", show=False),
         Binding("5", "tab('all')", "All cases tab", id="queue.tab.all", show=False),
+        Binding(
+            "6",
+            "tab('mine')",
+            "My cases tab",
+            id="queue.tab.mine",
+            show=False,
+            tooltip="Assigned to you, paged to you, or a clock you started",
+        ),
         Binding("right_square_bracket", "page(1)", "Next page", id="queue.next", show=False),
         Binding("left_square_bracket", "page(-1)", "Previous page", id="queue.prev", show=False),
         Binding("escape", "clear_filter", "Clear filter", id="queue.clear_filter", show=False),
@@ -223,6 +229,7 @@ class QueueScreen(DeskScreen[None]):
         if recount:
             self._counts = {}
         query = self.query_state
+        # The tabs count what this person can read; the page counts what it lists.
         desk.submit(
             desk.service.queue_page(
                 query, known_total=self._counts.get(query.view), viewer=desk.identity
@@ -258,7 +265,7 @@ class QueueScreen(DeskScreen[None]):
                 "source": Text(SOURCE_SHORT[case.source]),
                 "received": Text(short_time(case.received_at, zone)),
                 "state": Text(STATE_SHORT[case.state], style="bold red" if new else ""),
-                "assignee": Text(person_label(case.assignee)),
+                "assignee": Text(person_label(case.assignee, self.desk.names)),
                 "deadline": deadline,
                 "flags": Text(flags_text(case.flags)),
             }

@@ -1,26 +1,41 @@
-"""The rota: who is on duty now and next, gaps in the next 14 days, and dated covers.
+"""The rota: a week's grid of duty slots, who is on duty now and next, gaps in the next 14
+days, and dated covers.
 
-A gap is a stretch only the fallback (or nobody) covers: a safety net, not a plan, so each one
-is shown in red. Adding a cover needs an unlocked person (it is audited in their name).
+The grid shows one week, days down and the day's duty slots across, each person by name; ``]``
+and ``[`` turn the week, ``t`` comes back to this one. A gap is a stretch only the fallback (or
+nobody) covers: a safety net, not a plan, so each one is shown in red. ``enter`` on a slot (or
+``e``) puts someone on duty for it; ``a`` for the first gap. Adding a cover needs an unlocked
+person (it is audited in their name).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
-from sgalert.desk.service import CaseService, Cover, Gap, Identity, OnDuty, Person
+from sgalert.desk.service import (
+    CaseService,
+    Cover,
+    Gap,
+    Identity,
+    OnDuty,
+    Person,
+    RotaWeek,
+    Slot,
+)
 from sgalert.model import Role
 
-from ..formatting import OVERDUE, local_time, untrusted
+from ..formatting import OVERDUE, local_time, person_name, untrusted
 from ..status import GAP_DAYS
 from . import DeskScreen
 from .dialogs import ConfirmScreen, FormScreen
@@ -36,6 +51,7 @@ class RotaSummary:
     gaps: tuple[Gap, ...]
     covers: tuple[Cover, ...]
     people: tuple[Person, ...]
+    names: dict[str, str]  # lower-cased email to name
 
 
 async def summarise(service: CaseService, now: datetime) -> RotaSummary:
@@ -48,6 +64,7 @@ async def summarise(service: CaseService, now: datetime) -> RotaSummary:
             gaps=tuple(view.gaps(now, GAP_DAYS)),
             covers=view.covers,
             people=tuple(p for p in view.people.values() if p.role in COVER_ROLES),
+            names={email: p.name for email, p in view.people.items()},
         )
 
     return await asyncio.to_thread(work)
@@ -56,14 +73,17 @@ async def summarise(service: CaseService, now: datetime) -> RotaSummary:
 def _duty_text(summary: RotaSummary, zone: tzinfo) -> Text:
     text = Text()
     text.append("On duty now  ", "bold")
-    text.append_text(untrusted(summary.now.who or "NOBODY", one_line=True))
+    names = summary.names
+    now = person_name(summary.now.who, names) if summary.now.who else "NOBODY"
+    text.append_text(untrusted(now, one_line=True))
     text.append(f"  ({summary.now.rule})", OVERDUE if summary.now.fallback else "dim")
     text.append("\nNext         ", "bold")
     if summary.next is None:
         text.append(f"no change in the next {GAP_DAYS} days", "dim")
     else:
         at, duty = summary.next
-        text.append_text(untrusted(duty.who or "NOBODY", one_line=True))
+        shown = person_name(duty.who, names) if duty.who else "NOBODY"
+        text.append_text(untrusted(shown, one_line=True))
         text.append(f" from {local_time(at, zone)}")
         text.append(f"  ({duty.rule})", OVERDUE if duty.fallback else "dim")
     return text
@@ -122,20 +142,49 @@ class CoverScreen(FormScreen[CoverRequest]):
             self.dismiss(CoverRequest(who, starts, ends))
 
 
+def slot_text(slot: Slot, names: dict[str, str], zone: tzinfo) -> Text:
+    """Who covers a slot, by name; a cover marked, a gap in red ("GAP: fallback …")."""
+    text = Text()
+    last = len(slot.stretches) - 1
+    for index, stretch in enumerate(slot.stretches):
+        if index:
+            text.append(" · ")
+        who = person_name(stretch.who, names) if stretch.who else "NOBODY"
+        if stretch.fallback:
+            text.append_text(untrusted(f"GAP: fallback {who}", one_line=True, style=OVERDUE))
+        else:
+            text.append_text(untrusted(who, one_line=True))
+            if stretch.cover:
+                text.append(" (cover)", "italic")
+        if index < last:
+            text.append(f" to {stretch.end.astimezone(zone):%H:%M}", "dim")
+    return text
+
+
 class RotaScreen(DeskScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="rota.back", tooltip="Back to the queue"),
         Binding("a", "add_cover", "Add cover", id="rota.add_cover", tooltip="A dated override"),
+        Binding("e", "edit_slot", "Cover slot", id="rota.edit_slot", tooltip="Cover this slot"),
+        Binding("right_square_bracket", "week(1)", "Next week", id="rota.next_week"),
+        Binding("left_square_bracket", "week(-1)", "Prev week", id="rota.previous_week"),
+        Binding("t", "this_week", "This week", id="rota.this_week", show=False),
         Binding("r", "reload", "Reload", id="rota.reload", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.summary: RotaSummary | None = None
+        self._when_loaded: Callable[[], None] | None = None  # an action asked before loading
+        self.week: RotaWeek | None = None
+        self.monday: date | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Rota"), id="rota-title", classes="screen-title", markup=False)
         with VerticalScroll(id="rota-body"):
+            with Vertical(classes="rota-block"):
+                yield Static(Text("This week"), id="week-title", classes="section-title")
+                yield DataTable(id="week", cursor_type="cell", zebra_stripes=True)
             yield Static(Text("Loading…", style="dim"), id="duty", markup=False)
             with Vertical(classes="rota-block"):
                 yield Static(
@@ -152,7 +201,13 @@ class RotaScreen(DeskScreen[None]):
         gaps.add_columns("From", "Until", "Covered by")
         covers = self.query_one("#covers", DataTable)
         covers.add_columns("Who", "From", "Until")
+        self.monday = self._this_monday()
+        self.query_one("#week", DataTable).focus()
         self.action_reload()
+
+    def _this_monday(self) -> date:
+        today = self.desk.now().astimezone(self.desk.zone).date()
+        return today - timedelta(days=today.weekday())
 
     def action_reload(self) -> None:
         self.desk.submit(
@@ -161,13 +216,79 @@ class RotaScreen(DeskScreen[None]):
             done=self._show,
             latest="rota",
         )
+        self._load_week()
+
+    def _load_week(self) -> None:
+        monday = self.monday or self._this_monday()
+        self.desk.submit(
+            self.desk.service.rota_week(monday),
+            description="Reading the week's rota",
+            done=self._show_week,
+            latest="rota-week",
+        )
+
+    def action_week(self, step: int) -> None:
+        self.monday = (self.monday or self._this_monday()) + timedelta(days=7 * step)
+        self._load_week()
+
+    def action_this_week(self) -> None:
+        self.monday = self._this_monday()
+        self._load_week()
 
     def store_changed(self) -> None:
         self.action_reload()
 
+    def _show_week(self, week: RotaWeek) -> None:
+        self.week = week
+        zone = self.desk.zone
+        sunday = week.days[-1]
+        which = "This week" if week.monday == self._this_monday() else "Week"
+        gaps = len(week.gaps())
+        said = f"{gaps} slot{'s' if gaps != 1 else ''} with a gap" if gaps else "no gaps"
+        first, last = f"{week.monday.day} {week.monday:%b}", f"{sunday.day} {sunday:%b %Y}"
+        title = Text(f"{which}: Mon {first} to Sun {last} · ")
+        title.append(said, OVERDUE if gaps else "green")
+        self.query_one("#week-title", Static).update(title)
+        table = self.query_one("#week", DataTable)
+        cursor = table.cursor_coordinate
+        table.clear(columns=True)
+        table.add_columns("Day", *week.labels)
+        for day, slots in zip(week.days, week.slots, strict=True):
+            table.add_row(
+                Text(f"{day:%a} {day.day} {day:%b}", style="bold"),
+                *(slot_text(slot, week.names, zone) for slot in slots),
+                key=day.isoformat(),
+            )
+        table.cursor_coordinate = cursor
+
+    def _highlighted_slot(self) -> Slot | None:
+        if self.week is None:
+            return None
+        table = self.query_one("#week", DataTable)
+        row, column = table.cursor_coordinate.row, table.cursor_coordinate.column
+        if not 0 <= row < len(self.week.slots):
+            return None
+        slots = self.week.slots[row]
+        return slots[max(column - 1, 0)] if slots else None
+
+    @on(DataTable.CellSelected, "#week")
+    def _slot_chosen(self) -> None:
+        self.action_edit_slot()
+
+    def action_edit_slot(self) -> None:
+        slot = self._highlighted_slot()
+        if slot is None:
+            return
+        gap = next((stretch for stretch in slot.stretches if stretch.fallback), None)
+        start, end = (gap.start, gap.end) if gap is not None else (slot.start, slot.end)
+        self._ask_cover(start, end)
+
     def _show(self, summary: RotaSummary) -> None:
         zone = self.desk.zone
         self.summary = summary
+        if self._when_loaded is not None:
+            waiting, self._when_loaded = self._when_loaded, None
+            self.call_after_refresh(waiting)
         self.query_one("#duty", Static).update(_duty_text(summary, zone))
         gaps = self.query_one("#gaps", DataTable)
         gaps.clear()
@@ -175,7 +296,12 @@ class RotaScreen(DeskScreen[None]):
             gaps.add_row(
                 Text(local_time(gap.start, zone), style=OVERDUE),
                 Text(local_time(gap.end, zone), style=OVERDUE),
-                Text(f"fallback {gap.covered_by}" if gap.covered_by else "NOBODY", style=OVERDUE),
+                Text(
+                    f"fallback {person_name(gap.covered_by, summary.names)}"
+                    if gap.covered_by
+                    else "NOBODY",
+                    style=OVERDUE,
+                ),
             )
         if not summary.gaps:
             gaps.add_row(Text(f"Every minute of the next {GAP_DAYS} days is covered."), "", "")
@@ -183,7 +309,7 @@ class RotaScreen(DeskScreen[None]):
         covers.clear()
         for cover in summary.covers:
             covers.add_row(
-                untrusted(cover.who, one_line=True),
+                untrusted(person_name(cover.who, summary.names), one_line=True),
                 local_time(cover.starts_at, zone),
                 local_time(cover.ends_at, zone),
             )
@@ -194,14 +320,29 @@ class RotaScreen(DeskScreen[None]):
         self.dismiss(None)
 
     def action_add_cover(self) -> None:
+        """A cover for the first gap, to the minute; else twelve hours from now. Asked before
+        the rota has loaded (a draft reopened after unlock), it waits for it: the form needs
+        the people to offer, and the first gap."""
+        if self.summary is None:
+            self._when_loaded = self.action_add_cover
+            return
+        if self.summary.gaps:
+            self._ask_cover(self.summary.gaps[0].start, self.summary.gaps[0].end)
+        else:
+            start = self.desk.now()
+            self._ask_cover(start, start + timedelta(hours=12))
+
+    def _ask_cover(self, start: datetime, end: datetime) -> None:
+        """The cover form, opened on ``start`` to ``end``; confirmed, then recorded."""
         desk = self.desk
+        names = self.summary.names if self.summary else {}
 
         def add(identity: Identity, request: CoverRequest, yes: bool | None) -> None:
             if not yes:
                 return
 
             def added(cover: Cover) -> None:
-                desk.notify(f"Cover added for {cover.who}.", markup=False)
+                desk.notify(f"Cover added for {person_name(cover.who, names)}.", markup=False)
                 self.action_reload()
                 desk.refresh_status()
 
@@ -218,9 +359,9 @@ class RotaScreen(DeskScreen[None]):
             desk.push_screen(
                 ConfirmScreen(
                     "Add this cover?",
-                    f"{request.who} will be on duty from {local_time(request.starts, zone)}"
-                    f" until {local_time(request.ends, zone)}, overriding the weekly rota."
-                    " It is recorded in the audit log in your name.",
+                    f"{person_name(request.who, names)} will be on duty from"
+                    f" {local_time(request.starts, zone)} until {local_time(request.ends, zone)},"
+                    " overriding the weekly rota. It is recorded in the audit log in your name.",
                     confirm="Add cover",
                 ),
                 lambda yes: add(identity, request, yes),
@@ -228,11 +369,6 @@ class RotaScreen(DeskScreen[None]):
 
         def ask(identity: Identity) -> None:
             people = self.summary.people if self.summary else ()
-            if self.summary and self.summary.gaps:  # the first gap, to the minute
-                start, end = self.summary.gaps[0].start, self.summary.gaps[0].end
-            else:
-                start = desk.now()
-                end = start + timedelta(hours=12)
             desk.push_screen(
                 CoverScreen(people, start, end, desk.zone), lambda req: confirm(identity, req)
             )
