@@ -29,6 +29,7 @@ class AlertKind(enum.StrEnum):
     MESSAGE_QUARANTINED = "message-quarantined"  # a message could not be read nor quarantined
     CALENDAR_ENDING = "calendar-ending"  # the configured terms end within 60 days, or have
     GROUP_KEY_UNTRUSTED = "group-key-untrusted"  # a group's public key fails its signature check
+    PERSON_KEY_UNTRUSTED = "person-key-untrusted"  # a person's public key is not the recorded one
 
 
 def raise_alert(
