@@ -1,5 +1,9 @@
 """What an entitled person sees of a case once it is decrypted: :class:`CaseView`.
 
+A case opened on its own is checked against the manifest the audit chain holds for it
+(:mod:`sgalert.records.manifest`): a record changed behind sgalert's back is shown with one line
+saying so (:attr:`CaseView.tampered`), not as if whole.
+
 Opening a case is itself recorded: every read is audited (``case-read``, and whether the
 reporter's identity was in it), in the transaction that decrypts it, and a person who may not
 read the case is refused and the refusal audited (see :mod:`sgalert.desk.access`).
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiosqlite
@@ -19,7 +23,7 @@ from sgalert.desk.access import Refused, refusals
 from sgalert.desk.views import SUMMARY_SQL, CaseClock, find_summary, summary_from_row
 from sgalert.errors import CaseDestroyed
 from sgalert.model import CaseSummary, KeyName
-from sgalert.records import audit
+from sgalert.records import audit, manifest
 from sgalert.records.cases import (
     FIELD_ATTACHMENTS,
     FIELD_BODY,
@@ -30,7 +34,7 @@ from sgalert.records.cases import (
 from sgalert.records.chronology import ChronologyEntry, read_entries
 from sgalert.records.keyring import Identity
 from sgalert.records.shredding import destroyed_line
-from sgalert.records.store import Store, fetch_in
+from sgalert.records.store import Store, fetch_in, on_connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +58,14 @@ class CaseView:
     reporter: dict[str, Any] | None
     chronology: tuple[ChronologyEntry, ...]
     clocks: tuple[CaseClock, ...]
+    # One line when the record is not what the audit chain's manifest says (a chronology entry
+    # or sealed field removed, swapped or added outside sgalert): shown, never silently whole.
+    tampered: str | None = None
 
 
 def _read_event(identity: Identity, case_id: str, view: CaseView) -> audit.AuditEvent:
-    return audit.AuditEvent(
-        identity.email, "case-read", case_id, {"identity": view.reporter is not None}
-    )
+    detail = {"identity": view.reporter is not None} | ({"tampered": True} if view.tampered else {})
+    return audit.AuditEvent(identity.email, "case-read", case_id, detail)
 
 
 async def open_case(store: Store, identity: Identity, ref: str) -> CaseView:
@@ -72,6 +78,9 @@ async def open_case(store: Store, identity: Identity, ref: str) -> CaseView:
         if summary.id not in views:
             raise Refused(summary.id, summary.ref)
         view = views[summary.id]
+        found = await on_connection(db, lambda conn: manifest.check_now(conn, summary.id))
+        if found:
+            view = replace(view, tampered=found[0].line())
         await audit.append(db, [_read_event(identity, summary.id, view)])
         return view
 
