@@ -12,8 +12,12 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
+from sgalert.errors import NoSuchCase
+
 from .cli_helpers import sgalert_cli
-from .conftest import PASSPHRASES, Team, encompass_case
+from .conftest import PASSPHRASES, Team, encompass_case, whistle_case
 
 DSL, HEAD, MO = "dsl@example.org", "head@example.org", "mo@example.org"
 
@@ -23,12 +27,14 @@ def _raw(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None)
 
 
-async def _cli(team: Team, *argv: str, who: str | None = None) -> tuple[int, str, str]:
+async def _cli(
+    team: Team, *argv: str, who: str | None = None, stdin: str | None = None
+) -> tuple[int, str, str]:
     """``sgalert ARGV [--as WHO]`` on the team's workspace, as a person at a terminal runs it."""
     args = (*argv, "--as", who) if who else argv
     passphrase = PASSPHRASES[who] if who else None
     done = await asyncio.to_thread(
-        sgalert_cli, team.service.store.path.parent, *args, passphrase=passphrase
+        sgalert_cli, team.service.store.path.parent, *args, passphrase=passphrase, stdin=stdin
     )
     return done.returncode, done.stdout, done.stderr
 
@@ -79,3 +85,51 @@ async def test_the_desk_view_says_a_sealed_field_was_deleted(team: Team) -> None
         (case.id,),
     )
     assert [json.loads(r[0]).get("tampered", False) for r in rows] == [False, True]
+
+
+# ----- a case someone may not read answers exactly as a missing one ------------------------------
+
+
+async def test_a_case_you_may_not_read_answers_exactly_as_a_missing_one(team: Team) -> None:
+    (whistle, about_head) = await team.service.create_cases(
+        [whistle_case(), whistle_case(about_head=True)]
+    )
+    missing = whistle.ref[:-4] + "9999"
+    for who, ref in ((DSL, whistle.ref), (HEAD, about_head.ref)):
+        for argv in (("case", "show"), ("grant",), ("note",), ("ack",)):
+            extra = {"grant": ("--to", MO), "note": ("--text", "-")}.get(argv[0], ())
+            refused = await _cli(team, *argv, ref, *extra, who=who, stdin="A note.")
+            absent = await _cli(team, *argv, missing, *extra, who=who, stdin="A note.")
+            assert refused == absent, (who, argv)
+            assert refused == (2, "", "sgalert: no such case, or you are not entitled to it\n")
+    # Each refused attempt on a real case is still audited; a missing case has nothing to audit.
+    rows = await team.service.store.fetchall(
+        "SELECT actor, case_id, json_extract(detail, '$.action') FROM audit"
+        " WHERE action = 'refused' ORDER BY seq"
+    )
+    assert [tuple(r) for r in rows] == [
+        *((DSL, whistle.id, action) for action in ("read", "grant", "note-added", "acknowledge")),
+        *(
+            (HEAD, about_head.id, action)
+            for action in ("read", "grant", "note-added", "acknowledge")
+        ),
+    ]
+
+
+async def test_the_service_summary_hides_what_its_viewer_may_not_see(team: Team) -> None:
+    (whistle, about_head, plain) = await team.service.create_cases(
+        [whistle_case(), whistle_case(about_head=True), encompass_case()]
+    )
+    missing = "WB-2026-9999"
+    for viewer, hidden in (
+        (None, whistle.ref),
+        (team[DSL], whistle.ref),
+        (team[HEAD], about_head.ref),
+    ):
+        with pytest.raises(NoSuchCase) as refused:
+            await team.service.summary(hidden, viewer=viewer)
+        with pytest.raises(NoSuchCase) as absent:
+            await team.service.summary(missing, viewer=viewer)
+        assert str(refused.value) == str(absent.value)
+        assert (await team.service.summary(plain.ref, viewer=viewer)).id == plain.id
+    assert (await team.service.summary(whistle.ref, viewer=team[MO])).id == whistle.id

@@ -226,9 +226,14 @@ class CaseService:
             viewer=viewer_of(viewer),
         )
 
-    async def summary(self, ref: str) -> CaseSummary:
+    async def summary(
+        self, ref: str, *, viewer: Identity | desk.Viewer | None = None
+    ) -> CaseSummary:
+        """One case's metadata, if ``viewer`` may see it as in lists (nobody identified: no
+        confidential case; :data:`~sgalert.desk.views.UPKEEP`: any). Any other case answers
+        :class:`~sgalert.errors.NoSuchCase`, as a missing one does."""
         async with self.store.read() as db:
-            return await desk.find_summary(db, ref)
+            return await desk.find_summary(db, ref, viewer_of(viewer))
 
     # ----- the desk: queue, counts, banners, live updates (no unlock needed) --------------
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import aiosqlite
 
 from sgalert.clock import iso, parse_iso
-from sgalert.errors import NotFound, StoreError
+from sgalert.errors import NoSuchCase, StoreError
 from sgalert.model import CaseState, CaseSummary, Role, Source
 from sgalert.records.audit import AuditEntry, entries
 from sgalert.records.entitlement import READS_CASE_SQL
@@ -108,14 +108,18 @@ def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
     )
 
 
-async def find_summary(db: aiosqlite.Connection, ref: str) -> CaseSummary:
-    """One case's metadata by id or reference, read in the caller's transaction."""
+async def find_summary(db: aiosqlite.Connection, ref: str, viewer: Viewer = UPKEEP) -> CaseSummary:
+    """One case's metadata by id or reference, read in the caller's transaction, if ``viewer``
+    may see it. A missing case and one they may not see both raise :class:`NoSuchCase`, the
+    same answer as a refusal to read it, so neither confirms that a case exists."""
+    seen, params = visible(viewer)
     cursor = await db.execute(
-        SUMMARY_SQL + " WHERE c.id = ? OR c.ref = ?", (ref.strip(), ref.strip().upper())
+        SUMMARY_SQL + " WHERE (c.id = :id OR c.ref = :ref)" + (f" AND {seen}" if seen else ""),
+        params | {"id": ref.strip(), "ref": ref.strip().upper()},
     )
     row = await cursor.fetchone()
     if row is None:
-        raise NotFound(f"no case {ref.strip()}")
+        raise NoSuchCase()
     return summary_from_row(row)
 
 
