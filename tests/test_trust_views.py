@@ -14,10 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from sgalert.desk.views import UPKEEP
 from sgalert.errors import NoSuchCase
 
 from .cli_helpers import sgalert_cli
 from .conftest import PASSPHRASES, Team, encompass_case, whistle_case
+from .engine_helpers import VirtualClock
+from .invariants_support import EMAIL, FakeChannel, Ledger
+from .test_never_silent_findings import engine_with, send_until_quiet
 
 DSL, HEAD, MO = "dsl@example.org", "head@example.org", "mo@example.org"
 
@@ -133,3 +137,40 @@ async def test_the_service_summary_hides_what_its_viewer_may_not_see(team: Team)
         assert str(refused.value) == str(absent.value)
         assert (await team.service.summary(plain.ref, viewer=viewer)).id == plain.id
     assert (await team.service.summary(whistle.ref, viewer=team[MO])).id == whistle.id
+
+
+# ----- sgalert status names no case its runner may not see ---------------------------------------
+
+
+async def test_the_head_running_status_sees_no_trace_of_an_allegation_about_them(
+    team: Team,
+) -> None:
+    """An allegation about the head waits unacknowledged and its page could not be delivered
+    (every channel down): ``status`` tells the monitoring officer, and shows the head, or
+    anyone not identified, exactly what it would show if there were no such case."""
+    (plain,) = await team.service.create_cases([encompass_case()])
+    await team.service.acknowledge(team[DSL], plain.ref)
+    code, before, _ = await _cli(team, "status", "--json", who=HEAD)
+    clock = VirtualClock()
+    email = FakeChannel(EMAIL, True, Ledger(clock))
+    engine = engine_with(team, clock, email)
+    email.up = False
+    (about,) = await team.service.create_cases([whistle_case(about_head=True)])
+    await engine.tick_timers()
+    await send_until_quiet(engine, clock, minutes=5)
+    await engine.tick_alerts()
+    alerts = await team.service.open_alerts(UPKEEP)
+    assert ("page-undeliverable", about.ref) in {(a["kind"], a["source"]) for a in alerts}
+
+    for who in (HEAD, None):
+        code, out, err = await _cli(team, "status", who=who)
+        assert about.ref not in out + err and "whistle" not in out + err
+        assert "unacknowledged cases: 0\n" in out and "ALERT" not in out
+        code, shown, _ = await _cli(team, "status", "--json", who=who)
+        report, earlier = json.loads(shown), json.loads(before)
+        assert report["alerts"] == earlier["alerts"] == []
+        assert report["failing_channels"] == earlier["failing_channels"] == []
+        assert report["unacknowledged"] == earlier["unacknowledged"] == []
+    code, out, _ = await _cli(team, "status", who=MO)
+    assert f"ALERT page-undeliverable: {about.ref}" in out
+    assert f"unacknowledged cases: 1 ({about.ref})" in out and code == 1

@@ -267,9 +267,12 @@ class CaseService:
         """The engine's lease (holder, heartbeat, end); judge it with ``lapsed``."""
         return await desk.engine_lease(self.store)
 
-    async def failing_channels(self) -> list[desk.FailingChannel]:
-        """Notification channels not getting pages through (channel names only)."""
-        return await desk.failing_channels(self.store)
+    async def failing_channels(
+        self, viewer: Identity | desk.Viewer | None = None
+    ) -> list[desk.FailingChannel]:
+        """Notification channels not getting pages through (channel names only), judged by the
+        pages about cases ``viewer`` may see."""
+        return await desk.failing_channels(self.store, viewer_of(viewer))
 
     async def unacknowledged(
         self, email: str | None = None, viewer: Identity | desk.Viewer | None = None
@@ -277,9 +280,13 @@ class CaseService:
         """Unacknowledged cases ``viewer`` may see, and how many are assigned to ``email``."""
         return await desk.unacknowledged(self.store, email, viewer_of(viewer))
 
-    async def open_alerts(self) -> list[dict[str, str]]:
-        """System alerts not yet cleared (a source down…): silence must not look like safety."""
-        return await desk.open_alerts(self.store)
+    async def open_alerts(
+        self, viewer: Identity | desk.Viewer | None = None
+    ) -> list[dict[str, str]]:
+        """System alerts not yet cleared (a source down…): silence must not look like safety.
+        Those about a case ``viewer`` may not see, or raised while paging a confidential case,
+        are left out for them (nobody identified sees neither)."""
+        return await desk.open_alerts(self.store, viewer_of(viewer))
 
     def change_probe(self) -> desk.ChangeProbe:
         """A probe that notices commits to this store, for a desk's live updates. It opens its

@@ -33,6 +33,7 @@ from sgalert.records.audit import AuditEntry, entries
 from sgalert.records.entitlement import READS_CASE_SQL
 from sgalert.records.store import Store
 from sgalert.routing.outbox import FALLBACK_AFTER
+from sgalert.rules.access import may_see_confidential_alert
 
 PAGE_SIZE = 100
 
@@ -472,8 +473,9 @@ class FailingChannel:
     since: datetime  # when the oldest of them was queued
 
 
-async def failing_channels(store: Store) -> list[FailingChannel]:
-    """Channels that are failing, judged from the outbox.
+async def failing_channels(store: Store, viewer: Viewer = UPKEEP) -> list[FailingChannel]:
+    """Channels that are failing, judged from the outbox's pages about cases ``viewer`` may see
+    (and pages about no case): a page about a confidential case tells nothing to others.
 
     A channel is failing while a page on it is still being retried after ``FALLBACK_AFTER``
     failed attempts (the point at which the outbox also tries another channel), or while a page
@@ -481,14 +483,18 @@ async def failing_channels(store: Store) -> list[FailingChannel]:
     One transient failure is not failing: the retry usually gets through. Reads the outbox's
     undelivered rows only (delivered rows are looked up by channel for the second test).
     """
-    rows = await store.fetchall(
+    seen, params = visible(viewer)
+    rows = await _fetch(
+        store,
         "SELECT o.channel, COUNT(*), MIN(o.created_at) FROM outbox o"
-        " WHERE (o.state IN ('pending', 'sending') AND o.attempts >= ?)"
+        " LEFT JOIN cases c ON c.id = o.case_id"
+        " WHERE ((o.state IN ('pending', 'sending') AND o.attempts >= :after)"
         " OR (o.state = 'failed' AND NOT EXISTS (SELECT 1 FROM outbox d"
         "   WHERE d.channel = o.channel AND d.state = 'delivered'"
-        "   AND d.delivered_at >= o.created_at))"
-        " GROUP BY o.channel ORDER BY o.channel",
-        (FALLBACK_AFTER,),
+        "   AND d.delivered_at >= o.created_at)))"
+        + (f" AND (o.case_id IS NULL OR {seen})" if seen else "")
+        + " GROUP BY o.channel ORDER BY o.channel",
+        params | {"after": FALLBACK_AFTER},
     )
     return [FailingChannel(str(r[0]), int(r[1]), parse_iso(r[2])) for r in rows]
 
@@ -508,16 +514,32 @@ async def unacknowledged(
     return Unacknowledged(int(rows[0][0]), int(rows[0][1]))
 
 
-async def open_alerts(store: Store) -> list[dict[str, str]]:
-    """System alerts not yet cleared (a mailbox unreachable, …), oldest first. No personal data."""
-    rows = await store.fetchall(
-        "SELECT kind, source_name, raised_at, detail FROM system_alerts WHERE cleared_at IS NULL"
-        " ORDER BY raised_at"
-    )
-    return [
-        {"kind": row[0], "source": row[1], "raised_at": row[2], **json.loads(row[3])}
-        for row in rows
-    ]
+async def open_alerts(store: Store, viewer: Viewer = UPKEEP) -> list[dict[str, str]]:
+    """System alerts not yet cleared (a mailbox unreachable, …), oldest first, of those
+    ``viewer`` may see: one about a case they may not see, or raised while paging a confidential
+    case, is left out (:func:`sgalert.rules.access.may_see_confidential_alert`). No personal
+    data."""
+    seen, params = visible(viewer)
+    shown: list[dict[str, str]] = []
+    async with store.read() as db:
+        rows = await db.execute_fetchall(
+            "SELECT kind, source_name, raised_at, detail FROM system_alerts"
+            " WHERE cleared_at IS NULL ORDER BY raised_at"
+        )
+        for kind, subject, raised_at, detail in rows:
+            alert = {"kind": kind, "source": subject, "raised_at": raised_at, **json.loads(detail)}
+            if seen is None:
+                shown.append(alert)
+            elif kind == "page-undeliverable":  # its subject is the case's reference
+                cursor = await db.execute(
+                    f"SELECT {seen} FROM cases c WHERE c.ref = :ref", params | {"ref": subject}
+                )
+                case = await cursor.fetchone()
+                if case is None or case[0]:
+                    shown.append(alert)
+            elif alert.get("audience") != "confidential" or may_see_confidential_alert(viewer.role):
+                shown.append(alert)
+    return shown
 
 
 # ----- the audit log -----------------------------------------------------------------------
