@@ -10,12 +10,15 @@ import asyncio
 import json
 import sqlite3
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from sgalert.desk.views import UPKEEP
 from sgalert.errors import NoSuchCase
+from sgalert.records.alerts import AlertKind, raise_alert
+from sgalert.records.store import on_connection
 
 from .cli_helpers import sgalert_cli
 from .conftest import PASSPHRASES, Team, encompass_case, whistle_case
@@ -24,6 +27,7 @@ from .invariants_support import EMAIL, FakeChannel, Ledger
 from .test_never_silent_findings import engine_with, send_until_quiet
 
 DSL, HEAD, MO = "dsl@example.org", "head@example.org", "mo@example.org"
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def _raw(path: Path) -> sqlite3.Connection:
@@ -174,3 +178,33 @@ async def test_the_head_running_status_sees_no_trace_of_an_allegation_about_them
     code, out, _ = await _cli(team, "status", who=MO)
     assert f"ALERT page-undeliverable: {about.ref}" in out
     assert f"unacknowledged cases: 1 ({about.ref})" in out and code == 1
+
+
+async def test_an_alert_raised_paging_a_confidential_case_is_listed_to_the_monitoring_officer(
+    team: Team,
+) -> None:
+    """Its policy's name tells what kind of case it was (whistleblowing), so only the monitoring
+    officer's status and banners list it; a team alert is everyone's."""
+    async with team.service.store.write() as db:
+        await on_connection(
+            db,
+            lambda conn: [
+                raise_alert(conn, AlertKind.NO_RECIPIENT, subject, NOW, {"audience": audience})
+                for subject, audience in (
+                    ("whistle policy: chair", "confidential"),
+                    ("encompass policy: dsl", "team"),
+                )
+            ],
+        )
+    for viewer, expected in (
+        (None, ["encompass policy: dsl"]),
+        (team[HEAD], ["encompass policy: dsl"]),
+        (team[DSL], ["encompass policy: dsl"]),
+        (team[MO], ["whistle policy: chair", "encompass policy: dsl"]),
+        (UPKEEP, ["whistle policy: chair", "encompass policy: dsl"]),
+    ):
+        listed = [a["source"] for a in await team.service.open_alerts(viewer)]
+        assert sorted(listed) == sorted(expected), viewer
+    code, out, _ = await _cli(team, "status", who=HEAD)
+    assert "ALERT no-recipient: encompass policy: dsl" in out and "whistle" not in out
+    assert code == 1  # the alert it lists is open

@@ -110,9 +110,8 @@ def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
 
 
 async def find_summary(db: aiosqlite.Connection, ref: str, viewer: Viewer = UPKEEP) -> CaseSummary:
-    """One case's metadata by id or reference, read in the caller's transaction, if ``viewer``
-    may see it. A missing case and one they may not see both raise :class:`NoSuchCase`, the
-    same answer as a refusal to read it, so neither confirms that a case exists."""
+    """One case's metadata by id or reference, in the caller's transaction, if ``viewer`` may
+    see it; else :class:`NoSuchCase`, as for a missing case (and a refused one)."""
     seen, params = visible(viewer)
     cursor = await db.execute(
         SUMMARY_SQL + " WHERE (c.id = :id OR c.ref = :ref)" + (f" AND {seen}" if seen else ""),
@@ -474,8 +473,7 @@ class FailingChannel:
 
 
 async def failing_channels(store: Store, viewer: Viewer = UPKEEP) -> list[FailingChannel]:
-    """Channels that are failing, judged from the outbox's pages about cases ``viewer`` may see
-    (and pages about no case): a page about a confidential case tells nothing to others.
+    """Channels that are failing, judged from the outbox's pages about cases ``viewer`` may see.
 
     A channel is failing while a page on it is still being retried after ``FALLBACK_AFTER``
     failed attempts (the point at which the outbox also tries another channel), or while a page
@@ -515,31 +513,26 @@ async def unacknowledged(
 
 
 async def open_alerts(store: Store, viewer: Viewer = UPKEEP) -> list[dict[str, str]]:
-    """System alerts not yet cleared (a mailbox unreachable, …), oldest first, of those
-    ``viewer`` may see: one about a case they may not see, or raised while paging a confidential
-    case, is left out (:func:`sgalert.rules.access.may_see_confidential_alert`). No personal
-    data."""
+    """System alerts not yet cleared (a mailbox unreachable, …), oldest first: none about a case
+    ``viewer`` may not see, nor one raised paging a confidential case unless
+    :func:`~sgalert.rules.access.may_see_confidential_alert`. No personal data."""
     seen, params = visible(viewer)
-    shown: list[dict[str, str]] = []
-    async with store.read() as db:
-        rows = await db.execute_fetchall(
-            "SELECT kind, source_name, raised_at, detail FROM system_alerts"
-            " WHERE cleared_at IS NULL ORDER BY raised_at"
-        )
-        for kind, subject, raised_at, detail in rows:
-            alert = {"kind": kind, "source": subject, "raised_at": raised_at, **json.loads(detail)}
-            if seen is None:
-                shown.append(alert)
-            elif kind == "page-undeliverable":  # its subject is the case's reference
-                cursor = await db.execute(
-                    f"SELECT {seen} FROM cases c WHERE c.ref = :ref", params | {"ref": subject}
-                )
-                case = await cursor.fetchone()
-                if case is None or case[0]:
-                    shown.append(alert)
-            elif alert.get("audience") != "confidential" or may_see_confidential_alert(viewer.role):
-                shown.append(alert)
-    return shown
+    rows = await _fetch(
+        store,
+        "SELECT s.kind, s.source_name, s.raised_at, s.detail FROM system_alerts s"
+        " LEFT JOIN cases c ON s.kind = 'page-undeliverable' AND c.ref = s.source_name"
+        " WHERE s.cleared_at IS NULL"
+        + (f" AND (c.id IS NULL OR {seen})" if seen else "")
+        + " ORDER BY s.raised_at",
+        params,
+    )
+    alerts = [{"kind": r[0], "source": r[1], "raised_at": r[2], **json.loads(r[3])} for r in rows]
+    told = seen is None or may_see_confidential_alert(viewer.role)
+    return [
+        a
+        for a in alerts
+        if told or a["kind"] == "page-undeliverable" or a.get("audience") != "confidential"
+    ]
 
 
 # ----- the audit log -----------------------------------------------------------------------
