@@ -125,6 +125,8 @@ __all__ = [
     "proposed_name",
 ]
 
+Looking = Identity | desk.Viewer | None  # who is looking at metadata (see viewer_of)
+
 
 class _Rotated(Exception):
     """A group key rotated between sealing and storing: seal again inside the transaction."""
@@ -226,12 +228,8 @@ class CaseService:
             viewer=viewer_of(viewer),
         )
 
-    async def summary(
-        self, ref: str, *, viewer: Identity | desk.Viewer | None = None
-    ) -> CaseSummary:
-        """One case's metadata, if ``viewer`` may see it as in lists (nobody identified: no
-        confidential case; :data:`~sgalert.desk.views.UPKEEP`: any). Any other case answers
-        :class:`~sgalert.errors.NoSuchCase`, as a missing one does."""
+    async def summary(self, ref: str, *, viewer: Looking = None) -> CaseSummary:
+        """One case's metadata if ``viewer`` may see it, else NoSuchCase (as if missing)."""
         async with self.store.read() as db:
             return await desk.find_summary(db, ref, viewer_of(viewer))
 
@@ -267,11 +265,8 @@ class CaseService:
         """The engine's lease (holder, heartbeat, end); judge it with ``lapsed``."""
         return await desk.engine_lease(self.store)
 
-    async def failing_channels(
-        self, viewer: Identity | desk.Viewer | None = None
-    ) -> list[desk.FailingChannel]:
-        """Notification channels not getting pages through (channel names only), judged by the
-        pages about cases ``viewer`` may see."""
+    async def failing_channels(self, viewer: Looking = None) -> list[desk.FailingChannel]:
+        """Channels not getting through the pages about cases ``viewer`` may see (names only)."""
         return await desk.failing_channels(self.store, viewer_of(viewer))
 
     async def unacknowledged(
@@ -280,12 +275,8 @@ class CaseService:
         """Unacknowledged cases ``viewer`` may see, and how many are assigned to ``email``."""
         return await desk.unacknowledged(self.store, email, viewer_of(viewer))
 
-    async def open_alerts(
-        self, viewer: Identity | desk.Viewer | None = None
-    ) -> list[dict[str, str]]:
-        """System alerts not yet cleared (a source down…): silence must not look like safety.
-        Those about a case ``viewer`` may not see, or raised while paging a confidential case,
-        are left out for them (nobody identified sees neither)."""
+    async def open_alerts(self, viewer: Looking = None) -> list[dict[str, str]]:
+        """Open system alerts ``viewer`` may see: silence must not look like safety."""
         return await desk.open_alerts(self.store, viewer_of(viewer))
 
     def change_probe(self) -> desk.ChangeProbe:

@@ -29,9 +29,10 @@ import aiosqlite
 from sgalert.clock import iso, parse_iso
 from sgalert.errors import NoSuchCase, StoreError
 from sgalert.model import CaseState, CaseSummary, Role, Source
+from sgalert.records.alerts import open_alerts_now
 from sgalert.records.audit import AuditEntry, entries
 from sgalert.records.entitlement import READS_CASE_SQL
-from sgalert.records.store import Store
+from sgalert.records.store import Store, on_connection
 from sgalert.routing.outbox import FALLBACK_AFTER
 from sgalert.rules.access import may_see_confidential_alert
 
@@ -513,26 +514,12 @@ async def unacknowledged(
 
 
 async def open_alerts(store: Store, viewer: Viewer = UPKEEP) -> list[dict[str, str]]:
-    """System alerts not yet cleared (a mailbox unreachable, …), oldest first: none about a case
-    ``viewer`` may not see, nor one raised paging a confidential case unless
-    :func:`~sgalert.rules.access.may_see_confidential_alert`. No personal data."""
+    """System alerts not yet cleared, oldest first, of those ``viewer`` may see (see
+    :func:`~sgalert.records.alerts.open_alerts_now`). No personal data."""
     seen, params = visible(viewer)
-    rows = await _fetch(
-        store,
-        "SELECT s.kind, s.source_name, s.raised_at, s.detail FROM system_alerts s"
-        " LEFT JOIN cases c ON s.kind = 'page-undeliverable' AND c.ref = s.source_name"
-        " WHERE s.cleared_at IS NULL"
-        + (f" AND (c.id IS NULL OR {seen})" if seen else "")
-        + " ORDER BY s.raised_at",
-        params,
-    )
-    alerts = [{"kind": r[0], "source": r[1], "raised_at": r[2], **json.loads(r[3])} for r in rows]
     told = seen is None or may_see_confidential_alert(viewer.role)
-    return [
-        a
-        for a in alerts
-        if told or a["kind"] == "page-undeliverable" or a.get("audience") != "confidential"
-    ]
+    async with store.read() as db:
+        return await on_connection(db, lambda conn: open_alerts_now(conn, seen, params, told))
 
 
 # ----- the audit log -----------------------------------------------------------------------
