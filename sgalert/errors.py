@@ -13,6 +13,8 @@ message on one line and exits with its ``exit_code``. Messages name the thing th
     ├── AlreadyExists          a person with that email, or a file where a copy would go
     ├── WrongPassphrase        the passphrase does not unlock that person's keys
     ├── NotEntitled            the person may not read or act on that case (exit code 2)
+    │   └── NoSuchCase         no case by that reference they may read (also a NotFound): a
+    │                          missing case and one they may not read answer alike
     ├── IllegalTransition      the case is not in a state that allows the action
     ├── CaseDestroyed          the case was crypto-shredded under retention: only metadata is left
     ├── IntegrityError         a sealed blob failed authentication (tampered or moved)
@@ -67,6 +69,15 @@ class NotEntitled(SgalertError):
     """The person may not read or act on this case; the refusal is audited."""
 
     exit_code = 2
+
+
+class NoSuchCase(NotEntitled, NotFound):
+    """No case by that reference that the person may read. A missing case and one they may not
+    read give this same message and exit code, so a guessed reference confirms nothing (the
+    refusal is still audited)."""
+
+    def __init__(self, message: str = "no such case, or you are not entitled to it") -> None:
+        super().__init__(message)
 
 
 class IllegalTransition(SgalertError):

@@ -202,7 +202,8 @@ def test_whistle_reporter_only_for_monitoring_officer(cli: Cli) -> None:
         "case", "show", ref, "--as", "dsl@example.org", passphrase="dsl-passphrase", check=False
     )
     assert refused.returncode == 2
-    assert refused.stderr == f"sgalert: dsl@example.org is not entitled to case {ref}\n"
+    # Word for word what a missing case gets (the refusal is audited all the same).
+    assert refused.stderr == "sgalert: no such case, or you are not entitled to it\n"
     with sqlite3.connect(cli.workspace / "sgalert.db") as db:
         rows = db.execute("SELECT actor, detail FROM audit WHERE action = 'refused'").fetchall()
     db.close()

@@ -421,7 +421,9 @@ async def test_audit_log_is_newest_first_with_case_references(desk: Desk) -> Non
         assert (row.ref is None) == (row.entry.case_id is None)
     assert rows[0].entry.action == "unlock"  # the reader's own, just now
     assert rows[1].entry.action == "closed" and rows[1].ref == desk.refs["closed"]
-    summaries = {name: await desk.service.summary(ref) for name, ref in desk.refs.items()}
+    summaries = {
+        name: await desk.service.summary(ref, viewer=UPKEEP) for name, ref in desk.refs.items()
+    }
     ref_by_id = {s.id: s.ref for s in summaries.values()}
     assert all(row.ref == ref_by_id[row.entry.case_id] for row in rows if row.entry.case_id)
     assert [row.entry.seq for row in await desk.service.audit_log(dsl, limit=3)] == seqs[:3]

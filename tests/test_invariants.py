@@ -42,6 +42,7 @@ from hypothesis.stateful import (
 from sgalert.clock import parse_iso
 from sgalert.config import Config, SourceConfig, load_config
 from sgalert.desk.service import CaseService
+from sgalert.desk.views import UPKEEP
 from sgalert.engine.replies import process_reply
 from sgalert.engine.serve import DAILY_AT, Engine, next_due
 from sgalert.engine.watch import SourceMonitor, make_deliver
@@ -585,7 +586,7 @@ class NeverSilent(RuleBasedStateMachine):
             received_at=self.now(),
             flags=flags,
         )
-        summary = await self.desk.summary(stored.ref)
+        summary = await self.desk.summary(stored.ref, viewer=UPKEEP)
         self._register(summary.id, summary.ref, summary.source, summary.flags)
 
     @rule(seconds=DURATIONS)

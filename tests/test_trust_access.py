@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from sgalert.desk.views import QueueQuery, QueueView
+from sgalert.desk.views import UPKEEP, QueueQuery, QueueView
 from sgalert.errors import InvalidInput, NotEntitled, NotFound
 from sgalert.intake.extract import extract
 from sgalert.model import Flag, KeyName, Source
@@ -199,7 +199,7 @@ async def test_a_concern_taken_by_phone_about_the_head_is_sealed_from_the_head_a
         caller="Invented Parent",
         received_at=datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
     )
-    summary = await team.service.summary(stored.ref)
+    summary = await team.service.summary(stored.ref, viewer=UPKEEP)
     assert Flag.ABOUT_HEAD in summary.flags
     with pytest.raises(NotEntitled):
         await team.service.open_case(team[HEAD], stored.ref)

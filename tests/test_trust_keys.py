@@ -130,6 +130,7 @@ async def test_a_signing_key_swapped_for_a_forgers_is_not_trusted(team: Team) ->
     public_raw = crypto.raw_public_bytes(attacker.public_key())
     with closing(_raw(path)) as db:
         db.execute("DROP TRIGGER group_keys_no_swap")
+        db.execute("DROP TRIGGER people_keys_no_swap")
         db.execute(
             "UPDATE group_keys SET public_key = ?, signature = ? WHERE group_name = 'dsl'",
             (public_raw, forger.sign(group_key_message("dsl", 1, public_raw))),

@@ -129,9 +129,12 @@ def clocks(view: CaseView, now: datetime, zone: Any) -> Text:
 
 
 def chronology(view: CaseView, zone: Any) -> Text:
-    if not view.chronology:
-        return Text("Nothing recorded yet.", style="dim")
     text = Text()
+    if view.tampered:  # the core found the record is not what the audit chain says
+        text.append_text(untrusted(f"WARNING: {view.tampered}", one_line=True, style=OVERDUE))
+        text.append("\n\n")
+    if not view.chronology:
+        return text.append("Nothing recorded yet.", style="dim")
     for index, entry in enumerate(view.chronology):
         if index:
             text.append("\n\n")

@@ -47,7 +47,7 @@ async def gather_status(
     service: CaseService, email: str | None, now: datetime, viewer: Identity | None = None
 ) -> DeskStatus:
     lease = await service.engine_lease()
-    alerts = tuple(await service.open_alerts())
+    alerts = tuple(await service.open_alerts(viewer))
     on_duty: OnDuty | None = None
     gaps: tuple[Gap, ...] = ()
     if service.config is not None:

@@ -45,6 +45,7 @@ def view_json(view: CaseView) -> dict[str, Any]:
     data = summary_json(view.summary)
     data.update(
         {
+            "tampered": view.tampered,
             "fields": view.facts,
             "subject": view.subject,
             "sender": view.sender,
@@ -101,7 +102,8 @@ def clock_text(view: CaseView, now: datetime, zone: tzinfo) -> list[str]:
 def print_view(view: CaseView, now: datetime, zone: tzinfo) -> None:
     """An opened case as text for a person at a terminal, made printable as a whole."""
     s = view.summary
-    lines = [
+    lines = [f"WARNING: {view.tampered}"] if view.tampered else []
+    lines += [
         f"{s.ref}  {s.source.value}  {s.state.value}  received {iso(s.received_at)}",
         f"flags: {', '.join(s.flags) or '-'}   assignee: {s.assignee or '-'}",
     ]

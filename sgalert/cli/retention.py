@@ -249,10 +249,10 @@ async def shred(runner: _Runner) -> int:
     async with await CaseService.open(runner.workspace) as service:
         assert service.config is not None
         rules = service.config.retention
-        summary = await service.summary(args.ref)
+        identity = await runner.unlocked(service)
+        summary = await service.summary(args.ref, viewer=identity)  # none they may not see
         if summary.destroyed_at is not None:
             raise IllegalTransition(shredding.destroyed_line(summary.ref, summary.destroyed_at))
-        identity = await runner.unlocked(service)
         await service.open_case(identity, summary.ref)  # entitled? (audited as a read)
         births = await _births(service, identity, rules, [summary.ref])
         today = utcnow().astimezone(service.config.timezone).date()

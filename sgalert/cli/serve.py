@@ -22,16 +22,18 @@ async def status(ctx: Context) -> int:
 
     The engine is judged against its lease (as the desk's banner is); a channel is failing
     as :func:`sgalert.desk.views.failing_channels` says. Either, or an open alert, exits 1.
+    Cases, and alerts about them, are those the runner may see, as ``cases list`` lists them:
+    without ``--as``, no whistleblowing case or allegation about the head (the core decides).
     """
     from sgalert.clock import utcnow
-    from sgalert.desk.views import UPKEEP
     from sgalert.intake.poison import held_messages
 
     async with await ctx.service() as service:
+        viewer = await ctx.unlocked(service) if ctx.args.as_email else None
         lease = await service.engine_lease()
-        alerts = await service.open_alerts()
-        channels = await service.failing_channels()
-        waiting = await service.list_cases(state=CaseState.NEW, viewer=UPKEEP)
+        alerts = await service.open_alerts(viewer)
+        channels = await service.failing_channels(viewer)
+        waiting = await service.list_cases(state=CaseState.NEW, viewer=viewer)
         held = await held_messages(service.store)
     now = utcnow()
     report: dict[str, Any] = {
@@ -83,6 +85,11 @@ async def status(ctx: Context) -> int:
             f"unacknowledged cases: {len(waiting)}"
             + (f" ({', '.join(c.ref for c in waiting[:10])})" if waiting else "")
         )
+        if viewer is None:
+            print(
+                "  (confidential cases, and alerts and pages about them, are shown only to those"
+                " who may read them: add --as EMAIL)"
+            )
         for channel in channels:
             print(
                 f"CHANNEL FAILING {channel.channel}: {channel.undelivered} page(s) not"
@@ -195,7 +202,16 @@ COMMANDS: tuple[Entry, ...] = (
         "status",
         "engine, open alerts, failing channels, unacknowledged cases (exit 1 if unhealthy)",
         status,
-        (JSON,),
+        (
+            JSON,
+            Argument(
+                "--as",
+                dest="as_email",
+                metavar="EMAIL",
+                help="who you are (unlocked with your passphrase): counts and lists the"
+                " confidential cases you may read too",
+            ),
+        ),
     ),
     Command(
         "serve", "watch the configured mailboxes and turn each notification into a case", serve

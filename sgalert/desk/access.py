@@ -4,6 +4,8 @@ A person reads or changes a case only with its content key, unwrapped from their
 the transaction that acts. Anyone else is refused: the acting transaction rolls back, so it
 records nothing, and the refusal is audited in a transaction of its own before the caller sees
 :class:`~sgalert.errors.NotEntitled`. Every refusal on the desk goes through :func:`refusals`.
+Someone refused the whole case is told exactly what a missing case tells
+(:class:`~sgalert.errors.NoSuchCase`), so a guessed reference confirms nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import NoReturn
 
 import aiosqlite
 
-from sgalert.errors import CaseDestroyed, NotEntitled
+from sgalert.errors import CaseDestroyed, NoSuchCase, NotEntitled
 from sgalert.model import CaseSummary, KeyName
 from sgalert.records import audit
 from sgalert.records.cases import unwrap_key_versions
@@ -37,17 +39,23 @@ class Refused(Exception):
     ) -> None:
         self.case_id = case_id
         self.ref = ref
+        # A refusal of the whole case answers as a missing case does (NoSuchCase); one of a
+        # part of it (the reporter's identity, an attachment, a grant) says what was refused.
+        self.whole_case = what is None
         self.what = what or f"case {ref}"  # what the person is not entitled to
         self.detail = dict(detail or {})  # more for the audit entry (metadata only)
 
 
 async def refuse(store: Store, identity: Identity, refused: Refused, action: str) -> NoReturn:
-    """Audit the refused ``action`` in its own transaction, then raise NotEntitled."""
+    """Audit the refused ``action`` in its own transaction, then raise NotEntitled: for the
+    whole case :class:`~sgalert.errors.NoSuchCase`, word for word what a missing case gets."""
     detail = {"action": action, **refused.detail}
     async with store.write() as db:
         await audit.append(
             db, [audit.AuditEvent(identity.email, "refused", refused.case_id, detail)]
         )
+    if refused.whole_case:
+        raise NoSuchCase()
     raise NotEntitled(f"{identity.email} is not entitled to {refused.what}")
 
 

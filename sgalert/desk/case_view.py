@@ -1,5 +1,9 @@
 """What an entitled person sees of a case once it is decrypted: :class:`CaseView`.
 
+A case opened on its own is checked against the manifest the audit chain holds for it
+(:mod:`sgalert.records.manifest`): a record changed behind sgalert's back is shown with one line
+saying so (:attr:`CaseView.tampered`), not as if whole.
+
 Opening a case is itself recorded: every read is audited (``case-read``, and whether the
 reporter's identity was in it), in the transaction that decrypts it, and a person who may not
 read the case is refused and the refusal audited (see :mod:`sgalert.desk.access`). Opening one
@@ -22,7 +26,7 @@ from sgalert.desk.access import Refused, refusals
 from sgalert.desk.views import SUMMARY_SQL, CaseClock, find_summary, summary_from_row
 from sgalert.errors import CaseDestroyed
 from sgalert.model import CaseSummary, KeyName
-from sgalert.records import audit
+from sgalert.records import audit, manifest
 from sgalert.records.cases import (
     FIELD_ATTACHMENTS,
     FIELD_BODY,
@@ -59,6 +63,9 @@ class CaseView:
     reporter: dict[str, Any] | None
     chronology: tuple[ChronologyEntry, ...]
     clocks: tuple[CaseClock, ...]
+    # One line when the record is not what the audit chain's manifest says (a chronology entry
+    # or sealed field removed, swapped or added outside sgalert): shown, never silently whole.
+    tampered: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +105,8 @@ async def preview_case(store: Store, identity: Identity, ref: str) -> CasePrevie
 
 
 def _read_event(identity: Identity, case_id: str, view: CaseView) -> audit.AuditEvent:
-    return audit.AuditEvent(
-        identity.email, "case-read", case_id, {"identity": view.reporter is not None}
-    )
+    detail = {"identity": view.reporter is not None} | ({"tampered": True} if view.tampered else {})
+    return audit.AuditEvent(identity.email, "case-read", case_id, detail)
 
 
 async def open_case(
@@ -116,6 +122,9 @@ async def open_case(
         if summary.id not in views:
             raise Refused(summary.id, summary.ref)
         view = views[summary.id]
+        found = await on_connection(db, lambda conn: manifest.check_now(conn, summary.id))
+        if found:
+            view = replace(view, tampered=found[0].line())
         events = [_read_event(identity, summary.id, view)]
         if now is not None:
             met = await on_connection(db, lambda conn: meet_by_reading(conn, summary.id, now))

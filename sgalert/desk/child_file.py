@@ -57,6 +57,7 @@ from cryptography.exceptions import InvalidTag
 
 from sgalert.clock import parse_iso, utcnow
 from sgalert.desk.access import Refused, refuse
+from sgalert.desk.views import UPKEEP
 from sgalert.errors import IntegrityError, InvalidInput, NotFound
 from sgalert.intake.dates import find_date
 from sgalert.intake.names import strip_annotations
@@ -478,7 +479,7 @@ async def child_file(
     unmet deadlines have been missed. Costs one facts decryption per case the person can open:
     see the module docstring for limits.
     """
-    anchor = await service.summary(ref)
+    anchor = await service.summary(ref, viewer=UPKEEP)  # any case: a refusal is audited
     first = await _children(service, identity, [anchor.id])
     if anchor.id not in first:
         await _refuse(service, identity, anchor)
@@ -522,7 +523,7 @@ async def child_file(
     possible: list[CaseSummary] = []
     for case_id in (i for i, m in matches.items() if m is Match.NAME_ONLY):
         try:
-            possible.append(await service.summary(case_id))
+            possible.append(await service.summary(case_id, viewer=identity))
         except NotFound:  # deleted by retention a moment ago
             continue
     possible.sort(key=lambda s: (s.received_at, s.ref))

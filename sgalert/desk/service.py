@@ -154,6 +154,8 @@ __all__ = [
     "uk_time",
 ]
 
+Looking = Identity | desk.Viewer | None  # who is looking at metadata (see viewer_of)
+
 
 class _Rotated(Exception):
     """A group key rotated between sealing and storing: seal again inside the transaction."""
@@ -287,9 +289,10 @@ class CaseService:
             viewer=viewer_of(viewer),
         )
 
-    async def summary(self, ref: str) -> CaseSummary:
+    async def summary(self, ref: str, *, viewer: Looking = None) -> CaseSummary:
+        """One case's metadata if ``viewer`` may see it, else NoSuchCase (as if missing)."""
         async with self.store.read() as db:
-            return await desk.find_summary(db, ref)
+            return await desk.find_summary(db, ref, viewer_of(viewer))
 
     # ----- the desk: queue, counts, banners, live updates (no unlock needed) --------------
 
@@ -323,9 +326,9 @@ class CaseService:
         """The engine's lease (holder, heartbeat, end); judge it with ``lapsed``."""
         return await desk.engine_lease(self.store)
 
-    async def failing_channels(self) -> list[desk.FailingChannel]:
-        """Notification channels not getting pages through (channel names only)."""
-        return await desk.failing_channels(self.store)
+    async def failing_channels(self, viewer: Looking = None) -> list[desk.FailingChannel]:
+        """Channels not getting through the pages about cases ``viewer`` may see (names only)."""
+        return await desk.failing_channels(self.store, viewer_of(viewer))
 
     async def unacknowledged(
         self, email: str | None = None, viewer: Identity | desk.Viewer | None = None
@@ -334,9 +337,9 @@ class CaseService:
         to ``email``, and the open ones overdue by this service's clock."""
         return await desk.unacknowledged(self.store, email, desk_viewer(viewer), now=self._clock())
 
-    async def open_alerts(self) -> list[dict[str, str]]:
-        """System alerts not yet cleared (a source down…): silence must not look like safety."""
-        return await desk.open_alerts(self.store)
+    async def open_alerts(self, viewer: Looking = None) -> list[dict[str, str]]:
+        """Open system alerts ``viewer`` may see: silence must not look like safety."""
+        return await desk.open_alerts(self.store, viewer_of(viewer))
 
     def change_probe(self) -> desk.ChangeProbe:
         """A probe that notices commits to this store, for a desk's live updates. It opens its

@@ -35,6 +35,7 @@ from sgalert.records.crypto import wrap_to_public_key
 from sgalert.records.entitlement import entitled_people, may_read
 from sgalert.records.keyring import Identity
 from sgalert.records.manifest import MANIFEST
+from sgalert.records.personkeys import alerting, check_person_key
 from sgalert.records.shredding import (
     HOLD_PLACED_ACTION,
     HOLD_RELEASED_ACTION,
@@ -189,7 +190,7 @@ async def grant(
     The whistleblower's identity key goes too only with ``with_identity``, the monitoring
     officer's explicit choice; otherwise it stays with its compartment.
     """
-    async with refusals(store, identity, "grant"), store.write() as db:
+    async with refusals(store, identity, "grant"), alerting(store), store.write() as db:
         summary = await find_summary(db, ref)
         versions = await key_versions(db, identity, summary)
         role = identity.person.role
@@ -239,6 +240,9 @@ async def _wrap_to_person(
     key: bytes,
     person: keyring.Person,
 ) -> None:
+    public_raw = crypto.raw_public_bytes(person.x25519_public)
+    # Only to the key the audit log recorded for them: one swapped in the store is refused.
+    await check_person_key(db, person.id, person.email, public_raw)
     info = data_key_info(case_id, key_name, WrapRecipient.PERSON, person.id, version)
     await db.execute(
         "INSERT OR REPLACE INTO key_wraps (case_id, key_name, recipient_kind,"
@@ -261,7 +265,7 @@ async def revoke(store: Store, identity: Identity, ref: str, person_email: str) 
 
     Someone who reads the case through their role's group keeps it: that is ``user remove``'s.
     """
-    async with refusals(store, identity, "revoke"), store.write() as db:
+    async with refusals(store, identity, "revoke"), alerting(store), store.write() as db:
         summary = await find_summary(db, ref)
         await key_versions(db, identity, summary)
         if not rules.may_grant(identity.person.role, summary.source, summary.flags):

@@ -27,11 +27,13 @@ from pathlib import Path
 import aiosqlite
 
 from sgalert.clock import iso, parse_iso
-from sgalert.errors import NotFound, StoreError
+from sgalert.errors import NoSuchCase, StoreError
 from sgalert.model import CaseState, CaseSummary, Flag, Source
+from sgalert.records.alerts import open_alerts_now
 from sgalert.records.audit import AuditEntry, entries
-from sgalert.records.store import Store
+from sgalert.records.store import Store, on_connection
 from sgalert.routing.outbox import FALLBACK_AFTER
+from sgalert.rules.access import may_see_confidential_alert
 
 PAGE_SIZE = 100
 
@@ -87,14 +89,17 @@ def summary_from_row(row: aiosqlite.Row) -> CaseSummary:
     )
 
 
-async def find_summary(db: aiosqlite.Connection, ref: str) -> CaseSummary:
-    """One case's metadata by id or reference, read in the caller's transaction."""
+async def find_summary(db: aiosqlite.Connection, ref: str, viewer: Viewer = UPKEEP) -> CaseSummary:
+    """One case's metadata by id or reference, in the caller's transaction, if ``viewer`` may
+    see it; else :class:`NoSuchCase`, as for a missing case (and a refused one)."""
+    seen, params = visible(viewer)
     cursor = await db.execute(
-        SUMMARY_SQL + " WHERE c.id = ? OR c.ref = ?", (ref.strip(), ref.strip().upper())
+        SUMMARY_SQL + " WHERE (c.id = :id OR c.ref = :ref)" + (f" AND {seen}" if seen else ""),
+        params | {"id": ref.strip(), "ref": ref.strip().upper()},
     )
     row = await cursor.fetchone()
     if row is None:
-        raise NotFound(f"no case {ref.strip()}")
+        raise NoSuchCase()
     return summary_from_row(row)
 
 
@@ -483,8 +488,8 @@ class FailingChannel:
     since: datetime  # when the oldest of them was queued
 
 
-async def failing_channels(store: Store) -> list[FailingChannel]:
-    """Channels that are failing, judged from the outbox.
+async def failing_channels(store: Store, viewer: Viewer = UPKEEP) -> list[FailingChannel]:
+    """Channels that are failing, judged from the outbox's pages about cases ``viewer`` may see.
 
     A channel is failing while a page on it is still being retried after ``FALLBACK_AFTER``
     failed attempts (the point at which the outbox also tries another channel), or while a page
@@ -492,14 +497,18 @@ async def failing_channels(store: Store) -> list[FailingChannel]:
     One transient failure is not failing: the retry usually gets through. Reads the outbox's
     undelivered rows only (delivered rows are looked up by channel for the second test).
     """
-    rows = await store.fetchall(
+    seen, params = visible(viewer)
+    rows = await _fetch(
+        store,
         "SELECT o.channel, COUNT(*), MIN(o.created_at) FROM outbox o"
-        " WHERE (o.state IN ('pending', 'sending') AND o.attempts >= ?)"
+        " LEFT JOIN cases c ON c.id = o.case_id"
+        " WHERE ((o.state IN ('pending', 'sending') AND o.attempts >= :after)"
         " OR (o.state = 'failed' AND NOT EXISTS (SELECT 1 FROM outbox d"
         "   WHERE d.channel = o.channel AND d.state = 'delivered'"
-        "   AND d.delivered_at >= o.created_at))"
-        " GROUP BY o.channel ORDER BY o.channel",
-        (FALLBACK_AFTER,),
+        "   AND d.delivered_at >= o.created_at)))"
+        + (f" AND (o.case_id IS NULL OR {seen})" if seen else "")
+        + " GROUP BY o.channel ORDER BY o.channel",
+        params | {"after": FALLBACK_AFTER},
     )
     return [FailingChannel(str(r[0]), int(r[1]), parse_iso(r[2])) for r in rows]
 
@@ -534,16 +543,13 @@ async def unacknowledged(
     return Unacknowledged(int(row[0]), int(row[1]), overdue)
 
 
-async def open_alerts(store: Store) -> list[dict[str, str]]:
-    """System alerts not yet cleared (a mailbox unreachable, …), oldest first. No personal data."""
-    rows = await store.fetchall(
-        "SELECT kind, source_name, raised_at, detail FROM system_alerts WHERE cleared_at IS NULL"
-        " ORDER BY raised_at"
-    )
-    return [
-        {"kind": row[0], "source": row[1], "raised_at": row[2], **json.loads(row[3])}
-        for row in rows
-    ]
+async def open_alerts(store: Store, viewer: Viewer = UPKEEP) -> list[dict[str, str]]:
+    """System alerts not yet cleared, oldest first, of those ``viewer`` may see (see
+    :func:`~sgalert.records.alerts.open_alerts_now`). No personal data."""
+    seen, params = visible(viewer)
+    told = seen is None or may_see_confidential_alert(viewer.role)
+    async with store.read() as db:
+        return await on_connection(db, lambda conn: open_alerts_now(conn, seen, params, told))
 
 
 # ----- the audit log -----------------------------------------------------------------------

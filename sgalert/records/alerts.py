@@ -29,6 +29,7 @@ class AlertKind(enum.StrEnum):
     MESSAGE_QUARANTINED = "message-quarantined"  # a message could not be read nor quarantined
     CALENDAR_ENDING = "calendar-ending"  # the configured terms end within 60 days, or have
     GROUP_KEY_UNTRUSTED = "group-key-untrusted"  # a group's public key fails its signature check
+    PERSON_KEY_UNTRUSTED = "person-key-untrusted"  # a person's public key is not the recorded one
 
 
 def raise_alert(
@@ -75,3 +76,26 @@ def clear_alert(conn: sqlite3.Connection, kind: AlertKind, subject: str, now: da
             ],
         )
     return bool(cursor.rowcount)
+
+
+def open_alerts_now(
+    conn: sqlite3.Connection, case_seen: str | None, params: Mapping[str, object], told: bool
+) -> list[dict[str, str]]:
+    """Open alerts, oldest first, as one viewer may see them: a ``page-undeliverable`` alert
+    (its subject is the case's reference) only if ``case_seen`` (an SQL condition over
+    ``cases c``, None for any case) holds for its case, and one raised while paging a
+    confidential case (``audience`` confidential, no case named) only if ``told``."""
+    rows = conn.execute(
+        "SELECT s.kind, s.source_name, s.raised_at, s.detail FROM system_alerts s"
+        " LEFT JOIN cases c ON s.kind = 'page-undeliverable' AND c.ref = s.source_name"
+        " WHERE s.cleared_at IS NULL"
+        + (f" AND (c.id IS NULL OR {case_seen})" if case_seen else "")
+        + " ORDER BY s.raised_at",
+        dict(params),
+    )
+    alerts = [{"kind": r[0], "source": r[1], "raised_at": r[2], **json.loads(r[3])} for r in rows]
+    return [
+        a
+        for a in alerts
+        if told or a["kind"] == AlertKind.PAGE_UNDELIVERABLE or a.get("audience") != "confidential"
+    ]

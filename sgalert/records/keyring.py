@@ -45,6 +45,7 @@ from sgalert.records.passphrase import (
     record_success,
     refuse_if_throttled,
 )
+from sgalert.records.personkeys import alerting, check_person_key
 from sgalert.records.store import Store
 from sgalert.text import has_unsafe, printable
 
@@ -391,8 +392,10 @@ async def _add(
                         "person": person_id,
                         "role": role.value,
                         "groups": memberships,
-                        # Vouches for the key that signs their group keys and record entries.
+                        # Vouch for the key that signs their group keys and record entries,
+                        # and for the one grants and group keys are sealed to (personkeys).
                         "signing_key": crypto.raw_public_bytes(person.ed25519_public).hex(),
+                        "public_key": crypto.raw_public_bytes(person.x25519_public).hex(),
                         "by": by.id if by is not None else "first-run",
                     },
                 )
@@ -466,19 +469,27 @@ async def group_private_key(
         (group, version, identity.id),
     )
     row = await cursor.fetchone()
-    if row is None:
-        return None
+    return None if row is None else _unseal(identity, group, version, row["sealed"])
+
+
+def _unseal(identity: Identity, group: str, version: int, sealed: bytes) -> X25519PrivateKey:
+    """A group key version sealed to this person, opened and cached on the identity."""
     try:
         raw = crypto.unwrap_with_private_key(
-            row["sealed"], identity.x25519(), _seal_info(group, version, identity.id)
+            sealed, identity.x25519(), _seal_info(group, version, identity.id)
         )
     except InvalidTag:
         raise IntegrityError(
             f"the {group} key sealed to {identity.email} failed its integrity check"
         ) from None
-    key = crypto.load_x25519_private(raw)
-    identity._group_keys[(group, version)] = key
+    key = identity._group_keys[(group, version)] = crypto.load_x25519_private(raw)
     return key
+
+
+async def _check_key(db: aiosqlite.Connection, person: Person) -> None:
+    """Refuse to seal to a person whose public key is not the one the audit log recorded."""
+    public_raw = crypto.raw_public_bytes(person.x25519_public)
+    await check_person_key(db, person.id, person.email, public_raw)
 
 
 async def held_group_keys(
@@ -494,19 +505,7 @@ async def held_group_keys(
     held: dict[tuple[str, int], X25519PrivateKey] = {}
     for group, version, sealed in rows:
         slot = (str(group), int(version))
-        key = identity._group_keys.get(slot)
-        if key is None:
-            try:
-                raw = crypto.unwrap_with_private_key(
-                    sealed, identity.x25519(), _seal_info(slot[0], slot[1], identity.id)
-                )
-            except InvalidTag:
-                raise IntegrityError(
-                    f"the {group} key sealed to {identity.email} failed its integrity check"
-                ) from None
-            key = crypto.load_x25519_private(raw)
-            identity._group_keys[slot] = key
-        held[slot] = key
+        held[slot] = identity._group_keys.get(slot) or _unseal(identity, *slot, bytes(sealed))
     return held
 
 
@@ -531,10 +530,11 @@ async def approve_member(store: Store, approver: Identity, email: str) -> list[s
     Returns the groups that became active.
     """
     approved: list[str] = []
-    async with store.write() as db:
+    async with alerting(store), store.write() as db:
         person = await find_person(db, email)
         if person.removed:
             raise MembershipError(f"{person.email} has been removed")
+        await _check_key(db, person)
         cursor = await db.execute(
             "SELECT group_name FROM group_members WHERE person_id = ? AND state = 'pending'",
             (person.id,),
@@ -583,7 +583,7 @@ async def remove_person(store: Store, remover: Identity, email: str) -> list[str
     """
     rotated: list[str] = []
     now = utcnow()
-    async with store.write() as db:
+    async with alerting(store), store.write() as db:
         person = await find_person(db, email)
         if person.removed:
             raise MembershipError(f"{person.email} has already been removed")
@@ -640,6 +640,7 @@ async def remove_person(store: Store, remover: Identity, email: str) -> list[str
             )
             for member_id in remaining:
                 member = await person_by_id(db, member_id)
+                await _check_key(db, member)
                 await db.execute(
                     "INSERT INTO group_key_seals (group_name, version, person_id, sealed)"
                     " VALUES (?, ?, ?, ?)",

@@ -10,13 +10,14 @@ whose signer's key is not the one the audit log first recorded for them.
 
 Keys from before signing existed were written into the audit log at the upgrade (migration 10)
 and are accepted as "legacy, unsigned" until a member runs ``sgalert keys sign``, which proves
-each key genuine by holding its private half before signing it.
+each key genuine by holding its private half before signing it. A person's own public key, which
+grants and memberships are sealed to, is checked the same way against the audit log
+(:mod:`sgalert.records.personkeys`).
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,16 +37,11 @@ from sgalert.records.keyring import (
     group_private_key,
     groups_for_role,
 )
+from sgalert.records.personkeys import TRUST_ACTIONS, VOUCHING, vouched_now
 from sgalert.records.store import Store, on_connection
 
-#: The audit actions that vouch for signing keys and legacy group keys (migration 10 indexes
-#: exactly these, so the keyring finds them without reading the whole log).
-TRUST_ACTIONS = ("person-added", "signing-key-recorded", "group-key-legacy")
-# Spelt out, not bound: SQLite uses a partial index only when it can see the query matches it.
-_VOUCHING = (
-    "SELECT action, detail FROM audit WHERE action IN"
-    f" ({', '.join(repr(a) for a in TRUST_ACTIONS)}) ORDER BY seq"
-)
+# The audit query the keyring's checks share with person keys (tests look at its plan).
+_VOUCHING = VOUCHING
 
 
 class KeyTrust(enum.StrEnum):
@@ -70,21 +66,6 @@ class _Signer:
     role: Role
     signing_key: bytes
     removed: bool
-
-
-def _vouched(conn: sqlite3.Connection) -> tuple[dict[str, str], dict[tuple[str, int], str]]:
-    """The first signing key the audit log records for each person, and each legacy group key:
-    a later entry cannot replace what an earlier one recorded."""
-    signing: dict[str, str] = {}
-    legacy: dict[tuple[str, int], str] = {}
-    for action, detail in conn.execute(_VOUCHING):
-        data = json.loads(detail)
-        if action == "group-key-legacy":
-            slot = (str(data.get("group")), int(data.get("version", 0)))
-            legacy.setdefault(slot, str(data.get("public_key")))
-        elif isinstance(data.get("signing_key"), str):
-            signing.setdefault(str(data.get("person")), data["signing_key"])
-    return signing, legacy
 
 
 def _judge(
@@ -120,7 +101,7 @@ def _judge(
 
 def group_key_statuses_now(conn: sqlite3.Connection) -> list[GroupKeyStatus]:
     """Each group's current key and whether it may be sealed to, on the connection's thread."""
-    signing, legacy = _vouched(conn)
+    vouched = vouched_now(conn)
     people = {
         str(r[0]): _Signer(Role(r[1]), bytes(r[2]), r[3] is not None)
         for r in conn.execute("SELECT id, role, ed25519_public, removed_at FROM people")
@@ -149,8 +130,8 @@ def group_key_statuses_now(conn: sqlite3.Connection) -> list[GroupKeyStatus]:
             key,
             people.get(signer_id or ""),
             (group, signer_id or "") in active,
-            signing.get(signer_id or ""),
-            legacy.get((group, version)),
+            vouched.signing.get(signer_id or ""),
+            vouched.legacy.get((group, version)),
         )
         statuses.append(GroupKeyStatus(group, version, trust, reason, public_raw))
     return statuses

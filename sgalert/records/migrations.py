@@ -385,7 +385,7 @@ MIGRATIONS += (
         CREATE TRIGGER group_keys_no_swap BEFORE UPDATE OF group_name, version, public_key
         ON group_keys
         BEGIN SELECT RAISE(ABORT, 'a group key is never changed; rotate the group instead'); END;
-        -- The few audit entries the keyring checks each key against (see keytrust.TRUST_ACTIONS).
+        -- The few audit entries the keyring checks each key against (see personkeys.TRUST_ACTIONS).
         CREATE INDEX audit_trust ON audit(action)
             WHERE action IN ('person-added', 'signing-key-recorded', 'group-key-legacy');
         """,
@@ -449,6 +449,24 @@ MIGRATIONS += (
 )
 
 
+MIGRATIONS += (
+    (
+        12,
+        """
+        -- A person's public key (what grants and group keys are sealed to) is never changed, and
+        -- is checked against the one the audit log recorded before anything is sealed to it. The
+        -- keys of the people already here are recorded by the step below.
+        CREATE TRIGGER people_keys_no_swap BEFORE UPDATE OF x25519_public, ed25519_public
+        ON people
+        BEGIN SELECT RAISE(ABORT, 'the keys of a person are never changed'); END;
+        DROP INDEX audit_trust;
+        CREATE INDEX audit_trust ON audit(action) WHERE action IN
+            ('person-added', 'signing-key-recorded', 'group-key-legacy', 'person-key-recorded');
+        """,
+    ),
+)
+
+
 def _trust_baseline(conn: sqlite3.Connection) -> None:
     """Migration 10's step: write into the audit chain what the store holds at the upgrade.
 
@@ -487,7 +505,19 @@ def _trust_baseline(conn: sqlite3.Connection) -> None:
         audit.append_now(conn, events)
 
 
+def _person_key_baseline(conn: sqlite3.Connection) -> None:
+    """Migration 12's step: each person's public key, as the store holds it, into the chain."""
+    from sgalert.records import audit, personkeys
+
+    events = personkeys.baseline_now(conn)
+    if events:
+        audit.append_now(conn, events)
+
+
 #: Python run after a migration's SQL, in the same transaction.
-STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {10: _trust_baseline}
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    10: _trust_baseline,
+    12: _person_key_baseline,
+}
 
 HEAD_VERSION = MIGRATIONS[-1][0]

@@ -17,6 +17,9 @@ this module whether the policy allows it.
   monitoring officer asks for it explicitly, and only on a whistleblowing case [HMS].
 - **Metadata**: a whistleblowing case or an allegation about the head is confidential: it appears
   in lists, queues and counts only to people who can read it.
+- **System alerts**: one about a case (a page that could not be delivered) is listed only to
+  people who may see that case; one raised while paging a confidential case names no case, but
+  its policy tells what kind it was, so it is listed only to the monitoring officer.
 - **The audit log**: the DSLs and the headteacher [school 1.13.0], each seeing only the entries
   about cases they may see.
 """
@@ -80,6 +83,13 @@ def may_see(
     if role is not None and barred(role, flags):
         return False
     return not confidential(source, flags) or (role is not None and reads)
+
+
+def may_see_confidential_alert(role: Role | str | None) -> bool:
+    """Whether a system alert raised while paging a confidential case (its policy named nobody
+    or no channel) appears in this person's status and banners: the monitoring officer's, who
+    answers for whistleblowing and allegations about the head [HMS]."""
+    return role in WHISTLE_GRANTORS
 
 
 def may_read_audit_log(role: Role | str | None) -> bool:

@@ -245,7 +245,7 @@ class CaseScreen(DeskScreen[None]):
         check_notifications = not self.notifications_stopped
 
         async def check() -> tuple[CaseSummary, bool]:
-            summary = await service.summary(case_id)
+            summary = await service.summary(case_id, viewer=self.desk.identity)
             if not check_notifications:
                 return summary, False
             if history is None:  # not loaded yet: load it, whatever changed
