@@ -269,3 +269,32 @@ def test_a_message_intake_would_not_parse_is_shown_as_escaped_raw_text() -> None
     assert "Its MIME structure is not shown: message has more than 20 MIME parts" in shown
     assert "| Subject: many parts\\x1b[5m" in shown and "\x1b" not in shown
     assert "[1] multipart/mixed" not in shown
+
+
+def test_next_step_is_printed_after_the_header_and_in_json(
+    desk: tuple[Cli, dict[str, str]],
+) -> None:
+    """The desk's "what to do now", in the school's words, with its deadline as a local time."""
+    tool, refs = desk
+    ref = refs["whistle"]
+    mo = (*MO, "--json")
+    data = json.loads(
+        tool.run("case", "show", ref, *mo, passphrase="monitoring-officer-passphrase").stdout
+    )
+    text = tool.run("case", "show", ref, *MO, passphrase="monitoring-officer-passphrase").stdout
+    words = (
+        "Whistleblowing: open it: it is about the headteacher, for the chair and Monitoring Officer"
+    )
+    assert data["next_step"]["text"] == words
+    due = datetime.fromisoformat(data["next_step"]["due_at"]).astimezone(LONDON)
+    at = local(data["next_step"]["due_at"])
+    # The line after the header; the year is named only when it is not this year's.
+    assert text.splitlines()[2] in (
+        f"next step: {words} before {at}",
+        f"next step: {words} before {at[:-6]} {due.year} {at[-5:]}",
+    )
+    # An Encompass notice without a time to meet still asks for the class teacher to be told.
+    text = tool.run("case", "show", refs["hostile"], *DSL, passphrase="dsl-passphrase").stdout
+    assert (
+        text.splitlines()[2] == "next step: Encompass: read the notice and tell the class teacher"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -17,7 +18,13 @@ from sgalert.model import Source
 from sgalert.records.audit import AuditEntry
 from sgalert.workspace import Workspace
 from tui.app import SgalertApp, make_app
-from tui.attention import Attention, new_cases
+from tui.attention import (
+    Attention,
+    DesktopTerminal,
+    NewCase,
+    NoticeSequence,
+    new_cases,
+)
 from tui.case_list import CaseList
 from tui.screens.case import CaseScreen
 
@@ -104,6 +111,23 @@ def toasts(app: SgalertApp) -> list[tuple[str, str]]:
     return [(n.title, n.message) for n in app._notifications]
 
 
+# A desktop notification as the driver receives it: OSC 9 or OSC 777, ended by BEL.
+NOTICE = re.compile(r"\x1b\](?:9|777;notify);[^\x07\x1b]*\x07")
+
+
+def driver_output(app: SgalertApp) -> list[str]:
+    """Everything written through Textual's driver from now on (the headless driver drops it)."""
+    written: list[str] = []
+    driver = app._driver
+    assert driver is not None
+    driver.write = written.append  # type: ignore[method-assign]
+    return written
+
+
+def notices(written: list[str]) -> list[str]:
+    return [n for chunk in written for n in NOTICE.findall(chunk) if "]9;" in n or "777" in n]
+
+
 def highlighted(app: SgalertApp) -> set[str]:
     table = app.queue_screen.query_one(CaseList)
     return {row.key for row in table._rows if row.highlight}
@@ -119,9 +143,16 @@ async def workspace(tmp_path: Path) -> Workspace:
 async def test_a_new_case_from_another_process_rings_toasts_and_is_highlighted(
     workspace: Workspace,
 ) -> None:
-    app = make_app(workspace, as_email="dsl@example.org", clock=FakeClock(), poll_seconds=0.1)
+    app = make_app(
+        workspace,
+        as_email="dsl@example.org",
+        clock=FakeClock(),
+        poll_seconds=0.1,
+        terminal=DesktopTerminal(NoticeSequence.OSC9),
+    )
     rings = counting_bell(app)
     async with app.run_test(size=SIZE) as pilot:
+        written = driver_output(app)
         await unlock(pilot)
         existing = set(app.queue_screen.query_one(CaseList).keys)
         assert rings == [] and highlighted(app) == set()  # what was there at start is not new
@@ -134,6 +165,8 @@ async def test_a_new_case_from_another_process_rings_toasts_and_is_highlighted(
         shown = " ".join(f"{title} {message}" for title, message in toasts(app))
         assert "Zed" not in shown and "Invented" not in shown and "incident" not in shown
         assert highlighted(app) == {ref}
+        # One desktop notification, well formed, with the source and the reference only.
+        assert notices(written) == [f"\x1b]9;sgalert: New case: Operation Encompass {ref}\x07"]
         # A colleague acknowledging another case is a change, not a new case: no more noise.
         table = app.queue_screen.query_one(CaseList)
         waiting = sorted(
@@ -145,7 +178,7 @@ async def test_a_new_case_from_another_process_rings_toasts_and_is_highlighted(
         await wait_for(pilot, lambda: table.cell(waiting[0], "state") == "acked")
         await pilot.pause(0.5)
         await settle(pilot)
-        assert rings == [1]
+        assert rings == [1] and len(notices(written)) == 1
         # Opening it here is what clears the highlight.
         table.move_cursor(row=table.get_row_index(ref))
         await pilot.press("enter")
@@ -163,23 +196,26 @@ async def test_attention_can_be_turned_off_for_a_terminal(workspace: Workspace) 
         clock=FakeClock(),
         poll_seconds=0.1,
         attention=Attention.parse("off"),
+        terminal=DesktopTerminal(NoticeSequence.OSC777),
     )
     rings = counting_bell(app)
     async with app.run_test(size=SIZE) as pilot:
+        written = driver_output(app)
         await unlock(pilot)
         ref = await run_script(CREATE_SCRIPT, str(workspace.root))
         await wait_for(pilot, lambda: ref in app.queue_screen.query_one(CaseList).keys)
         await pilot.pause(0.3)
         await settle(pilot)
-        assert rings == [] and highlighted(app) == set()
+        assert rings == [] and highlighted(app) == set() and notices(written) == []
         assert not [title for title, _ in toasts(app) if "new case" in title.lower()]
 
 
 def test_the_setting_reads_like_the_docs_say() -> None:
-    assert Attention.parse(None) == Attention() == Attention(True, True, True)
+    assert Attention.parse(None) == Attention() == Attention(True, True, True, True)
     assert Attention.parse("") == Attention()
-    assert Attention.parse("off") == Attention(False, False, False)
-    assert Attention.parse("toast, highlight") == Attention(bell=False)
+    assert Attention.parse("off") == Attention(False, False, False, False)
+    assert Attention.parse("toast, highlight") == Attention(bell=False, desktop=False)
+    assert Attention.parse("bell,desktop") == Attention(toast=False, highlight=False)
     with pytest.raises(ConfigError, match="SGALERT_DESK_ATTENTION.*unknown sound"):
         Attention.parse("bell,sound")
 
@@ -202,3 +238,80 @@ def test_only_cases_created_after_the_last_look_and_not_by_me_are_new() -> None:
         ("SG-2026-0009", Source.LESSON),
         ("SG-2026-0012", Source.WHISTLE),
     ]
+
+
+async def test_the_desktop_part_alone_can_be_turned_off(workspace: Workspace) -> None:
+    app = make_app(
+        workspace,
+        as_email="dsl@example.org",
+        clock=FakeClock(),
+        poll_seconds=0.1,
+        attention=Attention.parse("bell,toast,highlight"),
+        terminal=DesktopTerminal(NoticeSequence.OSC9),
+    )
+    rings = counting_bell(app)
+    async with app.run_test(size=SIZE) as pilot:
+        written = driver_output(app)
+        await unlock(pilot)
+        ref = await run_script(CREATE_SCRIPT, str(workspace.root))
+        await wait_for(pilot, lambda: ref in highlighted(app))
+        await settle(pilot)
+        assert rings == [1] and notices(written) == []
+
+
+HOSTILE = "SG-2026-0007\x07\x1b]2;pwned\x1b\\;notify;x\r\n\u009b31m\u202e"
+
+
+@pytest.mark.parametrize("sequence", list(NoticeSequence))
+@pytest.mark.parametrize("tmux", [False, True])
+def test_a_hostile_reference_cannot_put_control_characters_in_the_notice(
+    sequence: NoticeSequence, tmux: bool
+) -> None:
+    notice = DesktopTerminal(sequence, tmux).notice([NewCase(7, HOSTILE, Source.WHISTLE)])
+    if tmux:  # the passthrough wrapper, with each ESC inside doubled
+        assert notice.startswith("\x1bPtmux;\x1b\x1b]") and notice.endswith("\x1b\\")
+        notice = notice[len("\x1bPtmux;") : -2].replace("\x1b\x1b", "\x1b")
+    assert NOTICE.fullmatch(notice), repr(notice)
+    body = notice[2:-1]  # between ESC ] and the closing BEL
+    assert all(" " <= ch <= "~" for ch in body), repr(body)
+    assert "pwned" in body  # letters are kept, as text: ESC, BEL, ";" and the rest are gone
+    expected = "Whistleblowing SG-2026-00072pwnednotifyx31m"
+    if sequence is NoticeSequence.OSC777:
+        assert body == f"777;notify;sgalert;New case: {expected}"
+    else:
+        assert body == f"9;sgalert: New case: {expected}"
+
+
+def test_a_notice_names_at_most_three_cases_and_counts_the_rest() -> None:
+    cases = [NewCase(seq, f"SG-2026-{seq:04d}", Source.ENCOMPASS) for seq in range(1, 6)]
+    assert DesktopTerminal().notice(cases) == (
+        "\x1b]9;sgalert: 5 new cases: Operation Encompass SG-2026-0001, Operation Encompass"
+        " SG-2026-0002, Operation Encompass SG-2026-0003, and 2 more\x07"
+    )
+    assert DesktopTerminal().notice([NewCase(1, "\x1b\x07;", None)]) == ""
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"TERM_PROGRAM": "iTerm.app", "TERM": "xterm-256color"}, DesktopTerminal()),
+        ({"TERM": "xterm-kitty"}, DesktopTerminal()),
+        ({"TERM": "xterm-256color", "WT_SESSION": "1"}, DesktopTerminal()),
+        ({"TERM": "foot"}, DesktopTerminal(NoticeSequence.OSC777)),
+        ({"TERM": "rxvt-unicode-256color"}, DesktopTerminal(NoticeSequence.OSC777)),
+        (
+            {"TERM": "xterm-256color", "KONSOLE_VERSION": "230800"},
+            DesktopTerminal(NoticeSequence.OSC777),
+        ),
+        ({"TERM": "xterm-256color"}, DesktopTerminal()),  # unknown: OSC 9
+        ({}, DesktopTerminal()),
+        ({"TERM": "tmux-256color", "TMUX": "/tmp/tmux-1/default,1,0"}, DesktopTerminal(tmux=True)),
+        ({"TERM": "screen"}, None),  # GNU screen
+        ({"TERM": "linux"}, None),
+        ({"TERM": "dumb"}, None),
+    ],
+)
+def test_the_sequence_is_chosen_by_the_terminal(
+    env: dict[str, str], expected: DesktopTerminal | None
+) -> None:
+    assert DesktopTerminal.detect(env) == expected

@@ -44,7 +44,7 @@ async def test_the_case_screen_shows_what_the_renderers_build(tmp_path: Path) ->
         view, zone, now = screen.view, app.zone, app.now()
         expected = {
             "#case-header": render.header(view.summary, zone, app.names),
-            "#facts": render.facts(view, zone),
+            "#facts": render.facts(view, zone, now),
             "#clocks": render.clocks(view, now, zone),
             "#message": render.message(view),
             "#attachments": render.attachments(view),

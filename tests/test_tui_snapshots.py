@@ -100,14 +100,18 @@ def test_queue_light_theme(
     export("queue-light", request)
 
 
+@pytest.mark.parametrize("size", [(120, 34), (80, 24)], ids=["120x34", "80x24"])
 def test_case_view(
     snap_compare: Compare,
     seeded: tuple[Workspace, dict[str, str]],
     request: pytest.FixtureRequest,
+    size: tuple[int, int],
 ) -> None:
     workspace, refs = seeded
-    assert snap_compare(desk(workspace), run_before=opening(refs["acknowledged"]))
-    export("case", request)
+    opened = opening(refs["acknowledged"])
+    assert snap_compare(desk(workspace), run_before=opened, terminal_size=size)
+    if size == (80, 24):
+        export("case", request)
 
 
 def test_hostile_subject_shows_escapes_literally(

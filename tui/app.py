@@ -38,7 +38,14 @@ from sgalert.desk.views import AuditRow, ChangeMarks
 from sgalert.errors import SgalertError
 from sgalert.model import Role
 
-from .attention import ENV_ATTENTION, Attention, NewCase, new_cases, toast_text
+from .attention import (
+    ENV_ATTENTION,
+    Attention,
+    DesktopTerminal,
+    NewCase,
+    new_cases,
+    toast_text,
+)
 from .commands import DeskCommands
 from .drafts import Draft, Drafts, SealedDraft, Where
 from .formatting import plural
@@ -99,6 +106,7 @@ class SgalertApp(App[int]):
         poll_seconds: float = 1.0,
         theme: str = DARK,
         attention: Attention | None = None,
+        terminal: DesktopTerminal | None = None,
     ) -> None:
         super().__init__()
         self.workspace = workspace
@@ -127,6 +135,9 @@ class SgalertApp(App[int]):
         # only, forgotten at lock.
         self.search_index: SearchIndex | None = None
         self.attention = attention or Attention()
+        # How this terminal shows a desktop notification; None: not at all (unknown to make_app's
+        # callers, detected from the environment by run).
+        self.terminal = terminal
         self.drafts = Drafts()
         # People who confirmed that working on a new case acknowledges it (see tui.working).
         self.working_confirmed: set[str] = set()
@@ -560,6 +571,14 @@ class SgalertApp(App[int]):
             self.fresh.update(case.ref for case in cases)
             if self._queue is not None:
                 self._queue.show_fresh()
+        if self.attention.desktop and self.terminal is not None:
+            self.desktop_notice(self.terminal.notice(cases))
+
+    def desktop_notice(self, sequence: str) -> None:
+        """Write a desktop notification's escape sequence through the driver, as Textual's own
+        bell and clipboard do: it goes out between two frames, so the screen is not disturbed."""
+        if sequence and self._driver is not None:
+            self._driver.write(sequence)
 
     def seen(self, ref: str) -> None:
         """The case was opened here: its row is no longer highlighted."""
@@ -738,9 +757,11 @@ def make_app(
     poll_seconds: float = 1.0,
     theme: str = DARK,
     attention: Attention | None = None,
+    terminal: DesktopTerminal | None = None,
 ) -> SgalertApp:
     """The desk for one workspace. ``clock`` and ``poll_seconds`` exist for tests and snapshots;
-    ``idle_lock_minutes`` overrides the config's ``security.idle_lock_minutes``."""
+    ``idle_lock_minutes`` overrides the config's ``security.idle_lock_minutes``; ``terminal``
+    says how to ask this terminal for a desktop notification (None: never)."""
     return SgalertApp(
         workspace,
         as_email=as_email,
@@ -749,12 +770,14 @@ def make_app(
         poll_seconds=poll_seconds,
         theme=theme,
         attention=attention,
+        terminal=terminal,
     )
 
 
 def run(workspace: Workspace, as_email: str | None) -> int:
     """Run the desk in this terminal; returns the process exit code."""
     attention = Attention.parse(os.environ.get(ENV_ATTENTION))
-    app = make_app(workspace, as_email=as_email, attention=attention)
+    terminal = DesktopTerminal.detect(os.environ)
+    app = make_app(workspace, as_email=as_email, attention=attention, terminal=terminal)
     app.run()
     return app.return_code or 0

@@ -8,15 +8,23 @@ The toast names the source and the reference only: both are metadata, shown in t
 unlock; nothing from inside the case ever reaches a notification. The row stays highlighted
 until the case is opened at this desk.
 
+The fourth part is a **desktop notification**, for a DSL whose terminal is behind another
+window: an OSC 9 or OSC 777 escape sequence (see :class:`DesktopTerminal`) that terminals which
+know it turn into a system notification and others ignore. Its words are built only from a fixed
+source name and a reference reduced to letters, digits and hyphens, so nothing from inside a
+case, and no control character, can reach the escape sequence.
+
 On by default. ``SGALERT_DESK_ATTENTION`` turns parts off for this terminal: ``off`` (or
-``none``) for none of them, or a comma-separated choice of ``bell``, ``toast``, ``highlight``.
-(``sgalert.toml`` has no section for the desk yet; see :func:`Attention.parse`.)
+``none``) for none of them, or a comma-separated choice of ``bell``, ``toast``, ``highlight``,
+``desktop``. (``sgalert.toml`` has no section for the desk yet; see :func:`Attention.parse`.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 
 from sgalert.desk.views import AuditRow
 from sgalert.errors import ConfigError
@@ -25,7 +33,7 @@ from sgalert.model import Source
 from .formatting import SOURCE_LONG
 
 ENV_ATTENTION = "SGALERT_DESK_ATTENTION"
-PARTS = ("bell", "toast", "highlight")
+PARTS = ("bell", "toast", "highlight", "desktop")
 # The most new cases one toast names; the rest are counted.
 NAMED_IN_TOAST = 3
 CREATED = "case-created"
@@ -38,10 +46,11 @@ class Attention:
     bell: bool = True
     toast: bool = True
     highlight: bool = True
+    desktop: bool = True
 
     @property
     def any(self) -> bool:
-        return self.bell or self.toast or self.highlight
+        return self.bell or self.toast or self.highlight or self.desktop
 
     @classmethod
     def parse(cls, setting: str | None) -> Attention:
@@ -50,7 +59,7 @@ class Attention:
             return cls()
         words = {word.strip().lower() for word in setting.split(",") if word.strip()}
         if words <= {"off", "none"}:
-            return cls(bell=False, toast=False, highlight=False)
+            return cls(bell=False, toast=False, highlight=False, desktop=False)
         if words <= {"on", "all"}:
             return cls()
         unknown = sorted(words - set(PARTS))
@@ -59,7 +68,7 @@ class Attention:
                 f"{ENV_ATTENTION}={setting!r}: unknown {', '.join(unknown)};"
                 f" use off, or any of {', '.join(PARTS)} separated by commas"
             )
-        return cls(bell="bell" in words, toast="toast" in words, highlight="highlight" in words)
+        return cls(*(part in words for part in PARTS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +110,95 @@ def toast_text(cases: list[NewCase]) -> str:
     if more:
         named.append(f"and {more:,} more")
     return "\n".join(named)
+
+
+# ----- the desktop notification --------------------------------------------------------------
+
+ESC, BEL = "\x1b", "\x07"
+NOTICE_TITLE = "sgalert"
+# A reference as the notification may carry it: what the core issues (SG-2026-0007) is letters,
+# digits and hyphens; anything else is dropped, and a long one is cut.
+_NOT_IN_REF = re.compile(r"[^A-Za-z0-9-]")
+REF_LIMIT = 32
+# Defence in depth: the notice as a whole keeps only these, so no ESC, BEL, ``;`` (OSC 777's
+# separator) or any other control character can end or extend the sequence.
+_NOT_IN_NOTICE = re.compile(r"[^A-Za-z0-9 ,:()-]")
+# Terminals known to show OSC 777 (``notify;title;body``); every other one is sent OSC 9.
+OSC777_TERMS = ("rxvt", "foot", "xterm-ghostty")
+# A console that would print or misread an unknown OSC: no desktop notification there.
+NO_NOTICE_TERMS = ("linux", "dumb")
+
+
+class NoticeSequence(Enum):
+    """The two escape sequences terminals turn into a desktop notification."""
+
+    OSC9 = "osc9"  # ESC ] 9 ; text BEL: iTerm2, Windows Terminal, WezTerm, kitty
+    OSC777 = "osc777"  # ESC ] 777 ; notify ; title ; body BEL: urxvt, foot, Ghostty, Konsole, VTE
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopTerminal:
+    """How this terminal is asked for a desktop notification.
+
+    Under tmux the sequence is wrapped in tmux's passthrough (``ESC P tmux; ... ESC \\``, each
+    ESC inside doubled): the terminal outside tmux shows it when tmux has ``allow-passthrough``
+    on, and tmux drops it quietly otherwise. GNU screen and the Linux console get none.
+    """
+
+    sequence: NoticeSequence = NoticeSequence.OSC9
+    tmux: bool = False
+
+    @classmethod
+    def detect(cls, env: Mapping[str, str]) -> DesktopTerminal | None:
+        """From the environment: ``TERM_PROGRAM``/``TERM`` (and ``KONSOLE_VERSION``,
+        ``VTE_VERSION``) where they name a terminal, OSC 9 where they do not."""
+        term = env.get("TERM", "").lower()
+        program = env.get("TERM_PROGRAM", "").lower()
+        tmux = bool(env.get("TMUX")) or program == "tmux"
+        if not tmux and (term in NO_NOTICE_TERMS or term.startswith("screen")):
+            return None
+        if program in {"iterm.app", "wezterm"} or "kitty" in term or env.get("WT_SESSION"):
+            return cls(NoticeSequence.OSC9, tmux)
+        if (
+            term.startswith(OSC777_TERMS)
+            or program == "ghostty"
+            or env.get("KONSOLE_VERSION")
+            or env.get("VTE_VERSION")
+        ):
+            return cls(NoticeSequence.OSC777, tmux)
+        return cls(NoticeSequence.OSC9, tmux)
+
+    def notice(self, cases: list[NewCase]) -> str:
+        """The escape sequence for these new cases ("" for none)."""
+        body = notice_text(cases)
+        if not body:
+            return ""
+        if self.sequence is NoticeSequence.OSC777:
+            sequence = f"{ESC}]777;notify;{NOTICE_TITLE};{body}{BEL}"
+        else:
+            sequence = f"{ESC}]9;{NOTICE_TITLE}: {body}{BEL}"
+        if self.tmux:
+            sequence = f"{ESC}Ptmux;{sequence.replace(ESC, ESC + ESC)}{ESC}\\"
+        return sequence
+
+
+def safe_ref(ref: str) -> str:
+    """A reference reduced to letters, digits and hyphens, at most :data:`REF_LIMIT` long."""
+    return _NOT_IN_REF.sub("", ref)[:REF_LIMIT]
+
+
+def notice_text(cases: list[NewCase]) -> str:
+    """``New case: Operation Encompass SG-2026-0007``, one line, from fixed words and safe
+    references only."""
+    named = [
+        f"{SOURCE_LONG[case.source] if case.source else 'Unknown source'} {ref}"
+        for case in cases[:NAMED_IN_TOAST]
+        if (ref := safe_ref(case.ref))
+    ]
+    if not named:
+        return ""
+    more = len(cases) - len(named)
+    if more:
+        named.append(f"and {more:,} more")
+    title = "New case" if len(cases) == 1 else f"{len(cases):,} new cases"
+    return _NOT_IN_NOTICE.sub("", f"{title}: {', '.join(named)}")

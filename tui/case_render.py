@@ -44,7 +44,7 @@ def section(title: str) -> Static:
     return Static(Text(title), classes="section-title", markup=False)
 
 
-def facts(view: CaseView, zone: Any) -> Text:
+def facts(view: CaseView, zone: Any, now: datetime) -> Text:
     text = Text()
     if not view.facts:
         text.append("No facts were extracted. Read the message and record them in a note.", "bold")
@@ -53,7 +53,7 @@ def facts(view: CaseView, zone: Any) -> Text:
     for key, value in view.facts.items():
         label = FACT_LABELS.get(key, key.replace("_", " "))
         if isinstance(value, str):
-            shown = fact_text(key, value, zone)
+            shown = fact_text(key, value, zone, now)
         else:
             shown = json.dumps(value, ensure_ascii=False)
         text.append(f"{label:<{width}}  ", LABEL)

@@ -90,6 +90,8 @@ def untrusted(text: str, *, one_line: bool = False, style: str = "") -> Text:
 
 # Facts that hold a date or a moment, written by the extractor (or typed) as ISO 8601.
 DATE_FACTS = frozenset({"child_dob"})
+# Dates of birth: shown with the age they give on today's date.
+BIRTH_FACTS = frozenset({"child_dob"})
 MOMENT_FACTS = frozenset({"incident_at", "ended_at"})
 
 
@@ -98,16 +100,27 @@ def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else many or word + 's'}"
 
 
-def fact_text(key: str, value: str, zone: tzinfo) -> str:
+def age_on(born: date, today: date) -> int | None:
+    """Completed years on ``today``; None for a date still to come. Born on 29 February, a
+    child is a year older on 1 March in a year without one (as UK law counts it)."""
+    if born > today:
+        return None
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def fact_text(key: str, value: str, zone: tzinfo, now: datetime | None = None) -> str:
     """A fact as the desk shows it: a date or moment the extractor wrote as ISO 8601 in the UK's
-    order and the school's time zone (``14 Mar 2017``, ``Sun 22 Nov 2026 20:30``); anything
-    else, including a date typed in another shape, exactly as it was written."""
+    order and the school's time zone (``14 Mar 2017``, ``Sun 22 Nov 2026 20:30``), a date of
+    birth with the age it gives on ``now``'s day in the school's zone (``14 Mar 2017 (age 9)``);
+    anything else, including a date typed in another shape, exactly as it was written."""
     if key not in DATE_FACTS | MOMENT_FACTS:
         return value
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
-            return f"{day.day} {day:%b %Y}"
+            shown = f"{day.day} {day:%b %Y}"
+            age = age_on(day, now.astimezone(zone).date()) if now is not None else None
+            return shown if key not in BIRTH_FACTS or age is None else f"{shown} (age {age})"
         moment = datetime.fromisoformat(value)
     except ValueError:
         return value

@@ -78,7 +78,7 @@ def preview_text(
         text.append(f"\n{NOT_YOURS}", style="dim")
         return text
     facts = [
-        (FACT_LABELS.get(key, key), fact_text(key, str(value), zone))
+        (FACT_LABELS.get(key, key), fact_text(key, str(value), zone, now))
         for key, value in sorted(
             preview.facts.items(),
             key=lambda item: list(FACT_LABELS).index(item[0]) if item[0] in FACT_LABELS else 99,

@@ -10,7 +10,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from sgalert.clock import iso
-from sgalert.desk.service import CaseView
+from sgalert.desk.service import CaseView, next_step
 from sgalert.desk.views import ClockStanding, clock_lines
 from sgalert.model import CaseSummary
 from sgalert.text import printable
@@ -43,6 +43,7 @@ def summary_json(summary: CaseSummary) -> dict[str, Any]:
 def view_json(view: CaseView) -> dict[str, Any]:
     """An opened case, as `case show --json` prints it."""
     data = summary_json(view.summary)
+    step = next_step(view.summary)
     data.update(
         {
             "tampered": view.tampered,
@@ -68,6 +69,8 @@ def view_json(view: CaseView) -> dict[str, Any]:
                 }
                 for entry in view.chronology
             ],
+            # What the desk shows as "what to do now": the words, and the deadline they name.
+            "next_step": {"text": step.text, "due_at": when(step.due)},
             "clocks": [
                 {"kind": c.kind, "due_at": iso(c.due_at), "met_at": when(c.met_at)}
                 for c in view.clocks
@@ -106,6 +109,7 @@ def print_view(view: CaseView, now: datetime, zone: tzinfo) -> None:
     lines += [
         f"{s.ref}  {s.source.value}  {s.state.value}  received {iso(s.received_at)}",
         f"flags: {', '.join(s.flags) or '-'}   assignee: {s.assignee or '-'}",
+        f"next step: {next_step(s).said(zone, now)}",
     ]
     if view.subject:
         lines.append(f"subject: {view.subject}")

@@ -116,7 +116,7 @@ class CaseScreen(DeskScreen[None]):
         yield Static("", id="case-stale", classes="-hidden", markup=False)
         with VerticalScroll(id="case-body"):
             yield render.section("Facts")
-            yield Static(render.facts(self.view, zone), id="facts", markup=False)
+            yield Static(render.facts(self.view, zone, self.desk.now()), id="facts", markup=False)
             yield render.section("Clocks")
             yield Static(render.clocks(self.view, self.desk.now(), zone), id="clocks", markup=False)
             yield render.section("Original message (plain text, shown as received)")
@@ -212,7 +212,7 @@ class CaseScreen(DeskScreen[None]):
         self.query_one("#case-stale", Static).add_class("-hidden")
         header = render.header(view.summary, zone, self.desk.names)
         self.query_one("#case-header", Static).update(header)
-        self.query_one("#facts", Static).update(render.facts(view, zone))
+        self.query_one("#facts", Static).update(render.facts(view, zone, self.desk.now()))
         self.query_one("#clocks", Static).update(render.clocks(view, self.desk.now(), zone))
         self.query_one("#message", Static).update(render.message(view))
         self.query_one("#attachments", Static).update(render.attachments(view))
