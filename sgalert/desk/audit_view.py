@@ -150,6 +150,33 @@ _PHRASES: dict[str, Phrase] = {
     "ack-reply-refused": lambda who, ref, d, p: f"{who} refused a reply acknowledging {ref}",
     "assigned": lambda who, ref, d, p: f"{who} assigned {ref} to {p.person(d.get('assignee'))}",
     "access-granted": lambda who, ref, d, p: f"{who} let {p.person(d.get('grantee'))} read {ref}",
+    "access-revoked": lambda who, ref, d, p: (
+        f"{who} took back {p.person(d.get('person'))}'s access to {ref}"
+    ),
+    "case-previewed": lambda who, ref, d, p: f"{who} glanced at {ref} in the queue's preview",
+    "case-destroyed": lambda who, ref, d, p: (
+        f"{who} destroyed {d.get('ref') or ref} at the end of its retention period"
+    ),
+    "legal-hold-placed": lambda who, ref, d, p: f"{who} put {ref} on hold: it is not destroyed",
+    "legal-hold-released": lambda who, ref, d, p: f"{who} released the hold on {ref}",
+    "original-read": lambda who, ref, d, p: f"{who} read the original message of {ref}",
+    "group-key-signed": lambda who, ref, d, p: (
+        f"{who} vouched for the key of {d.get('group', 'a group')} (version {d.get('version')})"
+    ),
+    "group-key-legacy": lambda who, ref, d, p: (
+        f"{who} recorded the key of {d.get('group', 'a group')} (version {d.get('version')})"
+        " that was in use before keys were signed"
+    ),
+    "signing-key-recorded": lambda who, ref, d, p: (
+        f"{who} recorded {p.person(d.get('person'))}'s signing key"
+    ),
+    "person-key-recorded": lambda who, ref, d, p: (
+        f"{who} recorded {p.person(d.get('person'))}'s keys"
+    ),
+    "person-key-refused": lambda who, ref, d, p: (
+        f"{who} refused to seal to {p.person(d.get('person'))}: their stored key is not the one"
+        " the audit log recorded"
+    ),
     "note-added": lambda who, ref, d, p: (
         f"{who} recorded {ref} from a phone call"
         if d.get("kind") == "case-recorded"
@@ -162,7 +189,9 @@ _PHRASES: dict[str, Phrase] = {
         f"{who} started the clock on {ref}: {_clock(d.get('clock'))}"
     ),
     "clock-met": lambda who, ref, d, p: (
-        f"{who} recorded a deadline met on {ref}: {_clock(d.get('clock'))}"
+        f"{who} met {_clock(d.get('clock'))} on {ref} by reading it"
+        if d.get("via") == "read"
+        else f"{who} recorded a deadline met on {ref}: {_clock(d.get('clock'))}"
     ),
     "refused": lambda who, ref, d, p: (
         f"{who} was refused ({str(d.get('action', 'an action')).replace('-', ' ')}) on {ref}"
