@@ -22,7 +22,13 @@ from sgalert.cli import retention
 from sgalert.config import load_config, render_template
 from sgalert.desk.service import CaseService
 from sgalert.desk.views import UPKEEP
-from sgalert.errors import CaseDestroyed, ConfigError, IllegalTransition, NotEntitled
+from sgalert.errors import (
+    CaseDestroyed,
+    ConfigError,
+    IllegalTransition,
+    NoSuchCase,
+    NotEntitled,
+)
 from sgalert.model import Source
 from sgalert.records import audit, shredding
 from sgalert.records.cases import FIELD_ATTACHMENTS, FIELD_BODY, FIELD_FACTS, FIELD_RAW, NewCase
@@ -310,6 +316,21 @@ async def test_a_reviewed_case_is_shredded_by_an_entitled_reader(
         "SELECT actor FROM audit WHERE action = 'case-destroyed'"
     )
     assert actor[0] == "mo@example.org"
+    # Only the monitoring officer is told it was destroyed; to anyone else the reference is
+    # answered as a missing case's would be (before: "destroyed under retention" to anyone).
+    with pytest.raises(CaseDestroyed):
+        await service.open_case(team["mo@example.org"], case.ref)
+    for who in ("dsl@example.org", "head@example.org"):
+        with pytest.raises(NoSuchCase) as answer:
+            await service.open_case(team[who], case.ref)
+        with pytest.raises(NoSuchCase) as missing:
+            await service.open_case(team[who], "WB-2099-0001")
+        assert str(answer.value) == str(missing.value)
+    refused = await service.store.fetchall(
+        "SELECT actor FROM audit WHERE action = 'refused' AND case_id = ?",
+        ((await service.summary(case.ref, viewer=UPKEEP)).id,),
+    )
+    assert {row[0] for row in refused} >= {"dsl@example.org", "head@example.org"}
     (recent,) = await service.create_cases([whistle_case()])
     await close(team, recent.ref, "mo@example.org")
     with pytest.raises(IllegalTransition, match=r"is kept: until 20\d\d-"):

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 
 import pytest
 
-from sgalert.clock import parse_iso
+from sgalert.clock import iso, parse_iso
 from sgalert.config import SourceConfig
 from sgalert.desk.views import open_alerts
 from sgalert.engine.serve import Engine
 from sgalert.engine.watch import SourceMonitor
 from sgalert.model import Source
 from sgalert.ports import Notification
+from sgalert.records.alerts import AlertKind, raise_alert
+from sgalert.records.store import on_connection
 from sgalert.workspace import Workspace
 
 from .conftest import Team, encompass_case
@@ -142,3 +145,58 @@ async def test_an_alert_page_is_queued_like_a_case_page(team: Team) -> None:
     assert {frozenset(p) for p in alerts} == {frozenset(p) for p in cases}
     assert {(p["confidential"], p["ack_token"]) for p in alerts} == {(False, None)}
     assert all(p["root_key"] == p["idempotency_key"] for p in alerts)
+
+
+async def confidential_page_failed(team: Team, clock: VirtualClock, ref: str) -> None:
+    """As the outbox raises it when a whistleblowing (or about-head) case's page failed on every
+    channel it may use: the case's reference as subject, its audience confidential."""
+
+    def raise_it(conn: sqlite3.Connection) -> None:
+        raise_alert(
+            conn,
+            AlertKind.PAGE_UNDELIVERABLE,
+            ref,
+            clock(),
+            {"timer": 1, "channel": "email", "audience": "confidential"},
+        )
+
+    async with team.service.store.write() as db:
+        await on_connection(db, raise_it)
+
+
+async def test_a_confidential_case_s_failed_page_is_told_to_the_monitoring_officer_only(
+    team: Team,
+) -> None:
+    """Before: the DSL, the deputy, the head and the shared channel were all paged
+    "page-undeliverable (WB-…)", telling the head (perhaps its subject) that it exists."""
+    clock = VirtualClock()
+    engine, email, chat = engine_for(team, clock)
+    await confidential_page_failed(team, clock, "WB-2026-0007")
+    await engine.tick_alerts()
+    await engine.sender.send_due()
+    pages = by_address(email)
+    assert set(pages) == {"mo@example.org"}
+    assert pages["mo@example.org"].case_ref == "page-undeliverable (WB-2026-0007)"
+    assert chat.sent == []
+
+
+async def test_with_no_monitoring_officer_the_dsls_hear_of_a_confidential_case_unnamed(
+    team: Team,
+) -> None:
+    """Not silence: with nobody in the role, the DSL and deputy are told a confidential case
+    needs them, without its reference; the head is not told."""
+    clock = VirtualClock()
+    engine, email, chat = engine_for(team, clock)
+    async with team.service.store.write() as db:
+        await db.execute(
+            "UPDATE people SET removed_at = ? WHERE role = 'monitoring-officer'", (iso(clock()),)
+        )
+    await confidential_page_failed(team, clock, "WB-2026-0007")
+    await engine.tick_alerts()
+    await engine.sender.send_due()
+    pages = by_address(email)
+    assert set(pages) == {"dsl@example.org", "deputy@example.org"}
+    for notification in pages.values():
+        assert notification.case_ref == "page-undeliverable (a confidential case)"
+        assert "WB-2026-0007" not in notification.body() + notification.subject()
+    assert chat.sent == []

@@ -23,7 +23,7 @@ from sgalert.records.cases import unwrap_key_versions
 from sgalert.records.keyring import Identity
 from sgalert.records.shredding import destroyed_line
 from sgalert.records.store import Store
-from sgalert.rules.access import barred
+from sgalert.rules.access import barred, may_know_destroyed
 
 
 class Refused(Exception):
@@ -108,11 +108,21 @@ async def key_versions(
     return versions
 
 
+def destroyed(identity: Identity, summary: CaseSummary) -> CaseDestroyed | Refused:
+    """The answer about a case retention destroyed: that it was, to someone who may know
+    (:func:`~sgalert.rules.access.may_know_destroyed`); to anyone else a refusal, which
+    :func:`refusals` audits and answers as for a missing case."""
+    if may_know_destroyed(identity.person.role, summary.source, summary.flags):
+        assert summary.destroyed_at is not None
+        return CaseDestroyed(destroyed_line(summary.ref, summary.destroyed_at))
+    return Refused(summary.id, summary.ref)
+
+
 async def content_key(db: aiosqlite.Connection, identity: Identity, summary: CaseSummary) -> bytes:
     """The case's current content key as this person unwraps it (the newest version, which new
     entries are sealed with); :class:`Refused` if they cannot,
     :class:`~sgalert.errors.CaseDestroyed` if retention destroyed it (no one can)."""
     if summary.destroyed_at is not None:
-        raise CaseDestroyed(destroyed_line(summary.ref, summary.destroyed_at))
+        raise destroyed(identity, summary)
     versions = await key_versions(db, identity, summary)
     return versions[max(versions)]

@@ -20,15 +20,14 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from sgalert.desk import export
-from sgalert.desk.access import Refused, refusals
+from sgalert.desk.access import Refused, destroyed, refusals
 from sgalert.desk.transitions import acknowledge_by_working
 from sgalert.desk.views import find_summary
-from sgalert.errors import CaseDestroyed, NotFound
+from sgalert.errors import NotFound
 from sgalert.model import CaseSummary, KeyName
 from sgalert.records import audit
 from sgalert.records.cases import FIELD_ATTACHMENTS, open_field, sealed_with, unwrap_data_keys
 from sgalert.records.keyring import Identity
-from sgalert.records.shredding import destroyed_line
 from sgalert.records.store import Store
 
 T = TypeVar("T")
@@ -137,7 +136,7 @@ async def _reach(
 ) -> tuple[Mapping[tuple[str, str], bytes], dict[str, Any]]:
     """The person's keys and the listed attachment, once it is certain they reach it."""
     if summary.destroyed_at is not None:
-        raise CaseDestroyed(destroyed_line(summary.ref, summary.destroyed_at))
+        raise destroyed(identity, summary)
     keys = await unwrap_data_keys(db, identity, [summary.id])
     if (summary.id, KeyName.CONTENT.value) not in keys:
         raise Refused(summary.id, summary.ref)

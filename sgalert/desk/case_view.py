@@ -22,9 +22,8 @@ from typing import Any
 import aiosqlite
 
 from sgalert.clock import parse_iso
-from sgalert.desk.access import Refused, refusals
+from sgalert.desk.access import Refused, destroyed, refusals
 from sgalert.desk.views import SUMMARY_SQL, CaseClock, find_summary, summary_from_row
-from sgalert.errors import CaseDestroyed
 from sgalert.model import CaseSummary, KeyName
 from sgalert.records import audit, manifest
 from sgalert.records.cases import (
@@ -37,7 +36,6 @@ from sgalert.records.cases import (
 )
 from sgalert.records.chronology import ChronologyEntry, read_entries
 from sgalert.records.keyring import Identity
-from sgalert.records.shredding import destroyed_line
 from sgalert.records.store import Store, fetch_in, on_connection
 from sgalert.routing.escalation import meet_by_reading
 
@@ -117,7 +115,7 @@ async def open_case(
     async with refusals(store, identity, "read"), store.write() as db:
         summary = await find_summary(db, ref)
         if summary.destroyed_at is not None:
-            raise CaseDestroyed(destroyed_line(summary.ref, summary.destroyed_at))
+            raise destroyed(identity, summary)
         views = await _open(db, identity, [summary])
         if summary.id not in views:
             raise Refused(summary.id, summary.ref)

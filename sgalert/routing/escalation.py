@@ -32,6 +32,7 @@ from sgalert.records.alerts import AlertKind, raise_alert
 from sgalert.records.cases import NewCase, StoredCase
 from sgalert.records.entitlement import Person, entitled_people
 from sgalert.routing.outbox import PageText, page_key, queue_page
+from sgalert.rules.access import WHISTLE_GRANTORS
 from sgalert.rules.policy import ABOUT_HEAD_POLICY, DEFAULT_POLICIES, Policy, without_the_head
 from sgalert.rules.school_calendar import SchoolCalendar
 from sgalert.rules.statutory import (
@@ -526,16 +527,32 @@ SYSTEM_ALERT_TEXT = {
 
 
 def _alert_recipients(
-    conn: sqlite3.Connection, plan: Plan, kind: str, source_name: str, channel: str
+    conn: sqlite3.Connection,
+    plan: Plan,
+    alert: tuple[str, str, Mapping[str, object]],
+    channel: str,
 ) -> list[tuple[str | None, str, str]]:
-    """Who is paged about one system alert on one channel: (person id, address, what it is).
+    """Who is paged about one system alert (kind, subject, detail) on one channel: (person id,
+    address, what it is).
 
     The DSL team always (they keep sgalert running). The whistleblowing mailbox is the
     monitoring officer's [HMS], so when it is down they are paged too, and only they are told
     which mailbox: the team and shared channels read "a watched mailbox", because a page leaves
-    the machine and an allegation may be about one of the team.
+    the machine and an allegation may be about one of the team. An alert raised while paging a
+    confidential case (whistleblowing, or about the head) goes to no shared channel and names
+    the case only to the monitoring officer; with nobody in that role, the DSL and deputies
+    (never the head) hear that "a confidential case" needs them, so it is not silence.
     """
+    kind, source_name, detail = alert
     named = f"{kind} ({source_name})"
+    if detail.get("audience") == "confidential":
+        if channel not in plan.per_person_channels:
+            return []
+        officers = _people(conn, [role.value for role in WHISTLE_GRANTORS])
+        if officers:
+            return [(pid, email, named) for pid, email, _ in officers]
+        team = _people(conn, [Role.DSL.value, Role.DEPUTY.value])
+        return [(pid, email, f"{kind} (a confidential case)") for pid, email, _ in team]
     whistle = kind == "source-down" and plan.source_types.get(source_name) is Source.WHISTLE
     told = f"{kind} (a watched mailbox)" if whistle else named
     if channel not in plan.per_person_channels:
@@ -543,30 +560,36 @@ def _alert_recipients(
     roles = [Role.DSL.value, Role.DEPUTY.value, Role.HEAD.value]
     if whistle:
         roles.append(Role.MONITORING_OFFICER.value)
-    people = conn.execute(
+    return [
+        (pid, email, named if role == Role.MONITORING_OFFICER.value else told)
+        for pid, email, role in _people(conn, roles)
+    ]
+
+
+def _people(conn: sqlite3.Connection, roles: Sequence[str]) -> list[tuple[str, str, str]]:
+    """Current people in these roles: (id, email, role), by email."""
+    rows = conn.execute(
         f"SELECT id, email, role FROM people WHERE removed_at IS NULL"
         f" AND role IN ({','.join('?' * len(roles))}) ORDER BY email",
-        roles,
+        list(roles),
     ).fetchall()
-    return [
-        (str(pid), str(email), named if role == Role.MONITORING_OFFICER.value else told)
-        for pid, email, role in people
-    ]
+    return [(str(pid), str(email), str(role)) for pid, email, role in rows]
 
 
 def page_system_alerts(conn: sqlite3.Connection, plan: Plan, now: datetime) -> int:
     """Queue pages to the DSL team (and, for the whistleblowing mailbox, the monitoring officer)
     for every open system alert not yet paged."""
     alerts = conn.execute(
-        "SELECT id, kind, source_name, raised_at FROM system_alerts"
+        "SELECT id, kind, source_name, raised_at, detail FROM system_alerts"
         " WHERE cleared_at IS NULL AND paged_at IS NULL"
     ).fetchall()
     if not alerts:
         return 0
     queued = 0
-    for alert_id, kind, source_name, raised_at in alerts:
+    for alert_id, kind, source_name, raised_at, detail in alerts:
+        about = (str(kind), str(source_name), json.loads(detail or "{}"))
         for channel in plan.channels:
-            people = _alert_recipients(conn, plan, kind, source_name, channel)
+            people = _alert_recipients(conn, plan, about, channel)
             for person_id, address, what in people:
                 text = PageText(
                     school=plan.school,

@@ -85,6 +85,16 @@ def may_see(
     return not confidential(source, flags) or (role is not None and reads)
 
 
+def may_know_destroyed(role: Role | str | None, source: Source | str, flags: Iterable[str]) -> bool:
+    """Whether a person may be told that retention destroyed this case (its keys are gone, so
+    nobody can read it any more): anyone, for a case of an open kind; a confidential one only
+    the monitoring officer, who answers for it [HMS]. Anyone else is answered as for a case
+    that does not exist, so a guessed reference confirms nothing."""
+    if role is not None and barred(role, flags):
+        return False
+    return not confidential(source, flags) or role in WHISTLE_GRANTORS
+
+
 def may_see_confidential_alert(role: Role | str | None) -> bool:
     """Whether a system alert raised while paging a confidential case (its policy named nobody
     or no channel) appears in this person's status and banners: the monitoring officer's, who
