@@ -23,6 +23,7 @@ from tui.attention import (
     DesktopTerminal,
     NewCase,
     NoticeSequence,
+    escalations_to,
     new_cases,
 )
 from tui.case_list import CaseList
@@ -78,6 +79,38 @@ async def main() -> None:
     try:
         who = await service.unlock("deputy@example.org", os.environ["SGALERT_PASSPHRASE"])
         await service.acknowledge(who, sys.argv[2])
+    finally:
+        await service.close()
+
+asyncio.run(main())
+"""
+
+
+# The engine, in another process, runs the escalation timers that fall due over two hours from
+# the desk's Sunday 22:00: the seeded Encompass notices nobody acknowledged go to the next people.
+ESCALATE_SCRIPT = """
+import asyncio, sys
+from pathlib import Path
+from sgalert.desk.service import CaseService
+from sgalert.engine.serve import Engine
+from sgalert.workspace import Workspace
+from tests.engine_helpers import RecordingNotifier, VirtualClock
+from tests.test_tui_support import NOW
+
+async def main() -> None:
+    root = Path(sys.argv[1])
+    service = await CaseService.open(Workspace(root / "sgalert.toml", root / "sgalert.db"))
+    clock = VirtualClock(NOW)
+    service._clock = clock
+    channels = service.plan.channels if service.plan else ()
+    engine = Engine(
+        service, root, notifiers={c: RecordingNotifier(c) for c in channels}, clock=clock,
+        watch=False,
+    )
+    try:
+        for _ in range(8):
+            await engine.tick_timers()
+            clock.advance(minutes=15)
     finally:
         await service.close()
 
@@ -187,6 +220,41 @@ async def test_a_new_case_from_another_process_rings_toasts_and_is_highlighted(
         await pilot.press("escape")
         await settle(pilot)
         assert highlighted(app) == set()
+
+
+async def test_an_escalation_that_reaches_the_person_at_the_desk_rings_even_locked(
+    workspace: Workspace,
+) -> None:
+    """Unacknowledged notices escalate to the DSL while their desk sits locked (the idle lock
+    is the usual state at 22:00): the bell, a toast naming the references only, the rows
+    highlighted and a desktop notification. (Before: nothing at all.)"""
+    dsl = make_app(
+        workspace,
+        as_email="dsl@example.org",
+        clock=FakeClock(),
+        poll_seconds=0.1,
+        terminal=DesktopTerminal(NoticeSequence.OSC9),
+    )
+    rings = counting_bell(dsl)
+    async with dsl.run_test(size=SIZE) as pilot:
+        written = driver_output(dsl)
+        await settle(pilot)
+        waiting = {
+            ref
+            for ref in dsl.queue_screen.query_one(CaseList).keys
+            if dsl.queue_screen.query_one(CaseList).cell(ref, "state") == "NEW"
+        }
+        await run_script(ESCALATE_SCRIPT, str(workspace.root))
+        await wait_for(pilot, lambda: any(t == "Escalated to you" for t, _ in toasts(dsl)))
+        await settle(pilot)
+        (message,) = [m for t, m in toasts(dsl) if t == "Escalated to you"]
+        named = set(re.findall(r"SG-\d{4}-\d{4}", message))
+        assert named and named <= waiting
+        assert "Invented" not in message and "incident" not in message
+        assert rings  # the bell rang
+        assert named <= highlighted(dsl)
+        (notice,) = [n for n in notices(written) if "Escalated to you" in n]
+        assert notice.startswith("\x1b]9;sgalert: Escalated to you: SG-")
 
 
 async def test_attention_can_be_turned_off_for_a_terminal(workspace: Workspace) -> None:
@@ -315,3 +383,29 @@ def test_the_sequence_is_chosen_by_the_terminal(
     env: dict[str, str], expected: DesktopTerminal | None
 ) -> None:
     assert DesktopTerminal.detect(env) == expected
+
+
+def test_only_later_steps_that_paged_this_person_are_escalations_to_them() -> None:
+    def step(seq: int, step: int, recipients: list[str], ref: str = "SG-2026-0001") -> AuditRow:
+        entry = AuditEntry(
+            seq,
+            "2026-11-22T22:00:00.000000Z",
+            "engine",
+            "escalation-step",
+            "case-id",
+            {"step": step, "recipients": recipients},
+            "",
+            "",
+        )
+        return AuditRow(entry, ref)
+
+    rows = [
+        step(1, 0, ["me"]),  # the first page: the case's arrival, announced as a new case
+        step(2, 1, ["someone-else"]),
+        step(3, 1, ["me", "someone-else"], "SG-2026-0002"),
+        step(4, 2, ["me"], "SG-2026-0003"),
+        step(5, 3, ["me"], ""),  # a case this desk may not see: no reference, not told
+    ]
+    found = escalations_to(rows, after=2, person_id="me")
+    assert [(e.ref, e.step) for e in found] == [("SG-2026-0002", 1), ("SG-2026-0003", 2)]
+    assert escalations_to(rows, after=0, person_id=None) == []

@@ -42,7 +42,10 @@ from .attention import (
     ENV_ATTENTION,
     Attention,
     DesktopTerminal,
+    Escalation,
     NewCase,
+    escalation_text,
+    escalations_to,
     new_cases,
     toast_text,
 )
@@ -131,6 +134,7 @@ class SgalertApp(App[int]):
         # Staff names by lower-cased email, from the people table (metadata): people are shown
         # by name, their addresses in detail views.
         self.names: dict[str, str] = {}
+        self.ids: dict[str, str] = {}  # staff ids by lower-cased email (metadata)
         # Search over the cases the unlocked person can read: built after unlock, in memory
         # only, forgotten at lock.
         self.search_index: SearchIndex | None = None
@@ -197,9 +201,10 @@ class SgalertApp(App[int]):
         elif self._idle_override:
             self.idle_limit = timedelta(minutes=self._idle_override)
         self.title = f"sgalert · {self.school}"
-        self.names = {
-            person.email.lower(): person.name for person, _ in await self.service.people()
-        }
+        people = [person for person, _ in await self.service.people()]
+        self.names = {person.email.lower(): person.name for person in people}
+        # Whose desk this is before unlock: escalations paging them still ring (tui.attention).
+        self.ids = {person.email.lower(): person.id for person in people if not person.removed}
         self._queue = QueueScreen(await self.service.queue_counts(self.identity))
         await self.push_screen(self._queue)
         self._watcher = StoreWatcher(
@@ -540,6 +545,10 @@ class SgalertApp(App[int]):
                 self._attention_seq = max(after, max(row.entry.seq for row in rows))
             me = self.identity.email if self.identity is not None else self.as_email
             self._announce(new_cases(rows, after=after, me=me))
+            my_id = (
+                self.identity.id if self.identity is not None else self.ids.get((me or "").lower())
+            )
+            self._announce_escalations(escalations_to(rows, after=after, person_id=my_id))
             if self._attention_again:
                 self._look_for_new_cases()
 
@@ -548,7 +557,7 @@ class SgalertApp(App[int]):
             return False  # shown by the one error handler
 
         self.submit(
-            self.service.new_case_entries(self.identity, limit=ATTENTION_READ),
+            self.service.attention_entries(self.identity, limit=ATTENTION_READ),
             description="Looking for new cases",
             done=done,
             failed=failed,
@@ -573,6 +582,28 @@ class SgalertApp(App[int]):
                 self._queue.show_fresh()
         if self.attention.desktop and self.terminal is not None:
             self.desktop_notice(self.terminal.notice(cases))
+
+    def _announce_escalations(self, escalations: list[Escalation]) -> None:
+        """A case nobody acknowledged has been escalated to the person at this desk: as loud as
+        a new case (they may be the next person the school is counting on)."""
+        if not escalations:
+            return
+        if self.attention.bell:
+            self.bell()
+        if self.attention.toast:
+            self.notify(
+                escalation_text(escalations),
+                title="Escalated to you",
+                severity="error",
+                timeout=60,
+                markup=False,
+            )
+        if self.attention.highlight:
+            self.fresh.update(e.ref for e in escalations)
+            if self._queue is not None:
+                self._queue.show_fresh()
+        if self.attention.desktop and self.terminal is not None:
+            self.desktop_notice(self.terminal.escalation_notice(escalations))
 
     def desktop_notice(self, sequence: str) -> None:
         """Write a desktop notification's escape sequence through the driver, as Textual's own

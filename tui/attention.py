@@ -100,6 +100,50 @@ def new_cases(rows: Iterable[AuditRow], *, after: int, me: str | None) -> list[N
     return sorted(found, key=lambda case: case.seq)
 
 
+ESCALATED = "escalation-step"
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """An escalation step that paged the person at this desk: the case's reference and the
+    step, nothing from inside the case."""
+
+    seq: int
+    ref: str
+    step: int
+
+
+def escalations_to(
+    rows: Iterable[AuditRow], *, after: int, person_id: str | None
+) -> list[Escalation]:
+    """The escalation steps after audit entry ``after`` that paged ``person_id``, oldest first.
+    Step 0 is the case's arrival, announced as a new case; from step 1 on, a case nobody
+    acknowledged has reached this person, who may not have been paged about it before."""
+    if person_id is None:
+        return []
+    found: list[Escalation] = []
+    for row in rows:
+        entry = row.entry
+        if entry.seq <= after or entry.action != ESCALATED or not row.ref:
+            continue
+        step = entry.detail.get("step")
+        recipients = entry.detail.get("recipients")
+        if not isinstance(step, int) or step < 1 or not isinstance(recipients, list):
+            continue
+        if person_id in recipients:
+            found.append(Escalation(entry.seq, row.ref, step))
+    return sorted(found, key=lambda escalation: escalation.seq)
+
+
+def escalation_text(escalations: list[Escalation]) -> str:
+    """``SG-2026-0007: nobody has acknowledged it yet``, one per case."""
+    named = [f"{e.ref}: nobody has acknowledged it yet" for e in escalations[:NAMED_IN_TOAST]]
+    more = len(escalations) - len(named)
+    if more:
+        named.append(f"and {more:,} more")
+    return "\n".join(named)
+
+
 def toast_text(cases: list[NewCase]) -> str:
     """``Operation Encompass SG-2026-0007``: the source and the reference, one per case."""
     named = [
@@ -170,7 +214,18 @@ class DesktopTerminal:
 
     def notice(self, cases: list[NewCase]) -> str:
         """The escape sequence for these new cases ("" for none)."""
-        body = notice_text(cases)
+        return self._sequence(notice_text(cases))
+
+    def escalation_notice(self, escalations: list[Escalation]) -> str:
+        """The escape sequence for escalations that reached this person ("" for none)."""
+        named = [ref for e in escalations[:NAMED_IN_TOAST] if (ref := safe_ref(e.ref))]
+        if not named:
+            return ""
+        more = len(escalations) - len(named)
+        body = f"Escalated to you: {', '.join(named)}" + (f" and {more:,} more" if more else "")
+        return self._sequence(_NOT_IN_NOTICE.sub("", body))
+
+    def _sequence(self, body: str) -> str:
         if not body:
             return ""
         if self.sequence is NoticeSequence.OSC777:

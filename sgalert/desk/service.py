@@ -674,15 +674,14 @@ class CaseService:
                 raise Refused(None, "", "the audit log")
         return await audit_view.audit_lines(self.store, limit=limit, viewer=viewer_of(identity))
 
-    async def new_case_entries(
+    async def attention_entries(
         self, viewer: Identity | None = None, *, limit: int = 500
     ) -> tuple[desk.AuditRow, ...]:
-        """The ``case-created`` entries among the newest ``limit``, of cases ``viewer`` may
-        see: what a desk's attention (bell, toast, highlight) looks for. Needs no right to
-        the audit log: it tells only what the viewer's queue shows anyway."""
-        return await desk.audit_log(
-            self.store, limit=limit, viewer=desk_viewer(viewer), case_created_only=True
-        )
+        """The ``case-created`` and ``escalation-step`` entries among the newest ``limit``, of
+        cases ``viewer`` may see: what a desk's attention (bell, toast, highlight) looks for.
+        Needs no right to the audit log: it tells only what the viewer's queue shows anyway."""
+        wanted, who = frozenset({"case-created", "escalation-step"}), desk_viewer(viewer)
+        return await desk.audit_log(self.store, limit=limit, viewer=who, actions=wanted)
 
     async def case_history(
         self, identity: Identity, case_id: str, *, limit: int = 200

@@ -555,17 +555,20 @@ async def open_alerts(store: Store, viewer: Viewer = UPKEEP) -> list[dict[str, s
 # ----- the audit log -----------------------------------------------------------------------
 
 
+ALL: frozenset[str] = frozenset()  # every action (the marker, not an empty choice)
+
+
 async def audit_log(
-    store: Store, *, limit: int = 500, viewer: Viewer = NOBODY, case_created_only: bool = False
+    store: Store, *, limit: int = 500, viewer: Viewer = NOBODY, actions: frozenset[str] = ALL
 ) -> tuple[AuditRow, ...]:
     """The newest ``limit`` audit entries, newest first, each case id shown as its reference;
     entries about a case ``viewer`` may not see are left out (so the log does not tell of it).
-    ``case_created_only``: just the new cases (what a desk's attention looks for)."""
+    ``actions``: only these (a desk's attention looks for new cases and escalations)."""
     seen, params = visible(viewer)
     async with store.read() as db:
         found = await entries(db, limit=limit)
-        if case_created_only:
-            found = [e for e in found if e.action == "case-created"]
+        if actions is not ALL:
+            found = [e for e in found if e.action in actions]
         ids = sorted({e.case_id for e in found if e.case_id})
         refs: dict[str, str] = {}
         hidden: set[str] = set()
