@@ -460,6 +460,26 @@ async def test_change_probe_sees_this_process_writing_and_the_heartbeat(desk: De
         probe.close()
 
 
+async def test_someone_looking_is_not_a_change_a_desk_reloads_on(desk: Desk) -> None:
+    """Unlocking, reading, previewing are audited but change nothing a desk shows: the state
+    mark stays, so 100,000 readable cases are not re-counted because someone glanced at one
+    (before: every audit entry reloaded and re-counted every desk on the store)."""
+    probe = desk.service.change_probe()
+    try:
+        first = probe.poll()
+        assert first is not None
+        dsl = await desk.service.unlock("dsl@example.org", "dsl-passphrase-1")
+        await desk.service.preview_case(dsl, desk.refs["acked-plain"])
+        looked = probe.poll()
+        assert looked is not None and looked.audit_seq > first.audit_seq
+        assert looked.state_seq == first.state_seq
+        await desk.service.acknowledge(dsl, desk.refs["overdue-new"])
+        moved = probe.poll()
+        assert moved is not None and moved.state_seq > looked.state_seq
+    finally:
+        probe.close()
+
+
 def test_change_probe_turns_a_missing_store_into_a_store_error(tmp_path: Path) -> None:
     probe = ChangeProbe(tmp_path / "missing" / "sgalert.sqlite3")
     with pytest.raises(StoreError, match="cannot read the store"):

@@ -1,12 +1,13 @@
 """Noticing, cheaply, that another process changed the store.
 
-A thread (run as a Textual thread worker) polls a :class:`~sgalert.desk.views.ChangeProbe` from the
-service once a poll: the probe answers from its own connection with ``PRAGMA data_version``, so an
-idle store costs one tiny query a second. When the store moved, the probe returns two marks: the
-audit log's last sequence number (every state change, from any process, appends to the log) and
-the engine's heartbeat. The watcher posts a :class:`StoreChanged` message only when a mark
-differs, so the engine's heartbeat alone never reloads the queue. ``post_message`` is thread-safe
-(Toolong's pattern).
+A thread (run as a Textual thread worker) polls a :class:`~sgalert.desk.changes.ChangeProbe`
+from the service once a poll: the probe answers from its own connection with ``PRAGMA
+data_version``, so an idle store costs one tiny query a second. When the store moved, the probe
+returns its marks: the audit log's last sequence number, the last one that changed something a
+desk shows (every state change, from any process, appends to the log; someone reading a case
+does not count), and the engine's heartbeat. The watcher posts a :class:`StoreChanged` message
+only when a mark differs, so the engine's heartbeat alone never reloads the queue.
+``post_message`` is thread-safe (Toolong's pattern).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class StoreChanged(Message):
 
     @property
     def cases_changed(self) -> bool:
-        return self.previous is None or self.marks.audit_seq != self.previous.audit_seq
+        """Something a desk shows changed: not merely someone looking (see ``LOOKS``)."""
+        return self.previous is None or self.marks.state_seq != self.previous.state_seq
 
 
 class WatcherTrouble(Message):

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import enum
 import json
-import sqlite3
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import aiosqlite
 
 from sgalert.clock import iso, parse_iso
-from sgalert.errors import NoSuchCase, StoreError
+from sgalert.errors import NoSuchCase
 from sgalert.model import CaseState, CaseSummary, Flag, Source
 from sgalert.records.alerts import open_alerts_now
 from sgalert.records.audit import AuditEntry, entries
@@ -611,79 +609,13 @@ async def case_activity(store: Store, case_id: str, *, after: int) -> int | None
     return None if value is None else int(value)
 
 
-# ----- noticing changes --------------------------------------------------------------------
+# ----- noticing changes (their own module; named here for the desk) -------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class ChangeMarks:
-    """What a desk reloads on. Every state change, from any process, appends to the audit log,
-    so its last sequence number moves exactly when cases do; the heartbeat moves on its own."""
-
-    audit_seq: int
-    heartbeat_at: datetime | None
-    lease_expires_at: datetime | None = None
-
-
-class ChangeProbe:
-    """Notices that someone committed to the store, for a desk's live updates.
-
-    It holds its own read-only connection because ``PRAGMA data_version`` moves only for commits
-    made through *other* connections: this way it also sees writes the desk's own process made
-    through the service. An idle store costs one tiny query a poll. A connection belongs to the
-    thread that opened it, so call :meth:`poll` and :meth:`close` from one thread only.
-    """
-
-    def __init__(self, path: Path, *, timeout: float = 2.0) -> None:
-        self.path = path
-        self._timeout = timeout
-        self._conn: sqlite3.Connection | None = None
-        self._version: int | None = None
-
-    def poll(self) -> ChangeMarks | None:
-        """The marks when something was committed since the last poll (always on the first);
-        None when nothing was. Raises :class:`StoreError` when the store cannot be read; the
-        next poll opens a fresh connection and reads the marks again."""
-        try:
-            if self._conn is None:
-                self._conn = sqlite3.connect(
-                    _read_only_uri(self.path), uri=True, timeout=self._timeout
-                )
-                self._conn.execute("PRAGMA query_only = ON")
-            (version,) = self._conn.execute("PRAGMA data_version").fetchone()
-            if version == self._version:
-                return None
-            seq, heartbeat, expires = self._conn.execute(
-                "SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit),"
-                " (SELECT heartbeat_at FROM engine_lease WHERE id = 1),"
-                " (SELECT expires_at FROM engine_lease WHERE id = 1)"
-            ).fetchone()
-            self._version = int(version)
-            return ChangeMarks(
-                int(seq),
-                parse_iso(heartbeat) if heartbeat else None,
-                parse_iso(expires) if expires else None,
-            )
-        except sqlite3.Error as exc:
-            self.close()
-            raise StoreError(f"cannot read the store ({exc})") from None
-
-    def close(self) -> None:
-        """Close the connection (the next poll would open another)."""
-        conn, self._conn, self._version = self._conn, None, None
-        if conn is not None:
-            conn.close()
-
-
-def _read_only_uri(path: Path) -> str:
-    """An SQLite URI that opens ``path`` read-only and never creates it: a probe pointed at a
-    missing store must fail, not leave an empty database where the store should be. The path
-    is percent-encoded, so a ``?`` or ``#`` in a folder name stays part of the path."""
-    return f"{path.absolute().as_uri()}?mode=ro"
-
+from sgalert.desk.changes import LOOKS as LOOKS  # noqa: E402
+from sgalert.desk.changes import ChangeMarks as ChangeMarks  # noqa: E402
+from sgalert.desk.changes import ChangeProbe as ChangeProbe  # noqa: E402
 
 # ----- statutory clocks, as every client shows them ------------------------------------------
-
-
 # What a case's clocks say, in words (kept in their own module; named here for the desk).
 from sgalert.desk.clock_view import CLOCK_LABELS as CLOCK_LABELS  # noqa: E402
 from sgalert.desk.clock_view import SOON_SECONDS as SOON_SECONDS  # noqa: E402

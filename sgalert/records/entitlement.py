@@ -60,13 +60,16 @@ def may_read(conn: sqlite3.Connection, person_id: str, case_id: str) -> bool:
 
 # Whether the person ``:viewer`` holds case ``c``'s content key: wrapped to them directly (a
 # grant) or to a batch key sealed to a group version of which they are an active member. For a
-# query over ``cases c`` with a named ``:viewer`` parameter (the desk's metadata views).
+# query over ``cases c`` with a named ``:viewer`` parameter (the desk's metadata views). The
+# batches the viewer can open are an uncorrelated subquery, which SQLite builds once per query;
+# each case then seeks its few wraps by the table's key (a correlated form re-ran the joins per
+# wrap: the desk's tabs took 150 ms at 30,000 cases).
 READS_CASE_SQL = (
     "EXISTS (SELECT 1 FROM key_wraps rw WHERE rw.case_id = c.id AND rw.key_name = 'content'"
     " AND ((rw.recipient_kind = 'person' AND rw.recipient = :viewer)"
-    " OR (rw.recipient_kind = 'batch' AND EXISTS (SELECT 1 FROM batch_keys rb"
+    " OR (rw.recipient_kind = 'batch' AND rw.recipient IN (SELECT rb.batch_id FROM batch_keys rb"
     " JOIN group_key_seals rs ON rs.group_name = rb.group_name AND rs.version = rb.version"
     " JOIN group_members rm ON rm.group_name = rs.group_name AND rm.person_id = rs.person_id"
     "   AND rm.state = 'active'"
-    " WHERE rb.batch_id = rw.recipient AND rs.person_id = :viewer))))"
+    " WHERE rs.person_id = :viewer))))"
 )
