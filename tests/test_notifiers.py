@@ -238,6 +238,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def submission_channel(port: int, tmp_path: Path, tls: Tls) -> smtp.SmtpNotifier:
+    """STARTTLS, trusting the test CA, signing in as FROM with the password in
+    ``SGALERT_TEST_SMTP_PASSWORD`` (each test sets it)."""
+    return smtp_channel(
+        port,
+        tmp_path,
+        security="starttls",
+        username=FROM,
+        password_env="SGALERT_TEST_SMTP_PASSWORD",
+        ca_file=str(tls.ca_file),
+    )
+
+
 def smtp_channel(port: int, tmp_path: Path, **options: Any) -> smtp.SmtpNotifier:
     base: dict[str, Any] = {
         "host": "127.0.0.1",
@@ -315,14 +328,7 @@ async def test_starttls_then_auth(
     other = "PLAIN" if mechanism == "LOGIN" else "LOGIN"
     controller.SMTP_kwargs["auth_exclude_mechanism"] = [other]
     monkeypatch.setenv("SGALERT_TEST_SMTP_PASSWORD", "invented-smtp-password")
-    channel = smtp_channel(
-        port,
-        tmp_path,
-        security="starttls",
-        username=FROM,
-        password_env="SGALERT_TEST_SMTP_PASSWORD",
-        ca_file=str(tls.ca_file),
-    )
+    channel = submission_channel(port, tmp_path, tls)
     assert "invented-smtp-password" not in repr(channel.settings)
     await channel.send(page(), Recipient(DSL))
     assert room.logins == [(mechanism, FROM)]
@@ -338,14 +344,7 @@ async def test_a_wrong_password_is_not_retried(
 ) -> None:
     room, port, _ = submission_server
     monkeypatch.setenv("SGALERT_TEST_SMTP_PASSWORD", "not-the-password")
-    channel = smtp_channel(
-        port,
-        tmp_path,
-        security="starttls",
-        username=FROM,
-        password_env="SGALERT_TEST_SMTP_PASSWORD",
-        ca_file=str(tls.ca_file),
-    )
+    channel = submission_channel(port, tmp_path, tls)
     with pytest.raises(DeliveryError, match="authentication refused: 535") as caught:
         await channel.send(page(), Recipient(DSL))
     assert caught.value.retryable is False
@@ -393,14 +392,7 @@ async def test_the_connection_is_closed_when_the_send_returns(
     goodbye (a slow server would keep one per page; CI on 3.11 saw one left unclosed)."""
     room, port, _ = submission_server
     monkeypatch.setenv("SGALERT_TEST_SMTP_PASSWORD", password)
-    channel = smtp_channel(
-        port,
-        tmp_path,
-        security="starttls",
-        username=FROM,
-        password_env="SGALERT_TEST_SMTP_PASSWORD",
-        ca_file=str(tls.ca_file),
-    )
+    channel = submission_channel(port, tmp_path, tls)
     try:
         await channel.send(page(), Recipient(DSL))
     except DeliveryError:

@@ -49,14 +49,17 @@ def workspace(workspace: Workspace) -> Workspace:
 
 
 def engine_for(
-    team: Team, clock: VirtualClock
+    team: Team, clock: VirtualClock, channels: tuple[str, ...] = ("email", "teams")
 ) -> tuple[Engine, RecordingNotifier, RecordingNotifier]:
-    """The engine with the config's own plan, paging by email and to a shared chat channel."""
+    """The engine with the config's own plan, paging by email and to a shared chat channel
+    (or by those of the two named in ``channels``)."""
     email, chat = RecordingNotifier("email"), RecordingNotifier("teams", per_person=False)
     team.service._clock = clock
     assert team.service.plan is not None
     team.service.plan = dataclasses.replace(
-        team.service.plan, channels=("email", "teams"), per_person_channels=frozenset({"email"})
+        team.service.plan,
+        channels=channels,
+        per_person_channels=frozenset({"email"}) & set(channels),
     )
     engine = Engine(
         team.service,
@@ -200,3 +203,19 @@ async def test_with_no_monitoring_officer_the_dsls_hear_of_a_confidential_case_u
         assert notification.case_ref == "page-undeliverable (a confidential case)"
         assert "WB-2026-0007" not in notification.body() + notification.subject()
     assert chat.sent == []
+
+
+async def test_with_only_a_shared_channel_a_confidential_alert_is_told_there_unnamed(
+    team: Team,
+) -> None:
+    """A school paging by Teams alone: the alert reaches the channel without the case's
+    reference, rather than nobody at all."""
+    clock = VirtualClock()
+    engine, email, chat = engine_for(team, clock, channels=("teams",))
+    await confidential_page_failed(team, clock, "WB-2026-0007")
+    await engine.tick_alerts()
+    await engine.sender.send_due()
+    assert email.sent == []
+    ((shared, _),) = chat.sent
+    assert shared.case_ref == "page-undeliverable (a confidential case)"
+    assert "WB-2026-0007" not in shared.body() + shared.subject()

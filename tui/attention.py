@@ -138,10 +138,7 @@ def escalations_to(
 def escalation_text(escalations: list[Escalation]) -> str:
     """``SG-2026-0007: nobody has acknowledged it yet``, one per case."""
     named = [f"{e.ref}: nobody has acknowledged it yet" for e in escalations[:NAMED_IN_TOAST]]
-    more = len(escalations) - len(named)
-    if more:
-        named.append(f"and {more:,} more")
-    return "\n".join(named)
+    return "\n".join(_and_more(named, len(escalations)))
 
 
 def toast_text(cases: list[NewCase]) -> str:
@@ -150,10 +147,13 @@ def toast_text(cases: list[NewCase]) -> str:
         f"{SOURCE_LONG[case.source] if case.source else 'Unknown source'} {case.ref}"
         for case in cases[:NAMED_IN_TOAST]
     ]
-    more = len(cases) - len(named)
-    if more:
-        named.append(f"and {more:,} more")
-    return "\n".join(named)
+    return "\n".join(_and_more(named, len(cases)))
+
+
+def _and_more(named: list[str], total: int) -> list[str]:
+    """The first few named, then how many more there were (``and 4 more``)."""
+    more = total - len(named)
+    return [*named, f"and {more:,} more"] if more else named
 
 
 # ----- the desktop notification --------------------------------------------------------------
@@ -221,8 +221,7 @@ class DesktopTerminal:
         named = [ref for e in escalations[:NAMED_IN_TOAST] if (ref := safe_ref(e.ref))]
         if not named:
             return ""
-        more = len(escalations) - len(named)
-        body = f"Escalated to you: {', '.join(named)}" + (f" and {more:,} more" if more else "")
+        body = f"Escalated to you: {', '.join(_and_more(named, len(escalations)))}"
         return self._sequence(_NOT_IN_NOTICE.sub("", body))
 
     def _sequence(self, body: str) -> str:
@@ -252,8 +251,5 @@ def notice_text(cases: list[NewCase]) -> str:
     ]
     if not named:
         return ""
-    more = len(cases) - len(named)
-    if more:
-        named.append(f"and {more:,} more")
     title = "New case" if len(cases) == 1 else f"{len(cases):,} new cases"
-    return _NOT_IN_NOTICE.sub("", f"{title}: {', '.join(named)}")
+    return _NOT_IN_NOTICE.sub("", f"{title}: {', '.join(_and_more(named, len(cases)))}")

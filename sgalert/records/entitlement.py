@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sgalert.model import KeyName
@@ -51,6 +52,18 @@ def entitled_people(conn: sqlite3.Connection, case_id: str) -> dict[str, Person]
         for r in rows
         if may_hold(str(r[2]), flags)
     }
+
+
+def people_in_roles(conn: sqlite3.Connection, roles: Iterable[str]) -> list[tuple[str, str, str]]:
+    """Current members of staff in these roles, by email: (id, email, role). Who is told of a
+    system alert, whichever case (if any) it is about."""
+    wanted = list(roles)
+    rows = conn.execute(
+        f"SELECT id, email, role FROM people WHERE removed_at IS NULL"
+        f" AND role IN ({','.join('?' * len(wanted))}) ORDER BY email",
+        wanted,
+    ).fetchall()
+    return [(str(pid), str(email), str(role)) for pid, email, role in rows]
 
 
 def may_read(conn: sqlite3.Connection, person_id: str, case_id: str) -> bool:

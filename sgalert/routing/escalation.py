@@ -30,7 +30,7 @@ from sgalert.ports import PageSource, Urgency
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, raise_alert
 from sgalert.records.cases import NewCase, StoredCase
-from sgalert.records.entitlement import Person, entitled_people
+from sgalert.records.entitlement import Person, entitled_people, people_in_roles
 from sgalert.routing.outbox import PageText, page_key, queue_page
 from sgalert.rules.access import WHISTLE_GRANTORS
 from sgalert.rules.policy import ABOUT_HEAD_POLICY, DEFAULT_POLICIES, Policy, without_the_head
@@ -541,17 +541,22 @@ def _alert_recipients(
     the machine and an allegation may be about one of the team. An alert raised while paging a
     confidential case (whistleblowing, or about the head) goes to no shared channel and names
     the case only to the monitoring officer; with nobody in that role, the DSL and deputies
-    (never the head) hear that "a confidential case" needs them, so it is not silence.
+    (never the head) hear that "a confidential case" needs them, and with no per-person channel
+    at all the shared channels hear that, so it is never silence.
     """
     kind, source_name, detail = alert
     named = f"{kind} ({source_name})"
     if detail.get("audience") == "confidential":
         if channel not in plan.per_person_channels:
-            return []
-        officers = _people(conn, [role.value for role in WHISTLE_GRANTORS])
+            # Never the case on a shared channel; but with no per-person channel configured at
+            # all, the channel hears that one needs someone, rather than nobody hearing anything.
+            if set(plan.channels) & plan.per_person_channels:
+                return []
+            return [(None, channel, f"{kind} (a confidential case)")]
+        officers = people_in_roles(conn, [role.value for role in WHISTLE_GRANTORS])
         if officers:
             return [(pid, email, named) for pid, email, _ in officers]
-        team = _people(conn, [Role.DSL.value, Role.DEPUTY.value])
+        team = people_in_roles(conn, [Role.DSL.value, Role.DEPUTY.value])
         return [(pid, email, f"{kind} (a confidential case)") for pid, email, _ in team]
     whistle = kind == "source-down" and plan.source_types.get(source_name) is Source.WHISTLE
     told = f"{kind} (a watched mailbox)" if whistle else named
@@ -562,18 +567,8 @@ def _alert_recipients(
         roles.append(Role.MONITORING_OFFICER.value)
     return [
         (pid, email, named if role == Role.MONITORING_OFFICER.value else told)
-        for pid, email, role in _people(conn, roles)
+        for pid, email, role in people_in_roles(conn, roles)
     ]
-
-
-def _people(conn: sqlite3.Connection, roles: Sequence[str]) -> list[tuple[str, str, str]]:
-    """Current people in these roles: (id, email, role), by email."""
-    rows = conn.execute(
-        f"SELECT id, email, role FROM people WHERE removed_at IS NULL"
-        f" AND role IN ({','.join('?' * len(roles))}) ORDER BY email",
-        list(roles),
-    ).fetchall()
-    return [(str(pid), str(email), str(role)) for pid, email, role in rows]
 
 
 def page_system_alerts(conn: sqlite3.Connection, plan: Plan, now: datetime) -> int:

@@ -47,7 +47,7 @@ from sgalert.ports import (
 )
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, clear_alert, raise_alert
-from sgalert.records.entitlement import entitled_people
+from sgalert.records.entitlement import entitled_people, people_in_roles
 from sgalert.records.store import Store
 from sgalert.routing.backoff import backoff_seconds
 from sgalert.rules.statutory import INTAKE_CLOCKS, TimerKind, TimerOrigin, page_still_wanted
@@ -505,11 +505,8 @@ def _people_behind_shared(conn: sqlite3.Connection, item: Claimed) -> list[tuple
         if rows:
             return [(str(r[0]), str(r[1])) for r in rows]
     if item.case_id is None:
-        rows = conn.execute(
-            "SELECT id, email FROM people WHERE removed_at IS NULL AND role IN (?, ?, ?)",
-            (Role.DSL.value, Role.DEPUTY.value, Role.HEAD.value),
-        ).fetchall()
-        return [(str(r[0]), str(r[1])) for r in rows]
+        found = people_in_roles(conn, (Role.DSL.value, Role.DEPUTY.value, Role.HEAD.value))
+        return [(pid, email) for pid, email, _ in found]
     people = list(entitled_people(conn, item.case_id).values())
     team = {Role.DSL.value, Role.DEPUTY.value, Role.HEAD.value}
     chosen = [p for p in people if p.role in team] or people
