@@ -193,7 +193,9 @@ def test_engine_killed_at_each_step_loses_nothing(engine_killed: Figures) -> Non
         assert f.detail.get(f"kill_{point}") == 1, f"never killed at {point}: {f.detail}"
     assert f.detail["kills"] == len(faults.KILL_POINTS) + KILLS
     assert f.pages_delivered == f.pages, f"a page was lost (seed {SEED})"
-    assert f.appended == NOTICES
+    # Every notice, plus one for each time a loaded machine lost the race to a due step and
+    # the rig aimed again with a fresh case (each of those is a case too: checked above).
+    assert f.appended == NOTICES + f.detail.get("kill_step_due_missed", 0)
     # At least once: a page whose 250 or 202 the engine never saw goes again. Counted, and
     # each duplicate is a delivery that was under way when the engine was killed.
     assert f.detail["duplicates_unexplained"] == 0, f"seed {SEED}: {f.detail}"
