@@ -247,14 +247,17 @@ async def test_an_escalation_that_reaches_the_person_at_the_desk_rings_even_lock
         await run_script(ESCALATE_SCRIPT, str(workspace.root))
         await wait_for(pilot, lambda: any(t == "Escalated to you" for t, _ in toasts(dsl)))
         await settle(pilot)
-        (message,) = [m for t, m in toasts(dsl) if t == "Escalated to you"]
-        named = set(re.findall(r"SG-\d{4}-\d{4}", message))
+        # The script runs two hours of timers in a blink, so the desk may see them over more than
+        # one poll: each poll that finds escalations says so once, naming only references.
+        messages = [m for t, m in toasts(dsl) if t == "Escalated to you"]
+        named = {ref for m in messages for ref in re.findall(r"SG-\d{4}-\d{4}", m)}
         assert named and named <= waiting
-        assert "Invented" not in message and "incident" not in message
+        assert not [m for m in messages if "Invented" in m or "incident" in m]
         assert rings  # the bell rang
         assert named <= highlighted(dsl)
-        (notice,) = [n for n in notices(written) if "Escalated to you" in n]
-        assert notice.startswith("\x1b]9;sgalert: Escalated to you: SG-")
+        desktop = [n for n in notices(written) if "Escalated to you" in n]
+        assert desktop and len(desktop) == len(messages)
+        assert all(n.startswith("\x1b]9;sgalert: Escalated to you: SG-") for n in desktop)
 
 
 async def test_attention_can_be_turned_off_for_a_terminal(workspace: Workspace) -> None:
