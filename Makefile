@@ -30,8 +30,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The suite runs on up to four cores, a test file per worker (a file's servers and fixtures stay
+# together); `make unit JOBS=0` runs it in this one process, e.g. to use a debugger.
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -gt 4 ] && n=4; echo $$n)
+
 unit: $(STAMP)
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile --durations=15
 
 test: lint typecheck unit
 
