@@ -204,6 +204,22 @@ class _Checker:
         return tuple(value)
 
 
+# The file's sections in the order the template writes them (and `config check` reports them).
+SECTIONS = (
+    "school",
+    "security",
+    "calendar",
+    "rota",
+    "channels",
+    "policies",
+    "readers",
+    "ingest",
+    "digest",
+    "retention",
+    "sources",
+)
+
+
 def load_config(path: Path) -> Config:
     """Read and validate the config file, or raise ConfigError naming the file, key and fix."""
     check = _Checker(path)
@@ -224,19 +240,7 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: is not valid TOML ({exc}); fix the syntax there") from None
 
-    top = (
-        "school",
-        "security",
-        "calendar",
-        "rota",
-        "channels",
-        "policies",
-        "readers",
-        "ingest",
-        "sources",
-        "digest",
-        "retention",
-    )
+    top = SECTIONS
     for key in data:
         if key not in top:
             hint = difflib.get_close_matches(key, top, n=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sgalert.cli.main import main
-from sgalert.config import TEMPLATE_RESOURCE, load_config, render_template
+from sgalert.config import SECTIONS, TEMPLATE_RESOURCE, load_config, render_template
 from sgalert.errors import ConfigError
 from sgalert.model import Readers, Source
 
@@ -33,6 +34,14 @@ def test_template_is_valid_and_documents_every_key(tmp_path: Path) -> None:
         if "=" in line and not line.lstrip().startswith("#"):
             block = lines[max(0, index - 8) : index]
             assert any(b.lstrip().startswith("#") for b in block), line
+
+
+def test_the_template_writes_every_section_in_the_order_the_checks_report_them() -> None:
+    """`config check` ranks its findings by section and an unknown section's error lists them:
+    one list, in the order a school reads them in the file (commented examples count)."""
+    text = render_template("Test School")
+    headers = re.findall(r"^#?\s*\[\[?([a-z]+)[\].]", text, flags=re.MULTILINE)
+    assert list(dict.fromkeys(headers)) == list(SECTIONS)
 
 
 def test_the_packaged_template_is_what_init_writes(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sgalert.config import Config
+from sgalert.config import SECTIONS, Config
 from sgalert.errors import ConfigError, SgalertError
 from sgalert.model import ABOUT_HEAD_READERS, Role, Source
 from sgalert.ports import notifier_factory
@@ -384,19 +384,6 @@ def check_head_names(config: Config) -> list[Problem]:
             ' "Mrs Invented"]',
         )
     ]
-
-
-SECTIONS = (
-    "school",
-    "security",
-    "calendar",
-    "rota",
-    "channels",
-    "policies",
-    "readers",
-    "ingest",
-    "sources",
-)
 
 
 def _section_rank(problem: Problem) -> int:
