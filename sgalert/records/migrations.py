@@ -467,6 +467,19 @@ MIGRATIONS += (
 )
 
 
+MIGRATIONS += (
+    (
+        13,
+        """
+        -- Which batches a person can open (the desk's "cases you can read", every query): looked
+        -- up by group key version. Without it SQLite built a throwaway index over every batch
+        -- key on each query, a tenth of a second at 100,000 cases.
+        CREATE INDEX batch_keys_by_group ON batch_keys(group_name, version, batch_id);
+        """,
+    ),
+)
+
+
 def _trust_baseline(conn: sqlite3.Connection) -> None:
     """Migration 10's step: write into the audit chain what the store holds at the upgrade.
 
