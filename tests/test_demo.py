@@ -99,7 +99,7 @@ def test_the_store_holds_what_the_summary_says(demo: Run) -> None:
     assert by_source == {s.value: n for s, n in expected.items()}
     assert delivered["email"] >= len(DRIP) and delivered["teams"] >= 1
     [(actor, detail, source, state)] = acks
-    assert actor == "dsl@example.org" and json.loads(detail) == {"via": "reply"}
+    assert actor == "dsl@example.org" and json.loads(detail) == {"via": "reply", "read": False}
     assert (source, state) == ("encompass", "acknowledged")
     deputy_pages = [s for s in steps if s["kind"] == "step" and s["step"] >= 1]
     assert deputy_pages and {s["target"] for s in deputy_pages} >= {"deputy"}

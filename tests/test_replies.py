@@ -12,6 +12,7 @@ from integrations.imap import create as imap_create
 from sgalert.config import SourceConfig
 from sgalert.engine.replies import make_reply_deliver, process_reply
 from sgalert.model import CaseState, Source
+from sgalert.rules.statutory import StatutoryClock, TimerKind
 
 from .conftest import Team, encompass_case
 from .dovecot import Dovecot
@@ -72,9 +73,13 @@ async def test_reply_from_the_paged_address_acknowledges_and_stops_escalation(
     summary = await team.service.summary(ref)
     assert summary.state is CaseState.ACKNOWLEDGED and summary.acknowledged_by == "dsl@example.org"
     pending = await team.service.store.fetchall(
-        "SELECT count(*) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL"
+        "SELECT kind FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL"
     )
-    assert pending[0][0] == 0
+    assert {kind for (kind,) in pending} <= {TimerKind.INTAKE_CLOCK}
+    # The page said nothing of the case, so a reply is not reading it: the Encompass clock
+    # ("read before the next school day") stays open until someone opens the case.
+    open_clocks = await team.service.store.fetchall("SELECT kind FROM clocks WHERE met_at IS NULL")
+    assert [kind for (kind,) in open_clocks] == [StatutoryClock.ENCOMPASS_BEFORE_SCHOOL_DAY]
     again = await process_reply(team.service, reply("dsl@example.org", token), REPLIES, clock)
     assert not again.accepted and again.reason == "token already used"
 

@@ -87,7 +87,12 @@ async def process_reply(
                     "UPDATE ack_tokens SET used_at = ? WHERE token_sha256 = ?", (iso(now), digest)
                 )
                 if state == "new":
-                    await mark_acknowledged(db, case_id, person_id, str(email), now, via="reply")
+                    # The page carried no word of the case, so replying to it is not reading
+                    # it: a clock that asks for the notice to be read stays open until someone
+                    # opens the case.
+                    await mark_acknowledged(
+                        db, case_id, person_id, str(email), now, via="reply", read=False
+                    )
                     return ReplyOutcome(True, "acknowledged", str(ref))
                 await audit.append(
                     db,
