@@ -102,17 +102,15 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
         "whistle",
         "--as",
         "mo@example.org",
-        "--caller",
-        "Anonymous line",
         "--field",
         "allegation=Invented allegation",
-        "--reporter-name",
-        "Riley Reporter",
-        "--reporter-contact",
-        "riley@example.org",
+        "--text",
+        "-",
         "--received-at",
         "2026-11-23T08:00:00Z",
         passphrase="monitoring-officer-passphrase",
+        stdin="caller: Anonymous line\nreporter_name: Riley Reporter\n"
+        "reporter_contact: riley@example.org\n\nAn invented allegation, as phoned in.\n",
     )
     return tool
 
@@ -198,6 +196,9 @@ def test_whistle_reporter_only_for_monitoring_officer(cli: Cli) -> None:
         "contact": "riley@example.org",
         "caller": "Anonymous line",  # who called is sealed with the reporter (trust item 5)
     }
+    # Given on standard input, they were taken out of the facts: only the reporter holds them.
+    assert list(shown["fields"]) == ["allegation"]
+    assert "Riley" not in json.dumps(shown["fields"]) + json.dumps(shown["chronology"])
     refused = cli.run(
         "case", "show", ref, "--as", "dsl@example.org", passphrase="dsl-passphrase", check=False
     )
@@ -338,6 +339,48 @@ def test_status_without_an_engine_is_unhealthy(cli: Cli) -> None:
             "--text -",
         ),
         (("decide", "{ref}", "--decision", "nfa", "--reason", "Bo Invented is safe"), "--reason -"),
+        (
+            ("decide", "{ref}", "--decision", "Bo Invented stays with Gran", "--reason", "safe"),
+            "--decision -",
+        ),
+        (
+            ("close", "{ref}", "--outcome", "Bo Invented moved away", "--reason", "moved"),
+            "--outcome -",
+        ),
+        (
+            (
+                "case",
+                "new",
+                "--source",
+                "whistle",
+                "--caller",
+                "anonymous",
+                "--reporter-name",
+                "Riley Invented",
+                "--text",
+                "-",
+            ),
+            "reporter_name:",
+        ),
+        (
+            (
+                "case",
+                "new",
+                "--source",
+                "whistle",
+                "--caller",
+                "anonymous",
+                "--reporter-contact",
+                "07700 900123",
+                "--text",
+                "-",
+            ),
+            "reporter_contact:",
+        ),
+        (
+            ("case", "new", "--source", "whistle", "--caller", "Riley Invented", "--text", "-"),
+            "caller:",
+        ),
     ],
 )
 def test_case_text_on_the_command_line_is_refused_and_nothing_is_recorded(
@@ -360,6 +403,33 @@ def test_case_text_on_the_command_line_is_refused_and_nothing_is_recorded(
     assert "command line" in result.stderr and stdin_hint in result.stderr
     assert "Invented" not in result.stderr and "14/03" not in result.stderr
     assert written() == before  # nothing was recorded
+
+
+def test_a_decision_and_a_closing_outcome_from_standard_input(cli: Cli) -> None:
+    """Both halves of a decision on stdin (its line, a blank line, the reason); a closing
+    outcome from the desk's list names nobody, so it may stand on the command line."""
+    recorded = cli.run(
+        "case", "new", "--source", "lesson", "--caller", "Music service office", "--text", "-",
+        "--as", "dsl@example.org", passphrase="dsl-passphrase",
+        stdin="Lesson ended early over a concern for Bo Invented.\n",
+    )  # fmt: skip
+    ref = recorded.stdout.split()[-1]
+    cli.run(
+        "decide", ref, "--decision", "-", "--reason", "-", "--as", "dsl@example.org",
+        passphrase="dsl-passphrase",
+        stdin="Bo Invented stays with his gran\n\nHis gran phoned; the home is safe.\n",
+    )  # fmt: skip
+    cli.run(
+        "close", ref, "--outcome", "no further action", "--reason", "-", "--as",
+        "dsl@example.org", passphrase="dsl-passphrase", stdin="Nothing more to do.\n",
+    )  # fmt: skip
+    shown = cli.json("case", "show", ref, "--as", "dsl@example.org", passphrase="dsl-passphrase")
+    assert isinstance(shown, dict)
+    entries = [(e["text"], e.get("reason")) for e in shown["chronology"]][-2:]
+    assert entries == [
+        ("Bo Invented stays with his gran", "His gran phoned; the home is safe."),
+        ("no further action", "Nothing more to do."),
+    ]
 
 
 def test_a_note_piped_in_is_recorded(cli: Cli) -> None:

@@ -14,11 +14,21 @@ from zoneinfo import ZoneInfo
 from sgalert.cli.context import Context
 from sgalert.cli.render import print_view, summary_json, view_json
 from sgalert.cli.retention import HOLD_COMMANDS
-from sgalert.cli.sensitive import ARGV_OK_ARGUMENT, case_text, fact, read_stdin, split_facts
+from sgalert.cli.sensitive import (
+    ARGV_OK_ARGUMENT,
+    CALLER_LINE,
+    REPORTER_LINES,
+    case_text,
+    fact,
+    label_and_reason,
+    personal_option,
+    read_stdin,
+    split_facts,
+)
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group, Handler
 from sgalert.clock import iso, utcnow
 from sgalert.desk.original import ORIGINAL_CAP, capped, render_original
-from sgalert.desk.service import REFERRALS
+from sgalert.desk.service import OUTCOMES, REFERRALS
 from sgalert.errors import InvalidInput, WorkspaceError
 from sgalert.model import CaseState, Flag, Source
 from sgalert.routing.escalation import ACTION_CLOCKS
@@ -130,21 +140,62 @@ async def case_attachment(ctx: Context) -> int:
     return 0
 
 
+def _identity_on_argv(ctx: Context) -> dict[str, str]:
+    """Refuse, before anything is read or asked, what would put a whistleblower's identity on
+    the command line: the reporter's name or contact, or a whistleblowing caller other than
+    "anonymous" (who phones that line is, as likely as not, the reporter)."""
+    argv_ok = ctx.args.argv_visible_ok
+    caller = ctx.args.caller
+    if (
+        Source(ctx.args.source) is Source.WHISTLE
+        and caller is not None
+        and caller.strip().casefold() != "anonymous"
+    ):
+        personal_option(caller, "--caller", CALLER_LINE, argv_ok=argv_ok)
+    given = {}
+    for option, line, value in (
+        ("--reporter-name", "reporter_name", ctx.args.reporter_name),
+        ("--reporter-contact", "reporter_contact", ctx.args.reporter_contact),
+    ):
+        if personal_option(value, option, line, argv_ok=argv_ok):
+            given[REPORTER_LINES[line]] = value
+    return given
+
+
+def _who_called(
+    ctx: Context, facts: dict[str, str], on_argv: dict[str, str]
+) -> tuple[str, dict[str, str] | None]:
+    """Who phoned and, for whistleblowing, the reporter: ``caller:``, ``reporter_name:`` and
+    ``reporter_contact:`` lines on standard input are taken out of the facts (so they are
+    sealed apart, never among the case's facts) and win over the options."""
+    caller = facts.pop(CALLER_LINE, "").strip() or (ctx.args.caller or "").strip()
+    if not caller:
+        raise InvalidInput(
+            "say who phoned: --caller, or a 'caller: ...' line on standard input with --text -"
+        )
+    reporter = dict(on_argv)
+    for line, part in REPORTER_LINES.items():
+        if value := facts.pop(line, "").strip():
+            reporter[part] = value
+    if not reporter:
+        return caller, None
+    if Source(ctx.args.source) is not Source.WHISTLE:
+        raise InvalidInput("a reporter's identity is kept only for whistleblowing cases")
+    return caller, {"name": reporter.get("name", ""), "contact": reporter.get("contact", "")}
+
+
 async def case_new(ctx: Context) -> int:
+    # Everything is read (or refused) before the passphrase is asked for or anything is written.
     argv_ok = ctx.args.argv_visible_ok
     facts = dict(fact(item, argv_ok=argv_ok) for item in ctx.args.field or [])
+    on_argv = _identity_on_argv(ctx)
     text = ""
     if ctx.args.text == "-":
         given, text = split_facts(read_stdin("what was said (facts first as NAME: VALUE lines)"))
         facts.update(given)
     else:
         text = case_text(ctx.args.text, "--text", "what was said", argv_ok=argv_ok) or ""
-    reporter = None
-    if ctx.args.reporter_name or ctx.args.reporter_contact:
-        reporter = {
-            "name": ctx.args.reporter_name or "",
-            "contact": ctx.args.reporter_contact or "",
-        }
+    caller, reporter = _who_called(ctx, facts, on_argv)
     received = (
         ctx.school_time(ctx.args.received_at, "--received-at") if ctx.args.received_at else None
     )
@@ -155,7 +206,7 @@ async def case_new(ctx: Context) -> int:
             Source(ctx.args.source),
             facts=facts,
             body_text=text,
-            caller=ctx.args.caller,
+            caller=caller,
             received_at=received,
             reporter=reporter,
             flags=frozenset({Flag.ABOUT_HEAD}) if ctx.args.about_head else frozenset(),
@@ -183,16 +234,16 @@ async def note(ctx: Context) -> int:
     return 0
 
 
-def _reason(ctx: Context) -> str:
-    reason = case_text(ctx.args.reason, "--reason", "the reason", argv_ok=ctx.args.argv_visible_ok)
-    assert reason is not None  # required
-    return reason
-
-
 async def decide(ctx: Context) -> int:
-    reason = _reason(ctx)
+    decision, reason = label_and_reason(
+        ctx.args.decision,
+        ctx.args.reason,
+        ("--decision", "the decision"),
+        OUTCOMES,
+        argv_ok=ctx.args.argv_visible_ok,
+    )
     entry = await ctx.acting(
-        lambda service, who: service.record_decision(who, ctx.args.ref, ctx.args.decision, reason)
+        lambda service, who: service.record_decision(who, ctx.args.ref, decision, reason)
     )
     print(f"Decision {entry} recorded on {ctx.args.ref}")
     return 0
@@ -227,9 +278,15 @@ async def revoke(ctx: Context) -> int:
 
 
 async def close(ctx: Context) -> int:
-    reason = _reason(ctx)
+    outcome, reason = label_and_reason(
+        ctx.args.outcome,
+        ctx.args.reason,
+        ("--outcome", "the outcome"),
+        OUTCOMES,
+        argv_ok=ctx.args.argv_visible_ok,
+    )
     summary = await ctx.acting(
-        lambda service, who: service.close_case(who, ctx.args.ref, ctx.args.outcome, reason)
+        lambda service, who: service.close_case(who, ctx.args.ref, outcome, reason)
     )
     print(f"{summary.ref} closed")
     return 0
@@ -367,8 +424,9 @@ COMMANDS: tuple[Entry, ...] = (
                     ),
                     Argument(
                         "--caller",
-                        required=True,
-                        help="who phoned, e.g. 'PC 1234, Example Police'",
+                        help="who phoned, e.g. 'PC 1234, Example Police'; for whistleblowing"
+                        " give it as a 'caller:' line on standard input (it is sealed with the"
+                        " reporter)",
                     ),
                     Argument(
                         "--field",
@@ -387,8 +445,16 @@ COMMANDS: tuple[Entry, ...] = (
                         help="when the call came, ISO 8601, the school's local time unless it"
                         " has an offset (default: now)",
                     ),
-                    Argument("--reporter-name", help="whistleblowing: the reporter (sealed apart)"),
-                    Argument("--reporter-contact", help="whistleblowing: their preferred contact"),
+                    Argument(
+                        "--reporter-name",
+                        help="whistleblowing: the reporter, sealed apart; needs"
+                        " --i-know-argv-is-visible (else a 'reporter_name:' line on stdin)",
+                    ),
+                    Argument(
+                        "--reporter-contact",
+                        help="whistleblowing: their preferred contact; needs"
+                        " --i-know-argv-is-visible (else a 'reporter_contact:' line on stdin)",
+                    ),
                     Argument(
                         "--about-head",
                         flag=True,
@@ -419,7 +485,12 @@ COMMANDS: tuple[Entry, ...] = (
         "decide",
         "record a decision and its reason",
         decide,
-        Argument("--decision", required=True, help="what was decided"),
+        Argument(
+            "--decision",
+            required=True,
+            help="what was decided: one of the usual outcomes, or - for stdin (with --reason -"
+            " too: the decision's line, a blank line, the reason)",
+        ),
         Argument(
             "--reason", required=True, help="why, as it should stand in the record (- for stdin)"
         ),
@@ -458,7 +529,12 @@ COMMANDS: tuple[Entry, ...] = (
         "close",
         "close a case with its outcome",
         close,
-        Argument("--outcome", required=True, help="how the case ended"),
+        Argument(
+            "--outcome",
+            required=True,
+            help="how the case ended: e.g. 'No further action', or - for stdin (with --reason -"
+            " too: the outcome's line, a blank line, the reason)",
+        ),
         Argument(
             "--reason", required=True, help="why, as it should stand in the record (- for stdin)"
         ),

@@ -5,7 +5,9 @@ so the text of a phoned-in notice, a note, a decision's reason or a referral is 
 standard input when the option is ``-`` (``sgalert note SG-2026-0001 --as me --text - < note``,
 or typed, ending with Ctrl-D). A value given on the command line that looks like personal data
 (a name, a date, a phone number, an address, or simply free text) is refused unless
-``--i-know-argv-is-visible`` says the person accepts the risk.
+``--i-know-argv-is-visible`` says the person accepts the risk. A whistleblower's identity is
+personal whatever it looks like: it goes in as ``reporter_name:`` and ``reporter_contact:``
+lines on standard input, as does the caller of a whistleblowing line (``caller:``).
 """
 
 from __future__ import annotations
@@ -85,6 +87,55 @@ def fact(item: str, *, argv_ok: bool) -> tuple[str, str]:
             f" (NAME: VALUE lines, a blank line, then the text), or add {ARGV_OK}"
         )
     return key.strip(), value
+
+
+def labelled(value: str, option: str, what: str, known: tuple[str, ...], *, argv_ok: bool) -> str:
+    """A short label such as a decision or an outcome: one of the ``known`` ones (they name
+    nobody) as given, anything else as ``case_text`` judges it."""
+    if value.strip().casefold() in {k.casefold() for k in known}:
+        return value.strip()
+    text = case_text(value, option, what, argv_ok=argv_ok)
+    assert text is not None
+    return text
+
+
+def label_and_reason(
+    label: str, reason: str, labels: tuple[str, str], known: tuple[str, ...], *, argv_ok: bool
+) -> tuple[str, str]:
+    """``decide``'s decision or ``close``'s outcome, and the reason. Either may be ``-``; when
+    both are, standard input holds the label's line, a blank line, then the reason."""
+    option, what = labels
+    if label == "-" and reason == "-":
+        given = read_stdin(f"{what} on its first line, a blank line, then the reason")
+        first, sep, rest = given.partition("\n\n")
+        if not sep or not first.strip() or not rest.strip():
+            raise InvalidInput(
+                f"standard input needs {what}, a blank line, then the reason (both {option} -"
+                " and --reason - were given)"
+            )
+        return first.strip(), rest.strip("\n")
+    chosen = labelled(label, option, what, known, argv_ok=argv_ok)
+    because = case_text(reason, "--reason", "the reason", argv_ok=argv_ok)
+    assert because is not None
+    return chosen, because
+
+
+# Fact lines on standard input that are not facts: who phoned, and a whistleblower's identity,
+# which is sealed apart from the case (only the monitoring officer sees it).
+CALLER_LINE = "caller"
+REPORTER_LINES = {"reporter_name": "name", "reporter_contact": "contact"}
+
+
+def personal_option(value: str | None, option: str, line: str, *, argv_ok: bool) -> str | None:
+    """A whistleblower's name or contact, or who phoned a whistleblowing line: personal
+    whatever it looks like, so only with ``--i-know-argv-is-visible``."""
+    if value is None or argv_ok:
+        return value
+    raise InvalidInput(
+        f"{option} puts a whistleblower's identity on the command line, where other users of"
+        f" this computer can see it and shell history keeps it; give it on standard input with"
+        f" --text - as a '{line}: ...' line before a blank line and the text (or add {ARGV_OK})"
+    )
 
 
 def split_facts(text: str) -> tuple[dict[str, str], str]:

@@ -61,7 +61,7 @@ from sgalert.desk.rota_week import RotaWeek, Slot, Stretch
 from sgalert.desk.scope import desk_viewer, viewer_of
 from sgalert.desk.search import Hit, Matched, SearchIndex
 from sgalert.desk.settings import DeskSetting, read_setting, settings_path, write_setting
-from sgalert.desk.transitions import REFERRALS
+from sgalert.desk.transitions import OUTCOMES, REFERRALS
 from sgalert.desk.views import CaseClock
 from sgalert.errors import InvalidInput
 from sgalert.intake.new_cases import NewCases
@@ -106,6 +106,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTION_CLOCKS",
     "CLOCK_TIMER",
+    "OUTCOMES",
     "REFERRALS",
     "SYSTEM_ALERT_TEXT",
     "Attachment",

@@ -61,6 +61,19 @@ REFERRALS: dict[str, tuple[str, str | None]] = {
     "marac": ("MARAC (high-risk domestic abuse)", None),
 }
 
+# The outcomes a DSL closes with most often (the desk's list; the command line accepts them as
+# they are, since they name nobody). Any other outcome is free text and may.
+OUTCOMES: tuple[str, ...] = (
+    "No further action",
+    "Monitoring in school",
+    "Early help offered",
+    "Referred to children's social care",
+    "Referred to the LADO",
+    "Referred to the police",
+    "Referred to Channel/Prevent",
+    "Passed to the Monitoring Officer",
+)
+
 # More work for an entry's transaction (a referral's clock), so a refusal records nothing at all.
 Then = Callable[[aiosqlite.Connection, CaseSummary], Awaitable[object]]
 

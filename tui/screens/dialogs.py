@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static, TextArea
 from textual.widgets.select import InvalidSelectValueError
 
-from sgalert.desk.service import os_error_reason
+from sgalert.desk.service import OUTCOMES, os_error_reason
 
 from ..drafts import FieldValue
 from . import DeskModal
@@ -245,18 +245,6 @@ class DecisionScreen(FormScreen[Decision]):
             self.show_problem("A decision needs both the decision and its reason.")
             return
         self.dismiss(Decision(decision, reason))
-
-
-OUTCOMES = (
-    "No further action",
-    "Monitoring in school",
-    "Early help offered",
-    "Referred to children's social care",
-    "Referred to the LADO",
-    "Referred to the police",
-    "Referred to Channel/Prevent",
-    "Passed to the Monitoring Officer",
-)
 
 
 @dataclass(frozen=True, slots=True)
