@@ -131,7 +131,9 @@ def build_card(notification: Notification) -> dict[str, Any]:
         {"title": "School", "value": notification.school},
         {"title": "Source", "value": notification.title()},
         {"title": "Received", "value": in_words(received, zone, year=True, zone_name=True)},
-        {"title": "Step", "value": str(notification.step)},
+        # Counted from 1, as the email's reason, the desk and the digest count escalation
+        # steps; the engine numbers them from 0.
+        {"title": "Step", "value": str(notification.step + 1)},
         {"title": "Reason", "value": notification.reason},
     ]
     if notification.due_at is not None:

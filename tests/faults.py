@@ -503,7 +503,8 @@ class OutboxRow:
         if self.channel == "email":
             return self.key
         p = self.payload
-        return card_key(str(p["case_ref"]), p["step"], str(p["reason"]))
+        # The card counts steps from 1; the outbox row from 0.
+        return card_key(str(p["case_ref"]), str(int(p["step"]) + 1), str(p["reason"]))
 
 
 class Ledger:

@@ -104,9 +104,9 @@ async def test_a_cover_given_in_local_times_is_stored_in_utc(team: Team) -> None
         "--who",
         "deputy@example.org",
         "--from",
-        "2026-06-01T08:00",
+        "2036-06-02T08:00",
         "--to",
-        "2026-06-01T18:00",
+        "2036-06-02T18:00",
         "--as",
         "dsl@example.org",
         env={"SGALERT_PASSPHRASE": PASSPHRASES["dsl@example.org"]},
@@ -114,7 +114,7 @@ async def test_a_cover_given_in_local_times_is_stored_in_utc(team: Team) -> None
     assert result.returncode == 0, result.stderr
     rows = await team.service.store.fetchall("SELECT starts_at, ends_at FROM rota_covers")
     assert [(parse_iso(a), parse_iso(b)) for a, b in rows] == [
-        (datetime(2026, 6, 1, 7, 0, tzinfo=UTC), datetime(2026, 6, 1, 17, 0, tzinfo=UTC))
+        (datetime(2036, 6, 2, 7, 0, tzinfo=UTC), datetime(2036, 6, 2, 17, 0, tzinfo=UTC))
     ]
 
 
@@ -125,6 +125,28 @@ async def test_a_cover_given_in_local_times_is_stored_in_utc(team: Team) -> None
 async def test_a_date_that_is_not_iso_says_the_format(team: Team, given: str) -> None:
     line = one_clear_line(sgalert(team, "rota", "who", "--at", given))
     assert "--at" in line and "ISO 8601" in line and "2026-11-23T08:30" in line
+
+
+async def test_a_cover_that_has_already_ended_is_refused_in_one_line(team: Team) -> None:
+    """Found walking the desk: a cover wholly in the past was stored, put nobody on duty and
+    showed in the week's grid as if it had been the plan."""
+    result = sgalert(
+        team,
+        "rota",
+        "cover",
+        "--who",
+        "deputy@example.org",
+        "--from",
+        "2026-06-01T08:00",
+        "--to",
+        "2026-06-01T18:00",
+        "--as",
+        "dsl@example.org",
+        env={"SGALERT_PASSPHRASE": PASSPHRASES["dsl@example.org"]},
+    )
+    line = one_clear_line(result)
+    assert line.endswith("a cover must end in the future: this one ended Mon 1 Jun 2026 18:00")
+    assert await team.service.store.fetchall("SELECT id FROM rota_covers") == []
 
 
 async def test_a_passphrase_in_the_environment_that_is_not_utf8(team: Team) -> None:

@@ -93,5 +93,16 @@ async def test_smtp_down_retries_then_teams_fallback_then_smtp_back(
         ("notification-delivered", "teams"),
         ("notification-delivered", "email"),
     ]
+    # In words, the card reached the shared channel (a channel is nobody; it said "someone no
+    # longer known"), and the email reached the DSL by name.
+    said = [
+        line.what
+        for line in await team.service.audit_lines(team["dsl@example.org"])
+        if line.entry.action == "notification-delivered"
+    ]
+    assert sorted(said) == [
+        f"A page about {stored.ref} reached Dsl Example by email",
+        f"A page about {stored.ref} reached the shared channel teams",
+    ]
     for notifier in notifiers.values():
         await notifier.close()

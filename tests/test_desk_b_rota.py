@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from rich.text import Text
 from textual.widgets import DataTable, Input, Select, Static
 
@@ -123,3 +124,86 @@ async def test_a_cover_inside_a_slot_splits_it_by_the_hour(tmp_path: Path) -> No
         "2026-11-28",
         "2026-11-29",
     ]
+
+
+async def test_a_cover_that_has_already_ended_is_refused_by_the_form_and_the_service(
+    tmp_path: Path,
+) -> None:
+    """Found walking the desk: a cover wholly in the past was added, and then the list of
+    dated covers (from now) and the week's grid (the whole week) disagreed about it."""
+    from sgalert.errors import InvalidInput
+
+    workspace = make_workspace(tmp_path / "ws")
+    await seed_desk(workspace, hostile=False)
+    app = make_app(workspace, as_email="dsl@example.org", clock=FakeClock())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await unlock(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        rota = app.screen
+        assert isinstance(rota, RotaScreen)
+        await pilot.press("a")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, CoverScreen)
+        form.query_one("#who", Select).value = "head@example.org"
+        form.query_one("#starts", Input).value = "2026-11-21 07:00"
+        form.query_one("#ends", Input).value = "2026-11-21 19:00"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is form
+        problem = str(form.query_one(".form-problem", Static).visual)
+        assert problem == "A cover must end in the future: this one ended Sat 21 Nov 2026 19:00."
+        assert app.identity is not None
+        with pytest.raises(InvalidInput, match="must end in the future"):
+            await app.service.add_cover(
+                app.identity,
+                "head@example.org",
+                datetime(2026, 11, 21, 7, 0, tzinfo=UTC),
+                datetime(2026, 11, 21, 19, 0, tzinfo=UTC),
+            )
+        assert "(cover)" not in " ".join(grid(rota)["Sat 21 Nov"])
+
+
+async def test_the_dated_covers_list_names_the_covers_the_week_shows(tmp_path: Path) -> None:
+    """A cover arranged on Friday for Saturday has passed by Sunday night: the grid still shows
+    it on Saturday, and so does the list (it showed 'None.' beside the grid's cover)."""
+    from sgalert.config import load_config
+    from sgalert.records.store import Store
+
+    from .conftest import PASSPHRASES
+
+    workspace = make_workspace(tmp_path / "ws")
+    await seed_desk(workspace, hostile=False)
+    clock = FakeClock(datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+    store = await Store.open(workspace.store_path)
+    service = CaseService(store, load_config(workspace.config_path), clock)
+    try:
+        dsl = await service.unlock("dsl@example.org", PASSPHRASES["dsl@example.org"])
+        await service.add_cover(
+            dsl,
+            "head@example.org",
+            datetime(2026, 11, 21, 7, 0, tzinfo=UTC),
+            datetime(2026, 11, 21, 19, 0, tzinfo=UTC),
+        )
+    finally:
+        await service.close()
+    app = make_app(workspace, as_email="dsl@example.org", clock=FakeClock())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await unlock(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        rota = app.screen
+        assert isinstance(rota, RotaScreen)
+        assert grid(rota)["Sat 21 Nov"][0] == "Head Example (cover)"
+        covers = rota.query_one("#covers", DataTable)
+        assert [str(c) for c in covers.get_row_at(0)] == [
+            "Head Example",
+            "Sat 21 Nov 07:00",
+            "Sat 21 Nov 19:00",
+        ]
+        title = rota.query_one("#covers-title", Static).visual
+        assert str(title) == "Dated covers from Mon 16 Nov"
+        await pilot.press("right_square_bracket")
+        await settle(pilot)
+        assert str(covers.get_row_at(0)[0]) == "None."

@@ -723,7 +723,14 @@ class NeverSilent(RuleBasedStateMachine):
         assert self.desk is not None
         try:
             self.run(
-                add_cover(self.desk, actor.identity, who, starts, starts + timedelta(hours=hours))
+                add_cover(
+                    self.desk,
+                    actor.identity,
+                    who,
+                    starts,
+                    starts + timedelta(hours=hours),
+                    now=self.now(),
+                )
             )
         except SgalertError:
             return

@@ -85,6 +85,7 @@ async def deputy2_paged(team: Team, clock: VirtualClock) -> tuple[Engine, Ledger
         "deputy2@example.org",
         clock(),
         clock() + timedelta(hours=4),
+        now=clock(),
     )
     (stored,) = await team.service.create_cases([encompass_case()])
     await engine.tick_timers()

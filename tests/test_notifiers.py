@@ -78,13 +78,13 @@ DSL = "dsl@school.example.org"
 def page(**changes: Any) -> Notification:
     """The page about :data:`CASE`, from its metadata only, as the engine will build it."""
     notification = Notification(
-        idempotency_key=f"page:{CASE['ref']}:step-1",
+        idempotency_key=f"page:{CASE['ref']}:step-0",
         school="Invented First School",
         case_ref=CASE["ref"],
         source=PageSource(CASE["source"]),
         received_at=CASE["received_at"],
         urgency=Urgency.URGENT,
-        step=1,
+        step=0,  # the engine's first step: pages, the desk and the digest say "step 1"
         reason="new notice, not acknowledged after 10 minutes",
         ack_token=TOKEN,
         reply_address=REPLY,

@@ -324,6 +324,7 @@ async def test_cover_is_stored_audited_and_used(team: Team) -> None:
         "deputy@example.org",
         starts,
         starts + timedelta(days=3),
+        now=starts,
     )
     view = await load_rota(team.service, since=starts)
     duty = view.who(starts + timedelta(hours=30))
@@ -376,10 +377,10 @@ def test_rota_cli(tmp_path: Path) -> None:
             'from = "07:00"\nto = "19:00"\nwhen = "always"\n'
         ).replace("[rota]\n", "[rota]\n", 1)
     )
-    shown = run("rota", "who", "--at", "2026-11-24T10:00:00Z", "--json")
+    shown = run("rota", "who", "--at", "2036-11-25T10:00:00Z", "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["who"] == "dsl@example.org"
-    weekend = json.loads(run("rota", "who", "--at", "2026-11-28T10:00:00Z", "--json").stdout)
+    weekend = json.loads(run("rota", "who", "--at", "2036-11-29T10:00:00Z", "--json").stdout)
     assert weekend["fallback"] is True
     check = run("rota", "check")
     assert check.returncode == 1 and "warning: gap" in check.stdout
@@ -389,15 +390,15 @@ def test_rota_cli(tmp_path: Path) -> None:
         "--who",
         "deputy@example.org",
         "--from",
-        "2026-11-28T00:00:00Z",
+        "2036-11-29T00:00:00Z",
         "--to",
-        "2026-11-30T00:00:00Z",
+        "2036-12-01T00:00:00Z",
         "--as",
         "dsl@example.org",
         passphrase="dsl-passphrase",
     )
     assert added.returncode == 0, added.stderr
-    covered = json.loads(run("rota", "who", "--at", "2026-11-28T10:00:00Z", "--json").stdout)
+    covered = json.loads(run("rota", "who", "--at", "2036-11-29T10:00:00Z", "--json").stdout)
     assert covered["who"] == "deputy@example.org" and covered["rule"].startswith("cover")
 
 

@@ -292,6 +292,11 @@ async def test_assign_to_an_entitled_person(desk: Desk) -> None:
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert (await app.service.summary(ref)).assignee == "deputy@example.org"
+        # The toast names the person as the case header does, not by their address.
+        messages = [n.message for n in app._notifications]
+        assert f"{ref} assigned to Deputy Example." in messages, messages
+        header = plain(app.screen.query_one("#case-header", Static))
+        assert "assigned to Deputy Example" in header
 
 
 async def test_a_refused_action_is_reported_not_crashed(desk: Desk) -> None:

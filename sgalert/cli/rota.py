@@ -82,13 +82,11 @@ async def check(ctx: Context) -> int:
 
 
 async def cover(ctx: Context) -> int:
-    from sgalert.routing.duty import add_cover
-
     starts = ctx.school_time(ctx.args.start, "--from")
     ends = ctx.school_time(ctx.args.end, "--to")
     async with await ctx.service() as service:
         identity = await ctx.unlocked(service)
-        cover = await add_cover(service, identity, ctx.args.who, starts, ends)
+        cover = await service.add_cover(identity, ctx.args.who, starts, ends)
     print(f"cover {cover.id}: {cover.who} from {iso(cover.starts_at)} to {iso(cover.ends_at)}")
     return 0
 

@@ -114,6 +114,20 @@ def _when(value: object) -> str:
         return str(value)
 
 
+def _sent_to(d: Mapping[str, object], p: People) -> str:
+    """Who a page was sent to, and by which channel: a person by name, or a shared channel
+    (a Teams channel is nobody's, so it has no person) by the name the config gives it.
+    Entries written before ``shared`` was recorded had no person only on a shared channel
+    or for a digest to a configured address; the shared channel is by far the likelier."""
+    channel = d.get("channel", "?")
+    person = d.get("person")
+    if d.get("shared", person is None):
+        return f"the shared channel {channel}"
+    if person is None:
+        return f"an address that is not a person's by {channel}"
+    return f"{p.person(person)} by {channel}"
+
+
 Phrase = Callable[[str, str, Mapping[str, object], People], str]
 
 # Each action as a sentence: (who, the case's reference or "a case", the detail, people).
@@ -220,12 +234,8 @@ _PHRASES: dict[str, Phrase] = {
         f"{who} paged {', '.join(p.person(r) for r in _items(d.get('recipients'))) or 'nobody'}"
         f" about {ref}"
     ),
-    "notification-delivered": lambda who, ref, d, p: (
-        f"A page about {ref} reached {p.person(d.get('person'))} by {d.get('channel', '?')}"
-    ),
-    "notification-failed": lambda who, ref, d, p: (
-        f"A page about {ref} to {p.person(d.get('person'))} by {d.get('channel', '?')} failed"
-    ),
+    "notification-delivered": lambda who, ref, d, p: f"A page about {ref} reached {_sent_to(d, p)}",
+    "notification-failed": lambda who, ref, d, p: f"A page about {ref} to {_sent_to(d, p)} failed",
     "notification-fallback": lambda who, ref, d, p: (
         f"A page about {ref} was sent again on another channel"
     ),

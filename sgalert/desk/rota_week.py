@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from sgalert.routing.duty import RotaView
-from sgalert.rules.rota import wall_clock
+from sgalert.rules.rota import Cover, wall_clock
 
 DAYS = 7
 
@@ -51,6 +51,7 @@ class RotaWeek:
     labels: tuple[str, ...]
     slots: tuple[tuple[Slot, ...], ...]
     names: dict[str, str]  # lower-cased email to name, for everyone the rota may name
+    covers: tuple[Cover, ...] = ()  # the dated covers the grid honours that end after it starts
 
     @property
     def days(self) -> tuple[date, ...]:
@@ -107,4 +108,10 @@ def build(view: RotaView, monday: date) -> RotaWeek:
             row.append(Slot(day, start, end, _stretches(view, start, end)))
         slots.append(tuple(row))
     names = {email: person.name for email, person in view.people.items()}
-    return RotaWeek(monday, tuple(_label(a, b) for a, b in pairs), tuple(slots), names)
+    # The same covers the grid asked about, minus one for someone since removed (the rota
+    # skips those), so the list of dated covers never names a cover the grid does not show.
+    week_starts = slots[0][0].start
+    covers = tuple(
+        c for c in view.covers if c.ends_at > week_starts and view.available.get(c.who, False)
+    )
+    return RotaWeek(monday, tuple(_label(a, b) for a, b in pairs), tuple(slots), names, covers)

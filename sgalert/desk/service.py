@@ -95,7 +95,7 @@ from sgalert.routing.escalation import (
     make_plan,
 )
 from sgalert.rules.access import may_read_audit_log
-from sgalert.rules.rota import Cover, Gap, OnDuty
+from sgalert.rules.rota import Cover, Gap, OnDuty, cover_problem
 from sgalert.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -143,6 +143,7 @@ __all__ = [
     "StoredCase",
     "Stretch",
     "Workspace",
+    "cover_problem",
     "default_directory",
     "delivery_error_class",
     "load_config",
@@ -556,7 +557,7 @@ class CaseService:
         self, identity: Identity, who: str, starts: datetime, ends: datetime
     ) -> Cover:
         """Record that ``who`` covers from ``starts`` to ``ends``, in ``identity``'s name."""
-        return await duty.add_cover(self, identity, who, starts, ends)
+        return await duty.add_cover(self, identity, who, starts, ends, now=self._clock())
 
     def action_clock_due(self, kind: str, started: datetime) -> datetime | None:
         """When a clock started now would run out, or None without a config to say."""

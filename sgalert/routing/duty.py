@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sgalert.clock import iso, parse_iso
@@ -13,7 +13,7 @@ from sgalert.model import Role
 from sgalert.records import audit
 from sgalert.records.keyring import Identity, Person, find_person, list_people
 from sgalert.records.store import Store
-from sgalert.rules.rota import Cover, Gap, OnDuty, Rota
+from sgalert.rules.rota import Cover, Gap, OnDuty, Rota, cover_problem
 
 _SENIORITY = (Role.DSL, Role.DEPUTY, Role.HEAD)
 
@@ -82,11 +82,22 @@ async def load_rota(service: RotaSources, *, since: datetime | None = None) -> R
 
 
 async def add_cover(
-    service: RotaSources, actor: Identity, who: str, starts: datetime, ends: datetime
+    service: RotaSources,
+    actor: Identity,
+    who: str,
+    starts: datetime,
+    ends: datetime,
+    *,
+    now: datetime,
 ) -> Cover:
-    """Record that ``who`` covers from ``starts`` to ``ends``. Audited; no personal data kept."""
-    if ends <= starts:
-        raise InvalidInput("a cover must end after it starts")
+    """Record that ``who`` covers from ``starts`` to ``ends``. Audited; no personal data kept.
+
+    ``now`` is the caller's clock: a cover that has already ended is refused
+    (:func:`~sgalert.rules.rota.cover_problem`)."""
+    zone = service.config.timezone if service.config else UTC
+    problem = cover_problem(starts, ends, now, zone)
+    if problem is not None:
+        raise InvalidInput(problem)
     async with service.store.write() as db:
         person = await find_person(db, who)
         if person.removed:
@@ -94,7 +105,7 @@ async def add_cover(
         cursor = await db.execute(
             "INSERT INTO rota_covers (person_id, starts_at, ends_at, created_by, created_at)"
             " VALUES (?, ?, ?, ?, ?) RETURNING id",
-            (person.id, iso(starts), iso(ends), actor.id, iso(datetime.now(starts.tzinfo))),
+            (person.id, iso(starts), iso(ends), actor.id, iso(now)),
         )
         row = await cursor.fetchone()
         assert row is not None

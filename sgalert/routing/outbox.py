@@ -323,6 +323,11 @@ def release_claims(conn: sqlite3.Connection) -> int:
     return cursor.rowcount
 
 
+def _shared(item: Claimed) -> bool:
+    """A row for a shared channel (a Teams channel): nobody's, addressed by the channel's name."""
+    return item.recipient.person_id is None and item.recipient.address == item.channel
+
+
 def record_success(
     conn: sqlite3.Connection, item: Claimed, receipt: Receipt, now: datetime
 ) -> None:
@@ -344,6 +349,7 @@ def record_success(
                     "outbox": item.id,
                     "channel": item.channel,
                     "person": item.recipient.person_id,
+                    "shared": _shared(item),
                     "attempt": item.attempts + 1,
                     "queued_only": receipt.queued_only,
                 },
@@ -389,6 +395,7 @@ def record_failure(
                 "outbox": item.id,
                 "channel": item.channel,
                 "person": item.recipient.person_id,
+                "shared": _shared(item),
                 "attempt": attempts,
                 "retryable": error.retryable,
             },

@@ -104,6 +104,17 @@ class Cover:
     ends_at: datetime
 
 
+def cover_problem(starts: datetime, ends: datetime, now: datetime, zone: tzinfo) -> str | None:
+    """Why a cover from ``starts`` to ``ends``, asked for at ``now``, cannot be added, in one
+    line; None if it can. One that has already ended would put nobody on duty, yet a week's
+    grid would show it as if it had been the plan. The CLI and the desk both ask this."""
+    if ends <= starts:
+        return "a cover must end after it starts"
+    if ends <= now:
+        return f"a cover must end in the future: this one ended {in_words(ends, zone, year=True)}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class OnDuty:
     """The answer to "who is on duty?", with the rule that chose them."""

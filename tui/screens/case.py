@@ -33,7 +33,7 @@ from sgalert.model import CaseState, CaseSummary, Role
 
 from .. import case_render as render
 from ..case_export import save_attachment
-from ..formatting import CLOCK_LABELS, local_time, untrusted
+from ..formatting import CLOCK_LABELS, local_time, person_name, untrusted
 from ..working import working
 from . import DeskScreen
 from .child import open_child_file
@@ -402,7 +402,7 @@ class CaseScreen(DeskScreen[None]):
                 self._act(
                     lambda who: self.desk.service.assign(who, self.ref, email),
                     f"Assigning {self.ref}",
-                    f"{self.ref} assigned to {email}.",
+                    f"{self.ref} assigned to {person_name(email, self.desk.names)}.",
                 )
 
         def ask(people: list[Any]) -> None:

@@ -32,6 +32,7 @@ from sgalert.desk.service import (
     Person,
     RotaWeek,
     Slot,
+    cover_problem,
 )
 from sgalert.model import Role
 
@@ -49,7 +50,6 @@ class RotaSummary:
     now: OnDuty
     next: tuple[datetime, OnDuty] | None
     gaps: tuple[Gap, ...]
-    covers: tuple[Cover, ...]
     people: tuple[Person, ...]
     names: dict[str, str]  # lower-cased email to name
 
@@ -62,7 +62,6 @@ async def summarise(service: CaseService, now: datetime) -> RotaSummary:
             now=view.who(now),
             next=view.next_change(now, GAP_DAYS),
             gaps=tuple(view.gaps(now, GAP_DAYS)),
-            covers=view.covers,
             people=tuple(p for p in view.people.values() if p.role in COVER_ROLES),
             names={email: p.name for email, p in view.people.items()},
         )
@@ -102,13 +101,19 @@ class CoverScreen(FormScreen[CoverRequest]):
     REOPEN = "add_cover"
 
     def __init__(
-        self, people: tuple[Person, ...], start: datetime, end: datetime, zone: tzinfo
+        self,
+        people: tuple[Person, ...],
+        start: datetime,
+        end: datetime,
+        zone: tzinfo,
+        now: datetime,
     ) -> None:
         super().__init__()
         self.people = people
         self.start = start
         self.end = end
         self.zone = zone
+        self.now = now
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog"):
@@ -136,8 +141,8 @@ class CoverScreen(FormScreen[CoverRequest]):
             self.show_problem("Choose who covers.")
         elif starts is None or ends is None:
             self.show_problem("Write the times as YYYY-MM-DD HH:MM.")
-        elif ends <= starts:
-            self.show_problem("The cover must end after it starts.")
+        elif (problem := cover_problem(starts, ends, self.now, self.zone)) is not None:
+            self.show_problem(f"{problem[0].upper()}{problem[1:]}.")
         else:
             self.dismiss(CoverRequest(who, starts, ends))
 
@@ -192,7 +197,9 @@ class RotaScreen(DeskScreen[None]):
                 )
                 yield DataTable(id="gaps", cursor_type="row", show_cursor=False)
             with Vertical(classes="rota-block"):
-                yield Static(Text("Dated covers"), classes="section-title", markup=False)
+                yield Static(
+                    Text("Dated covers"), id="covers-title", classes="section-title", markup=False
+                )
                 yield DataTable(id="covers", cursor_type="row", show_cursor=False)
         yield Footer(compact=True)
 
@@ -260,6 +267,21 @@ class RotaScreen(DeskScreen[None]):
                 key=day.isoformat(),
             )
         table.cursor_coordinate = cursor
+        self._show_covers(week, first)
+
+    def _show_covers(self, week: RotaWeek, first: str) -> None:
+        """The dated covers from the week the grid shows on: the ones it shows, and later."""
+        self.query_one("#covers-title", Static).update(Text(f"Dated covers from Mon {first}"))
+        covers = self.query_one("#covers", DataTable)
+        covers.clear()
+        for cover in week.covers:
+            covers.add_row(
+                untrusted(person_name(cover.who, week.names), one_line=True),
+                local_time(cover.starts_at, self.desk.zone),
+                local_time(cover.ends_at, self.desk.zone),
+            )
+        if not week.covers:
+            covers.add_row(Text("None.", style="dim"), "", "")
 
     def _highlighted_slot(self) -> Slot | None:
         if self.week is None:
@@ -305,16 +327,6 @@ class RotaScreen(DeskScreen[None]):
             )
         if not summary.gaps:
             gaps.add_row(Text(f"Every minute of the next {GAP_DAYS} days is covered."), "", "")
-        covers = self.query_one("#covers", DataTable)
-        covers.clear()
-        for cover in summary.covers:
-            covers.add_row(
-                untrusted(person_name(cover.who, summary.names), one_line=True),
-                local_time(cover.starts_at, zone),
-                local_time(cover.ends_at, zone),
-            )
-        if not summary.covers:
-            covers.add_row(Text("None.", style="dim"), "", "")
 
     def action_back(self) -> None:
         self.dismiss(None)
@@ -370,7 +382,8 @@ class RotaScreen(DeskScreen[None]):
         def ask(identity: Identity) -> None:
             people = self.summary.people if self.summary else ()
             desk.push_screen(
-                CoverScreen(people, start, end, desk.zone), lambda req: confirm(identity, req)
+                CoverScreen(people, start, end, desk.zone, desk.now()),
+                lambda req: confirm(identity, req),
             )
 
         desk.require_identity(ask)
