@@ -23,6 +23,7 @@ from sgalert.rules.policy import DEFAULT_POLICIES, TARGETS, Policy, Step
 from sgalert.rules.retention import DEFAULT_RETENTION, AtExpiry, RetentionRule
 from sgalert.rules.rota import WEEKDAYS, Shift
 from sgalert.rules.school_calendar import NATIONS, SchoolCalendar, Term
+from sgalert.text import toml_string
 
 INBOX_KINDS = ("maildir", "imap", "graph", "ews")
 CHANNEL_KINDS = ("maildrop", "smtp", "teams-workflow", "graph-mail")
@@ -137,8 +138,7 @@ def config_template() -> str:
 
 def render_template(school_name: str) -> str:
     """The commented starting config that ``sgalert init`` writes."""
-    safe_name = school_name.replace("\\", "\\\\").replace('"', '\\"')
-    return config_template().replace("{school_name}", safe_name)
+    return config_template().replace('"{school_name}"', toml_string(school_name))
 
 
 class _Checker:

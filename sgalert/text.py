@@ -35,3 +35,10 @@ def printable(text: str, *, keep_newlines: bool = True) -> str:
 
 def has_unsafe(text: str) -> bool:
     return _UNSAFE.search(text) is not None
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string that reads back as exactly ``text``: the quote and the
+    backslash escaped, and every control character as ``\\uXXXX`` (TOML allows none raw)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", escaped) + '"'

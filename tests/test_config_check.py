@@ -185,6 +185,36 @@ async def test_a_removed_persons_email_as_a_target_is_an_error(team: Team, tmp_p
     ]
 
 
+async def test_a_misspelt_rota_address_is_an_error_naming_the_key(team: Team) -> None:
+    """A fallback nobody has is never the fallback: with no other, cover out of hours falls to
+    nobody, and nothing said so until a page went nowhere."""
+    root = team.service.store.path.parent
+    path = write_config(
+        root,
+        replace=(
+            (
+                "fallback = []",
+                'fallback = ["dls@example.org", "nobody@invented.test"]\n'
+                '[[rota.shifts]]\nwho = "depity@example.org"\nfrom = "07:00"\nto = "19:00"',
+            ),
+        ),
+    )
+    found = errors(await run_check(team, load_config(path)))
+    assert found == [
+        "rota.fallback: dls@example.org is not a current person (never added, or removed), so is"
+        " never the fallback; did you mean 'dsl@example.org'?",
+        "rota.fallback: nobody@invented.test is not a current person (never added, or removed),"
+        " so is never the fallback; run `sgalert user add` for them, or name a current person",
+        "rota.shifts[0].who: depity@example.org is not a current person (never added, or"
+        " removed), so this shift falls to the fallback; did you mean 'deputy@example.org'?",
+    ]
+    checked = await asyncio.to_thread(sgalert_cli, root, "config", "check")
+    assert checked.returncode == 1
+    assert f"error: {path}: rota.fallback: dls@example.org is not a current person" in (
+        checked.stdout
+    )
+
+
 async def test_an_empty_store_is_one_error_not_one_per_step(
     service: CaseService, tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -35,7 +36,7 @@ from textual.worker import Worker, WorkerState
 from sgalert.clock import Clock, utcnow
 from sgalert.desk.service import CaseService, CaseView, Identity, SearchIndex, Workspace
 from sgalert.desk.views import AuditRow, ChangeMarks
-from sgalert.errors import SgalertError
+from sgalert.errors import InvalidInput, SgalertError
 from sgalert.model import Role
 
 from .attention import (
@@ -806,7 +807,15 @@ def make_app(
 
 
 def run(workspace: Workspace, as_email: str | None) -> int:
-    """Run the desk in this terminal; returns the process exit code."""
+    """Run the desk in this terminal; returns the process exit code.
+
+    Without a terminal (a script, CI, ``</dev/null``) the desk could only wait for keys that
+    never come, so it refuses at once in one line instead."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise InvalidInput(
+            "the desk needs a terminal: run `sgalert tui` in one (for a script,"
+            " `sgalert cases list` and `sgalert status` say what is waiting)"
+        )
     attention = Attention.parse(os.environ.get(ENV_ATTENTION))
     terminal = DesktopTerminal.detect(os.environ)
     app = make_app(workspace, as_email=as_email, attention=attention, terminal=terminal)

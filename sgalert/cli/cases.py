@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sgalert.cli.context import Context
+from sgalert.cli.context import Context, case_ref
 from sgalert.cli.render import print_view, summary_json, view_json
 from sgalert.cli.retention import HOLD_COMMANDS
 from sgalert.cli.sensitive import (
@@ -329,7 +329,7 @@ async def clock_met(ctx: Context) -> int:
     return 0
 
 
-REF = Argument("ref", help="case id or reference such as SG-2026-0042")
+REF = Argument("ref", help="case id or reference such as SG-2026-0042", type=case_ref)
 
 
 def _step(name: str, help_text: str, handler: Handler, *extra: Argument) -> Command:
@@ -398,7 +398,7 @@ COMMANDS: tuple[Entry, ...] = (
                 "write a decrypted copy of one attachment (mode 0600; the export is audited)",
                 case_attachment,
                 (
-                    Argument("ref", help="case id or reference"),
+                    Argument("ref", help="case id or reference", type=case_ref),
                     Argument(
                         "number",
                         type=int,

@@ -4,7 +4,7 @@
 that loads can still page nobody: a policy naming a channel that is not configured, a target
 with no current person who may read the case, an adapter's options that only fail when
 ``serve`` starts it, term dates that have run out. Each becomes one :class:`Problem` that names
-the file, the key and the fix, in a stable order (calendar, channels, policies, sources).
+the file, the key and the fix, in a stable order (calendar, rota, channels, policies, sources).
 
 Errors mean something will not work as written; warnings mean it works, with less than the
 configuration suggests (a school without Teams, terms ending within 60 days).
@@ -16,6 +16,7 @@ run. So the core never imports :mod:`integrations`.
 
 from __future__ import annotations
 
+import difflib
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,6 +119,36 @@ def check_calendar(config: Config, now: datetime) -> list[Problem]:
             )
         ]
     return []
+
+
+# ----- the rota --------------------------------------------------------------------------
+
+
+def check_rota_people(config: Config, people: Sequence[CurrentPerson]) -> list[Problem]:
+    """Every address the rota names must be a current person: a misspelt fallback is never the
+    fallback (with no other, cover out of hours falls to nobody), a misspelt shift is never on
+    duty. The nearest current address is offered, as for a misspelt key."""
+    current = [p.email for p in people]
+    named = [("rota.fallback", email, "so is never the fallback") for email in config.fallback]
+    named += [
+        (f"rota.shifts[{index}].who", shift.who, "so this shift falls to the fallback")
+        for index, shift in enumerate(config.shifts)
+    ]
+    problems = []
+    for key, email, so in named:
+        if email in current:
+            continue
+        hint = difflib.get_close_matches(email, current, n=1)
+        problems.append(
+            _error(
+                key,
+                f"{email} is not a current person (never added, or removed), {so}",
+                f"did you mean {hint[0]!r}?"
+                if hint
+                else "run `sgalert user add` for them, or name a current person",
+            )
+        )
+    return problems
 
 
 # ----- policies: channels and targets ------------------------------------------------------
@@ -362,6 +393,7 @@ async def check(
     found = [
         *check_head_names(config),
         *check_calendar(config, now),
+        *check_rota_people(config, people),
         *await check_channel_adapters(config, root),
         *check_policy_channels(config),
         *check_policy_targets(config, people),

@@ -11,7 +11,7 @@ import os
 from datetime import date
 from pathlib import Path
 
-from sgalert.cli.context import Context
+from sgalert.cli.context import Context, within_range
 from sgalert.cli.keys import trust_line
 from sgalert.cli.spec import Argument, Command, Entry
 from sgalert.clock import iso, parse_iso, utcnow
@@ -64,9 +64,10 @@ def _day(text: str | None, today: date, option: str = "--date") -> date:
     if text is None:
         return today
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise InvalidInput(f"{option} {text!r} is not a date; write it as 2026-12-07") from None
+    return within_range(day, text, option)
 
 
 async def digest(runner: Context) -> int:

@@ -17,7 +17,7 @@ import os
 import sys
 import traceback
 from collections.abc import Iterable, Sequence
-from typing import TypeAlias
+from typing import NoReturn, TypeAlias
 
 from sgalert import __version__
 from sgalert.cli import (
@@ -55,7 +55,20 @@ GROUPS: tuple[tuple[Entry, ...], ...] = (
     demo.COMMANDS,
 )
 
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Subparsers: TypeAlias = "argparse._SubParsersAction[_Parser]"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line: what is wrong and where the help is.
+
+    argparse's own usage block before the error buries the one line that matters and breaks
+    the one-line rule that every other error keeps; ``--help`` still prints the usage in full.
+    What the person typed can appear in the message, so it passes through :func:`printable`.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        line = printable(message, keep_newlines=False)
+        self.exit(2, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
 
 
 def _add_command(under: Subparsers, command: Command) -> None:
@@ -78,9 +91,7 @@ def _add_entries(under: Subparsers, entries: Iterable[Entry]) -> None:
 
 def _parser(groups: Iterable[Iterable[Entry]] = GROUPS) -> argparse.ArgumentParser:
     """The whole command line: the global options, then every group's commands."""
-    parser = argparse.ArgumentParser(
-        prog="sgalert", description="Safeguarding alert router for schools."
-    )
+    parser = _Parser(prog="sgalert", description="Safeguarding alert router for schools.")
     parser.add_argument("--version", action="version", version=f"sgalert {__version__}")
     parser.add_argument(
         "--workspace",

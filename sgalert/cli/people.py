@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from sgalert.cli.context import Context, read_passphrase
+from sgalert.cli.context import Context, one_line, read_passphrase
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group
 from sgalert.config import load_config, render_template
 from sgalert.errors import InvalidInput, WorkspaceError
@@ -144,7 +144,11 @@ COMMANDS: tuple[Entry, ...] = (
         "init",
         "create a workspace: config and store",
         init,
-        (Argument("--school-name", default="Example School", help="the school's name"),),
+        (
+            Argument(
+                "--school-name", default="Example School", type=one_line, help="the school's name"
+            ),
+        ),
     ),
     Group(
         "user",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
+from sgalert.cli.context import case_ref
 from sgalert.cli.sensitive import ARGV_OK_ARGUMENT, case_text
 from sgalert.cli.spec import AS_EMAIL, Argument, Command, Entry, Group
 from sgalert.clock import utcnow
@@ -287,7 +288,7 @@ async def release(runner: _Runner) -> int:
     return 0
 
 
-REF = Argument("ref", help="case id or reference such as SG-2026-0042")
+REF = Argument("ref", help="case id or reference such as SG-2026-0042", type=case_ref)
 
 HOLD_COMMANDS: tuple[Command, ...] = (
     Command(

@@ -55,7 +55,7 @@ def read_stdin(what: str) -> str:
         print(f"Type {what}; end with Ctrl-D on an empty line.", file=sys.stderr)
     text = sys.stdin.read()
     if not text.strip():
-        raise InvalidInput(f"no {what} on standard input")
+        raise InvalidInput(f"no text on standard input for {what}")
     return text.rstrip("\n")
 
 

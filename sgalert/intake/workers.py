@@ -9,13 +9,14 @@ prepared in-process rather than held up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 
 from sgalert.clock import utcnow
@@ -35,6 +36,35 @@ def _ready() -> bool:
 
 
 _PR_SET_PDEATHSIG = 1
+
+
+def _start_worker(parent_pid: int) -> None:
+    """In each worker, first: ignore Ctrl+C, then end with the parent (:func:`_exit_with_parent`).
+
+    Ctrl+C at a terminal signals the whole process group, the workers too; the parent is the
+    one that decides, and shuts its pool down. A worker that took it would die mid-wait with a
+    ``KeyboardInterrupt`` traceback each. SIGINT arrives blocked (:func:`_sigint_held`), so one
+    sent while the worker was still starting is dropped here too, not raised.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _exit_with_parent(parent_pid)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT blocked in this thread while it may start a worker, which inherits the mask: a
+    Ctrl+C in the half second before the worker's initializer runs then waits, in the worker
+    until it ignores it, here until the block ends (and the engine stops as asked)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -92,14 +122,16 @@ class PreparePool:
             return
         loop = asyncio.get_running_loop()
         pool = self._worker_pool()
-        await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(self.workers)))
+        with _sigint_held():  # submitting starts the workers
+            jobs = [loop.run_in_executor(pool, _ready) for _ in range(self.workers)]
+        await asyncio.gather(*jobs)
 
     def _worker_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_exit_with_parent,
+                initializer=_start_worker,
                 initargs=(os.getpid(),),
             )
         return self._pool
@@ -130,19 +162,20 @@ class PreparePool:
         loop = asyncio.get_running_loop()
         size = -(-len(messages) // self.workers)
         zone = self.config.timezone.key
-        jobs = [
-            loop.run_in_executor(
-                pool,
-                prepare_chunk,
-                list(messages[i : i + size]),
-                rules,
-                zone,
-                self.config.head_names,
-                self.config.limits,
-                utcnow(),
-            )
-            for i in range(0, len(messages), size)
-        ]
+        with _sigint_held():  # submitting may start a worker
+            jobs = [
+                loop.run_in_executor(
+                    pool,
+                    prepare_chunk,
+                    list(messages[i : i + size]),
+                    rules,
+                    zone,
+                    self.config.head_names,
+                    self.config.limits,
+                    utcnow(),
+                )
+                for i in range(0, len(messages), size)
+            ]
         chunks = await asyncio.gather(*jobs, return_exceptions=True)
         for chunk in chunks:  # every job settled: none is left with an unread failure
             if isinstance(chunk, BaseException):

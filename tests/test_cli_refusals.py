@@ -1,0 +1,247 @@
+"""Input the command line must refuse in one line, as a person at a terminal would meet it.
+
+Each refusal here was once a traceback, a silent wrong answer or a broken file: a date past
+the calendar's end, a local time the clocks skip, a reference with a carriage return in it, a
+school name that made ``init`` write a config it could not read, a desk started where there is
+no terminal. Real subprocesses on a real store; the refusal is one line and nothing changed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from sgalert.config import render_template
+
+from .cli_helpers import sgalert_cli
+from .conftest import PASSPHRASES, Team, encompass_case
+
+pytestmark = pytest.mark.slow
+
+DSL = "dsl@example.org"
+
+
+def root(team: Team) -> Path:
+    return team.service.store.path.parent
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The refusal: not a success, no traceback, exactly one line on stderr, nothing on stdout."""
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert result.stdout == ""
+    return lines[0]
+
+
+# ----- dates the calendar cannot reach ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "given"),
+    [
+        (("digest", "--date", "0001-01-01"), "--date", "0001-01-01"),
+        (("digest", "--date", "9999-12-31"), "--date", "9999-12-31"),
+        (("report", "--from", "9999-12-01", "--to", "9999-12-31"), "--from", "9999-12-01"),
+        (("report", "--from", "2026-12-01", "--to", "9999-12-31"), "--to", "9999-12-31"),
+        (("rota", "who", "--at", "9999-12-31T23:59-05:00"), "--at", "9999-12-31T23:59-05:00"),
+    ],
+)
+async def test_a_date_out_of_range_is_one_line_not_an_overflow(
+    team: Team, args: tuple[str, ...], option: str, given: str
+) -> None:
+    line = one_line(sgalert_cli(root(team), *args))
+    assert line == (
+        f"sgalert: {option} {given!r} is out of range: sgalert takes dates from 1900-01-01 to"
+        " 2999-12-31"
+    )
+
+
+async def test_the_edges_of_the_range_still_work(team: Team) -> None:
+    for day in ("1900-01-01", "2999-12-31"):
+        digest = sgalert_cli(root(team), "digest", "--date", day)
+        assert digest.returncode == 0, digest.stderr
+
+
+# ----- local times the clocks skip or repeat ---------------------------------------------------
+
+
+def cover(team: Team, start: str, end: str) -> subprocess.CompletedProcess[str]:
+    return sgalert_cli(
+        root(team),
+        "rota",
+        "cover",
+        "--who",
+        "deputy@example.org",
+        "--from",
+        start,
+        "--to",
+        end,
+        "--as",
+        DSL,
+        passphrase=PASSPHRASES[DSL],
+    )
+
+
+async def test_a_cover_from_a_time_the_clocks_skip_is_refused_naming_the_gap(team: Team) -> None:
+    line = one_line(cover(team, "2027-03-28T01:30", "2027-03-28T09:00"))
+    assert line == (
+        "sgalert: --from '2027-03-28T01:30' never happens in Europe/London: on Sun 28 Mar 2027"
+        " the clocks go forward from 01:00 GMT to 02:00 BST; give a time before 01:00 or from"
+        " 02:00"
+    )
+    assert await team.service.store.fetchall("SELECT id FROM rota_covers") == []
+
+
+async def test_a_cover_from_a_time_the_clocks_repeat_needs_its_offset(team: Team) -> None:
+    line = one_line(cover(team, "2027-10-31T01:30", "2027-10-31T09:00"))
+    assert line == (
+        "sgalert: --from '2027-10-31T01:30' happens twice in Europe/London: on Sun 31 Oct 2027"
+        " the clocks go back from 02:00 BST to 01:00 GMT; say which with its offset:"
+        " 2027-10-31T01:30+01:00 (BST, the first) or 2027-10-31T01:30+00:00 (GMT, the second)"
+    )
+    assert await team.service.store.fetchall("SELECT id FROM rota_covers") == []
+
+    chosen = cover(team, "2027-10-31T01:30+01:00", "2027-10-31T09:00")
+    assert chosen.returncode == 0, chosen.stderr
+    rows = await team.service.store.fetchall("SELECT starts_at FROM rota_covers")
+    assert [r[0] for r in rows] == ["2027-10-31T00:30:00.000000Z"]
+    # The hours either side of each change are ordinary times.
+    for start in ("2027-03-28T00:59", "2027-03-28T02:00", "2027-10-31T00:59", "2027-10-31T02:00"):
+        assert cover(team, start, "2027-11-01T09:00").returncode == 0
+
+
+# ----- references ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tail", ["\r", "\x0b", "\x1b[2J", "\n"])
+async def test_a_reference_with_a_control_character_is_refused(team: Team, tail: str) -> None:
+    (stored,) = await team.service.create_cases([encompass_case()])
+    given = stored.ref + tail
+    result = sgalert_cli(
+        root(team),
+        "case",
+        "hold",
+        given,
+        "--reason",
+        "litigation",
+        "--as",
+        DSL,
+        passphrase=PASSPHRASES[DSL],
+    )
+    line = one_line(result)
+    assert result.returncode == 2
+    assert line == (
+        f"sgalert case hold: error: argument ref: {given!r} is not a case reference; write it"
+        " as SG-2026-0042, or give the case's id (see sgalert case hold --help)"
+    )
+    assert "\x1b" not in line and "\r" not in line
+    assert await team.service.store.fetchall("SELECT case_id FROM legal_holds") == []
+
+
+async def test_a_reference_in_any_case_with_spaces_or_an_id_still_finds_the_case(
+    team: Team,
+) -> None:
+    first, second = await team.service.create_cases([encompass_case(), encompass_case()])
+    acked = sgalert_cli(
+        root(team), "ack", f" {first.ref.lower()} ", "--as", DSL, passphrase=PASSPHRASES[DSL]
+    )
+    assert acked.stdout == f"{first.ref} acknowledged by {DSL}\n", acked.stderr
+    by_id = sgalert_cli(root(team), "ack", second.id, "--as", DSL, passphrase=PASSPHRASES[DSL])
+    assert by_id.stdout == f"{second.ref} acknowledged by {DSL}\n", by_id.stderr
+
+
+# ----- the school's name ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["Example\x1b[31m School", "Example\nSchool", "Example\u202eSchool"]
+)
+def test_init_refuses_a_school_name_with_a_control_character(tmp_path: Path, name: str) -> None:
+    workspace = tmp_path / "ws"
+    result = sgalert_cli(workspace, "init", "--school-name", name)
+    line = one_line(result)
+    assert line.startswith(f"sgalert init: error: argument --school-name: {name!r} holds a")
+    assert not workspace.exists()  # refused before anything was made
+
+
+@pytest.mark.parametrize(
+    "name", ['St "Mary\'s" \\ Example', "Tab\tand\x1bescape", "Line\nbreak", "Del\x7f"]
+)
+def test_the_template_writes_any_name_as_a_toml_string_that_reads_back(name: str) -> None:
+    assert tomllib.loads(render_template(name))["school"]["name"] == name
+
+
+def test_init_with_quotes_in_the_name_makes_a_workspace_that_loads(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    made = sgalert_cli(workspace, "init", "--school-name", 'St "Mary\'s" \\ Example')
+    assert made.returncode == 0, made.stderr
+    checked = sgalert_cli(workspace, "config", "check")
+    assert "Traceback" not in checked.stderr and checked.stderr == ""
+
+
+# ----- wording and usage ------------------------------------------------------------------------
+
+
+async def test_an_empty_note_on_standard_input_is_said_in_plain_english(team: Team) -> None:
+    (stored,) = await team.service.create_cases([encompass_case()])
+    result = sgalert_cli(
+        root(team),
+        "note",
+        stored.ref,
+        "--text",
+        "-",
+        "--as",
+        DSL,
+        passphrase=PASSPHRASES[DSL],
+        stdin="\n",
+    )
+    assert one_line(result) == "sgalert: no text on standard input for the note"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ("case", "new", "--source", "police", "--caller", "PC 1", "--as", DSL),
+            "sgalert case new: error: argument --source: invalid choice: 'police' (choose from"
+            " 'encompass', 'whistle', 'lesson') (see sgalert case new --help)",
+        ),
+        (
+            ("case", "new", "--source", "encompass"),
+            "sgalert case new: error: the following arguments are required: --caller, --as"
+            " (see sgalert case new --help)",
+        ),
+        ((), "sgalert: error: the following arguments are required: COMMAND (see sgalert --help)"),
+        (
+            ("cases", "list", "--colour", "\x1b[31m"),
+            "sgalert: error: unrecognized arguments: --colour \\x1b[31m (see sgalert --help)",
+        ),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_help(
+    tmp_path: Path, args: tuple[str, ...], line: str
+) -> None:
+    result = sgalert_cli(tmp_path, *args)
+    assert result.returncode == 2
+    assert one_line(result) == line
+
+
+def test_help_still_shows_the_usage_in_full(tmp_path: Path) -> None:
+    shown = sgalert_cli(tmp_path, "case", "new", "--help")
+    assert shown.returncode == 0 and shown.stderr == ""
+    assert shown.stdout.startswith("usage: sgalert case new [-h] --source")
+    assert "--received-at RECEIVED_AT" in shown.stdout
+
+
+# ----- the desk without a terminal --------------------------------------------------------------
+
+
+async def test_the_desk_without_a_terminal_says_so_instead_of_waiting(team: Team) -> None:
+    result = sgalert_cli(root(team), "tui", "--as", DSL, timeout=30)  # it used to wait for ever
+    assert one_line(result).startswith("sgalert: the desk needs a terminal: run `sgalert tui`")
+    assert result.returncode == 1
