@@ -1,0 +1,146 @@
+"""The command line and the file system: what it writes where a person asks, what it reads, and
+the workspace it opens, when any of them is not what it should be.
+
+Run as a person runs it: a real subprocess on a real workspace. A copy or a digest never
+replaces a device, a pipe or a link, and is private (0600) when written; ``ingest`` reads no
+further than the config's message size; a read-only workspace says so; ``init``, ``backup`` and
+``digest --html`` refused by the file system say what is in the way in one line, and leave
+nothing half-made behind.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .cli_helpers import sgalert_cli
+from .conftest import PASSPHRASES, Team, encompass_case
+
+pytestmark = pytest.mark.slow
+
+MESSAGES = Path(__file__).parent / "messages"
+PROC_FILE = Path("/proc/version")  # a regular file in a folder that takes no new file
+needs_proc = pytest.mark.skipif(not PROC_FILE.is_file(), reason="no /proc on this system")
+ReadOnly = Callable[[Path], tuple[str, ...]]
+
+
+def one_clear_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode not in (0, 120), result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("sgalert: ")
+    return lines[0]
+
+
+def _special(kind: str, path: Path) -> Callable[[int], bool]:
+    """Make a ``kind`` of thing that is not a regular file at ``path``; its test on st_mode."""
+    if kind == "pipe":
+        os.mkfifo(path)
+        return stat.S_ISFIFO
+    if kind == "link":
+        path.symlink_to(path.with_name("elsewhere"))
+        return stat.S_ISLNK
+    if os.geteuid() != 0:
+        pytest.skip("only root may make a device node (the case of `--out /dev/full`)")
+    os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 7))  # a /dev/full of our own
+    return stat.S_ISCHR
+
+
+@pytest.fixture
+def initialised(tmp_path: Path) -> Path:
+    """A workspace made by `sgalert init`, with nobody in it yet."""
+    root = tmp_path / "ws"
+    made = sgalert_cli(root, "init")
+    assert made.returncode == 0, made.stderr
+    return root
+
+
+@pytest.fixture
+def read_only() -> Iterator[ReadOnly]:
+    """Make a folder or file read-only to the sgalert command: by its mode for a normal user,
+    and for root (whom modes do not stop) by a read-only bind mount in a mount namespace of
+    its own, given as the command's wrapper; skipped where neither can be had."""
+    modes: list[tuple[Path, int]] = []
+
+    def make(path: Path) -> tuple[str, ...]:
+        if os.geteuid() != 0:
+            for place in [path, *(path.rglob("*") if path.is_dir() else [])]:
+                mode = stat.S_IMODE(place.stat().st_mode)
+                modes.append((place, mode))
+                place.chmod(0o500 if place.is_dir() else 0o400)
+            return ()
+        script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+        wrapper = ("unshare", "--map-root-user", "--mount", "sh", "-c", script, str(path))
+        try:
+            probe = subprocess.run([*wrapper, "true"], capture_output=True, timeout=30)
+        except FileNotFoundError:
+            probe = None
+        if probe is None or probe.returncode != 0:
+            pytest.skip("running as root, and no mount namespace for a read-only bind mount")
+        return wrapper
+
+    yield make
+    for place, mode in reversed(modes):
+        place.chmod(mode)
+
+
+# ----- a decrypted copy goes only into a regular file ---------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["pipe", "link", "device"])
+@pytest.mark.parametrize("overwrite", [False, True])
+async def test_a_copy_never_replaces_a_device_a_pipe_or_a_link(
+    team: Team, tmp_path: Path, kind: str, overwrite: bool
+) -> None:
+    """`case attachment --out /dev/full --overwrite` replaced the device with the copy."""
+    (stored,) = await team.service.create_cases([encompass_case()])
+    node = tmp_path / "node"
+    still = _special(kind, node)
+    result = sgalert_cli(
+        team.service.store.path.parent,
+        *("case", "attachment", stored.ref, "1", "--out", str(node)),
+        *(("--overwrite",) if overwrite else ()),
+        *("--as", "dsl@example.org"),
+        passphrase=PASSPHRASES["dsl@example.org"],
+    )
+    assert "not a regular file" in one_clear_line(result)
+    assert still(node.lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node", "ws"]
+
+
+@needs_proc
+@pytest.mark.parametrize("overwrite", [False, True])
+async def test_a_copy_into_a_folder_that_takes_no_file_says_so(team: Team, overwrite: bool) -> None:
+    """`--out /proc/version` said 'already exists', then with --overwrite 'no such file'."""
+    (stored,) = await team.service.create_cases([encompass_case()])
+    result = sgalert_cli(
+        team.service.store.path.parent,
+        *("case", "attachment", stored.ref, "1", "--out", str(PROC_FILE)),
+        *(("--overwrite",) if overwrite else ()),
+        *("--as", "dsl@example.org"),
+        passphrase=PASSPHRASES["dsl@example.org"],
+    )
+    line = one_clear_line(result)
+    assert "cannot write the copy there" in line and "does not take new files" in line
+
+
+async def test_a_copy_over_a_file_is_private(team: Team, tmp_path: Path) -> None:
+    (stored,) = await team.service.create_cases([encompass_case()])
+    out = tmp_path / "notice.pdf"
+    out.write_bytes(b"older")
+    out.chmod(0o644)
+    result = sgalert_cli(
+        team.service.store.path.parent,
+        *("case", "attachment", stored.ref, "1", "--out", str(out), "--overwrite"),
+        *("--as", "dsl@example.org"),
+        passphrase=PASSPHRASES["dsl@example.org"],
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == b"%PDF-1.7 invented"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
