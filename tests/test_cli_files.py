@@ -144,3 +144,35 @@ async def test_a_copy_over_a_file_is_private(team: Team, tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == b"%PDF-1.7 invented"
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+# ----- digest --html ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["folder", "missing folder", "pipe", "system folder"])
+def test_digest_html_where_it_cannot_go(initialised: Path, tmp_path: Path, where: str) -> None:
+    """A folder or a missing folder was a traceback; a pipe was written into, /dev/full failed
+    with a traceback."""
+    if where == "system folder" and not PROC_FILE.parent.is_dir():
+        pytest.skip("no /proc on this system")
+    target = {
+        "folder": tmp_path,
+        "missing folder": tmp_path / "no-such-folder" / "digest.html",
+        "pipe": tmp_path / "pipe",
+        "system folder": PROC_FILE.parent / "digest.html",
+    }[where]
+    if where == "pipe":
+        os.mkfifo(target)
+    line = one_clear_line(sgalert_cli(initialised, "digest", "--html", str(target)))
+    assert f"--html {target}:" in line
+
+
+def test_digest_html_replaces_a_file_with_a_private_one(initialised: Path, tmp_path: Path) -> None:
+    """Writing over an existing 0644 file kept it readable by everyone."""
+    out = tmp_path / "digest.html"
+    out.write_text("an older digest")
+    out.chmod(0o644)
+    result = sgalert_cli(initialised, "digest", "--html", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "<html" in out.read_text().lower()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
