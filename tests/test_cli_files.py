@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from sgalert.workspace import CONFIG_NAME
 
 from .cli_helpers import sgalert_cli
 from .conftest import PASSPHRASES, Team, encompass_case
@@ -176,3 +179,64 @@ def test_digest_html_replaces_a_file_with_a_private_one(initialised: Path, tmp_p
     assert result.returncode == 0, result.stderr
     assert "<html" in out.read_text().lower()
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+# ----- ingest reads no further than a message may be ---------------------------------------
+
+
+def _limit_one_megabyte(root: Path) -> None:
+    config = root / CONFIG_NAME
+    text = config.read_text(encoding="utf-8")
+    assert "max_message_mb = 25" in text
+    config.write_text(text.replace("max_message_mb = 25", "max_message_mb = 1"), encoding="utf-8")
+
+
+def test_ingest_refuses_a_device_without_reading_it(initialised: Path) -> None:
+    """`ingest /dev/zero` read until the machine ran out of memory (21 GB)."""
+    line = one_clear_line(
+        sgalert_cli(initialised, "ingest", "/dev/zero", "--source", "encompass", timeout=30)
+    )
+    assert "/dev/zero: not a message file" in line
+
+
+def test_ingest_refuses_a_file_over_the_message_limit(initialised: Path, tmp_path: Path) -> None:
+    _limit_one_megabyte(initialised)
+    big = tmp_path / "big.eml"
+    message = (MESSAGES / "encompass_pdf_only.eml").read_bytes()
+    big.write_bytes(message + b"x" * (1 << 20))
+    line = one_clear_line(sgalert_cli(initialised, "ingest", str(big), "--source", "encompass"))
+    assert "over the 1 MB limit" in line and "max_message_mb" in line
+    assert "No cases." in sgalert_cli(initialised, "cases", "list").stdout
+
+
+def test_ingest_stops_reading_a_pipe_at_the_limit(initialised: Path, tmp_path: Path) -> None:
+    """A pipe that never ends (`ingest <(yes)`) is read to one byte past the limit, then
+    refused; the writer is told the reader has gone."""
+    _limit_one_megabyte(initialised)
+    pipe = tmp_path / "message"
+    os.mkfifo(pipe)
+    offered = 64 << 20
+    written = 0
+
+    def write() -> None:
+        nonlocal written
+        block = b"x" * (64 << 10)
+        try:
+            with pipe.open("wb") as handle:
+                while written < offered:
+                    handle.write(block)
+                    written += len(block)
+        except BrokenPipeError:
+            pass
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        result = sgalert_cli(initialised, "ingest", str(pipe), "--source", "encompass")
+    finally:
+        if writer.is_alive():  # sgalert never opened it: let the writer go
+            os.close(os.open(pipe, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(timeout=30)
+    line = one_clear_line(result)
+    assert "over the 1 MB limit" in line
+    assert written < 4 << 20  # it stopped reading at the limit, not at the end
