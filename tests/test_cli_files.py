@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sgalert.workspace import CONFIG_NAME
+from sgalert.workspace import CONFIG_NAME, STORE_NAME
 
 from .cli_helpers import sgalert_cli
 from .conftest import PASSPHRASES, Team, encompass_case
@@ -240,3 +240,28 @@ def test_ingest_stops_reading_a_pipe_at_the_limit(initialised: Path, tmp_path: P
     line = one_clear_line(result)
     assert "over the 1 MB limit" in line
     assert written < 4 << 20  # it stopped reading at the limit, not at the end
+
+
+# ----- a workspace that cannot be written ------------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["folder", "store"])
+@pytest.mark.parametrize("command", [("cases", "list"), ("status",)])
+def test_a_read_only_workspace_says_so(
+    initialised: Path, read_only: ReadOnly, what: str, command: tuple[str, ...]
+) -> None:
+    """A read-only folder was 'not an sgalert store'; a read-only store file was opened
+    read-only and failed at the first write with a traceback."""
+    wrapper = read_only(initialised if what == "folder" else initialised / STORE_NAME)
+    line = one_clear_line(sgalert_cli(initialised, *command, wrapper=wrapper))
+    assert "the workspace cannot be written" in line and str(initialised) in line
+    assert "not an sgalert store" not in line
+
+
+def test_a_read_only_store_is_refused_before_a_write(
+    initialised: Path, read_only: ReadOnly
+) -> None:
+    wrapper = read_only(initialised / STORE_NAME)
+    message = str(MESSAGES / "encompass_pdf_only.eml")
+    result = sgalert_cli(initialised, "ingest", message, "--source", "encompass", wrapper=wrapper)
+    assert "the workspace cannot be written" in one_clear_line(result)
