@@ -265,3 +265,65 @@ def test_a_read_only_store_is_refused_before_a_write(
     message = str(MESSAGES / "encompass_pdf_only.eml")
     result = sgalert_cli(initialised, "ingest", message, "--source", "encompass", wrapper=wrapper)
     assert "the workspace cannot be written" in one_clear_line(result)
+
+
+# ----- init and backup where the file system says no ----------------------------------------
+
+
+def test_init_where_the_workspace_is_a_file(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    for root in (afile, afile / "ws"):
+        line = one_clear_line(sgalert_cli(root, "init"))
+        assert f"cannot make a workspace at {root}: {afile} is a file, not a folder" in line
+    assert afile.read_text() == "not a folder"
+
+
+def test_init_in_a_read_only_folder(tmp_path: Path, read_only: ReadOnly) -> None:
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    wrapper = read_only(parent)
+    line = one_clear_line(sgalert_cli(parent / "ws", "init", wrapper=wrapper))
+    assert f"cannot make a workspace at {parent / 'ws'}" in line
+    assert list(parent.iterdir()) == []
+
+
+@needs_proc
+def test_init_in_a_system_folder(tmp_path: Path) -> None:
+    line = one_clear_line(sgalert_cli(PROC_FILE.parent / "sgalert-ws", "init"))
+    assert f"{PROC_FILE.parent} does not take new files or folders" in line
+
+
+def test_init_failing_part_way_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A file where the inbox folder goes failed after the config was written: a traceback,
+    and every later `init` said the folder already holds a workspace."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "inbox").write_text("in the way")
+    line = one_clear_line(sgalert_cli(root, "init"))
+    assert f"{root / 'inbox'} is a file, not a folder" in line
+    assert [p.name for p in root.iterdir()] == ["inbox"]
+    (root / "inbox").unlink()
+    again = sgalert_cli(root, "init")
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only folder", "system folder"])
+def test_backup_where_it_cannot_go(
+    initialised: Path, tmp_path: Path, read_only: ReadOnly, where: str
+) -> None:
+    wrapper: tuple[str, ...] = ()
+    if where == "under a file":
+        (tmp_path / "afile").write_text("not a folder")
+        dest = tmp_path / "afile" / "backup"
+    elif where == "read-only folder":
+        (tmp_path / "usb").mkdir()
+        wrapper = read_only(tmp_path / "usb")
+        dest = tmp_path / "usb" / "sgalert" / "backup"
+    else:
+        if not PROC_FILE.parent.is_dir():
+            pytest.skip("no /proc on this system")
+        dest = PROC_FILE.parent / "sgalert-backup"
+    line = one_clear_line(sgalert_cli(initialised, "backup", str(dest), wrapper=wrapper))
+    assert f"cannot write the backup to {dest}:" in line
+    assert [p for p in tmp_path.rglob("*") if "backup" in p.name or p.name == "sgalert"] == []
