@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,9 +24,11 @@ def sgalert_cli(
     stdin: str | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 60,
+    wrapper: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``sgalert ARGS`` on ``workspace``; ``passphrase`` as ``SGALERT_PASSPHRASE`` (the person
-    acting), ``new_passphrase`` as ``SGALERT_NEW_PASSPHRASE`` (the person ``user add`` adds)."""
+    acting), ``new_passphrase`` as ``SGALERT_NEW_PASSPHRASE`` (the person ``user add`` adds);
+    ``wrapper``: a command that runs the rest (``unshare ...``), if any."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
     environ["SGALERT_WORKSPACE"] = str(workspace)
     environ["PYTHONPATH"] = os.pathsep.join(
@@ -38,7 +40,7 @@ def sgalert_cli(
         environ["SGALERT_NEW_PASSPHRASE"] = new_passphrase
     environ.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "sgalert", *args],
+        [*wrapper, sys.executable, "-m", "sgalert", *args],
         capture_output=True,
         text=True,
         env=environ,

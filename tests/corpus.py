@@ -157,7 +157,8 @@ class Hostile:
     name: str
     build: Callable[[], bytes]
     flags: frozenset[str]
-    big: bool = False
+    big: bool = False  # over [ingest] max_message_mb: a mailbox's copy is kept whole, unparsed;
+    # `sgalert ingest` refuses the file in one line, reading no further than the limit
 
 
 def _escapes_in_subject() -> bytes:

@@ -386,8 +386,10 @@ def test_write_private_file_refuses_a_missing_folder_or_a_folder_target(tmp_path
         write_private_file(tmp_path, b"x", overwrite=True)
     link = tmp_path / "link"
     link.symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(AlreadyExists):  # even a dangling link is not written through
-        write_private_file(link, b"x")
+    for overwrite in (False, True):  # a link, even a dangling one, is neither written through
+        with pytest.raises(InvalidInput, match="a symbolic link, not a regular file"):
+            write_private_file(link, b"x", overwrite=overwrite)  # nor replaced
+    assert link.is_symlink()
     assert not (tmp_path / "elsewhere").exists()
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sgalert import __version__
+from sgalert.cli.files import cannot_make, make_folder, remove_made
 from sgalert.cli.spec import Argument, Command, Entry
 from sgalert.clock import iso, utcnow
 from sgalert.config import load_config
@@ -64,15 +65,30 @@ class _Runner(Protocol):
 
 
 def make_backup(workspace: Workspace, dest: Path) -> dict[str, Any]:
-    """Blocking: write the backup folder ``dest``; returns its manifest."""
+    """Blocking: write the backup folder ``dest``; returns its manifest. A destination the file
+    system refuses is one line naming what is in the way, and leaves nothing behind."""
     if not workspace.is_initialised():
         raise WorkspaceError(f"no workspace at {workspace.root}; check --workspace")
+    made: list[Path] = []
+    try:
+        return _write_backup(workspace, dest, made)
+    except OSError as exc:
+        remove_made(made)
+        raise InvalidInput(
+            f"cannot write the backup to {dest}: {cannot_make(dest, exc)}; nothing was written"
+        ) from None
+    except BaseException:
+        remove_made(made)
+        raise
+
+
+def _write_backup(workspace: Workspace, dest: Path, made: list[Path]) -> dict[str, Any]:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise AlreadyExists(f"{dest} already exists; give a new folder for the backup")
     partial = dest.with_name(dest.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
-    partial.mkdir(mode=0o700, parents=True)
+    made += make_folder(partial)
     try:
         copy = copy_store(workspace.store_path, partial / STORE_NAME)
         config = workspace.config_path.read_bytes()

@@ -7,11 +7,11 @@ so that the log can later be proved to still hold that state. Declared as data i
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from pathlib import Path
 
 from sgalert.cli.context import Context, within_range
+from sgalert.cli.files import write_output
 from sgalert.cli.keys import trust_line
 from sgalert.cli.spec import Argument, Command, Entry
 from sgalert.clock import iso, parse_iso, utcnow
@@ -85,10 +85,8 @@ async def digest(runner: Context) -> int:
             built = await on_connection(db, lambda conn: build_digest(conn, config, day, now))
         viewer = Viewer(None if args.for_role == GOVERNOR else args.for_role)
         if args.html:
-            out = Path(args.html)
-            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(render_html(built, viewer))
+            html = render_html(built, viewer).encode("utf-8")
+            out = write_output(Path(args.html), html, option="--html")
             print(f"wrote the HTML digest for {day} ({args.for_role}'s copy) to {out}")
         if args.preview or not (args.html or args.send):
             print(render_text(built, viewer), end="")

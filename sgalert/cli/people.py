@@ -4,8 +4,10 @@ its keys, lets a current member seal group keys to a newcomer, and removes a lea
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sgalert.cli.context import Context, one_line, read_passphrase
+from sgalert.cli.files import cannot_make, make_folder, remove_made
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group
 from sgalert.config import load_config, render_template
 from sgalert.errors import InvalidInput, WorkspaceError
@@ -19,32 +21,56 @@ from sgalert.records.keyring import (
 )
 from sgalert.records.store import Store
 from sgalert.text import printable
-from sgalert.workspace import make_private
+from sgalert.workspace import Workspace, make_private
 
 # The newcomer's passphrase, apart from $SGALERT_PASSPHRASE which unlocks whoever adds them.
 ENV_NEW_PASSPHRASE = "SGALERT_NEW_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
+# What SQLite keeps beside a store while it is open, taken back with it if init fails.
+_STORE_FILES = ("-wal", "-shm", "-journal")
 
 
 async def init(ctx: Context) -> int:
+    """Make a workspace: all of it, or (failing part-way) nothing left behind to block the next
+    try as 'already holds a workspace'."""
     ws = ctx.workspace
     if ws.config_path.exists() or ws.store_path.exists():
         raise WorkspaceError(f"{ws.root} already holds an sgalert workspace; nothing changed")
-    ws.config_path.parent.mkdir(parents=True, exist_ok=True)
-    ws.store_path.parent.mkdir(parents=True, exist_ok=True)
-    ws.config_path.write_text(render_template(ctx.args.school_name), encoding="utf-8")
-    load_config(ws.config_path)  # the template must always be valid
-    for sub in ("cur", "new", "tmp"):
-        (ws.root / "inbox" / "encompass" / sub).mkdir(parents=True, exist_ok=True)
-    store = await Store.open(ws.store_path, create=True)
-    async with store, store.write() as db:
-        await audit.append(db, [audit.AuditEvent(audit.SYSTEM, "store-created")])
-    make_private(ws)
+    made: list[Path] = []
+    try:
+        await _make_workspace(ws, ctx.args.school_name, made)
+    except OSError as exc:
+        remove_made(made)
+        raise WorkspaceError(
+            f"cannot make a workspace at {ws.root}: {cannot_make(ws.root, exc)}; nothing was left"
+            " behind"
+        ) from None
+    except BaseException:
+        remove_made(made)
+        raise
     print(f"Created workspace: config {ws.config_path}, store {ws.store_path}")
     print(
         "Next: add yourself, the first person, with"
         " `sgalert user add --first --name NAME --email EMAIL --role dsl`"
     )
     return 0
+
+
+async def _make_workspace(ws: Workspace, school_name: str, made: list[Path]) -> None:
+    """The folders, the config, the Maildir inbox and the store, each noted in ``made`` before
+    it is made, so that a failure can take back exactly what this made."""
+    made += make_folder(ws.config_path.parent)
+    made += make_folder(ws.store_path.parent)
+    made.append(ws.config_path)
+    ws.config_path.write_text(render_template(school_name), encoding="utf-8")
+    load_config(ws.config_path)  # the template must always be valid
+    inbox = ws.root / "inbox"
+    for sub in ("cur", "new", "tmp"):
+        made += make_folder(inbox / "encompass" / sub)
+    made += [ws.store_path.with_name(ws.store_path.name + end) for end in ("", *_STORE_FILES)]
+    store = await Store.open(ws.store_path, create=True)
+    async with store, store.write() as db:
+        await audit.append(db, [audit.AuditEvent(audit.SYSTEM, "store-created")])
+    make_private(ws)
 
 
 async def user_add(ctx: Context) -> int:

@@ -7,14 +7,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from sgalert.cli.context import Context
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group
 from sgalert.clock import iso, parse_iso
+from sgalert.config import ParseLimits
 from sgalert.errors import InvalidInput, StoreError
 from sgalert.model import CaseState, Source
+
+_READ_CHUNK = 1 << 20
 
 
 async def status(ctx: Context) -> int:
@@ -111,19 +116,41 @@ async def held_release(ctx: Context) -> int:
     return 0
 
 
+def read_message_file(path: Path, limits: ParseLimits) -> bytes:
+    """A message file's bytes, read no further than the config's size limit allows: a file or
+    a pipe (``<(…)``); a device such as ``/dev/zero`` is refused before a byte is read, and
+    anything longer than ``[ingest] max_message_mb`` is refused once a byte past it arrives."""
+    cap = limits.max_message_bytes
+    try:
+        with path.open("rb", buffering=0) as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+                raise InvalidInput(f"{path}: not a message file (give a file saved as .eml)")
+            chunks: list[bytes] = []
+            size = 0
+            while size <= cap and (chunk := handle.read(min(_READ_CHUNK, cap + 1 - size))):
+                chunks.append(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot be read ({exc.strerror})") from None
+    if size > cap:
+        raise InvalidInput(
+            f"{path}: over the {cap >> 20} MB limit for a message ([ingest] max_message_mb in"
+            " sgalert.toml); nothing was stored"
+        )
+    return b"".join(chunks)
+
+
 async def ingest(ctx: Context) -> int:
 
     from sgalert.intake.ingest import Ingestor, SourceRules
     from sgalert.ports import Inbound
 
     path = Path(ctx.args.file)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot be read ({exc.strerror})") from None
     source = Source(ctx.args.source)
     async with await ctx.service() as service:
         assert service.config is not None
+        raw = await asyncio.to_thread(read_message_file, path, service.config.limits)
         ingestor = Ingestor(service.new_cases, service.config, workers=0)  # one file: in-process
         configured = [s for s in service.config.sources if s.type is source]
         rules = (

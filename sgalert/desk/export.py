@@ -117,9 +117,11 @@ class StagedCopy:
     def write(self, data: bytes) -> None:
         """Check the target, then write ``data`` where nobody can see it yet (mode 0600).
 
-        Raises :class:`InvalidInput` for a folder or a path without a file name,
-        :class:`AlreadyExists` for a taken name unless ``overwrite``, :class:`ExportError` for
-        a missing folder or a failed write.
+        Raises :class:`InvalidInput` for a folder, a path without a file name, or one where
+        something other than a regular file is (a device, a pipe, a link: even with
+        ``overwrite``), :class:`AlreadyExists` for a taken name unless ``overwrite``,
+        :class:`ExportError` for a missing folder, one that takes no new file, or a failed
+        write.
         """
         target = self.target
         if not target.name or target.name in (".", ".."):
@@ -127,13 +129,18 @@ class StagedCopy:
         with _os_errors("could not write the copy"):
             if not self.folder.is_dir():
                 raise ExportError("the folder chosen for the copy does not exist")
-            self._check_target()
-            descriptor = self._anonymous = _open_anonymous(self.folder)
-            if descriptor is None:
-                temporary = self.folder / f".sgalert-{secrets.token_hex(8)}.part"
-                descriptor = os.open(temporary, _CREATE_FLAGS, 0o600)
-                self._temporary = temporary
+            taken = self._check_target()
             try:
+                descriptor = self._anonymous = _open_anonymous(self.folder)
+                if descriptor is None:
+                    temporary = self.folder / f".sgalert-{secrets.token_hex(8)}.part"
+                    descriptor = os.open(temporary, _CREATE_FLAGS, 0o600)
+                    self._temporary = temporary
+            except OSError as exc:
+                raise _cannot_create(exc) from None  # before 'already exists': see /proc
+            try:
+                if taken and not self.overwrite:
+                    raise _taken()  # discard() removes the temporary file
                 if hasattr(os, "fchmod"):
                     os.fchmod(descriptor, 0o600)  # the umask may only take bits away; be explicit
                 view = memoryview(data)
@@ -206,15 +213,14 @@ class StagedCopy:
         if self.placed:
             self._aside = None
 
-    def _check_target(self) -> None:
+    def _check_target(self) -> bool:
+        """Whether a regular file is at the target; anything else that is there is refused."""
         try:
             found = self.target.lstat()
         except FileNotFoundError:
-            return
-        if stat.S_ISDIR(found.st_mode):
-            raise InvalidInput("the path chosen for the copy is a folder; add a file name")
-        if not self.overwrite:
-            raise _taken()
+            return False
+        _refuse_unless_regular(found)
+        return True
 
     def _set_aside(self) -> None:
         """Keep the file at the target under a hidden name until the copy is recorded."""
@@ -222,8 +228,7 @@ class StagedCopy:
             found = self.target.lstat()
         except FileNotFoundError:
             return
-        if stat.S_ISDIR(found.st_mode):
-            raise InvalidInput("the path chosen for the copy is a folder; add a file name")
+        _refuse_unless_regular(found)  # it may have changed since write() looked
         aside = self.folder / f".sgalert-{secrets.token_hex(8)}.old"
         try:
             os.link(self.target, aside, follow_symlinks=False)  # a link itself, not its target
@@ -329,6 +334,45 @@ def _link_or_rename(temporary: Path, target: Path) -> None:
         if os.path.lexists(target):
             raise _taken() from None
         os.replace(temporary, target)
+
+
+# What is at a path that is neither a folder nor a regular file, in words.
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISFIFO, "a pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _refuse_unless_regular(found: os.stat_result) -> None:
+    """Only a regular file is ever replaced: a copy put in place of a device (``/dev/full``),
+    a pipe or a link would replace that node itself, even with ``overwrite``."""
+    if stat.S_ISDIR(found.st_mode):
+        raise InvalidInput("the path chosen for the copy is a folder; add a file name")
+    if not stat.S_ISREG(found.st_mode):
+        kind = next((word for test, word in _KINDS if test(found.st_mode)), "not a file")
+        raise InvalidInput(
+            f"the path chosen for the copy is {kind}, not a regular file; nothing written:"
+            " choose a file name"
+        )
+
+
+def _cannot_create(exc: OSError) -> ExportError:
+    """No new file could be made in the folder: say so, not the bare reason (``/proc`` answers
+    'no such file or directory' about a folder that is plainly there)."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        why = "no permission to create files in that folder"
+    elif exc.errno == errno.EROFS:
+        why = "that folder is on a read-only file system"
+    elif exc.errno == errno.ENOSPC:
+        why = "the disk is full"
+    elif exc.errno == errno.ENOENT:
+        why = "that folder does not take new files (a system folder, like /proc?)"
+    else:
+        why = f"no file could be made in that folder ({os_error_reason(exc)})"
+    return ExportError(f"cannot write the copy there: {why}; nothing written")
 
 
 def _taken() -> AlreadyExists:

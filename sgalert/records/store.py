@@ -8,6 +8,7 @@ timeout makes a writer wait for another rather than fail.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -89,6 +90,27 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
+def _unwritable(path: Path) -> str | None:
+    """Why this process cannot write the store at ``path``, or None. SQLite would open a
+    read-only store read-only and fail at the first write, and one in a read-only folder not at
+    all (its WAL and shared-memory files live beside it), either way as if it were no store."""
+    reason = None
+    if path.exists():
+        try:
+            os.close(os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0)))
+        except OSError as exc:
+            reason = f"{path} ({os.strerror(exc.errno or 0).lower()})"
+    if reason is None and not os.access(path.parent, os.W_OK | os.X_OK):
+        reason = f"{path.parent} (its files cannot be made or changed)"
+    if reason is None:
+        return None
+    return (
+        f"the workspace cannot be written: {reason}; sgalert needs to write its store and the"
+        " folder it is in, even to read a case: check the permissions, or that the disk is not"
+        " read-only"
+    )
+
+
 class Store:
     """An open store. Use :meth:`open`; close with :meth:`close` or ``async with``."""
 
@@ -102,6 +124,9 @@ class Store:
         """Open (and with ``create``, make) the store, then migrate it to the head version."""
         if not create and not path.is_file():
             raise StoreError(f"{path}: no store here; run `sgalert init` first")
+        unwritable = _unwritable(path)
+        if unwritable is not None:
+            raise StoreError(unwritable)
         try:
             connection = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
