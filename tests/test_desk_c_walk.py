@@ -8,10 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, TextArea
+from textual.geometry import Region
+from textual.widgets import Button, Input, TextArea
 
+from tui.app import SgalertApp
 from tui.screens.dialogs import ConfirmScreen, DecisionScreen, NoteScreen
 from tui.screens.manual import NewCaseScreen
+from tui.screens.unlock import UnlockScreen
 
 from .test_tui_desk import Desk, app_for, open_case
 from .test_tui_support import make_workspace, seed_desk, settle, unlock
@@ -92,3 +95,51 @@ async def test_escape_on_a_typed_decision_or_phone_form_asks_an_empty_one_closes
         await settle(pilot)
         assert isinstance(app.screen, NewCaseScreen)
         assert app.screen.query_one("#caller", Input).value == "PC Example"
+
+
+# ----- 80x24 ----------------------------------------------------------------------------------
+
+
+async def test_at_80x24_the_queue_shows_whole_flags(desk: Desk) -> None:
+    app = app_for(desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("escape")  # metadata only
+        await settle(pilot)
+        shown = screen_text(app)
+        assert "Flags" in shown  # the header, not "F"
+        hostile = next(line for line in shown.splitlines() if desk.refs["hostile"] in line)
+        assert "hostile unverified" in hostile, hostile  # both flags, whole
+        assert "10h 30m Mon 08:30" in hostile  # the deadline keeps its countdown and time
+
+
+async def test_at_80x24_the_unlock_button_stays_on_the_dialog(desk: Desk) -> None:
+    """However much the dialog has to say (why it locked, the drafts kept, a problem), its
+    Unlock button is on screen, inside the dialog, and the problem is in view."""
+    why = (
+        "Locked after 10 minutes without a key press. Your draft (New case: a notification"
+        " taken by phone) is sealed in memory and reopens when you unlock. "
+    )
+    app = app_for(desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+        await app.push_screen(UnlockScreen(email="dsl@example.org", reason=why * 3), app._unlocked)
+        await settle(pilot)
+        await pilot.press(*"not-the-passphrase", "enter")
+        await settle(pilot)
+        button = app.screen.query_one("#unlock-button", Button)
+        dialog = app.screen.query_one("#unlock").region
+        screen = Region(0, 0, *SIZE)
+        assert screen.contains_region(button.region), button.region
+        inside = dialog.shrink((1, 1, 1, 1))  # within the dialog's border
+        assert inside.contains_region(button.region), (button.region, dialog)
+        assert "Wrong passphrase" in screen_text(app)
+        await unlock(pilot)
+
+
+def screen_text(app: SgalertApp) -> str:
+    """The screen as the person sees it, one line of text a row."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(segment.text for segment in strip) for strip in strips)
