@@ -5,13 +5,19 @@ acknowledged and never cover a dialog's buttons."""
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from textual.geometry import Region
+from textual.pilot import Pilot
 from textual.widgets import Button, Input, TextArea
 
+from sgalert.model import CaseState, CaseSummary, Source
 from tui.app import SgalertApp
+from tui.next_case import next_ref
+from tui.screens.case import CaseScreen
 from tui.screens.dialogs import ConfirmScreen, DecisionScreen, NoteScreen
 from tui.screens.manual import NewCaseScreen
 from tui.screens.unlock import UnlockScreen
@@ -20,6 +26,11 @@ from .test_tui_desk import Desk, app_for, open_case
 from .test_tui_support import make_workspace, seed_desk, settle, unlock
 
 SIZE = (80, 24)
+AT = datetime(2026, 11, 22, 21, 0, tzinfo=UTC)
+SUMMARY = CaseSummary(
+    "id", "SG-2026-0001", Source.ENCOMPASS, CaseState.NEW, AT, AT, AT, (), None, None, None,
+    None, None,
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -143,3 +154,49 @@ def screen_text(app: SgalertApp) -> str:
     """The screen as the person sees it, one line of text a row."""
     strips = app.screen._compositor.render_strips()
     return "\n".join("".join(segment.text for segment in strip) for strip in strips)
+
+
+# ----- Next -----------------------------------------------------------------------------------
+
+
+async def decide(pilot: Pilot[object], app: SgalertApp, ref: str) -> None:
+    await pilot.press("d")
+    await settle(pilot)
+    assert isinstance(app.screen, DecisionScreen)
+    await pilot.press(*"Tell the class teacher", "tab", *"Invented: quiet night at home.")
+    await pilot.press("ctrl+s")
+    await settle(pilot)
+    assert isinstance(app.screen, CaseScreen) and app.screen.ref == ref
+    assert app.screen.view.summary.state is CaseState.ACKNOWLEDGED  # decided: no longer waiting
+
+
+async def test_next_after_a_decision_goes_to_the_next_waiting_case(desk: Desk) -> None:
+    app = app_for(desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlock(pilot)
+        first, second = desk.refs["hostile"], desk.refs["new"]  # both waiting, in this order
+        await open_case(pilot, app, first)
+        await decide(pilot, app, first)
+        await pilot.press("right_square_bracket")  # Next
+        await settle(pilot)
+        assert isinstance(app.screen, CaseScreen) and app.screen.ref == second
+        await decide(pilot, app, second)
+        await pilot.press("right_square_bracket")  # nothing waits: on through Needs action
+        await settle(pilot)
+        assert isinstance(app.screen, CaseScreen) and app.screen.ref != second
+        await pilot.press("escape")  # each case took the place of the last: back to the queue
+        await settle(pilot)
+        assert app.screen is app.queue_screen
+
+
+def test_next_prefers_a_waiting_case_then_walks_the_order() -> None:
+    def case(ref: str, state: CaseState) -> CaseSummary:
+        return dataclasses.replace(SUMMARY, ref=ref, state=state)
+
+    new, acked = CaseState.NEW, CaseState.ACKNOWLEDGED
+    rows = [case("A", acked), case("B", new), case("C", acked), case("D", acked)]
+    assert next_ref(rows, "A") == "B"
+    assert next_ref(rows, "B") == "C"  # nothing else waits: the one after
+    assert next_ref([case("A", acked), case("C", acked), case("D", acked)], "D") == "A"  # round
+    assert next_ref([case("A", acked)], "Z") == "A"  # the open case has left the list
+    assert next_ref([case("A", new)], "A") is None

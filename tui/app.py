@@ -52,6 +52,7 @@ from .attention import (
 from .commands import DeskCommands
 from .drafts import Draft, Drafts, SealedDraft, Where
 from .formatting import plural
+from .next_case import open_next_case
 from .screens import DeskScreen
 from .screens.audit import AuditScreen
 from .screens.case import CaseScreen
@@ -95,6 +96,16 @@ class SgalertApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+l", "lock", "Lock", id="app.lock", priority=True, tooltip="Forget your key"),
         Binding("question_mark", "help", "Help", id="app.help", tooltip="Every key binding"),
+        # On a case only (see check_action); elsewhere ] is the next page or week. Not in the
+        # footer, which has no room left at 80 columns: help and the palette list it.
+        Binding(
+            "right_square_bracket",
+            "next_case",
+            "Next case",
+            id="app.next_case",
+            tooltip="The next case needing attention",
+            show=False,
+        ),
         Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.theme", show=False),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
     ]
@@ -700,7 +711,13 @@ class SgalertApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "unlock":
             return self.identity is None
+        if action == "next_case":
+            return isinstance(self.screen, CaseScreen)
         return True
+
+    def action_next_case(self) -> None:
+        if isinstance(self.screen, CaseScreen):
+            open_next_case(self, self.screen.ref)
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT if self.theme == DARK else DARK
@@ -738,25 +755,32 @@ class SgalertApp(App[int]):
     def action_new_case(self) -> None:
         self.require_identity(lambda identity: start_manual_entry(self, identity))
 
-    def open_case(self, ref: str, *, then: str | None = None) -> None:
+    def open_case(self, ref: str, *, then: str | None = None, replacing: str | None = None) -> None:
         """Decrypt and show one case (asks for the passphrase first if locked); ``then`` is an
-        action to run on it once shown (reopening a draft's dialog)."""
+        action to run on it once shown (reopening a draft's dialog); ``replacing``: the case
+        shown in place of this one, if it is still on top (Next)."""
 
         def load(identity: Identity) -> None:
             self.submit(
                 self.service.open_case(identity, ref),
                 description=f"Opening {ref}",
-                done=lambda view: self._show_case(view, then),
+                done=lambda view: self._show_case(view, then, replacing),
                 sensitive=True,
                 latest="open-case",
             )
 
         self.require_identity(load)
 
-    def _show_case(self, view: CaseView, then: str | None = None) -> None:
+    def _show_case(
+        self, view: CaseView, then: str | None = None, replacing: str | None = None
+    ) -> None:
         self.seen(view.summary.ref)
         screen = CaseScreen(view)
-        self.push_screen(screen)
+        top = self.screen
+        if replacing is not None and isinstance(top, CaseScreen) and top.ref == replacing:
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
         if then is not None:
             self.call_after_refresh(self._reopen_form, screen, then)
 
