@@ -6,13 +6,16 @@ acknowledged and never cover a dialog's buttons."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from textual.geometry import Region
+from textual.notifications import Notification
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, TextArea
+from textual.widgets._toast import Toast
 
 from sgalert.model import CaseState, CaseSummary, Source
 from tui.app import SgalertApp
@@ -22,8 +25,9 @@ from tui.screens.dialogs import ConfirmScreen, DecisionScreen, NoteScreen
 from tui.screens.manual import NewCaseScreen
 from tui.screens.unlock import UnlockScreen
 
+from .test_tui_attention import ACK_SCRIPT, ESCALATE_SCRIPT, run_script
 from .test_tui_desk import Desk, app_for, open_case
-from .test_tui_support import make_workspace, seed_desk, settle, unlock
+from .test_tui_support import make_workspace, seed_desk, settle, unlock, wait_for
 
 SIZE = (80, 24)
 AT = datetime(2026, 11, 22, 21, 0, tzinfo=UTC)
@@ -200,3 +204,50 @@ def test_next_prefers_a_waiting_case_then_walks_the_order() -> None:
     assert next_ref([case("A", acked), case("C", acked), case("D", acked)], "D") == "A"  # round
     assert next_ref([case("A", acked)], "Z") == "A"  # the open case has left the list
     assert next_ref([case("A", new)], "A") is None
+
+
+# ----- "Escalated to you" toasts ----------------------------------------------------------------
+
+
+def escalation_toasts(app: SgalertApp) -> list[Notification]:
+    return [n for n in app._notifications if n.title == "Escalated to you"]
+
+
+async def test_an_escalation_toast_is_short_and_goes_once_its_cases_are_acknowledged(
+    desk: Desk,
+) -> None:
+    app = app_for(desk, poll_seconds=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)  # locked: the usual state at 22:00
+        await run_script(ESCALATE_SCRIPT, str(desk.workspace.root))
+        await wait_for(pilot, lambda: escalation_toasts(app))
+        await settle(pilot)
+        assert all(n.timeout <= 20 for n in escalation_toasts(app))  # not a minute
+        named = {
+            r for n in escalation_toasts(app) for r in re.findall(r"SG-\d{4}-\d{4}", n.message)
+        }
+        assert named
+        for ref in sorted(named):  # a colleague takes them on
+            await run_script(ACK_SCRIPT, str(desk.workspace.root), ref)
+        await wait_for(pilot, lambda: not escalation_toasts(app))
+
+
+async def test_escalation_toasts_never_cover_a_dialogs_buttons(desk: Desk) -> None:
+    app = app_for(desk, poll_seconds=0.1)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, UnlockScreen)
+        await run_script(ESCALATE_SCRIPT, str(desk.workspace.root))
+        await wait_for(pilot, lambda: app.screen.query(Toast))  # came while the dialog is open
+        await settle(pilot)
+        button = app.screen.query_one("#unlock-button", Button).region
+        for toast in app.screen.query(Toast):
+            assert not toast.region.overlaps(button), (toast.region, button)
+        await pilot.press("escape")  # the queue, where the toast stays
+        await settle(pilot)
+        assert escalation_toasts(app)
+        await pilot.press("a")  # a dialog opens (asking for the passphrase first)
+        await settle(pilot)
+        assert isinstance(app.screen, UnlockScreen)
+        assert not escalation_toasts(app) and not app.screen.query(Toast)
+        assert app.fresh  # the rows stay highlighted
