@@ -19,6 +19,7 @@ from textual.widgets._toast import Toast
 
 from sgalert.model import CaseState, CaseSummary, Source
 from tui.app import SgalertApp
+from tui.attention import DesktopTerminal, Escalation, escalation_text
 from tui.next_case import next_ref
 from tui.screens.case import CaseScreen
 from tui.screens.dialogs import ConfirmScreen, DecisionScreen, NoteScreen
@@ -251,3 +252,17 @@ async def test_escalation_toasts_never_cover_a_dialogs_buttons(desk: Desk) -> No
         assert isinstance(app.screen, UnlockScreen)
         assert not escalation_toasts(app) and not app.screen.query(Toast)
         assert app.fresh  # the rows stay highlighted
+
+
+def test_a_case_escalated_twice_since_the_last_look_is_named_once() -> None:
+    steps = [
+        Escalation(1, "SG-2026-0005", 1),
+        Escalation(2, "SG-2026-0006", 1),
+        Escalation(3, "SG-2026-0005", 2),
+    ]
+    assert escalation_text(steps) == (
+        "SG-2026-0005: nobody has acknowledged it yet\nSG-2026-0006: nobody has acknowledged it yet"
+    )
+    assert DesktopTerminal().escalation_notice(steps) == (
+        "\x1b]9;sgalert: Escalated to you: SG-2026-0005, SG-2026-0006\x07"
+    )
