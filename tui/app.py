@@ -30,14 +30,15 @@ from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
-from textual.screen import Screen
+from textual.notifications import Notification, Notify, SeverityLevel
+from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
 from sgalert.clock import Clock, utcnow
 from sgalert.desk.service import CaseService, CaseView, Identity, SearchIndex, Workspace
 from sgalert.desk.views import AuditRow, ChangeMarks
 from sgalert.errors import InvalidInput, SgalertError
-from sgalert.model import Role
+from sgalert.model import CaseState, Role
 
 from .attention import (
     ENV_ATTENTION,
@@ -53,6 +54,7 @@ from .attention import (
 from .commands import DeskCommands
 from .drafts import Draft, Drafts, SealedDraft, Where
 from .formatting import plural
+from .next_case import open_next_case
 from .screens import DeskScreen
 from .screens.audit import AuditScreen
 from .screens.case import CaseScreen
@@ -76,6 +78,11 @@ AUDIT_ROLES = frozenset({Role.DSL, Role.DEPUTY, Role.HEAD})
 # Audit entries read per look for new cases: a poll's worth, and more than the engine writes
 # between two polls even in a burst.
 ATTENTION_READ = 200
+# How long a new case's and an escalation's toasts stay (seconds): long enough to be read, not
+# so long they sit over the work. Each goes sooner once none of its cases waits, or a dialog
+# opens; the row stays highlighted until the case is opened.
+NEW_CASE_TOAST = 30
+ESCALATION_TOAST = 20
 
 
 @dataclass(slots=True)
@@ -96,6 +103,16 @@ class SgalertApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+l", "lock", "Lock", id="app.lock", priority=True, tooltip="Forget your key"),
         Binding("question_mark", "help", "Help", id="app.help", tooltip="Every key binding"),
+        # On a case only (see check_action); elsewhere ] is the next page or week. Not in the
+        # footer, which has no room left at 80 columns: help and the palette list it.
+        Binding(
+            "right_square_bracket",
+            "next_case",
+            "Next case",
+            id="app.next_case",
+            tooltip="The next case needing attention",
+            show=False,
+        ),
         Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.theme", show=False),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
     ]
@@ -151,6 +168,8 @@ class SgalertApp(App[int]):
         self._attention_seq: int | None = None  # the newest audit entry looked at
         self._attention_busy = False
         self._attention_again = False
+        # The attention toasts on screen and the references each names (metadata only).
+        self._attention_toasts: dict[str, tuple[Notification, frozenset[str]]] = {}
 
     # ----- the core -----------------------------------------------------------------------
 
@@ -215,6 +234,7 @@ class SgalertApp(App[int]):
             self._watcher.run, thread=True, name="store watcher", group="watch", exit_on_error=False
         )
         self.set_interval(self.poll_seconds, self._tick, name="tick")
+        self.screen_change_signal.subscribe(self, self._screen_changed)
         self.refresh_status()
         self.action_unlock()
 
@@ -517,6 +537,7 @@ class SgalertApp(App[int]):
             self.status = _with_lease(self.status, message.marks)
             self.show_banners()
         if message.cases_changed and message.previous is not None:
+            self._withdraw_settled_toasts()
             self._update_search_index()
             if self._queue is not None:
                 self._queue.reload()
@@ -570,13 +591,8 @@ class SgalertApp(App[int]):
         if self.attention.bell:
             self.bell()
         if self.attention.toast:
-            self.notify(
-                toast_text(cases),
-                title="New case" if len(cases) == 1 else f"{len(cases)} new cases",
-                severity="warning",
-                timeout=30,
-                markup=False,
-            )
+            title = "New case" if len(cases) == 1 else f"{len(cases)} new cases"
+            self._toast(toast_text(cases), title, "warning", NEW_CASE_TOAST, cases)
         if self.attention.highlight:
             self.fresh.update(case.ref for case in cases)
             if self._queue is not None:
@@ -592,19 +608,68 @@ class SgalertApp(App[int]):
         if self.attention.bell:
             self.bell()
         if self.attention.toast:
-            self.notify(
-                escalation_text(escalations),
-                title="Escalated to you",
-                severity="error",
-                timeout=60,
-                markup=False,
-            )
+            text = escalation_text(escalations)
+            self._toast(text, "Escalated to you", "error", ESCALATION_TOAST, escalations)
         if self.attention.highlight:
             self.fresh.update(e.ref for e in escalations)
             if self._queue is not None:
                 self._queue.show_fresh()
         if self.attention.desktop and self.terminal is not None:
             self.desktop_notice(self.terminal.escalation_notice(escalations))
+
+    def _toast(
+        self,
+        text: str,
+        title: str,
+        severity: SeverityLevel,
+        timeout: float,
+        about: list[NewCase] | list[Escalation],
+    ) -> None:
+        """A toast kept track of, so it can go once none of the cases it names waits."""
+        notification = Notification(text, title, severity, timeout, markup=False)
+        refs = frozenset(item.ref for item in about)
+        self._attention_toasts[notification.identity] = (notification, refs)
+        self.post_message(Notify(notification))
+
+    def _withdraw_toasts(self, keep: Callable[[frozenset[str]], bool] = lambda _: False) -> None:
+        for key, (notification, refs) in list(self._attention_toasts.items()):
+            if notification not in self._notifications or not keep(refs):
+                del self._attention_toasts[key]
+                self._unnotify(notification)
+
+    def _screen_changed(self, screen: Screen[Any]) -> None:
+        """A dialog opened: the attention toasts go rather than sit over its buttons (the bell
+        has rung and the rows stay highlighted). One that comes while a dialog is open shows
+        at the top of the screen (sgalert.tcss), clear of the buttons at a dialog's foot."""
+        if isinstance(screen, ModalScreen):
+            self._withdraw_toasts()
+
+    def _withdraw_settled_toasts(self) -> None:
+        """The store changed: a toast goes once none of the cases it names still waits
+        (acknowledged here, by a colleague, by a reply to a page)."""
+        self._withdraw_toasts(lambda _: True)  # forget the ones that timed out
+        named = {ref for _, refs in self._attention_toasts.values() for ref in refs}
+        if not named or self._service is None:
+            return
+        service, viewer = self.service, self.identity
+
+        async def waiting() -> set[str]:
+            found: set[str] = set()
+            for ref in sorted(named):
+                try:
+                    summary = await service.summary(ref, viewer=viewer)
+                except SgalertError:
+                    continue  # gone from this desk's sight: not waiting here
+                if summary.state is CaseState.NEW:
+                    found.add(ref)
+            return found
+
+        self.submit(
+            waiting(),
+            description="Checking the cases named in notices",
+            done=lambda still: self._withdraw_toasts(lambda refs: bool(refs & still)),
+            latest="attention-toasts",
+        )
 
     def desktop_notice(self, sequence: str) -> None:
         """Write a desktop notification's escape sequence through the driver, as Textual's own
@@ -701,7 +766,13 @@ class SgalertApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "unlock":
             return self.identity is None
+        if action == "next_case":
+            return isinstance(self.screen, CaseScreen)
         return True
+
+    def action_next_case(self) -> None:
+        if isinstance(self.screen, CaseScreen):
+            open_next_case(self, self.screen.ref)
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT if self.theme == DARK else DARK
@@ -739,25 +810,32 @@ class SgalertApp(App[int]):
     def action_new_case(self) -> None:
         self.require_identity(lambda identity: start_manual_entry(self, identity))
 
-    def open_case(self, ref: str, *, then: str | None = None) -> None:
+    def open_case(self, ref: str, *, then: str | None = None, replacing: str | None = None) -> None:
         """Decrypt and show one case (asks for the passphrase first if locked); ``then`` is an
-        action to run on it once shown (reopening a draft's dialog)."""
+        action to run on it once shown (reopening a draft's dialog); ``replacing``: the case
+        shown in place of this one, if it is still on top (Next)."""
 
         def load(identity: Identity) -> None:
             self.submit(
                 self.service.open_case(identity, ref),
                 description=f"Opening {ref}",
-                done=lambda view: self._show_case(view, then),
+                done=lambda view: self._show_case(view, then, replacing),
                 sensitive=True,
                 latest="open-case",
             )
 
         self.require_identity(load)
 
-    def _show_case(self, view: CaseView, then: str | None = None) -> None:
+    def _show_case(
+        self, view: CaseView, then: str | None = None, replacing: str | None = None
+    ) -> None:
         self.seen(view.summary.ref)
         screen = CaseScreen(view)
-        self.push_screen(screen)
+        top = self.screen
+        if replacing is not None and isinstance(top, CaseScreen) and top.ref == replacing:
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
         if then is not None:
             self.call_after_refresh(self._reopen_form, screen, then)
 

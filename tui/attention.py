@@ -136,9 +136,16 @@ def escalations_to(
 
 
 def escalation_text(escalations: list[Escalation]) -> str:
-    """``SG-2026-0007: nobody has acknowledged it yet``, one per case."""
-    named = [f"{e.ref}: nobody has acknowledged it yet" for e in escalations[:NAMED_IN_TOAST]]
-    return "\n".join(_and_more(named, len(escalations)))
+    """``SG-2026-0007: nobody has acknowledged it yet``, one per case (a case that went up two
+    steps since the last look is named once)."""
+    refs = escalated_refs(escalations)
+    named = [f"{ref}: nobody has acknowledged it yet" for ref in refs[:NAMED_IN_TOAST]]
+    return "\n".join(_and_more(named, len(refs)))
+
+
+def escalated_refs(escalations: list[Escalation]) -> list[str]:
+    """Each escalated case's reference once, in the order they first went up."""
+    return list(dict.fromkeys(e.ref for e in escalations))
 
 
 def toast_text(cases: list[NewCase]) -> str:
@@ -218,10 +225,11 @@ class DesktopTerminal:
 
     def escalation_notice(self, escalations: list[Escalation]) -> str:
         """The escape sequence for escalations that reached this person ("" for none)."""
-        named = [ref for e in escalations[:NAMED_IN_TOAST] if (ref := safe_ref(e.ref))]
+        refs = escalated_refs(escalations)
+        named = [safe for ref in refs[:NAMED_IN_TOAST] if (safe := safe_ref(ref))]
         if not named:
             return ""
-        body = f"Escalated to you: {', '.join(_and_more(named, len(escalations)))}"
+        body = f"Escalated to you: {', '.join(_and_more(named, len(refs)))}"
         return self._sequence(_NOT_IN_NOTICE.sub("", body))
 
     def _sequence(self, body: str) -> str:

@@ -26,9 +26,35 @@ from textual.widget import Widget
 
 @dataclass(frozen=True, slots=True)
 class Column:
+    """``width`` when the list is wide enough; narrower, a column gives up cells down to
+    ``least`` (None: it keeps its width), and an ``optional`` one is left out last of all."""
+
     key: str
     label: str
     width: int
+    least: int | None = None
+    optional: bool = False
+
+
+def fit(columns: Sequence[Column], width: int) -> list[tuple[Column, int]]:
+    """The columns shown in ``width`` cells (each after a one-cell gap) and their widths: first
+    every shrinkable column shrinks towards its least, then optional columns are left out; cells
+    left over go back to the shrunk columns, left to right."""
+    shown = list(columns)
+    while True:
+        least = sum((c.least if c.least is not None else c.width) + 1 for c in shown)
+        optional = [c for c in shown if c.optional]
+        if least <= width or not optional:
+            break
+        shown.remove(optional[0])
+    spare = width - least
+    fitted = []
+    for column in shown:
+        size = column.least if column.least is not None else column.width
+        grow = min(max(spare, 0), column.width - size)
+        spare -= grow
+        fitted.append((column, size + grow))
+    return fitted
 
 
 @dataclass(slots=True)
@@ -101,6 +127,7 @@ class CaseList(Widget, can_focus=True):
         self._index: dict[str, int] = {}
         self._top = 0
         self._cache: dict[tuple[int, bool, int], Strip] = {}
+        self._fitted: tuple[int, list[tuple[Column, int]]] | None = None
 
     # ----- data ---------------------------------------------------------------------------
 
@@ -231,10 +258,12 @@ class CaseList(Widget, can_focus=True):
     def _line(self, cells: dict[str, Text] | None, style: Style) -> Strip:
         width = self.size.width
         text = Text(no_wrap=True, overflow="crop", end="")
-        for column in self.columns:
+        if self._fitted is None or self._fitted[0] != width:
+            self._fitted = (width, fit(self.columns, width))
+        for column, size in self._fitted[1]:
             value = cells[column.key] if cells is not None else Text(column.label)
             cell = value.copy()
-            cell.truncate(column.width, overflow="ellipsis", pad=True)
+            cell.truncate(size, overflow="ellipsis", pad=True)
             text.append(" ")
             text.append_text(cell)
         segments = list(text.render(self.app.console))

@@ -160,7 +160,23 @@ class FormScreen(DeskModal[FormResult | None]):
                 target.first().focus()
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        """Close an empty form at once; with something typed, ask before throwing it away."""
+        if not self.has_draft:
+            self.dismiss(None)
+            return
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                self.dismiss(None)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "Discard what you typed?",
+                "What you typed in this dialog is thrown away; nothing is recorded.",
+                confirm="Discard",
+            ),
+            answered,
+        )
 
     def action_save(self) -> None:
         raise NotImplementedError

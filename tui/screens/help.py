@@ -27,6 +27,7 @@ WORDS: dict[str, str] = {
     "app.help": "Show this help",
     "app.theme": "Switch between light and dark colours",
     "app.quit": "Leave sgalert",
+    "app.next_case": "Open the next case needing attention: the most urgent still waiting first",
     "queue.open": "Open the highlighted case (asks for your passphrase first if locked)",
     "queue.filter": "Show only the cases whose reference, source, state or flags contain a word",
     "queue.clear_filter": "Clear the filter and show every case again",

@@ -14,7 +14,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Static
 
 from sgalert.desk.service import Identity
@@ -37,7 +37,11 @@ class UnlockScreen(DeskModal[Identity | None]):
         self.busy = False
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog", id="unlock"):
+        # The button is docked at the foot of a dialog that scrolls: however much it has to
+        # say (why it locked, a draft kept, a problem), Unlock stays on screen at 80x24.
+        with VerticalScroll(classes="dialog", id="unlock", can_focus=False):
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Unlock", variant="primary", id="unlock-button")
             yield Static("Unlock", classes="dialog-title", markup=False)
             if self._reason:
                 yield Static(Text(self._reason), id="unlock-reason", markup=False)
@@ -50,8 +54,6 @@ class UnlockScreen(DeskModal[Identity | None]):
                 id="unlock-status",
                 markup=False,
             )
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Unlock", variant="primary", id="unlock-button")
 
     def on_mount(self) -> None:
         target = "#passphrase" if self._email else "#email"
@@ -61,6 +63,7 @@ class UnlockScreen(DeskModal[Identity | None]):
         status = self.query_one("#unlock-status", Static)
         status.update(Text(text))
         status.set_class(problem, "-problem")
+        status.scroll_visible(animate=False)  # the body may scroll at 80x24: keep it in view
 
     @on(Input.Submitted, "#email")
     def _email_done(self) -> None:
@@ -85,7 +88,7 @@ class UnlockScreen(DeskModal[Identity | None]):
             return
         self.busy = True
         self._say("Unlocking… deriving your key.")
-        self.query_one("#unlock", Vertical).disabled = True
+        self.query_one("#unlock", VerticalScroll).disabled = True
         self.desk.submit(
             self.desk.service.unlock(email, passphrase),
             description="Unlocking",
@@ -101,7 +104,7 @@ class UnlockScreen(DeskModal[Identity | None]):
     def _failed(self, error: SgalertError) -> bool:
         """Wrong passphrase and unknown people are answered here; the rest go to the app."""
         self.busy = False
-        self.query_one("#unlock", Vertical).disabled = False
+        self.query_one("#unlock", VerticalScroll).disabled = False
         if isinstance(error, WrongPassphrase):
             self._say("Wrong passphrase. Try again.", problem=True)
             self.query_one("#passphrase", Input).focus()
