@@ -279,9 +279,8 @@ class CaseService:
         offset: int = 0,
         viewer: Identity | desk.Viewer | None = None,
     ) -> list[CaseSummary]:
-        """Metadata only, newest first, of the cases ``viewer`` may see (nobody identified: no
-        confidential case; :data:`~sgalert.desk.views.UPKEEP`: every case, for the store's own
-        upkeep such as retention and ``sgalert status``)."""
+        """Metadata, newest first, of the cases ``viewer`` may see (nobody: none confidential;
+        :data:`~sgalert.desk.views.UPKEEP`: all, for retention and ``sgalert status``)."""
         return await desk.list_cases(
             self.store,
             state=state,
