@@ -213,7 +213,7 @@ async def test_an_empty_note_on_standard_input_is_said_in_plain_english(team: Te
         ),
         (
             ("case", "new", "--source", "encompass"),
-            "sgalert case new: error: the following arguments are required: --caller, --as"
+            "sgalert case new: error: the following arguments are required: --as"
             " (see sgalert case new --help)",
         ),
         ((), "sgalert: error: the following arguments are required: COMMAND (see sgalert --help)"),
