@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import sqlite3
+import sys
 import threading
 from importlib.metadata import version
 from pathlib import Path
@@ -318,3 +320,41 @@ async def test_a_store_in_use_upgrades_from_every_earlier_version(
             connection.close()
 
     assert schema(path) == schema(fresh)
+
+
+_READ_AND_CLOSE = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1])
+connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
+connection.close()
+"""
+_COUNT_KEPT = """
+import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM kept").fetchone()[0])
+"""
+
+
+async def test_opening_the_store_again_keeps_this_process_s_locks(tmp_path: Path) -> None:
+    """Opening a second store in a process that already has one (the desk and the engine do, and
+    so does every test) must not drop the first one's SQLite locks: POSIX locks belong to the
+    process, so any descriptor on the store that is closed drops them all. Then another process
+    closing its connection took the store for unused and deleted the write-ahead log and shared
+    memory under the first, whose later commits were lost (and the store corrupted)."""
+    path = tmp_path / "sgalert.db"
+    async with await Store.open(path, create=True) as first:
+        async with first.write() as db:
+            await db.execute("CREATE TABLE kept (n INTEGER)")
+        async with await Store.open(path):
+            pass
+        done = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _READ_AND_CLOSE, str(path)
+        )
+        assert await done.wait() == 0
+        assert Path(f"{path}-wal").exists(), "another process deleted the live write-ahead log"
+        async with first.write() as db:
+            await db.execute("INSERT INTO kept VALUES (1)")
+        reader = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _COUNT_KEPT, str(path), stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await reader.communicate()
+        assert out.decode().strip() == "1", "a commit made after the second open was lost"

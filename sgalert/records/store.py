@@ -93,14 +93,15 @@ def split_statements(script: str) -> list[str]:
 def _unwritable(path: Path) -> str | None:
     """Why this process cannot write the store at ``path``, or None. SQLite would open a
     read-only store read-only and fail at the first write, and one in a read-only folder not at
-    all (its WAL and shared-memory files live beside it), either way as if it were no store."""
+    all (its WAL and shared-memory files live beside it), either way as if it were no store.
+
+    Asked of access(2), never by opening the file: POSIX locks belong to the process, so closing
+    any descriptor on the store drops the SQLite locks of every connection this process has on
+    it, and another process closing its connection then deletes the write-ahead log in use."""
     reason = None
-    if path.exists():
-        try:
-            os.close(os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0)))
-        except OSError as exc:
-            reason = f"{path} ({os.strerror(exc.errno or 0).lower()})"
-    if reason is None and not os.access(path.parent, os.W_OK | os.X_OK):
+    if path.exists() and not _may_write(path):
+        reason = f"{path} ({_why_not(path)})"
+    if reason is None and not _may_write(path.parent, search=True):
         reason = f"{path.parent} (its files cannot be made or changed)"
     if reason is None:
         return None
@@ -109,6 +110,19 @@ def _unwritable(path: Path) -> str | None:
         " folder it is in, even to read a case: check the permissions, or that the disk is not"
         " read-only"
     )
+
+
+def _may_write(path: Path, *, search: bool = False) -> bool:
+    mode = os.W_OK | (os.X_OK if search else 0)
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _why_not(path: Path) -> str:
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return "read-only file system" if read_only else "permission denied"
 
 
 class Store:
