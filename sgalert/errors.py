@@ -9,6 +9,8 @@ message on one line and exits with its ``exit_code``. Messages name the thing th
     ├── ConfigError            bad or missing sgalert.toml; names the file, the key and the fix
     ├── WorkspaceError         workspace missing, not initialised, or already initialised
     ├── StoreError             the database could not be opened or migrated
+    │   └── StoreUnwritable    its file or folder cannot be written (permissions, a read-only
+    │                          disk): nothing is damaged, so no backup is the fix
     ├── NotFound               no such case, person or group
     ├── AlreadyExists          a person with that email, or a file where a copy would go
     ├── WrongPassphrase        the passphrase does not unlock that person's keys
@@ -47,6 +49,10 @@ class WorkspaceError(SgalertError):
 
 class StoreError(SgalertError):
     """The case store could not be opened, migrated or written."""
+
+
+class StoreUnwritable(StoreError):
+    """The store or its folder cannot be written; the fix is the permissions or the disk."""
 
 
 class NotFound(SgalertError):

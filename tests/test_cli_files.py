@@ -258,6 +258,19 @@ def test_a_read_only_workspace_says_so(
     assert "not an sgalert store" not in line
 
 
+@pytest.mark.parametrize("what", ["folder", "store"])
+def test_doctor_on_a_read_only_workspace_names_the_disk_not_a_backup(
+    initialised: Path, read_only: ReadOnly, what: str
+) -> None:
+    """Doctor said to restore the latest backup, as if the store were damaged."""
+    wrapper = read_only(initialised if what == "folder" else initialised / STORE_NAME)
+    result = sgalert_cli(initialised, "doctor", wrapper=wrapper)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result
+    (store_line,) = [line for line in result.stdout.splitlines() if line.startswith("FAIL store")]
+    assert "the workspace cannot be written" in store_line
+    assert "restore" not in store_line
+
+
 def test_a_read_only_store_is_refused_before_a_write(
     initialised: Path, read_only: ReadOnly
 ) -> None:
@@ -327,3 +340,29 @@ def test_backup_where_it_cannot_go(
     line = one_clear_line(sgalert_cli(initialised, "backup", str(dest), wrapper=wrapper))
     assert f"cannot write the backup to {dest}:" in line
     assert [p for p in tmp_path.rglob("*") if "backup" in p.name or p.name == "sgalert"] == []
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only folder", "system folder"])
+def test_restore_where_it_cannot_go(
+    initialised: Path, tmp_path: Path, read_only: ReadOnly, where: str
+) -> None:
+    """Restoring into a folder the file system refuses was a traceback."""
+    backup = tmp_path / "backup"
+    made = sgalert_cli(initialised, "backup", str(backup))
+    assert made.returncode == 0, made.stderr
+    wrapper: tuple[str, ...] = ()
+    if where == "under a file":
+        (tmp_path / "afile").write_text("not a folder")
+        root = tmp_path / "afile" / "ws"
+    elif where == "read-only folder":
+        (tmp_path / "usb").mkdir()
+        wrapper = read_only(tmp_path / "usb")
+        root = tmp_path / "usb" / "ws"
+    else:
+        if not PROC_FILE.parent.is_dir():
+            pytest.skip("no /proc on this system")
+        root = PROC_FILE.parent / "sgalert-ws"
+    line = one_clear_line(sgalert_cli(root, "restore", str(backup), wrapper=wrapper))
+    assert f"cannot restore into {root}:" in line and "nothing was restored" in line
+    if where != "system folder":
+        assert not root.exists()

@@ -136,7 +136,8 @@ def read_manifest(source: Path) -> dict[str, Any]:
 
 
 def restore_files(source: Path, workspace: Workspace) -> dict[str, Any]:
-    """Blocking: check the backup and copy it into the new ``workspace``."""
+    """Blocking: check the backup and copy it into the new ``workspace``. A folder the file
+    system refuses is one line naming what is in the way, and leaves nothing behind."""
     for path in (workspace.config_path, workspace.store_path):
         if path.exists():
             raise WorkspaceError(
@@ -150,20 +151,32 @@ def restore_files(source: Path, workspace: Workspace) -> dict[str, Any]:
         manifest["audit"]["head"],
     ):
         raise InvalidInput(f"{source}: the store's audit chain differs from the manifest's")
-    for folder in {workspace.config_path.parent, workspace.store_path.parent}:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    made: list[Path] = []
     try:
+        for folder in sorted({workspace.config_path.parent, workspace.store_path.parent}):
+            made += make_folder(folder)
         for name, target in (
             (STORE_NAME, workspace.store_path),
             (CONFIG_NAME, workspace.config_path),
         ):
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            made.append(target)
             with os.fdopen(fd, "wb") as handle, (source / name).open("rb") as original:
                 shutil.copyfileobj(original, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
     except FileExistsError:
+        remove_made(made)
         raise WorkspaceError(f"{workspace.root} was created meanwhile; nothing restored") from None
+    except OSError as exc:
+        remove_made(made)
+        raise InvalidInput(
+            f"cannot restore into {workspace.root}: {cannot_make(workspace.root, exc)};"
+            " nothing was restored"
+        ) from None
+    except BaseException:
+        remove_made(made)
+        raise
     return manifest
 
 

@@ -31,7 +31,7 @@ from sgalert.cli.keys import trust_line
 from sgalert.cli.spec import Argument, Command, Entry
 from sgalert.clock import in_words, utcnow
 from sgalert.config import Config, load_config
-from sgalert.errors import AuditChainBroken, SgalertError
+from sgalert.errors import AuditChainBroken, SgalertError, StoreUnwritable
 from sgalert.ports import ProbeReport, inbox_factory, notifier_factory
 from sgalert.records import audit
 from sgalert.records.keytrust import KeyTrust, group_key_statuses
@@ -417,6 +417,8 @@ async def examine(
         found.append(fail("config", str(exc)))
     try:
         store = await Store.open(workspace.store_path)
+    except StoreUnwritable as exc:
+        return [*found, fail("store", str(exc)), *permission_findings(workspace, config)]
     except SgalertError as exc:
         found.append(fail("store", f"{exc}; restore the latest backup (`sgalert restore`)"))
         return found + permission_findings(workspace, config)

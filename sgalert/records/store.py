@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from sgalert.errors import StoreError
+from sgalert.errors import StoreError, StoreUnwritable
 from sgalert.records.migrations import HEAD_VERSION, MIGRATIONS, STEPS
 
 BUSY_TIMEOUT_MS = 15_000
@@ -140,7 +140,7 @@ class Store:
             raise StoreError(f"{path}: no store here; run `sgalert init` first")
         unwritable = _unwritable(path)
         if unwritable is not None:
-            raise StoreError(unwritable)
+            raise StoreUnwritable(unwritable)
         try:
             connection = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
