@@ -1,5 +1,5 @@
 """``python -m sgalert`` runs the command-line interface."""
 
-from sgalert.cli.main import main
+from sgalert.cli.entry import main
 
 raise SystemExit(main())

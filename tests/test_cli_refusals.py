@@ -8,7 +8,10 @@ no terminal. Real subprocesses on a real store; the refusal is one line and noth
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import pytest
 
 from sgalert.config import render_template
 
-from .cli_helpers import sgalert_cli
+from .cli_helpers import ROOT, sgalert_cli
 from .conftest import PASSPHRASES, Team, encompass_case
 
 pytestmark = pytest.mark.slow
@@ -245,3 +248,43 @@ async def test_the_desk_without_a_terminal_says_so_instead_of_waiting(team: Team
     result = sgalert_cli(root(team), "tui", "--as", DSL, timeout=30)  # it used to wait for ever
     assert one_line(result).startswith("sgalert: the desk needs a terminal: run `sgalert tui`")
     assert result.returncode == 1
+
+
+# Ctrl+C at the moment a command group loads, made exact: an import hook raises the interrupt.
+_INTERRUPT_WHILE_LOADING = """
+import runpy, sys
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "sgalert.cli.cases":
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+script = sys.argv.pop(1)
+if script == "-m":
+    runpy.run_module("sgalert", run_name="__main__", alter_sys=True)
+else:
+    runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("how", ["python -m sgalert", "the sgalert script"])
+def test_ctrl_c_while_the_command_loads_is_one_line(tmp_path: Path, how: str) -> None:
+    """Ctrl+C in the first half second of any command printed a traceback."""
+    script = shutil.which("sgalert", path=str(Path(sys.executable).parent))
+    if how == "the sgalert script" and script is None:
+        pytest.skip("sgalert is not installed beside this Python")
+    start = "-m" if how == "python -m sgalert" else str(script)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_WHILE_LOADING, start, "--workspace", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (130, "sgalert: interrupted\n"), result

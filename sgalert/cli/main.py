@@ -35,6 +35,7 @@ from sgalert.cli import (
     serve,
 )
 from sgalert.cli.context import Context
+from sgalert.cli.entry import INTERRUPTED
 from sgalert.cli.spec import Command, Entry, Handler
 from sgalert.errors import SgalertError
 from sgalert.text import printable
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("sgalert: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
 
 
 def _stdout_gone() -> bool:
