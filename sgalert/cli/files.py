@@ -14,14 +14,14 @@ from pathlib import Path
 from sgalert.errors import ExportError, InvalidInput
 
 
-def write_output(path: Path, data: bytes, *, option: str) -> Path:
+def write_output(path: Path, data: bytes, *, option: str, store: Path) -> Path:
     """``data`` at ``path``, replacing a regular file there: atomically, mode 0600, and never
-    over a folder, a device, a pipe or a link (see
+    over a folder, a device, a pipe, a link or the ``store`` (see
     :func:`sgalert.desk.export.write_private_file`). Refusals name ``option`` and the path."""
     from sgalert.desk.export import write_private_file
 
     try:
-        return write_private_file(path, data, overwrite=True)
+        return write_private_file(path, data, overwrite=True, store=store)
     except (InvalidInput, ExportError) as exc:
         raise type(exc)(f"{option} {path}: {exc}") from None
 

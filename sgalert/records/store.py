@@ -90,6 +90,41 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
+#: What SQLite keeps beside a store while it is in use (the journal only outside WAL mode).
+STORE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def is_store_file(store: Path, candidate: Path) -> bool:
+    """Whether ``candidate`` is the store at ``store`` or a file SQLite keeps beside it, by its
+    name or as the same file under another name (a hard or symbolic link).
+
+    For a path a person gives (a copy to write, a message to read): a copy put in its place
+    would replace every case, and reading one in a process that has the store open drops that
+    process's locks (see :func:`_unwritable`). So this asks stat(2) and never opens a file."""
+    names = [store, *(store.with_name(store.name + end) for end in STORE_COMPANIONS)]
+    where = _where(candidate)
+    if any(where == _where(name) for name in names):
+        return True
+    try:
+        found = os.stat(candidate)
+    except (OSError, ValueError):
+        return False
+    for name in names:
+        try:
+            known = os.stat(name)
+        except (OSError, ValueError):
+            continue
+        if (known.st_dev, known.st_ino) == (found.st_dev, found.st_ino):
+            return True
+    return False
+
+
+def _where(path: Path) -> Path:
+    """``path`` with its folder resolved, its last part as given (it may not exist yet)."""
+    absolute = path.expanduser().absolute()
+    return absolute.parent.resolve() / absolute.name
+
+
 def _unwritable(path: Path) -> str | None:
     """Why this process cannot write the store at ``path``, or None. SQLite would open a
     read-only store read-only and fail at the first write, and one in a read-only folder not at
