@@ -336,6 +336,23 @@ class Store:
             cursor = await self._db.execute(sql, tuple(params))
             return list(await cursor.fetchall())
 
+    async def checkpoint(self, *, wait_ms: int) -> bool:
+        """Copy every page of the write-ahead log into the store and empty the log (a TRUNCATE
+        checkpoint), outside any transaction; False when another process's reader or writer
+        kept it from finishing. It waits ``wait_ms`` for them, not the busy timeout: while it
+        waits it holds the write lock, so every other writer (the engine) waits with it."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            conn.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+            try:
+                row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            return row is not None and int(row[0]) == 0
+
+        async with self._write_lock:
+            return await on_connection(self._db, run)
+
     async def close(self) -> None:
         await self._db.close()
 
