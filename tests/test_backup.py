@@ -19,7 +19,7 @@ from sgalert.desk.service import CaseService
 from sgalert.engine.serve import Engine
 from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace, resolve_workspace
 
-from .conftest import PASSPHRASES, Team, encompass_case
+from .conftest import PASSPHRASES, Team, encompass_case, store_file_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -119,14 +119,14 @@ async def test_restore_never_overwrites_a_workspace(
 ) -> None:
     backup = tmp_path / "backup"
     assert (await sgalert(workspace.root, "backup", str(backup)))[0] == 0
-    before = workspace.store_path.read_bytes()
+    before = store_file_bytes(workspace.store_path)
     code, _, err = await sgalert(workspace.root, "restore", str(backup))
     assert code == 1
     assert err == (
         f"sgalert: {workspace.root} already holds a workspace ({CONFIG_NAME}); restore into a"
         " new folder (--workspace NEW), nothing was changed\n"
     )
-    assert workspace.store_path.read_bytes() == before
+    assert store_file_bytes(workspace.store_path) == before
     code, _, err = await sgalert(workspace.root, "backup", str(backup))
     assert (code, err) == (
         1,
