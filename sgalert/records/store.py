@@ -94,6 +94,16 @@ def split_statements(script: str) -> list[str]:
 STORE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
+def leftover_companions(store: Path) -> list[Path]:
+    """The files SQLite keeps beside a store that are there although the store is not: left
+    by another store (deleted or moved away without them). SQLite would read a write-ahead log
+    into a new store made at ``store``, whose pages would then be that other store's."""
+    if os.path.lexists(store):
+        return []
+    found = [store.with_name(store.name + end) for end in STORE_COMPANIONS]
+    return [path for path in found if os.path.lexists(path)]
+
+
 def is_store_file(store: Path, candidate: Path) -> bool:
     """Whether ``candidate`` is the store at ``store`` or a file SQLite keeps beside it, by its
     name or as the same file under another name (a hard or symbolic link).
