@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,6 +83,25 @@ ROLES = {
     "chair@example.org": Role.CHAIR,
     "staff@example.org": Role.STAFF,
 }
+
+
+def store_file_bytes(*paths: Path) -> bytes:
+    """The bytes of the store's files (those that exist), read by another process.
+
+    Never ``path.read_bytes()`` on a store this process has open: POSIX locks belong to the
+    process, so closing that file drops every SQLite lock its connections hold, and the next
+    process to close its own connection deletes the write-ahead log in use (see 3be1a8c)."""
+    program = (
+        "import sys, pathlib\n"
+        "for name in sys.argv[1:]:\n"
+        "    path = pathlib.Path(name)\n"
+        "    if path.exists():\n"
+        "        sys.stdout.buffer.write(path.read_bytes())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program, *map(str, paths)], capture_output=True, check=True
+    )
+    return done.stdout
 
 
 @pytest.fixture

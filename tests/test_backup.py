@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from sgalert.desk.service import CaseService
 from sgalert.engine.serve import Engine
 from sgalert.workspace import CONFIG_NAME, STORE_NAME, Workspace, resolve_workspace
 
-from .conftest import PASSPHRASES, Team, encompass_case
+from .conftest import PASSPHRASES, Team, encompass_case, store_file_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -119,14 +120,14 @@ async def test_restore_never_overwrites_a_workspace(
 ) -> None:
     backup = tmp_path / "backup"
     assert (await sgalert(workspace.root, "backup", str(backup)))[0] == 0
-    before = workspace.store_path.read_bytes()
+    before = store_file_bytes(workspace.store_path)
     code, _, err = await sgalert(workspace.root, "restore", str(backup))
     assert code == 1
     assert err == (
         f"sgalert: {workspace.root} already holds a workspace ({CONFIG_NAME}); restore into a"
         " new folder (--workspace NEW), nothing was changed\n"
     )
-    assert workspace.store_path.read_bytes() == before
+    assert store_file_bytes(workspace.store_path) == before
     code, _, err = await sgalert(workspace.root, "backup", str(backup))
     assert (code, err) == (
         1,
@@ -151,6 +152,53 @@ async def test_a_damaged_backup_is_refused(
         " damaged: use another\n"
     )
     assert not (tmp_path / "new" / STORE_NAME).exists()
+
+
+_CRASH_WITH_A_WAL = """
+import os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA journal_mode = WAL")
+for n in range(30):
+    db.execute(f"CREATE TABLE t{n} (x)")
+    db.execute(f"INSERT INTO t{n} VALUES (randomblob(5000))")
+os._exit(0)  # as a crash: the write-ahead log stays, full of committed pages
+"""
+
+
+def leave_a_foreign_wal(folder: Path) -> Path:
+    """The write-ahead log of another store, in ``folder`` where sgalert's store would go: as
+    after `rm sgalert.db sgalert.toml` on a workspace whose engine had crashed."""
+    other = folder.parent / "other.db"
+    subprocess.run([sys.executable, "-c", _CRASH_WITH_A_WAL, str(other)], check=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    wal = folder / f"{STORE_NAME}-wal"
+    os.replace(f"{other}-wal", wal)
+    return wal
+
+
+@pytest.mark.parametrize("command", ["restore", "init"])
+async def test_a_write_ahead_log_left_by_another_store_is_refused(
+    team: Team, workspace: Workspace, tmp_path: Path, command: str
+) -> None:
+    """A restore beside another store's write-ahead log said 'audit chain intact', then the
+    store it made held that other store's pages: its audit log read as deleted, every record
+    gone. `init` took the same pages into the new store."""
+    backup = tmp_path / "backup"
+    assert (await sgalert(workspace.root, "backup", str(backup)))[0] == 0
+    target = tmp_path / "new"
+    wal = leave_a_foreign_wal(target)
+    args = ("restore", str(backup)) if command == "restore" else ("init",)
+    code, out, err = await sgalert(target, *args)
+    assert (code, out) == (1, ""), err
+    assert err == (
+        f"sgalert: {wal} is left from a store that is no longer there; SQLite would read it"
+        " into the new one: move it away (keep it with that store if it matters), nothing"
+        " was changed\n"
+    )
+    assert sorted(p.name for p in target.iterdir()) == [wal.name]
+    wal.unlink()
+    assert (await sgalert(target, *args))[0] == 0
+    assert (await sgalert(target, "audit", "verify"))[0] == 0
 
 
 async def test_the_config_is_backed_up_and_the_secrets_never_are(

@@ -181,6 +181,49 @@ def test_digest_html_replaces_a_file_with_a_private_one(initialised: Path, tmp_p
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
+# ----- never over the store itself ----------------------------------------------------------
+
+
+def _store_named(root: Path, how: str) -> Path:
+    """The workspace's store as a person might name it: itself, another name for the same file
+    (a hard link), or the write-ahead log beside it."""
+    store = root / STORE_NAME
+    if how == "hard link":
+        os.link(store, root.parent / "same-file.db")
+        return root.parent / "same-file.db"
+    return store.with_name(STORE_NAME + "-wal") if how == "write-ahead log" else store
+
+
+@pytest.mark.parametrize("how", ["store", "hard link", "write-ahead log"])
+def test_digest_html_never_replaces_the_store(initialised: Path, how: str) -> None:
+    """`digest --html sgalert.db` replaced the store with the digest and said it had written
+    it: every case was gone, and the store read as 'not an sgalert store'."""
+    target = _store_named(initialised, how)
+    line = one_clear_line(sgalert_cli(initialised, "digest", "--html", str(target)))
+    assert f"--html {target}:" in line and "sgalert's own store" in line
+    listed = sgalert_cli(initialised, "cases", "list")
+    assert listed.returncode == 0 and "No cases." in listed.stdout, listed.stderr
+
+
+async def test_a_copy_never_replaces_the_store_in_use(team: Team) -> None:
+    """`case attachment REF 1 --out sgalert.db --overwrite` replaced the store that this
+    process (as an engine would) had open: a new process found no store, and what this one
+    wrote after went to a file no longer there."""
+    (stored,) = await team.service.create_cases([encompass_case()])
+    store = team.service.store.path
+    result = sgalert_cli(
+        store.parent,
+        *("case", "attachment", stored.ref, "1", "--out", str(store), "--overwrite"),
+        *("--as", "dsl@example.org"),
+        passphrase=PASSPHRASES["dsl@example.org"],
+    )
+    assert "sgalert's own store" in one_clear_line(result)
+    (later,) = await team.service.create_cases([encompass_case()])
+    listed = sgalert_cli(store.parent, "cases", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert stored.ref in listed.stdout and later.ref in listed.stdout
+
+
 # ----- ingest reads no further than a message may be ---------------------------------------
 
 
@@ -240,6 +283,18 @@ def test_ingest_stops_reading_a_pipe_at_the_limit(initialised: Path, tmp_path: P
     line = one_clear_line(result)
     assert "over the 1 MB limit" in line
     assert written < 4 << 20  # it stopped reading at the limit, not at the end
+
+
+@pytest.mark.parametrize("how", ["store", "hard link", "write-ahead log"])
+def test_ingest_never_reads_the_store(initialised: Path, how: str) -> None:
+    """`ingest sgalert.db` read the store as a message while it had the store open: closing
+    that file dropped the command's own SQLite locks, so another process closing could delete
+    the write-ahead log the command was about to commit to."""
+    target = _store_named(initialised, how)
+    if how == "write-ahead log":
+        target.write_bytes(b"")  # as SQLite leaves it between checkpoints
+    line = one_clear_line(sgalert_cli(initialised, "ingest", str(target), "--source", "encompass"))
+    assert f"{target}: sgalert's own store, not a message" in line
 
 
 # ----- a workspace that cannot be written ------------------------------------------------------

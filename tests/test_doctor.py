@@ -290,6 +290,41 @@ async def test_no_workspace_is_one_line(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("version", "outcome"),
+    [
+        ((3, 40, 1), Outcome.WARN),  # Debian 12's, and this machine's when this was written
+        ((3, 44, 5), Outcome.WARN),
+        ((3, 44, 6), Outcome.OK),  # a backport of the fix
+        ((3, 45, 0), Outcome.WARN),
+        ((3, 50, 6), Outcome.WARN),
+        ((3, 50, 7), Outcome.OK),  # a backport of the fix
+        ((3, 51, 2), Outcome.WARN),
+        ((3, 51, 3), Outcome.OK),  # the fix
+        ((3, 52, 0), Outcome.OK),
+    ],
+)
+def test_an_sqlite_with_the_wal_reset_bug_is_a_warning(
+    version: tuple[int, int, int], outcome: Outcome
+) -> None:
+    (found,) = doctor.sqlite_findings(version)
+    assert found.outcome is outcome and found.check == "sqlite"
+    assert found.text.startswith(f"SQLite {'.'.join(map(str, version))}")
+    assert ("wal.html#walresetbug" in found.text) is (outcome is Outcome.WARN)
+
+
+async def test_doctor_names_the_sqlite_it_runs_on(
+    team: Team, workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The engine, desks and commands share one WAL store; an SQLite with the WAL-reset bug
+    can corrupt it in a rare race, and only the person who installs sgalert can upgrade it."""
+    _, out = await run_doctor(workspace, capsys)
+    (expected,) = doctor.sqlite_findings(sqlite3.sqlite_version_info)
+    assert line(out, f"{expected.outcome.value:<4} sqlite: SQLite {sqlite3.sqlite_version}")
+    if sqlite3.sqlite_version_info < (3, 44, 6):
+        assert expected.outcome is Outcome.WARN
+
+
 # ----- the other adapters' probes ---------------------------------------------------------------
 
 

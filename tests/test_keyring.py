@@ -25,7 +25,7 @@ from sgalert.records.keyring import (
     remove_person,
 )
 
-from .conftest import Team, add_member, encompass_case
+from .conftest import Team, add_member, encompass_case, store_file_bytes
 
 
 async def _dsl_key_versions(team: Team, case_id: str) -> list[int]:
@@ -69,11 +69,8 @@ async def test_private_keys_are_not_stored_in_the_clear(team: Team) -> None:
     from sgalert.records.crypto import raw_private_bytes
 
     raw = raw_private_bytes(team["dsl@example.org"].x25519())
-    db_bytes = team.service.store.path.read_bytes()
-    wal = team.service.store.path.with_name(team.service.store.path.name + "-wal")
-    if wal.exists():
-        db_bytes += wal.read_bytes()
-    assert raw not in db_bytes
+    path = team.service.store.path
+    assert raw not in store_file_bytes(path, path.with_name(path.name + "-wal"))
 
 
 async def test_email_is_unique_and_validated(team: Team) -> None:

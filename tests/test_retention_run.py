@@ -40,7 +40,7 @@ from sgalert.routing.report import build_report
 from sgalert.routing.report_render import render_text as report_text
 from sgalert.workspace import Workspace
 
-from .conftest import PASSPHRASES, Team, whistle_case
+from .conftest import PASSPHRASES, Team, store_file_bytes, whistle_case
 from .digest_support import at, seed
 
 LONG_AGO = datetime(2020, 1, 6, 9, 0, tzinfo=UTC)  # every destroy period has run out
@@ -107,9 +107,7 @@ async def secrets_of(team: Team, case_id: str) -> list[bytes]:
 def store_bytes(workspace: Workspace) -> bytes:
     """The database file and whatever WAL is beside it."""
     path = workspace.store_path
-    return b"".join(
-        p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists()
-    )
+    return store_file_bytes(path, path.with_name(path.name + "-wal"))
 
 
 async def close(team: Team, ref: str, who: str = "dsl@example.org") -> None:

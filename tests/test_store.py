@@ -358,3 +358,55 @@ async def test_opening_the_store_again_keeps_this_process_s_locks(tmp_path: Path
         )
         out, _ = await reader.communicate()
         assert out.decode().strip() == "1", "a commit made after the second open was lost"
+
+
+_HOLD_A_READ = """
+import sqlite3, sys, time
+reader = sqlite3.connect(sys.argv[1], isolation_level=None)
+reader.execute("BEGIN")
+reader.execute("SELECT count(*) FROM kept").fetchall()
+print("reading", flush=True)
+time.sleep(60)
+"""
+_WRITE_ONCE = """
+import sqlite3, sys, time
+writer = sqlite3.connect(sys.argv[1], isolation_level=None)
+writer.execute("PRAGMA busy_timeout = 15000")
+time.sleep(0.5)
+started = time.monotonic()
+writer.execute("BEGIN IMMEDIATE")
+writer.execute("INSERT INTO kept VALUES (2)")
+writer.execute("COMMIT")
+print(round(time.monotonic() - started, 1))
+"""
+
+
+async def test_the_shredding_checkpoint_does_not_hold_up_the_engine(tmp_path: Path) -> None:
+    """`retention run` empties the write-ahead log after shredding; while a desk was reading,
+    that checkpoint held the store's write lock for the whole busy timeout, so the engine could
+    not store a case or record a page for 15 seconds. Now it gives up within a few seconds and
+    says so (the data keys are gone either way)."""
+    from sgalert.records import shredding
+
+    path = tmp_path / "sgalert.db"
+    async with await Store.open(path, create=True) as store:
+        async with store.write() as db:
+            await db.execute("CREATE TABLE kept (n INTEGER)")
+        reader = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _HOLD_A_READ, str(path), stdout=asyncio.subprocess.PIPE
+        )
+        try:
+            assert reader.stdout is not None
+            assert await reader.stdout.readline() == b"reading\n"
+            async with store.write() as db:  # a page the reader's snapshot does not have
+                await db.execute("INSERT INTO kept VALUES (1)")
+            engine = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _WRITE_ONCE, str(path), stdout=asyncio.subprocess.PIPE
+            )
+            assert await shredding.checkpoint(store) is False  # the reader stopped it
+            out, _ = await engine.communicate()
+            assert engine.returncode == 0
+            assert float(out) < 5, f"the engine's write waited {float(out)}s for the checkpoint"
+        finally:
+            reader.kill()
+            await reader.wait()

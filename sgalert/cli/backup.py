@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sgalert import __version__
-from sgalert.cli.files import cannot_make, make_folder, remove_made
+from sgalert.cli.files import cannot_make, make_folder, refuse_leftovers, remove_made
 from sgalert.cli.spec import Argument, Command, Entry
 from sgalert.clock import iso, utcnow
 from sgalert.config import load_config
@@ -144,6 +144,7 @@ def restore_files(source: Path, workspace: Workspace) -> dict[str, Any]:
                 f"{workspace.root} already holds a workspace ({path.name}); restore into a new"
                 " folder (--workspace NEW), nothing was changed"
             )
+    refuse_leftovers(workspace)
     manifest = read_manifest(source)
     copy = check_copy(source / STORE_NAME)
     if (copy.audit_entries, copy.audit_head) != (

@@ -86,7 +86,9 @@ async def digest(runner: Context) -> int:
         viewer = Viewer(None if args.for_role == GOVERNOR else args.for_role)
         if args.html:
             html = render_html(built, viewer).encode("utf-8")
-            out = write_output(Path(args.html), html, option="--html")
+            out = write_output(
+                Path(args.html), html, option="--html", store=runner.workspace.store_path
+            )
             print(f"wrote the HTML digest for {day} ({args.for_role}'s copy) to {out}")
         if args.preview or not (args.html or args.send):
             print(render_text(built, viewer), end="")

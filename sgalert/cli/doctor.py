@@ -18,6 +18,7 @@ import asyncio
 import enum
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -268,6 +269,31 @@ def disk_findings(path: Path) -> list[Finding]:
     return [ok("disk", what)]
 
 
+# The SQLite releases that carry the fix for the WAL-reset bug: 3.51.3 and later, and the
+# backports 3.50.7 and 3.44.6 (https://sqlite.org/wal.html#walresetbug). Every release with WAL
+# (3.7.0) before them has the bug.
+SQLITE_FIXED = ((3, 51, 3), (3, 50, 7), (3, 44, 6))
+
+
+def sqlite_findings(version: tuple[int, int, int] = sqlite3.sqlite_version_info) -> list[Finding]:
+    """Whether the SQLite library this Python uses has the WAL-reset bug: a rare race between
+    connections writing and checkpointing one WAL store (the engine, desks and commands all do)
+    that can lose committed writes or corrupt the store. Only a newer library fixes it."""
+    shown = ".".join(str(part) for part in version)
+    newest, *backports = SQLITE_FIXED
+    if version >= newest or any(version[:2] == b[:2] and version >= b for b in backports):
+        return [ok("sqlite", f"SQLite {shown}, which has the fix for the WAL-reset bug")]
+    return [
+        warn(
+            "sqlite",
+            f"SQLite {shown} has the WAL-reset bug (https://sqlite.org/wal.html#walresetbug): a"
+            " rare race between processes writing and checkpointing the store can corrupt it;"
+            " upgrade the SQLite library Python uses to 3.51.3 or later (or 3.50.7, 3.44.6), or"
+            " check that your distribution's build carries the fix",
+        )
+    ]
+
+
 def _mode(path: Path) -> int | None:
     try:
         return path.lstat().st_mode
@@ -438,6 +464,7 @@ async def examine(
         found += await store_findings(store)
         found += await audit_findings(store)
     found += disk_findings(workspace.store_path.parent)
+    found += sqlite_findings()
     found += permission_findings(workspace, config)
     return found + engine
 

@@ -11,17 +11,19 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from sgalert.errors import ExportError, InvalidInput
+from sgalert.errors import ExportError, InvalidInput, WorkspaceError
+from sgalert.records.store import leftover_companions
+from sgalert.workspace import Workspace
 
 
-def write_output(path: Path, data: bytes, *, option: str) -> Path:
+def write_output(path: Path, data: bytes, *, option: str, store: Path) -> Path:
     """``data`` at ``path``, replacing a regular file there: atomically, mode 0600, and never
-    over a folder, a device, a pipe or a link (see
+    over a folder, a device, a pipe, a link or the ``store`` (see
     :func:`sgalert.desk.export.write_private_file`). Refusals name ``option`` and the path."""
     from sgalert.desk.export import write_private_file
 
     try:
-        return write_private_file(path, data, overwrite=True)
+        return write_private_file(path, data, overwrite=True, store=store)
     except (InvalidInput, ExportError) as exc:
         raise type(exc)(f"{option} {path}: {exc}") from None
 
@@ -63,3 +65,15 @@ def remove_made(made: Iterable[Path]) -> None:
                 path.unlink(missing_ok=True)
             except OSError:
                 pass
+
+
+def refuse_leftovers(workspace: Workspace) -> None:
+    """A write-ahead log (or shared memory, or journal) left by a store that is no longer
+    there: a new store made beside it would read that other store's pages, and say nothing."""
+    leftovers = leftover_companions(workspace.store_path)
+    if leftovers:
+        raise WorkspaceError(
+            f"{leftovers[0]} is left from a store that is no longer there; SQLite would read it"
+            " into the new one: move it away (keep it with that store if it matters), nothing"
+            " was changed"
+        )

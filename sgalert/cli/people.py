@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from sgalert.cli.context import Context, one_line, read_passphrase
-from sgalert.cli.files import cannot_make, make_folder, remove_made
+from sgalert.cli.files import cannot_make, make_folder, refuse_leftovers, remove_made
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group
 from sgalert.config import load_config, render_template
 from sgalert.errors import InvalidInput, WorkspaceError
@@ -35,6 +35,7 @@ async def init(ctx: Context) -> int:
     ws = ctx.workspace
     if ws.config_path.exists() or ws.store_path.exists():
         raise WorkspaceError(f"{ws.root} already holds an sgalert workspace; nothing changed")
+    refuse_leftovers(ws)
     made: list[Path] = []
     try:
         await _make_workspace(ws, ctx.args.school_name, made)

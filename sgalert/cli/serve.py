@@ -145,9 +145,16 @@ async def ingest(ctx: Context) -> int:
 
     from sgalert.intake.ingest import Ingestor, SourceRules
     from sgalert.ports import Inbound
+    from sgalert.records.store import is_store_file
 
     path = Path(ctx.args.file)
     source = Source(ctx.args.source)
+    if is_store_file(ctx.workspace.store_path, path):
+        # Reading it here would also drop this process's locks on the store (they are per
+        # process, and closing any descriptor on the file drops them): never open it.
+        raise InvalidInput(
+            f"{path}: sgalert's own store, not a message (give a file saved as .eml)"
+        )
     async with await ctx.service() as service:
         assert service.config is not None
         raw = await asyncio.to_thread(read_message_file, path, service.config.limits)

@@ -106,7 +106,7 @@ async def save_attachment(
     Cancelled at any point, it waits for the thread it started and cleans up first. Given
     ``now``, a NEW case is acknowledged in that transaction (working on it acknowledges it).
     """
-    copy = export.StagedCopy(destination, overwrite=overwrite)
+    copy = export.StagedCopy(destination, overwrite=overwrite, store=store.path)
     try:
         async with refusals(store, identity, "export-attachment"):
             async with store.read() as db:

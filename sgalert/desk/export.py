@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sgalert.errors import AlreadyExists, ExportError, InvalidInput
+from sgalert.records.store import is_store_file
 
 # Characters no proposed name keeps: path separators and what Windows and macOS refuse.
 _FORBIDDEN = re.compile(r'[/\\:<>"|?*]')
@@ -100,9 +101,10 @@ class StagedCopy:
     :meth:`discard`.
     """
 
-    def __init__(self, path: Path, *, overwrite: bool = False) -> None:
+    def __init__(self, path: Path, *, overwrite: bool = False, store: Path | None = None) -> None:
         self.target = path.expanduser()
         self.overwrite = overwrite
+        self.store = store  # sgalert's store: never written over, even with ``overwrite``
         self.placed = False
         self.replaced = False  # whether placing it replaced a file that was there
         self._anonymous: int | None = None  # the O_TMPFILE descriptor, held until discarded
@@ -118,8 +120,8 @@ class StagedCopy:
         """Check the target, then write ``data`` where nobody can see it yet (mode 0600).
 
         Raises :class:`InvalidInput` for a folder, a path without a file name, or one where
-        something other than a regular file is (a device, a pipe, a link: even with
-        ``overwrite``), :class:`AlreadyExists` for a taken name unless ``overwrite``,
+        something other than a regular file is (a device, a pipe, a link, or sgalert's store:
+        even with ``overwrite``), :class:`AlreadyExists` for a taken name unless ``overwrite``,
         :class:`ExportError` for a missing folder, one that takes no new file, or a failed
         write.
         """
@@ -214,7 +216,13 @@ class StagedCopy:
             self._aside = None
 
     def _check_target(self) -> bool:
-        """Whether a regular file is at the target; anything else that is there is refused."""
+        """Whether a regular file is at the target; anything else that is there is refused, and
+        so is the store (or a file SQLite keeps beside it), even where nothing is yet."""
+        if self.store is not None and is_store_file(self.store, self.target):
+            raise InvalidInput(
+                "the path chosen for the copy is sgalert's own store, which the copy would"
+                " replace; nothing written: choose another file name"
+            )
         try:
             found = self.target.lstat()
         except FileNotFoundError:
@@ -224,11 +232,8 @@ class StagedCopy:
 
     def _set_aside(self) -> None:
         """Keep the file at the target under a hidden name until the copy is recorded."""
-        try:
-            found = self.target.lstat()
-        except FileNotFoundError:
+        if not self._check_target():  # it may have changed since write() looked
             return
-        _refuse_unless_regular(found)  # it may have changed since write() looked
         aside = self.folder / f".sgalert-{secrets.token_hex(8)}.old"
         try:
             os.link(self.target, aside, follow_symlinks=False)  # a link itself, not its target
@@ -251,14 +256,17 @@ class StagedCopy:
         return (found.st_dev, found.st_ino) == self._file_id
 
 
-def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> Path:
+def write_private_file(
+    path: Path, data: bytes, *, overwrite: bool = False, store: Path | None = None
+) -> Path:
     """Write ``data`` to ``path`` atomically, readable by its owner only (mode 0600).
 
     Raises :class:`AlreadyExists` if something is at ``path`` and ``overwrite`` is false, and
     :class:`ExportError` if the folder is missing or the write fails; nothing is left behind.
-    A caller that records the copy uses :class:`StagedCopy` to place it inside its transaction.
+    Never over ``store`` or its companion files. A caller that records the copy uses
+    :class:`StagedCopy` to place it inside its transaction.
     """
-    copy = StagedCopy(path, overwrite=overwrite)
+    copy = StagedCopy(path, overwrite=overwrite, store=store)
     try:
         copy.write(data)
         copy.place()

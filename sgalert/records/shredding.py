@@ -188,13 +188,19 @@ def shred_now(
     return Shredded(case_id, ref, fields, entries, wraps)
 
 
+#: How long the checkpoint after shredding waits for other processes' readers and writers. It
+#: holds the write lock while it waits, so the engine cannot store a case or record a page
+#: meanwhile: a short wait, not the busy timeout.
+CHECKPOINT_WAIT_MS = 2_000
+
+
 async def checkpoint(store: Store) -> bool:
     """After shredding, outside any transaction: copy every page into the database file and
     empty the WAL, so no page from before the shredding survives in it. False when another
-    process's open read stopped it (those pages go at a later checkpoint); the shredding itself
-    is complete either way: the data keys are gone."""
-    rows = await store.fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
-    return bool(rows) and int(rows[0][0]) == 0
+    process's open read (or a write) stopped it within :data:`CHECKPOINT_WAIT_MS` (those pages
+    go at a later checkpoint); the shredding itself is complete either way: the data keys are
+    gone."""
+    return await store.checkpoint(wait_ms=CHECKPOINT_WAIT_MS)
 
 
 def destruction_problems(conn: sqlite3.Connection) -> list[str]:

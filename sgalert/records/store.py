@@ -90,6 +90,51 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
+#: What SQLite keeps beside a store while it is in use (the journal only outside WAL mode).
+STORE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def leftover_companions(store: Path) -> list[Path]:
+    """The files SQLite keeps beside a store that are there although the store is not: left
+    by another store (deleted or moved away without them). SQLite would read a write-ahead log
+    into a new store made at ``store``, whose pages would then be that other store's."""
+    if os.path.lexists(store):
+        return []
+    found = [store.with_name(store.name + end) for end in STORE_COMPANIONS]
+    return [path for path in found if os.path.lexists(path)]
+
+
+def is_store_file(store: Path, candidate: Path) -> bool:
+    """Whether ``candidate`` is the store at ``store`` or a file SQLite keeps beside it, by its
+    name or as the same file under another name (a hard or symbolic link).
+
+    For a path a person gives (a copy to write, a message to read): a copy put in its place
+    would replace every case, and reading one in a process that has the store open drops that
+    process's locks (see :func:`_unwritable`). So this asks stat(2) and never opens a file."""
+    names = [store, *(store.with_name(store.name + end) for end in STORE_COMPANIONS)]
+    where = _where(candidate)
+    if any(where == _where(name) for name in names):
+        return True
+    try:
+        found = os.stat(candidate)
+    except (OSError, ValueError):
+        return False
+    for name in names:
+        try:
+            known = os.stat(name)
+        except (OSError, ValueError):
+            continue
+        if (known.st_dev, known.st_ino) == (found.st_dev, found.st_ino):
+            return True
+    return False
+
+
+def _where(path: Path) -> Path:
+    """``path`` with its folder resolved, its last part as given (it may not exist yet)."""
+    absolute = path.expanduser().absolute()
+    return absolute.parent.resolve() / absolute.name
+
+
 def _unwritable(path: Path) -> str | None:
     """Why this process cannot write the store at ``path``, or None. SQLite would open a
     read-only store read-only and fail at the first write, and one in a read-only folder not at
@@ -300,6 +345,23 @@ class Store:
         async with self._write_lock:
             cursor = await self._db.execute(sql, tuple(params))
             return list(await cursor.fetchall())
+
+    async def checkpoint(self, *, wait_ms: int) -> bool:
+        """Copy every page of the write-ahead log into the store and empty the log (a TRUNCATE
+        checkpoint), outside any transaction; False when another process's reader or writer
+        kept it from finishing. It waits ``wait_ms`` for them, not the busy timeout: while it
+        waits it holds the write lock, so every other writer (the engine) waits with it."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            conn.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+            try:
+                row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            return row is not None and int(row[0]) == 0
+
+        async with self._write_lock:
+            return await on_connection(self._db, run)
 
     async def close(self) -> None:
         await self._db.close()
