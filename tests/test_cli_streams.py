@@ -96,3 +96,43 @@ async def test_a_note_saved_by_notepad_reads_as_typed(team: Team, tmp_path: Path
     )
     texts = [entry["text"] for entry in json.loads(shown.stdout)["chronology"]]
     assert texts[-1] == "Spoke to Ada.\nShe is safe."
+
+
+# ----- standard output that cannot be written --------------------------------------------------
+
+FULL_DISK = ("sh", "-c", 'exec "$@" >/dev/full', "sh")  # as `> list.txt` on a full disk
+CLOSED = ("sh", "-c", 'exec "$@" >&-', "sh")  # as a scheduler that starts it without one
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "said"),
+    [(FULL_DISK, "could not be written (No space left on device)"), (CLOSED, "is closed")],
+    ids=["full disk", "closed"],
+)
+@pytest.mark.parametrize(
+    "args",
+    [("cases", "list"), ("cases", "list", "--json"), ("status",), ("case", "show", "--as", DSL)],
+    ids=" ".join,
+)
+async def test_output_that_cannot_be_written_is_one_line(
+    team: Team, wrapper: tuple[str, ...], said: str, args: tuple[str, ...]
+) -> None:
+    (stored,) = await team.service.create_cases([encompass_case()])
+    if args[0] == "case":
+        args = (*args, stored.ref)
+    result = sgalert_cli(root(team), *args, passphrase=PASSPHRASES[DSL], wrapper=wrapper)
+    assert one_line(result) == f"sgalert: standard output {said}" + (
+        ", so what it shows is incomplete"
+        if wrapper is FULL_DISK
+        else ", so nothing could be shown"
+    )
+
+
+async def test_an_acknowledgement_with_nowhere_to_say_so_is_still_whole(team: Team) -> None:
+    (stored,) = await team.service.create_cases([encompass_case()])
+    result = sgalert_cli(
+        root(team), "ack", stored.ref, "--as", DSL, passphrase=PASSPHRASES[DSL], wrapper=CLOSED
+    )
+    assert one_line(result) == "sgalert: standard output is closed, so nothing could be shown"
+    summary = await team.service.summary(stored.ref)
+    assert summary.state.value == "acknowledged"

@@ -29,6 +29,7 @@ from sgalert.cli import (
     digest,
     doctor,
     keys,
+    output,
     people,
     retention,
     rota,
@@ -110,6 +111,7 @@ def _parser(groups: Iterable[Iterable[Entry]] = GROUPS) -> argparse.ArgumentPars
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    output.guard()
     try:
         handler: Handler = args.handler
         outcome = handler(Context(args))
