@@ -288,3 +288,34 @@ def test_ctrl_c_while_the_command_loads_is_one_line(tmp_path: Path, how: str) ->
         check=False,
     )
     assert (result.returncode, result.stderr) == (130, "sgalert: interrupted\n"), result
+
+
+# ----- a store emptied under the workspace ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("cases", "list"),
+        ("status",),
+        ("user", "add", "--first", "--name", "Eve Example", "--email", "eve@example.org"),
+    ],
+    ids=" ".join,
+)
+def test_a_store_truncated_to_nothing_is_refused_not_made_afresh(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """SQLite takes an empty file for a new database: `cases list` said 'No cases.', and with
+    no people in it anyone could add themselves as the first DSL. The file stays as it was."""
+    workspace = tmp_path / "ws"
+    made = sgalert_cli(workspace, "init")
+    assert made.returncode == 0, made.stderr
+    store = workspace / "sgalert.db"
+    store.write_bytes(b"")
+    if args[0] == "user":
+        args = (*args, "--role", "dsl")
+    line = one_line(sgalert_cli(workspace, *args, new_passphrase="eve-quartz-lantern-fable"))
+    assert line == (
+        f"sgalert: {store}: not an sgalert store (the file is empty: no cases, people or audit log)"
+    )
+    assert store.read_bytes() == b""

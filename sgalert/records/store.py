@@ -148,16 +148,27 @@ class Store:
         connection.row_factory = sqlite3.Row
         store = cls(path, connection)
         try:
-            await store._configure()
+            await store._configure(create=create)
             await store.migrate()
         except BaseException:
             await connection.close()
             raise
         return store
 
-    async def _configure(self) -> None:
+    async def _configure(self, *, create: bool) -> None:
+        """Set the connection up; without ``create``, first refuse a file that holds no store.
+
+        SQLite takes an empty file for a new database, so a store truncated to nothing (a copy
+        that stopped, a full disk) was made afresh: no cases, no audit log, and no people, so
+        anyone could add themselves as the first DSL. Asked before WAL mode writes a header.
+        """
         try:
             await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not create and await self.schema_version() == 0:
+                raise StoreError(
+                    f"{self.path}: not an sgalert store (the file is empty: no cases, people or"
+                    " audit log)"
+                )
             cursor = await self._db.execute("PRAGMA journal_mode = WAL")
             row = await cursor.fetchone()
             if row is None or str(row[0]).lower() != "wal":
