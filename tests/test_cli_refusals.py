@@ -319,3 +319,44 @@ def test_a_store_truncated_to_nothing_is_refused_not_made_afresh(
         f"sgalert: {store}: not an sgalert store (the file is empty: no cases, people or audit log)"
     )
     assert store.read_bytes() == b""
+
+
+# ----- numbers that cannot be meant -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ("doctor", "--timeout", "0"),
+            "sgalert: --timeout 0: give the seconds each mailbox or channel may take, more than 0"
+            " and at most 600, e.g. --timeout 20",
+        ),
+        (
+            ("doctor", "--timeout", "nan"),
+            "sgalert: --timeout nan: give the seconds each mailbox or channel may take, more than"
+            " 0 and at most 600, e.g. --timeout 20",
+        ),
+        (
+            ("rota", "check", "--days", "99999999"),
+            "sgalert: --days 99999999: check from 1 to 3660 days ahead (ten years)",
+        ),
+    ],
+    ids=["timeout 0", "timeout nan", "days 99999999"],
+)
+def test_a_number_no_one_could_mean_is_refused_in_one_line(
+    tmp_path: Path, args: tuple[str, ...], line: str
+) -> None:
+    """`doctor --timeout 0` (or nan) failed every mailbox and channel as 'no answer within 0s;
+    check the host, port and firewall', sending the IT person to a firewall that was fine;
+    `rota check --days 99999999` was an OverflowError traceback."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    assert one_line(sgalert_cli(workspace, *args)) == line
+
+
+def test_a_demo_for_nan_seconds_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    result = sgalert_cli(tmp_path, "demo", "--no-tui", "--for", "nan", "--workspace", str(folder))
+    assert one_line(result) == "sgalert: --for nan: give a number of seconds, e.g. --for 20"
+    assert not folder.exists()
