@@ -35,6 +35,26 @@ class Workspace:
     def is_initialised(self) -> bool:
         return self.config_path.is_file() and self.store_path.is_file()
 
+    def not_ready(self) -> str | None:
+        """Why this workspace cannot be used, in one line, or None when it can.
+
+        A config without its store (the store deleted, or its disk not mounted: by default
+        they live in different folders) once said 'run `sgalert init`', which refuses a folder
+        that holds a config: the way out is the store itself, or a backup.
+        """
+        if not self.config_path.is_file():
+            return (
+                f"no workspace at {self.root}; run `sgalert init` "
+                "(or pass --workspace / set SGALERT_WORKSPACE)"
+            )
+        if not self.store_path.is_file():
+            return (
+                f"{self.store_path}: the store is missing, though its config {self.config_path}"
+                " is there; put the store back (is its disk mounted?), or restore the latest"
+                " backup into a new folder: sgalert --workspace NEW restore BACKUP"
+            )
+        return None
+
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600

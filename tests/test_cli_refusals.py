@@ -360,3 +360,38 @@ def test_a_demo_for_nan_seconds_is_refused_before_anything_is_made(tmp_path: Pat
     result = sgalert_cli(tmp_path, "demo", "--no-tui", "--for", "nan", "--workspace", str(folder))
     assert one_line(result) == "sgalert: --for nan: give a number of seconds, e.g. --for 20"
     assert not folder.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("cases", "list"), ("config", "check"), ("doctor",), ("backup", "copy"), ("init",)],
+    ids=" ".join,
+)
+def test_a_config_without_its_store_points_to_the_store_or_a_backup_not_init(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """The store deleted or its disk not mounted (by default it lives apart from the config):
+    every command said 'run `sgalert init`', and init refused the folder that held the config,
+    a loop with no way out. Now the line says what is missing and how to get it back; init
+    still refuses, and the config is untouched."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    (workspace / "sgalert.db").unlink()
+    config = (workspace / "sgalert.toml").read_bytes()
+    if args == ("backup", "copy"):
+        args = ("backup", str(tmp_path / "copy"))
+    result = sgalert_cli(workspace, *args)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    said = result.stderr + result.stdout
+    if args == ("init",):
+        assert one_line(result).endswith("already holds an sgalert workspace; nothing changed")
+    else:
+        assert "run `sgalert init`" not in said
+        assert (
+            f"{workspace / 'sgalert.db'}: the store is missing, though its config"
+            f" {workspace / 'sgalert.toml'} is there; put the store back (is its disk mounted?),"
+            " or restore the latest backup into a new folder: sgalert --workspace NEW restore"
+            " BACKUP"
+        ) in said
+    assert (workspace / "sgalert.toml").read_bytes() == config
+    assert not (workspace / "sgalert.db").exists() and not (tmp_path / "copy").exists()

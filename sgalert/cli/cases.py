@@ -299,8 +299,9 @@ def tui(ctx: Context) -> int:
     """
     from importlib.metadata import entry_points
 
-    if not ctx.workspace.config_path.is_file():
-        raise WorkspaceError(f"no workspace at {ctx.workspace.root}; run `sgalert init`")
+    problem = ctx.workspace.not_ready()
+    if problem is not None:
+        raise WorkspaceError(problem)
     found = [e for e in entry_points(group="sgalert.apps") if e.name == "tui"]
     if not found:
         raise WorkspaceError("the terminal UI is not installed; reinstall sgalert")

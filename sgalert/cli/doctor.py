@@ -404,13 +404,9 @@ async def examine(
 ) -> list[Finding]:
     """Every check, in the order an IT person would fix them."""
     moment = now or utcnow()
-    if not workspace.is_initialised():
-        return [
-            fail(
-                "workspace",
-                f"no workspace at {workspace.root}; run `sgalert init` (or pass --workspace)",
-            )
-        ]
+    problem = workspace.not_ready()
+    if problem is not None:
+        return [fail("workspace", problem)]
     config: Config | None = None
     found: list[Finding] = []
     try:
