@@ -395,3 +395,16 @@ def test_a_config_without_its_store_points_to_the_store_or_a_backup_not_init(
         ) in said
     assert (workspace / "sgalert.toml").read_bytes() == config
     assert not (workspace / "sgalert.db").exists() and not (tmp_path / "copy").exists()
+
+
+@pytest.mark.parametrize("name", ["Eve\nExample", "Eve\tExample"], ids=["newline", "tab"])
+def test_a_name_with_a_line_break_is_refused_and_nobody_is_added(tmp_path: Path, name: str) -> None:
+    """A newline in a name was taken (other control characters were refused) and split every
+    one-line view that names the person: `user list`, the rota, the audit in words."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    add = ("user", "add", "--first", "--name", name, "--email", DSL, "--role", "dsl")
+    line = one_line(sgalert_cli(workspace, *add, passphrase=PASSPHRASES[DSL]))
+    assert line == "sgalert: a name cannot hold control characters or terminal escapes"
+    listed = sgalert_cli(workspace, "user", "list")
+    assert listed.returncode == 0 and DSL not in listed.stdout
