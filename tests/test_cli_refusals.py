@@ -408,3 +408,20 @@ def test_a_name_with_a_line_break_is_refused_and_nobody_is_added(tmp_path: Path,
     assert line == "sgalert: a name cannot hold control characters or terminal escapes"
     listed = sgalert_cli(workspace, "user", "list")
     assert listed.returncode == 0 and DSL not in listed.stdout
+
+
+def test_workspace_and_debug_may_follow_the_command(tmp_path: Path) -> None:
+    """`sgalert restore BACKUP --workspace NEW`, as restore's help puts it, was a usage error
+    ('unrecognized arguments: --workspace NEW'), at the moment a school restores its records."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    made = sgalert_cli(workspace, "backup", str(tmp_path / "copy"))
+    assert made.returncode == 0, made.stderr
+    new = tmp_path / "new"
+    restored = sgalert_cli(workspace, "restore", str(tmp_path / "copy"), "--workspace", str(new))
+    assert restored.returncode == 0, restored.stderr
+    assert (new / "sgalert.db").is_file() and (new / "sgalert.toml").is_file()
+    listed = sgalert_cli(tmp_path / "elsewhere", "cases", "list", "--workspace", str(new))
+    assert (listed.returncode, listed.stdout, listed.stderr) == (0, "No cases.\n", "")
+    missing = sgalert_cli(workspace, "cases", "list", "--debug", "--workspace", str(tmp_path))
+    assert missing.returncode == 1 and "Traceback" in missing.stderr

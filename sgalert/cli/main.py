@@ -57,6 +57,8 @@ GROUPS: tuple[tuple[Entry, ...], ...] = (
     demo.COMMANDS,
 )
 
+SUPPRESS = argparse.SUPPRESS
+
 Subparsers: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
 
@@ -78,6 +80,11 @@ def _add_command(under: Subparsers, command: Command) -> None:
     sub.set_defaults(handler=command.handler)
     for argument in command.arguments:
         sub.add_argument(argument.name, **argument.options())
+    # The global options after the command too (`sgalert restore BACKUP --workspace NEW`, as its
+    # help puts it), unless the command has its own; absent, they leave the global value be.
+    if all(argument.name != "--workspace" for argument in command.arguments):
+        sub.add_argument("--workspace", metavar="DIR", default=argparse.SUPPRESS, help=SUPPRESS)
+    sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=SUPPRESS)
 
 
 def _add_entries(under: Subparsers, entries: Iterable[Entry]) -> None:
