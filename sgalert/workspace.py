@@ -42,18 +42,31 @@ class Workspace:
         they live in different folders) once said 'run `sgalert init`', which refuses a folder
         that holds a config: the way out is the store itself, or a backup.
         """
-        if not self.config_path.is_file():
+        try:
+            has_config, has_store = self.config_path.is_file(), self.store_path.is_file()
+        except OSError as exc:  # a folder this account may not enter, a name too long
+            return unreachable(exc)
+        if not has_config:
             return (
                 f"no workspace at {self.root}; run `sgalert init` "
                 "(or pass --workspace / set SGALERT_WORKSPACE)"
             )
-        if not self.store_path.is_file():
+        if not has_store:
             return (
                 f"{self.store_path}: the store is missing, though its config {self.config_path}"
                 " is there; put the store back (is its disk mounted?), or restore the latest"
                 " backup into a new folder: sgalert --workspace NEW restore BACKUP"
             )
         return None
+
+
+def unreachable(exc: OSError) -> str:
+    """A workspace path the file system will not even look at, in one line: typically the
+    service account's folder (0700), reached from a DSL's own account."""
+    return (
+        f"{exc.filename}: cannot be reached ({exc.strerror}); run sgalert as the account that"
+        " owns the workspace, or give yours access to its folders"
+    )
 
 
 PRIVATE_DIR = 0o700

@@ -425,3 +425,35 @@ def test_workspace_and_debug_may_follow_the_command(tmp_path: Path) -> None:
     assert (listed.returncode, listed.stdout, listed.stderr) == (0, "No cases.\n", "")
     missing = sgalert_cli(workspace, "cases", "list", "--debug", "--workspace", str(tmp_path))
     assert missing.returncode == 1 and "Traceback" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [("cases", "list"), ("status",), ("init",), ("doctor",)], ids=" ".join
+)
+def test_a_workspace_this_account_may_not_enter_is_one_line(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """The engine's workspace is its service account's (0700); a DSL who points their own
+    account at it got a PermissionError traceback from the first look at the config."""
+    workspace = tmp_path / "locked" / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    # Modes do not stop root: then the command runs as a user of its own namespace, who owns
+    # the files (so Python runs) but holds no capability (so mode 000 stops it).
+    wrapper: tuple[str, ...] = ()
+    if os.geteuid() == 0:
+        wrapper = ("unshare", "--user", "--map-user=65534", "--map-group=65534")
+        probe = subprocess.run([*wrapper, "true"], capture_output=True, timeout=30, check=False)
+        if probe.returncode != 0:
+            pytest.skip("running as root, and no user namespace to run as someone else")
+    (tmp_path / "locked").chmod(0o000)
+    try:
+        result = sgalert_cli(workspace, *args, wrapper=wrapper)
+    finally:
+        (tmp_path / "locked").chmod(0o700)
+    said = one_line(result) if args != ("doctor",) else result.stdout.splitlines()[0]
+    assert said.endswith(
+        f"{workspace / 'sgalert.toml'}: cannot be reached (Permission denied); run sgalert as"
+        " the account that owns the workspace, or give yours access to its folders"
+    ), said
+    assert "Traceback" not in result.stderr
+    assert (workspace / "sgalert.db").is_file()
