@@ -457,3 +457,21 @@ def test_a_workspace_this_account_may_not_enter_is_one_line(
     ), said
     assert "Traceback" not in result.stderr
     assert (workspace / "sgalert.db").is_file()
+
+
+async def test_a_call_received_in_the_future_is_refused_and_nothing_is_recorded(
+    team: Team,
+) -> None:
+    """A typo in --received-at (2036 for 2026, 16 for 06) recorded a call not yet made, numbered
+    in its year (SG-2036-0001) and flagged as past the calendar."""
+    result = sgalert_cli(
+        root(team),
+        *("case", "new", "--source", "encompass", "--caller", "PC 1", "--as", DSL),
+        *("--received-at", "2036-01-05T10:00"),
+        passphrase=PASSPHRASES[DSL],
+        stdin="",
+    )
+    assert one_line(result) == (
+        "sgalert: --received-at 2036-01-05T10:00 is in the future; give when the call came"
+    )
+    assert await team.service.list_cases() == []

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -199,6 +200,11 @@ async def case_new(ctx: Context) -> int:
     received = (
         ctx.school_time(ctx.args.received_at, "--received-at") if ctx.args.received_at else None
     )
+    if received is not None and received > utcnow() + timedelta(minutes=5):
+        # A typo (16 for 06) was a record of a call not yet made, numbered in its year.
+        raise InvalidInput(
+            f"--received-at {ctx.args.received_at} is in the future; give when the call came"
+        )
     async with await ctx.service() as service:
         identity = await ctx.unlocked(service)
         stored = await service.record_manual_case(
