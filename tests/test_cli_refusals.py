@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tomllib
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -475,3 +477,20 @@ async def test_a_call_received_in_the_future_is_refused_and_nothing_is_recorded(
         "sgalert: --received-at 2036-01-05T10:00 is in the future; give when the call came"
     )
     assert await team.service.list_cases() == []
+
+
+def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """A workspace pointed at some other SQLite file (user_version 0, its own tables) had
+    sgalert's schema migrated into it, and then opened as an empty store."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    store = workspace / "sgalert.db"
+    store.unlink()
+    with closing(sqlite3.connect(store)) as db:
+        db.execute("CREATE TABLE photos (id INTEGER, path TEXT)")
+        db.execute("INSERT INTO photos VALUES (1, 'sports-day.jpg')")
+        db.commit()
+    before = store.read_bytes()
+    line = one_line(sgalert_cli(workspace, "cases", "list"))
+    assert line == f"sgalert: {store}: not an sgalert store (it holds another program's database)"
+    assert store.read_bytes() == before

@@ -165,10 +165,14 @@ class Store:
         try:
             await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if not create and await self.schema_version() == 0:
-                raise StoreError(
-                    f"{self.path}: not an sgalert store (the file is empty: no cases, people or"
-                    " audit log)"
+                cursor = await self._db.execute("SELECT count(*) FROM sqlite_master")
+                row = await cursor.fetchone()
+                what = (
+                    "it holds another program's database"
+                    if row is not None and row[0]
+                    else "the file is empty: no cases, people or audit log"
                 )
+                raise StoreError(f"{self.path}: not an sgalert store ({what})")
             cursor = await self._db.execute("PRAGMA journal_mode = WAL")
             row = await cursor.fetchone()
             if row is None or str(row[0]).lower() != "wal":
