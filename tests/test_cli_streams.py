@@ -6,6 +6,7 @@ is as it was, since a signed chronology entry can never be taken back.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 from contextlib import closing
@@ -136,3 +137,63 @@ async def test_an_acknowledgement_with_nowhere_to_say_so_is_still_whole(team: Te
     assert one_line(result) == "sgalert: standard output is closed, so nothing could be shown"
     summary = await team.service.summary(stored.ref)
     assert summary.state.value == "acknowledged"
+
+
+# ----- command-line text that is not UTF-8 ------------------------------------------------------
+
+LATIN1 = os.fsdecode("caf\xe9".encode("latin-1"))  # as a Latin-1 terminal passes 'café'
+
+
+@pytest.mark.parametrize(
+    ("args", "given"),
+    [
+        (("note", "{ref}", "--text", LATIN1, "--i-know-argv-is-visible"), "text"),
+        (("case", "new", "--source", "encompass", "--caller", f"PC {LATIN1}"), "caller"),
+        (
+            (
+                "case",
+                "new",
+                "--source",
+                "encompass",
+                "--caller",
+                "PC 1",
+                "--field",
+                f"school={LATIN1}",
+            ),
+            "field",
+        ),
+        (
+            (
+                "rota",
+                "cover",
+                "--who",
+                f"{LATIN1}@example.org",
+                "--from",
+                "2036-01-01T10:00",
+                "--to",
+                "2036-01-02T10:00",
+            ),
+            "who",
+        ),
+    ],
+    ids=["note", "caller", "field", "cover"],
+)
+async def test_command_line_text_that_is_not_utf8_is_refused_before_anything_is_done(
+    team: Team, args: tuple[str, ...], given: str
+) -> None:
+    """Signed into the record as lone surrogates (a note, a caller) or a UnicodeEncodeError
+    traceback (a --field, a cover's --who)."""
+    (stored,) = await team.service.create_cases([encompass_case()])
+    before = counts(team)
+    result = sgalert_cli(
+        root(team),
+        *(arg.replace("{ref}", stored.ref) for arg in args),
+        "--as",
+        DSL,
+        passphrase=PASSPHRASES[DSL],
+    )
+    assert one_line(result) == (
+        f"sgalert: what was given for {given} is not UTF-8 text; set the terminal to UTF-8 and"
+        " try again (nothing was done)"
+    )
+    assert counts(team) == before

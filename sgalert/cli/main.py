@@ -38,7 +38,7 @@ from sgalert.cli import (
 from sgalert.cli.context import Context
 from sgalert.cli.entry import INTERRUPTED
 from sgalert.cli.spec import Command, Entry, Handler
-from sgalert.errors import SgalertError
+from sgalert.errors import InvalidInput, SgalertError
 from sgalert.text import printable
 
 # Every command group, in the order `sgalert --help` lists them. Add a new group here.
@@ -120,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     output.guard()
     try:
+        _refuse_undecodable(args)
         handler: Handler = args.handler
         outcome = handler(Context(args))
         if inspect.iscoroutine(outcome):
@@ -139,6 +140,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sgalert: interrupted", file=sys.stderr)
         return INTERRUPTED
+
+
+# Paths may be any bytes the file system takes; everything else on the command line is text.
+_PATHS = frozenset({"workspace", "demo_workspace", "file", "dest", "source", "out", "html"})
+
+
+def _refuse_undecodable(args: argparse.Namespace) -> None:
+    """Refuse a value that is not UTF-8 (a Latin-1 terminal's 'café'): Python hands it over
+    with lone surrogates, which were signed into a record as they were (a note, a reason, a
+    caller) or failed later as a UnicodeEncodeError traceback (a --field, a cover's --who)."""
+    for name, value in vars(args).items():
+        for text in value if isinstance(value, list) else [value]:
+            if name in _PATHS or not isinstance(text, str):
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput(
+                    f"what was given for {name.replace('_', '-')} is not UTF-8 text; set the"
+                    " terminal to UTF-8 and try again (nothing was done)"
+                ) from None
 
 
 def _stdout_gone() -> bool:
