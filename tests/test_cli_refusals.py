@@ -494,3 +494,15 @@ def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path)
     line = one_line(sgalert_cli(workspace, "cases", "list"))
     assert line == f"sgalert: {store}: not an sgalert store (it holds another program's database)"
     assert store.read_bytes() == before
+
+
+def test_a_config_that_is_a_pipe_is_refused_not_read_for_ever(tmp_path: Path) -> None:
+    """`config check` read a named pipe (or a link to /dev/zero) in sgalert.toml's place until
+    something wrote to it or memory ran out; every other command said there was no workspace."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    config = workspace / "sgalert.toml"
+    config.unlink()
+    os.mkfifo(config)
+    line = one_line(sgalert_cli(workspace, "config", "check", timeout=20))
+    assert line == f"sgalert: {config}: is not a file; sgalert.toml must be a regular file"
