@@ -224,6 +224,8 @@ def load_config(path: Path) -> Config:
     """Read and validate the config file, or raise ConfigError naming the file, key and fix."""
     check = _Checker(path)
     try:
+        if path.exists() and not path.is_file():  # a pipe or /dev/zero was read for ever
+            raise ConfigError(f"{path}: is not a file; sgalert.toml must be a regular file")
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(

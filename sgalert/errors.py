@@ -23,6 +23,7 @@ message on one line and exits with its ``exit_code``. Messages name the thing th
     ├── NoEntitledReaders      nobody holding a key may read a new case, so it cannot be sealed
     ├── MembershipError        a group change that would lock everyone out, or is not allowed
     ├── ExportError            a decrypted copy could not be written where the person asked
+    ├── OutputFailed           standard output could not be written (a full disk, closed)
     └── AuditChainBroken       an audit entry's hash does not match (names the entry)
 """
 
@@ -109,6 +110,10 @@ class MembershipError(SgalertError):
 class ExportError(SgalertError):
     """A decrypted copy could not be written (no such folder, no permission, disk full). The
     message never names the path, which may hold a case's filename."""
+
+
+class OutputFailed(SgalertError):
+    """Standard output could not be written: a full disk, an I/O error, or it was closed."""
 
 
 class AuditChainBroken(SgalertError):

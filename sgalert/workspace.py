@@ -35,6 +35,39 @@ class Workspace:
     def is_initialised(self) -> bool:
         return self.config_path.is_file() and self.store_path.is_file()
 
+    def not_ready(self) -> str | None:
+        """Why this workspace cannot be used, in one line, or None when it can.
+
+        A config without its store (the store deleted, or its disk not mounted: by default
+        they live in different folders) once said 'run `sgalert init`', which refuses a folder
+        that holds a config: the way out is the store itself, or a backup.
+        """
+        try:
+            has_config, has_store = self.config_path.is_file(), self.store_path.is_file()
+        except OSError as exc:  # a folder this account may not enter, a name too long
+            return unreachable(exc)
+        if not has_config:
+            return (
+                f"no workspace at {self.root}; run `sgalert init` "
+                "(or pass --workspace / set SGALERT_WORKSPACE)"
+            )
+        if not has_store:
+            return (
+                f"{self.store_path}: the store is missing, though its config {self.config_path}"
+                " is there; put the store back (is its disk mounted?), or restore the latest"
+                " backup into a new folder: sgalert --workspace NEW restore BACKUP"
+            )
+        return None
+
+
+def unreachable(exc: OSError) -> str:
+    """A workspace path the file system will not even look at, in one line: typically the
+    service account's folder (0700), reached from a DSL's own account."""
+    return (
+        f"{exc.filename}: cannot be reached ({exc.strerror}); run sgalert as the account that"
+        " owns the workspace, or give yours access to its folders"
+    )
+
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600

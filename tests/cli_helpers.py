@@ -22,12 +22,14 @@ def sgalert_cli(
     passphrase: str | None = None,
     new_passphrase: str | None = None,
     stdin: str | None = None,
+    stdin_file: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 60,
     wrapper: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``sgalert ARGS`` on ``workspace``; ``passphrase`` as ``SGALERT_PASSPHRASE`` (the person
     acting), ``new_passphrase`` as ``SGALERT_NEW_PASSPHRASE`` (the person ``user add`` adds);
+    ``stdin_file``: a file whose bytes are standard input, as ``< FILE`` gives them;
     ``wrapper``: a command that runs the rest (``unshare ...``), if any."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SGALERT_")}
     environ["SGALERT_WORKSPACE"] = str(workspace)
@@ -39,6 +41,17 @@ def sgalert_cli(
     if new_passphrase is not None:
         environ["SGALERT_NEW_PASSPHRASE"] = new_passphrase
     environ.update(env or {})
+    if stdin_file is not None:
+        with stdin_file.open("rb") as given:
+            return subprocess.run(
+                [*wrapper, sys.executable, "-m", "sgalert", *args],
+                capture_output=True,
+                text=True,
+                env=environ,
+                stdin=given,
+                timeout=timeout,
+                check=False,
+            )
     return subprocess.run(
         [*wrapper, sys.executable, "-m", "sgalert", *args],
         capture_output=True,

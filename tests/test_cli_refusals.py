@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tomllib
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -288,3 +290,219 @@ def test_ctrl_c_while_the_command_loads_is_one_line(tmp_path: Path, how: str) ->
         check=False,
     )
     assert (result.returncode, result.stderr) == (130, "sgalert: interrupted\n"), result
+
+
+# ----- a store emptied under the workspace ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("cases", "list"),
+        ("status",),
+        ("user", "add", "--first", "--name", "Eve Example", "--email", "eve@example.org"),
+    ],
+    ids=" ".join,
+)
+def test_a_store_truncated_to_nothing_is_refused_not_made_afresh(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """SQLite takes an empty file for a new database: `cases list` said 'No cases.', and with
+    no people in it anyone could add themselves as the first DSL. The file stays as it was."""
+    workspace = tmp_path / "ws"
+    made = sgalert_cli(workspace, "init")
+    assert made.returncode == 0, made.stderr
+    store = workspace / "sgalert.db"
+    store.write_bytes(b"")
+    if args[0] == "user":
+        args = (*args, "--role", "dsl")
+    line = one_line(sgalert_cli(workspace, *args, new_passphrase="eve-quartz-lantern-fable"))
+    assert line == (
+        f"sgalert: {store}: not an sgalert store (the file is empty: no cases, people or audit log)"
+    )
+    assert store.read_bytes() == b""
+
+
+# ----- numbers that cannot be meant -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ("doctor", "--timeout", "0"),
+            "sgalert: --timeout 0: give the seconds each mailbox or channel may take, more than 0"
+            " and at most 600, e.g. --timeout 20",
+        ),
+        (
+            ("doctor", "--timeout", "nan"),
+            "sgalert: --timeout nan: give the seconds each mailbox or channel may take, more than"
+            " 0 and at most 600, e.g. --timeout 20",
+        ),
+        (
+            ("rota", "check", "--days", "99999999"),
+            "sgalert: --days 99999999: check from 1 to 3660 days ahead (ten years)",
+        ),
+    ],
+    ids=["timeout 0", "timeout nan", "days 99999999"],
+)
+def test_a_number_no_one_could_mean_is_refused_in_one_line(
+    tmp_path: Path, args: tuple[str, ...], line: str
+) -> None:
+    """`doctor --timeout 0` (or nan) failed every mailbox and channel as 'no answer within 0s;
+    check the host, port and firewall', sending the IT person to a firewall that was fine;
+    `rota check --days 99999999` was an OverflowError traceback."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    assert one_line(sgalert_cli(workspace, *args)) == line
+
+
+def test_a_demo_for_nan_seconds_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    result = sgalert_cli(tmp_path, "demo", "--no-tui", "--for", "nan", "--workspace", str(folder))
+    assert one_line(result) == "sgalert: --for nan: give a number of seconds, e.g. --for 20"
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("cases", "list"), ("config", "check"), ("doctor",), ("backup", "copy"), ("init",)],
+    ids=" ".join,
+)
+def test_a_config_without_its_store_points_to_the_store_or_a_backup_not_init(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """The store deleted or its disk not mounted (by default it lives apart from the config):
+    every command said 'run `sgalert init`', and init refused the folder that held the config,
+    a loop with no way out. Now the line says what is missing and how to get it back; init
+    still refuses, and the config is untouched."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    (workspace / "sgalert.db").unlink()
+    config = (workspace / "sgalert.toml").read_bytes()
+    if args == ("backup", "copy"):
+        args = ("backup", str(tmp_path / "copy"))
+    result = sgalert_cli(workspace, *args)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    said = result.stderr + result.stdout
+    if args == ("init",):
+        assert one_line(result).endswith("already holds an sgalert workspace; nothing changed")
+    else:
+        assert "run `sgalert init`" not in said
+        assert (
+            f"{workspace / 'sgalert.db'}: the store is missing, though its config"
+            f" {workspace / 'sgalert.toml'} is there; put the store back (is its disk mounted?),"
+            " or restore the latest backup into a new folder: sgalert --workspace NEW restore"
+            " BACKUP"
+        ) in said
+    assert (workspace / "sgalert.toml").read_bytes() == config
+    assert not (workspace / "sgalert.db").exists() and not (tmp_path / "copy").exists()
+
+
+@pytest.mark.parametrize("name", ["Eve\nExample", "Eve\tExample"], ids=["newline", "tab"])
+def test_a_name_with_a_line_break_is_refused_and_nobody_is_added(tmp_path: Path, name: str) -> None:
+    """A newline in a name was taken (other control characters were refused) and split every
+    one-line view that names the person: `user list`, the rota, the audit in words."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    add = ("user", "add", "--first", "--name", name, "--email", DSL, "--role", "dsl")
+    line = one_line(sgalert_cli(workspace, *add, passphrase=PASSPHRASES[DSL]))
+    assert line == "sgalert: a name cannot hold control characters or terminal escapes"
+    listed = sgalert_cli(workspace, "user", "list")
+    assert listed.returncode == 0 and DSL not in listed.stdout
+
+
+def test_workspace_and_debug_may_follow_the_command(tmp_path: Path) -> None:
+    """`sgalert restore BACKUP --workspace NEW`, as restore's help puts it, was a usage error
+    ('unrecognized arguments: --workspace NEW'), at the moment a school restores its records."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    made = sgalert_cli(workspace, "backup", str(tmp_path / "copy"))
+    assert made.returncode == 0, made.stderr
+    new = tmp_path / "new"
+    restored = sgalert_cli(workspace, "restore", str(tmp_path / "copy"), "--workspace", str(new))
+    assert restored.returncode == 0, restored.stderr
+    assert (new / "sgalert.db").is_file() and (new / "sgalert.toml").is_file()
+    listed = sgalert_cli(tmp_path / "elsewhere", "cases", "list", "--workspace", str(new))
+    assert (listed.returncode, listed.stdout, listed.stderr) == (0, "No cases.\n", "")
+    missing = sgalert_cli(workspace, "cases", "list", "--debug", "--workspace", str(tmp_path))
+    assert missing.returncode == 1 and "Traceback" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [("cases", "list"), ("status",), ("init",), ("doctor",)], ids=" ".join
+)
+def test_a_workspace_this_account_may_not_enter_is_one_line(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """The engine's workspace is its service account's (0700); a DSL who points their own
+    account at it got a PermissionError traceback from the first look at the config."""
+    workspace = tmp_path / "locked" / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    # Modes do not stop root: then the command runs as a user of its own namespace, who owns
+    # the files (so Python runs) but holds no capability (so mode 000 stops it).
+    wrapper: tuple[str, ...] = ()
+    if os.geteuid() == 0:
+        wrapper = ("unshare", "--user", "--map-user=65534", "--map-group=65534")
+        probe = subprocess.run([*wrapper, "true"], capture_output=True, timeout=30, check=False)
+        if probe.returncode != 0:
+            pytest.skip("running as root, and no user namespace to run as someone else")
+    (tmp_path / "locked").chmod(0o000)
+    try:
+        result = sgalert_cli(workspace, *args, wrapper=wrapper)
+    finally:
+        (tmp_path / "locked").chmod(0o700)
+    said = one_line(result) if args != ("doctor",) else result.stdout.splitlines()[0]
+    assert said.endswith(
+        f"{workspace / 'sgalert.toml'}: cannot be reached (Permission denied); run sgalert as"
+        " the account that owns the workspace, or give yours access to its folders"
+    ), said
+    assert "Traceback" not in result.stderr
+    assert (workspace / "sgalert.db").is_file()
+
+
+async def test_a_call_received_in_the_future_is_refused_and_nothing_is_recorded(
+    team: Team,
+) -> None:
+    """A typo in --received-at (2036 for 2026, 16 for 06) recorded a call not yet made, numbered
+    in its year (SG-2036-0001) and flagged as past the calendar."""
+    result = sgalert_cli(
+        root(team),
+        *("case", "new", "--source", "encompass", "--caller", "PC 1", "--as", DSL),
+        *("--received-at", "2036-01-05T10:00"),
+        passphrase=PASSPHRASES[DSL],
+        stdin="",
+    )
+    assert one_line(result) == (
+        "sgalert: --received-at 2036-01-05T10:00 is in the future; give when the call came"
+    )
+    assert await team.service.list_cases() == []
+
+
+def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """A workspace pointed at some other SQLite file (user_version 0, its own tables) had
+    sgalert's schema migrated into it, and then opened as an empty store."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    store = workspace / "sgalert.db"
+    store.unlink()
+    with closing(sqlite3.connect(store)) as db:
+        db.execute("CREATE TABLE photos (id INTEGER, path TEXT)")
+        db.execute("INSERT INTO photos VALUES (1, 'sports-day.jpg')")
+        db.commit()
+    before = store.read_bytes()
+    line = one_line(sgalert_cli(workspace, "cases", "list"))
+    assert line == f"sgalert: {store}: not an sgalert store (it holds another program's database)"
+    assert store.read_bytes() == before
+
+
+def test_a_config_that_is_a_pipe_is_refused_not_read_for_ever(tmp_path: Path) -> None:
+    """`config check` read a named pipe (or a link to /dev/zero) in sgalert.toml's place until
+    something wrote to it or memory ran out; every other command said there was no workspace."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    config = workspace / "sgalert.toml"
+    config.unlink()
+    os.mkfifo(config)
+    line = one_line(sgalert_cli(workspace, "config", "check", timeout=20))
+    assert line == f"sgalert: {config}: is not a file; sgalert.toml must be a regular file"

@@ -285,7 +285,8 @@ async def test_no_workspace_is_one_line(tmp_path: Path) -> None:
     assert [(f.outcome, f.line()) for f in found] == [
         (
             Outcome.FAIL,
-            f"FAIL workspace: no workspace at {tmp_path}; run `sgalert init` (or pass --workspace)",
+            f"FAIL workspace: no workspace at {tmp_path}; run `sgalert init`"
+            " (or pass --workspace / set SGALERT_WORKSPACE)",
         )
     ]
 

@@ -460,4 +460,7 @@ def test_rota_check_and_who_on_the_command_line_are_exact(
         " 2026-11-23T08:30 (the school's local time) or 2026-11-23T08:30+00:00\n"
     )
     assert main(["--workspace", root, "rota", "check", "--days", "0"]) == 1
-    assert capsys.readouterr().err == "sgalert: --days 0: check at least 1 day\n"
+    assert (
+        capsys.readouterr().err
+        == "sgalert: --days 0: check from 1 to 3660 days ahead (ten years)\n"
+    )

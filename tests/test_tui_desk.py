@@ -362,6 +362,25 @@ async def test_manual_entry_records_a_phoned_notification(desk: Desk) -> None:
         assert view.clocks  # routed like any other: the before-school-day clock runs
 
 
+async def test_manual_entry_refuses_a_call_received_in_the_future(desk: Desk) -> None:
+    """A typo in the time (2036 for 2026) recorded a call not yet made, as SG-2036-0001."""
+    app = app_for(desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlock(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, NewCaseScreen)
+        form.query_one("#caller", Input).value = "PC Invented, Example Constabulary"
+        form.query_one("#received", Input).value = "2036-11-22 21:50"
+        form.query_one("#body", TextArea).text = "Police phoned: incident at home."
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is form
+        assert "in the future" in plain(form.query_one(".form-problem", Static))
+        assert not [c for c in await app.service.list_cases() if c.ref.startswith("SG-2036")]
+
+
 async def test_manual_entry_for_whistleblowing_seals_the_reporter(desk: Desk) -> None:
     app = app_for(desk)
     async with app.run_test(size=SIZE) as pilot:

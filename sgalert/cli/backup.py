@@ -67,8 +67,9 @@ class _Runner(Protocol):
 def make_backup(workspace: Workspace, dest: Path) -> dict[str, Any]:
     """Blocking: write the backup folder ``dest``; returns its manifest. A destination the file
     system refuses is one line naming what is in the way, and leaves nothing behind."""
-    if not workspace.is_initialised():
-        raise WorkspaceError(f"no workspace at {workspace.root}; check --workspace")
+    problem = workspace.not_ready()
+    if problem is not None:
+        raise WorkspaceError(problem)
     made: list[Path] = []
     try:
         return _write_backup(workspace, dest, made)

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -199,6 +200,11 @@ async def case_new(ctx: Context) -> int:
     received = (
         ctx.school_time(ctx.args.received_at, "--received-at") if ctx.args.received_at else None
     )
+    if received is not None and received > utcnow() + timedelta(minutes=5):
+        # A typo (16 for 06) was a record of a call not yet made, numbered in its year.
+        raise InvalidInput(
+            f"--received-at {ctx.args.received_at} is in the future; give when the call came"
+        )
     async with await ctx.service() as service:
         identity = await ctx.unlocked(service)
         stored = await service.record_manual_case(
@@ -299,8 +305,9 @@ def tui(ctx: Context) -> int:
     """
     from importlib.metadata import entry_points
 
-    if not ctx.workspace.config_path.is_file():
-        raise WorkspaceError(f"no workspace at {ctx.workspace.root}; run `sgalert init`")
+    problem = ctx.workspace.not_ready()
+    if problem is not None:
+        raise WorkspaceError(problem)
     found = [e for e in entry_points(group="sgalert.apps") if e.name == "tui"]
     if not found:
         raise WorkspaceError("the terminal UI is not installed; reinstall sgalert")

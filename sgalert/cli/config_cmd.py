@@ -6,6 +6,7 @@ from __future__ import annotations
 from sgalert.cli.context import Context
 from sgalert.cli.spec import Command, Entry, Group
 from sgalert.config import load_config
+from sgalert.errors import WorkspaceError
 from sgalert.records.store import Store
 from sgalert.text import printable
 
@@ -15,6 +16,9 @@ async def check(ctx: Context) -> int:
     from sgalert.clock import utcnow
 
     config = load_config(ctx.workspace.config_path)
+    problem = ctx.workspace.not_ready()
+    if problem is not None:
+        raise WorkspaceError(problem)
     async with await Store.open(ctx.workspace.store_path) as store:
         found = await config_check.check_workspace(config, ctx.workspace.root, store, utcnow())
     for line in [p.line(config.path) for p in found]:

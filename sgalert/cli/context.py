@@ -171,11 +171,9 @@ class Context:
 
     async def service(self) -> CaseService:
         """The façade on this workspace; a missing workspace is one line saying how to make it."""
-        if not self.workspace.config_path.is_file():
-            raise WorkspaceError(
-                f"no workspace at {self.workspace.root}; run `sgalert init` "
-                "(or pass --workspace / set SGALERT_WORKSPACE)"
-            )
+        problem = self.workspace.not_ready()
+        if problem is not None:
+            raise WorkspaceError(problem)
         return await CaseService.open(self.workspace)
 
     def school_time(self, text: str, option: str) -> datetime:

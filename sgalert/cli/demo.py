@@ -415,7 +415,7 @@ def demo(ctx: Context) -> int:
     """Headless for ``--no-tui`` or without a terminal; else the desk opens as the DSL once the
     first notices are in. Not a coroutine: the desk runs its own event loop in this thread."""
     seconds = float(ctx.args.seconds)
-    if seconds <= 0:
+    if not seconds > 0:  # nan too
         raise WorkspaceError(f"--for {ctx.args.seconds}: give a number of seconds, e.g. --for 20")
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     workspace = _workspace(ctx)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
+import math
 import os
 import shutil
 import sqlite3
@@ -32,7 +33,7 @@ from sgalert.cli.keys import trust_line
 from sgalert.cli.spec import Argument, Command, Entry
 from sgalert.clock import in_words, utcnow
 from sgalert.config import Config, load_config
-from sgalert.errors import AuditChainBroken, SgalertError, StoreUnwritable
+from sgalert.errors import AuditChainBroken, InvalidInput, SgalertError, StoreUnwritable
 from sgalert.ports import ProbeReport, inbox_factory, notifier_factory
 from sgalert.records import audit
 from sgalert.records.keytrust import KeyTrust, group_key_statuses
@@ -42,6 +43,7 @@ from sgalert.workspace import PRIVATE_DIR, PRIVATE_FILE, Workspace, wider_than
 
 ROTA_DAYS = 14
 PROBE_TIMEOUT = 20.0
+LONGEST_TIMEOUT = 600.0
 DISK_FAIL_BYTES = 200 * 1024 * 1024
 DISK_WARN_BYTES = 1024 * 1024 * 1024
 # Option keys that name a file holding a secret (a CA bundle is public, so not ca_file).
@@ -428,13 +430,9 @@ async def examine(
 ) -> list[Finding]:
     """Every check, in the order an IT person would fix them."""
     moment = now or utcnow()
-    if not workspace.is_initialised():
-        return [
-            fail(
-                "workspace",
-                f"no workspace at {workspace.root}; run `sgalert init` (or pass --workspace)",
-            )
-        ]
+    problem = workspace.not_ready()
+    if problem is not None:
+        return [fail("workspace", problem)]
     config: Config | None = None
     found: list[Finding] = []
     try:
@@ -478,7 +476,14 @@ class _Runner(Protocol):
 
 
 async def run(runner: _Runner) -> int:
-    found = await examine(runner.workspace, seconds=runner.args.timeout)
+    seconds = runner.args.timeout
+    if not (math.isfinite(seconds) and 0 < seconds <= LONGEST_TIMEOUT):
+        # 0, a negative or nan failed every probe as 'no answer; check the firewall'.
+        raise InvalidInput(
+            f"--timeout {runner.args.timeout:g}: give the seconds each mailbox or channel may"
+            f" take, more than 0 and at most {LONGEST_TIMEOUT:g}, e.g. --timeout {PROBE_TIMEOUT:g}"
+        )
+    found = await examine(runner.workspace, seconds=seconds)
     for finding in found:
         print(finding.line())
     failures = sum(f.outcome is Outcome.FAIL for f in found)

@@ -29,6 +29,7 @@ from sgalert.cli import (
     digest,
     doctor,
     keys,
+    output,
     people,
     retention,
     rota,
@@ -37,7 +38,7 @@ from sgalert.cli import (
 from sgalert.cli.context import Context
 from sgalert.cli.entry import INTERRUPTED
 from sgalert.cli.spec import Command, Entry, Handler
-from sgalert.errors import SgalertError
+from sgalert.errors import InvalidInput, SgalertError
 from sgalert.text import printable
 
 # Every command group, in the order `sgalert --help` lists them. Add a new group here.
@@ -55,6 +56,8 @@ GROUPS: tuple[tuple[Entry, ...], ...] = (
     keys.COMMANDS,
     demo.COMMANDS,
 )
+
+SUPPRESS = argparse.SUPPRESS
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
@@ -77,6 +80,11 @@ def _add_command(under: Subparsers, command: Command) -> None:
     sub.set_defaults(handler=command.handler)
     for argument in command.arguments:
         sub.add_argument(argument.name, **argument.options())
+    # The global options after the command too (`sgalert restore BACKUP --workspace NEW`, as its
+    # help puts it), unless the command has its own; absent, they leave the global value be.
+    if all(argument.name != "--workspace" for argument in command.arguments):
+        sub.add_argument("--workspace", metavar="DIR", default=argparse.SUPPRESS, help=SUPPRESS)
+    sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=SUPPRESS)
 
 
 def _add_entries(under: Subparsers, entries: Iterable[Entry]) -> None:
@@ -110,7 +118,9 @@ def _parser(groups: Iterable[Iterable[Entry]] = GROUPS) -> argparse.ArgumentPars
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    output.guard()
     try:
+        _refuse_undecodable(args)
         handler: Handler = args.handler
         outcome = handler(Context(args))
         if inspect.iscoroutine(outcome):
@@ -130,6 +140,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sgalert: interrupted", file=sys.stderr)
         return INTERRUPTED
+
+
+# Paths may be any bytes the file system takes; everything else on the command line is text.
+_PATHS = frozenset({"workspace", "demo_workspace", "file", "dest", "source", "out", "html"})
+
+
+def _refuse_undecodable(args: argparse.Namespace) -> None:
+    """Refuse a value that is not UTF-8 (a Latin-1 terminal's 'café'): Python hands it over
+    with lone surrogates, which were signed into a record as they were (a note, a reason, a
+    caller) or failed later as a UnicodeEncodeError traceback (a --field, a cover's --who)."""
+    for name, value in vars(args).items():
+        for text in value if isinstance(value, list) else [value]:
+            if name in _PATHS or not isinstance(text, str):
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput(
+                    f"what was given for {name.replace('_', '-')} is not UTF-8 text; set the"
+                    " terminal to UTF-8 and try again (nothing was done)"
+                ) from None
 
 
 def _stdout_gone() -> bool:

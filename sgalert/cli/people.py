@@ -21,7 +21,7 @@ from sgalert.records.keyring import (
 )
 from sgalert.records.store import Store
 from sgalert.text import printable
-from sgalert.workspace import Workspace, make_private
+from sgalert.workspace import Workspace, make_private, unreachable
 
 # The newcomer's passphrase, apart from $SGALERT_PASSPHRASE which unlocks whoever adds them.
 ENV_NEW_PASSPHRASE = "SGALERT_NEW_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
@@ -33,7 +33,11 @@ async def init(ctx: Context) -> int:
     """Make a workspace: all of it, or (failing part-way) nothing left behind to block the next
     try as 'already holds a workspace'."""
     ws = ctx.workspace
-    if ws.config_path.exists() or ws.store_path.exists():
+    try:
+        taken = ws.config_path.exists() or ws.store_path.exists()
+    except OSError as exc:
+        raise WorkspaceError(unreachable(exc)) from None
+    if taken:
         raise WorkspaceError(f"{ws.root} already holds an sgalert workspace; nothing changed")
     refuse_leftovers(ws)
     made: list[Path] = []

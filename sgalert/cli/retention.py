@@ -160,8 +160,9 @@ async def _shred(service: CaseService, found: Assessment, actor: str) -> shreddi
 
 
 def _service_ready(runner: _Runner) -> None:
-    if not runner.workspace.is_initialised():
-        raise WorkspaceError(f"no workspace at {runner.workspace.root}; run `sgalert init`")
+    problem = runner.workspace.not_ready()
+    if problem is not None:
+        raise WorkspaceError(problem)
 
 
 async def run(runner: _Runner) -> int:

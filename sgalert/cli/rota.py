@@ -11,6 +11,8 @@ from sgalert.clock import in_words, iso
 from sgalert.errors import InvalidInput
 from sgalert.text import printable
 
+LONGEST_CHECK = 3660  # days; a day past the calendar's end (year 9999) was an OverflowError
+
 
 async def who(ctx: Context) -> int:
     from sgalert.clock import utcnow
@@ -46,8 +48,10 @@ async def check(ctx: Context) -> int:
     from sgalert.clock import utcnow
     from sgalert.routing.duty import load_rota
 
-    if ctx.args.days < 1:
-        raise InvalidInput(f"--days {ctx.args.days}: check at least 1 day")
+    if not 1 <= ctx.args.days <= LONGEST_CHECK:
+        raise InvalidInput(
+            f"--days {ctx.args.days}: check from 1 to {LONGEST_CHECK} days ahead (ten years)"
+        )
     now = utcnow()
     async with await ctx.service() as service:
         view = await load_rota(service, since=now)

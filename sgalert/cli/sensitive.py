@@ -50,10 +50,42 @@ def looks_personal(value: str) -> bool:
     )
 
 
+STDIN_LIMIT = 1024 * 1024
+"""The most case text standard input may hold: far more than anyone types or a call needs, and a
+file bigger than this (a whole message) goes in with `sgalert ingest`."""
+
+
 def read_stdin(what: str) -> str:
+    """``what`` from standard input, as UTF-8 text of at most :data:`STDIN_LIMIT` bytes.
+
+    A record's entries are signed and kept for years, so what is not text is refused before
+    anything is stored: bytes that are not UTF-8 (a note saved as Windows-1252 became lone
+    surrogates in the signed record) and binary files (a PDF piped by mistake). A byte-order mark
+    (Notepad's) is dropped, and line endings read as the terminal's did (CRLF as one newline).
+    """
+    if sys.stdin is None:
+        raise InvalidInput(f"standard input is closed: nothing to read {what} from")
     if sys.stdin.isatty():
         print(f"Type {what}; end with Ctrl-D on an empty line.", file=sys.stderr)
-    text = sys.stdin.read()
+    data = sys.stdin.buffer.read(STDIN_LIMIT + 1)
+    if len(data) > STDIN_LIMIT:
+        raise InvalidInput(
+            f"standard input holds more than {STDIN_LIMIT // (1024 * 1024)} MB for {what};"
+            " nothing was recorded (a whole message goes in with `sgalert ingest FILE`)"
+        )
+    if b"\x00" in data:
+        raise InvalidInput(
+            f"standard input holds binary data (a NUL byte), not text for {what};"
+            " nothing was recorded"
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"standard input is not UTF-8 text (byte {exc.start + 1}) for {what}; nothing was"
+            " recorded: save it as UTF-8 and try again"
+        ) from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise InvalidInput(f"no text on standard input for {what}")
     return text.rstrip("\n")

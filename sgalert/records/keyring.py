@@ -302,7 +302,7 @@ async def _add(
 ) -> tuple[Person, dict[str, str]]:
     if not name.strip():
         raise InvalidInput("a person needs a name")
-    if has_unsafe(name):
+    if has_unsafe(name) or "\n" in name or "\t" in name:
         raise InvalidInput("a name cannot hold control characters or terminal escapes")
     email = normalise_email(email)
     check_strength(passphrase, name=name, email=email)

@@ -193,16 +193,31 @@ class Store:
         connection.row_factory = sqlite3.Row
         store = cls(path, connection)
         try:
-            await store._configure()
+            await store._configure(create=create)
             await store.migrate()
         except BaseException:
             await connection.close()
             raise
         return store
 
-    async def _configure(self) -> None:
+    async def _configure(self, *, create: bool) -> None:
+        """Set the connection up; without ``create``, first refuse a file that holds no store.
+
+        SQLite takes an empty file for a new database, so a store truncated to nothing (a copy
+        that stopped, a full disk) was made afresh: no cases, no audit log, and no people, so
+        anyone could add themselves as the first DSL. Asked before WAL mode writes a header.
+        """
         try:
             await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not create and await self.schema_version() == 0:
+                cursor = await self._db.execute("SELECT count(*) FROM sqlite_master")
+                row = await cursor.fetchone()
+                what = (
+                    "it holds another program's database"
+                    if row is not None and row[0]
+                    else "the file is empty: no cases, people or audit log"
+                )
+                raise StoreError(f"{self.path}: not an sgalert store ({what})")
             cursor = await self._db.execute("PRAGMA journal_mode = WAL")
             row = await cursor.fetchone()
             if row is None or str(row[0]).lower() != "wal":

@@ -8,7 +8,7 @@ person's name, sets its clocks and routes it like any other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from textual import on
@@ -157,6 +157,10 @@ class NewCaseScreen(FormScreen[ManualCase]):
             return
         if received is None:
             self.show_problem("When the call came: write it as YYYY-MM-DD HH:MM.")
+            return
+        if received > max(self.now, datetime.now(UTC)) + timedelta(minutes=5):
+            # A typo (2036 for 2026) was a call not yet made, numbered in its year.
+            self.show_problem("When the call came is in the future: check the date and time.")
             return
         if not facts and not body.strip():
             self.show_problem("Record at least one fact or what was said.")
