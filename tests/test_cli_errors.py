@@ -149,6 +149,27 @@ async def test_a_cover_that_has_already_ended_is_refused_in_one_line(team: Team)
     assert await team.service.store.fetchall("SELECT id FROM rota_covers") == []
 
 
+async def test_a_cover_of_a_century_is_refused_naming_its_end(team: Team) -> None:
+    """A mistyped year (2126 for 2026) was stored: one person on duty for a hundred years."""
+    result = sgalert(
+        team,
+        "rota",
+        "cover",
+        "--who",
+        "deputy@example.org",
+        "--from",
+        "2026-12-07T08:00",
+        "--to",
+        "2126-12-07T18:00",
+        "--as",
+        "dsl@example.org",
+        env={"SGALERT_PASSPHRASE": PASSPHRASES["dsl@example.org"]},
+    )
+    line = one_clear_line(result)
+    assert "a cover lasts at most 366 days, and this one ends" in line and "2126" in line
+    assert await team.service.store.fetchall("SELECT id FROM rota_covers") == []
+
+
 async def test_a_passphrase_in_the_environment_that_is_not_utf8(team: Team) -> None:
     (stored,) = await team.service.create_cases([encompass_case()])
     result = sgalert(

@@ -242,6 +242,16 @@ def test_ingest_refuses_a_device_without_reading_it(initialised: Path) -> None:
     assert "/dev/zero: not a message file" in line
 
 
+@pytest.mark.parametrize("content", [b"", b"\r\n \n"])
+def test_ingest_refuses_an_empty_file(initialised: Path, tmp_path: Path, content: bytes) -> None:
+    """An empty file (a save that failed, the wrong file) became a case with nothing in it."""
+    empty = tmp_path / "notice.eml"
+    empty.write_bytes(content)
+    line = one_clear_line(sgalert_cli(initialised, "ingest", str(empty), "--source", "encompass"))
+    assert line.endswith(f"{empty}: empty, not a message (give a file saved as .eml)")
+    assert "No cases." in sgalert_cli(initialised, "cases", "list").stdout
+
+
 def test_ingest_refuses_a_file_over_the_message_limit(initialised: Path, tmp_path: Path) -> None:
     _limit_one_megabyte(initialised)
     big = tmp_path / "big.eml"
@@ -421,3 +431,13 @@ def test_restore_where_it_cannot_go(
     assert f"cannot restore into {root}:" in line and "nothing was restored" in line
     if where != "system folder":
         assert not root.exists()
+
+
+def test_restore_from_a_file_says_it_is_not_a_backup_folder(tmp_path: Path) -> None:
+    """A file given as the backup (the store itself, a zip of the folder) said 'the backup is
+    damaged', sending people to look for another."""
+    afile = tmp_path / "sgalert-backup.zip"
+    afile.write_bytes(b"PK\x03\x04")
+    line = one_clear_line(sgalert_cli(tmp_path / "ws", "restore", str(afile)))
+    assert line.endswith(f"{afile} is a file, not a backup (give the folder `backup` made)")
+    assert not (tmp_path / "ws").exists()

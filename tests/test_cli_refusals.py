@@ -223,6 +223,11 @@ async def test_an_empty_note_on_standard_input_is_said_in_plain_english(team: Te
         ),
         ((), "sgalert: error: the following arguments are required: COMMAND (see sgalert --help)"),
         (
+            ("cases", "list", "--as", ""),
+            "sgalert cases list: error: argument --as: give your email address (it is empty)"
+            " (see sgalert cases list --help)",
+        ),
+        (
             ("cases", "list", "--colour", "\x1b[31m"),
             "sgalert: error: unrecognized arguments: --colour \\x1b[31m (see sgalert --help)",
         ),
@@ -506,3 +511,15 @@ def test_a_config_that_is_a_pipe_is_refused_not_read_for_ever(tmp_path: Path) ->
     os.mkfifo(config)
     line = one_line(sgalert_cli(workspace, "config", "check", timeout=20))
     assert line == f"sgalert: {config}: is not a file; sgalert.toml must be a regular file"
+
+
+def test_a_name_longer_than_a_line_is_refused_and_nobody_is_added(tmp_path: Path) -> None:
+    """A 60 KB name was taken, and filled every view that names the person."""
+    workspace = tmp_path / "ws"
+    assert sgalert_cli(workspace, "init").returncode == 0
+    name = "Eve Example " * 5_000
+    add = ("user", "add", "--first", "--name", name, "--email", DSL, "--role", "dsl")
+    line = one_line(sgalert_cli(workspace, *add, passphrase=PASSPHRASES[DSL]))
+    assert line == f"sgalert: a name is at most 200 characters (this one has {len(name)})"
+    listed = sgalert_cli(workspace, "user", "list")
+    assert listed.returncode == 0 and DSL not in listed.stdout

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from sgalert.cli.main import main
 from sgalert.clock import parse_iso
+from sgalert.config import load_config
 from sgalert.model import Role
 from sgalert.records.store import Store
 from sgalert.routing.duty import RotaView, add_cover, load_rota
@@ -464,3 +465,29 @@ def test_rota_check_and_who_on_the_command_line_are_exact(
         capsys.readouterr().err
         == "sgalert: --days 0: check from 1 to 3660 days ahead (ten years)\n"
     )
+
+
+def test_rota_check_past_the_last_term_says_the_pattern_there_is_a_guess(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rota check --days 3650` said the rota 'covers every minute of the next 3650 days' when
+    the terms end next July: past them every day counts as a holiday, which nobody said."""
+    with workspace.config_path.open("a", encoding="utf-8") as config:
+        config.write(
+            '\n[[rota.shifts]]\nwho = "dsl@example.org"\nwhen = "term"\n'
+            '\n[[rota.shifts]]\nwho = "deputy@example.org"\nwhen = "holiday"\n'
+        )
+    asyncio.run(_add_people(workspace))
+    root = str(workspace.config_path.parent)
+    assert main(["--workspace", root, "rota", "check", "--days", "3650"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0] == "rota covers every minute of the next 3650 days"
+    assert re.fullmatch(
+        r"note: the terms in sgalert.toml end \w{3} \d{1,2} \w{3} \d{4}; after that every day"
+        r" counts as a holiday for the rota's term and holiday shifts: add the next year's terms",
+        shown[1],
+    ), shown
+    last = load_config(workspace.config_path).calendar.last_term_day
+    if last is not None and last > date.today() + timedelta(days=8):
+        assert main(["--workspace", root, "rota", "check", "--days", "7"]) == 0
+        assert capsys.readouterr().out == "rota covers every minute of the next 7 days\n"

@@ -118,6 +118,8 @@ def _write_backup(workspace: Workspace, dest: Path, made: list[Path]) -> dict[st
 
 
 def read_manifest(source: Path) -> dict[str, Any]:
+    if source.exists() and not source.is_dir():
+        raise InvalidInput(f"{source} is a file, not a backup (give the folder `backup` made)")
     try:
         manifest = json.loads((source / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -26,7 +26,7 @@ from sgalert.cli.sensitive import (
     read_stdin,
     split_facts,
 )
-from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group, Handler
+from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group, Handler, who_you_are
 from sgalert.clock import iso, utcnow
 from sgalert.desk.original import ORIGINAL_CAP, capped, render_original
 from sgalert.desk.service import OUTCOMES, REFERRALS
@@ -364,6 +364,7 @@ COMMANDS: tuple[Entry, ...] = (
                     Argument(
                         "--as",
                         dest="as_email",
+                        type=who_you_are,
                         metavar="EMAIL",
                         help="who you are (unlocked with your passphrase): lists the"
                         " confidential cases you may read too",
@@ -551,7 +552,15 @@ COMMANDS: tuple[Entry, ...] = (
         "tui",
         "the on-call DSL's desk in the terminal",
         tui,
-        (Argument("--as", dest="as_email", metavar="EMAIL", help="who you are (asked if not)"),),
+        (
+            Argument(
+                "--as",
+                dest="as_email",
+                type=who_you_are,
+                metavar="EMAIL",
+                help="who you are (asked if not)",
+            ),
+        ),
     ),
     _step(
         "refer",

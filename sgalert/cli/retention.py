@@ -26,7 +26,7 @@ from typing import Protocol
 
 from sgalert.cli.context import case_ref
 from sgalert.cli.sensitive import ARGV_OK_ARGUMENT, case_text
-from sgalert.cli.spec import AS_EMAIL, Argument, Command, Entry, Group
+from sgalert.cli.spec import AS_EMAIL, Argument, Command, Entry, Group, who_you_are
 from sgalert.clock import utcnow
 from sgalert.desk.service import CaseService
 from sgalert.desk.views import UPKEEP
@@ -331,6 +331,7 @@ COMMANDS: tuple[Entry, ...] = (
                     Argument(
                         "--as",
                         dest="as_email",
+                        type=who_you_are,
                         metavar="EMAIL",
                         help="unlock as this reader to count Encompass cases from the child's"
                         " date of birth (sealed); the passphrase comes from $SGALERT_PASSPHRASE"

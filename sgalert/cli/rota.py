@@ -4,11 +4,13 @@ gaps in cover ahead, ``rota cover`` adds a dated cover."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 from sgalert.cli.context import Context
 from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group
 from sgalert.clock import in_words, iso
 from sgalert.errors import InvalidInput
+from sgalert.rules.rota import Rota
 from sgalert.text import printable
 
 LONGEST_CHECK = 3660  # days; a day past the calendar's end (year 9999) was an OverflowError
@@ -82,7 +84,22 @@ async def check(ctx: Context) -> int:
             )
         if not gaps and not unknown:
             print(f"rota covers every minute of the next {ctx.args.days} days")
+        print(*_beyond_the_calendar(view.rota, now, ctx.args.days), sep="\n", end="")
     return 1 if gaps or unknown else 0
+
+
+def _beyond_the_calendar(rota: Rota, now: datetime, days: int) -> list[str]:
+    """A note when the check reaches past the last configured term and a shift keeps to term or
+    holiday: there every day counts as a holiday, so the check answers for a guessed pattern."""
+    last = rota.calendar.last_term_day
+    until = rota.calendar.local(now + timedelta(days=days)).date()
+    if last is None or until <= last or all(shift.when == "always" for shift in rota.shifts):
+        return []
+    return [
+        f"note: the terms in sgalert.toml end {last:%a} {last.day} {last:%b %Y}; after that"
+        " every day counts as a holiday for the rota's term and holiday shifts: add the next"
+        " year's terms\n"
+    ]
 
 
 async def cover(ctx: Context) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sgalert.cli.context import Context
-from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group
+from sgalert.cli.spec import AS_EMAIL, JSON, Argument, Command, Entry, Group, who_you_are
 from sgalert.clock import iso, parse_iso
 from sgalert.config import ParseLimits
 from sgalert.errors import InvalidInput, StoreError
@@ -138,7 +138,10 @@ def read_message_file(path: Path, limits: ParseLimits) -> bytes:
             f"{path}: over the {cap >> 20} MB limit for a message ([ingest] max_message_mb in"
             " sgalert.toml); nothing was stored"
         )
-    return b"".join(chunks)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise InvalidInput(f"{path}: empty, not a message (give a file saved as .eml)")
+    return raw
 
 
 async def ingest(ctx: Context) -> int:
@@ -241,6 +244,7 @@ COMMANDS: tuple[Entry, ...] = (
             Argument(
                 "--as",
                 dest="as_email",
+                type=who_you_are,
                 metavar="EMAIL",
                 help="who you are (unlocked with your passphrase): counts and lists the"
                 " confidential cases you may read too",

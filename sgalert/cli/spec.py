@@ -9,6 +9,7 @@ must say what it does) and lets a new group be added without touching the others
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -82,9 +83,18 @@ class Group:
 Entry = Command | Group
 
 
+def who_you_are(value: str) -> str:
+    """``--as``'s value: an empty one read as no ``--as`` at all, which for listings quietly
+    meant "show only what anyone may see" instead of the person's own cases."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("give your email address (it is empty)")
+    return value
+
+
 AS_EMAIL = Argument(
     "--as",
     dest="as_email",
+    type=who_you_are,
     required=True,
     metavar="EMAIL",
     help="who you are; the passphrase comes from $SGALERT_PASSPHRASE or the terminal",

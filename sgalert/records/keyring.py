@@ -53,6 +53,9 @@ _PERSON_KEYS_AAD = "sgalert/person-keys/v1"
 _GROUP_SEAL_INFO = "sgalert/group-key/v1"
 _GROUP_KEY_SIGNATURE = "sgalert/group-key-signature/v1"
 
+#: A person's name fills one line of every view that shows it (the queue, the rota, the audit).
+LONGEST_NAME = 200
+
 
 @dataclass(frozen=True, slots=True)
 class Person:
@@ -304,6 +307,10 @@ async def _add(
         raise InvalidInput("a person needs a name")
     if has_unsafe(name) or "\n" in name or "\t" in name:
         raise InvalidInput("a name cannot hold control characters or terminal escapes")
+    if len(name) > LONGEST_NAME:
+        raise InvalidInput(
+            f"a name is at most {LONGEST_NAME} characters (this one has {len(name)})"
+        )
     email = normalise_email(email)
     check_strength(passphrase, name=name, email=email)
     params = kdf or crypto.KdfParams()

@@ -20,6 +20,10 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from sgalert.clock import in_words
 from sgalert.rules.school_calendar import SchoolCalendar
 
+#: The longest cover: one for longer (a secondment, a long absence) belongs in the rota's shifts,
+#: and a cover of decades is a mistyped year that would put one person on duty for good.
+LONGEST_COVER = timedelta(days=366)
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 Span = tuple[datetime, datetime]  # [start, end): end excluded
@@ -112,6 +116,12 @@ def cover_problem(starts: datetime, ends: datetime, now: datetime, zone: tzinfo)
         return "a cover must end after it starts"
     if ends <= now:
         return f"a cover must end in the future: this one ended {in_words(ends, zone, year=True)}"
+    if ends - starts > LONGEST_COVER:
+        return (
+            f"a cover lasts at most {LONGEST_COVER.days} days, and this one ends"
+            f" {in_words(ends, zone, year=True)}: check the year, or put a longer arrangement in"
+            " the rota's shifts ([rota] in sgalert.toml)"
+        )
     return None
 
 
