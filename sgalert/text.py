@@ -42,3 +42,19 @@ def toml_string(text: str) -> str:
     backslash escaped, and every control character as ``\\uXXXX`` (TOML allows none raw)."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return '"' + re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", escaped) + '"'
+
+
+#: A person's name fills one line of every view that shows it (the queue, the rota, the audit).
+LONGEST_NAME = 200
+
+
+def person_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a member of staff's name, in one line; None if it can. One line
+    of text: a newline or tab split every view naming the person, as an escape would drive it."""
+    if not name.strip():
+        return "a person needs a name"
+    if has_unsafe(name) or "\n" in name or "\t" in name:
+        return "a name cannot hold control characters or terminal escapes"
+    if len(name) > LONGEST_NAME:
+        return f"a name is at most {LONGEST_NAME} characters (this one has {len(name)})"
+    return None

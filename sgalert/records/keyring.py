@@ -47,14 +47,11 @@ from sgalert.records.passphrase import (
 )
 from sgalert.records.personkeys import alerting, check_person_key
 from sgalert.records.store import Store
-from sgalert.text import has_unsafe, printable
+from sgalert.text import person_name_problem, printable
 
 _PERSON_KEYS_AAD = "sgalert/person-keys/v1"
 _GROUP_SEAL_INFO = "sgalert/group-key/v1"
 _GROUP_KEY_SIGNATURE = "sgalert/group-key-signature/v1"
-
-#: A person's name fills one line of every view that shows it (the queue, the rota, the audit).
-LONGEST_NAME = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,14 +300,9 @@ async def _add(
     passphrase: str,
     kdf: crypto.KdfParams | None,
 ) -> tuple[Person, dict[str, str]]:
-    if not name.strip():
-        raise InvalidInput("a person needs a name")
-    if has_unsafe(name) or "\n" in name or "\t" in name:
-        raise InvalidInput("a name cannot hold control characters or terminal escapes")
-    if len(name) > LONGEST_NAME:
-        raise InvalidInput(
-            f"a name is at most {LONGEST_NAME} characters (this one has {len(name)})"
-        )
+    problem = person_name_problem(name)
+    if problem is not None:
+        raise InvalidInput(problem)
     email = normalise_email(email)
     check_strength(passphrase, name=name, email=email)
     params = kdf or crypto.KdfParams()
