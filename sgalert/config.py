@@ -475,6 +475,8 @@ def _check_sources(check: _Checker, value: object) -> tuple[SourceConfig, ...]:
 
 def _clock(check: _Checker, data: Mapping[str, Any], key: str, where: str, default: str) -> time:
     value = data.get(key, default)
+    if isinstance(value, time):  # written unquoted, 07:00:00: TOML's own time
+        return value.replace(second=0, microsecond=0)
     try:
         hours, minutes = str(value).split(":")
         return time(int(hours), int(minutes))
@@ -487,7 +489,8 @@ def _clock(check: _Checker, data: Mapping[str, Any], key: str, where: str, defau
 def _date(check: _Checker, value: object, where: str) -> date:
     if isinstance(value, date) and not hasattr(value, "hour"):
         return value
-    raise check.fail(where, f"{value!r} is not a date", "write it unquoted, e.g. 2026-09-02")
+    shown = value.isoformat() if isinstance(value, date) else repr(value)
+    raise check.fail(where, f"{shown} is not a date", "write it unquoted, e.g. 2026-09-02")
 
 
 def _check_calendar(check: _Checker, data: Mapping[str, Any], zone: ZoneInfo) -> SchoolCalendar:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import time
 from importlib import resources
 from pathlib import Path
 
@@ -110,3 +111,23 @@ def test_syntax_error_and_missing_file(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(ConfigError, match="sgalert init"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_a_time_written_unquoted_reads_as_the_time(tmp_path: Path) -> None:
+    """`school_day_starts = 09:15:00` (TOML's own time) was refused as
+    'datetime.time(9, 15) is not a time'."""
+    text = render_template("Test School").replace(
+        'school_day_starts = "08:30"', "school_day_starts = 09:15:00"
+    )
+    assert load_config(_write(tmp_path, text)).calendar.day_starts == time(9, 15)
+
+
+def test_a_date_and_time_where_a_date_goes_is_shown_as_written(tmp_path: Path) -> None:
+    """The error showed Python's words, 'datetime.datetime(2026, 9, 2, 8, 0) is not a date'."""
+    text = render_template("Test School").replace(
+        "start = 2026-09-02", "start = 2026-09-02T08:00:00"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    assert "calendar.terms[0].start: 2026-09-02T08:00:00 is not a date" in str(caught.value)
+    assert "datetime." not in str(caught.value)
