@@ -231,7 +231,23 @@ async def serve(ctx: Context) -> int:
             await engine.run()
         except asyncio.CancelledError:
             log.info("stopping: signal received")
+        except ExceptionGroup as group:
+            failed = _store_failure(group)
+            if failed is None:
+                raise
+            # One line in the log, one on stderr, exit 1: systemd restarts the engine, and
+            # `doctor` and the desk's banner show it stopped, where a traceback told nobody.
+            log.error("stopping: %s", failed)
+            raise failed from None
     return 0
+
+
+def _store_failure(group: BaseExceptionGroup[Exception]) -> StoreError | None:
+    """The first store failure that ended the engine's tasks, if one did."""
+    found: BaseException | None = group.subgroup(StoreError)
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found if isinstance(found, StoreError) else None
 
 
 COMMANDS: tuple[Entry, ...] = (
