@@ -9,8 +9,9 @@ message on one line and exits with its ``exit_code``. Messages name the thing th
     ├── ConfigError            bad or missing sgalert.toml; names the file, the key and the fix
     ├── WorkspaceError         workspace missing, not initialised, or already initialised
     ├── StoreError             the database could not be opened or migrated
-    │   └── StoreUnwritable    its file or folder cannot be written (permissions, a read-only
-    │                          disk): nothing is damaged, so no backup is the fix
+    │   ├── StoreUnwritable    its file or folder cannot be written (permissions, a read-only
+    │   │                      disk): nothing is damaged, so no backup is the fix
+    │   └── StoreGone          the file was deleted or replaced under a process that has it open
     ├── NotFound               no such case, person or group
     ├── AlreadyExists          a person with that email, or a file where a copy would go
     ├── WrongPassphrase        the passphrase does not unlock that person's keys
@@ -54,6 +55,10 @@ class StoreError(SgalertError):
 
 class StoreUnwritable(StoreError):
     """The store or its folder cannot be written; the fix is the permissions or the disk."""
+
+
+class StoreGone(StoreError):
+    """The store's file was deleted or replaced while open: what is written now is lost."""
 
 
 class NotFound(SgalertError):

@@ -1,4 +1,4 @@
-"""The store failing under a running ``sgalert serve``.
+"""The store failing under a running ``sgalert serve``: deleted, or held busy by another process.
 
 Each test runs the real engine as its own process on a real workspace, watching a Maildir and
 paging through the maildrop channel. What must hold: no notice leaves its mailbox unless its
@@ -107,6 +107,27 @@ def assert_one_clear_line(code: int | None, err: str, says: str) -> None:
     last = err.strip().splitlines()[-1]
     assert last.startswith("sgalert: ") and says in last, err[-3000:]
     assert '"level": "error", "logger": "sgalert.serve", "event": "stopping: ' in err
+
+
+def test_a_store_deleted_under_the_engine_stops_it_and_the_notice_stays_in_its_mailbox(
+    tmp_path: Path,
+) -> None:
+    """An admin's ``rm`` of the store: SQLite goes on writing to the unlinked file, so the
+    engine stored the next notice there, deleted it from the Maildir, and paged about a case
+    that vanished when it stopped. Now it stops within seconds, the notice left in place."""
+    root, inbox = workspace(tmp_path)
+    serve = start_serve(root)
+    try:
+        wait_until_serving(root, serve)
+        (root / STORE_NAME).unlink()
+        (inbox / "new" / "notice-1").write_bytes(NOTICE.read_bytes())
+        code, err = stopped(serve, within=20)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    assert [p.name for p in (inbox / "new").iterdir()] == ["notice-1"], "the notice was lost"
+    assert_one_clear_line(code, err, "the store file was deleted while in use")
 
 
 def test_a_full_disk_under_the_store_stops_the_engine_in_one_line_and_the_notice_stays(

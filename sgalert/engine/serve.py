@@ -169,6 +169,7 @@ class Engine:
     async def keep_lease(self) -> None:
         while True:
             await asyncio.sleep(RENEW_SECONDS)
+            self.service.store.check_file()  # deleted or replaced: stop, do not write to a ghost
             if not await self.try_lease():
                 raise LeaseLost(f"engine {self.holder} lost the store to another engine")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from sgalert.clock import Clock, iso, utcnow
 from sgalert.config import Config, SourceConfig
 from sgalert.engine.workplace import Workplace
+from sgalert.errors import StoreGone
 from sgalert.intake.ingest import Ingestor, load_checkpoint
 from sgalert.intake.prepare import SourceRules
 from sgalert.ports import Deliver, Inbound, Inbox, IngestOutcome, inbox_factory
@@ -103,12 +104,21 @@ class SourceMonitor:
 
 
 def make_deliver(
-    ingestor: Ingestor, rules: SourceRules, on_stored: Callable[[], None] | None = None
+    ingestor: Ingestor,
+    rules: SourceRules,
+    on_stored: Callable[[], None] | None = None,
+    *,
+    store: Store | None = None,
 ) -> Deliver:
+    """``store``: checked after each batch is stored and before its messages are marked done,
+    so a store file deleted or replaced under the engine never costs the mailbox's copy."""
+
     async def deliver(
         messages: Sequence[Inbound], *, checkpoint: str | None = None
     ) -> list[IngestOutcome]:
         outcomes = await ingestor.ingest(messages, rules, checkpoint=checkpoint)
+        if store is not None:
+            store.check_file()
         if on_stored is not None and any(o.created for o in outcomes):
             on_stored()
         for outcome in outcomes:
@@ -142,15 +152,17 @@ async def supervise(
 
         deliver = make_reply_deliver(workplace, source)
     else:
-        deliver = make_deliver(ingestor, SourceRules.from_config(source), on_stored)
+        deliver = make_deliver(
+            ingestor, SourceRules.from_config(source), on_stored, store=workplace.store
+        )
     restarts = 0
     while True:
         checkpoint = await load_checkpoint(workplace.store, source.name)
         try:
             await inbox.run(deliver, checkpoint, monitor)
             return
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, StoreGone):
+            raise  # a store that is gone stops the engine (serve exits non-zero)
         except Exception as exc:  # an adapter bug must not stop the watching
             log.exception("inbox %s stopped unexpectedly; restarting", source.name)
             await monitor.failing(f"adapter error: {type(exc).__name__}")

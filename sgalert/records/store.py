@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from sgalert.errors import StoreError, StoreUnwritable
+from sgalert.errors import StoreError, StoreGone, StoreUnwritable
 from sgalert.records.migrations import HEAD_VERSION, MIGRATIONS, STEPS
 
 BUSY_TIMEOUT_MS = 15_000
@@ -170,6 +170,11 @@ def _why_not(path: Path) -> str:
     return "read-only file system" if read_only else "permission denied"
 
 
+def _identity(path: Path) -> tuple[int, int]:
+    found = os.stat(path)
+    return (found.st_dev, found.st_ino)
+
+
 class Store:
     """An open store. Use :meth:`open`; close with :meth:`close` or ``async with``."""
 
@@ -177,6 +182,7 @@ class Store:
         self.path = path
         self._db = connection
         self._write_lock = asyncio.Lock()
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file opened
 
     @classmethod
     async def open(cls, path: Path, *, create: bool = False) -> Store:
@@ -195,10 +201,28 @@ class Store:
         try:
             await store._configure(create=create)
             await store.migrate()
+            store._file = _identity(path)
         except BaseException:
             await connection.close()
             raise
         return store
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreGone` if the store's path no longer names the file this store
+        has open (deleted, or replaced by a copy): SQLite goes on writing to the old file, whose
+        cases vanish when it closes, so nothing written now may be relied on."""
+        if self._file is None:
+            return
+        try:
+            now = _identity(self.path)
+        except OSError:
+            now = None
+        if now != self._file:
+            what = "deleted" if now is None else "replaced by another file"
+            raise StoreGone(
+                f"{self.path}: the store file was {what} while in use; what is written now"
+                " would be lost, so stopping; put the store back or restore the latest backup"
+            )
 
     async def _configure(self, *, create: bool) -> None:
         """Set the connection up; without ``create``, first refuse a file that holds no store.
