@@ -10,6 +10,7 @@ traceback, and never carrying on as if all were well.
 from __future__ import annotations
 
 import contextlib
+import re
 import resource
 import sqlite3
 import subprocess
@@ -23,6 +24,7 @@ from sgalert.config import render_template
 from sgalert.workspace import STORE_NAME
 
 from .cli_helpers import ROOT as REPO
+from .cli_helpers import sgalert_cli
 from .faults import PEOPLE, drop_tables, make_workspace
 
 pytestmark = pytest.mark.slow
@@ -148,3 +150,27 @@ def test_a_full_disk_under_the_store_stops_the_engine_in_one_line_and_the_notice
             serve.wait()
     assert [p.name for p in (inbox / "new").iterdir()] == ["notice-1"], "the notice was lost"
     assert_one_clear_line(code, err, "the store could not save the change")
+
+
+def test_status_and_doctor_answer_while_another_process_holds_the_store_busy(
+    tmp_path: Path,
+) -> None:
+    """A write transaction held open by another process (a stuck ``sqlite3`` shell, a long
+    job). Opening the store took the write lock once per migration, even those long applied,
+    so ``status`` waited 15 s and said only 'the store is busy', and ``doctor`` said the same
+    with 'restore the latest backup', which would throw away every case since. Reading needs
+    no write lock in WAL mode: both now answer, and show the engine as it is."""
+    root, _ = workspace(tmp_path)
+    holder = sqlite3.connect(root / STORE_NAME, isolation_level=None, timeout=5)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        status = sgalert_cli(root, "status", timeout=60)
+        doctor = sgalert_cli(root, "doctor", "--timeout", "5", timeout=90)
+    finally:
+        holder.close()
+    assert status.returncode == 1  # no engine runs: unhealthy, said as such
+    assert status.stdout.startswith("engine: NOT RUNNING"), status.stderr
+    assert "busy" not in status.stderr + doctor.stdout
+    assert "restore the latest backup" not in doctor.stdout, doctor.stdout
+    assert re.search(r"^ok   store: .* passes SQLite's integrity check$", doctor.stdout, re.M)
+    assert "FAIL engine: not running" in doctor.stdout

@@ -267,6 +267,10 @@ class Store:
         for number, script in MIGRATIONS:
             if number > target:
                 break
+            if number <= current:
+                # No write lock for what is done: a command that only reads (status, doctor)
+                # opens while another process holds a long write transaction.
+                continue
             async with self.write() as db:
                 cursor = await db.execute("PRAGMA user_version")
                 row = await cursor.fetchone()
