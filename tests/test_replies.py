@@ -11,7 +11,9 @@ import pytest
 from integrations.imap import create as imap_create
 from sgalert.config import SourceConfig
 from sgalert.engine.replies import make_reply_deliver, process_reply
+from sgalert.errors import StoreGone
 from sgalert.model import CaseState, Source
+from sgalert.ports import Inbound
 from sgalert.rules.statutory import StatutoryClock, TimerKind
 
 from .conftest import Team, encompass_case
@@ -164,3 +166,13 @@ async def test_reply_arriving_in_a_real_imap_reply_mailbox(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert await team.service.list_cases() and len(await team.service.list_cases()) == 1
+
+
+async def test_replies_are_never_done_while_the_store_file_is_gone(team: Team) -> None:
+    """With the store file deleted under the engine, an acknowledgement went into the deleted
+    file and its reply was marked done: both lost when the engine stopped."""
+    _, token, clock = await paged(team)
+    deliver = make_reply_deliver(team.service, REPLIES, clock)
+    team.service.store.path.unlink()
+    with pytest.raises(StoreGone, match="deleted while in use"):
+        await deliver([Inbound(reply("dsl@example.org", token))])

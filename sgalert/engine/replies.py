@@ -127,6 +127,7 @@ def make_reply_deliver(service: Workplace, source: SourceConfig, clock: Clock = 
                     " state = excluded.state, updated_at = excluded.updated_at",
                     (source.name, checkpoint, iso(clock())),
                 )
+        service.store.check_file()  # deleted or replaced: keep the replies in their mailbox
         return []
 
     return deliver
