@@ -425,8 +425,10 @@ def record_failure(
 
 
 def _audience(item: Claimed) -> str:
-    """Who may hear that this page failed: the case's own readers when it is confidential."""
-    return "confidential" if item.confidential else "team"
+    """Who may hear that this page failed: the case's own readers when it is confidential. A
+    digest names no case: the team that keeps sgalert running (the head among them) hears that
+    a copy went undelivered, not only the monitoring officer."""
+    return "confidential" if item.confidential and item.text.document is None else "team"
 
 
 def _exhausted(conn: sqlite3.Connection, item: Claimed) -> bool:
