@@ -12,7 +12,7 @@ from sgalert.engine.serve import Engine
 from .conftest import Team
 from .digest_support import at
 from .engine_helpers import RecordingNotifier, VirtualClock
-from .test_digest_engine import Refusing
+from .test_digest_engine import Refusing, engine_at, mails, words
 
 
 def head_only(team: Team) -> None:
@@ -42,6 +42,24 @@ async def refused_everywhere(team: Team, day: int) -> Engine:
         await engine.sender.send_due()
         clock.advance(minutes=10)
     return engine
+
+
+async def test_a_digest_that_reached_nobody_is_named_by_the_next_one(team: Team) -> None:
+    head_only(team)
+    friday, _ = engine_at(team, at(4, 7, 31))
+    assert await friday.run_digest() == 1
+    await friday.sender.send_due()
+    await refused_everywhere(team, 7)  # Monday's: the mail server refused it all day
+    tuesday, _ = engine_at(team, at(8, 7, 31))
+    assert await tuesday.run_digest() == 1
+    await tuesday.sender.send_due()
+    (sent,) = [m for m in mails(team) if "Tue 8 Dec" in m["Subject"]]
+    body = sent.get_body(("plain",))
+    assert body is not None
+    text = words(body.get_content())
+    assert "No digest went out on Mon 7 Dec" in text
+    assert "Covering Fri 4 Dec 07:30 to Tue 8 Dec 07:30" in text
+    assert "The previous digest's anchor (Fri 4 Dec" in text
 
 
 async def test_the_team_hears_that_the_heads_digest_was_not_delivered(team: Team) -> None:

@@ -30,7 +30,7 @@ from sgalert.model import ABOUT_HEAD_READERS, Flag, Source, readers_for
 from sgalert.ports import PageSource, Urgency
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, raise_alert
-from sgalert.routing.outbox import PageText, queue_page
+from sgalert.routing.outbox import FALLBACK_AFTER, OutboxState, PageText, queue_page
 from sgalert.rules.policy import ABOUT_HEAD_POLICY, Policy, without_the_head
 from sgalert.rules.school_calendar import SchoolCalendar
 
@@ -227,14 +227,31 @@ class _Facts:
         return {i: self._cache[i] for i in ids if i in self._cache}
 
 
+def _reached_someone(conn: sqlite3.Connection, day: str) -> bool:
+    """Whether a date's digest was, or may still be, delivered: one of its rows (a fallback, a
+    copy sent by hand) delivered, being sent, or not yet tried enough to give up. A digest that
+    went to nobody, or that every channel refused, did not go out."""
+    prefix = f"digest-{day}"
+    rows = conn.execute(
+        "SELECT state, attempts FROM outbox WHERE substr(idempotency_key, 1, ?) = ?",
+        (len(prefix), prefix),
+    ).fetchall()
+    return any(
+        state in (OutboxState.DELIVERED, OutboxState.SENDING)
+        or (state == OutboxState.PENDING and int(attempts) < FALLBACK_AFTER)
+        for state, attempts in rows
+    )
+
+
 def _last_digest(conn: sqlite3.Connection, day: date) -> tuple[int, dict[str, object]] | None:
-    """The newest digest recorded for a date before ``day``, from the audit log."""
+    """The newest digest recorded for a date before ``day`` that went out, from the audit log."""
     cursor = conn.execute(
         "SELECT seq, detail FROM audit WHERE action = ? ORDER BY seq DESC", (DIGEST_ACTION,)
     )
     for seq, detail in cursor:
         data = json.loads(detail)
-        if str(data.get("date", "")) < day.isoformat():
+        sent = str(data.get("date", ""))
+        if sent < day.isoformat() and _reached_someone(conn, sent):
             return int(seq), data
     return None
 
