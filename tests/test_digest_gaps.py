@@ -7,9 +7,12 @@ from __future__ import annotations
 import dataclasses
 
 from sgalert.config import DigestSettings
+from sgalert.desk.service import CaseService
 from sgalert.engine.serve import Engine
+from sgalert.model import Role
+from sgalert.records.keyring import remove_person
 
-from .conftest import Team
+from .conftest import PASSPHRASES, ROLES, Team, add_member, add_people
 from .digest_support import at
 from .engine_helpers import RecordingNotifier, VirtualClock
 from .test_digest_engine import Refusing, engine_at, mails, words
@@ -72,3 +75,55 @@ async def test_the_team_hears_that_the_heads_digest_was_not_delivered(team: Team
     )
     told = sorted(str(r["recipient"]) for r in rows if "daily digest" in str(r["payload"]))
     assert told == ["deputy@example.org", "dsl@example.org", "head@example.org"]
+
+
+async def open_alerts(team: Team) -> list[tuple[str, str]]:
+    rows = await team.service.store.fetchall(
+        "SELECT kind, source_name FROM system_alerts WHERE cleared_at IS NULL ORDER BY id"
+    )
+    return [(str(r["kind"]), str(r["source_name"])) for r in rows]
+
+
+async def test_a_recipient_role_with_nobody_in_it_is_an_alert(service: CaseService) -> None:
+    """No head added yet: the chair still gets a copy, but nobody may take the head's silence
+    for nothing missed."""
+    await add_people(
+        service.store,
+        [(e, ROLES[e], PASSPHRASES[e]) for e in ("dsl@example.org", "chair@example.org")],
+    )
+    team = Team(service, {})
+    assert service.config is not None
+    service.config = dataclasses.replace(
+        service.config, digest=DigestSettings(enabled=True, recipients=("head", "chair"))
+    )
+    engine, _ = engine_at(team, at(7, 7, 31))
+    assert await engine.run_digest() == 1  # the chair's
+    assert await open_alerts(team) == [("no-recipient", "daily digest: nobody is head")]
+    # Once a head is added, the next digest reaches them and the alert is cleared.
+    dsl = await service.unlock("dsl@example.org", PASSPHRASES["dsl@example.org"])
+    head = "head@example.org"
+    await add_people(service.store, [(head, ROLES[head], PASSPHRASES[head])], by=dsl)
+    tuesday, _ = engine_at(team, at(8, 7, 31))
+    assert await tuesday.run_digest() == 2
+    assert await open_alerts(team) == []
+
+
+async def test_a_removed_person_named_by_address_gets_no_digest(team: Team) -> None:
+    """A leaver named in [digest] recipients by address got every day's digest as a governor
+    would; now they get none and the team hears the recipient is gone (naming no one)."""
+    assert team.service.config is not None
+    team.service.config = dataclasses.replace(
+        team.service.config,
+        digest=DigestSettings(enabled=True, recipients=("head@example.org", "chair")),
+    )
+    await add_member(team, "head2@example.org", Role.HEAD, "head@example.org")
+    await remove_person(team.service.store, team["head2@example.org"], "head@example.org")
+    engine, _ = engine_at(team, at(7, 7, 31))
+    assert await engine.run_digest() == 1
+    rows = await team.service.store.fetchall(
+        "SELECT recipient FROM outbox WHERE idempotency_key LIKE 'digest-%'"
+    )
+    assert [r["recipient"] for r in rows] == ["chair@example.org"]
+    assert await open_alerts(team) == [
+        ("no-recipient", "daily digest: a recipient has been removed from sgalert")
+    ]

@@ -29,7 +29,7 @@ from sgalert.errors import AuditChainBroken
 from sgalert.model import ABOUT_HEAD_READERS, Flag, Source, readers_for
 from sgalert.ports import PageSource, Urgency
 from sgalert.records import audit
-from sgalert.records.alerts import AlertKind, raise_alert
+from sgalert.records.alerts import AlertKind, clear_alert, raise_alert
 from sgalert.routing.outbox import FALLBACK_AFTER, OutboxState, PageText, queue_page
 from sgalert.rules.policy import ABOUT_HEAD_POLICY, Policy, without_the_head
 from sgalert.rules.school_calendar import SchoolCalendar
@@ -522,22 +522,54 @@ class DigestRecipient:
 def digest_recipients(conn: sqlite3.Connection, settings: DigestSettings) -> list[DigestRecipient]:
     """The configured roles' current people, and the configured addresses (as people, when
     they are), each once."""
+    return _resolve(conn, settings)[0]
+
+
+def _resolve(
+    conn: sqlite3.Connection, settings: DigestSettings
+) -> tuple[list[DigestRecipient], list[str]]:
+    """The recipients, and what is wrong with the configured ones (a role with nobody in it, an
+    address of someone removed from sgalert, who gets no copy), in words naming no one."""
     people = conn.execute(
-        "SELECT id, email, role FROM people WHERE removed_at IS NULL ORDER BY email"
+        "SELECT id, email, role, removed_at IS NOT NULL FROM people ORDER BY email"
     ).fetchall()
     chosen: dict[str, DigestRecipient] = {}
+    gaps: list[str] = []
     for who in settings.recipients:
         if "@" in who:
             match = [p for p in people if str(p[1]).lower() == who]
-            found = [DigestRecipient(str(p[1]), str(p[0]), str(p[2])) for p in match]
-            found = found or [DigestRecipient(who, None, None)]
+            found = [DigestRecipient(str(p[1]), str(p[0]), str(p[2])) for p in match if not p[3]]
+            if match and not found:
+                gaps.append("a recipient has been removed from sgalert")
+            elif not match:
+                found = [DigestRecipient(who, None, None)]
         else:
             found = [
-                DigestRecipient(str(p[1]), str(p[0]), str(p[2])) for p in people if p[2] == who
+                DigestRecipient(str(p[1]), str(p[0]), str(p[2]))
+                for p in people
+                if p[2] == who and not p[3]
             ]
+            if not found:
+                gaps.append(f"nobody is {who}")
         for recipient in found:
             chosen.setdefault(recipient.address.lower(), recipient)
-    return list(chosen.values())
+    return list(chosen.values()), gaps
+
+
+def _alert_gaps(conn: sqlite3.Connection, problems: list[str], now: datetime) -> None:
+    """Raise an alert for each of the digest's problems; clear those of earlier days now put
+    right (a head added, a channel configured)."""
+    subjects = {f"daily digest: {p}" for p in problems}
+    for kind, subject in conn.execute(
+        "SELECT kind, source_name FROM system_alerts WHERE kind IN (?, ?) AND cleared_at IS NULL"
+        " AND source_name LIKE 'daily digest: %'",
+        (AlertKind.NO_RECIPIENT.value, AlertKind.CHANNEL_MISSING.value),
+    ).fetchall():
+        if subject not in subjects:
+            clear_alert(conn, AlertKind(kind), str(subject), now)
+    for problem in problems:
+        kind = AlertKind.CHANNEL_MISSING if "channel" in problem else AlertKind.NO_RECIPIENT
+        raise_alert(conn, kind, f"daily digest: {problem}", now, {"audience": "team"})
 
 
 def digest_channel(config: Config) -> str | None:
@@ -566,19 +598,15 @@ def queue_digest(
         if done is not None and str(done[0]) >= day:
             return 0
     channel = digest_channel(config)
-    recipients = digest_recipients(conn, config.digest)
+    recipients, gaps = _resolve(conn, config.digest)
     origin = f"digest-{day}" + (f"-sent-{iso(now)}" if manual else "")
     queued = 0
-    if channel is None or not recipients:
-        missing = "no email channel" if channel is None else "nobody to send it to"
-        raise_alert(
-            conn,
-            AlertKind.NO_RECIPIENT if channel else AlertKind.CHANNEL_MISSING,
-            f"daily digest: {missing}",
-            now,
-            {"recipients": list(config.digest.recipients), "audience": "team"},
-        )
-    else:
+    if channel is None:
+        gaps.append("no email channel")
+    elif not recipients and not gaps:
+        gaps.append("nobody to send it to")
+    _alert_gaps(conn, gaps, now)
+    if channel is not None:
         for recipient in recipients:
             document = render_document(digest, Viewer(recipient.role))
             text = PageText(
