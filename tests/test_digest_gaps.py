@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from sgalert.config import DigestSettings
 from sgalert.desk.service import CaseService
 from sgalert.engine.serve import Engine
 from sgalert.model import Role
 from sgalert.records.keyring import remove_person
+from sgalert.workspace import Workspace
 
+from .cli_helpers import sgalert_cli
 from .conftest import PASSPHRASES, ROLES, Team, add_member, add_people
 from .digest_support import at
 from .engine_helpers import RecordingNotifier, VirtualClock
@@ -126,4 +130,27 @@ async def test_a_removed_person_named_by_address_gets_no_digest(team: Team) -> N
     assert [r["recipient"] for r in rows] == ["chair@example.org"]
     assert await open_alerts(team) == [
         ("no-recipient", "daily digest: a recipient has been removed from sgalert")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("section", "value"),
+    [
+        ('name = "Test School"', 'name = "Evil \\u001b]0;owned\\u0007\\u001b[2J School"'),
+        ('name = "Test School"', 'name = "Test School\\nBcc: someone@example.org"'),
+    ],
+)
+def test_a_school_name_with_escapes_is_refused_not_printed(
+    workspace: Workspace, service: CaseService, section: str, value: str
+) -> None:
+    """A hand-edited [school] name reached the terminal raw in `digest --preview` (an escape
+    that retitles the window and clears the screen) and every digest's first line."""
+    config = workspace.config_path
+    config.write_text(config.read_text(encoding="utf-8").replace(section, value, 1))
+    done = sgalert_cli(config.parent, "digest", "--preview", "--date", "2026-12-07")
+    assert done.returncode != 0
+    assert "\x1b" not in done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        f"sgalert: {config}: school.name: holds a control character or escape;"
+        " write it as plain text"
     ]
