@@ -12,6 +12,7 @@ from sgalert.config import DigestSettings
 from sgalert.desk.service import CaseService
 from sgalert.engine.serve import Engine
 from sgalert.model import Role
+from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
 from sgalert.records.keyring import remove_person
 from sgalert.workspace import Workspace
 
@@ -154,3 +155,63 @@ def test_a_school_name_with_escapes_is_refused_not_printed(
         f"sgalert: {config}: school.name: holds a control character or escape;"
         " write it as plain text"
     ]
+
+
+async def test_a_digest_that_cannot_be_built_for_a_quarter_hour_is_an_alert(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure that persists (a bug, a store it cannot read) was only logged every 5 minutes
+    all day: the head got nothing and nobody was told. After three tries the team hears it."""
+    import sgalert.engine.serve as serve
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk trouble")
+
+    engine, clock = engine_at(team, at(7, 7, 31))
+    with monkeypatch.context() as patch:
+        patch.setattr(serve, "build_digest", broken)
+        for _ in range(3):
+            assert await engine.digest_tick() == 0
+            assert await open_alerts(team) == []  # not for a moment's trouble
+            clock.advance(minutes=6)
+        assert await engine.digest_tick() == 0
+    assert await open_alerts(team) == [("page-undeliverable", "daily digest 2026-12-07")]
+    clock.advance(minutes=6)
+    assert await engine.digest_tick() == 1  # put right: sent, and its delivery clears the alert
+    await engine.sender.send_due()
+    assert await open_alerts(team) == []
+
+
+class TimingOut(RecordingNotifier):
+    """A mail server that times out until it is back."""
+
+    down: bool = True
+
+    async def send(self, notification: Notification, recipient: Recipient) -> Receipt:
+        if self.down:
+            raise DeliveryError("timed out", retryable=True)
+        return await super().send(notification, recipient)
+
+
+async def test_a_digest_held_up_by_a_timing_out_server_is_retried_and_clears(team: Team) -> None:
+    head_only(team)
+    clock = VirtualClock(at(7, 7, 31))
+    team.service._clock = clock
+    mail, other = TimingOut("email"), TimingOut("other-mail")
+    engine = Engine(
+        team.service,
+        team.service.store.path.parent,
+        notifiers={"email": mail, "other-mail": other},
+        clock=clock,
+        watch=False,
+    )
+    assert await engine.run_digest() == 1
+    for _ in range(6):
+        await engine.sender.send_due()
+        clock.advance(minutes=30)
+    assert await open_alerts(team) == [("page-undeliverable", "daily digest 2026-12-07")]
+    mail.down = other.down = False
+    clock.advance(hours=6)
+    await engine.sender.send_due()
+    assert {r.address for _, r in mail.sent + other.sent} == {"head@example.org"}
+    assert await open_alerts(team) == []  # the head has it now

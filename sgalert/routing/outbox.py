@@ -336,7 +336,7 @@ def record_success(
         " receipt = ?, claimed_until = NULL WHERE id = ?",
         (iso(now), receipt.detail[:200], item.id),
     )
-    if item.case_id is not None:
+    if item.case_id is not None or item.text.document is not None:  # a case's page, a digest
         clear_alert(conn, AlertKind.PAGE_UNDELIVERABLE, item.notification.case_ref, now)
     audit.append_now(
         conn,
