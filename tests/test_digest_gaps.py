@@ -5,6 +5,8 @@ day that reached nobody instead of taking it as sent."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
+from datetime import timedelta
 
 import pytest
 
@@ -13,13 +15,17 @@ from sgalert.desk.service import CaseService
 from sgalert.engine.serve import Engine
 from sgalert.model import Role
 from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
+from sgalert.records.alerts import AlertKind, clear_alert, raise_alert
 from sgalert.records.keyring import remove_person
+from sgalert.routing.digest import Viewer
+from sgalert.routing.digest_render import render_text
 from sgalert.workspace import Workspace
 
 from .cli_helpers import sgalert_cli
 from .conftest import PASSPHRASES, ROLES, Team, add_member, add_people
 from .digest_support import at
 from .engine_helpers import RecordingNotifier, VirtualClock
+from .test_digest import build
 from .test_digest_engine import Refusing, engine_at, mails, words
 
 
@@ -215,3 +221,22 @@ async def test_a_digest_held_up_by_a_timing_out_server_is_retried_and_clears(tea
     await engine.sender.send_due()
     assert {r.address for _, r in mail.sent + other.sent} == {"head@example.org"}
     assert await open_alerts(team) == []  # the head has it now
+
+
+async def test_a_flapping_mailbox_does_not_bury_the_digest(team: Team) -> None:
+    """A mailbox that dropped 400 times over the weekend was 400 lines in the head's digest;
+    the list is cut at 50 like every other and the rest counted."""
+    config = team.service.config
+    assert config is not None
+    name = config.sources[0].name
+
+    def flap(conn: sqlite3.Connection) -> None:
+        for n in range(400):
+            raise_alert(conn, AlertKind.SOURCE_DOWN, name, at(5, 8) + timedelta(minutes=5 * n))
+            clear_alert(conn, AlertKind.SOURCE_DOWN, name, at(5, 8, 2) + timedelta(minutes=5 * n))
+
+    await team.service.store.transact(flap)
+    lines = render_text(await build(team.service), Viewer("head"), width=None).splitlines()
+    assert "Mailboxes down in this period: 400" in lines
+    assert sum(1 for line in lines if line.startswith(f"  - {name}: down from")) == 50
+    assert "  - ... and 350 more" in lines
