@@ -240,3 +240,34 @@ async def test_a_flapping_mailbox_does_not_bury_the_digest(team: Team) -> None:
     assert "Mailboxes down in this period: 400" in lines
     assert sum(1 for line in lines if line.startswith(f"  - {name}: down from")) == 50
     assert "  - ... and 350 more" in lines
+
+
+async def test_digest_send_by_hand_says_when_it_reached_nobody(
+    workspace: Workspace, service: CaseService
+) -> None:
+    """`digest --send` with nobody to send to, or the mail server refusing connections, said
+    'queued ...' and exited 0: a script (or a tired DSL) read that as sent."""
+    config = workspace.config_path
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace(
+            '[channels.email]\nkind = "maildrop"\npath = "outbox/email"\n',
+            '[channels.email]\nkind = "smtp"\nhost = "127.0.0.1"\nport = 1\nsecurity = "none"\n'
+            'from = "sgalert@school.example.org"\n',
+        )
+    )
+    nobody = sgalert_cli(config.parent, "digest", "--send", "--date", "2026-12-07")
+    assert nobody.returncode == 1
+    assert nobody.stderr.splitlines()[-1] == (
+        "sgalert: the digest for 2026-12-07 went to nobody: nobody is head;"
+        " the team is alerted (see sgalert status)"
+    )
+    head = "head@example.org"
+    await add_people(service.store, [(head, ROLES[head], PASSPHRASES[head])])
+    refused = sgalert_cli(config.parent, "digest", "--send", "--date", "2026-12-07")
+    assert refused.returncode == 1
+    assert "  head@example.org: pending (could not connect to the mail server" in refused.stdout
+    assert refused.stderr.splitlines()[-1] == (
+        "sgalert: the digest for 2026-12-07 was not delivered to 1 of 1 recipient(s); it stays"
+        " queued and a running engine (sgalert serve) keeps trying"
+    )

@@ -525,6 +525,11 @@ def digest_recipients(conn: sqlite3.Connection, settings: DigestSettings) -> lis
     return _resolve(conn, settings)[0]
 
 
+def recipient_gaps(conn: sqlite3.Connection, settings: DigestSettings) -> list[str]:
+    """What is wrong with the configured recipients, in words naming no one."""
+    return _resolve(conn, settings)[1]
+
+
 def _resolve(
     conn: sqlite3.Connection, settings: DigestSettings
 ) -> tuple[list[DigestRecipient], list[str]]:
