@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
@@ -17,7 +17,7 @@ from sgalert.model import Role
 from sgalert.ports import DeliveryError, Notification, Receipt, Recipient
 from sgalert.records.alerts import AlertKind, clear_alert, raise_alert
 from sgalert.records.keyring import remove_person
-from sgalert.routing.digest import Viewer
+from sgalert.routing.digest import Viewer, queue_digest
 from sgalert.routing.digest_render import render_text
 from sgalert.workspace import Workspace
 
@@ -25,7 +25,7 @@ from .cli_helpers import sgalert_cli
 from .conftest import PASSPHRASES, ROLES, Team, add_member, add_people
 from .digest_support import at
 from .engine_helpers import RecordingNotifier, VirtualClock
-from .test_digest import build
+from .test_digest import build, queue
 from .test_digest_engine import Refusing, engine_at, mails, words
 
 
@@ -271,3 +271,21 @@ async def test_digest_send_by_hand_says_when_it_reached_nobody(
         "sgalert: the digest for 2026-12-07 was not delivered to 1 of 1 recipient(s); it stays"
         " queued and a running engine (sgalert serve) keeps trying"
     )
+
+
+async def test_an_old_date_sent_by_hand_does_not_unmake_the_days_after_it(team: Team) -> None:
+    """`digest --send --date` of last Friday, sent on Monday after Monday's own digest, made
+    Tuesday's reach back to Friday and say Monday had none."""
+    service = team.service
+    for day in (4, 7):
+        await queue(service, await build(service, date(2026, 12, day)))
+    friday_again = await build(service, date(2026, 12, 4))
+    config = service.config
+    assert config is not None
+    await service.store.transact(
+        lambda conn: queue_digest(conn, config, friday_again, at(7, 9), manual=True)
+    )
+    tuesday = await build(service, date(2026, 12, 8))
+    assert tuesday.missed_days == ()
+    assert (tuesday.since, tuesday.until) == (at(7, 7, 30), at(8, 7, 30))
+    assert tuesday.previous is not None and tuesday.previous.day == date(2026, 12, 7)

@@ -233,8 +233,8 @@ def _reached_someone(conn: sqlite3.Connection, day: str) -> bool:
     went to nobody, or that every channel refused, did not go out."""
     prefix = f"digest-{day}"
     rows = conn.execute(
-        "SELECT state, attempts FROM outbox WHERE substr(idempotency_key, 1, ?) = ?",
-        (len(prefix), prefix),
+        "SELECT state, attempts FROM outbox WHERE idempotency_key >= ? AND idempotency_key < ?",
+        (prefix, prefix + "~"),  # ':' (the slot's) or '-' (sent by hand) follows the date
     ).fetchall()
     return any(
         state in (OutboxState.DELIVERED, OutboxState.SENDING)
@@ -244,15 +244,17 @@ def _reached_someone(conn: sqlite3.Connection, day: str) -> bool:
 
 
 def _last_digest(conn: sqlite3.Connection, day: date) -> tuple[int, dict[str, object]] | None:
-    """The newest digest recorded for a date before ``day`` that went out, from the audit log."""
+    """The digest that went out for the latest date before ``day`` (its newest copy), from the
+    audit log: by date, not by when it was recorded, as an old date may be sent by hand."""
     cursor = conn.execute(
         "SELECT seq, detail FROM audit WHERE action = ? ORDER BY seq DESC", (DIGEST_ACTION,)
     )
-    for seq, detail in cursor:
-        data = json.loads(detail)
-        sent = str(data.get("date", ""))
+    found = [
+        (str(d.get("date", "")), int(seq), d) for seq, d in ((s, json.loads(t)) for s, t in cursor)
+    ]
+    for sent, seq, data in sorted(found, key=lambda f: (f[0], f[1]), reverse=True):
         if sent < day.isoformat() and _reached_someone(conn, sent):
-            return int(seq), data
+            return seq, data
     return None
 
 
