@@ -289,3 +289,44 @@ async def test_an_old_date_sent_by_hand_does_not_unmake_the_days_after_it(team: 
     assert tuesday.missed_days == ()
     assert (tuesday.since, tuesday.until) == (at(7, 7, 30), at(8, 7, 30))
     assert tuesday.previous is not None and tuesday.previous.day == date(2026, 12, 7)
+
+
+@dataclasses.dataclass
+class RefusingTheHead(RecordingNotifier):
+    """A mail server that refuses one mailbox for good (the head's is full) and times out on
+    the rest until ``slow`` tries have passed."""
+
+    slow: int = 0
+
+    async def send(self, notification: Notification, recipient: Recipient) -> Receipt:
+        if recipient.address == "head@example.org":
+            raise DeliveryError("552 mailbox full", retryable=False)
+        self.slow -= 1
+        if self.slow >= 0:
+            raise DeliveryError("timed out", retryable=True)
+        return await super().send(notification, recipient)
+
+
+async def test_the_governors_copy_arriving_does_not_clear_the_heads_alert(team: Team) -> None:
+    assert team.service.config is not None
+    team.service.config = dataclasses.replace(
+        team.service.config,
+        digest=DigestSettings(enabled=True, recipients=("head", "governor@example.org")),
+    )
+    clock = VirtualClock(at(7, 7, 31))
+    team.service._clock = clock
+    mail = RefusingTheHead("email", slow=2)
+    engine = Engine(
+        team.service,
+        team.service.store.path.parent,
+        notifiers={"email": mail, "other-mail": RefusingTheHead("other-mail", slow=9)},
+        clock=clock,
+        watch=False,
+    )
+    assert await engine.run_digest() == 2
+    for _ in range(3):
+        await engine.sender.send_due()
+        clock.advance(minutes=10)
+    # The head's copy was refused on both channels (the alert), then the governor's got through.
+    assert [r.address for _, r in mail.sent] == ["governor@example.org"]
+    assert await open_alerts(team) == [("page-undeliverable", "daily digest 2026-12-07")]

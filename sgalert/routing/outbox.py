@@ -336,7 +336,7 @@ def record_success(
         " receipt = ?, claimed_until = NULL WHERE id = ?",
         (iso(now), receipt.detail[:200], item.id),
     )
-    if item.case_id is not None or item.text.document is not None:  # a case's page, a digest
+    if item.case_id is not None or (item.text.document is not None and _all_copies_in(conn, item)):
         clear_alert(conn, AlertKind.PAGE_UNDELIVERABLE, item.notification.case_ref, now)
     audit.append_now(
         conn,
@@ -422,6 +422,18 @@ def record_failure(
             now,
             {"timer": item.timer_id, "channel": item.channel, "audience": _audience(item)},
         )
+
+
+def _all_copies_in(conn: sqlite3.Connection, item: Claimed) -> bool:
+    """Whether every copy of this digest reached its reader (by a fallback, perhaps): the
+    governor's arriving must not clear the alert that the head's never did."""
+    origin = item.key.split(":", 1)[0]
+    return not conn.execute(
+        "SELECT 1 FROM outbox o WHERE o.idempotency_key >= ? AND o.idempotency_key < ?"
+        " AND o.fallback_of IS NULL AND o.state != 'delivered' AND NOT EXISTS (SELECT 1 FROM"
+        " outbox f WHERE f.fallback_of = o.id AND f.state = 'delivered')",
+        (origin, origin + "~"),
+    ).fetchone()
 
 
 def _audience(item: Claimed) -> str:
