@@ -330,3 +330,25 @@ async def test_the_governors_copy_arriving_does_not_clear_the_heads_alert(team: 
     # The head's copy was refused on both channels (the alert), then the governor's got through.
     assert [r.address for _, r in mail.sent] == ["governor@example.org"]
     assert await open_alerts(team) == [("page-undeliverable", "daily digest 2026-12-07")]
+
+
+async def test_a_governors_address_is_not_written_to_the_logs(
+    workspace: Workspace, service: CaseService
+) -> None:
+    """A governor's copy (an address, no person in sgalert) was keyed by the address, and every
+    channel logs the key: 'page digest-DATE:email:governor@example.org not sent'."""
+    config = workspace.config_path
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace(
+            '[channels.email]\nkind = "maildrop"\npath = "outbox/email"\n',
+            '[channels.email]\nkind = "smtp"\nhost = "127.0.0.1"\nport = 1\nsecurity = "none"\n'
+            'from = "sgalert@school.example.org"\n',
+        ).replace('recipients = ["head"]', 'recipients = ["Governor@example.org"]')
+    )
+    sent = sgalert_cli(config.parent, "digest", "--send", "--date", "2026-12-07")
+    assert "  governor@example.org: pending (could not connect" in sent.stdout
+    assert "not sent: could not connect" in sent.stderr  # the channel's own log line
+    assert "governor" not in sent.stderr.lower()
+    rows = await service.store.fetchall("SELECT idempotency_key FROM outbox")
+    assert len(rows) == 1 and "governor" not in rows[0][0]

@@ -30,7 +30,7 @@ from sgalert.model import ABOUT_HEAD_READERS, Flag, Source, readers_for
 from sgalert.ports import PageSource, Urgency
 from sgalert.records import audit
 from sgalert.records.alerts import AlertKind, clear_alert, raise_alert
-from sgalert.routing.outbox import FALLBACK_AFTER, OutboxState, PageText, queue_page
+from sgalert.routing.outbox import FALLBACK_AFTER, OutboxState, PageText, page_key, queue_page
 from sgalert.rules.policy import ABOUT_HEAD_POLICY, Policy, without_the_head
 from sgalert.rules.school_calendar import SchoolCalendar
 
@@ -630,7 +630,7 @@ def queue_digest(
             row = queue_page(
                 conn,
                 text,
-                key=f"{origin}:{channel}:{recipient.person_id or recipient.address.lower()}",
+                key=page_key(origin, channel, recipient.person_id or recipient.address),
                 channel=channel,
                 recipient=recipient.address,
                 now=now,

@@ -93,7 +93,10 @@ class PageText:
 
 
 def page_key(origin: str, channel: str, person_id: str | None) -> str:
-    """The idempotency key of a page on one channel: one row per page and channel, ever."""
+    """The idempotency key of a page on one channel: one row per page and channel, ever. An
+    address in a person's place (a governor's digest) is hashed: channels log the key."""
+    if person_id and "@" in person_id:
+        person_id = "to-" + hashlib.sha256(person_id.lower().encode()).hexdigest()[:16]
     return f"{origin}:{channel}:{person_id or 'shared'}"
 
 
