@@ -110,6 +110,13 @@ async def test_a_recipient_role_with_nobody_in_it_is_an_alert(service: CaseServi
     engine, _ = engine_at(team, at(7, 7, 31))
     assert await engine.run_digest() == 1  # the chair's
     assert await open_alerts(team) == [("no-recipient", "daily digest: nobody is head")]
+    await engine.tick_alerts()  # the DSL is paged, told what to look at (not a policy)
+    (page,) = await service.store.fetchall(
+        "SELECT recipient, payload FROM outbox WHERE idempotency_key LIKE 'alert-%'"
+    )
+    assert page["recipient"] == "dsl@example.org"
+    assert "check [digest] in sgalert.toml and `sgalert user list`" in page["payload"]
+    assert "escalation step" not in page["payload"]
     # Once a head is added, the next digest reaches them and the alert is cleared.
     dsl = await service.unlock("dsl@example.org", PASSPHRASES["dsl@example.org"])
     head = "head@example.org"

@@ -318,7 +318,11 @@ class Engine:
                     AlertKind.PAGE_UNDELIVERABLE,
                     f"daily digest {day}",
                     now,
-                    {"audience": "team", "why": "it could not be built"},
+                    {
+                        "audience": "team",
+                        "text": "today's daily digest could not be built:"
+                        " the head has none; see the engine's log",
+                    },
                 )
             )
         except Exception:

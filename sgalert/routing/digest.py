@@ -40,6 +40,7 @@ LATE_AFTER = timedelta(minutes=5)  # queued later than this after the slot: it s
 CLOCK_DAYS_AHEAD = 2  # statutory clocks due within this many school days are listed
 ABOUT_HEAD = "about-head"  # the ack-time group of allegations about the head
 MAX_DAYS_BACK = 366  # how far back a previous digest day is looked for
+FIX = "the daily digest misses someone: check [digest] in sgalert.toml and `sgalert user list`"
 
 
 # ----- when -------------------------------------------------------------------------------
@@ -576,7 +577,7 @@ def _alert_gaps(conn: sqlite3.Connection, problems: list[str], now: datetime) ->
             clear_alert(conn, AlertKind(kind), str(subject), now)
     for problem in problems:
         kind = AlertKind.CHANNEL_MISSING if "channel" in problem else AlertKind.NO_RECIPIENT
-        raise_alert(conn, kind, f"daily digest: {problem}", now, {"audience": "team"})
+        raise_alert(conn, kind, f"daily digest: {problem}", now, {"audience": "team", "text": FIX})
 
 
 def digest_channel(config: Config) -> str | None:
