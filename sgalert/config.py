@@ -23,7 +23,7 @@ from sgalert.rules.policy import DEFAULT_POLICIES, TARGETS, Policy, Step
 from sgalert.rules.retention import DEFAULT_RETENTION, AtExpiry, RetentionRule
 from sgalert.rules.rota import WEEKDAYS, Shift
 from sgalert.rules.school_calendar import NATIONS, SchoolCalendar, Term
-from sgalert.text import toml_string
+from sgalert.text import has_unsafe, toml_string
 
 INBOX_KINDS = ("maildir", "imap", "graph", "ews")
 CHANNEL_KINDS = ("maildrop", "smtp", "teams-workflow", "graph-mail")
@@ -167,6 +167,10 @@ class _Checker:
         value = data.get(key, default)
         if not isinstance(value, str) or not value.strip():
             raise self.fail(f"{where}.{key}", "must be a non-empty string", f'write {key} = "..."')
+        if has_unsafe(value) or "\n" in value or "\t" in value:  # shown in digests and pages
+            raise self.fail(
+                f"{where}.{key}", "holds a control character or escape", "write it as plain text"
+            )
         return value
 
     def strings(self, data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:

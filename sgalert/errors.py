@@ -25,6 +25,7 @@ message on one line and exits with its ``exit_code``. Messages name the thing th
     ├── MembershipError        a group change that would lock everyone out, or is not allowed
     ├── ExportError            a decrypted copy could not be written where the person asked
     ├── OutputFailed           standard output could not be written (a full disk, closed)
+    ├── DigestNotSent          a digest sent by hand reached nobody, or not everyone it was for
     └── AuditChainBroken       an audit entry's hash does not match (names the entry)
 """
 
@@ -119,6 +120,10 @@ class ExportError(SgalertError):
 
 class OutputFailed(SgalertError):
     """Standard output could not be written: a full disk, an I/O error, or it was closed."""
+
+
+class DigestNotSent(SgalertError):
+    """A digest sent by hand reached nobody, or not every recipient (it stays queued)."""
 
 
 class AuditChainBroken(SgalertError):

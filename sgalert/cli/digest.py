@@ -17,7 +17,7 @@ from sgalert.cli.spec import Argument, Command, Entry
 from sgalert.clock import iso, parse_iso, utcnow
 from sgalert.config import Config
 from sgalert.desk.service import CaseService
-from sgalert.errors import AuditChainBroken, InvalidInput
+from sgalert.errors import AuditChainBroken, DigestNotSent, InvalidInput
 from sgalert.model import Role
 from sgalert.records import audit
 from sgalert.records.keytrust import KeyTrust, group_key_statuses
@@ -72,7 +72,13 @@ def _day(text: str | None, today: date, option: str = "--date") -> date:
 
 async def digest(runner: Context) -> int:
     """Preview (text), write the HTML, or send a digest now. Metadata only: no unlock needed."""
-    from sgalert.routing.digest import Viewer, build_digest, queue_digest
+    from sgalert.routing.digest import (
+        Viewer,
+        build_digest,
+        digest_channel,
+        queue_digest,
+        recipient_gaps,
+    )
     from sgalert.routing.digest_render import render_html, render_text
 
     args = runner.args
@@ -97,22 +103,35 @@ async def digest(runner: Context) -> int:
                 lambda conn: queue_digest(conn, config, built, now, manual=True)
             )
             print(f"queued the digest for {day} to {queued} recipient(s)")
-            if queued:
-                await _send_now(
-                    service, config, runner.workspace.root, f"digest-{day}-sent-{iso(now)}:"
+            if not queued:
+                async with service.store.read() as db:
+                    gaps = await on_connection(db, lambda conn: recipient_gaps(conn, config.digest))
+                why = "; ".join(gaps) if digest_channel(config) else "no email channel"
+                raise DigestNotSent(
+                    f"the digest for {day} went to nobody: {why};"
+                    " the team is alerted (see sgalert status)"
+                )
+            prefix = f"digest-{day}-sent-{iso(now)}:"
+            failed = await _send_now(service, config, runner.workspace.root, prefix)
+            if failed:
+                raise DigestNotSent(
+                    f"the digest for {day} was not delivered to {failed} of {queued}"
+                    " recipient(s); it stays queued and a running engine (sgalert serve)"
+                    " keeps trying"
                 )
     return 0
 
 
-async def _send_now(service: CaseService, config: Config, root: Path, prefix: str) -> None:
-    """Send what is due now unless a running engine will (it holds the store's lease)."""
+async def _send_now(service: CaseService, config: Config, root: Path, prefix: str) -> int:
+    """Send what is due now unless a running engine will (it holds the store's lease); how
+    many of the copies were not delivered (none when the engine sends them)."""
     from sgalert.engine.serve import build_notifiers
     from sgalert.routing.outbox import OutboxSender
 
     lease = await service.store.fetchall("SELECT expires_at FROM engine_lease")
     if lease and parse_iso(str(lease[0][0])) > utcnow():
         print("the running engine sends it")
-        return
+        return 0
     notifiers = build_notifiers(config, root)
     try:
         sender = OutboxSender(service.store, notifiers, zone=config.calendar.zone)
@@ -127,6 +146,7 @@ async def _send_now(service: CaseService, config: Config, root: Path, prefix: st
     )
     for recipient, state, error in rows:
         print(f"  {recipient}: {state}" + (f" ({error})" if error else ""))
+    return sum(1 for row in rows if row[1] != "delivered")
 
 
 async def report(runner: Context) -> int:

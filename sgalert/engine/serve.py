@@ -26,6 +26,7 @@ from sgalert.engine.watch import watch_sources
 from sgalert.engine.workplace import Workplace
 from sgalert.ports import Notifier, notifier_factory
 from sgalert.records import audit
+from sgalert.records.alerts import AlertKind, raise_alert
 from sgalert.records.store import on_connection
 from sgalert.routing.calendar_check import note_calendar_coverage
 from sgalert.routing.digest import build_digest, is_digest_day, late_reason, queue_digest, slot
@@ -39,6 +40,7 @@ LEASE_SECONDS = 15.0
 RENEW_SECONDS = 5.0
 MAX_IDLE_SECONDS = 1.0
 DAILY_AT = time(7, 0)  # local time of the daily jobs
+DIGEST_ALERT_AFTER = timedelta(minutes=15)  # a digest failing this long is a system alert
 
 
 def build_notifiers(config: Config, root: Path) -> dict[str, Notifier]:
@@ -98,6 +100,7 @@ class Engine:
         self.started_at: datetime | None = None  # when this engine took the store
         self._digest_day: str | None = None  # the last day whose digest is known to be queued
         self._digest_retry_at: datetime | None = None  # after a failure, not before this
+        self._digest_failing_since: datetime | None = None  # the first of consecutive failures
 
     def _seconds(self, until: datetime | None) -> float:
         if until is None:
@@ -293,11 +296,38 @@ class Engine:
         if self._digest_retry_at is not None and now < self._digest_retry_at:
             return 0
         try:
-            return await self.run_digest()
+            queued = await self.run_digest()
         except Exception:
             log.exception("the daily digest could not be queued; trying again in 5 minutes")
             self._digest_retry_at = now + timedelta(minutes=5)
+            self._digest_failing_since = self._digest_failing_since or now
+            if now - self._digest_failing_since >= DIGEST_ALERT_AFTER:
+                await self._digest_not_sent(now)
             return 0
+        self._digest_failing_since = None
+        return queued
+
+    async def _digest_not_sent(self, now: datetime) -> None:
+        """Tell the team (the head among them) that today's digest is not going out, as a
+        digest refused by every channel is: the head must not read its absence as all well.
+        Cleared when the day's digest is delivered."""
+        day = self.config.calendar.local(now).date().isoformat()
+        try:
+            await self.service.store.transact(
+                lambda conn: raise_alert(
+                    conn,
+                    AlertKind.PAGE_UNDELIVERABLE,
+                    f"daily digest {day}",
+                    now,
+                    {
+                        "audience": "team",
+                        "text": "today's daily digest could not be built:"
+                        " the head has none; see the engine's log",
+                    },
+                )
+            )
+        except Exception:
+            log.exception("the alert that the daily digest is not going out could not be raised")
 
     async def tick_timers(self) -> int:
         now = self._clock()

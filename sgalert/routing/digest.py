@@ -29,8 +29,8 @@ from sgalert.errors import AuditChainBroken
 from sgalert.model import ABOUT_HEAD_READERS, Flag, Source, readers_for
 from sgalert.ports import PageSource, Urgency
 from sgalert.records import audit
-from sgalert.records.alerts import AlertKind, raise_alert
-from sgalert.routing.outbox import PageText, queue_page
+from sgalert.records.alerts import AlertKind, clear_alert, raise_alert
+from sgalert.routing.outbox import FALLBACK_AFTER, OutboxState, PageText, page_key, queue_page
 from sgalert.rules.policy import ABOUT_HEAD_POLICY, Policy, without_the_head
 from sgalert.rules.school_calendar import SchoolCalendar
 
@@ -40,6 +40,7 @@ LATE_AFTER = timedelta(minutes=5)  # queued later than this after the slot: it s
 CLOCK_DAYS_AHEAD = 2  # statutory clocks due within this many school days are listed
 ABOUT_HEAD = "about-head"  # the ack-time group of allegations about the head
 MAX_DAYS_BACK = 366  # how far back a previous digest day is looked for
+FIX = "the daily digest misses someone: check [digest] in sgalert.toml and `sgalert user list`"
 
 
 # ----- when -------------------------------------------------------------------------------
@@ -227,15 +228,34 @@ class _Facts:
         return {i: self._cache[i] for i in ids if i in self._cache}
 
 
+def _reached_someone(conn: sqlite3.Connection, day: str) -> bool:
+    """Whether a date's digest was, or may still be, delivered: one of its rows (a fallback, a
+    copy sent by hand) delivered, being sent, or not yet tried enough to give up. A digest that
+    went to nobody, or that every channel refused, did not go out."""
+    prefix = f"digest-{day}"
+    rows = conn.execute(
+        "SELECT state, attempts FROM outbox WHERE idempotency_key >= ? AND idempotency_key < ?",
+        (prefix, prefix + "~"),  # ':' (the slot's) or '-' (sent by hand) follows the date
+    ).fetchall()
+    return any(
+        state in (OutboxState.DELIVERED, OutboxState.SENDING)
+        or (state == OutboxState.PENDING and int(attempts) < FALLBACK_AFTER)
+        for state, attempts in rows
+    )
+
+
 def _last_digest(conn: sqlite3.Connection, day: date) -> tuple[int, dict[str, object]] | None:
-    """The newest digest recorded for a date before ``day``, from the audit log."""
+    """The digest that went out for the latest date before ``day`` (its newest copy), from the
+    audit log: by date, not by when it was recorded, as an old date may be sent by hand."""
     cursor = conn.execute(
         "SELECT seq, detail FROM audit WHERE action = ? ORDER BY seq DESC", (DIGEST_ACTION,)
     )
-    for seq, detail in cursor:
-        data = json.loads(detail)
-        if str(data.get("date", "")) < day.isoformat():
-            return int(seq), data
+    found = [
+        (str(d.get("date", "")), int(seq), d) for seq, d in ((s, json.loads(t)) for s, t in cursor)
+    ]
+    for sent, seq, data in sorted(found, key=lambda f: (f[0], f[1]), reverse=True):
+        if sent < day.isoformat() and _reached_someone(conn, sent):
+            return seq, data
     return None
 
 
@@ -505,22 +525,59 @@ class DigestRecipient:
 def digest_recipients(conn: sqlite3.Connection, settings: DigestSettings) -> list[DigestRecipient]:
     """The configured roles' current people, and the configured addresses (as people, when
     they are), each once."""
+    return _resolve(conn, settings)[0]
+
+
+def recipient_gaps(conn: sqlite3.Connection, settings: DigestSettings) -> list[str]:
+    """What is wrong with the configured recipients, in words naming no one."""
+    return _resolve(conn, settings)[1]
+
+
+def _resolve(
+    conn: sqlite3.Connection, settings: DigestSettings
+) -> tuple[list[DigestRecipient], list[str]]:
+    """The recipients, and what is wrong with the configured ones (a role with nobody in it, an
+    address of someone removed from sgalert, who gets no copy), in words naming no one."""
     people = conn.execute(
-        "SELECT id, email, role FROM people WHERE removed_at IS NULL ORDER BY email"
+        "SELECT id, email, role, removed_at IS NOT NULL FROM people ORDER BY email"
     ).fetchall()
     chosen: dict[str, DigestRecipient] = {}
+    gaps: list[str] = []
     for who in settings.recipients:
         if "@" in who:
             match = [p for p in people if str(p[1]).lower() == who]
-            found = [DigestRecipient(str(p[1]), str(p[0]), str(p[2])) for p in match]
-            found = found or [DigestRecipient(who, None, None)]
+            found = [DigestRecipient(str(p[1]), str(p[0]), str(p[2])) for p in match if not p[3]]
+            if match and not found:
+                gaps.append("a recipient has been removed from sgalert")
+            elif not match:
+                found = [DigestRecipient(who, None, None)]
         else:
             found = [
-                DigestRecipient(str(p[1]), str(p[0]), str(p[2])) for p in people if p[2] == who
+                DigestRecipient(str(p[1]), str(p[0]), str(p[2]))
+                for p in people
+                if p[2] == who and not p[3]
             ]
+            if not found:
+                gaps.append(f"nobody is {who}")
         for recipient in found:
             chosen.setdefault(recipient.address.lower(), recipient)
-    return list(chosen.values())
+    return list(chosen.values()), gaps
+
+
+def _alert_gaps(conn: sqlite3.Connection, problems: list[str], now: datetime) -> None:
+    """Raise an alert for each of the digest's problems; clear those of earlier days now put
+    right (a head added, a channel configured)."""
+    subjects = {f"daily digest: {p}" for p in problems}
+    for kind, subject in conn.execute(
+        "SELECT kind, source_name FROM system_alerts WHERE kind IN (?, ?) AND cleared_at IS NULL"
+        " AND source_name LIKE 'daily digest: %'",
+        (AlertKind.NO_RECIPIENT.value, AlertKind.CHANNEL_MISSING.value),
+    ).fetchall():
+        if subject not in subjects:
+            clear_alert(conn, AlertKind(kind), str(subject), now)
+    for problem in problems:
+        kind = AlertKind.CHANNEL_MISSING if "channel" in problem else AlertKind.NO_RECIPIENT
+        raise_alert(conn, kind, f"daily digest: {problem}", now, {"audience": "team", "text": FIX})
 
 
 def digest_channel(config: Config) -> str | None:
@@ -549,19 +606,15 @@ def queue_digest(
         if done is not None and str(done[0]) >= day:
             return 0
     channel = digest_channel(config)
-    recipients = digest_recipients(conn, config.digest)
+    recipients, gaps = _resolve(conn, config.digest)
     origin = f"digest-{day}" + (f"-sent-{iso(now)}" if manual else "")
     queued = 0
-    if channel is None or not recipients:
-        missing = "no email channel" if channel is None else "nobody to send it to"
-        raise_alert(
-            conn,
-            AlertKind.NO_RECIPIENT if channel else AlertKind.CHANNEL_MISSING,
-            f"daily digest: {missing}",
-            now,
-            {"recipients": list(config.digest.recipients), "audience": "team"},
-        )
-    else:
+    if channel is None:
+        gaps.append("no email channel")
+    elif not recipients and not gaps:
+        gaps.append("nobody to send it to")
+    _alert_gaps(conn, gaps, now)
+    if channel is not None:
         for recipient in recipients:
             document = render_document(digest, Viewer(recipient.role))
             text = PageText(
@@ -578,7 +631,7 @@ def queue_digest(
             row = queue_page(
                 conn,
                 text,
-                key=f"{origin}:{channel}:{recipient.person_id or recipient.address.lower()}",
+                key=page_key(origin, channel, recipient.person_id or recipient.address),
                 channel=channel,
                 recipient=recipient.address,
                 now=now,

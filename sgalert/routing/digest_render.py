@@ -317,7 +317,7 @@ class _Copy:
             until = f"until {self.at(s.cleared_at)}" if s.cleared_at else "still down"
             down.append(f"{name}: down from {self.at(s.raised_at)}, {until}")
         section.say(f"Mailboxes down in this period: {len(down) if down else 'none'}")
-        section.items(down)
+        section.items(down[:MAX_LISTED], more=max(0, len(down) - MAX_LISTED))
         starts = ", ".join(self.at(t) for t in d.engine_starts[:10])
         section.say(
             f"Engine starts (restarts and takeovers): {len(d.engine_starts)}"

@@ -593,7 +593,7 @@ def page_system_alerts(conn: sqlite3.Connection, plan: Plan, now: datetime) -> i
                     received_at=raised_at,
                     urgency=Urgency.ALERT,
                     step=0,
-                    reason=SYSTEM_ALERT_TEXT.get(kind, kind),
+                    reason=str(about[2].get("text") or SYSTEM_ALERT_TEXT.get(kind, kind)),
                 )
                 row_id = queue_page(
                     conn,

@@ -93,7 +93,10 @@ class PageText:
 
 
 def page_key(origin: str, channel: str, person_id: str | None) -> str:
-    """The idempotency key of a page on one channel: one row per page and channel, ever."""
+    """The idempotency key of a page on one channel: one row per page and channel, ever. An
+    address in a person's place (a governor's digest) is hashed: channels log the key."""
+    if person_id and "@" in person_id:
+        person_id = "to-" + hashlib.sha256(person_id.lower().encode()).hexdigest()[:16]
     return f"{origin}:{channel}:{person_id or 'shared'}"
 
 
@@ -336,7 +339,7 @@ def record_success(
         " receipt = ?, claimed_until = NULL WHERE id = ?",
         (iso(now), receipt.detail[:200], item.id),
     )
-    if item.case_id is not None:
+    if item.case_id is not None or (item.text.document is not None and _all_copies_in(conn, item)):
         clear_alert(conn, AlertKind.PAGE_UNDELIVERABLE, item.notification.case_ref, now)
     audit.append_now(
         conn,
@@ -424,9 +427,23 @@ def record_failure(
         )
 
 
+def _all_copies_in(conn: sqlite3.Connection, item: Claimed) -> bool:
+    """Whether every copy of this digest reached its reader (by a fallback, perhaps): the
+    governor's arriving must not clear the alert that the head's never did."""
+    origin = item.key.split(":", 1)[0]
+    return not conn.execute(
+        "SELECT 1 FROM outbox o WHERE o.idempotency_key >= ? AND o.idempotency_key < ?"
+        " AND o.fallback_of IS NULL AND o.state != 'delivered' AND NOT EXISTS (SELECT 1 FROM"
+        " outbox f WHERE f.fallback_of = o.id AND f.state = 'delivered')",
+        (origin, origin + "~"),
+    ).fetchone()
+
+
 def _audience(item: Claimed) -> str:
-    """Who may hear that this page failed: the case's own readers when it is confidential."""
-    return "confidential" if item.confidential else "team"
+    """Who may hear that this page failed: the case's own readers when it is confidential. A
+    digest names no case: the team that keeps sgalert running (the head among them) hears that
+    a copy went undelivered, not only the monitoring officer."""
+    return "confidential" if item.confidential and item.text.document is None else "team"
 
 
 def _exhausted(conn: sqlite3.Connection, item: Claimed) -> bool:
