@@ -134,7 +134,8 @@ def test_the_hostile_message_is_a_flagged_case_and_nothing_printed_is_personal(d
 def test_a_run_too_short_to_show_everything_says_why_in_one_line(tmp_path: Path) -> None:
     """Without a terminal (as under CI) the demo runs headless even without ``--no-tui``."""
     run = run_demo(tmp_path / "ws", "--for", "3")
-    assert run.code == 1 and "== After 3 s ==" in run.out
+    # The heading gives the seconds it ran, which a loaded machine makes 4 or 5.
+    assert run.code == 1 and re.search(r"^== After \d+ s ==$", run.out, re.MULTILINE)
     assert run.err.count("\n") == 1 and run.err.startswith("sgalert demo: incomplete: no case")
 
 
