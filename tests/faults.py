@@ -1086,7 +1086,10 @@ def engine_killed(
         r.until(lambda: r.mailbox()[1] == 0, "every notice marked seen")
         figures = r.figures("engine-sigkill")
         figures.detail.update(
-            duplicates_unexplained=_unexplained_duplicates(r, killed_at, send_delay + 1.0),
+            # A page taken in by the server, then the engine killed before it recorded the
+            # reply: on a loaded machine (CI, four processes on two cores) recording takes
+            # more than a second, so the window allows three.
+            duplicates_unexplained=_unexplained_duplicates(r, killed_at, send_delay + 3.0),
             kills=sum(n for stage, n in stages.items() if not stage.endswith("_missed")),
             seed=seed,
             engine_starts=r.engine.starts,

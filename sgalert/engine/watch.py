@@ -21,7 +21,7 @@ from pathlib import Path
 from sgalert.clock import Clock, iso, utcnow
 from sgalert.config import Config, SourceConfig
 from sgalert.engine.workplace import Workplace
-from sgalert.errors import StoreGone
+from sgalert.errors import StoreError
 from sgalert.intake.ingest import Ingestor, load_checkpoint
 from sgalert.intake.prepare import SourceRules
 from sgalert.ports import Deliver, Inbound, Inbox, IngestOutcome, inbox_factory
@@ -161,8 +161,10 @@ async def supervise(
         try:
             await inbox.run(deliver, checkpoint, monitor)
             return
-        except (asyncio.CancelledError, StoreGone):
-            raise  # a store that is gone stops the engine (serve exits non-zero)
+        except (asyncio.CancelledError, StoreError):
+            # The store failing (full, gone, busy past its timeout) is no fault of the mailbox:
+            # it stops the engine (serve exits 1 for systemd to restart it), the mail kept.
+            raise
         except Exception as exc:  # an adapter bug must not stop the watching
             log.exception("inbox %s stopped unexpectedly; restarting", source.name)
             await monitor.failing(f"adapter error: {type(exc).__name__}")
