@@ -62,3 +62,14 @@ def sgalert_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """A refusal as a person sees it: not a success, no traceback, exactly one line on stderr
+    and nothing on stdout; returns that line."""
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert result.stdout == "", result.stdout
+    return lines[0]

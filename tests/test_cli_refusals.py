@@ -21,7 +21,7 @@ import pytest
 
 from sgalert.config import render_template
 
-from .cli_helpers import ROOT, sgalert_cli
+from .cli_helpers import ROOT, one_line, sgalert_cli
 from .conftest import PASSPHRASES, Team, encompass_case
 
 pytestmark = pytest.mark.slow
@@ -31,16 +31,6 @@ DSL = "dsl@example.org"
 
 def root(team: Team) -> Path:
     return team.service.store.path.parent
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The refusal: not a success, no traceback, exactly one line on stderr, nothing on stdout."""
-    assert result.returncode != 0, result
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert result.stdout == ""
-    return lines[0]
 
 
 # ----- dates the calendar cannot reach ---------------------------------------------------------

@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from .cli_helpers import sgalert_cli
+from .cli_helpers import one_line, sgalert_cli
 from .conftest import PASSPHRASES, Team, encompass_case
 
 pytestmark = pytest.mark.slow
@@ -24,15 +23,6 @@ DSL = "dsl@example.org"
 
 def root(team: Team) -> Path:
     return team.service.store.path.parent
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The refusal: not a success, no traceback, exactly one line on stderr."""
-    assert result.returncode != 0, result
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def counts(team: Team) -> tuple[int, int]:
